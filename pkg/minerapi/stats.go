@@ -1,0 +1,40 @@
+// Package minerapi reads the stats APIs that mining programs serve and turns
+// each miner's own reply into one Stats value.
+package minerapi
+
+import "time"
+
+// Stats is one reading of a miner's stats API, normalised across miners.
+// Hashrates are in hashes per second whatever unit the miner reported.
+type Stats struct {
+	Miner     string        // adapter name, e.g. "xmrig"
+	Version   string        // miner's own version string, when it reports one
+	Algorithm string        // algorithm the miner says it is running
+	Uptime    time.Duration // miner process uptime as the miner reports it
+	Pool      string        // pool URL the miner is connected to now
+
+	TotalHashrate float64 // H/s
+	Accepted      uint64
+	Rejected      uint64
+	Stale         uint64
+
+	GPUs []GPUStats
+}
+
+// GPUStats is one device's share of a Stats reading. BusID is normalised to
+// the long PCI form "0000:01:00.0" so it can be matched against telemetry.
+type GPUStats struct {
+	Index    int
+	BusID    string
+	Name     string
+	Hashrate float64 // H/s
+	Accepted uint64
+	Rejected uint64
+	Stale    uint64
+
+	// Optional readings some miners report; nil when absent, never a
+	// made-up zero.
+	TemperatureC *float64
+	PowerW       *float64
+	FanPercent   *float64
+}

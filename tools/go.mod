@@ -1,0 +1,3 @@
+module github.com/quarryfleet/quarry/tools
+
+go 1.26.0
