@@ -19,33 +19,56 @@ const (
 	// BitcoinStyle coins (sha256d, scrypt, equihash on bitcoin-derived
 	// chains, ...) have nethash = difficulty × 2^32 / block_time.
 	BitcoinStyle
+	// EquihashStyle coins (zcash and its forks) count solutions:
+	// nethash = difficulty × 8192 / block_time, as getnetworksolps does.
+	EquihashStyle
 )
 
-// two32 is the bitcoin-style difficulty-1 target factor.
-const two32 = 4294967296.0
+// Difficulty-1 work factors for the non-nethash kinds.
+const (
+	two32     = 4294967296.0
+	equihashF = 8192.0
+)
 
 // String returns the name used in JSON and in explanations.
 func (k DifficultyKind) String() string {
 	switch k {
 	case BitcoinStyle:
 		return "bitcoin"
+	case EquihashStyle:
+		return "equihash"
 	default:
 		return "nethash"
 	}
 }
 
-// MarshalText encodes the kind as "nethash" or "bitcoin".
+// factor is the hashes represented by one unit of difficulty.
+func (k DifficultyKind) factor() float64 {
+	switch k {
+	case BitcoinStyle:
+		return two32
+	case EquihashStyle:
+		return equihashF
+	default:
+		return 1
+	}
+}
+
+// MarshalText encodes the kind as "nethash", "bitcoin" or "equihash".
 func (k DifficultyKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
-// UnmarshalText accepts "nethash", "bitcoin" or an empty string (nethash).
+// UnmarshalText accepts "nethash", "bitcoin", "equihash" or an empty string
+// (nethash).
 func (k *DifficultyKind) UnmarshalText(b []byte) error {
 	switch string(b) {
 	case "", "nethash":
 		*k = NethashBased
 	case "bitcoin":
 		*k = BitcoinStyle
+	case "equihash":
+		*k = EquihashStyle
 	default:
-		return fmt.Errorf("market: unknown difficulty kind %q (want nethash or bitcoin)", b)
+		return fmt.Errorf("market: unknown difficulty kind %q (want nethash, bitcoin or equihash)", b)
 	}
 	return nil
 }
@@ -53,17 +76,20 @@ func (k *DifficultyKind) UnmarshalText(b []byte) error {
 // Coin is one coin's market facts at a moment. Tag is the lower-case ticker
 // ("etc"), Algorithm the canonical lower-case algorithm name ("ethash").
 type Coin struct {
-	Tag         string         `json:"tag"`
-	Name        string         `json:"name,omitempty"`
-	Algorithm   string         `json:"algorithm"`
-	BlockTime   float64        `json:"block_time"`   // seconds
-	BlockReward float64        `json:"block_reward"` // coins per block paid to miners
-	Difficulty  float64        `json:"difficulty"`
-	NetHash     float64        `json:"nethash"` // H/s
-	PriceUSD    float64        `json:"price_usd"`
-	Kind        DifficultyKind `json:"difficulty_kind"`
-	Source      string         `json:"source,omitempty"`
-	UpdatedAt   time.Time      `json:"updated_at"`
+	Tag         string  `json:"tag"`
+	Name        string  `json:"name,omitempty"`
+	Algorithm   string  `json:"algorithm"`
+	BlockTime   float64 `json:"block_time"`   // seconds
+	BlockReward float64 `json:"block_reward"` // coins per block paid to miners
+	Difficulty  float64 `json:"difficulty"`
+	NetHash     float64 `json:"nethash"` // H/s
+	PriceUSD    float64 `json:"price_usd"`
+	// PriceBTC is the price in bitcoin when a source quotes only that
+	// (WhatToMine's exchange_rate); the merge turns it into PriceUSD.
+	PriceBTC  float64        `json:"price_btc,omitempty"`
+	Kind      DifficultyKind `json:"difficulty_kind"`
+	Source    string         `json:"source,omitempty"`
+	UpdatedAt time.Time      `json:"updated_at"`
 }
 
 // DerivedNetHash returns the network hash rate implied by difficulty and
@@ -72,11 +98,7 @@ func (c Coin) DerivedNetHash() float64 {
 	if !(c.Difficulty > 0) || !(c.BlockTime > 0) || math.IsInf(c.Difficulty, 0) || math.IsInf(c.BlockTime, 0) {
 		return 0
 	}
-	h := c.Difficulty / c.BlockTime
-	if c.Kind == BitcoinStyle {
-		h *= two32
-	}
-	return h
+	return c.Difficulty * c.Kind.factor() / c.BlockTime
 }
 
 // SourceStatus reports how one source did in the fetch that built a snapshot.
