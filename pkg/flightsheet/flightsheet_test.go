@@ -1,0 +1,226 @@
+package flightsheet
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var known = []string{"xmrig", "gminer", "trex", "lolminer", "cgminer"}
+
+func load(t *testing.T, name string) *FlightSheet {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := Parse(b)
+	if err != nil {
+		t.Fatalf("Parse(%s): %v", name, err)
+	}
+	return fs
+}
+
+func TestParseValid(t *testing.T) {
+	fs := load(t, "valid.yaml")
+	if err := fs.Validate(known); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if fs.Miner.API.Port != 18080 || fs.Miner.API.Token != "s3cret" {
+		t.Errorf("api = %+v", fs.Miner.API)
+	}
+	if len(fs.Pools) != 2 || fs.Pools[1].URL != "stratum+tcp://xmr-eu1.nanopool.org:10300" {
+		t.Errorf("pools = %+v", fs.Pools)
+	}
+	if got := fs.Pools[0].Worker(); got != "rig01" {
+		t.Errorf("worker = %q", got)
+	}
+	if got := float64(fs.ExpectedHashrate); got != 9500 {
+		t.Errorf("expected hashrate = %v, want 9500", got)
+	}
+	if !reflect.DeepEqual(fs.ExtraArgs, []string{"--cpu-priority", "2", "--randomx-1gb-pages"}) {
+		t.Errorf("extra args = %q", fs.ExtraArgs)
+	}
+	if err := load(t, "minimal.yaml").Validate(known); err != nil {
+		t.Errorf("minimal: %v", err)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	fs := load(t, "valid.yaml")
+	b, err := fs.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(b)
+	if err != nil {
+		t.Fatalf("reparse: %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(fs, again) {
+		t.Errorf("round trip changed the sheet:\n%+v\n%+v", fs, again)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	typo, _ := os.ReadFile("testdata/typo.yaml")
+	tests := []struct {
+		name, in, want string
+	}{
+		{"empty", "", "empty"},
+		{"unknown field", string(typo), "poools"},
+		{"not a mapping", "- a\n- b\n", "parse flight sheet"},
+		{"two documents", "name: a\n---\nname: b\n", "more than one"},
+		{"bad hashrate", "expected_hashrate: fast\n", "hashrate"},
+		{"hashrate as list", "expected_hashrate: [1]\n", "expected_hashrate"},
+		{"too big", strings.Repeat("#", MaxSize+1), "bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse error = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateNamesField(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(*FlightSheet)
+		field  string
+		detail string
+	}{
+		{"unknown miner", func(f *FlightSheet) { f.Miner.Name = "nbminer" }, "miner.name", `unknown miner "nbminer"`},
+		{"no miner", func(f *FlightSheet) { f.Miner.Name = "" }, "miner.name", "required"},
+		{"bad scheme", func(f *FlightSheet) { f.Pools[1].URL = "tcp://pool:3333" }, "pools[1].url", "scheme"},
+		{"no port", func(f *FlightSheet) { f.Pools[0].URL = "stratum+tcp://pool.example.com" }, "pools[0].url", "port"},
+		{"bad port", func(f *FlightSheet) { f.Pools[0].URL = "stratum+tcp://pool.example.com:99999" }, "pools[0].url", "port"},
+		{"no host", func(f *FlightSheet) { f.Pools[0].URL = "stratum+tcp://:3333" }, "pools[0].url", "no host"},
+		{"missing wallet", func(f *FlightSheet) { f.Pools[0].User = "" }, "pools[0].user", "wallet is missing"},
+		{"worker only", func(f *FlightSheet) { f.Pools[1].User = ".rig01" }, "pools[1].user", "no wallet"},
+		{"space in user", func(f *FlightSheet) { f.Pools[1].User = "wal let" }, "pools[1].user", "whitespace"},
+		{"short sha", func(f *FlightSheet) { f.Miner.SHA256 = "abc123" }, "miner.sha256", "64 hex"},
+		{"non-hex sha", func(f *FlightSheet) { f.Miner.SHA256 = strings.Repeat("g", 64) }, "miner.sha256", "64 hex"},
+		{"no sha", func(f *FlightSheet) { f.Miner.SHA256 = "" }, "miner.sha256", "pinned"},
+		{"no path", func(f *FlightSheet) { f.Miner.Path = "" }, "miner.path", "required"},
+		{"no pools", func(f *FlightSheet) { f.Pools = nil }, "pools", "at least one"},
+		{"api port", func(f *FlightSheet) { f.Miner.API.Port = 70000 }, "miner.api.port", "out of range"},
+		{"api host url", func(f *FlightSheet) { f.Miner.API.Host = "http://x/" }, "miner.api.host", "not a URL"},
+		{"no name", func(f *FlightSheet) { f.Name = "" }, "name", "required"},
+		{"bad name", func(f *FlightSheet) { f.Name = "../etc" }, "name", "must start"},
+		{"no coin", func(f *FlightSheet) { f.Coin = "" }, "coin", "required"},
+		{"no algo", func(f *FlightSheet) { f.Algorithm = "" }, "algorithm", "required"},
+		{"newline arg", func(f *FlightSheet) { f.ExtraArgs = []string{"a\nb"} }, "extra_args[0]", "newline"},
+		{"negative rate", func(f *FlightSheet) { f.ExpectedHashrate = -1 }, "expected_hashrate", "positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := load(t, "valid.yaml")
+			tt.edit(fs)
+			err := fs.Validate(known)
+			if err == nil {
+				t.Fatal("Validate accepted a bad sheet")
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v is not a *FieldError", err)
+			}
+			if fe.Field != tt.field || !strings.Contains(fe.Msg, tt.detail) {
+				t.Errorf("got %q, want field %q mentioning %q", err, tt.field, tt.detail)
+			}
+		})
+	}
+}
+
+func TestValidateAcceptsSchemes(t *testing.T) {
+	for _, u := range []string{
+		"stratum+tcp://a.example:3333", "stratum+ssl://a.example:443", "stratum2+tcp://a.example:3336",
+		"http://127.0.0.1:8545", "https://pool.example/rpc", "STRATUM+TCP://a.example:1",
+	} {
+		fs := load(t, "minimal.yaml")
+		fs.Pools[0].URL = u
+		if err := fs.Validate(known); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
+
+func TestValidateReportsAll(t *testing.T) {
+	fs := &FlightSheet{}
+	err := fs.Validate(nil)
+	for _, f := range []string{"name:", "coin:", "algorithm:", "miner.name:", "miner.path:", "miner.sha256:", "pools:"} {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("error does not name %s:\n%v", f, err)
+		}
+	}
+	fs = load(t, "valid.yaml")
+	if err := fs.Validate(nil); err == nil || !strings.Contains(err.Error(), "known: none") {
+		t.Errorf("with no known miners: %v", err)
+	}
+}
+
+func TestHashrate(t *testing.T) {
+	tests := []struct {
+		in   string
+		want float64
+		str  string
+	}{
+		{"120 MH/s", 120e6, "120 MH/s"},
+		{"9.5kH/s", 9500, "9.5 kH/s"},
+		{"110 TH", 110e12, "110 TH/s"},
+		{"42", 42, "42 H/s"},
+		{"1.5 gh/s", 1.5e9, "1.5 GH/s"},
+		{"0", 0, "0 H/s"},
+	}
+	for _, tt := range tests {
+		h, err := ParseHashrate(tt.in)
+		if err != nil || float64(h) != tt.want {
+			t.Errorf("ParseHashrate(%q) = %v, %v; want %v", tt.in, float64(h), err, tt.want)
+			continue
+		}
+		if h.String() != tt.str {
+			t.Errorf("String(%q) = %q, want %q", tt.in, h.String(), tt.str)
+		}
+	}
+	for _, bad := range []string{"", "MH/s", "-5 MH/s", "NaN", "inf", "12 XH/s"} {
+		if _, err := ParseHashrate(bad); err == nil {
+			t.Errorf("ParseHashrate(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"valid.yaml", "minimal.yaml", "typo.yaml"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("expected_hashrate: 1e400\n"))
+	f.Add([]byte("pools: [{url: 'stratum+tcp://[::1]:3333', user: a.b}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fs, err := Parse(data)
+		if err != nil {
+			return
+		}
+		_ = fs.Validate(known)
+		// Whatever parses must survive a round trip unchanged, or a sheet
+		// stored by the controller could differ from the one applied.
+		b, err := fs.Marshal()
+		if err != nil {
+			t.Fatalf("Marshal of parsed sheet: %v", err)
+		}
+		again, err := Parse(b)
+		if err != nil {
+			t.Fatalf("reparse: %v\n%s", err, b)
+		}
+		if !reflect.DeepEqual(fs, again) {
+			t.Fatalf("round trip changed sheet\n%#v\n%#v", fs, again)
+		}
+	})
+}
