@@ -1,0 +1,75 @@
+package market
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// flexFloat decodes a JSON number, a number written as a string (WhatToMine's
+// block_time), or null. Anything else becomes NaN rather than failing the
+// whole payload, so validation can drop that one coin with a reason.
+type flexFloat float64
+
+func (f *flexFloat) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0 || string(b) == "null":
+		*f = 0
+	case b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			*f = flexFloat(math.NaN())
+			return nil
+		}
+		s = strings.TrimSpace(strings.ReplaceAll(s, ",", ""))
+		if s == "" {
+			*f = 0
+			return nil
+		}
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			v = math.NaN()
+		}
+		*f = flexFloat(v)
+	default:
+		v, err := strconv.ParseFloat(string(b), 64)
+		if err != nil {
+			v = math.NaN()
+		}
+		*f = flexFloat(v)
+	}
+	return nil
+}
+
+// flexString decodes a JSON string, or a number or bool as its text, so a
+// site that changes a field's type does not break the whole payload.
+type flexString string
+
+func (s *flexString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = flexString(v)
+		return nil
+	}
+	if string(b) == "null" {
+		*s = ""
+		return nil
+	}
+	*s = flexString(b)
+	return nil
+}
+
+// unknownNeg turns minerstat's -1 ("unknown") into 0 ("not supplied").
+func unknownNeg(f flexFloat) float64 {
+	if f == -1 {
+		return 0
+	}
+	return float64(f)
+}
