@@ -3,6 +3,7 @@ package market
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -61,6 +62,9 @@ func (s *flexString) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		*s = ""
 		return nil
+	}
+	if len(b) > 0 && (b[0] == '{' || b[0] == '[') {
+		return fmt.Errorf("want a string, got %.20s", b)
 	}
 	*s = flexString(b)
 	return nil
