@@ -1,0 +1,56 @@
+package minerapi
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error classes. Every error this package returns wraps exactly one of the
+// roots (ErrUnreachable, ErrAuth, ErrNoHashrate, ErrConfig), so a watchdog can
+// decide with errors.Is whether to restart the miner, alert about a wrong
+// token, or just wait for the miner to warm up.
+var (
+	// ErrUnreachable means the stats API could not be used: connection
+	// refused, timeout, reset, or a reply that is not what the miner serves.
+	ErrUnreachable = errors.New("miner API unreachable")
+	// ErrBadReply is a reply that arrived but cannot be understood (garbage,
+	// empty, truncated, an error status). It is a kind of ErrUnreachable.
+	ErrBadReply = fmt.Errorf("%w: bad reply", ErrUnreachable)
+	// ErrTooLarge is a reply longer than the client's limit. It is a kind
+	// of ErrBadReply.
+	ErrTooLarge = fmt.Errorf("%w: reply too large", ErrBadReply)
+
+	// ErrAuth means the miner refused our credentials; restarting the miner
+	// will not help.
+	ErrAuth = errors.New("miner API refused access")
+	// ErrUnauthorized is HTTP 401: no token sent but one is required.
+	ErrUnauthorized = fmt.Errorf("%w: 401 unauthorized (access token missing)", ErrAuth)
+	// ErrForbidden is HTTP 403: the token is wrong or the API is restricted.
+	ErrForbidden = fmt.Errorf("%w: 403 forbidden (access token wrong or API restricted)", ErrAuth)
+
+	// ErrNoHashrate means the reply parsed but carried no hashrate reading
+	// (xmrig reports null for its first seconds). The Stats returned with
+	// it hold everything else that was read; TotalHashrate is not a real
+	// zero and must not be treated as one.
+	ErrNoHashrate = errors.New("miner reported no hashrate")
+
+	// ErrConfig is a flight sheet, mapping or adapter name we cannot use.
+	ErrConfig = errors.New("invalid miner configuration")
+)
+
+// badReply wraps a parse failure so it matches ErrBadReply and keeps its cause.
+func badReply(miner string, err error) error {
+	return fmt.Errorf("%s: %w: %w", miner, ErrBadReply, err)
+}
+
+func badReplyf(miner, format string, args ...any) error {
+	return fmt.Errorf("%s: %w: %s", miner, ErrBadReply, fmt.Sprintf(format, args...))
+}
+
+func noHashrate(miner string) error {
+	return fmt.Errorf("%s: %w", miner, ErrNoHashrate)
+}
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,51 @@
+// Package recorded holds stats API replies recorded from real miners, shared
+// by the minerapi tests, its fuzz seeds and the fakeminer program. It lives
+// beside the code rather than in a testdata folder because go:embed cannot
+// reach a parent directory and fakeminer must carry the payloads inside its
+// binary. Only test code and fakeminer import it, so the agent never links it.
+package recorded
+
+import (
+	"embed"
+	"fmt"
+)
+
+//go:embed *.json *.txt
+var files embed.FS
+
+// Names of the recorded replies, one per miner and endpoint.
+const (
+	XmrigSummary   = "xmrig-summary.json"
+	XmrigBackends  = "xmrig-backends.json"
+	TrexSummary    = "trex-summary.json"
+	Lolminer1x     = "lolminer-1x.json"
+	LolminerNew    = "lolminer-new.json"
+	GminerStat     = "gminer-stat.json"
+	CGMinerSummary = "cgminer-summary.json"
+	CGMinerDevs    = "cgminer-devs.json"
+	CGMinerPools   = "cgminer-pools.json"
+	BMMinerSummary = "bmminer-summary.json"
+	BMMinerPools   = "bmminer-pools.json"
+	// BMMinerStats keeps the Antminer firmware's missing comma between the
+	// two STATS objects, so it is not valid JSON on purpose.
+	BMMinerStats = "bmminer-stats.txt"
+)
+
+// Get returns a fresh copy of the named payload.
+func Get(name string) ([]byte, error) {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("recorded payload %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// MustGet is Get for tests and fixed names; it panics on a name that is not
+// embedded, which is a programming error caught by the first test run.
+func MustGet(name string) []byte {
+	b, err := Get(name)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
