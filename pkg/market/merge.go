@@ -41,6 +41,7 @@ func merge(results []sourceResult) []Coin {
 			if !hasChain(c) {
 				continue
 			}
+			c.Source = r.name
 			cur, ok := chain[c.Tag]
 			if !ok {
 				chain[c.Tag] = c
