@@ -1,0 +1,425 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+)
+
+// Serf event and query names carrying Quarry envelopes. Queries are sent as
+// queryPrefix+name so a stock serf agent sees readable names.
+const (
+	userEventName = "quarry-event"
+	queryPrefix   = "quarry-query:"
+)
+
+// MemberEventType says what happened to the members in a MemberEvent.
+type MemberEventType int
+
+const (
+	MemberJoin MemberEventType = iota + 1
+	MemberLeave
+	MemberFailed
+	MemberUpdate
+	MemberReap
+)
+
+func (t MemberEventType) String() string {
+	switch t {
+	case MemberJoin:
+		return "join"
+	case MemberLeave:
+		return "leave"
+	case MemberFailed:
+		return "failed"
+	case MemberUpdate:
+		return "update"
+	case MemberReap:
+		return "reap"
+	}
+	return "unknown(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Member is one node of the cluster as this node sees it.
+type Member struct {
+	Name string
+	Addr netip.AddrPort
+	Tags Tags
+	// RawTags is the tag map as gossiped, used for selector matching.
+	RawTags map[string]string
+	// Status is serf's view: alive, leaving, left, failed.
+	Status string
+}
+
+// MemberEvent reports a change to one or more members.
+type MemberEvent struct {
+	Type    MemberEventType
+	Members []Member
+}
+
+// MemberHandler receives membership changes. Handlers run on the event loop:
+// they must return quickly (hand work to a goroutine or channel), since a
+// blocked loop stalls gossip.
+type MemberHandler interface {
+	HandleMember(MemberEvent)
+}
+
+// MemberHandlerFunc adapts a function to MemberHandler.
+type MemberHandlerFunc func(MemberEvent)
+
+func (f MemberHandlerFunc) HandleMember(e MemberEvent) { f(e) }
+
+// Stats counts envelopes by outcome since Start.
+type Stats struct {
+	EventsAccepted  uint64
+	QueriesAnswered uint64
+	Unsigned        uint64
+	BadSignature    uint64
+	Stale           uint64
+	Replayed        uint64
+	Malformed       uint64
+	NotSelected     uint64
+}
+
+type stats struct {
+	eventsAccepted, queriesAnswered, unsigned, badSignature, stale, replayed, malformed, notSelected atomic.Uint64
+}
+
+// Node is one member of the gossip cluster.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	keyring *memberlist.Keyring
+
+	mu             sync.RWMutex
+	memberHandlers []MemberHandler
+	eventHandlers  map[string][]EventHandler // by kind; "" gets all kinds
+	responders     map[string]QueryResponder
+	started        bool
+
+	replayMu sync.Mutex
+	replay   *replayCache
+
+	stats stats
+
+	serf    *serf.Serf
+	events  chan serf.Event
+	ctx     context.Context // cancelled by Close; parent of handler contexts
+	cancel  context.CancelFunc
+	stopped chan struct{} // closed when the loop must drain and exit
+	joined  chan struct{}
+	wg      sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and prepares a node; nothing listens until Start.
+// Register handlers between New and Start so no early event is missed.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	keys, err := loadKeys(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := newKeyring(keys)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Tags.Extra = cloneMap(cfg.Tags.Extra)
+	return &Node{
+		cfg:           cfg,
+		log:           cfg.Logger.With("component", "gossip", "node", cfg.NodeName),
+		keyring:       kr,
+		eventHandlers: map[string][]EventHandler{},
+		responders:    map[string]QueryResponder{},
+		replay:        newReplayCache(cfg.ReplayCacheSize),
+		joined:        make(chan struct{}),
+	}, nil
+}
+
+// HandleMembers registers h for member events.
+func (n *Node) HandleMembers(h MemberHandler) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.memberHandlers = append(n.memberHandlers, h)
+}
+
+// Start binds the gossip port and starts the event loop, then, if
+// Config.Join is set, keeps trying to join in the background. ctx bounds only
+// the start itself.
+func (n *Node) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("gossip: start: %w", err)
+	}
+	n.mu.Lock()
+	if n.started {
+		n.mu.Unlock()
+		return errors.New("gossip: node already started")
+	}
+	n.started = true
+	n.mu.Unlock()
+
+	n.events = make(chan serf.Event, 1024)
+	s, err := serf.Create(n.cfg.serfConfig(n.keyring, n.events))
+	if err != nil {
+		return fmt.Errorf("gossip: start serf on %s:%d: %w", n.cfg.BindAddr, n.cfg.BindPort, err)
+	}
+	n.serf = s
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.stopped = make(chan struct{})
+	n.wg.Add(1)
+	go n.loop()
+	if len(n.cfg.Join) > 0 {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if _, err := n.Join(n.ctx, n.cfg.Join...); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("background join gave up", "err", err)
+			}
+		}()
+	}
+	n.log.Info("gossip started", "addr", n.Addr().String(), "profile", string(n.cfg.Profile))
+	return nil
+}
+
+// Addr is the address other nodes use to reach this one.
+func (n *Node) Addr() netip.AddrPort {
+	ln := n.serf.Memberlist().LocalNode()
+	return addrPort(ln.Addr, ln.Port)
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// Joined is closed once a join (background or explicit) has succeeded.
+func (n *Node) Joined() <-chan struct{} { return n.joined }
+
+// Join contacts addrs, retrying with exponential backoff and jitter until at
+// least one answers or ctx ends. It returns how many were contacted.
+func (n *Node) Join(ctx context.Context, addrs ...string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, errors.New("gossip: join: no addresses")
+	}
+	delay := n.cfg.JoinBackoff.Initial
+	for attempt := 1; ; attempt++ {
+		k, err := n.serf.Join(addrs, true)
+		if k > 0 {
+			n.markJoined()
+			n.log.Info("joined cluster", "contacted", k, "attempt", attempt)
+			return k, nil
+		}
+		n.log.Debug("join attempt failed", "attempt", attempt, "err", err)
+		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("gossip: join %v after %d attempts: %w (last error: %v)", addrs, attempt, ctx.Err(), err)
+		case <-n.stopped:
+			t.Stop()
+			return 0, errors.New("gossip: join: node closed")
+		case <-t.C:
+		}
+		delay = min(delay*2, n.cfg.JoinBackoff.Max)
+	}
+}
+
+func (n *Node) markJoined() {
+	select {
+	case <-n.joined:
+	default:
+		close(n.joined)
+	}
+}
+
+// SetTags replaces this node's tags and gossips them to the cluster.
+func (n *Node) SetTags(t Tags) error {
+	if err := t.validate(); err != nil {
+		return fmt.Errorf("gossip: set tags: %w", err)
+	}
+	if err := n.serf.SetTags(t.Map()); err != nil {
+		return fmt.Errorf("gossip: set tags: %w", err)
+	}
+	return nil
+}
+
+// LocalMember is this node as the cluster sees it.
+func (n *Node) LocalMember() Member { return convertMember(n.serf.LocalMember()) }
+
+// Members returns every known member, including failed and left ones still
+// remembered by serf.
+func (n *Node) Members() []Member {
+	ms := n.serf.Members()
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, convertMember(m))
+	}
+	return out
+}
+
+// NumAlive counts members currently alive, this node included.
+func (n *Node) NumAlive() int {
+	c := 0
+	for _, m := range n.serf.Members() {
+		if m.Status == serf.StatusAlive {
+			c++
+		}
+	}
+	return c
+}
+
+// Stats returns envelope counters.
+func (n *Node) Stats() Stats {
+	s := &n.stats
+	return Stats{
+		EventsAccepted:  s.eventsAccepted.Load(),
+		QueriesAnswered: s.queriesAnswered.Load(),
+		Unsigned:        s.unsigned.Load(),
+		BadSignature:    s.badSignature.Load(),
+		Stale:           s.stale.Load(),
+		Replayed:        s.replayed.Load(),
+		Malformed:       s.malformed.Load(),
+		NotSelected:     s.notSelected.Load(),
+	}
+}
+
+// Close leaves the cluster gracefully (so others see "left", not "failed"),
+// then shuts down and waits for every goroutine. If ctx ends first the node
+// shuts down without waiting for the leave to propagate.
+func (n *Node) Close(ctx context.Context) error {
+	n.closeOnce.Do(func() {
+		n.mu.RLock()
+		started := n.started
+		n.mu.RUnlock()
+		if !started || n.serf == nil {
+			return
+		}
+		left := make(chan error, 1)
+		go func() { left <- n.serf.Leave() }()
+		select {
+		case err := <-left:
+			if err != nil {
+				n.log.Warn("leave failed", "err", err)
+			}
+		case <-ctx.Done():
+			n.closeErr = fmt.Errorf("gossip: leave: %w", ctx.Err())
+		}
+		n.shutdown()
+		if n.closeErr != nil {
+			<-left // serf's own timeouts bound the leave
+		}
+	})
+	return n.closeErr
+}
+
+// shutdown stops without leaving: peers will detect a failure. Tests use it
+// to simulate a crashed rig.
+func (n *Node) shutdown() {
+	if err := n.serf.Shutdown(); err != nil {
+		n.log.Warn("serf shutdown", "err", err)
+	}
+	n.cancel()
+	select {
+	case <-n.stopped:
+	default:
+		close(n.stopped)
+	}
+	n.wg.Wait()
+}
+
+func (n *Node) loop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case e := <-n.events:
+			n.dispatch(e)
+		case <-n.stopped:
+			for {
+				select {
+				case e := <-n.events:
+					n.dispatch(e)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (n *Node) dispatch(e serf.Event) {
+	switch e := e.(type) {
+	case serf.MemberEvent:
+		n.dispatchMember(e)
+	case serf.UserEvent:
+		n.handleUserEvent(e)
+	case *serf.Query:
+		n.handleQuery(e)
+	}
+}
+
+func (n *Node) dispatchMember(e serf.MemberEvent) {
+	me := MemberEvent{Members: make([]Member, 0, len(e.Members))}
+	switch e.Type {
+	case serf.EventMemberJoin:
+		me.Type = MemberJoin
+	case serf.EventMemberLeave:
+		me.Type = MemberLeave
+	case serf.EventMemberFailed:
+		me.Type = MemberFailed
+	case serf.EventMemberUpdate:
+		me.Type = MemberUpdate
+	case serf.EventMemberReap:
+		me.Type = MemberReap
+	default:
+		return
+	}
+	for _, m := range e.Members {
+		me.Members = append(me.Members, convertMember(m))
+	}
+	n.mu.RLock()
+	hs := n.memberHandlers
+	n.mu.RUnlock()
+	for _, h := range hs {
+		h.HandleMember(me)
+	}
+}
+
+func convertMember(m serf.Member) Member {
+	return Member{
+		Name:    m.Name,
+		Addr:    addrPort(m.Addr, m.Port),
+		Tags:    ParseTags(m.Tags),
+		RawTags: cloneMap(m.Tags),
+		Status:  m.Status.String(),
+	}
+}
+
+func addrPort(ip net.IP, port uint16) netip.AddrPort {
+	a, _ := netip.AddrFromSlice(ip)
+	return netip.AddrPortFrom(a.Unmap(), port)
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
