@@ -1,0 +1,431 @@
+package selfheal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// OutputTailBytes bounds the output kept per attempt.
+const OutputTailBytes = 8 << 10
+
+// maxCapture bounds the output parsed per step; a runaway build cannot
+// exhaust memory, and its diagnostics are near the end anyway.
+const maxCapture = 4 << 20
+
+// Status is the outcome of a job.
+type Status string
+
+// Job outcomes.
+const (
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded" // passed without help
+	StatusHealed    Status = "healed"    // passed after remediation
+	StatusFailed    Status = "failed"    // gave up; see Diagnosis
+	StatusCanceled  Status = "canceled"
+)
+
+// Remediation records one applied (or refused) remediation.
+type Remediation struct {
+	Rule        string   `json:"rule"` // pack/id
+	Action      string   `json:"action"`
+	Description string   `json:"description"`
+	Diff        string   `json:"diff,omitempty"`
+	Files       []string `json:"files,omitempty"`
+}
+
+// Attempt is one build (and test) run plus what was done about its failure.
+type Attempt struct {
+	Number      int           `json:"number"`
+	Phase       string        `json:"phase"` // build or test
+	Step        string        `json:"step,omitempty"`
+	ExitCode    int           `json:"exit_code"`
+	Diagnostics []Diagnostic  `json:"diagnostics,omitempty"`
+	Fingerprint string        `json:"fingerprint,omitempty"`
+	Remediation *Remediation  `json:"remediation,omitempty"`
+	OutputTail  string        `json:"output_tail,omitempty"`
+	Started     time.Time     `json:"started"`
+	Duration    time.Duration `json:"duration"`
+}
+
+// Job is the record of one run of a Spec.
+type Job struct {
+	ID        string    `json:"id"`
+	Spec      Spec      `json:"spec"`
+	Status    Status    `json:"status"`
+	Diagnosis string    `json:"diagnosis,omitempty"`
+	Started   time.Time `json:"started"`
+	Finished  time.Time `json:"finished,omitzero"`
+	Attempts  int       `json:"attempts"`
+}
+
+// Result is what Run returns.
+type Result struct {
+	Job
+	AttemptLog []Attempt `json:"attempt_log"`
+}
+
+// Recorder persists jobs and attempts. RecordJob is called when a job starts
+// and again when it ends; RecordAttempt after every attempt.
+type Recorder interface {
+	RecordJob(ctx context.Context, j Job) error
+	RecordAttempt(ctx context.Context, jobID string, a Attempt) error
+}
+
+// EventKind says what an Event carries.
+type EventKind string
+
+// Event kinds.
+const (
+	EventStepStart   EventKind = "step-start"
+	EventOutput      EventKind = "output"
+	EventStepEnd     EventKind = "step-end"
+	EventRemediation EventKind = "remediation"
+	EventDone        EventKind = "done"
+)
+
+// Event is live progress for a UI or a log stream.
+type Event struct {
+	JobID   string    `json:"job_id"`
+	Attempt int       `json:"attempt"`
+	Kind    EventKind `json:"kind"`
+	Step    string    `json:"step,omitempty"`
+	Text    string    `json:"text,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// Options configures Run. The zero value works: embedded packs, no
+// recording, backups under <spec.Dir>/.selfheal.
+type Options struct {
+	// Packs to choose from; nil means the embedded packs.
+	Packs *PackSet
+	// Recorder, if set, receives the job and every attempt.
+	Recorder Recorder
+	// Progress, if set, receives live events. It runs on the build's
+	// goroutine and must not block.
+	Progress func(Event)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// MonoRoot is where mono's <ver>-api reference assemblies live.
+	MonoRoot string
+	// StateDir holds per-job backups for Revert. Default <spec.Dir>/.selfheal.
+	StateDir string
+	// JobID overrides the generated id.
+	JobID string
+	// Env is the base environment; nil means os.Environ().
+	Env []string
+}
+
+// DefaultMonoRoot is Debian's and Ubuntu's mono prefix.
+const DefaultMonoRoot = "/usr/lib/mono"
+
+// NewJobID returns a random, sortable-enough job id.
+func NewJobID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// Run executes spec until it passes, cannot be healed, or runs out of
+// attempts. The error is non-nil only when the job could not be run at all
+// (bad spec, unknown pack, unusable directory, recorder failure) or ctx was
+// canceled; a build that stays broken is a Result with StatusFailed.
+func Run(ctx context.Context, spec Spec, opts Options) (Result, error) {
+	if spec.MaxAttempts == 0 {
+		spec.MaxAttempts = DefaultMaxAttempts
+	}
+	if spec.Where == "" {
+		spec.Where = WhereController
+	}
+	if err := spec.Validate(); err != nil {
+		return Result{}, fmt.Errorf("job spec: %w", err)
+	}
+	dir, err := filepath.Abs(spec.Dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("job dir: %w", err)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return Result{}, fmt.Errorf("job dir %s is not a directory", dir)
+	}
+	packs := opts.Packs
+	if packs == nil {
+		if packs, err = BuiltinPacks(); err != nil {
+			return Result{}, err
+		}
+	}
+	selected, err := packs.Select(spec.RulePacks)
+	if err != nil {
+		return Result{}, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := time.Now()
+	job := Job{ID: opts.JobID, Spec: spec, Status: StatusRunning, Started: now}
+	if job.ID == "" {
+		job.ID = NewJobID(now)
+	}
+	log = log.With("job", job.ID, "name", spec.Name)
+	stateDir := opts.StateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(dir, ".selfheal")
+	}
+	jr, err := openJournal(stateDir, job.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	baseEnv := opts.Env
+	if baseEnv == nil {
+		baseEnv = os.Environ()
+	}
+	for k, v := range spec.Env {
+		baseEnv = append(baseEnv, k+"="+v)
+	}
+	monoRoot := opts.MonoRoot
+	if monoRoot == "" {
+		monoRoot = DefaultMonoRoot
+	}
+	e := &engine{
+		job: job, spec: spec, packs: selected, rec: opts.Recorder, progress: opts.Progress, log: log,
+		ws: &workspace{dir: dir, monoRoot: monoRoot, journal: jr, env: map[string]string{}, baseEnv: baseEnv},
+	}
+	e.ws.runTool = func(ctx context.Context, argv, env []string) (string, int, error) {
+		return e.runProcess(ctx, Step{Argv: argv}, env, "remediation")
+	}
+	return e.run(ctx)
+}
+
+type engine struct {
+	job      Job
+	spec     Spec
+	packs    []*RulePack
+	rec      Recorder
+	progress func(Event)
+	log      *slog.Logger
+	ws       *workspace
+	attempts []Attempt
+	attempt  int
+}
+
+func (e *engine) emit(kind EventKind, step, text string) {
+	if e.progress != nil {
+		e.progress(Event{JobID: e.job.ID, Attempt: e.attempt, Kind: kind, Step: step, Text: text, Time: time.Now()})
+	}
+}
+
+func (e *engine) run(ctx context.Context) (Result, error) {
+	if e.rec != nil {
+		if err := e.rec.RecordJob(ctx, e.job); err != nil {
+			return Result{}, fmt.Errorf("record job: %w", err)
+		}
+	}
+	var prevFP string
+	var prevRemedy *Remediation
+	tried := map[string]bool{} // rule+subject already applied
+	healed := false
+	for e.attempt = 1; ; e.attempt++ {
+		a, ok, err := e.runAttempt(ctx)
+		if err != nil {
+			return e.finish(ctx, StatusCanceled, "canceled: "+err.Error(), err)
+		}
+		if ok {
+			if err := e.record(ctx, a); err != nil {
+				return Result{}, err
+			}
+			if healed {
+				return e.finish(ctx, StatusHealed, e.healedSummary(), nil)
+			}
+			return e.finish(ctx, StatusSucceeded, "", nil)
+		}
+		if prevRemedy != nil && a.Fingerprint == prevFP {
+			if err := e.record(ctx, a); err != nil {
+				return Result{}, err
+			}
+			return e.finish(ctx, StatusFailed, fmt.Sprintf(
+				"the same failure came back after %s (%s), so the job stopped instead of looping. %s",
+				prevRemedy.Rule, prevRemedy.Description, e.describe(a)), nil)
+		}
+		if e.attempt >= e.spec.MaxAttempts {
+			if err := e.record(ctx, a); err != nil {
+				return Result{}, err
+			}
+			return e.finish(ctx, StatusFailed, fmt.Sprintf("gave up after %d attempts (max_attempts). %s", e.attempt, e.describe(a)), nil)
+		}
+		rem, stop := e.remediate(ctx, a, tried)
+		a.Remediation = rem
+		if err := e.record(ctx, a); err != nil {
+			return Result{}, err
+		}
+		if stop != "" {
+			return e.finish(ctx, StatusFailed, stop, nil)
+		}
+		healed = true
+		prevFP, prevRemedy = a.Fingerprint, rem
+	}
+}
+
+func (e *engine) healedSummary() string {
+	var parts []string
+	for _, a := range e.attempts {
+		if a.Remediation != nil {
+			parts = append(parts, a.Remediation.Rule+": "+a.Remediation.Description)
+		}
+	}
+	return "healed: " + strings.Join(parts, "; ")
+}
+
+// describe summarises a failed attempt for a person.
+func (e *engine) describe(a Attempt) string {
+	var errs []string
+	for _, d := range a.Diagnostics {
+		if d.IsError() {
+			errs = append(errs, d.String())
+		}
+		if len(errs) == 3 {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return fmt.Sprintf("%s step %q exited %d without a recognised diagnostic; see the output tail.", a.Phase, a.Step, a.ExitCode)
+	}
+	more := ""
+	if n := countErrors(a.Diagnostics); n > len(errs) {
+		more = fmt.Sprintf(" (and %d more)", n-len(errs))
+	}
+	return fmt.Sprintf("%s step %q failed: %s%s", a.Phase, a.Step, strings.Join(errs, "; "), more)
+}
+
+func countErrors(ds []Diagnostic) int {
+	n := 0
+	for _, d := range ds {
+		if d.IsError() {
+			n++
+		}
+	}
+	return n
+}
+
+// remediate picks the first rule, in pack and rule order, that matches any
+// diagnostic and can act. It returns a non-empty stop reason when the job
+// must end here.
+func (e *engine) remediate(ctx context.Context, a Attempt, tried map[string]bool) (*Remediation, string) {
+	var refused []string
+	for _, p := range e.packs {
+		for i := range p.Rules {
+			r := &p.Rules[i]
+			for _, d := range a.Diagnostics {
+				if !r.matches(d) {
+					continue
+				}
+				name := p.Name + "/" + r.ID
+				switch {
+				case r.Action == ActionReport:
+					return nil, r.expand(r.Report, d, p.Lookup) + " [rule " + name + "]"
+				case !KnownAction(r.Action):
+					refused = append(refused, fmt.Sprintf("rule %s asks for action %q, which is not in the safe set; not executed", name, r.Action))
+					continue
+				}
+				key := name + "\x00" + d.Subject + "\x00" + d.File
+				if tried[key] {
+					continue
+				}
+				ch, err := e.ws.apply(ctx, r, d)
+				if err != nil {
+					e.log.Info("remediation not applied", "rule", name, "err", err)
+					if !errors.Is(err, errNotApplicable) {
+						refused = append(refused, fmt.Sprintf("rule %s: %v", name, err))
+					}
+					continue
+				}
+				tried[key] = true
+				rem := &Remediation{Rule: name, Action: r.Action, Description: ch.Description, Diff: ch.Diff, Files: ch.Files}
+				e.log.Info("remediation applied", "rule", name, "what", ch.Description)
+				e.emit(EventRemediation, "", name+": "+ch.Description)
+				return rem, ""
+			}
+		}
+	}
+	msg := "no rule can fix this. " + e.describe(a)
+	if len(refused) > 0 {
+		msg += " Refused: " + strings.Join(refused, "; ") + "."
+	}
+	return nil, msg
+}
+
+// runAttempt builds, then tests. ok reports success of both.
+func (e *engine) runAttempt(ctx context.Context) (Attempt, bool, error) {
+	a := Attempt{Number: e.attempt, Started: time.Now()}
+	env := e.ws.environ()
+	for _, phase := range []struct {
+		name  string
+		steps []Step
+	}{{"build", e.spec.Build}, {"test", e.spec.Test}} {
+		for _, st := range phase.steps {
+			if e.ws.serial {
+				st = serialStep(st)
+			}
+			a.Phase, a.Step = phase.name, st.String()
+			out, code, err := e.runProcess(ctx, st, env, phase.name)
+			a.ExitCode = code
+			a.OutputTail = tail(out, OutputTailBytes)
+			if err != nil {
+				a.Duration = time.Since(a.Started)
+				return a, false, err
+			}
+			if code != 0 {
+				a.Diagnostics = ParseLog(out)
+				a.Fingerprint = Fingerprint(a.Diagnostics)
+				if countErrors(a.Diagnostics) == 0 {
+					// Nothing parsed: the exit code and the last lines are the failure.
+					a.Fingerprint = Fingerprint([]Diagnostic{{Tool: "exit", Severity: "error", Line: code, Message: tail(out, 512)}})
+				}
+				a.Duration = time.Since(a.Started)
+				return a, false, nil
+			}
+		}
+	}
+	a.Phase = "test"
+	if len(e.spec.Test) == 0 {
+		a.Phase = "build"
+	}
+	a.Duration = time.Since(a.Started)
+	return a, true, nil
+}
+
+func (e *engine) record(ctx context.Context, a Attempt) error {
+	e.attempts = append(e.attempts, a)
+	e.job.Attempts = len(e.attempts)
+	if e.rec == nil {
+		return nil
+	}
+	if err := e.rec.RecordAttempt(ctx, e.job.ID, a); err != nil {
+		return fmt.Errorf("record attempt %d: %w", a.Number, err)
+	}
+	return nil
+}
+
+func (e *engine) finish(ctx context.Context, st Status, diagnosis string, cause error) (Result, error) {
+	e.job.Status = st
+	e.job.Diagnosis = diagnosis
+	e.job.Finished = time.Now()
+	e.job.Attempts = len(e.attempts)
+	e.emit(EventDone, "", string(st)+": "+diagnosis)
+	e.log.Info("job finished", "status", st, "attempts", e.job.Attempts, "diagnosis", diagnosis)
+	res := Result{Job: e.job, AttemptLog: e.attempts}
+	if e.rec != nil {
+		// Record the end even when ctx is canceled, so the job is not left "running".
+		rctx := context.WithoutCancel(ctx)
+		if err := e.rec.RecordJob(rctx, e.job); err != nil {
+			return res, errors.Join(cause, fmt.Errorf("record job: %w", err))
+		}
+	}
+	return res, cause
+}
