@@ -20,8 +20,8 @@ func (f *flexFloat) UnmarshalJSON(b []byte) error {
 	case len(b) == 0 || string(b) == "null":
 		*f = 0
 	case b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+		s, ok := unquote(b)
+		if !ok {
 			*f = flexFloat(math.NaN())
 			return nil
 		}
@@ -52,9 +52,9 @@ type flexString string
 func (s *flexString) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
-		var v string
-		if err := json.Unmarshal(b, &v); err != nil {
-			return err
+		v, ok := unquote(b)
+		if !ok {
+			return fmt.Errorf("bad string %.20s", b)
 		}
 		*s = flexString(v)
 		return nil
@@ -76,4 +76,17 @@ func unknownNeg(f flexFloat) float64 {
 		return 0
 	}
 	return float64(f)
+}
+
+// unquote decodes a JSON string literal, skipping the general decoder for
+// the common case of no escapes (every field WhatToMine sends).
+func unquote(b []byte) (string, bool) {
+	if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 && bytes.IndexByte(b[1:len(b)-1], '"') < 0 {
+		return string(b[1 : len(b)-1]), true
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }

@@ -55,8 +55,8 @@ type staticSource struct {
 	coins []Coin
 }
 
-func (s staticSource) Name() string                          { return s.name }
-func (s staticSource) Roles() Role                           { return s.roles }
+func (s staticSource) Name() string                            { return s.name }
+func (s staticSource) Roles() Role                             { return s.roles }
 func (s staticSource) Fetch(_ context.Context) ([]Coin, error) { return s.coins, nil }
 
 func TestBuildDropsWithReasonAndKeepsTheRest(t *testing.T) {
@@ -168,14 +168,14 @@ func TestJumpHoldBack(t *testing.T) {
 		wantDiff  float64
 		wantHeld  []string
 	}{
-		{at(20, 2e15), 20, 2e15, nil},                                      // baseline
-		{at(25, 2.5e15), 25, 2.5e15, nil},                                  // normal moves pass
-		{at(100, 2.5e15), 25, 2.5e15, []string{"price_usd"}},               // 4× jump held
-		{at(26, 2.5e15), 26, 2.5e15, nil},                                  // glitch gone: pending cleared
-		{at(100, 2.5e15), 26, 2.5e15, []string{"price_usd"}},               // jump again: seen 1
-		{at(105, 9e15), 105, 2.5e15, []string{"difficulty"}},               // price confirmed; difficulty jump held
-		{at(104, 9.1e15), 104, 9.1e15, nil},                                // difficulty confirmed
-		{at(104, 0.5e15), 104, 9.1e15, []string{"difficulty"}},             // drop beyond 1/3 also held
+		{at(20, 2e15), 20, 2e15, nil},                          // baseline
+		{at(25, 2.5e15), 25, 2.5e15, nil},                      // normal moves pass
+		{at(100, 2.5e15), 25, 2.5e15, []string{"price_usd"}},   // 4× jump held
+		{at(26, 2.5e15), 26, 2.5e15, nil},                      // glitch gone: pending cleared
+		{at(100, 2.5e15), 26, 2.5e15, []string{"price_usd"}},   // jump again: seen 1
+		{at(105, 9e15), 105, 2.5e15, []string{"difficulty"}},   // price confirmed; difficulty jump held
+		{at(104, 9.1e15), 104, 9.1e15, nil},                    // difficulty confirmed
+		{at(104, 0.5e15), 104, 9.1e15, []string{"difficulty"}}, // drop beyond 1/3 also held
 	}
 	for i, st := range steps {
 		clock.Add(time.Minute)

@@ -54,6 +54,15 @@ type wtmCoin struct {
 // the coin with a reason. NiceHash pseudo-coins are skipped. An
 // {"errors":[...]} reply is returned as an error.
 func ParseWhatToMine(data []byte, source string, now time.Time) ([]Coin, error) {
+	// One pass decodes a well-formed payload; only when a coin entry is
+	// malformed do we decode entry by entry to keep the others.
+	var fast struct {
+		Coins  map[string]wtmCoin `json:"coins"`
+		Errors []json.RawMessage  `json:"errors"`
+	}
+	if err := json.Unmarshal(data, &fast); err == nil && len(fast.Errors) == 0 && fast.Coins != nil {
+		return wtmCoins(fast.Coins, nil, source, now), nil
+	}
 	var doc struct {
 		Coins  map[string]json.RawMessage `json:"coins"`
 		Errors []json.RawMessage          `json:"errors"`
@@ -75,18 +84,34 @@ func ParseWhatToMine(data []byte, source string, now time.Time) ([]Coin, error) 
 	if doc.Coins == nil {
 		return nil, fmt.Errorf("whattomine: reply has no \"coins\" object")
 	}
-	names := make([]string, 0, len(doc.Coins))
-	for n := range doc.Coins {
+	coins := make(map[string]wtmCoin, len(doc.Coins))
+	var bad []string
+	for name, raw := range doc.Coins {
+		var w wtmCoin
+		if err := json.Unmarshal(raw, &w); err != nil {
+			bad = append(bad, name)
+			continue
+		}
+		coins[name] = w
+	}
+	return wtmCoins(coins, bad, source, now), nil
+}
+
+// wtmCoins converts decoded entries, sorted by name for deterministic
+// output. Entries in bad could not be decoded; they are kept with a NaN
+// difficulty so validation reports them instead of losing them silently.
+func wtmCoins(coins map[string]wtmCoin, bad []string, source string, now time.Time) []Coin {
+	names := make([]string, 0, len(coins)+len(bad))
+	for n := range coins {
 		names = append(names, n)
 	}
-	sort.Strings(names) // deterministic output for tests and for duplicate tags
-	out := make([]Coin, 0, len(doc.Coins))
+	names = append(names, bad...)
+	sort.Strings(names)
+	out := make([]Coin, 0, len(names))
 	for _, name := range names {
-		var w wtmCoin
-		if err := json.Unmarshal(doc.Coins[name], &w); err != nil {
-			// Keep the coin so validation reports it instead of losing it silently.
-			nan := math.NaN()
-			out = append(out, Coin{Tag: strings.ToLower(name), Name: name, Difficulty: nan, Source: source, UpdatedAt: now})
+		w, ok := coins[name]
+		if !ok {
+			out = append(out, Coin{Tag: strings.ToLower(name), Name: name, Difficulty: math.NaN(), Source: source, UpdatedAt: now})
 			continue
 		}
 		tag := strings.ToLower(strings.TrimSpace(string(w.Tag)))
@@ -110,7 +135,7 @@ func ParseWhatToMine(data []byte, source string, now time.Time) ([]Coin, error) 
 		c.Kind = inferKind(c.Algorithm, c.Difficulty, c.NetHash, c.BlockTime)
 		out = append(out, c)
 	}
-	return out, nil
+	return out
 }
 
 func unixOr(sec float64, now time.Time) time.Time {
