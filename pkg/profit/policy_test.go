@@ -28,9 +28,9 @@ func TestDecide(t *testing.T) {
 	}{
 		{"best already", Input{Current: cand(1, "etc", 10, 4), Best: cand(1, "etc", 10, 4), LastSwitch: long}, Stay, 1, "etc@pool is the best"},
 		{"noise 3% stays", Input{Current: cand(1, "etc", 10, 4), Best: cand(2, "eth", 10.3, 4), LastSwitch: long}, Stay, 1, "< 5%"},
-		{"real change switches", Input{Current: cand(1, "etc", 4.30, 4), Best: cand(2, "rvn", 4.616, 4), LastSwitch: long}, Switch, 2, "switch: etc→rvn gain 7.2% ($0.31/day) after switch cost $0.01 ≥ 5% and ≥ $0.05/day; dwell 2h ≥ 30m"},
+		{"real change switches", Input{Current: cand(1, "etc", 4.30, 4), Best: cand(2, "rvn", 4.616, 4), LastSwitch: long}, Switch, 2, "switch: etc→rvn gain 7.2% ($0.31/day) after switch cost $0.01 ≥ 5% and ≥ $0.10/day; dwell 2h ≥ 30m"},
 		{"dwell holds", Input{Current: cand(1, "etc", 10, 4), Best: cand(2, "eth", 12, 4), LastSwitch: t0.Add(-10 * time.Minute)}, Stay, 1, "dwell 10m < 30m"},
-		{"absolute threshold", Input{Current: cand(1, "etc", 0.20, 1), Best: cand(2, "eth", 0.24, 1), LastSwitch: long}, Stay, 1, "< $0.05/day"},
+		{"absolute threshold", Input{Current: cand(1, "etc", 0.20, 1), Best: cand(2, "eth", 0.24, 1), LastSwitch: long}, Stay, 1, "< $0.10/day"},
 		{"pin forces coin over dwell and profit", Input{Current: cand(1, "etc", 10, 4), Best: cand(3, "zec", 2, 4), Pinned: "zec", LastSwitch: t0.Add(-time.Minute)}, Switch, 3, "pinned to zec"},
 		{"pinned rig keeps mining at a loss", Input{Current: cand(3, "zec", -1, 4), Best: cand(3, "zec", -1, 4), Pinned: "zec", LastSwitch: long}, Stay, 3, "best option"},
 		{"excluded current leaves at once", Input{Current: cand(1, "etc", 10, 4), CurrentBlocked: "pool pool excluded", Best: cand(2, "eth", 9, 4), LastSwitch: t0.Add(-time.Minute)}, Switch, 2, "blocked (pool pool excluded)"},
