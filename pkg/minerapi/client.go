@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -175,7 +176,13 @@ func (u *untilNUL) Read(p []byte) (int, error) {
 // ctxErr prefers the context's reason (deadline) over the "use of closed
 // connection" that closing the socket on cancel produces.
 func ctxErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+	cerr := ctx.Err()
+	if cerr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The socket deadline is the context's deadline; it can fire a
+		// hair before the context's own timer does.
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil && !errors.Is(err, cerr) {
 		return fmt.Errorf("%w (%w)", cerr, err)
 	}
 	return err
