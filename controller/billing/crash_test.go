@@ -105,7 +105,9 @@ func TestCrashRecoveryDeliversEveryFactOnce(t *testing.T) {
 	}
 
 	rnd := rand.New(rand.NewPCG(7, 7))
-	runChild := func(kill time.Duration) error {
+	// runChild starts a relay; with killAfter > 0 it is SIGKILLed once the
+	// proxy has seen that many more requests, i.e. in the middle of work.
+	runChild := func(killAfter int) error {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"=1", "QUARRY_BILLING_DB="+path, "QUARRY_BILLING_STRIPE="+proxy.URL())
 		var stderr strings.Builder
@@ -113,13 +115,16 @@ func TestCrashRecoveryDeliversEveryFactOnce(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		if kill == 0 {
+		if killAfter == 0 {
 			if err := cmd.Wait(); err != nil {
 				return fmt.Errorf("child: %w: %s", err, stderr.String())
 			}
 			return nil
 		}
-		time.Sleep(kill)
+		target := len(proxy.Log()) + killAfter
+		for deadline := time.Now().Add(20 * time.Second); len(proxy.Log()) < target && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		return nil
@@ -127,7 +132,7 @@ func TestCrashRecoveryDeliversEveryFactOnce(t *testing.T) {
 	kills := 0
 	for range 8 {
 		before := len(proxy.Log())
-		if err := runChild(time.Duration(150+rnd.IntN(250)) * time.Millisecond); err != nil {
+		if err := runChild(1 + rnd.IntN(20)); err != nil {
 			t.Fatal(err)
 		}
 		if len(proxy.Log()) > before {

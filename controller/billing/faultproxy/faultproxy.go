@@ -35,10 +35,12 @@ const (
 	Status500
 	Status409
 	Status429
+	// Status400 answers like Stripe's parameter validation.
+	Status400
 )
 
 func (f Fault) String() string {
-	return [...]string{"pass", "drop", "drop-after", "delay", "500", "409", "429"}[f]
+	return [...]string{"pass", "drop", "drop-after", "delay", "500", "409", "429", "400"}[f]
 }
 
 // Entry is one logged request.
@@ -194,12 +196,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.Forwarded = true
 		hijackClose(w)
 		return
-	case Status500, Status409, Status429:
-		code, typ := map[Fault]int{Status500: 500, Status409: 409, Status429: 429}[e.Fault], "api_error"
-		if e.Fault == Status409 {
+	case Status500, Status409, Status429, Status400:
+		code, typ := map[Fault]int{Status500: 500, Status409: 409, Status429: 429, Status400: 400}[e.Fault], "api_error"
+		switch e.Fault {
+		case Status409:
 			typ = "idempotency_error"
-		} else if e.Fault == Status429 {
+		case Status429:
 			typ = "rate_limit_error"
+		case Status400:
+			typ = "invalid_request_error"
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
