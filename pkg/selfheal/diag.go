@@ -121,7 +121,7 @@ func ParseLog(log string) []Diagnostic {
 			continue
 		}
 		if m := cmakeNFRe.FindStringSubmatch(t); m != nil {
-			d := Diagnostic{Tool: "cmake", Code: "package-not-found", Severity: "error", Message: strings.TrimSpace(strings.TrimPrefix(t, "--"))}
+			d := Diagnostic{Tool: "cmake", Code: "package-not-found", Severity: "error", Message: strings.TrimSpace(strings.TrimPrefix(t, "--")), Subject: m[2]}
 			if m[1] != "" {
 				d.Severity = "warning"
 			}

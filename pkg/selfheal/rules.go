@@ -263,5 +263,5 @@ func (r *Rule) expand(tmpl string, d Diagnostic, lookup map[string]string) strin
 	return strings.NewReplacer(
 		"{{subject}}", d.Subject, "{{file}}", d.File, "{{line}}", strconv.Itoa(d.Line),
 		"{{code}}", d.Code, "{{message}}", d.Message, "{{lookup}}", hint,
-	).Replace(tmpl)
+	).Replace(strings.TrimSpace(tmpl))
 }
