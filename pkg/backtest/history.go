@@ -109,19 +109,27 @@ func LoadCSV(r io.Reader) (*History, error) {
 	h := &History{}
 	var errs []error
 	seen := map[string]bool{}
+	lastLine := 1
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
+			// FieldPos is only defined for a record read without error.
 			var pe *csv.ParseError
 			if !errors.As(err, &pe) {
-				return nil, fmt.Errorf("line %d: %w", line, err)
+				return nil, fmt.Errorf("after line %d: %w", lastLine, err)
 			}
 			errs = append(errs, fmt.Errorf("line %d: %w", pe.Line, pe.Err))
-		} else if day, coin, err := parseRow(rec); err != nil {
+			if len(errs) >= maxErrors {
+				break
+			}
+			continue
+		}
+		line, _ := cr.FieldPos(0)
+		lastLine = line
+		if day, coin, err := parseRow(rec); err != nil {
 			errs = append(errs, fmt.Errorf("line %d: %w", line, err))
 		} else {
 			key := rec[0] + "," + coin.Tag

@@ -24,7 +24,7 @@ type RigProfile struct {
 	// Tariff prices hours of the week; a day costs its 24-hour average.
 	Tariff *profit.Tariff `yaml:"tariff,omitempty" json:"tariff,omitempty"`
 	// PoolFee is the pool's cut, a fraction (0.01 = 1 %).
-	PoolFee    float64              `yaml:"pool_fee" json:"pool_fee"`
+	PoolFee    float64             `yaml:"pool_fee" json:"pool_fee"`
 	Algorithms map[string]AlgoPerf `yaml:"algorithms" json:"algorithms"`
 }
 
