@@ -17,8 +17,8 @@ import (
 // pidRecord is what the supervisor remembers about the miner it started, so
 // that an agent restarted after a crash can find and end it.
 type pidRecord struct {
-	PID  int    `json:"pid"`
-	PGID int    `json:"pgid"`
+	PID  int `json:"pid"`
+	PGID int `json:"pgid"`
 	// StartTicks is field 22 of /proc/PID/stat (clock ticks since boot).
 	// A pid with a different start time is a new process that reused the
 	// number and must not be touched.
