@@ -92,11 +92,9 @@ func statusFor(typ string, obj webhookObject) (Status, bool) {
 func (s *Service) applyEvent(ctx context.Context, id, typ string, created int64, raw json.RawMessage) (string, error) {
 	var obj webhookObject
 	if len(raw) > 0 {
-		var data struct {
-			Object webhookObject `json:"object"`
-		}
-		if err := json.Unmarshal(raw, &data); err == nil {
-			obj = data.Object
+		// raw is data.object as stripe-go hands it over.
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return "", fmt.Errorf("event %s: decode object: %v: %w", id, err, ErrInvalid)
 		}
 	}
 	if id == "" {
