@@ -81,8 +81,11 @@ func (e *Engine) Algorithms() []string { return slices.Clone(e.algs) }
 // snapshot, after fees. Options the snapshot cannot price earn -Inf, so
 // ranking never picks them.
 type Quote struct {
-	engine   *Engine
-	rev      []float64
+	engine *Engine
+	rev    []float64
+	// order lists each algorithm's options by revenue per hash, best
+	// first, so ranking can stop at the first option that misses the top.
+	order    []int32
 	Unpriced []Unpriced // options left out, and why
 }
 
@@ -121,6 +124,14 @@ func (e *Engine) Quote(coins []Coin) *Quote {
 			continue
 		}
 		q.rev[i] = o.RevenuePerHashDay(c)
+	}
+	q.order = make([]int32, len(e.options))
+	for i := range q.order {
+		q.order[i] = int32(i)
+	}
+	for a := range e.algs {
+		seg := q.order[e.algStart[a]:e.algStart[a+1]]
+		slices.SortStableFunc(seg, func(x, y int32) int { return cmp.Compare(q.rev[y], q.rev[x]) })
 	}
 	return q
 }
@@ -370,13 +381,16 @@ func (q *Quote) rankRange(f *Fleet, out *Ranking, lo, hi int) {
 				continue
 			}
 			c := ws[a] * price
-			start, end := e.algStart[a], e.algStart[a+1]
-			for i, rv := range rev[start:end] {
+			// Within an algorithm profit falls with revenue per hash, and
+			// q.order walks it best first: the first option that misses
+			// the top ends the algorithm.
+			for _, o32 := range q.order[e.algStart[a]:e.algStart[a+1]] {
+				o := int(o32)
+				rv := rev[o]
 				p := h*rv - c
 				if p <= kth {
-					continue
+					break
 				}
-				o := start + i
 				if mask != nil && mask[o/64]&(1<<(o%64)) == 0 {
 					continue
 				}
