@@ -61,7 +61,12 @@ func Load(name string) (Recording, error) {
 // State is what a replayed device has been told to do; tests read it to
 // check overclock writes. Zero clock pairs mean "not locked".
 type State struct {
-	mu           sync.Mutex
+	mu sync.Mutex
+	Values
+}
+
+// Values is a copy of a device's State.
+type Values struct {
 	PowerLimitMW uint32
 	GPULocked    [2]uint32
 	MemLocked    [2]uint32
@@ -71,10 +76,10 @@ type State struct {
 }
 
 // Snapshot copies the state under its lock.
-func (s *State) Snapshot() State {
+func (s *State) Snapshot() Values {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return State{PowerLimitMW: s.PowerLimitMW, GPULocked: s.GPULocked, MemLocked: s.MemLocked,
+	return Values{PowerLimitMW: s.PowerLimitMW, GPULocked: s.GPULocked, MemLocked: s.MemLocked,
 		FanPercent: slices.Clone(s.FanPercent), Lost: s.Lost, Calls: slices.Clone(s.Calls)}
 }
 
@@ -104,7 +109,7 @@ func DGXH100(rec Recording) (*server.Server, []*State) {
 // Replay makes d answer the queries the telemetry collector and the
 // overclock applier use with rec's values, and accept overclock writes.
 func Replay(d *server.Device, rec Recording) *State {
-	st := &State{PowerLimitMW: rec.PowerLimitMW}
+	st := &State{Values: Values{PowerLimitMW: rec.PowerLimitMW}}
 	for range rec.Fans {
 		st.FanPercent = append(st.FanPercent, -1)
 	}
