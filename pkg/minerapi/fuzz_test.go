@@ -1,0 +1,103 @@
+package minerapi_test
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/quarryfleet/quarry/pkg/minerapi"
+	"github.com/quarryfleet/quarry/pkg/minerapi/internal/recorded"
+)
+
+// checkStats holds for every reading a parser returns: errors come from
+// this package's classes, and no hashrate is negative or not a number.
+func checkStats(t *testing.T, st minerapi.Stats, err error) {
+	t.Helper()
+	if err != nil && !errors.Is(err, minerapi.ErrBadReply) && !errors.Is(err, minerapi.ErrNoHashrate) {
+		t.Fatalf("error outside the package's classes: %v", err)
+	}
+	bad := func(f float64) bool { return f < 0 || math.IsNaN(f) || math.IsInf(f, 0) }
+	if bad(st.TotalHashrate) {
+		t.Fatalf("TotalHashrate = %v", st.TotalHashrate)
+	}
+	for _, g := range st.GPUs {
+		if bad(g.Hashrate) {
+			t.Fatalf("GPU hashrate = %v", g.Hashrate)
+		}
+		if g.BusID != "" && len(g.BusID) != len("0000:01:00.0") {
+			t.Fatalf("bus id %q not normalised", g.BusID)
+		}
+	}
+}
+
+func FuzzParseXmrig(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.XmrigSummary), recorded.MustGet(recorded.XmrigBackends))
+	f.Add([]byte(`{"version":"6","hashrate":{"total":[null,null,null]}}`), []byte(`[]`))
+	f.Fuzz(func(t *testing.T, sum, back []byte) {
+		st, err := minerapi.ParseXmrig(sum, back)
+		checkStats(t, st, err)
+	})
+}
+
+func FuzzParseTrex(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.TrexSummary))
+	f.Add([]byte(`{"hashrate":1,"gpus":[{"pci_bus":300,"pci_id":-1}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := minerapi.ParseTrex(b)
+		checkStats(t, st, err)
+	})
+}
+
+func FuzzParseLolminer(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.Lolminer1x))
+	f.Add(recorded.MustGet(recorded.LolminerNew))
+	f.Add([]byte(`{"Algorithms":[{"Total_Performance":1,"Performance_Factor":0,"Performance_Unit":"x"}],"Workers":[{"PCIE_Address":"1:99"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := minerapi.ParseLolminer(b)
+		checkStats(t, st, err)
+	})
+}
+
+func FuzzParseGminer(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.GminerStat))
+	f.Add([]byte(`{"miner":"g","speedUnit":"MH/s","devices":[{"speed":"1.5","bus_id":"zz"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := minerapi.ParseGminer(b)
+		checkStats(t, st, err)
+	})
+}
+
+func FuzzParseCGMiner(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.CGMinerSummary), recorded.MustGet(recorded.CGMinerDevs), recorded.MustGet(recorded.CGMinerPools), []byte(nil))
+	f.Add(recorded.MustGet(recorded.BMMinerSummary), []byte(nil), recorded.MustGet(recorded.BMMinerPools), recorded.MustGet(recorded.BMMinerStats))
+	f.Fuzz(func(t *testing.T, sum, devs, pools, stats []byte) {
+		st, err := minerapi.ParseCGMiner(sum, devs, pools, stats)
+		checkStats(t, st, err)
+	})
+}
+
+func FuzzParseCustom(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.LolminerNew), "Algorithms.0.Total_Performance", "Algorithms.0.Worker_Performance")
+	f.Add([]byte(`{"a":[1,"2",null,{"b":3}]}`), "a.3.b", "a")
+	f.Fuzz(func(t *testing.T, b []byte, total, rates string) {
+		m := minerapi.CustomMapping{URL: "/", Total: total, GPURates: rates, GPUBusIDs: rates, GPUTemps: rates, UnitPath: total}
+		st, err := minerapi.ParseCustom(m, b)
+		checkStats(t, st, err)
+	})
+}
+
+func FuzzNormalizeBusID(f *testing.F) {
+	for _, s := range []string{"0000:01:00.0", "00000000:0A:00.0", "01:00.0", "1:0", "", "::.", "ffff:ff:1f.7"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := minerapi.NormalizeBusID(s)
+		if err != nil {
+			return
+		}
+		again, err := minerapi.NormalizeBusID(got)
+		if err != nil || again != got {
+			t.Fatalf("NormalizeBusID(%q) = %q, not a fixed point (%q, %v)", s, got, again, err)
+		}
+	})
+}
