@@ -61,7 +61,7 @@ var (
 	//   Uptime.csproj: error : msg
 	//   CSC: error CS0518: msg
 	//   error MSB3644: msg
-	msbuildRe = regexp.MustCompile(`^(?:(?P<file>(?:[A-Za-z]:)?[^:()]*?)(?:\((?P<line>\d+)(?:,(?P<col>\d+))?(?:,\d+,\d+)?\))?\s*:\s*)?(?i:(?P<sev>error|warning))\s*(?P<code>[A-Za-z]{2,4}\d{3,5})?\s*:\s*(?P<msg>.*)$`)
+	msbuildRe = regexp.MustCompile(`^(?:(?P<file>(?:[A-Za-z]:)?[^:]*?)(?:\((?P<line>\d+)(?:,(?P<col>\d+))?(?:,\d+,\d+)?\))?\s*:\s*)?(?i:(?P<sev>error|warning))\s*(?P<code>[A-Za-z]{2,4}\d{3,5})?\s*:\s*(?P<msg>.*)$`)
 	projRe    = regexp.MustCompile(`^(.*?)\s+\[([^\[\]]+\.(?:csproj|vbproj|fsproj|proj|sln|targets|props|vcxproj|vsmanproj))\]\s*$`)
 	// gcc/clang: file:line:col: error: msg (also without col).
 	gccRe = regexp.MustCompile(`^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? (?P<sev>fatal error|error|warning): (?P<msg>.*)$`)
