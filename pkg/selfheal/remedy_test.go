@@ -1,0 +1,179 @@
+package selfheal
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func newWS(t *testing.T, dir, mono string) *workspace {
+	t.Helper()
+	j, err := openJournal(t.TempDir(), "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &workspace{dir: dir, monoRoot: mono, journal: j, env: map[string]string{}}
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const hintProj = `<Project xmlns="http://schemas.microsoft.com/developer/msbuild/2003">
+  <PropertyGroup>
+    <TargetFrameworkVersion>v3.0</TargetFrameworkVersion>
+  </PropertyGroup>
+  <ItemGroup>
+    <Reference Include="log4net, Version=2.0.8.0, Culture=neutral, PublicKeyToken=669e0ddf0bb1aa2a, processorArchitecture=MSIL">
+      <HintPath>..\packages\log4net.2.0.8\lib\net45-full\log4net.dll</HintPath>
+    </Reference>
+  </ItemGroup>
+</Project>
+`
+
+func TestRepointHintPath(t *testing.T) {
+	root := t.TempDir()
+	proj := filepath.Join(root, "App", "App.csproj")
+	write(t, proj, hintProj)
+	write(t, filepath.Join(root, "packages", "log4net.2.0.12", "lib", "net45", "log4net.dll"), "MZ")
+	write(t, filepath.Join(root, "packages", "log4net.2.0.10", "lib", "net45-full", "log4net.dll"), "MZ")
+	write(t, filepath.Join(root, "packages", "log4net.Ext.1.0.0", "lib", "net45", "log4net.dll"), "MZ")
+	ws := newWS(t, filepath.Join(root, "App"), t.TempDir())
+	d := ParseLog(`C:\MSBuild\Microsoft.Common.CurrentVersion.targets(1820,5): warning MSB3245: Could not resolve this reference. Could not locate the assembly "log4net, Version=2.0.8.0, Culture=neutral". Check to make sure the assembly exists on disk.`)[0]
+	desc, err := ws.repointHintPath(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(proj)
+	if !strings.Contains(string(got), `<HintPath>..\packages\log4net.2.0.12\lib\net45\log4net.dll</HintPath>`) {
+		t.Errorf("project not repointed:\n%s", got)
+	}
+	if !strings.Contains(desc, "version 2.0.12") || !strings.Contains(ws.diff.String(), "-      <HintPath>..\\packages\\log4net.2.0.8") {
+		t.Errorf("description %q / diff %q", desc, ws.diff.String())
+	}
+}
+
+func TestSetFrameworkUsesConfigurableMonoRoot(t *testing.T) {
+	mono := t.TempDir()
+	for _, v := range []string{"2.0", "4.5", "4.7.2"} {
+		write(t, filepath.Join(mono, v+"-api", "mscorlib.dll"), "MZ")
+	}
+	write(t, filepath.Join(mono, "4.6-api", "README"), "stub without mscorlib")
+	cases := []struct{ have, want string }{{"v3.0", "v2.0"}, {"v4.6.1", "v4.5"}, {"v4.8", "v4.7.2"}, {"v1.1", "v2.0"}}
+	for _, tc := range cases {
+		dir := t.TempDir()
+		write(t, filepath.Join(dir, "App.csproj"), strings.Replace(hintProj, "v3.0", tc.have, 1))
+		ws := newWS(t, dir, mono)
+		if _, err := ws.setFramework(Diagnostic{Tool: "msbuild", Code: "MSB3644"}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(filepath.Join(dir, "App.csproj"))
+		if !strings.Contains(string(got), "<TargetFrameworkVersion>"+tc.want+"</TargetFrameworkVersion>") {
+			t.Errorf("%s: want %s, got\n%s", tc.have, tc.want, got)
+		}
+	}
+}
+
+func TestRepairXML(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+		ok             bool
+	}{
+		{"open item", "<Project>\n  <ItemGroup>\n    <Compile Include=\"a.cs\">\n    <Compile Include=\"b.cs\" />\n  </ItemGroup>\n</Project>\n",
+			"    <Compile Include=\"a.cs\" />\n", true},
+		{"missing root close", "<Project>\n  <ItemGroup>\n    <Compile Include=\"a.cs\" />\n  </ItemGroup>\n", "</Project>\n", true},
+		{"open group is ambiguous", "<Project>\n  <PropertyGroup>\n    <A>1</A>\n  <ItemGroup>\n  </ItemGroup>\n</Project>\n", "", false},
+		{"already well-formed", "<Project></Project>\n", "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, what, err := repairXML([]byte(tc.in))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if tc.ok && (!strings.Contains(string(out), tc.want) || checkXML(out) != nil || what == "") {
+				t.Errorf("repaired:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestAddCompileRefusesAmbiguity(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "App.csproj"), "<Project>\n  <ItemGroup>\n    <Compile Include=\"Program.cs\" />\n  </ItemGroup>\n</Project>\n")
+	write(t, filepath.Join(dir, "A.cs"), "namespace X { class Greeter {} }")
+	write(t, filepath.Join(dir, "Old", "A.cs"), "namespace Y { public class Greeter {} }")
+	write(t, filepath.Join(dir, "C.cs"), "// class Pool is gone\n")
+	ws := newWS(t, dir, "")
+	if _, err := ws.addCompile(Diagnostic{Subject: "Greeter"}); err == nil || !strings.Contains(err.Error(), "a person must choose") {
+		t.Errorf("ambiguous definition: err = %v", err)
+	}
+	if _, err := ws.addCompile(Diagnostic{Subject: "Pool"}); err == nil {
+		t.Error("a commented-out class was taken as a definition")
+	}
+}
+
+func TestCleanOutputLeavesNonProjectBin(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "App", "App.csproj"), "<Project/>")
+	write(t, filepath.Join(dir, "App", "obj", "Debug", "x.cs"), "junk")
+	write(t, filepath.Join(dir, "bin", "deploy.sh"), "#!/bin/sh")
+	write(t, filepath.Join(dir, "build", "CMakeCache.txt"), "CMAKE_HOME_DIRECTORY:INTERNAL=/elsewhere")
+	ws := newWS(t, dir, "")
+	if _, err := ws.cleanOutput(); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{"App/obj": false, "build/CMakeCache.txt": false, "bin/deploy.sh": true, "App/App.csproj": true} {
+		_, err := os.Stat(filepath.Join(dir, p))
+		if (err == nil) != want {
+			t.Errorf("%s exists=%v, want %v", p, err == nil, want)
+		}
+	}
+}
+
+func TestUnifiedDiff(t *testing.T) {
+	a := "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"
+	b := "1\n2\n3\n4\nfive\n6\n7\n8\n9\n10\n11\n"
+	want := "--- a/f\n+++ b/f\n@@ -2,9 +2,10 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n 9\n 10\n+11\n"
+	if got := UnifiedDiff("f", a, b); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if UnifiedDiff("f", a, a) != "" {
+		t.Error("equal inputs gave a diff")
+	}
+}
+
+func TestLoadPacks(t *testing.T) {
+	ps := sitePacks(t)
+	if got := strings.Join(ps.Names(), ","); got != "cmake-cpp,csharp,go,site" {
+		t.Errorf("packs %s", got)
+	}
+	p, _ := ps.Pack("cmake-cpp")
+	for k, want := range map[string]string{"ZLIB": "zlib1g-dev", "OpenSSL": "libssl-dev", "CURL": "libcurl4-openssl-dev", "Boost": "libboost-all-dev", "PkgConfig": "pkg-config"} {
+		if p.Lookup[k] != want {
+			t.Errorf("lookup %s = %q, want %q", k, p.Lookup[k], want)
+		}
+	}
+	bad := []struct{ yaml, want string }{
+		{"name: x\nrules:\n  - id: a\n    match: {code: \"(\"}\n    action: clean-output\n", "rules[0].match.code"},
+		{"name: x\nrules:\n  - id: a\n    match: {}\n    action: clean-output\n", "rules[0].match"},
+		{"name: x\nrules:\n  - id: a\n    match: {code: x}\n    action: report\n", "rules[0].report"},
+		{"name: x\nrules:\n  - id: a\n    match: {code: x}\n    action: clean-output\n  - id: a\n    match: {code: y}\n    action: clean-output\n", "rules[1].id"},
+		{"name: x\nrules: []\nextra: 1\n", "field extra not found"},
+	}
+	for _, tc := range bad {
+		if _, err := ParsePack([]byte(tc.yaml), "t.yaml"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParsePack error %v, want %q", err, tc.want)
+		}
+	}
+	if _, err := LoadPacks(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("missing pack dir accepted")
+	}
+}
