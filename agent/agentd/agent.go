@@ -1,0 +1,221 @@
+package agentd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/agent/link"
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// DBFile is the agent's database in its data dir.
+const DBFile = "agent.db"
+
+// Sampler produces the figures for one report.
+type Sampler interface {
+	Sample(ctx context.Context) (*quarryv1.Report, error)
+	Inventory(ctx context.Context) *quarryv1.Inventory
+}
+
+// Agent is a running rig agent.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	version  string
+	db       *bolt.DB
+	buf      *link.Buffer
+	id       *link.Identity
+	sampler  Sampler
+	handlers map[quarryv1.CommandKind]CommandFunc
+	interval atomic.Int64
+	tick     chan struct{}
+}
+
+// CommandFunc runs one kind of command.
+type CommandFunc func(ctx context.Context, payload []byte) ([]byte, error)
+
+// New opens the agent's storage and, if needed, enrolls with the controller.
+func New(ctx context.Context, cfg Config, version string, sampler Sampler, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	a := &Agent{cfg: cfg, log: log, version: version, sampler: sampler, handlers: map[quarryv1.CommandKind]CommandFunc{}, tick: make(chan struct{}, 1)}
+	a.interval.Store(int64(cfg.ReportInterval))
+	if a.interval.Load() == 0 {
+		a.interval.Store(int64(10 * time.Second))
+	}
+	a.Handle(quarryv1.CommandKind_COMMAND_KIND_PING, func(context.Context, []byte) ([]byte, error) {
+		return []byte("pong from " + hostname()), nil
+	})
+	var err error
+	a.db, err = store.Open(filepath.Join(cfg.DataDir, DBFile), link.Buckets...)
+	if err != nil {
+		return nil, err
+	}
+	a.buf, err = link.OpenBuffer(a.db, cfg.BufferSize, log)
+	if err != nil {
+		a.db.Close()
+		return nil, err
+	}
+	if err := a.buf.PruneCommands(30 * 24 * time.Hour); err != nil {
+		log.Warn("prune executed commands", "err", err)
+	}
+	if !cfg.Insecure {
+		if a.id, err = a.identity(ctx); err != nil {
+			a.db.Close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *Agent) identity(ctx context.Context) (*link.Identity, error) {
+	dir := filepath.Join(a.cfg.DataDir, "pki")
+	id, err := link.LoadIdentity(dir)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, link.ErrNotEnrolled) {
+		return nil, err
+	}
+	token := a.cfg.Token
+	if token == "" && a.cfg.TokenFile != "" {
+		if b, rerr := os.ReadFile(a.cfg.TokenFile); rerr == nil {
+			token = strings.TrimSpace(string(b))
+		}
+	}
+	if token == "" {
+		return nil, err
+	}
+	a.log.Info("enrolling with controller", "controller", a.cfg.Controller)
+	id, err = link.Enroll(ctx, dir, a.cfg.Controller, token, hostname())
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("enrolled", "rig", id.RigID())
+	return id, nil
+}
+
+// Handle registers the function for a command kind.
+func (a *Agent) Handle(kind quarryv1.CommandKind, fn CommandFunc) { a.handlers[kind] = fn }
+
+// RigID is this rig's id.
+func (a *Agent) RigID() string {
+	if a.id == nil {
+		return a.cfg.RigID
+	}
+	return a.id.RigID()
+}
+
+// Identity is the rig's certificate identity (nil when insecure).
+func (a *Agent) Identity() *link.Identity { return a.id }
+
+// DB is the agent's database, for packages that keep state beside it.
+func (a *Agent) DB() *bolt.DB { return a.db }
+
+// Buffer is the durable report buffer.
+func (a *Agent) Buffer() *link.Buffer { return a.buf }
+
+// HandleCommand dispatches a controller command.
+func (a *Agent) HandleCommand(ctx context.Context, cmd *quarryv1.Command) ([]byte, error) {
+	fn, ok := a.handlers[cmd.Kind]
+	if !ok {
+		return nil, fmt.Errorf("this agent does not support %s", cmd.Kind)
+	}
+	return fn(ctx, cmd.Payload)
+}
+
+// Run samples and reports until ctx ends, then closes storage. Reports not
+// yet acknowledged stay in the buffer for the next start.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.db.Close()
+	host, _, _ := net.SplitHostPort(a.cfg.Controller)
+	serverName := a.cfg.ServerName
+	if serverName == "" {
+		serverName = host
+	}
+	client := &link.Client{
+		Addr:       a.cfg.Controller,
+		ServerName: serverName,
+		Identity:   a.id,
+		Insecure:   a.cfg.Insecure,
+		RigID:      a.cfg.RigID,
+		Buffer:     a.buf,
+		Handler:    a,
+		Log:        a.log,
+		Hello: func() *quarryv1.Hello {
+			h := &quarryv1.Hello{Hostname: hostname(), Version: a.version}
+			if a.sampler != nil {
+				h.Inventory = a.sampler.Inventory(ctx)
+			}
+			return h
+		},
+		OnSettings: func(s *quarryv1.AgentSettings) {
+			if a.cfg.ReportInterval == 0 && s.ReportIntervalSeconds > 0 {
+				if old := a.interval.Swap(int64(time.Duration(s.ReportIntervalSeconds) * time.Second)); old != a.interval.Load() {
+					select {
+					case a.tick <- struct{}{}:
+					default:
+					}
+				}
+			}
+		},
+	}
+	linkDone := make(chan error, 1)
+	go func() { linkDone <- client.Run(ctx) }()
+	a.log.Info("agent running", "rig", a.RigID(), "controller", a.cfg.Controller, "data_dir", a.cfg.DataDir)
+	a.reportLoop(ctx)
+	err := <-linkDone
+	a.log.Info("agent stopped", "buffered_reports", a.buf.Len())
+	return err
+}
+
+func (a *Agent) reportLoop(ctx context.Context) {
+	for {
+		a.reportOnce(ctx)
+		t := time.NewTimer(time.Duration(a.interval.Load()))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-a.tick:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) reportOnce(ctx context.Context) {
+	r := &quarryv1.Report{}
+	if a.sampler != nil {
+		s, err := a.sampler.Sample(ctx)
+		if err != nil {
+			a.log.Warn("sample failed; reporting without figures", "err", err)
+		} else if s != nil {
+			r = s
+		}
+	}
+	r.TimeUnixNano = time.Now().UnixNano()
+	if _, err := a.buf.Append(r); err != nil {
+		a.log.Error("buffer report", "err", err)
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}

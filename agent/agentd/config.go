@@ -1,0 +1,63 @@
+// Package agentd wires the rig agent together: configuration, enrollment,
+// telemetry sampling into the durable buffer, the controller link, and the
+// commands the controller may send.
+package agentd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config is every agent setting. Defaults run against a controller on the
+// same machine with no flags.
+type Config struct {
+	DataDir        string        `yaml:"data_dir" flag:"data-dir" help:"directory for the rig's identity, certificate and report buffer"`
+	Controller     string        `yaml:"controller" flag:"controller" help:"controller gRPC address host:port"`
+	ServerName     string        `yaml:"server_name" flag:"server-name" help:"name to verify in the controller's certificate (default: host of --controller)"`
+	Token          string        `yaml:"token" flag:"token" help:"join token from 'quarryctl token create', used once to enroll"`
+	TokenFile      string        `yaml:"token_file" flag:"token-file" help:"file holding a join token, used when --token is empty"`
+	ReportInterval time.Duration `yaml:"report_interval" flag:"report-interval" help:"report period; 0 takes the controller's setting"`
+	BufferSize     int           `yaml:"buffer_size" flag:"buffer-size" help:"most unacknowledged reports kept while the controller is away"`
+	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
+	Insecure       bool          `yaml:"insecure" help:"plaintext with a self-declared rig id (load benchmarks only)"`
+	RigID          string        `yaml:"rig_id" help:"rig id to claim, only with insecure"`
+}
+
+// DefaultConfig returns the zero-flag configuration.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:    "./quarry-agent-data",
+		Controller: "127.0.0.1:7443",
+		TokenFile:  "./quarry-data/agent.token",
+		BufferSize: 100000,
+		LogLevel:   "info",
+	}
+}
+
+// Validate names the bad setting.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.Controller); err != nil {
+		errs = append(errs, fmt.Errorf("controller: %q is not host:port: %w", c.Controller, err))
+	}
+	if c.ReportInterval != 0 && c.ReportInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("report_interval: %s is too short", c.ReportInterval))
+	}
+	if c.BufferSize < 1 {
+		errs = append(errs, fmt.Errorf("buffer_size: must be at least 1, got %d", c.BufferSize))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	if c.Insecure && c.RigID == "" {
+		errs = append(errs, errors.New("rig_id: required with insecure"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,56 @@
+package agentd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/quarryfleet/quarry/agent/link"
+	"github.com/quarryfleet/quarry/pkg/config"
+	"github.com/quarryfleet/quarry/pkg/logging"
+	"github.com/quarryfleet/quarry/pkg/version"
+)
+
+// Main is quarry-agent's command line. It returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Fprintln(stdout, "quarry-agent", version.Version)
+		return 0
+	}
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("quarry-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration file")
+	config.RegisterFlags(fs, &cfg)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: quarry-agent [flags]\n       quarry-agent version\n\nRuns on a mining rig and reports to the controller. With no flags it enrolls\nwith a controller on this machine using ./quarry-data/agent.token.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := config.Load(&cfg, *configPath, fs, os.Environ()); err != nil {
+		fmt.Fprintln(stderr, "quarry-agent:", err)
+		return 2
+	}
+	log := logging.New(stderr, cfg.LogLevel)
+	a, err := New(ctx, cfg, version.Version, HostSampler{}, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "quarry-agent:", err)
+		if errors.Is(err, link.ErrNotEnrolled) {
+			return 3
+		}
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintln(stderr, "quarry-agent:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,256 @@
+// Package link is the agent's side of the controller connection: the
+// durable buffer of unacknowledged reports, enrollment and certificate
+// renewal, and the session that replays, reports and runs commands.
+package link
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+const (
+	bucketReports  = "reports"
+	bucketMeta     = "meta"
+	bucketExecuted = "executed_commands"
+)
+
+var (
+	keyNextSeq = []byte("next_seq")
+	keyAcked   = []byte("acked_seq")
+	keyDropped = []byte("dropped")
+)
+
+// Buckets are the agent database buckets this package owns.
+var Buckets = []string{bucketReports, bucketMeta, bucketExecuted}
+
+// Buffer keeps reports until the controller acknowledges them. It is
+// bounded: when full, the oldest report is dropped, counted and logged.
+type Buffer struct {
+	db  *bolt.DB
+	max int
+	log *slog.Logger
+
+	mu      sync.Mutex
+	count   int
+	notify  chan struct{}
+	dropped uint64
+}
+
+// OpenBuffer opens the buffer in db, keeping at most max reports.
+func OpenBuffer(db *bolt.DB, max int, log *slog.Logger) (*Buffer, error) {
+	if max < 1 {
+		return nil, fmt.Errorf("buffer size must be at least 1, got %d", max)
+	}
+	if err := store.EnsureBuckets(db, Buckets...); err != nil {
+		return nil, err
+	}
+	b := &Buffer{db: db, max: max, log: log, notify: make(chan struct{}, 1)}
+	err := db.View(func(tx *bolt.Tx) error {
+		b.count = tx.Bucket([]byte(bucketReports)).Stats().KeyN
+		b.dropped = store.ParseU64(tx.Bucket([]byte(bucketMeta)).Get(keyDropped))
+		return nil
+	})
+	return b, err
+}
+
+// Append stamps r with the next sequence number and stores it durably.
+func (b *Buffer) Append(r *quarryv1.Report) (uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var seq uint64
+	droppedNow := 0
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte(bucketMeta))
+		seq = store.ParseU64(meta.Get(keyNextSeq))
+		if seq == 0 {
+			seq = 1
+		}
+		r.Seq = seq
+		v, err := proto.Marshal(r)
+		if err != nil {
+			return err
+		}
+		rb := tx.Bucket([]byte(bucketReports))
+		if err := rb.Put(store.U64(seq), v); err != nil {
+			return err
+		}
+		if err := meta.Put(keyNextSeq, store.U64(seq+1)); err != nil {
+			return err
+		}
+		n := b.count + 1
+		c := rb.Cursor()
+		for k, _ := c.First(); k != nil && n > b.max; k, _ = c.First() {
+			if err := rb.Delete(k); err != nil {
+				return err
+			}
+			n--
+			droppedNow++
+		}
+		if droppedNow > 0 {
+			return meta.Put(keyDropped, store.U64(b.dropped+uint64(droppedNow)))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("buffer report: %w", err)
+	}
+	b.count += 1 - droppedNow
+	if droppedNow > 0 {
+		b.dropped += uint64(droppedNow)
+		b.log.Warn("report buffer full; dropped oldest reports", "dropped_now", droppedNow, "dropped_total", b.dropped, "capacity", b.max)
+	}
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+	return seq, nil
+}
+
+// Notify fires after Append.
+func (b *Buffer) Notify() <-chan struct{} { return b.notify }
+
+// Range returns up to limit buffered reports with seq >= from, in order.
+func (b *Buffer) Range(from uint64, limit int) ([]*quarryv1.Report, error) {
+	var out []*quarryv1.Report
+	err := b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bucketReports)).Cursor()
+		for k, v := c.Seek(store.U64(from)); k != nil && len(out) < limit; k, v = c.Next() {
+			r := &quarryv1.Report{}
+			if err := proto.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("buffered report %d: %w", store.ParseU64(k), err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AckUpTo removes every report with seq <= upTo.
+func (b *Buffer) AckUpTo(upTo uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	removed := 0
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte(bucketMeta))
+		if store.ParseU64(meta.Get(keyAcked)) < upTo {
+			if err := meta.Put(keyAcked, store.U64(upTo)); err != nil {
+				return err
+			}
+		}
+		rb := tx.Bucket([]byte(bucketReports))
+		c := rb.Cursor()
+		for k, _ := c.First(); k != nil && store.ParseU64(k) <= upTo; k, _ = c.First() {
+			if err := rb.Delete(k); err != nil {
+				return err
+			}
+			removed++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ack reports: %w", err)
+	}
+	b.count -= removed
+	return nil
+}
+
+// Acked is the highest sequence number the controller has acknowledged.
+func (b *Buffer) Acked() uint64 {
+	var n uint64
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		n = store.ParseU64(tx.Bucket([]byte(bucketMeta)).Get(keyAcked))
+		return nil
+	})
+	return n
+}
+
+// Len is the number of buffered reports.
+func (b *Buffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.count
+}
+
+// Dropped is how many reports were dropped because the buffer was full.
+func (b *Buffer) Dropped() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dropped
+}
+
+// executedRecord remembers a command so a redelivery never runs it twice.
+// Started is written before the command runs; a record with no result
+// after a restart means the agent died mid-command.
+type executedRecord struct {
+	Started bool
+	Result  *quarryv1.CommandResult
+}
+
+// ErrInterrupted is the result of a command the agent was running when it
+// stopped; it is not run again.
+var ErrInterrupted = errors.New("agent stopped while running this command; not run again")
+
+// BeginCommand records that a command is about to run. It returns the
+// stored result and true if the command was already seen.
+func (b *Buffer) BeginCommand(id string) (*quarryv1.CommandResult, bool, error) {
+	var prior *quarryv1.CommandResult
+	seen := false
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		eb := tx.Bucket([]byte(bucketExecuted))
+		v := eb.Get([]byte(id))
+		if v != nil {
+			seen = true
+			if len(v) > 8 {
+				prior = &quarryv1.CommandResult{}
+				return proto.Unmarshal(v[8:], prior)
+			}
+			prior = &quarryv1.CommandResult{CommandId: id, Status: quarryv1.CommandStatus_COMMAND_STATUS_FAILED, Error: ErrInterrupted.Error()}
+			return nil
+		}
+		return eb.Put([]byte(id), store.U64(uint64(time.Now().UnixNano())))
+	})
+	return prior, seen, err
+}
+
+// FinishCommand stores a command's result.
+func (b *Buffer) FinishCommand(res *quarryv1.CommandResult) error {
+	v, err := proto.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketExecuted)).Put([]byte(res.CommandId), append(store.U64(uint64(time.Now().UnixNano())), v...))
+	})
+}
+
+// PruneCommands forgets executed commands older than age. Commands expire at
+// the controller long before that, so they cannot be redelivered.
+func (b *Buffer) PruneCommands(age time.Duration) error {
+	cut := uint64(time.Now().Add(-age).UnixNano())
+	return b.db.Update(func(tx *bolt.Tx) error {
+		eb := tx.Bucket([]byte(bucketExecuted))
+		var old [][]byte
+		_ = eb.ForEach(func(k, v []byte) error {
+			if len(v) >= 8 && store.ParseU64(v[:8]) < cut {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range old {
+			if err := eb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

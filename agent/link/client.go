@@ -1,0 +1,310 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// CommandHandler runs a command from the controller. It must return when
+// ctx is done.
+type CommandHandler interface {
+	HandleCommand(ctx context.Context, cmd *quarryv1.Command) (output []byte, err error)
+}
+
+// HelloFunc describes the rig for each new session.
+type HelloFunc func() *quarryv1.Hello
+
+// Client keeps the agent connected, replays its buffer and runs commands.
+type Client struct {
+	Addr       string
+	ServerName string
+	Identity   *Identity // nil only with Insecure
+	Insecure   bool      // plaintext and self-declared rig id: load tests only
+	RigID      string    // used only with Insecure
+	Buffer     *Buffer
+	Handler    CommandHandler
+	Hello      HelloFunc
+	Log        *slog.Logger
+	// OnSettings is called with the controller's settings on each Welcome.
+	OnSettings func(*quarryv1.AgentSettings)
+	// OnState is told when the link goes up or down.
+	OnState func(connected bool)
+
+	BackoffBase time.Duration // default 500ms
+	BackoffMax  time.Duration // default 30s
+}
+
+// Run keeps a session open until ctx ends, reconnecting with jittered
+// exponential backoff.
+func (c *Client) Run(ctx context.Context) error {
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = 500 * time.Millisecond
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = 30 * time.Second
+	}
+	creds := insecure.NewCredentials()
+	if !c.Insecure {
+		if c.Identity == nil {
+			return ErrNotEnrolled
+		}
+		creds = credentials.NewTLS(c.Identity.TLSConfig(c.ServerName))
+	}
+	conn, err := grpc.NewClient(c.Addr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	if err != nil {
+		return fmt.Errorf("controller address %q: %w", c.Addr, err)
+	}
+	defer conn.Close()
+	client := quarryv1.NewAgentServiceClient(conn)
+
+	if !c.Insecure {
+		go c.renewLoop(ctx, client)
+	}
+
+	attempt := 0
+	for {
+		start := time.Now()
+		err := c.session(ctx, client)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if c.OnState != nil {
+			c.OnState(false)
+		}
+		if status.Code(err) == codes.PermissionDenied {
+			c.Log.Error("controller refused this rig", "err", err)
+		} else {
+			c.Log.Warn("controller link down", "err", err)
+		}
+		if time.Since(start) > time.Minute {
+			attempt = 0 // the session was healthy; start backing off afresh
+		}
+		attempt++
+		wait := Backoff(attempt, c.BackoffBase, c.BackoffMax, rand.Float64())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Backoff is "full jitter" exponential backoff: a random wait between zero
+// and min(max, base·2^(attempt-1)), so a fleet that lost its controller
+// does not reconnect in lockstep. r is a uniform number in [0,1).
+func Backoff(attempt int, base, max time.Duration, r float64) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return time.Duration(float64(d)*r) + base/4
+}
+
+func (c *Client) renewLoop(ctx context.Context, client quarryv1.AgentServiceClient) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.Identity.RenewDue(time.Now()) {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := c.Identity.Renew(rctx, client)
+		cancel()
+		if err != nil {
+			c.Log.Warn("certificate renewal failed; will retry", "err", err, "expires", c.Identity.Leaf().NotAfter)
+			continue
+		}
+		c.Log.Info("certificate renewed", "expires", c.Identity.Leaf().NotAfter)
+	}
+}
+
+func (c *Client) rigID() string {
+	if c.Insecure {
+		return c.RigID
+	}
+	return c.Identity.RigID()
+}
+
+func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Connect(sctx)
+	if err != nil {
+		return err
+	}
+	hello := &quarryv1.Hello{}
+	if c.Hello != nil {
+		hello = c.Hello()
+	}
+	hello.RigId = c.rigID()
+	hello.LastAckedSeq = c.Buffer.Acked()
+	if err := stream.Send(&quarryv1.ConnectRequest{Msg: &quarryv1.ConnectRequest_Hello{Hello: hello}}); err != nil {
+		return recvErr(stream, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return errors.New("controller did not answer Hello with Welcome")
+	}
+	if welcome.ResumeFromSeq > 0 {
+		if err := c.Buffer.AckUpTo(welcome.ResumeFromSeq - 1); err != nil {
+			return err
+		}
+	}
+	if c.OnSettings != nil && welcome.Settings != nil {
+		c.OnSettings(welcome.Settings)
+	}
+	if c.OnState != nil {
+		c.OnState(true)
+	}
+	c.Log.Info("connected to controller", "addr", c.Addr, "rig", hello.RigId, "resume_from", welcome.ResumeFromSeq, "buffered", c.Buffer.Len())
+
+	results := make(chan *quarryv1.CommandResult, 16)
+	cmds := make(chan *quarryv1.Command, 64)
+	errc := make(chan error, 3)
+	go func() { errc <- c.sendLoop(sctx, stream, welcome.ResumeFromSeq, results) }()
+	go func() { errc <- c.recvLoop(sctx, stream, cmds) }()
+	go func() { errc <- c.commandLoop(sctx, cmds, results) }()
+	err = <-errc
+	cancel()
+	return err
+}
+
+// recvErr turns a failed Send into the server's real reason, which gRPC
+// only reports on Recv.
+func recvErr(stream quarryv1.AgentService_ConnectClient, sendErr error) error {
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	return sendErr
+}
+
+func (c *Client) sendLoop(ctx context.Context, stream quarryv1.AgentService_ConnectClient, from uint64, results <-chan *quarryv1.CommandResult) error {
+	next := max(from, 1)
+	for {
+		batch, err := c.Buffer.Range(next, 256)
+		if err != nil {
+			return err
+		}
+		for _, r := range batch {
+			if err := stream.Send(&quarryv1.ConnectRequest{Msg: &quarryv1.ConnectRequest_Report{Report: r}}); err != nil {
+				return recvErr(stream, err)
+			}
+			next = r.Seq + 1
+		}
+		if len(batch) == 256 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.Buffer.Notify():
+		case res := <-results:
+			if err := stream.Send(&quarryv1.ConnectRequest{Msg: &quarryv1.ConnectRequest_CommandResult{CommandResult: res}}); err != nil {
+				return recvErr(stream, err)
+			}
+		}
+	}
+}
+
+func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_ConnectClient, cmds chan<- *quarryv1.Command) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch m := msg.Msg.(type) {
+		case *quarryv1.ConnectResponse_Ack:
+			if err := c.Buffer.AckUpTo(m.Ack.UpToSeq); err != nil {
+				return err
+			}
+		case *quarryv1.ConnectResponse_Command:
+			select {
+			case cmds <- m.Command:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case *quarryv1.ConnectResponse_Welcome:
+			return errors.New("unexpected second Welcome")
+		}
+	}
+}
+
+// commandLoop runs commands one at a time, in the order received, and
+// never runs the same command id twice.
+func (c *Client) commandLoop(ctx context.Context, cmds <-chan *quarryv1.Command, results chan<- *quarryv1.CommandResult) error {
+	for {
+		var cmd *quarryv1.Command
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case cmd = <-cmds:
+		}
+		res, seen, err := c.Buffer.BeginCommand(cmd.Id)
+		if err != nil {
+			return err
+		}
+		if seen {
+			c.Log.Info("command redelivered; sending stored result", "command", cmd.Id)
+		} else {
+			res = c.execute(ctx, cmd)
+			if err := c.Buffer.FinishCommand(res); err != nil {
+				return err
+			}
+		}
+		select {
+		case results <- res:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Client) execute(ctx context.Context, cmd *quarryv1.Command) *quarryv1.CommandResult {
+	res := &quarryv1.CommandResult{CommandId: cmd.Id, Status: quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED}
+	if cmd.ExpiresUnixNano != 0 && time.Now().UnixNano() > cmd.ExpiresUnixNano {
+		res.Status = quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED
+		res.Error = "command expired before it reached the rig"
+		return res
+	}
+	log := c.Log.With("command", cmd.Id, "kind", cmd.Kind.String())
+	log.Info("running command")
+	if c.Handler == nil {
+		res.Status = quarryv1.CommandStatus_COMMAND_STATUS_FAILED
+		res.Error = "agent has no command handler"
+		return res
+	}
+	out, err := c.Handler.HandleCommand(ctx, cmd)
+	res.Output = out
+	if err != nil {
+		res.Status = quarryv1.CommandStatus_COMMAND_STATUS_FAILED
+		res.Error = err.Error()
+		log.Warn("command failed", "err", err)
+	}
+	return res
+}

@@ -1,0 +1,310 @@
+// Package api serves the controller's gRPC services: AgentService for rigs
+// and FleetService for quarryctl and the dashboard, with the
+// authentication and role checks both need.
+package api
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/pki"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Enrollment is what the agent service needs to enroll and renew rigs.
+type Enrollment struct {
+	CA          *pki.CA
+	CertTTL     time.Duration
+	GossipKeys  func() []string
+	GossipJoin  func() []string
+	EventPubKey []byte
+}
+
+// AgentServer implements AgentService.
+type AgentServer struct {
+	quarryv1.UnimplementedAgentServiceServer
+
+	Fleet          *fleet.Fleet
+	Enrollment     Enrollment
+	ReportInterval time.Duration
+	// Insecure trusts the rig id in Hello instead of a client certificate.
+	// Only for load benchmarks on one machine.
+	Insecure bool
+	Log      *slog.Logger
+	// OnConnect, if set, is called when a rig's stream is established and
+	// again (with online=false) when it ends.
+	OnConnect func(rigID string, online bool)
+}
+
+// peerIdentity returns the verified client certificate's identity.
+func peerIdentity(ctx context.Context) (pki.Identity, *x509.Certificate, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "no peer information")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "connection is not TLS")
+	}
+	if len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "a client certificate issued by this controller is required")
+	}
+	leaf := ti.State.VerifiedChains[0][0]
+	id, err := pki.IdentityOf(leaf)
+	if err != nil {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	return id, leaf, nil
+}
+
+func (s *AgentServer) rigIdentity(ctx context.Context) (string, error) {
+	id, _, err := peerIdentity(ctx)
+	if err != nil {
+		return "", err
+	}
+	if id.Unit != pki.OURig {
+		return "", status.Error(codes.PermissionDenied, "certificate is not a rig certificate")
+	}
+	known, revoked := s.Fleet.Known(id.Name)
+	if revoked {
+		return "", status.Errorf(codes.PermissionDenied, "rig %s: %v", id.Name, fleet.ErrRevoked)
+	}
+	if !known {
+		return "", status.Errorf(codes.PermissionDenied, "rig %s is not enrolled with this controller", id.Name)
+	}
+	return id.Name, nil
+}
+
+// Connect is the agent's long-lived stream.
+func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error {
+	ctx := stream.Context()
+	certRig := ""
+	if !s.Insecure {
+		id, err := s.rigIdentity(ctx)
+		if err != nil {
+			return err
+		}
+		certRig = id
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "expected Hello: %v", err)
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "the first message on the stream must be Hello")
+	}
+	rigID := certRig
+	switch {
+	case s.Insecure:
+		rigID = hello.RigId
+		if rigID == "" {
+			return status.Error(codes.InvalidArgument, "Hello.rig_id is required")
+		}
+		if known, _ := s.Fleet.Known(rigID); !known {
+			if err := s.Fleet.RegisterRig(rigID, hello.Hostname, hello.Hostname); err != nil {
+				return status.Errorf(codes.Internal, "register rig: %v", err)
+			}
+		}
+	case hello.RigId != "" && hello.RigId != certRig:
+		return status.Errorf(codes.PermissionDenied, "Hello claims rig %q but the certificate is for %q", hello.RigId, certRig)
+	}
+	sess, err := s.Fleet.Attach(ctx, rigID)
+	if err != nil {
+		if errors.Is(err, fleet.ErrRevoked) {
+			return status.Error(codes.PermissionDenied, err.Error())
+		}
+		return status.Error(codes.NotFound, err.Error())
+	}
+	defer s.Fleet.Detach(sess)
+	if err := s.Fleet.SetHello(rigID, hello); err != nil {
+		s.Log.Warn("store hello", "rig", rigID, "err", err)
+	}
+	if s.OnConnect != nil {
+		s.OnConnect(rigID, true)
+		defer s.OnConnect(rigID, false)
+	}
+	log := s.Log.With("rig", rigID)
+	resume := s.Fleet.LastSeq(rigID) + 1
+	if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Welcome{Welcome: &quarryv1.Welcome{
+		ResumeFromSeq: resume,
+		Settings:      &quarryv1.AgentSettings{ReportIntervalSeconds: uint32(s.ReportInterval / time.Second)},
+	}}}); err != nil {
+		return err
+	}
+	log.Info("agent connected", "resume_from", resume, "version", hello.Version)
+
+	// One goroutine writes to the stream; the receive loop below only
+	// reads, so gRPC's one-sender rule holds.
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- s.sendLoop(sess, stream) }()
+
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- s.recvLoop(sess, stream, log) }()
+
+	select {
+	case err := <-recvErr:
+		s.Fleet.Detach(sess) // ends the send loop
+		<-sendErr
+		return err
+	case err := <-sendErr:
+		return err
+	case <-sess.Context().Done():
+		<-sendErr
+		cause := context.Cause(sess.Context())
+		switch {
+		case errors.Is(cause, fleet.ErrRevoked):
+			log.Info("agent stream closed: rig revoked")
+			return status.Error(codes.PermissionDenied, cause.Error())
+		case errors.Is(cause, fleet.ErrReplaced):
+			log.Info("agent stream closed: replaced by a newer one")
+			return status.Error(codes.Aborted, cause.Error())
+		case ctx.Err() != nil:
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return status.Error(codes.Unavailable, "controller is shutting down")
+	}
+}
+
+func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer, log *slog.Logger) error {
+	ctx := sess.Context()
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			log.Warn("agent stream receive failed", "err", err)
+			return err
+		}
+		switch m := msg.Msg.(type) {
+		case *quarryv1.ConnectRequest_Report:
+			if m.Report.GetSeq() == 0 {
+				return status.Error(codes.InvalidArgument, "report sequence numbers start at 1")
+			}
+			if err := s.Fleet.Ingest(ctx, sess.RigID, m.Report, sess.Ack); err != nil {
+				return status.Errorf(codes.Unavailable, "ingest: %v", err)
+			}
+		case *quarryv1.ConnectRequest_CommandResult:
+			if err := s.Fleet.CompleteCommand(sess.RigID, m.CommandResult); err != nil {
+				log.Warn("command result rejected", "command", m.CommandResult.GetCommandId(), "err", err)
+			}
+		case *quarryv1.ConnectRequest_Hello:
+			return status.Error(codes.InvalidArgument, "duplicate Hello on an established stream")
+		default:
+			return status.Error(codes.InvalidArgument, "empty or unknown message on the agent stream")
+		}
+	}
+}
+
+func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer) error {
+	pending, err := s.Fleet.PendingCommands(sess.RigID)
+	if err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	send := func(c *quarryv1.Command) error {
+		if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Command{Command: c}}); err != nil {
+			return err
+		}
+		if err := s.Fleet.MarkSent(c.Id); err != nil {
+			s.Log.Warn("mark command sent", "command", c.Id, "err", err)
+		}
+		return nil
+	}
+	seen := make(map[string]bool, len(pending))
+	for _, c := range pending {
+		seen[c.Id] = true
+		if err := send(c); err != nil {
+			return err
+		}
+	}
+	var lastAck uint64
+	for {
+		select {
+		case <-sess.Context().Done():
+			return nil
+		case c := <-sess.Commands():
+			if seen[c.Id] {
+				continue // already sent from the pending list
+			}
+			if err := send(c); err != nil {
+				return err
+			}
+		case <-sess.AckNotify():
+			up := sess.AckedUpTo()
+			if up <= lastAck {
+				continue
+			}
+			if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Ack{Ack: &quarryv1.Ack{UpToSeq: up}}}); err != nil {
+				return err
+			}
+			lastAck = up
+		}
+	}
+}
+
+// Enroll trades a join token and a certificate request for a certificate.
+func (s *AgentServer) Enroll(ctx context.Context, req *quarryv1.EnrollRequest) (*quarryv1.EnrollResponse, error) {
+	e := s.Enrollment
+	if e.CA == nil {
+		return nil, status.Error(codes.FailedPrecondition, "enrollment is not available")
+	}
+	if len(req.CsrDer) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "certificate request is required")
+	}
+	if _, err := x509.ParseCertificateRequest(req.CsrDer); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
+	}
+	rigID, name, err := s.Fleet.Redeem(req.Token, e.CA.Hash(), req.Hostname)
+	if err != nil {
+		s.audit("", "enroll", req.Hostname, "refused", err.Error())
+		switch {
+		case errors.Is(err, pki.ErrMalformedToken), errors.Is(err, fleet.ErrTokenUnknown),
+			errors.Is(err, fleet.ErrTokenExpired), errors.Is(err, fleet.ErrTokenUsedUp), errors.Is(err, fleet.ErrTokenCA):
+			return nil, status.Error(codes.PermissionDenied, err.Error())
+		}
+		return nil, status.Errorf(codes.Internal, "enroll: %v", err)
+	}
+	der, err := e.CA.SignRequest(req.CsrDer, rigID, pki.OURig, e.CertTTL, s.Fleet.Now())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	s.audit(rigID, "enroll", name, "ok", "hostname "+req.Hostname)
+	resp := &quarryv1.EnrollResponse{RigId: rigID, CertificateDer: der, CaCertificateDer: e.CA.CertDER, EventPublicKey: e.EventPubKey}
+	if e.GossipKeys != nil {
+		resp.GossipKeys = e.GossipKeys()
+	}
+	if e.GossipJoin != nil {
+		resp.GossipJoin = e.GossipJoin()
+	}
+	return resp, nil
+}
+
+// Renew issues a fresh certificate to a rig that still holds a valid one.
+func (s *AgentServer) Renew(ctx context.Context, req *quarryv1.RenewRequest) (*quarryv1.RenewResponse, error) {
+	rigID, err := s.rigIdentity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	der, err := s.Enrollment.CA.SignRequest(req.CsrDer, rigID, pki.OURig, s.Enrollment.CertTTL, s.Fleet.Now())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	return &quarryv1.RenewResponse{CertificateDer: der}, nil
+}
+
+func (s *AgentServer) audit(who, action, target, result, detail string) {
+	if err := s.Fleet.Audit(&quarryv1.AuditEntry{Who: who, Role: "rig", Action: action, Target: target, Result: result, Detail: detail}); err != nil {
+		s.Log.Error("audit", "err", fmt.Errorf("%s: %w", action, err))
+	}
+}

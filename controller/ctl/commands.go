@@ -1,0 +1,532 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quarryfleet/quarry/pkg/pki"
+	"github.com/quarryfleet/quarry/pkg/version"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Main runs quarryctl and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := NewRoot(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "quarryctl:", err)
+		return 1
+	}
+	return 0
+}
+
+// App holds the global options and output streams for every command.
+type App struct {
+	Opts   Options
+	Out    io.Writer
+	Err    io.Writer
+	extras []func(*cobra.Command, *App)
+}
+
+// NewRoot builds the command tree.
+func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	app := &App{Out: stdout, Err: stderr}
+	root := &cobra.Command{
+		Use:           "quarryctl",
+		Short:         "Administer a Quarry mining fleet",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&app.Opts.Controller, "controller", os.Getenv("QUARRY_CONTROLLER"), "controller gRPC address host:port (env QUARRY_CONTROLLER; default 127.0.0.1:7443)")
+	pf.StringVar(&app.Opts.Token, "token", os.Getenv("QUARRY_TOKEN"), "admin bearer token (env QUARRY_TOKEN)")
+	pf.StringVar(&app.Opts.CAFile, "ca", os.Getenv("QUARRY_CA"), "controller CA certificate file (env QUARRY_CA)")
+	pf.StringVar(&app.Opts.DataDir, "data-dir", "./quarry-data", "a local controller's data dir, where credentials are found with no login")
+	pf.StringVar(&app.Opts.ConfigPath, "config", DefaultConfigPath(), "quarryctl credential file written by login")
+	pf.StringVarP(&app.Opts.Output, "output", "o", "table", "output format: table or json")
+	pf.DurationVar(&app.Opts.Timeout, "timeout", 10*time.Second, "how long to wait for the controller")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+
+	root.AddCommand(app.versionCmd(), app.rigsCmd(), app.rigCmd(), app.tokenCmd(), app.auditCmd(), app.loginCmd(), app.whoamiCmd())
+	return root
+}
+
+// call runs fn with a connected client and a deadline.
+func (a *App) call(ctx context.Context, fn func(ctx context.Context, c quarryv1.FleetServiceClient) error) error {
+	if a.Opts.Output != "table" && a.Opts.Output != "json" {
+		return fmt.Errorf("--output %q: want table or json", a.Opts.Output)
+	}
+	c, closeFn, addr, err := a.Opts.dial()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, a.Opts.Timeout)
+	defer cancel()
+	if err := fn(ctx, c); err != nil {
+		return explain(addr, err)
+	}
+	return nil
+}
+
+func (a *App) json(m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(a.Out, string(b))
+	return nil
+}
+
+func (a *App) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print quarryctl's version and, if reachable, the controller's",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(a.Out, "quarryctl", version.Version)
+			err := a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				v, err := c.GetVersion(ctx, &quarryv1.GetVersionRequest{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.Out, "controller", v.Version)
+				return nil
+			})
+			if err != nil {
+				fmt.Fprintln(a.Err, "controller: unknown:", err)
+			}
+			return nil
+		},
+	}
+}
+
+func ago(unixNano int64, now time.Time) string {
+	if unixNano == 0 {
+		return "never"
+	}
+	d := now.Sub(time.Unix(0, unixNano)).Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	return d.String() + " ago"
+}
+
+func bytesHuman(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func rigStatus(r *quarryv1.Rig) string {
+	switch {
+	case r.Revoked:
+		return "revoked"
+	case r.Online:
+		return "online"
+	}
+	return "offline"
+}
+
+func (a *App) rigsCmd() *cobra.Command {
+	rigs := &cobra.Command{Use: "rigs", Short: "Work with the list of rigs"}
+	rigs.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List rigs with their status and basic figures",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				resp, err := c.ListRigs(ctx, &quarryv1.ListRigsRequest{})
+				if err != nil {
+					return err
+				}
+				if a.Opts.Output == "json" {
+					return a.json(resp)
+				}
+				now := time.Now()
+				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "RIG\tNAME\tHOSTNAME\tSTATUS\tGOSSIP\tLAST SEEN\tCPU\tMEMORY")
+				for _, r := range resp.Rigs {
+					cpu, memory := "-", "-"
+					if h := r.Host; h != nil {
+						cpu = fmt.Sprintf("%.0f%%", h.CpuPercent)
+						if h.MemoryTotalBytes > 0 {
+							memory = fmt.Sprintf("%s/%s", bytesHuman(h.MemoryUsedBytes), bytesHuman(h.MemoryTotalBytes))
+						}
+					}
+					g := r.GossipStatus
+					if g == "" {
+						g = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Id, r.Name, r.Hostname, rigStatus(r), g, ago(r.LastSeenUnixNano, now), cpu, memory)
+				}
+				return tw.Flush()
+			})
+		},
+	})
+	return rigs
+}
+
+func (a *App) completeRigs(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	_ = a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+		resp, err := c.ListRigs(ctx, &quarryv1.ListRigsRequest{})
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.Rigs {
+			names = append(names, r.Id+"\t"+r.Name)
+		}
+		return nil
+	})
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// commandKinds maps the CLI's words to command kinds.
+var commandKinds = map[string]quarryv1.CommandKind{
+	"ping":          quarryv1.CommandKind_COMMAND_KIND_PING,
+	"restart-miner": quarryv1.CommandKind_COMMAND_KIND_RESTART_MINER,
+	"stop-miner":    quarryv1.CommandKind_COMMAND_KIND_STOP_MINER,
+	"reboot":        quarryv1.CommandKind_COMMAND_KIND_REBOOT,
+	"pause":         quarryv1.CommandKind_COMMAND_KIND_PAUSE,
+	"resume":        quarryv1.CommandKind_COMMAND_KIND_RESUME,
+}
+
+func commandWords() []string {
+	w := make([]string, 0, len(commandKinds))
+	for k := range commandKinds {
+		w = append(w, k)
+	}
+	sort.Strings(w)
+	return w
+}
+
+func (a *App) rigCmd() *cobra.Command {
+	rig := &cobra.Command{Use: "rig", Short: "Inspect and command one rig"}
+	show := &cobra.Command{
+		Use:               "show RIG",
+		Short:             "Show a rig's latest state, GPUs, miners and events",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeRigs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				resp, err := c.GetRig(ctx, &quarryv1.GetRigRequest{Rig: args[0]})
+				if err != nil {
+					return err
+				}
+				if a.Opts.Output == "json" {
+					return a.json(resp.Rig)
+				}
+				printRig(a.Out, resp.Rig, time.Now())
+				return nil
+			})
+		},
+	}
+	var wait bool
+	var ttl time.Duration
+	command := &cobra.Command{
+		Use:   "command RIG " + strings.Join(commandWords(), "|"),
+		Short: "Send a command to a rig (queued until it is online)",
+		Args:  cobra.ExactArgs(2),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, tc string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 1 {
+				return commandWords(), cobra.ShellCompDirectiveNoFileComp
+			}
+			return a.completeRigs(cmd, args, tc)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, ok := commandKinds[args[1]]
+			if !ok {
+				return fmt.Errorf("unknown command %q: want one of %s", args[1], strings.Join(commandWords(), ", "))
+			}
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				resp, err := c.SendCommand(ctx, &quarryv1.SendCommandRequest{Rig: args[0], Kind: kind, TtlSeconds: int64(ttl / time.Second)})
+				if err != nil {
+					return err
+				}
+				if !wait {
+					fmt.Fprintln(a.Out, resp.CommandId, "queued")
+					return nil
+				}
+				return a.waitCommand(ctx, c, resp.CommandId)
+			})
+		},
+	}
+	command.Flags().BoolVar(&wait, "wait", true, "wait for the rig's result")
+	command.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the command waits for an offline rig")
+	revoke := &cobra.Command{
+		Use:               "revoke RIG",
+		Short:             "Revoke a rig's certificate and close its stream now",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeRigs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				if _, err := c.RevokeRig(ctx, &quarryv1.RevokeRigRequest{Rig: args[0]}); err != nil {
+					return err
+				}
+				fmt.Fprintln(a.Out, "revoked", args[0])
+				return nil
+			})
+		},
+	}
+	rig.AddCommand(show, command, revoke)
+	return rig
+}
+
+func (a *App) waitCommand(ctx context.Context, c quarryv1.FleetServiceClient, id string) error {
+	for {
+		resp, err := c.GetCommand(ctx, &quarryv1.GetCommandRequest{CommandId: id})
+		if err != nil {
+			return err
+		}
+		rec := resp.Record
+		switch rec.Status {
+		case quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
+			if a.Opts.Output == "json" {
+				return a.json(rec)
+			}
+			fmt.Fprintf(a.Out, "%s succeeded: %s\n", id, strings.TrimSpace(string(rec.Output)))
+			return nil
+		case quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
+			if a.Opts.Output == "json" {
+				_ = a.json(rec)
+			}
+			return fmt.Errorf("%s %s: %s", id, strings.ToLower(strings.TrimPrefix(rec.Status.String(), "COMMAND_STATUS_")), rec.Error)
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(a.Out, "%s still %s; the rig will run it when it is online (see 'quarryctl rig show')\n", id, strings.ToLower(strings.TrimPrefix(rec.Status.String(), "COMMAND_STATUS_")))
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Rig:\t%s\n", r.Id)
+	fmt.Fprintf(tw, "Name:\t%s\n", r.Name)
+	fmt.Fprintf(tw, "Hostname:\t%s\n", r.Hostname)
+	fmt.Fprintf(tw, "Status:\t%s\n", rigStatus(r))
+	if r.GossipStatus != "" {
+		fmt.Fprintf(tw, "Gossip:\t%s\n", r.GossipStatus)
+	}
+	fmt.Fprintf(tw, "Version:\t%s\n", r.Version)
+	fmt.Fprintf(tw, "Last seen:\t%s\n", ago(r.LastSeenUnixNano, now))
+	fmt.Fprintf(tw, "Reports:\t%d (last seq %d, gaps %d)\n", r.Reports, r.LastSeq, r.SeqGaps)
+	if h := r.Host; h != nil {
+		fmt.Fprintf(tw, "CPU:\t%.1f%%  load %.2f %.2f %.2f\n", h.CpuPercent, h.Load1, h.Load5, h.Load15)
+		fmt.Fprintf(tw, "Memory:\t%s / %s\n", bytesHuman(h.MemoryUsedBytes), bytesHuman(h.MemoryTotalBytes))
+		fmt.Fprintf(tw, "Uptime:\t%s\n", (time.Duration(h.UptimeSeconds) * time.Second).String())
+	}
+	tw.Flush()
+	if len(r.Gpus) > 0 {
+		fmt.Fprintln(w, "\nGPUs:")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "IDX\tBUS\tNAME\tTEMP\tFAN\tPOWER\tCORE\tMEM\tUTIL\tSTATE")
+		for _, g := range r.Gpus {
+			state := "ok"
+			if g.Lost {
+				state = "LOST"
+			}
+			fan := "-"
+			if len(g.FanPercent) > 0 {
+				fan = fmt.Sprintf("%.0f%%", g.FanPercent[0])
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Index, g.BusId, g.Name,
+				optF(g.TemperatureC, "%.0f°C"), fan, optF(g.PowerW, "%.0f W"), optU(g.SmClockMhz, "%d MHz"), optU(g.MemoryClockMhz, "%d MHz"), optF(g.UtilizationPercent, "%.0f%%"), state)
+		}
+		tw.Flush()
+	}
+	if len(r.Miners) > 0 {
+		fmt.Fprintln(w, "\nMiners:")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MINER\tALGO\tCOIN\tHASHRATE\tACCEPTED\tREJECTED\tSTATE")
+		for _, m := range r.Miners {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.Miner, m.Algorithm, m.Coin, HashrateHuman(m.Hashrate), m.Accepted, m.Rejected, m.State)
+		}
+		tw.Flush()
+	}
+	if len(r.Events) > 0 {
+		fmt.Fprintln(w, "\nRecent events:")
+		for _, e := range r.Events {
+			fmt.Fprintf(w, "  %s  %-16s %s\n", time.Unix(0, e.TimeUnixNano).Format(time.DateTime), e.Kind, e.Message)
+		}
+	}
+}
+
+// HashrateHuman prints H/s with an SI prefix.
+func HashrateHuman(h float64) string {
+	units := []string{"H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s"}
+	i := 0
+	for h >= 1000 && i < len(units)-1 {
+		h /= 1000
+		i++
+	}
+	return fmt.Sprintf("%.2f %s", h, units[i])
+}
+
+func optF(p *float64, f string) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf(f, *p)
+}
+
+func optU(p *uint32, f string) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf(f, *p)
+}
+
+func (a *App) tokenCmd() *cobra.Command {
+	tok := &cobra.Command{Use: "token", Short: "Join tokens for enrolling rigs"}
+	var ttl time.Duration
+	var uses uint32
+	var name string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a join token; run 'quarry-agent --controller HOST:PORT --token TOKEN' on the rig",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				resp, err := c.CreateToken(ctx, &quarryv1.CreateTokenRequest{TtlSeconds: int64(ttl / time.Second), Uses: uses, RigName: name})
+				if err != nil {
+					return err
+				}
+				if a.Opts.Output == "json" {
+					return a.json(resp)
+				}
+				fmt.Fprintln(a.Out, resp.Token)
+				fmt.Fprintf(a.Err, "valid until %s for %d enrollment(s)\n", time.Unix(0, resp.ExpiresUnixNano).Format(time.RFC3339), max(uses, 1))
+				return nil
+			})
+		},
+	}
+	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
+	create.Flags().Uint32Var(&uses, "uses", 1, "how many rigs may enroll with it")
+	create.Flags().StringVar(&name, "rig-name", "", "name for the rig that enrolls (default: its hostname)")
+	tok.AddCommand(create)
+	return tok
+}
+
+func (a *App) auditCmd() *cobra.Command {
+	var since time.Duration
+	var limit uint32
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Show the audit log: who did what, when, and the result",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				req := &quarryv1.ListAuditRequest{Limit: limit}
+				if since > 0 {
+					req.SinceUnixNano = time.Now().Add(-since).UnixNano()
+				}
+				resp, err := c.ListAudit(ctx, req)
+				if err != nil {
+					return err
+				}
+				if a.Opts.Output == "json" {
+					return a.json(resp)
+				}
+				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tWHO\tROLE\tACTION\tTARGET\tRESULT\tDETAIL")
+				for _, e := range resp.Entries {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", time.Unix(0, e.TimeUnixNano).Format(time.DateTime), e.Who, e.Role, e.Action, e.Target, e.Result, e.Detail)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&since, "since", 0, "only entries newer than this (e.g. 24h)")
+	cmd.Flags().Uint32Var(&limit, "limit", 200, "most entries to show (newest)")
+	return cmd
+}
+
+func (a *App) whoamiCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Show which credential and role quarryctl is using",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				resp, err := c.WhoAmI(ctx, &quarryv1.WhoAmIRequest{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.Out, "%s (role %s)\n", resp.Who, resp.Role)
+				return nil
+			})
+		},
+	}
+}
+
+func (a *App) loginCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "login",
+		Short: "Check a controller address, CA and token, then store them for later commands",
+		Long:  "Stores --controller, --token and the CA (from --ca or the local data dir) in the file named by --config, readable only by you.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := a.Opts.resolve()
+			if err != nil {
+				return err
+			}
+			var who *quarryv1.WhoAmIResponse
+			if err := a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				who, err = c.WhoAmI(ctx, &quarryv1.WhoAmIRequest{})
+				return err
+			}); err != nil {
+				return err
+			}
+			caPEM, err := a.caPEM()
+			if err != nil {
+				return err
+			}
+			b, err := yaml.Marshal(FileConfig{Controller: r.addr, Token: r.token, CAPEM: string(caPEM)})
+			if err != nil {
+				return err
+			}
+			if err := pki.WriteFileAtomic(a.Opts.ConfigPath, b, 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.Out, "logged in to %s as %s (role %s); saved to %s\n", r.addr, who.Who, who.Role, a.Opts.ConfigPath)
+			return nil
+		},
+	}
+}
+
+func (a *App) caPEM() ([]byte, error) {
+	if a.Opts.CAFile != "" {
+		return os.ReadFile(a.Opts.CAFile)
+	}
+	if fc, err := readFileConfig(a.Opts.ConfigPath); err == nil && fc.CAPEM != "" {
+		return []byte(fc.CAPEM), nil
+	}
+	return os.ReadFile(a.Opts.DataDir + "/ca.crt")
+}

@@ -1,0 +1,226 @@
+package fleet
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quarryfleet/quarry/pkg/pki"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// DefaultCommandTTL is how long a command waits for an offline rig.
+const DefaultCommandTTL = 24 * time.Hour
+
+// QueueCommand persists a command for a rig and, if the rig is connected,
+// hands it to its stream. A command for an offline rig waits until the rig
+// returns or the command expires.
+func (f *Fleet) QueueCommand(rigID string, kind quarryv1.CommandKind, payload []byte, ttl time.Duration) (*quarryv1.CommandRecord, error) {
+	if kind == quarryv1.CommandKind_COMMAND_KIND_UNSPECIFIED {
+		return nil, fmt.Errorf("command kind is required")
+	}
+	if ttl <= 0 {
+		ttl = DefaultCommandTTL
+	}
+	f.mu.Lock()
+	_, ok := f.rigs[rigID]
+	f.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownRig, rigID)
+	}
+	id, err := pki.RandomHex(8)
+	if err != nil {
+		return nil, err
+	}
+	now := f.opts.Now()
+	rec := &quarryv1.CommandRecord{
+		Command: &quarryv1.Command{
+			Id:              "cmd-" + id,
+			Kind:            kind,
+			Payload:         payload,
+			CreatedUnixNano: now.UnixNano(),
+			ExpiresUnixNano: now.Add(ttl).UnixNano(),
+		},
+		RigId:           rigID,
+		Status:          quarryv1.CommandStatus_COMMAND_STATUS_PENDING,
+		UpdatedUnixNano: now.UnixNano(),
+	}
+	if err := f.putCommand(rec, true); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	s := f.sessions[rigID]
+	f.mu.Unlock()
+	if s != nil {
+		select {
+		case s.commands <- rec.Command:
+		default:
+			// The stream is saturated; the command stays pending and goes
+			// out on the next connect.
+			f.log.Warn("command queue full; delivering on reconnect", "rig", rigID, "command", rec.Command.Id)
+		}
+	}
+	return rec, nil
+}
+
+func pendingKey(rigID, cmdID string) []byte { return []byte(rigID + "/" + cmdID) }
+
+func (f *Fleet) putCommand(rec *quarryv1.CommandRecord, pending bool) error {
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return f.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte(bucketCommands)).Put([]byte(rec.Command.Id), b); err != nil {
+			return err
+		}
+		pb := tx.Bucket([]byte(bucketPending))
+		if pending {
+			return pb.Put(pendingKey(rec.RigId, rec.Command.Id), nil)
+		}
+		return pb.Delete(pendingKey(rec.RigId, rec.Command.Id))
+	})
+}
+
+// Command returns a command's record.
+func (f *Fleet) Command(id string) (*quarryv1.CommandRecord, error) {
+	var rec *quarryv1.CommandRecord
+	err := f.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bucketCommands)).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%w %q", ErrUnknownCommand, id)
+		}
+		rec = &quarryv1.CommandRecord{}
+		return proto.Unmarshal(v, rec)
+	})
+	return rec, err
+}
+
+// PendingCommands returns the commands still owed to a rig, oldest first,
+// after marking expired ones as such.
+func (f *Fleet) PendingCommands(rigID string) ([]*quarryv1.Command, error) {
+	now := f.opts.Now().UnixNano()
+	var out []*quarryv1.Command
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		pb := tx.Bucket([]byte(bucketPending))
+		cb := tx.Bucket([]byte(bucketCommands))
+		prefix := []byte(rigID + "/")
+		c := pb.Cursor()
+		var expired [][]byte
+		for k, _ := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, _ = c.Next() {
+			id := k[len(prefix):]
+			v := cb.Get(id)
+			if v == nil {
+				expired = append(expired, append([]byte(nil), k...))
+				continue
+			}
+			rec := &quarryv1.CommandRecord{}
+			if err := proto.Unmarshal(v, rec); err != nil {
+				return err
+			}
+			if rec.Command.ExpiresUnixNano != 0 && rec.Command.ExpiresUnixNano < now {
+				rec.Status = quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED
+				rec.Error = "expired before the rig came back"
+				rec.UpdatedUnixNano = now
+				b, err := proto.Marshal(rec)
+				if err != nil {
+					return err
+				}
+				if err := cb.Put(id, b); err != nil {
+					return err
+				}
+				expired = append(expired, append([]byte(nil), k...))
+				continue
+			}
+			out = append(out, rec.Command)
+		}
+		for _, k := range expired {
+			if err := pb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending commands: %w", err)
+	}
+	// Ids are random; order by creation so commands run in the order given.
+	sortCommands(out)
+	return out, nil
+}
+
+func sortCommands(cs []*quarryv1.Command) {
+	for i := 1; i < len(cs); i++ {
+		for j := i; j > 0 && cs[j].CreatedUnixNano < cs[j-1].CreatedUnixNano; j-- {
+			cs[j], cs[j-1] = cs[j-1], cs[j]
+		}
+	}
+}
+
+// MarkSent records that a command went out on a stream.
+func (f *Fleet) MarkSent(id string) error {
+	return f.updateCommand(id, func(rec *quarryv1.CommandRecord) bool {
+		if rec.Status != quarryv1.CommandStatus_COMMAND_STATUS_PENDING {
+			return false
+		}
+		rec.Status = quarryv1.CommandStatus_COMMAND_STATUS_SENT
+		return true
+	}, true)
+}
+
+// CompleteCommand stores an agent's result for a command it owns.
+func (f *Fleet) CompleteCommand(rigID string, res *quarryv1.CommandResult) error {
+	var owner string
+	err := f.updateCommand(res.CommandId, func(rec *quarryv1.CommandRecord) bool {
+		owner = rec.RigId
+		if rec.RigId != rigID {
+			return false
+		}
+		rec.Status = res.Status
+		if rec.Status != quarryv1.CommandStatus_COMMAND_STATUS_FAILED {
+			rec.Status = quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+		}
+		rec.Error = res.Error
+		rec.Output = res.Output
+		return true
+	}, false)
+	if err != nil {
+		return err
+	}
+	if owner != rigID {
+		return fmt.Errorf("command %q belongs to another rig", res.CommandId)
+	}
+	return nil
+}
+
+func (f *Fleet) updateCommand(id string, fn func(*quarryv1.CommandRecord) bool, keepPending bool) error {
+	return f.db.Update(func(tx *bolt.Tx) error {
+		cb := tx.Bucket([]byte(bucketCommands))
+		v := cb.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%w %q", ErrUnknownCommand, id)
+		}
+		rec := &quarryv1.CommandRecord{}
+		if err := proto.Unmarshal(v, rec); err != nil {
+			return err
+		}
+		if !fn(rec) {
+			return nil
+		}
+		rec.UpdatedUnixNano = f.opts.Now().UnixNano()
+		b, err := proto.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := cb.Put([]byte(id), b); err != nil {
+			return err
+		}
+		if !keepPending {
+			return tx.Bucket([]byte(bucketPending)).Delete(pendingKey(rec.RigId, id))
+		}
+		return nil
+	})
+}

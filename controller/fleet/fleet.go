@@ -1,0 +1,518 @@
+// Package fleet is the controller's durable view of the fleet: rigs and
+// their latest state, report ingestion with exactly-once accounting,
+// commands with delivery tracking, join tokens, admin credentials and the
+// audit log. Everything lives in one bbolt file.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Bucket names.
+const (
+	bucketRigs     = "rigs"
+	bucketCommands = "commands"
+	bucketPending  = "pending_commands"
+	bucketTokens   = "join_tokens"
+	bucketAdmins   = "admin_tokens"
+	bucketAudit    = "audit"
+	bucketRevoked  = "revoked"
+	bucketHistory  = "rig_history"
+)
+
+// Buckets lists every bucket this package owns, for store.Open.
+var Buckets = []string{bucketRigs, bucketCommands, bucketPending, bucketTokens, bucketAdmins, bucketAudit, bucketRevoked, bucketHistory}
+
+// Errors callers map to gRPC status codes.
+var (
+	ErrUnknownRig     = errors.New("unknown rig")
+	ErrRevoked        = errors.New("rig certificate has been revoked")
+	ErrUnknownCommand = errors.New("unknown command")
+	ErrClosed         = errors.New("fleet is shutting down")
+)
+
+// Options tune the fleet store.
+type Options struct {
+	// MaxBatch bounds how many reports one bbolt transaction commits.
+	MaxBatch int
+	// MaxEvents is how many recent events are kept per rig.
+	MaxEvents int
+	// HistoryLen is how many report rollups are kept per rig.
+	HistoryLen int
+	Now        func() time.Time
+	Logger     *slog.Logger
+}
+
+func (o *Options) fill() {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 4096
+	}
+	if o.MaxEvents <= 0 {
+		o.MaxEvents = 50
+	}
+	if o.HistoryLen <= 0 {
+		o.HistoryLen = 360
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Fleet is the controller's fleet state.
+type Fleet struct {
+	db   *bolt.DB
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	rigs     map[string]*quarryv1.Rig
+	sessions map[string]*Session
+	revoked  map[string]bool
+
+	ingest   chan ingestItem
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+	stats    IngestStats
+	observer []ReportObserver
+	auditSeq atomic.Uint64 // breaks ties between audit entries in one nanosecond
+}
+
+// ReportObserver is told about every committed report, after the commit.
+// Billing meters energy and the metrics exporter updates gauges this way.
+type ReportObserver interface {
+	ObserveReport(rigID string, r *quarryv1.Report)
+}
+
+// IngestStats are counters for the metrics endpoint.
+type IngestStats struct {
+	Committed   uint64
+	Duplicates  uint64
+	Batches     uint64
+	LastBatchNs int64
+}
+
+type ingestItem struct {
+	rigID  string
+	report *quarryv1.Report
+	ack    func(seq uint64)
+}
+
+// Open loads the fleet state from db (whose buckets must exist) and starts
+// the committer.
+func Open(db *bolt.DB, opts Options) (*Fleet, error) {
+	opts.fill()
+	if err := store.EnsureBuckets(db, Buckets...); err != nil {
+		return nil, err
+	}
+	f := &Fleet{
+		db:       db,
+		opts:     opts,
+		log:      opts.Logger,
+		rigs:     make(map[string]*quarryv1.Rig),
+		sessions: make(map[string]*Session),
+		revoked:  make(map[string]bool),
+		ingest:   make(chan ingestItem, opts.MaxBatch),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	err := db.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte(bucketRigs)).ForEach(func(k, v []byte) error {
+			r := &quarryv1.Rig{}
+			if err := proto.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("rig %q: %w", k, err)
+			}
+			r.Online = false
+			f.rigs[string(k)] = r
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte(bucketRevoked)).ForEach(func(k, _ []byte) error {
+			f.revoked[string(k)] = true
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load fleet state: %w", err)
+	}
+	go f.commitLoop()
+	return f, nil
+}
+
+// AddObserver registers an observer of committed reports. Call before
+// agents connect.
+func (f *Fleet) AddObserver(o ReportObserver) {
+	f.mu.Lock()
+	f.observer = append(f.observer, o)
+	f.mu.Unlock()
+}
+
+// Close stops the committer after it has committed and acknowledged
+// everything already handed to it.
+func (f *Fleet) Close() {
+	f.stopOnce.Do(func() { close(f.stop) })
+	<-f.done
+}
+
+// DB exposes the underlying database for packages that keep their own
+// buckets in the same file (billing, jobs, market).
+func (f *Fleet) DB() *bolt.DB { return f.db }
+
+// Now returns the fleet clock.
+func (f *Fleet) Now() time.Time { return f.opts.Now() }
+
+// RegisterRig records a newly enrolled rig.
+func (f *Fleet) RegisterRig(id, name, hostname string) error {
+	now := f.opts.Now()
+	r := &quarryv1.Rig{Id: id, Name: name, Hostname: hostname, LastSeenUnixNano: now.UnixNano()}
+	b, err := proto.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := f.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketRigs)).Put([]byte(id), b)
+	}); err != nil {
+		return fmt.Errorf("register rig: %w", err)
+	}
+	f.mu.Lock()
+	f.rigs[id] = r
+	f.mu.Unlock()
+	return nil
+}
+
+// Known reports whether a rig is enrolled, and whether it is revoked.
+func (f *Fleet) Known(id string) (known, revoked bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, known = f.rigs[id]
+	return known, f.revoked[id]
+}
+
+// Resolve finds a rig by id or name.
+func (f *Fleet) Resolve(idOrName string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.rigs[idOrName]; ok {
+		return idOrName, nil
+	}
+	var found []string
+	for id, r := range f.rigs {
+		if r.Name == idOrName || r.Hostname == idOrName {
+			found = append(found, id)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return "", fmt.Errorf("%w %q", ErrUnknownRig, idOrName)
+	default:
+		sort.Strings(found)
+		return "", fmt.Errorf("rig name %q is ambiguous: matches %v", idOrName, found)
+	}
+}
+
+// Rigs returns a snapshot of every rig, sorted by name then id.
+func (f *Fleet) Rigs() []*quarryv1.Rig {
+	f.mu.Lock()
+	out := make([]*quarryv1.Rig, 0, len(f.rigs))
+	for id, r := range f.rigs {
+		c := proto.Clone(r).(*quarryv1.Rig)
+		_, c.Online = f.sessions[id]
+		c.Revoked = f.revoked[id]
+		out = append(out, c)
+	}
+	f.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Id < out[j].Id
+	})
+	return out
+}
+
+// Rig returns one rig's snapshot.
+func (f *Fleet) Rig(id string) (*quarryv1.Rig, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.rigs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownRig, id)
+	}
+	c := proto.Clone(r).(*quarryv1.Rig)
+	_, c.Online = f.sessions[id]
+	c.Revoked = f.revoked[id]
+	return c, nil
+}
+
+// UpdateRig applies fn to a rig's record and persists it; used for fields
+// that change outside reports (tags, gossip state).
+func (f *Fleet) UpdateRig(id string, fn func(r *quarryv1.Rig)) error {
+	f.mu.Lock()
+	r, ok := f.rigs[id]
+	if !ok {
+		f.mu.Unlock()
+		return fmt.Errorf("%w %q", ErrUnknownRig, id)
+	}
+	fn(r)
+	b, err := proto.Marshal(r)
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketRigs)).Put([]byte(id), b)
+	})
+}
+
+// LastSeq is the highest committed report sequence number of a rig.
+func (f *Fleet) LastSeq(id string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.rigs[id]; ok {
+		return r.LastSeq
+	}
+	return 0
+}
+
+// Stats returns a copy of the ingest counters.
+func (f *Fleet) Stats() IngestStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+
+// Ingest hands a report to the committer. ack is called with the report's
+// sequence number once it is durably committed (or was already committed
+// before, for a replayed duplicate). Ingest blocks when the committer is
+// behind, which pushes back on the agent's stream.
+func (f *Fleet) Ingest(ctx context.Context, rigID string, r *quarryv1.Report, ack func(seq uint64)) error {
+	select {
+	case f.ingest <- ingestItem{rigID: rigID, report: r, ack: ack}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.stop:
+		return ErrClosed
+	}
+}
+
+func (f *Fleet) commitLoop() {
+	defer close(f.done)
+	batch := make([]ingestItem, 0, f.opts.MaxBatch)
+	for {
+		select {
+		case it := <-f.ingest:
+			batch = append(batch[:0], it)
+		case <-f.stop:
+			// Commit what was already accepted so nothing handed to us
+			// is lost on a clean shutdown.
+			for {
+				select {
+				case it := <-f.ingest:
+					batch = append(batch[:0], it)
+					f.gather(&batch)
+					f.commit(batch)
+				default:
+					return
+				}
+			}
+		}
+		f.gather(&batch)
+		f.commit(batch)
+	}
+}
+
+func (f *Fleet) gather(batch *[]ingestItem) {
+	for len(*batch) < f.opts.MaxBatch {
+		select {
+		case it := <-f.ingest:
+			*batch = append(*batch, it)
+		default:
+			return
+		}
+	}
+}
+
+func (f *Fleet) commit(batch []ingestItem) {
+	start := time.Now()
+	fresh := make([]bool, len(batch))
+	f.mu.Lock()
+	// Work on copies so a failed transaction leaves memory as it was.
+	dirty := make(map[string]*quarryv1.Rig)
+	var dups uint64
+	for i, it := range batch {
+		r := dirty[it.rigID]
+		if r == nil {
+			cur, ok := f.rigs[it.rigID]
+			if !ok {
+				continue // unknown rigs never reach ingest; be safe anyway
+			}
+			r = proto.Clone(cur).(*quarryv1.Rig)
+			dirty[it.rigID] = r
+		}
+		seq := it.report.GetSeq()
+		if seq <= r.LastSeq {
+			dups++
+			continue
+		}
+		if r.LastSeq != 0 && seq > r.LastSeq+1 {
+			r.SeqGaps += seq - r.LastSeq - 1
+		}
+		fresh[i] = true
+		applyReport(r, it.report, f.opts.MaxEvents)
+	}
+	f.mu.Unlock()
+
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		rb := tx.Bucket([]byte(bucketRigs))
+		hb := tx.Bucket([]byte(bucketHistory))
+		for id, r := range dirty {
+			b, err := proto.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := rb.Put([]byte(id), b); err != nil {
+				return err
+			}
+		}
+		for i, it := range batch {
+			if !fresh[i] {
+				continue
+			}
+			if err := appendHistory(hb, it.rigID, it.report, f.opts.HistoryLen); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Nothing is acknowledged: agents keep the reports and replay.
+		f.log.Error("commit reports failed; agents will replay", "reports", len(batch), "err", err)
+		return
+	}
+	f.mu.Lock()
+	for id, r := range dirty {
+		if _, ok := f.rigs[id]; ok {
+			f.rigs[id] = r
+		}
+	}
+	f.stats.Committed += uint64(len(batch)) - dups
+	f.stats.Duplicates += dups
+	f.stats.Batches++
+	f.stats.LastBatchNs = time.Since(start).Nanoseconds()
+	obs := f.observer
+	f.mu.Unlock()
+	for i, it := range batch {
+		if fresh[i] {
+			for _, o := range obs {
+				o.ObserveReport(it.rigID, it.report)
+			}
+		}
+		if it.ack != nil {
+			it.ack(it.report.GetSeq())
+		}
+	}
+}
+
+func applyReport(r *quarryv1.Rig, rep *quarryv1.Report, maxEvents int) {
+	r.LastSeq = rep.GetSeq()
+	r.Reports++
+	r.LastSeenUnixNano = rep.GetTimeUnixNano()
+	if rep.Host != nil {
+		r.Host = rep.Host
+	}
+	r.Gpus = rep.Gpus
+	r.Miners = rep.Miners
+	if len(rep.Events) > 0 {
+		r.Events = append(r.Events, rep.Events...)
+		if n := len(r.Events) - maxEvents; n > 0 {
+			r.Events = append(r.Events[:0:0], r.Events[n:]...)
+		}
+	}
+}
+
+// Rollup is the compact per-report record kept as bounded history.
+func rollup(rep *quarryv1.Report) *quarryv1.Report {
+	out := &quarryv1.Report{Seq: rep.Seq, TimeUnixNano: rep.TimeUnixNano}
+	if h := rep.Host; h != nil {
+		out.Host = &quarryv1.HostStats{CpuPercent: h.CpuPercent, MemoryUsedBytes: h.MemoryUsedBytes, MemoryTotalBytes: h.MemoryTotalBytes, Load1: h.Load1}
+	}
+	for _, g := range rep.Gpus {
+		out.Gpus = append(out.Gpus, &quarryv1.GPUStats{Index: g.Index, BusId: g.BusId, TemperatureC: g.TemperatureC, PowerW: g.PowerW, FanPercent: g.FanPercent, SmClockMhz: g.SmClockMhz, MemoryClockMhz: g.MemoryClockMhz, Lost: g.Lost})
+	}
+	for _, m := range rep.Miners {
+		out.Miners = append(out.Miners, &quarryv1.MinerStats{Miner: m.Miner, Algorithm: m.Algorithm, Coin: m.Coin, Hashrate: m.Hashrate, Accepted: m.Accepted, Rejected: m.Rejected, State: m.State})
+	}
+	return out
+}
+
+func appendHistory(hb *bolt.Bucket, rigID string, rep *quarryv1.Report, keep int) error {
+	b, err := hb.CreateBucketIfNotExists([]byte(rigID))
+	if err != nil {
+		return err
+	}
+	v, err := proto.Marshal(rollup(rep))
+	if err != nil {
+		return err
+	}
+	if err := b.Put(store.U64(rep.Seq), v); err != nil {
+		return err
+	}
+	// Keys are sequence numbers, so everything below seq-keep+1 is older
+	// than the window; deleting from the front keeps this O(1) amortised.
+	if rep.Seq < uint64(keep) {
+		return nil
+	}
+	floor := store.U64(rep.Seq - uint64(keep) + 1)
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && string(k) < string(floor); k, _ = c.First() {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// History returns up to limit of a rig's most recent report rollups, oldest
+// first.
+func (f *Fleet) History(rigID string, limit int) ([]*quarryv1.Report, error) {
+	var out []*quarryv1.Report
+	err := f.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketHistory)).Bucket([]byte(rigID))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			r := &quarryv1.Report{}
+			if err := proto.Unmarshal(v, r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config is every controller setting. Defaults let the controller run with
+// no flags on one machine.
+type Config struct {
+	DataDir        string        `yaml:"data_dir" flag:"data-dir" help:"directory for the database, CA and local credentials"`
+	GRPCAddr       string        `yaml:"grpc_addr" flag:"grpc-addr" help:"gRPC listen address for agents and quarryctl"`
+	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP listen address for health, metrics, dashboard and webhooks"`
+	ServerNames    []string      `yaml:"server_names" flag:"server-names" help:"extra DNS names or IPs for the server certificate, comma-separated"`
+	ReportInterval time.Duration `yaml:"report_interval" flag:"report-interval" help:"how often agents report"`
+	AgentCertTTL   time.Duration `yaml:"agent_cert_ttl" flag:"agent-cert-ttl" help:"lifetime of rig certificates; agents renew at two thirds"`
+	LocalToken     bool          `yaml:"local_token" flag:"local-token" help:"write a join token for an agent on this machine into the data dir"`
+	InsecureAgents bool          `yaml:"insecure_agents" help:"trust rig ids without client certificates (load benchmarks only)"`
+	MaxBatch       int           `yaml:"max_batch" help:"most reports committed in one database transaction"`
+	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
+	ShutdownGrace  time.Duration `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
+}
+
+// DefaultConfig returns the zero-flag configuration.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:        "./quarry-data",
+		GRPCAddr:       "127.0.0.1:7443",
+		HTTPAddr:       "127.0.0.1:7080",
+		ReportInterval: 10 * time.Second,
+		AgentCertTTL:   24 * time.Hour,
+		LocalToken:     true,
+		MaxBatch:       4096,
+		LogLevel:       "info",
+		ShutdownGrace:  10 * time.Second,
+	}
+}
+
+// Validate names the first bad setting of each kind.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	for name, addr := range map[string]string{"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", name, addr, err))
+		}
+	}
+	if c.ReportInterval < time.Second {
+		errs = append(errs, fmt.Errorf("report_interval: %s is below the 1s minimum", c.ReportInterval))
+	}
+	if c.AgentCertTTL < 10*time.Second {
+		errs = append(errs, fmt.Errorf("agent_cert_ttl: %s is too short to renew in time", c.AgentCertTTL))
+	}
+	if c.MaxBatch < 1 {
+		errs = append(errs, fmt.Errorf("max_batch: must be at least 1, got %d", c.MaxBatch))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,287 @@
+// Package server wires the controller together: storage, the CA, the gRPC
+// services, the HTTP endpoints, and an orderly shutdown.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/pki"
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Files the controller keeps in its data dir besides the database.
+const (
+	DBFile         = "quarry.db"
+	PKIDir         = "pki"
+	AdminTokenFile = "admin.token"
+	AgentTokenFile = "agent.token"
+)
+
+// Controller is a running controller.
+type Controller struct {
+	cfg   Config
+	log   *slog.Logger
+	db    *bolt.DB
+	fleet *fleet.Fleet
+	ca    *pki.CA
+
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	grpcSrv  *grpc.Server
+	httpSrv  *http.Server
+	ready    atomic.Bool
+	mux      *http.ServeMux
+	version  string
+	serveErr chan error
+}
+
+// New opens storage and listeners. Call Serve to start serving.
+func New(cfg Config, version string, log *slog.Logger) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 2)}
+	if err := c.open(); err != nil {
+		c.closeStorage()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Controller) open() error {
+	var err error
+	if err = os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	c.db, err = store.Open(filepath.Join(c.cfg.DataDir, DBFile), fleet.Buckets...)
+	if err != nil {
+		return err
+	}
+	c.fleet, err = fleet.Open(c.db, fleet.Options{MaxBatch: c.cfg.MaxBatch, Logger: c.log})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	c.ca, err = pki.LoadOrCreateCA(filepath.Join(c.cfg.DataDir, PKIDir), now)
+	if err != nil {
+		return fmt.Errorf("CA: %w", err)
+	}
+	if err := c.localCredentials(); err != nil {
+		return err
+	}
+	tlsCfg, err := c.serverTLS(now)
+	if err != nil {
+		return err
+	}
+	c.grpcLis, err = net.Listen("tcp", c.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc_addr: %w", err)
+	}
+	c.httpLis, err = net.Listen("tcp", c.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http_addr: %w", err)
+	}
+	auth := api.Authenticator{Fleet: c.fleet}
+	c.grpcSrv = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.ChainUnaryInterceptor(auth.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(auth.StreamInterceptor),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.MaxRecvMsgSize(4<<20),
+	)
+	quarryv1.RegisterAgentServiceServer(c.grpcSrv, &api.AgentServer{
+		Fleet:          c.fleet,
+		Enrollment:     api.Enrollment{CA: c.ca, CertTTL: c.cfg.AgentCertTTL},
+		ReportInterval: c.cfg.ReportInterval,
+		Insecure:       c.cfg.InsecureAgents,
+		Log:            c.log,
+	})
+	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log})
+
+	c.mux = http.NewServeMux()
+	c.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	c.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !c.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	c.httpSrv = &http.Server{Handler: c.mux, ReadHeaderTimeout: 10 * time.Second}
+	if c.cfg.InsecureAgents {
+		c.log.Warn("insecure_agents is on: rig ids are trusted without certificates; use only for load benchmarks")
+	}
+	return nil
+}
+
+// serverTLS issues a fresh server certificate on every start, so adding a
+// server name needs only a restart.
+func (c *Controller) serverTLS(now time.Time) (*tls.Config, error) {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	if host, _, err := net.SplitHostPort(c.cfg.GRPCAddr); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+		hosts = append(hosts, host)
+	}
+	hosts = append(hosts, c.cfg.ServerNames...)
+	der, key, err := c.ca.IssueServer(hosts, 365*24*time.Hour, now)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der, c.ca.CertDER}, PrivateKey: key}},
+		// Enrollment happens before a rig has a certificate, so the
+		// handshake allows none; every service checks identity itself.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  c.ca.Pool(),
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{"h2"},
+	}, nil
+}
+
+// localCredentials writes, readable only by the owner, an admin token for
+// quarryctl on this machine and a join token for a local agent, so the
+// quick start needs no manual steps.
+func (c *Controller) localCredentials() error {
+	adminPath := filepath.Join(c.cfg.DataDir, AdminTokenFile)
+	if b, err := os.ReadFile(adminPath); err != nil || !c.adminTokenValid(string(b)) {
+		tok, err := c.fleet.CreateAdminToken("local-admin", fleet.RoleAdmin)
+		if err != nil {
+			return err
+		}
+		if err := pki.WriteFileAtomic(adminPath, []byte(tok+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, "ca.crt"), pki.EncodeCert(c.ca.CertDER), 0o644); err != nil {
+		return err
+	}
+	if !c.cfg.LocalToken {
+		return nil
+	}
+	agentPath := filepath.Join(c.cfg.DataDir, AgentTokenFile)
+	if b, err := os.ReadFile(agentPath); err == nil && c.fleet.TokenUsable(string(trim(b))) {
+		return nil
+	}
+	tok, _, err := c.fleet.CreateToken(c.ca.Hash(), 24*time.Hour, 1, "", "controller")
+	if err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(agentPath, []byte(tok+"\n"), 0o600)
+}
+
+func (c *Controller) adminTokenValid(s string) bool {
+	_, _, ok := c.fleet.LookupAdminToken(string(trim([]byte(s))))
+	return ok
+}
+
+func trim(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// Fleet exposes the fleet state to the packages wired around it.
+func (c *Controller) Fleet() *fleet.Fleet { return c.fleet }
+
+// CA exposes the fleet CA.
+func (c *Controller) CA() *pki.CA { return c.ca }
+
+// Mux is the HTTP mux, for handlers added by other packages before Serve.
+func (c *Controller) Mux() *http.ServeMux { return c.mux }
+
+// GRPCServer is the gRPC server, for services added before Serve.
+func (c *Controller) GRPCServer() *grpc.Server { return c.grpcSrv }
+
+// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
+func (c *Controller) GRPCAddr() string { return c.grpcLis.Addr().String() }
+func (c *Controller) HTTPAddr() string { return c.httpLis.Addr().String() }
+
+// Serve runs until ctx is cancelled, then shuts down in order: agent
+// streams are ended, reports already accepted are committed, the database
+// is closed. It returns the first serving error, if any.
+func (c *Controller) Serve(ctx context.Context) error {
+	go func() { c.serveErr <- c.grpcSrv.Serve(c.grpcLis) }()
+	go func() {
+		if err := c.httpSrv.Serve(c.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			c.serveErr <- err
+			return
+		}
+		c.serveErr <- nil
+	}()
+	c.ready.Store(true)
+	c.log.Info("controller serving", "grpc", c.GRPCAddr(), "http", c.HTTPAddr(), "data_dir", c.cfg.DataDir, "ca", c.ca.Hash())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-c.serveErr:
+		if err != nil {
+			err = fmt.Errorf("serve: %w", err)
+		}
+	}
+	c.shutdown()
+	return err
+}
+
+func (c *Controller) shutdown() {
+	c.ready.Store(false)
+	c.log.Info("controller shutting down")
+	c.fleet.EndSessions()
+	stopped := make(chan struct{})
+	go func() {
+		c.grpcSrv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(c.cfg.ShutdownGrace):
+		c.log.Warn("streams did not drain in time; closing them")
+		c.grpcSrv.Stop()
+		<-stopped
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.httpSrv.Shutdown(sctx)
+	c.closeStorage()
+	c.log.Info("controller stopped")
+}
+
+func (c *Controller) closeStorage() {
+	if c.fleet != nil {
+		c.fleet.Close()
+	}
+	if c.db != nil {
+		if err := c.db.Close(); err != nil {
+			c.log.Error("close database", "err", err)
+		}
+	}
+	if c.grpcLis != nil && c.grpcSrv == nil {
+		c.grpcLis.Close()
+	}
+	if c.httpLis != nil && c.httpSrv == nil {
+		c.httpLis.Close()
+	}
+}
