@@ -283,7 +283,7 @@ func (c *Cache) Refresh(ctx context.Context) (Snapshot, error) {
 	statuses := make([]SourceStatus, len(results))
 	var errs []error
 	for i, r := range results {
-		statuses[i] = SourceStatus{Name: r.name, OK: r.err == nil, Coins: len(r.coins)}
+		statuses[i] = SourceStatus{Name: r.name, OK: r.err == nil, Coins: len(r.coins), Duration: r.took}
 		if r.err != nil {
 			statuses[i].Error = r.err.Error()
 			errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
@@ -335,8 +335,9 @@ func (c *Cache) fetchAll(ctx context.Context) []sourceResult {
 		g.Go(func() error {
 			sctx, cancel := context.WithTimeout(ctx, c.cfg.SourceTimeout)
 			defer cancel()
+			start := time.Now()
 			coins, err := s.Fetch(sctx)
-			results[i] = sourceResult{name: s.Name(), roles: rolesOf(s), coins: coins, err: err}
+			results[i] = sourceResult{name: s.Name(), roles: rolesOf(s), coins: coins, err: err, took: time.Since(start)}
 			return nil
 		})
 	}

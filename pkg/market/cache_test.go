@@ -331,3 +331,54 @@ func TestSnapshotStale(t *testing.T) {
 		t.Error("zero snapshot must be stale")
 	}
 }
+
+func TestCacheGetTriggersRevalidation(t *testing.T) {
+	m, srv, client := newMarket(t)
+	clock := newClock(t0)
+	// A TTL of an hour on a fake clock: the Run timer cannot fire during the
+	// test, so only Get's request can cause the second fetch.
+	c := newTestCache(t, Config{Sources: sources(srv, client), Now: clock.Now, TTL: time.Hour})
+	if _, err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	m.setWTM("Monero", "exchange_rate", 0.003)
+	clock.Add(61 * time.Minute)
+	old := c.Get() // returns at once with the old snapshot and asks for a refresh
+	if !old.Fetched.Equal(t0) {
+		t.Fatalf("Get returned %v, want the existing snapshot from %v", old.Fetched, t0)
+	}
+	waitFor(t, func() bool { return c.Get().Fetched.Equal(clock.Now()) })
+	if p := c.Get().Coins["xmr"].PriceUSD; !near(p, 0.003*66120) {
+		t.Errorf("xmr price %g after revalidation", p)
+	}
+}
+
+// hangingSource stands for a site that accepts the connection and never answers.
+type hangingSource struct{}
+
+func (hangingSource) Name() string { return "hanging" }
+func (hangingSource) Fetch(ctx context.Context) ([]Coin, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestCacheSourceTimeout(t *testing.T) {
+	src := &mutableSource{name: "ok"}
+	src.set(goodCoin())
+	c := newTestCache(t, Config{Sources: []Source{hangingSource{}, src}, SourceTimeout: 50 * time.Millisecond, Now: newClock(t0).Now})
+	s, err := c.Refresh(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Sources) != 2 || s.Sources[0].OK || !strings.Contains(s.Sources[0].Error, "deadline") || !s.Sources[1].OK {
+		t.Fatalf("sources = %+v, want the hanging one timed out and the other OK", s.Sources)
+	}
+	if _, ok := s.Coins["etc"]; !ok {
+		t.Error("a slow source must not hold back the others")
+	}
+}

@@ -1,6 +1,3 @@
-// Package market gathers coin market data (chain statistics and prices) from
-// pluggable sources, validates it, and serves the last good snapshot from a
-// cache that refreshes in the background and survives restarts and outages.
 package market
 
 import (

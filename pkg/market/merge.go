@@ -3,6 +3,7 @@ package market
 import (
 	"math"
 	"sort"
+	"time"
 )
 
 // sourceResult is what one source returned in one fetch.
@@ -11,6 +12,7 @@ type sourceResult struct {
 	roles Role
 	coins []Coin
 	err   error
+	took  time.Duration
 }
 
 // merge combines the sources' coins, in configured order, into one record
