@@ -164,7 +164,6 @@ func TestOutboxDeadLetterAndRetry(t *testing.T) {
 	ctx := context.Background()
 	mustCustomer(t, h.s, "alice")
 	h.proxy.Next(faultproxy.Status500, faultproxy.Status500, faultproxy.Status500, faultproxy.Status500, faultproxy.Status500)
-	start := h.clk.Now()
 	var waits []time.Duration
 	for range 5 {
 		if _, err := h.s.RelayOnce(ctx); err != nil {
@@ -195,7 +194,6 @@ func TestOutboxDeadLetterAndRetry(t *testing.T) {
 	if len(posts) != 6 || posts[5].IdempotencyKey != "quarry:customer:alice" || posts[5].Status != 200 {
 		t.Errorf("posts after retry: %+v", posts)
 	}
-	_ = start
 }
 
 func TestOutboxValidationErrorIsNotRetried(t *testing.T) {

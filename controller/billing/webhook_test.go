@@ -1,7 +1,6 @@
 package billing
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -169,5 +168,4 @@ func TestPolicyAction(t *testing.T) {
 			}
 		})
 	}
-	_ = context.Background
 }
