@@ -107,7 +107,7 @@ func ParseLog(log string) []Diagnostic {
 	for i, raw := range lines {
 		ln := strings.TrimRight(prefixRe.ReplaceAllString(raw, ""), "\r")
 		t := strings.TrimSpace(ln)
-		if t == "" {
+		if t == "" || !mayBeDiagnostic(t) {
 			continue
 		}
 		if m := cmakeAtRe.FindStringSubmatch(t); m != nil {
@@ -185,6 +185,17 @@ func ParseLog(log string) []Diagnostic {
 		}
 	}
 	return out
+}
+
+// mayBeDiagnostic is a cheap filter: most build output is progress chatter,
+// and running every pattern over it dominates parsing time.
+func mayBeDiagnostic(t string) bool {
+	for _, k := range []string{"rror", "arning", "ERROR", "WARNING", ".go:", "Could NOT find", "By not providing", "undefined reference", "cannot find -l", "Killed", "collect2"} {
+		if strings.Contains(t, k) {
+			return true
+		}
+	}
+	return false
 }
 
 func parseMSBuild(t string) (Diagnostic, bool) {
