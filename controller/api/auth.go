@@ -14,10 +14,10 @@ import (
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
-// MethodRoles is the least role each FleetService method needs. A method
-// missing here is refused for everyone, and a test fails, so no new method
-// ships without a decision.
-var MethodRoles = map[string]string{
+// FleetRoles is the least role each FleetService method needs. Every admin
+// service has such a table; a method missing from all of them is refused
+// for everyone, and a test fails, so no new method ships without a decision.
+var FleetRoles = map[string]string{
 	quarryv1.FleetService_GetVersion_FullMethodName:  fleet.RoleViewer,
 	quarryv1.FleetService_WhoAmI_FullMethodName:      fleet.RoleViewer,
 	quarryv1.FleetService_ListRigs_FullMethodName:    fleet.RoleViewer,
@@ -43,9 +43,13 @@ func CallerFrom(ctx context.Context) Caller {
 	return c
 }
 
-// Authenticator resolves the caller of an admin-API request.
+// Authenticator resolves the caller of an admin-API request and checks
+// the role it needs.
 type Authenticator struct {
 	Fleet *fleet.Fleet
+	// Roles maps full method names of every admin service to the least
+	// role allowed to call them.
+	Roles map[string]string
 }
 
 // Authenticate accepts an admin client certificate or a bearer token.
@@ -74,7 +78,7 @@ func (a Authenticator) Authenticate(ctx context.Context) (Caller, error) {
 }
 
 func (a Authenticator) authorize(ctx context.Context, method string) (context.Context, error) {
-	need, ok := MethodRoles[method]
+	need, ok := a.Roles[method]
 	if !ok {
 		return nil, status.Errorf(codes.PermissionDenied, "method %s has no role assigned", method)
 	}
@@ -96,15 +100,16 @@ func shortMethod(m string) string {
 	return m
 }
 
-// isFleetMethod limits the role check to FleetService: AgentService has
-// its own certificate-based identity.
-func isFleetMethod(m string) bool {
-	return strings.HasPrefix(m, "/"+quarryv1.FleetService_ServiceDesc.ServiceName+"/")
+// isAdminMethod is true for everything but AgentService, which has its
+// own certificate-based identity, and the standard health service.
+func isAdminMethod(m string) bool {
+	return !strings.HasPrefix(m, "/"+quarryv1.AgentService_ServiceDesc.ServiceName+"/") &&
+		!strings.HasPrefix(m, "/grpc.health.v1.Health/")
 }
 
 // UnaryInterceptor authenticates and authorises FleetService calls.
 func (a Authenticator) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if !isFleetMethod(info.FullMethod) {
+	if !isAdminMethod(info.FullMethod) {
 		return handler(ctx, req)
 	}
 	ctx, err := a.authorize(ctx, info.FullMethod)
@@ -116,7 +121,7 @@ func (a Authenticator) UnaryInterceptor(ctx context.Context, req any, info *grpc
 
 // StreamInterceptor does the same for streaming FleetService calls.
 func (a Authenticator) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if !isFleetMethod(info.FullMethod) {
+	if !isAdminMethod(info.FullMethod) {
 		return handler(srv, ss)
 	}
 	ctx, err := a.authorize(ss.Context(), info.FullMethod)

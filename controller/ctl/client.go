@@ -133,20 +133,29 @@ func (bearer) RequireTransportSecurity() bool { return true }
 
 // dial connects to the controller.
 func (o *Options) dial() (quarryv1.FleetServiceClient, func(), string, error) {
-	r, err := o.resolve()
+	conn, addr, err := o.dialConn()
 	if err != nil {
 		return nil, nil, "", err
 	}
+	return quarryv1.NewFleetServiceClient(conn), func() { conn.Close() }, addr, nil
+}
+
+// dialConn connects to the controller for any admin service.
+func (o *Options) dialConn() (*grpc.ClientConn, string, error) {
+	r, err := o.resolve()
+	if err != nil {
+		return nil, "", err
+	}
 	host, _, err := net.SplitHostPort(r.addr)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("--controller %q: %w", r.addr, err)
+		return nil, "", fmt.Errorf("--controller %q: %w", r.addr, err)
 	}
 	tc := &tls.Config{RootCAs: r.ca, ServerName: host, MinVersion: tls.VersionTLS13}
 	conn, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)), grpc.WithPerRPCCredentials(bearer{r.token}))
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("controller %s: %w", r.addr, err)
+		return nil, "", fmt.Errorf("controller %s: %w", r.addr, err)
 	}
-	return quarryv1.NewFleetServiceClient(conn), func() { conn.Close() }, r.addr, nil
+	return conn, r.addr, nil
 }
 
 // explain turns transport errors into advice a person can act on.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -77,6 +78,25 @@ func (a *App) call(ctx context.Context, fn func(ctx context.Context, c quarryv1.
 	ctx, cancel := context.WithTimeout(ctx, a.Opts.Timeout)
 	defer cancel()
 	if err := fn(ctx, c); err != nil {
+		return explain(addr, err)
+	}
+	return nil
+}
+
+// callConn is call for services other than FleetService: build the
+// client you need from conn (e.g. quarryv1.NewProfitServiceClient(conn)).
+func (a *App) callConn(ctx context.Context, fn func(ctx context.Context, conn grpc.ClientConnInterface) error) error {
+	if a.Opts.Output != "table" && a.Opts.Output != "json" {
+		return fmt.Errorf("--output %q: want table or json", a.Opts.Output)
+	}
+	conn, addr, err := a.Opts.dialConn()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, a.Opts.Timeout)
+	defer cancel()
+	if err := fn(ctx, conn); err != nil {
 		return explain(addr, err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/quarryfleet/quarry/controller/api"
@@ -51,14 +53,28 @@ type Controller struct {
 	mux      *http.ServeMux
 	version  string
 	serveErr chan error
+	extra    []grpc.ServerOption
+	roles    map[string]string
 }
 
+// RegisterService adds an admin gRPC service with its method→role table.
+// Call before Serve.
+func (c *Controller) RegisterService(desc *grpc.ServiceDesc, impl any, roles map[string]string) {
+	maps.Copy(c.roles, roles)
+	c.grpcSrv.RegisterService(desc, impl)
+}
+
+// Roles is the method→role table of every registered admin service.
+func (c *Controller) Roles() map[string]string { return c.roles }
+
 // New opens storage and listeners. Call Serve to start serving.
-func New(cfg Config, version string, log *slog.Logger) (*Controller, error) {
+// Extra gRPC server options (interceptors for tests, for instance) are
+// appended to the controller's own.
+func New(cfg Config, version string, log *slog.Logger, extra ...grpc.ServerOption) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 2)}
+	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 2), extra: extra}
 	if err := c.open(); err != nil {
 		c.closeStorage()
 		return nil, err
@@ -99,15 +115,21 @@ func (c *Controller) open() error {
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)
 	}
-	auth := api.Authenticator{Fleet: c.fleet}
-	c.grpcSrv = grpc.NewServer(
+	c.roles = map[string]string{}
+	maps.Copy(c.roles, api.FleetRoles)
+	auth := api.Authenticator{Fleet: c.fleet, Roles: c.roles}
+	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(auth.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(auth.StreamInterceptor),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.MaxRecvMsgSize(4<<20),
-	)
+		grpc.MaxRecvMsgSize(4 << 20),
+	}
+	if c.cfg.InsecureAgents {
+		opts[0] = grpc.Creds(insecure.NewCredentials())
+	}
+	c.grpcSrv = grpc.NewServer(append(opts, c.extra...)...)
 	quarryv1.RegisterAgentServiceServer(c.grpcSrv, &api.AgentServer{
 		Fleet:          c.fleet,
 		Enrollment:     api.Enrollment{CA: c.ca, CertTTL: c.cfg.AgentCertTTL},

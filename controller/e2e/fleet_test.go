@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func u(s string) uint64 {
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
+}
+
+func rigByName(t *testing.T, rigs []rigJSON, name string) (rigJSON, bool) {
+	t.Helper()
+	for _, r := range rigs {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return rigJSON{}, false
+}
+
+// Every report sequence number from every agent arrives exactly once,
+// even when the controller is killed mid-stream and restarted.
+func TestExactlyOnceAcrossControllerKill(t *testing.T) {
+	dir := t.TempDir()
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	ctrl := startController(t, dir, grpcAddr, httpAddr)
+
+	const n = 3
+	agentDirs := make([]string, n)
+	agents := make([]*proc, n)
+	for i := range n {
+		agentDirs[i] = filepath.Join(dir, fmt.Sprintf("rig%d", i))
+		if err := os.MkdirAll(agentDirs[i], 0o700); err != nil {
+			t.Fatal(err)
+		}
+		tok := ctrl.newToken(t, "--rig-name", fmt.Sprintf("rig%d", i))
+		agents[i] = startAgent(t, agentDirs[i], grpcAddr, tok)
+	}
+	eventually(t, "all rigs reporting", time.Minute, func() bool {
+		rigs := ctrl.rigs(t)
+		for i := range n {
+			r, ok := rigByName(t, rigs, fmt.Sprintf("rig%d", i))
+			if !ok || !r.Online || u(r.Reports) < 5 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// SIGKILL: no chance to flush anything. Agents keep reporting into
+	// their buffers meanwhile.
+	ctrl.kill()
+	time.Sleep(1500 * time.Millisecond)
+	ctrl = startController(t, dir, grpcAddr, httpAddr)
+	eventually(t, "rigs back online", time.Minute, func() bool {
+		rigs := ctrl.rigs(t)
+		online := 0
+		for _, r := range rigs {
+			if r.Online {
+				online++
+			}
+		}
+		return online == n
+	})
+	time.Sleep(500 * time.Millisecond)
+	for _, a := range agents {
+		a.stop()
+	}
+
+	// Each agent's own count of reports made is the truth to compare with.
+	made := make([]uint64, n)
+	for i := range n {
+		made[i], _ = agentCounts(t, agentDirs[i])
+		// A restarted agent reports once at start, then not for an hour:
+		// its backlog drains and the total is known exactly.
+		agents[i] = startAgent(t, agentDirs[i], grpcAddr, "", "-report-interval", "1h")
+		made[i]++
+	}
+	eventually(t, "every report committed", time.Minute, func() bool {
+		rigs := ctrl.rigs(t)
+		for i := range n {
+			r, _ := rigByName(t, rigs, fmt.Sprintf("rig%d", i))
+			if u(r.LastSeq) < made[i] {
+				return false
+			}
+		}
+		return true
+	})
+	for _, a := range agents {
+		a.stop()
+	}
+	rigs := ctrl.rigs(t)
+	for i := range n {
+		r, _ := rigByName(t, rigs, fmt.Sprintf("rig%d", i))
+		if u(r.LastSeq) != made[i] || u(r.Reports) != made[i] || u(r.SeqGaps) != 0 {
+			t.Errorf("rig%d: agent made %d reports; controller has last_seq %s, reports %s, gaps %s", i, made[i], r.LastSeq, r.Reports, r.SeqGaps)
+		}
+		if _, buffered := agentCounts(t, agentDirs[i]); buffered != 0 {
+			t.Errorf("rig%d: %d reports still unacknowledged in the agent buffer", i, buffered)
+		}
+	}
+	ctrl.stop()
+}
+
+// An agent kept away from the controller buffers its reports and replays
+// the whole backlog, in order, when the controller returns.
+func TestBacklogReplayedInOrder(t *testing.T) {
+	dir := t.TempDir()
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	ctrl := startController(t, dir, grpcAddr, httpAddr)
+	agent := startAgent(t, dir, grpcAddr, ctrl.newToken(t, "--rig-name", "away"))
+	eventually(t, "rig reporting", time.Minute, func() bool {
+		r, ok := rigByName(t, ctrl.rigs(t), "away")
+		return ok && u(r.Reports) >= 3
+	})
+	ctrl.stop()
+	before := time.Now()
+	time.Sleep(3 * time.Second) // ~30 reports at 100 ms pile up in the agent's buffer
+	ctrl = startController(t, dir, grpcAddr, httpAddr)
+	eventually(t, "rig back", time.Minute, func() bool {
+		r, _ := rigByName(t, ctrl.rigs(t), "away")
+		return r.Online
+	})
+	agent.stop()
+	away := time.Since(before)
+	made, buffered := agentCounts(t, dir)
+	eventually(t, "backlog committed", time.Minute, func() bool {
+		r, _ := rigByName(t, ctrl.rigs(t), "away")
+		return u(r.LastSeq) >= made-uint64(buffered)
+	})
+	r, _ := rigByName(t, ctrl.rigs(t), "away")
+	// Out-of-order delivery would leave gaps and drop the late reports as
+	// duplicates, so reports == last_seq with no gaps means in order.
+	if u(r.Reports) != u(r.LastSeq) || u(r.SeqGaps) != 0 {
+		t.Fatalf("reports %s, last_seq %s, gaps %s", r.Reports, r.LastSeq, r.SeqGaps)
+	}
+	if buffered != 0 {
+		t.Fatalf("%d reports left unacknowledged", buffered)
+	}
+	if made < uint64(away/(100*time.Millisecond))/2 {
+		t.Fatalf("agent made only %d reports in %s away; it did not keep reporting", made, away)
+	}
+	ctrl.stop()
+}
+
+// A command for an offline rig waits for it; one that outlives its ttl
+// is marked expired instead of running late.
+func TestCommandsQueuedForOfflineRig(t *testing.T) {
+	dir := t.TempDir()
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	ctrl := startController(t, dir, grpcAddr, httpAddr)
+	agent := startAgent(t, dir, grpcAddr, ctrl.newToken(t, "--rig-name", "later"))
+	eventually(t, "rig online", time.Minute, func() bool {
+		r, _ := rigByName(t, ctrl.rigs(t), "later")
+		return r.Online
+	})
+	agent.stop()
+	eventually(t, "rig offline", time.Minute, func() bool {
+		r, _ := rigByName(t, ctrl.rigs(t), "later")
+		return !r.Online
+	})
+	out, err := ctrl.ctl(t, "rig", "command", "later", "ping", "--wait=false")
+	if err != nil || !strings.Contains(out, "queued") {
+		t.Fatalf("queue ping: %v %s", err, out)
+	}
+	pingID := strings.Fields(out)[0]
+	out, err = ctrl.ctl(t, "rig", "command", "later", "ping", "--wait=false", "--ttl", "1s")
+	if err != nil {
+		t.Fatalf("queue short ping: %v %s", err, out)
+	}
+	shortID := strings.Fields(out)[0]
+	time.Sleep(1500 * time.Millisecond)
+
+	agent = startAgent(t, dir, grpcAddr, "")
+	// The queued command runs once the rig is back.
+	out, err = ctrl.ctl(t, "rig", "command", "later", "ping", "--timeout", "30s")
+	if err != nil || !strings.Contains(out, "succeeded: pong") {
+		t.Fatalf("ping after return: %v %s", err, out)
+	}
+	eventually(t, "queued command done", 30*time.Second, func() bool {
+		return strings.Contains(agent.output(), pingID)
+	})
+	if strings.Contains(agent.output(), shortID) {
+		t.Fatalf("expired command %s reached the agent:\n%s", shortID, agent.output())
+	}
+	agent.stop()
+	ctrl.stop()
+}
+
+func TestBadConfigurationIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	cases := []struct {
+		bin, yaml, want string
+	}{
+		{"quarry-controller", "report_interval: often\n", `setting "report_interval": want a duration`},
+		{"quarry-controller", "max_batch: lots\n", `setting "max_batch": want a whole number`},
+		{"quarry-controller", "grpc_adr: 1\n", `unknown setting "grpc_adr"`},
+		{"quarry-agent", "buffer_size: [1]\n", `setting "buffer_size"`},
+		{"quarry-agent", "controller: nohost\n", "controller: \"nohost\" is not host:port"},
+	}
+	for _, c := range cases {
+		if err := os.WriteFile(cfg, []byte(c.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := start(t, dir, c.bin, "-config", cfg, "-data-dir", filepath.Join(dir, "d"))
+		<-p.done
+		if p.cmd.ProcessState.ExitCode() == 0 || !strings.Contains(p.output(), c.want) {
+			t.Errorf("%s with %q: exit %d, output %q; want an error containing %q", c.bin, c.yaml, p.cmd.ProcessState.ExitCode(), p.output(), c.want)
+		}
+	}
+}
+
+func TestQuarryctlExplainsUnreachableController(t *testing.T) {
+	dir := t.TempDir()
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	ctrl := startController(t, dir, grpcAddr, httpAddr)
+	ctrl.stop()
+	out, err := ctrl.ctl(t, "rigs", "list", "--timeout", "3s")
+	if err == nil || !strings.Contains(out, "cannot reach the controller at "+grpcAddr) {
+		t.Fatalf("want a clear unreachable error, got %v: %s", err, out)
+	}
+}

@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/store"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "quarry-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// bins builds the three binaries once per test run.
+func bins(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-o", binDir+"/",
+			"github.com/quarryfleet/quarry/agent/cmd/quarry-agent",
+			"github.com/quarryfleet/quarry/controller/cmd/quarry-controller",
+			"github.com/quarryfleet/quarry/controller/cmd/quarryctl")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	mu   *sync.Mutex
+	done chan struct{}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func start(t *testing.T, dir, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bins(t), name), args...)
+	cmd.Dir = dir
+	p := &proc{t: t, name: name, cmd: cmd, log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+	cmd.Stdout = lockedWriter{p.mu, p.log}
+	cmd.Stderr = lockedWriter{p.mu, p.log}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("--- %s output ---\n%s", name, p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s did not stop on SIGTERM", p.name)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		p.t.Fatalf("%s exited %d after SIGTERM:\n%s", p.name, code, p.output())
+	}
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type controller struct {
+	*proc
+	dir, grpc, http string
+}
+
+func startController(t *testing.T, dir, grpcAddr, httpAddr string, extra ...string) *controller {
+	t.Helper()
+	args := append([]string{"-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-report-interval", "1s"}, extra...)
+	p := start(t, dir, "quarry-controller", args...)
+	c := &controller{proc: p, dir: dir, grpc: grpcAddr, http: httpAddr}
+	eventually(t, "controller ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return c
+}
+
+// ctl runs quarryctl against the controller using the local credentials.
+func (c *controller) ctl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	full := append([]string{"--controller", c.grpc, "--data-dir", filepath.Join(c.dir, "quarry-data"), "--config", filepath.Join(c.dir, "none.yaml")}, args...)
+	cmd := exec.Command(filepath.Join(bins(t), "quarryctl"), full...)
+	cmd.Dir = c.dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+type rigJSON struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Online   bool   `json:"online"`
+	LastSeq  string `json:"lastSeq"`
+	Reports  string `json:"reports"`
+	SeqGaps  string `json:"seqGaps"`
+	Revoked  bool   `json:"revoked"`
+	Hostname string `json:"hostname"`
+}
+
+func (c *controller) rigs(t *testing.T) []rigJSON {
+	t.Helper()
+	out, err := c.ctl(t, "rigs", "list", "-o", "json")
+	if err != nil {
+		t.Fatalf("rigs list: %v\n%s", err, out)
+	}
+	var resp struct {
+		Rigs []rigJSON `json:"rigs"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		t.Fatalf("rigs list json: %v\n%s", err, out)
+	}
+	return resp.Rigs
+}
+
+func (c *controller) newToken(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.ctl(t, append([]string{"token", "create"}, args...)...)
+	if err != nil {
+		t.Fatalf("token create: %v\n%s", err, out)
+	}
+	return strings.SplitN(strings.TrimSpace(out), "\n", 2)[0]
+}
+
+func startAgent(t *testing.T, dir, controllerAddr, token string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"-controller", controllerAddr, "-data-dir", filepath.Join(dir, "agent-data"), "-token-file", "", "-report-interval", "100ms"}, extra...)
+	if token != "" {
+		args = append(args, "-token", token)
+	}
+	return start(t, dir, "quarry-agent", args...)
+}
+
+// agentCounts reads a stopped agent's database: how many reports it made
+// and how many are still waiting for an acknowledgement.
+func agentCounts(t *testing.T, dir string) (made uint64, buffered int) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "agent-data", "agent.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		made = store.ParseU64(tx.Bucket([]byte("meta")).Get([]byte("next_seq"))) - 1
+		buffered = tx.Bucket([]byte("reports")).Stats().KeyN
+		return nil
+	})
+	return made, buffered
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
