@@ -1,5 +1,20 @@
 // Package minerapi reads the stats APIs that mining programs serve and turns
-// each miner's own reply into one Stats value.
+// each miner's own reply into one Stats value, and turns a flight sheet into
+// each miner's command line or config file.
+//
+// Build adapters from a Registry (Default() has xmrig, trex, lolminer,
+// gminer, cgminer, teamredminer, bmminer, bosminer and custom), then call
+// Launch to start a miner and Stats to poll it:
+//
+//	a, err := minerapi.Default().New("xmrig", minerapi.Options{Client: minerapi.NewClient()})
+//	l, err := a.Launch(sheet)               // l.Args, and l.Config to write to l.ConfigName
+//	st, err := a.Stats(ctx, sheet.API)      // one reading
+//
+// Errors from Stats tell the caller what to do: errors.Is(err,
+// ErrUnreachable) (refused, timeout, garbage; ErrBadReply and ErrTooLarge
+// are kinds of it) means the miner or its API is unwell; ErrAuth means the
+// token is wrong; ErrNoHashrate means the miner answered without a hashrate
+// yet, and the Stats returned alongside it holds everything else.
 package minerapi
 
 import "time"

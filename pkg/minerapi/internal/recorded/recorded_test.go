@@ -1,0 +1,25 @@
+package recorded
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+func TestPayloadsAreWhatTheyClaim(t *testing.T) {
+	names := []string{XmrigSummary, XmrigBackends, TrexSummary, Lolminer1x, LolminerNew, GminerStat,
+		CGMinerSummary, CGMinerDevs, CGMinerPools, BMMinerSummary, BMMinerPools}
+	for _, n := range names {
+		if !json.Valid(MustGet(n)) {
+			t.Errorf("%s is not valid JSON", n)
+		}
+	}
+	// The Antminer stats reply must keep the firmware bug it was recorded with.
+	st := MustGet(BMMinerStats)
+	if json.Valid(st) || !bytes.Contains(st, []byte("}{")) {
+		t.Errorf("%s lost its missing comma", BMMinerStats)
+	}
+	if _, err := Get("nope.json"); err == nil {
+		t.Error("Get of a missing payload succeeded")
+	}
+}
