@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,7 @@ func TestMain(m *testing.M) {
 func fakeAgent() int {
 	ctx := context.Background()
 	pidFile := filepath.Join(os.Getenv("QUARRY_TEST_AGENT"), "test-pids")
-	s, err := New(ctx, Config{DataDir: os.Getenv("QUARRY_TEST_AGENT"), Args: argsFrom("-fork", "-pid-file", pidFile)})
+	s, err := New(ctx, Config{DataDir: os.Getenv("QUARRY_TEST_AGENT"), Launcher: argsFrom("-fork", "-pid-file", pidFile)})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -78,7 +79,7 @@ func fakeAgent() int {
 
 // argsFrom builds a fixed command line plus "-say pool=URL" so tests can see
 // which pool a run was given.
-func argsFrom(args ...string) ArgsBuilder {
+func argsFrom(args ...string) Launcher {
 	return ArgsFunc(func(fs *flightsheet.FlightSheet) ([]string, error) {
 		return append(append([]string(nil), args...), "-say", "pool="+fs.Pools[0].URL), nil
 	})
@@ -165,13 +166,16 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	if cfg.DataDir == "" {
 		cfg.DataDir = h.dir
 	}
-	if cfg.Args == nil {
-		cfg.Args = argsFrom()
+	if cfg.Launcher == nil {
+		cfg.Launcher = argsFrom()
 	}
 	if cfg.StopGrace == 0 {
 		cfg.StopGrace = 2 * time.Second
 	}
 	cfg.OnEvent = h.ev.on
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	s, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

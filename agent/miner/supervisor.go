@@ -26,17 +26,29 @@ import (
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 )
 
-// ArgsBuilder turns a flight sheet into the miner's command-line arguments
-// (without the program path). Miner adapters implement it.
-type ArgsBuilder interface {
-	Args(fs *flightsheet.FlightSheet) ([]string, error)
+// Launch is how to start a miner for a flight sheet: its arguments (without
+// the program path) and, for miners configured by file, a file to write into
+// the miner's working directory first.
+type Launch struct {
+	Args       []string
+	ConfigName string // plain file name, e.g. "xmrig.json"; empty for none
+	Config     []byte
 }
 
-// ArgsFunc adapts a function to ArgsBuilder.
+// Launcher turns a flight sheet into a Launch. Miner adapters implement it
+// (see ForAdapter).
+type Launcher interface {
+	Launch(fs *flightsheet.FlightSheet) (Launch, error)
+}
+
+// ArgsFunc is a Launcher that only builds arguments.
 type ArgsFunc func(fs *flightsheet.FlightSheet) ([]string, error)
 
-// Args calls f.
-func (f ArgsFunc) Args(fs *flightsheet.FlightSheet) ([]string, error) { return f(fs) }
+// Launch calls f.
+func (f ArgsFunc) Launch(fs *flightsheet.FlightSheet) (Launch, error) {
+	args, err := f(fs)
+	return Launch{Args: args}, err
+}
 
 // EventKind names what happened to the miner.
 type EventKind string
@@ -94,8 +106,11 @@ type Config struct {
 	// StableAfter is how long a miner must run for its next crash to count
 	// as the first again (backoff reset). Default 5m.
 	StableAfter time.Duration
-	// Args builds the command line. Required.
-	Args ArgsBuilder
+	// Launcher builds the command line. Required.
+	Launcher Launcher
+	// WorkDir is the miner's working directory, where its config file is
+	// written. Default DataDir/miner.
+	WorkDir string
 	// Env is added to the agent's environment for the miner.
 	Env []string
 	// OnEvent receives every event, synchronously; it must not block.
@@ -110,11 +125,14 @@ func (c *Config) setDefaults() error {
 	if c.DataDir == "" {
 		return errors.New("miner supervisor: DataDir is required")
 	}
-	if c.Args == nil {
-		return errors.New("miner supervisor: Args is required")
+	if c.Launcher == nil {
+		return errors.New("miner supervisor: Launcher is required")
 	}
 	if c.LogDir == "" {
 		c.LogDir = filepath.Join(c.DataDir, "logs")
+	}
+	if c.WorkDir == "" {
+		c.WorkDir = filepath.Join(c.DataDir, "miner")
 	}
 	if c.LogMaxBytes == 0 {
 		c.LogMaxBytes = 1 << 20
@@ -211,7 +229,7 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{cfg.DataDir, cfg.LogDir} {
+	for _, d := range []string{cfg.DataDir, cfg.LogDir, cfg.WorkDir} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("miner supervisor: %w", err)
 		}
@@ -578,14 +596,17 @@ func (s *Supervisor) spawn(sheet *flightsheet.FlightSheet, reason string) (*proc
 		}
 		return nil, err
 	}
-	args, err := s.cfg.Args.Args(sheet)
+	launch, err := s.cfg.Launcher.Launch(sheet)
+	if err == nil {
+		err = s.writeConfig(launch)
+	}
 	if err != nil {
 		err = fmt.Errorf("build miner command line: %w", err)
 		s.emit(EventStartFailed, err.Error(), map[string]string{"path": path})
 		return nil, err
 	}
-	cmd := exec.Command(path, args...)
-	cmd.Dir = filepath.Dir(path)
+	cmd := exec.Command(path, launch.Args...)
+	cmd.Dir = s.cfg.WorkDir
 	cmd.Env = append(os.Environ(), s.cfg.Env...)
 	// Our own pipe rather than exec's: exec's Wait would also wait for
 	// every forked child holding the pipe, delaying crash detection.
@@ -642,6 +663,26 @@ func (s *Supervisor) spawn(sheet *flightsheet.FlightSheet, reason string) (*proc
 	}
 	s.emit(EventStarted, fmt.Sprintf("started %s (pid %d)", sheet.Miner.Name, p.pgid), fields)
 	return p, nil
+}
+
+// writeConfig puts the miner's config file in its working directory. It can
+// hold pool passwords and API tokens, so only the agent's user may read it.
+func (s *Supervisor) writeConfig(l Launch) error {
+	if l.ConfigName == "" {
+		return nil
+	}
+	if l.ConfigName != filepath.Base(l.ConfigName) || l.ConfigName == "." || l.ConfigName == ".." {
+		return fmt.Errorf("config file name %q must be a plain file name", l.ConfigName)
+	}
+	p := filepath.Join(s.cfg.WorkDir, l.ConfigName)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, l.Config, 0o600); err != nil {
+		return fmt.Errorf("write miner config: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("install miner config: %w", err)
+	}
+	return nil
 }
 
 // terminate stops a running miner and waits until it has been reaped.

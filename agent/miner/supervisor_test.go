@@ -54,7 +54,7 @@ func TestStartStop(t *testing.T) {
 
 func TestCrashRestartsWithCappedBackoff(t *testing.T) {
 	h := newHarness(t, Config{
-		Args:       argsFrom("-crash-after", "20ms"),
+		Launcher:   argsFrom("-crash-after", "20ms"),
 		BackoffMin: 30 * time.Millisecond, BackoffMax: 120 * time.Millisecond,
 		StableAfter: time.Hour,
 	})
@@ -89,7 +89,7 @@ func TestCrashRestartsWithCappedBackoff(t *testing.T) {
 
 func TestBackoffResetsAfterStableRun(t *testing.T) {
 	h := newHarness(t, Config{
-		Args:       argsFrom("-crash-after", "150ms"),
+		Launcher:   argsFrom("-crash-after", "150ms"),
 		BackoffMin: 10 * time.Millisecond, BackoffMax: time.Second,
 		StableAfter: 100 * time.Millisecond,
 	})
@@ -104,7 +104,7 @@ func TestBackoffResetsAfterStableRun(t *testing.T) {
 }
 
 func TestIgnoredSIGTERMGetsSIGKILL(t *testing.T) {
-	h := newHarness(t, Config{Args: argsFrom("-ignore-term"), StopGrace: 200 * time.Millisecond})
+	h := newHarness(t, Config{Launcher: argsFrom("-ignore-term"), StopGrace: 200 * time.Millisecond})
 	if err := h.s.Start(context.Background(), sheetFor(testMiner)); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestForkedChildrenDoNotSurvive(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pidFile := filepath.Join(t.TempDir(), "pids")
 			h := newHarness(t, Config{
-				Args:      argsFrom(append(tc.args, "-pid-file", pidFile)...),
+				Launcher:  argsFrom(append(tc.args, "-pid-file", pidFile)...),
 				StopGrace: 200 * time.Millisecond, BackoffMin: time.Hour, BackoffMax: time.Hour,
 			})
 			if err := h.s.Start(context.Background(), sheetFor(testMiner)); err != nil {
@@ -340,7 +340,7 @@ func TestCorruptPidfileIgnored(t *testing.T) {
 
 func TestLogRotationBounded(t *testing.T) {
 	const maxBytes, files = 4096, 3
-	h := newHarness(t, Config{Args: argsFrom("-spam", "2000"), LogMaxBytes: maxBytes, LogFiles: files})
+	h := newHarness(t, Config{Launcher: argsFrom("-spam", "2000"), LogMaxBytes: maxBytes, LogFiles: files})
 	if err := h.s.Start(context.Background(), sheetFor(testMiner)); err != nil {
 		t.Fatal(err)
 	}
@@ -376,11 +376,11 @@ func TestConfigErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{Args: argsFrom()}, "DataDir"},
-		{Config{DataDir: "/tmp"}, "Args"},
-		{Config{DataDir: "/tmp", Args: argsFrom(), BackoffMin: time.Minute, BackoffMax: time.Second}, "BackoffMax"},
-		{Config{DataDir: "/tmp", Args: argsFrom(), LogFiles: -1}, "LogFiles"},
-		{Config{DataDir: "/tmp", Args: argsFrom(), StopGrace: -1}, "negative"},
+		{Config{Launcher: argsFrom()}, "DataDir"},
+		{Config{DataDir: "/tmp"}, "Launcher"},
+		{Config{DataDir: "/tmp", Launcher: argsFrom(), BackoffMin: time.Minute, BackoffMax: time.Second}, "BackoffMax"},
+		{Config{DataDir: "/tmp", Launcher: argsFrom(), LogFiles: -1}, "LogFiles"},
+		{Config{DataDir: "/tmp", Launcher: argsFrom(), StopGrace: -1}, "negative"},
 	} {
 		if _, err := New(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want %q", tc.cfg, err, tc.want)
