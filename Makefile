@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X github.com/quarryfleet/quarry/pkg/version.Version=$(VERSION)
 export PATH := $(BIN):$(PATH)
 export CGO_ENABLED ?= 1
 
-STATICCHECK_VERSION ?= v0.7.0
+STATICCHECK_VERSION ?= v0.8.2
 STRIPE_MOCK_VERSION ?= v0.203.0
 SERF_VERSION ?= v0.11.0
 
