@@ -202,7 +202,7 @@ func TestFleetEvents(t *testing.T) {
 	}
 	inject(fresh(time.Now()).marshal(purposeEvent, nil))
 	inject(fresh(time.Now()).marshal(purposeEvent, rogue))
-	inject(fresh(time.Now().Add(-3 * time.Minute)).marshal(purposeEvent, f.keys.priv))
+	inject(fresh(time.Now().Add(-3*time.Minute)).marshal(purposeEvent, f.keys.priv))
 	inject(fresh(time.Now().Add(time.Hour)).marshal(purposeEvent, f.keys.priv))
 	replayed := fresh(time.Now())
 	inject(replayed.marshal(purposeEvent, f.keys.priv)) // accepted once

@@ -154,7 +154,9 @@ func (n *Node) keyOp(ctx context.Context, op string, f func(*serf.KeyManager) (*
 	ch := make(chan result, 1)
 	// KeyManager blocks for a query timeout and has no context; the buffered
 	// channel lets it finish on its own if the caller gives up.
+	n.wg.Add(1)
 	go func() {
+		defer n.wg.Done()
 		r, err := f(n.serf.KeyManager())
 		ch <- result{r, err}
 	}()

@@ -23,12 +23,13 @@ import (
 // addressed 10.77.0.(i+1)/24. Moving a node's hub port to br1 cuts it off
 // from br0 while letting the cut-off group still reach each other.
 type netLab struct {
-	t      testing.TB
-	prefix string
-	hub    string
-	nodes  []string
-	procs  []*labProc
-	warned bool
+	t         testing.TB
+	prefix    string
+	hub       string
+	nodes     []string
+	procs     []*labProc
+	warned    bool
+	destroyed bool
 }
 
 var labSeq atomic.Int32
@@ -172,6 +173,10 @@ func (l *netLab) setBridge(br string, nodes []int) {
 }
 
 func (l *netLab) destroy() {
+	if l.destroyed {
+		return
+	}
+	l.destroyed = true
 	for _, p := range l.procs {
 		p.stop()
 	}
