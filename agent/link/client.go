@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,8 +44,9 @@ type Client struct {
 	// OnState is told when the link goes up or down.
 	OnState func(connected bool)
 
-	BackoffBase time.Duration // default 500ms
-	BackoffMax  time.Duration // default 30s
+	BackoffBase  time.Duration // default 500ms
+	BackoffMax   time.Duration // default 30s
+	DrainTimeout time.Duration // default 3s: wait for acks on shutdown
 }
 
 // Run keeps a session open until ctx ends, reconnecting with jittered
@@ -148,7 +150,9 @@ func (c *Client) rigID() string {
 }
 
 func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient) error {
-	sctx, cancel := context.WithCancel(ctx)
+	// The stream outlives ctx briefly on shutdown so reports already sent
+	// can still be acknowledged (see drain).
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stream, err := client.Connect(sctx)
 	if err != nil {
@@ -163,7 +167,7 @@ func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient
 	if err := stream.Send(&quarryv1.ConnectRequest{Msg: &quarryv1.ConnectRequest_Hello{Hello: hello}}); err != nil {
 		return recvErr(stream, err)
 	}
-	first, err := stream.Recv()
+	first, err := recvWithin(ctx, stream)
 	if err != nil {
 		return err
 	}
@@ -184,15 +188,67 @@ func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient
 	}
 	c.Log.Info("connected to controller", "addr", c.Addr, "rig", hello.RigId, "resume_from", welcome.ResumeFromSeq, "buffered", c.Buffer.Len())
 
+	var sent atomic.Uint64
 	results := make(chan *quarryv1.CommandResult, 16)
 	cmds := make(chan *quarryv1.Command, 64)
 	errc := make(chan error, 3)
-	go func() { errc <- c.sendLoop(sctx, stream, welcome.ResumeFromSeq, results) }()
+	go func() { errc <- c.sendLoop(ctx, sctx, stream, welcome.ResumeFromSeq, results, &sent) }()
 	go func() { errc <- c.recvLoop(sctx, stream, cmds) }()
 	go func() { errc <- c.commandLoop(sctx, cmds, results) }()
-	err = <-errc
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		c.drain(sctx, &sent)
+	}
 	cancel()
 	return err
+}
+
+// drain waits, briefly, for the controller to acknowledge what was already
+// sent, so a clean stop leaves nothing in flight. Anything left simply stays
+// in the buffer for the next start.
+func (c *Client) drain(ctx context.Context, sent *atomic.Uint64) {
+	deadline := time.NewTimer(c.drainTimeout())
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for c.Buffer.Acked() < sent.Load() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			c.Log.Warn("stopping with reports not yet acknowledged; they stay buffered", "sent", sent.Load(), "acked", c.Buffer.Acked())
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Client) drainTimeout() time.Duration {
+	if c.DrainTimeout > 0 {
+		return c.DrainTimeout
+	}
+	return 3 * time.Second
+}
+
+// recvWithin is Recv that gives up when ctx ends; the stream's own context
+// outlives ctx for draining.
+func recvWithin(ctx context.Context, stream quarryv1.AgentService_ConnectClient) (*quarryv1.ConnectResponse, error) {
+	type res struct {
+		m   *quarryv1.ConnectResponse
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		m, err := stream.Recv()
+		ch <- res{m, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // recvErr turns a failed Send into the server's real reason, which gRPC
@@ -204,9 +260,16 @@ func recvErr(stream quarryv1.AgentService_ConnectClient, sendErr error) error {
 	return sendErr
 }
 
-func (c *Client) sendLoop(ctx context.Context, stream quarryv1.AgentService_ConnectClient, from uint64, results <-chan *quarryv1.CommandResult) error {
+// sendLoop sends buffered reports and command results. It stops sending
+// new reports when ctx (the agent's life) ends, and returns when sctx (the
+// stream's) ends.
+func (c *Client) sendLoop(ctx, sctx context.Context, stream quarryv1.AgentService_ConnectClient, from uint64, results <-chan *quarryv1.CommandResult, sent *atomic.Uint64) error {
 	next := max(from, 1)
 	for {
+		if ctx.Err() != nil {
+			<-sctx.Done()
+			return nil
+		}
 		batch, err := c.Buffer.Range(next, 256)
 		if err != nil {
 			return err
@@ -216,13 +279,15 @@ func (c *Client) sendLoop(ctx context.Context, stream quarryv1.AgentService_Conn
 				return recvErr(stream, err)
 			}
 			next = r.Seq + 1
+			sent.Store(r.Seq)
 		}
 		if len(batch) == 256 {
 			continue
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+		case <-sctx.Done():
+			return nil
 		case <-c.Buffer.Notify():
 		case res := <-results:
 			if err := stream.Send(&quarryv1.ConnectRequest{Msg: &quarryv1.ConnectRequest_CommandResult{CommandResult: res}}); err != nil {
