@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,34 +170,66 @@ func (l *RotatingLog) Tail(n int) ([]string, error) {
 	return tailFiles(l.path, l.files, n)
 }
 
-// tailFiles reads whole files, newest first, until it has n lines. Each file
-// is bounded by the rotation size, so this reads at most files×maxBytes.
+// tailFiles reads files newest first, each from its end backwards, until
+// it has n lines, so a short tail costs a few blocks rather than whole files.
 func tailFiles(path string, files, n int) ([]string, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	var lines []string // newest first
 	for _, p := range logFiles(path, files) {
-		b, err := os.ReadFile(p)
+		got, err := tailFile(p, n-len(lines))
 		if err != nil {
-			return nil, fmt.Errorf("read miner log: %w", err)
+			return nil, err
 		}
-		b = bytes.TrimRight(b, "\n")
-		if len(b) == 0 {
-			continue
-		}
-		parts := strings.Split(string(b), "\n")
-		for i := len(parts) - 1; i >= 0 && len(lines) < n; i-- {
-			lines = append(lines, parts[i])
-		}
+		lines = append(lines, got...)
 		if len(lines) >= n {
 			break
 		}
 	}
-	for i, j := 0, len(lines)-1; i < j; i, j = i+1, j-1 {
-		lines[i], lines[j] = lines[j], lines[i]
-	}
+	slices.Reverse(lines)
 	return lines, nil
+}
+
+// tailFile returns up to n last lines of one file, newest first.
+func tailFile(path string, n int) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil // rotated away while we looked
+		}
+		return nil, fmt.Errorf("read miner log: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read miner log: %w", err)
+	}
+	const block = 64 << 10
+	var buf []byte
+	off := st.Size()
+	for off > 0 && bytes.Count(buf, []byte{'\n'}) <= n {
+		step := min(off, block)
+		off -= step
+		chunk := make([]byte, step)
+		if _, err := f.ReadAt(chunk, off); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read miner log: %w", err)
+		}
+		buf = append(chunk, buf...)
+	}
+	buf = bytes.TrimRight(buf, "\n")
+	if len(buf) == 0 {
+		return nil, nil
+	}
+	parts := strings.Split(string(buf), "\n")
+	if off > 0 {
+		parts = parts[1:] // the first part may be the tail of a longer line
+	}
+	var out []string
+	for i := len(parts) - 1; i >= 0 && len(out) < n; i-- {
+		out = append(out, parts[i])
+	}
+	return out, nil
 }
 
 // LogPath is where a supervisor with this data dir writes the miner log.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -47,7 +48,8 @@ type Config struct {
 	// LoginFailurePatterns are case-insensitive regular expressions matched
 	// against miner log lines; a match means the pool refused the login and
 	// the miner moves to the next pool, at most once per LoginFailureCooldown
-	// (1m). Defaults: see DefaultLoginFailurePatterns.
+	// (1m). nil means DefaultLoginFailurePatterns; an empty list turns the
+	// rule off.
 	LoginFailurePatterns []string
 	LoginFailureCooldown time.Duration
 
@@ -189,10 +191,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func compilePatterns(ps []string) []*regexp.Regexp {
-	out := make([]*regexp.Regexp, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, regexp.MustCompile("(?i)"+p))
+// compilePatterns joins the patterns into one alternation: one pass over
+// each log line instead of one per pattern. nil when there are none.
+func compilePatterns(ps []string) *regexp.Regexp {
+	if len(ps) == 0 {
+		return nil
 	}
-	return out
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = "(?:" + p + ")"
+	}
+	return regexp.MustCompile("(?i)" + strings.Join(parts, "|"))
 }

@@ -92,7 +92,7 @@ func TestEndToEndLowHashrateRestart(t *testing.T) {
 	)
 	sup, err := miner.New(ctx, miner.Config{
 		DataDir: dir, StopGrace: 2 * time.Second, BackoffMin: 50 * time.Millisecond,
-		Args: miner.ArgsFunc(func(*flightsheet.FlightSheet) ([]string, error) {
+		Launcher: miner.ArgsFunc(func(*flightsheet.FlightSheet) ([]string, error) {
 			os.Remove(portFile) // the new process writes its own address
 			return []string{"-api", "xmrig", "-port-file", portFile, "-log-interval", "100ms"}, nil
 		}),

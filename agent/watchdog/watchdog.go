@@ -99,9 +99,9 @@ func (realClock) Now() time.Time { return time.Now() }
 // Watchdog applies the rules. Feed it MinerStarted/MinerStopped and log
 // lines; Check (or Run) does the rest.
 type Watchdog struct {
-	cfg      Config
-	deps     Deps
-	patterns []*regexp.Regexp
+	cfg   Config
+	deps  Deps
+	login *regexp.Regexp // nil: login rule off
 
 	mu sync.Mutex
 	// current miner run
@@ -149,12 +149,12 @@ func New(cfg Config, deps Deps) (*Watchdog, error) {
 		deps.Logger = slog.Default()
 	}
 	return &Watchdog{
-		cfg:      cfg,
-		deps:     deps,
-		patterns: compilePatterns(cfg.LoginFailurePatterns),
-		hot:      map[string]time.Time{},
-		lost:     map[string]bool{},
-		known:    map[string]bool{},
+		cfg:   cfg,
+		deps:  deps,
+		login: compilePatterns(cfg.LoginFailurePatterns),
+		hot:   map[string]time.Time{},
+		lost:  map[string]bool{},
+		known: map[string]bool{},
 	}, nil
 }
 
@@ -194,14 +194,12 @@ func (w *Watchdog) resetRun(now time.Time) {
 // ObserveLogLine looks for a refused pool login in one miner log line. It
 // only records it, so it is cheap enough for the supervisor's log hook.
 func (w *Watchdog) ObserveLogLine(line string) {
-	for _, re := range w.patterns {
-		if re.MatchString(line) {
-			w.mu.Lock()
-			w.loginLine = line
-			w.mu.Unlock()
-			return
-		}
+	if w.login == nil || !w.login.MatchString(line) {
+		return
 	}
+	w.mu.Lock()
+	w.loginLine = line
+	w.mu.Unlock()
 }
 
 // Run calls Check every PollInterval until ctx ends.

@@ -32,6 +32,8 @@ type Selector struct {
 
 type term struct {
 	key, value string
+	glob       bool   // value holds glob characters
+	lower      string // value lowered, for gpu matching
 }
 
 var selectorKeys = []string{"name", "tag", "gpu"}
@@ -57,7 +59,7 @@ func ParseSelector(s string) (Selector, error) {
 		if _, err := path.Match(v, ""); err != nil {
 			return Selector{}, fmt.Errorf("selector term %d %q: bad pattern: %w", i+1, part, err)
 		}
-		sel.terms = append(sel.terms, term{key: k, value: v})
+		sel.terms = append(sel.terms, term{key: k, value: v, glob: strings.ContainsAny(v, `*?[\`), lower: strings.ToLower(v)})
 	}
 	return sel, nil
 }
@@ -84,7 +86,7 @@ func (s Selector) Matches(r Rig) bool {
 		case "tag":
 			ok = slices.ContainsFunc(r.Tags, func(tag string) bool { return glob(t.value, tag) })
 		case "gpu":
-			ok = slices.ContainsFunc(r.GPUs, func(model string) bool { return gpuMatch(t.value, model) })
+			ok = slices.ContainsFunc(r.GPUs, func(model string) bool { return t.gpuMatch(model) })
 		}
 		if !ok {
 			return false
@@ -98,11 +100,22 @@ func glob(pattern, s string) bool {
 	return err == nil && ok
 }
 
-func gpuMatch(pattern, model string) bool {
-	if strings.ContainsAny(pattern, `*?[\`) {
-		return glob(strings.ToLower(pattern), strings.ToLower(model))
+func (t term) gpuMatch(model string) bool {
+	if t.glob {
+		return glob(t.lower, strings.ToLower(model))
 	}
-	return strings.Contains(strings.ToLower(model), strings.ToLower(pattern))
+	return containsFold(model, t.lower)
+}
+
+// containsFold is strings.Contains ignoring case, without allocating: it
+// runs for every GPU of every rig when a fleet is filtered.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // Filter returns the rigs the selector matches, in order.
