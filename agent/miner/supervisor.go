@@ -335,7 +335,18 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	if !s.running() {
 		return nil
 	}
-	return s.send(ctx, request{kind: reqStop, reason: "stop requested"})
+	s.mu.Lock()
+	done := s.loopDone
+	s.mu.Unlock()
+	err := s.send(ctx, request{kind: reqStop, reason: "stop requested"})
+	// The loop answers just before it returns; wait for that so a Start or
+	// Restart right after Stop does not find it still winding down.
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	}
+	return err
 }
 
 // Close stops the miner and closes the log.
@@ -463,10 +474,6 @@ func (s *Supervisor) loop(sheet *flightsheet.FlightSheet, reqs <-chan request, r
 			delay = 0
 		}
 		p, err := s.spawn(sheet, reason)
-		if reply != nil {
-			reply <- err
-			reply = nil
-		}
 		if err != nil {
 			var ce *ChecksumError
 			if errors.As(err, &ce) {
@@ -480,6 +487,13 @@ func (s *Supervisor) loop(sheet *flightsheet.FlightSheet, reqs <-chan request, r
 					"delay": delay.String(), "failures": strconv.Itoa(failures),
 				})
 			}
+		}
+		// Answer only now, so the caller sees the state this start left.
+		if reply != nil {
+			reply <- err
+			reply = nil
+		}
+		if err != nil {
 			continue
 		}
 
