@@ -23,6 +23,9 @@ type Config struct {
 	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	Insecure       bool          `yaml:"insecure" help:"plaintext with a self-declared rig id (load benchmarks only)"`
 	RigID          string        `yaml:"rig_id" help:"rig id to claim, only with insecure"`
+	SysfsRoot      string        `yaml:"sysfs_root" flag:"path.sysfs" help:"sysfs mount point read for AMD GPUs and sensors (default /sys)"`
+	ProcfsRoot     string        `yaml:"procfs_root" flag:"path.procfs" help:"procfs mount point read for host figures (default /proc)"`
+	OCProfiles     string        `yaml:"oc_profiles" flag:"oc-profiles" help:"overclock profile file applied at start until the controller sends one"`
 }
 
 // DefaultConfig returns the zero-flag configuration.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/pkg/config"
@@ -20,13 +21,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "quarry-agent", version.Version)
 		return 0
 	}
+	if len(args) > 0 && args[0] == "inspect" {
+		return Inspect(ctx, args[1:], stdout, stderr)
+	}
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("quarry-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file")
 	config.RegisterFlags(fs, &cfg)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: quarry-agent [flags]\n       quarry-agent version\n\nRuns on a mining rig and reports to the controller. With no flags it enrolls\nwith a controller on this machine using ./quarry-data/agent.token.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: quarry-agent [flags]\n       quarry-agent inspect [-o json]\n       quarry-agent version\n\nRuns on a mining rig and reports to the controller. With no flags it enrolls\nwith a controller on this machine using ./quarry-data/agent.token.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -40,13 +44,31 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := logging.New(stderr, cfg.LogLevel)
-	a, err := New(ctx, cfg, version.Version, HostSampler{}, log)
+	hw, err := OpenHardware(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "quarry-agent:", err)
+		return 1
+	}
+	// Clean stop: cards go back to their defaults.
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := hw.Close(stopCtx); err != nil {
+			log.Error("release hardware", "err", err)
+		}
+	}()
+	a, err := New(ctx, cfg, version.Version, hw, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "quarry-agent:", err)
 		if errors.Is(err, link.ErrNotEnrolled) {
 			return 3
 		}
 		return 1
+	}
+	hw.Attach(a)
+	if err := hw.StartOverclock(ctx); err != nil {
+		fmt.Fprintln(stderr, "quarry-agent:", err)
+		return 2
 	}
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, "quarry-agent:", err)

@@ -395,6 +395,8 @@ type GPUStats struct {
 	EccErrorsUncorrected     *uint64                `protobuf:"varint,28,opt,name=ecc_errors_uncorrected,json=eccErrorsUncorrected,proto3,oneof" json:"ecc_errors_uncorrected,omitempty"`
 	AppliedProfile           string                 `protobuf:"bytes,29,opt,name=applied_profile,json=appliedProfile,proto3" json:"applied_profile,omitempty"`
 	DriverVersion            string                 `protobuf:"bytes,30,opt,name=driver_version,json=driverVersion,proto3" json:"driver_version,omitempty"`
+	HotspotTemperatureC      *float64               `protobuf:"fixed64,31,opt,name=hotspot_temperature_c,json=hotspotTemperatureC,proto3,oneof" json:"hotspot_temperature_c,omitempty"`
+	FanRpm                   []uint32               `protobuf:"varint,32,rep,packed,name=fan_rpm,json=fanRpm,proto3" json:"fan_rpm,omitempty"`
 	unknownFields            protoimpl.UnknownFields
 	sizeCache                protoimpl.SizeCache
 }
@@ -637,6 +639,20 @@ func (x *GPUStats) GetDriverVersion() string {
 		return x.DriverVersion
 	}
 	return ""
+}
+
+func (x *GPUStats) GetHotspotTemperatureC() float64 {
+	if x != nil && x.HotspotTemperatureC != nil {
+		return *x.HotspotTemperatureC
+	}
+	return 0
+}
+
+func (x *GPUStats) GetFanRpm() []uint32 {
+	if x != nil {
+		return x.FanRpm
+	}
+	return nil
 }
 
 // MinerStats is one miner's reading of its own stats API.
@@ -1019,7 +1035,7 @@ const file_quarry_v1_types_proto_rawDesc = "" +
 	"\asensors\x18\x0f \x03(\v2\x11.quarry.v1.SensorR\asensors\"6\n" +
 	"\x06Sensor\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\acelsius\x18\x02 \x01(\x01R\acelsius\"\xa8\r\n" +
+	"\acelsius\x18\x02 \x01(\x01R\acelsius\"\x94\x0e\n" +
 	"\bGPUStats\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x16\n" +
 	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12\x12\n" +
@@ -1055,7 +1071,9 @@ const file_quarry_v1_types_proto_rawDesc = "" +
 	"\x14ecc_errors_corrected\x18\x1b \x01(\x04H\x12R\x12eccErrorsCorrected\x88\x01\x01\x129\n" +
 	"\x16ecc_errors_uncorrected\x18\x1c \x01(\x04H\x13R\x14eccErrorsUncorrected\x88\x01\x01\x12'\n" +
 	"\x0fapplied_profile\x18\x1d \x01(\tR\x0eappliedProfile\x12%\n" +
-	"\x0edriver_version\x18\x1e \x01(\tR\rdriverVersionB\x10\n" +
+	"\x0edriver_version\x18\x1e \x01(\tR\rdriverVersion\x127\n" +
+	"\x15hotspot_temperature_c\x18\x1f \x01(\x01H\x14R\x13hotspotTemperatureC\x88\x01\x01\x12\x17\n" +
+	"\afan_rpm\x18  \x03(\rR\x06fanRpmB\x10\n" +
 	"\x0e_temperature_cB\x17\n" +
 	"\x15_memory_temperature_cB\n" +
 	"\n" +
@@ -1076,7 +1094,8 @@ const file_quarry_v1_types_proto_rawDesc = "" +
 	"\x10_pcie_generationB\r\n" +
 	"\v_pcie_widthB\x17\n" +
 	"\x15_ecc_errors_correctedB\x19\n" +
-	"\x17_ecc_errors_uncorrected\"\xe8\x02\n" +
+	"\x17_ecc_errors_uncorrectedB\x18\n" +
+	"\x16_hotspot_temperature_c\"\xe8\x02\n" +
 	"\n" +
 	"MinerStats\x12\x14\n" +
 	"\x05miner\x18\x01 \x01(\tR\x05miner\x12\x18\n" +
