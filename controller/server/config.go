@@ -21,6 +21,7 @@ type Config struct {
 	MaxBatch       int           `yaml:"max_batch" help:"most reports committed in one database transaction"`
 	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	ShutdownGrace  time.Duration `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
+	Billing        BillingConfig `yaml:"billing"`
 }
 
 // DefaultConfig returns the zero-flag configuration.
@@ -35,6 +36,7 @@ func DefaultConfig() Config {
 		MaxBatch:       4096,
 		LogLevel:       "info",
 		ShutdownGrace:  10 * time.Second,
+		Billing:        DefaultBillingConfig(),
 	}
 }
 
@@ -52,8 +54,11 @@ func (c Config) Validate() error {
 	if c.ReportInterval < time.Second {
 		errs = append(errs, fmt.Errorf("report_interval: %s is below the 1s minimum", c.ReportInterval))
 	}
-	if c.AgentCertTTL < 10*time.Second {
+	if c.AgentCertTTL < 2*time.Second {
 		errs = append(errs, fmt.Errorf("agent_cert_ttl: %s is too short to renew in time", c.AgentCertTTL))
+	}
+	if err := c.Billing.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxBatch < 1 {
 		errs = append(errs, fmt.Errorf("max_batch: must be at least 1, got %d", c.MaxBatch))

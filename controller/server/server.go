@@ -55,6 +55,7 @@ type Controller struct {
 	serveErr chan error
 	extra    []grpc.ServerOption
 	roles    map[string]string
+	billing  *billingRuntime
 }
 
 // RegisterService adds an admin gRPC service with its method→role table.
@@ -150,6 +151,9 @@ func (c *Controller) open() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if err := c.setupBilling(); err != nil {
+		return err
+	}
 	c.httpSrv = &http.Server{Handler: c.mux, ReadHeaderTimeout: 10 * time.Second}
 	if c.cfg.InsecureAgents {
 		c.log.Warn("insecure_agents is on: rig ids are trusted without certificates; use only for load benchmarks")
@@ -254,6 +258,7 @@ func (c *Controller) Serve(ctx context.Context) error {
 		}
 		c.serveErr <- nil
 	}()
+	c.startBilling()
 	c.ready.Store(true)
 	c.log.Info("controller serving", "grpc", c.GRPCAddr(), "http", c.HTTPAddr(), "data_dir", c.cfg.DataDir, "ca", c.ca.Hash())
 	var err error
@@ -295,6 +300,7 @@ func (c *Controller) closeStorage() {
 	if c.fleet != nil {
 		c.fleet.Close()
 	}
+	c.stopBilling() // after the last reports are metered, before the database closes
 	if c.db != nil {
 		if err := c.db.Close(); err != nil {
 			c.log.Error("close database", "err", err)

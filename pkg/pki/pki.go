@@ -154,10 +154,13 @@ func (ca *CA) SignRequest(csrDER []byte, cn, ou string, ttl time.Duration, now t
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("certificate request signature: %w", err)
 	}
+	// Backdate a little for clock skew, but never so much that the
+	// renewal point (two thirds of the validity) is already past.
+	skew := min(5*time.Minute, ttl/4)
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(),
 		Subject:      pkix.Name{CommonName: cn, OrganizationalUnit: []string{ou}, Organization: []string{"Quarry"}},
-		NotBefore:    now.Add(-5 * time.Minute),
+		NotBefore:    now.Add(-skew),
 		NotAfter:     now.Add(ttl),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

@@ -1,0 +1,592 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/billing"
+	"github.com/quarryfleet/quarry/controller/fleet"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// WebhookPath is where Stripe delivers webhook events.
+const WebhookPath = "/webhooks/stripe"
+
+// errBillingDisabled is what every BillingService method answers while
+// billing is off.
+const errBillingDisabled = "billing is not enabled (set billing.enabled and billing.stripe_key)"
+
+// BillingConfig is the controller's billing section. The Stripe key and the
+// webhook secret are best given as QUARRY_BILLING_STRIPE_KEY and
+// QUARRY_BILLING_WEBHOOK_SECRET so that they stay out of files and flags.
+type BillingConfig struct {
+	Enabled                  bool          `yaml:"enabled" flag:"billing-enabled" help:"bill hosting customers through Stripe (needs billing.stripe_key)"`
+	StripeKey                string        `yaml:"stripe_key" help:"Stripe secret key (sk_... or rk_...)"`
+	StripeURL                string        `yaml:"stripe_url" flag:"billing-stripe-url" help:"Stripe API base URL; empty is Stripe itself (set it for stripe-mock)"`
+	WebhookSecret            string        `yaml:"webhook_secret" help:"signing secret (whsec_...) of the webhook endpoint POST /webhooks/stripe"`
+	EventName                string        `yaml:"event_name" help:"Stripe billing meter event name for energy in Wh"`
+	FlushInterval            time.Duration `yaml:"flush_interval" help:"how often metered energy is committed and closed hours queued for Stripe"`
+	MaxGap                   time.Duration `yaml:"max_gap" help:"longest silence between power samples that is still integrated; longer is recorded as a gap"`
+	RetryBase                time.Duration `yaml:"retry_base" help:"first delay before a failed Stripe call is retried; doubles per attempt"`
+	MaxAttempts              int           `yaml:"max_attempts" help:"attempts before a Stripe call moves to the dead-letter list"`
+	AcceptAPIVersionMismatch bool          `yaml:"accept_api_version_mismatch" help:"accept webhook events rendered for another Stripe API version"`
+	PastDue                  PastDueConfig `yaml:"past_due"`
+}
+
+// PastDueConfig is what happens to the rigs of a customer who stops paying.
+type PastDueConfig struct {
+	StopSwitching   bool          `yaml:"stop_switching" help:"freeze profit switching for a past-due customer's rigs"`
+	StopMiningAfter time.Duration `yaml:"stop_mining_after" help:"stop a past-due customer's rigs after this long; 0 never stops them"`
+}
+
+// DefaultBillingConfig is billing off, with the billing package's defaults.
+func DefaultBillingConfig() BillingConfig {
+	return BillingConfig{
+		EventName:     "quarry_energy_wh",
+		FlushInterval: 5 * time.Second,
+		MaxGap:        2 * time.Minute,
+		RetryBase:     time.Second,
+		MaxAttempts:   5,
+	}
+}
+
+// validate names every bad billing setting.
+func (b BillingConfig) validate() error {
+	var errs []error
+	if b.Enabled && b.StripeKey == "" {
+		errs = append(errs, errors.New("billing.stripe_key: required when billing.enabled is set (env QUARRY_BILLING_STRIPE_KEY)"))
+	}
+	if strings.HasPrefix(b.StripeKey, "pk_") {
+		errs = append(errs, errors.New("billing.stripe_key: this is a publishable key; the controller needs a secret (sk_) or restricted (rk_) key"))
+	}
+	if b.StripeURL != "" {
+		if u, err := url.Parse(b.StripeURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("billing.stripe_url: %q is not an http(s) URL", b.StripeURL))
+		}
+	}
+	if b.EventName == "" {
+		errs = append(errs, errors.New("billing.event_name: must not be empty"))
+	}
+	if b.FlushInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("billing.flush_interval: %s is below the 100ms minimum", b.FlushInterval))
+	}
+	if b.MaxGap < time.Second || b.MaxGap > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("billing.max_gap: %s is outside 1s..24h", b.MaxGap))
+	}
+	if b.RetryBase < 0 {
+		errs = append(errs, fmt.Errorf("billing.retry_base: %s is negative", b.RetryBase))
+	}
+	if b.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("billing.max_attempts: must be at least 1, got %d", b.MaxAttempts))
+	}
+	if b.PastDue.StopMiningAfter < 0 {
+		errs = append(errs, fmt.Errorf("billing.past_due.stop_mining_after: %s is negative", b.PastDue.StopMiningAfter))
+	}
+	return errors.Join(errs...)
+}
+
+// BillingRoles is the least role each BillingService method needs. Status
+// and usage are figures a viewer may see (without customers' emails);
+// customers, plans, assignments and the outbox are admin only.
+func BillingRoles() map[string]string {
+	return map[string]string{
+		quarryv1.BillingService_BillingStatus_FullMethodName:  fleet.RoleViewer,
+		quarryv1.BillingService_Usage_FullMethodName:          fleet.RoleViewer,
+		quarryv1.BillingService_CreatePlan_FullMethodName:     fleet.RoleAdmin,
+		quarryv1.BillingService_CreateCustomer_FullMethodName: fleet.RoleAdmin,
+		quarryv1.BillingService_ListCustomers_FullMethodName:  fleet.RoleAdmin,
+		quarryv1.BillingService_GetCustomer_FullMethodName:    fleet.RoleAdmin,
+		quarryv1.BillingService_AssignRigs_FullMethodName:     fleet.RoleAdmin,
+		quarryv1.BillingService_ListOutbox_FullMethodName:     fleet.RoleAdmin,
+		quarryv1.BillingService_ListDeadLetter_FullMethodName: fleet.RoleAdmin,
+		quarryv1.BillingService_RetryOutbox_FullMethodName:    fleet.RoleAdmin,
+	}
+}
+
+// billingRuntime is the running billing subsystem: the service and the
+// relay and flusher goroutines started by Serve.
+type billingRuntime struct {
+	svc    *billing.Service
+	flush  time.Duration
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// setupBilling registers BillingService and, when billing is enabled,
+// opens the billing service on the controller's database, meters reports
+// and mounts the Stripe webhook.
+func (c *Controller) setupBilling() error {
+	srv := &billingServer{fleet: c.fleet, log: c.log}
+	bc := c.cfg.Billing
+	if bc.Enabled {
+		svc, err := billing.New(billing.Config{
+			DB:                       c.db,
+			Stripe:                   billing.NewStripeClient(bc.StripeKey, bc.StripeURL, nil),
+			EventName:                bc.EventName,
+			MaxGap:                   bc.MaxGap,
+			RetryBase:                bc.RetryBase,
+			MaxAttempts:              bc.MaxAttempts,
+			WebhookSecret:            bc.WebhookSecret,
+			AcceptAPIVersionMismatch: bc.AcceptAPIVersionMismatch,
+			PastDue:                  billing.PastDuePolicy{StopSwitching: bc.PastDue.StopSwitching, StopMiningAfter: bc.PastDue.StopMiningAfter},
+			Audit:                    billingAuditor(c.fleet, c.log),
+			Logger:                   c.log.With("component", "billing"),
+		})
+		if err != nil {
+			return err
+		}
+		srv.svc = svc
+		c.billing = &billingRuntime{svc: svc, flush: bc.FlushInterval}
+		c.fleet.AddObserver(energyObserver{meter: svc.Meter(), log: c.log})
+		var hook http.Handler = svc.Handler()
+		if bc.WebhookSecret == "" {
+			c.log.Warn("billing.webhook_secret is not set: Stripe webhooks are refused and customer status will not follow payments")
+			hook = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				http.Error(w, "billing.webhook_secret is not set on the controller; webhooks are refused", http.StatusServiceUnavailable)
+			})
+		}
+		c.mux.Handle("POST "+WebhookPath, hook)
+		c.log.Info("billing enabled", "stripe_url", stripeURLForLog(bc.StripeURL), "event_name", bc.EventName)
+	}
+	c.RegisterService(&quarryv1.BillingService_ServiceDesc, srv, BillingRoles())
+	return nil
+}
+
+func stripeURLForLog(u string) string {
+	if u == "" {
+		return "https://api.stripe.com"
+	}
+	return u
+}
+
+// startBilling runs the outbox relay and the meter flusher.
+func (c *Controller) startBilling() {
+	b := c.billing
+	if b == nil || b.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		if err := b.svc.RunRelay(ctx); err != nil {
+			c.log.Error("billing relay stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.svc.Meter().RunFlusher(ctx, b.flush)
+	}()
+}
+
+// stopBilling stops the relay and the flusher, which flushes the meter one
+// last time. Call it after the fleet has committed its last reports and
+// before the database closes.
+func (c *Controller) stopBilling() {
+	b := c.billing
+	if b == nil || b.cancel == nil {
+		return
+	}
+	b.cancel()
+	b.wg.Wait()
+	b.cancel = nil
+}
+
+// energyObserver feeds each committed report's power draw to the meter.
+type energyObserver struct {
+	meter *billing.Meter
+	log   *slog.Logger
+}
+
+// ObserveReport meters the sum of the GPUs' power. A report without any
+// power reading is skipped rather than metered as zero watts.
+func (o energyObserver) ObserveReport(rigID string, r *quarryv1.Report) {
+	w, ok := reportPowerW(r)
+	if !ok || r.GetTimeUnixNano() == 0 {
+		return
+	}
+	if err := o.meter.Observe(rigID, time.Unix(0, r.GetTimeUnixNano()), w); err != nil {
+		o.log.Warn("billing: power sample not metered", "rig", rigID, "err", err)
+	}
+}
+
+// reportPowerW is the rig's draw in a report: the sum of the power of every
+// GPU that reports one. The host has no power reading of its own.
+func reportPowerW(r *quarryv1.Report) (float64, bool) {
+	var sum float64
+	ok := false
+	for _, g := range r.GetGpus() {
+		if g.GetLost() || g.PowerW == nil {
+			continue
+		}
+		sum += g.GetPowerW()
+		ok = true
+	}
+	return sum, ok
+}
+
+// billingAuditor writes billing's own events (deliveries, webhooks, closed
+// hours) into the controller's audit log, attributed to the caller when
+// they happen inside an API call.
+func billingAuditor(f *fleet.Fleet, log *slog.Logger) billing.AuditFunc {
+	return func(ctx context.Context, e billing.AuditEvent) {
+		who, role := "billing", "system"
+		if c := api.CallerFrom(ctx); c.Name != "" {
+			who, role = c.Name, c.Role
+		}
+		target := e.Customer
+		if e.Rig != "" {
+			target = strings.TrimSpace(target + " rig " + e.Rig)
+		}
+		result := "ok"
+		if e.Kind == "outbox.dead" {
+			result = "failed"
+		}
+		if err := f.Audit(&quarryv1.AuditEntry{Who: who, Role: role, Action: "billing " + e.Kind, Target: target, Result: result, Detail: e.Detail}); err != nil {
+			log.Error("billing audit write failed", "kind", e.Kind, "err", err)
+		}
+	}
+}
+
+// billingServer implements BillingService; svc is nil while billing is off.
+type billingServer struct {
+	quarryv1.UnimplementedBillingServiceServer
+	fleet *fleet.Fleet
+	svc   *billing.Service
+	log   *slog.Logger
+}
+
+// audit records one BillingService call in the controller's audit log.
+func (s *billingServer) audit(ctx context.Context, action, target string, err error, detail string) {
+	c := api.CallerFrom(ctx)
+	result := "ok"
+	if err != nil {
+		result = "error: " + status.Convert(err).Message()
+	}
+	if aerr := s.fleet.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: "billing." + action, Target: target, Result: result, Detail: detail}); aerr != nil {
+		s.log.Error("audit write failed", "action", action, "err", aerr)
+	}
+}
+
+func (s *billingServer) enabled() error {
+	if s.svc == nil {
+		return status.Error(codes.FailedPrecondition, errBillingDisabled)
+	}
+	return nil
+}
+
+func billingErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, billing.ErrNotFound), errors.Is(err, fleet.ErrUnknownRig):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, billing.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, billing.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (s *billingServer) CreatePlan(ctx context.Context, req *quarryv1.CreatePlanRequest) (resp *quarryv1.CreatePlanResponse, err error) {
+	p := req.GetPlan()
+	defer func() { s.audit(ctx, "create-plan", p.GetId(), err, "") }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, status.Error(codes.InvalidArgument, "plan is required")
+	}
+	bp := planFromPB(p)
+	if bp.Name == "" {
+		bp.Name = bp.ID
+	}
+	if err := s.svc.PutPlan(ctx, bp); err != nil {
+		return nil, billingErr(err)
+	}
+	return &quarryv1.CreatePlanResponse{Plan: planPB(bp)}, nil
+}
+
+func (s *billingServer) CreateCustomer(ctx context.Context, req *quarryv1.CreateCustomerRequest) (resp *quarryv1.CreateCustomerResponse, err error) {
+	id := req.GetId()
+	if id == "" {
+		id = CustomerSlug(req.GetName())
+	}
+	defer func() { s.audit(ctx, "create-customer", id, err, "plan "+req.GetPlan()) }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "a customer name (or id) is required")
+	}
+	c, err := s.svc.CreateCustomer(ctx, billing.Customer{ID: id, Name: req.GetName(), Email: req.GetEmail(), Plan: req.GetPlan()})
+	if err != nil {
+		return nil, billingErr(err)
+	}
+	return &quarryv1.CreateCustomerResponse{Customer: customerPB(c, true)}, nil
+}
+
+func (s *billingServer) ListCustomers(ctx context.Context, _ *quarryv1.ListCustomersRequest) (resp *quarryv1.ListCustomersResponse, err error) {
+	defer func() { s.audit(ctx, "list-customers", "", err, "") }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	cs, err := s.svc.ListCustomers()
+	if err != nil {
+		return nil, billingErr(err)
+	}
+	resp = &quarryv1.ListCustomersResponse{}
+	for _, c := range cs {
+		resp.Customers = append(resp.Customers, customerPB(c, true))
+	}
+	return resp, nil
+}
+
+func (s *billingServer) GetCustomer(ctx context.Context, req *quarryv1.GetCustomerRequest) (resp *quarryv1.GetCustomerResponse, err error) {
+	defer func() { s.audit(ctx, "get-customer", req.GetId(), err, "") }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	c, err := s.svc.GetCustomer(req.GetId())
+	if err != nil {
+		return nil, billingErr(err)
+	}
+	return &quarryv1.GetCustomerResponse{Customer: customerPB(c, true)}, nil
+}
+
+func (s *billingServer) AssignRigs(ctx context.Context, req *quarryv1.AssignRigsRequest) (resp *quarryv1.AssignRigsResponse, err error) {
+	var ids []string
+	defer func() {
+		s.audit(ctx, "assign-rigs", req.GetCustomer(), err, "rigs "+strings.Join(ids, ","))
+	}()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	if len(req.GetRigs()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "at least one rig is required")
+	}
+	for _, r := range req.GetRigs() {
+		id, err := s.fleet.Resolve(r)
+		if err != nil {
+			return nil, billingErr(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := s.svc.AssignRigs(ctx, req.GetCustomer(), ids...); err != nil {
+		return nil, billingErr(err)
+	}
+	resp = &quarryv1.AssignRigsResponse{RigIds: ids}
+	if req.GetCustomer() != "" {
+		c, err := s.svc.GetCustomer(req.GetCustomer())
+		if err != nil {
+			return nil, billingErr(err)
+		}
+		resp.Customer = customerPB(c, true)
+	}
+	return resp, nil
+}
+
+func (s *billingServer) BillingStatus(ctx context.Context, req *quarryv1.BillingStatusRequest) (resp *quarryv1.BillingStatusResponse, err error) {
+	defer func() { s.audit(ctx, "status", req.GetCustomer(), err, "") }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	ids := []string{req.GetCustomer()}
+	if req.GetCustomer() == "" {
+		cs, err := s.svc.ListCustomers()
+		if err != nil {
+			return nil, billingErr(err)
+		}
+		ids = ids[:0]
+		for _, c := range cs {
+			ids = append(ids, c.ID)
+		}
+	}
+	withEmail := fleet.RoleRank(api.CallerFrom(ctx).Role) >= fleet.RoleRank(fleet.RoleAdmin)
+	now := time.Now()
+	ms := s.svc.Meter().Stats()
+	resp = &quarryv1.BillingStatusResponse{Meter: &quarryv1.MeterStats{Backwards: ms.Backwards, LateMilliWh: ms.LateMilliWh, Gaps: ms.Gaps}}
+	for _, id := range ids {
+		st, err := s.svc.Status(id, now)
+		if err != nil {
+			return nil, billingErr(err)
+		}
+		resp.Customers = append(resp.Customers, &quarryv1.CustomerBillingStatus{
+			Customer:           customerPB(st.Customer, withEmail),
+			Plan:               planPB(st.Plan),
+			ActiveRigs:         int32(st.ActiveRigs),
+			Action:             st.Action,
+			MonthToDateMilliWh: st.MonthToDateMilliWh,
+			EstimateCents:      st.EstimateCents,
+			PendingRecords:     int32(st.PendingRecords),
+			DeadLetters:        int32(st.DeadLetters),
+			GapsThisMonth:      int32(st.GapsThisMonth),
+		})
+	}
+	return resp, nil
+}
+
+func (s *billingServer) Usage(ctx context.Context, req *quarryv1.UsageRequest) (resp *quarryv1.UsageResponse, err error) {
+	target := req.GetCustomer()
+	if req.GetRig() != "" {
+		target = strings.TrimSpace(target + " rig " + req.GetRig())
+	}
+	defer func() { s.audit(ctx, "usage", target, err, "") }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	rig := req.GetRig()
+	if rig != "" {
+		// A rig removed from the fleet keeps its billed energy.
+		if id, err := s.fleet.Resolve(rig); err == nil {
+			rig = id
+		}
+	}
+	now := time.Now().UTC()
+	from := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if req.GetSinceUnixNano() != 0 {
+		from = time.Unix(0, req.GetSinceUnixNano())
+	}
+	to := now.Truncate(time.Hour).Add(time.Hour)
+	if req.GetUntilUnixNano() != 0 {
+		to = time.Unix(0, req.GetUntilUnixNano())
+	}
+	u, err := s.svc.Usage(billing.UsageQuery{Customer: req.GetCustomer(), Rig: rig, From: from, To: to})
+	if err != nil {
+		return nil, billingErr(err)
+	}
+	resp = &quarryv1.UsageResponse{TotalMilliWh: u.TotalMilliWh}
+	for _, h := range u.Hours {
+		resp.Hours = append(resp.Hours, &quarryv1.HourUsage{Rig: h.Rig, Customer: h.Customer, HourUnixNano: h.Hour.UnixNano(),
+			MilliWh: h.MilliWh, Closed: h.Closed, ValueWh: h.ValueWh})
+	}
+	for _, g := range u.Gaps {
+		resp.Gaps = append(resp.Gaps, &quarryv1.EnergyGap{Rig: g.Rig, StartUnixNano: g.Start.UnixNano(), EndUnixNano: g.End.UnixNano()})
+	}
+	return resp, nil
+}
+
+func (s *billingServer) ListOutbox(ctx context.Context, req *quarryv1.ListOutboxRequest) (resp *quarryv1.ListOutboxResponse, err error) {
+	defer func() { s.audit(ctx, "list-outbox", "", err, "") }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	list := s.svc.Outbox
+	if req.GetAll() {
+		list = s.svc.AllRecords
+	}
+	recs, err := list()
+	if err != nil {
+		return nil, billingErr(err)
+	}
+	return &quarryv1.ListOutboxResponse{Records: recordsPB(recs)}, nil
+}
+
+func (s *billingServer) ListDeadLetter(ctx context.Context, _ *quarryv1.ListDeadLetterRequest) (resp *quarryv1.ListDeadLetterResponse, err error) {
+	defer func() { s.audit(ctx, "list-dead-letter", "", err, "") }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	recs, err := s.svc.DeadLetter()
+	if err != nil {
+		return nil, billingErr(err)
+	}
+	return &quarryv1.ListDeadLetterResponse{Records: recordsPB(recs)}, nil
+}
+
+func (s *billingServer) RetryOutbox(ctx context.Context, req *quarryv1.RetryOutboxRequest) (resp *quarryv1.RetryOutboxResponse, err error) {
+	defer func() { s.audit(ctx, "retry", fmt.Sprintf("record %d", req.GetId()), err, "") }()
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	if req.GetId() == 0 {
+		return nil, status.Error(codes.InvalidArgument, "a record id is required")
+	}
+	if err := s.svc.Retry(ctx, req.GetId()); err != nil {
+		return nil, billingErr(err)
+	}
+	return &quarryv1.RetryOutboxResponse{}, nil
+}
+
+// CustomerSlug derives a customer id from a name: lower-case letters and
+// digits, other runs of characters turned into one dash, at most 64 bytes.
+func CustomerSlug(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9'):
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+		default:
+			dash = true
+		}
+		if b.Len() >= 64 {
+			break
+		}
+	}
+	s := b.String()
+	if len(s) > 64 {
+		s = strings.TrimRight(s[:64], "-")
+	}
+	return s
+}
+
+func planFromPB(p *quarryv1.BillingPlan) billing.Plan {
+	return billing.Plan{ID: p.GetId(), Name: p.GetName(), MonthlyFeePerRigCents: p.GetMonthlyFeePerRigCents(),
+		EnergyMilliCentsPerKWh: p.GetEnergyMillicentsPerKwh(), StripeRigPriceID: p.GetStripeRigPriceId(),
+		StripeEnergyPriceID: p.GetStripeEnergyPriceId()}
+}
+
+func planPB(p billing.Plan) *quarryv1.BillingPlan {
+	return &quarryv1.BillingPlan{Id: p.ID, Name: p.Name, MonthlyFeePerRigCents: p.MonthlyFeePerRigCents,
+		EnergyMillicentsPerKwh: p.EnergyMilliCentsPerKWh, StripeRigPriceId: p.StripeRigPriceID, StripeEnergyPriceId: p.StripeEnergyPriceID}
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func customerPB(c billing.Customer, withEmail bool) *quarryv1.BillingCustomer {
+	out := &quarryv1.BillingCustomer{Id: c.ID, Name: c.Name, Plan: c.Plan, Rigs: c.Rigs, Status: string(c.Status),
+		StripeCustomerId: c.StripeCustomerID, StripeSubscriptionId: c.StripeSubscriptionID,
+		StripeSubscriptionItemId: c.StripeSubscriptionItemID, CreatedUnixNano: unixNano(c.CreatedAt),
+		PastDueSinceUnixNano: unixNano(c.PastDueSince)}
+	if withEmail {
+		out.Email = c.Email
+	}
+	return out
+}
+
+func recordsPB(recs []billing.Record) []*quarryv1.OutboxRecord {
+	out := make([]*quarryv1.OutboxRecord, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, &quarryv1.OutboxRecord{Id: r.ID, Kind: string(r.Kind), State: string(r.State), Customer: r.Customer,
+			Rig: r.Rig, IdempotencyKey: r.IdempotencyKey(), Quantity: r.Quantity, ValueWh: r.ValueWh, Identifier: r.Identifier,
+			Attempts: int32(r.Attempts), LastError: r.LastError, CreatedUnixNano: unixNano(r.CreatedAt),
+			NextAttemptUnixNano: unixNano(r.NextAttempt), DoneUnixNano: unixNano(r.DoneAt), Result: r.Result})
+	}
+	return out
+}
