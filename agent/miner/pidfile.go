@@ -163,7 +163,9 @@ func reapGroup(pgid int) {
 func killLeftover(ctx context.Context, r *pidRecord, grace time.Duration) (bool, error) {
 	ticks, err := procStartTicks(r.PID)
 	switch {
-	case err == nil && r.StartTicks != 0 && ticks != r.StartTicks:
+	case err == nil && ticks != r.StartTicks:
+		// Includes an unknown recorded start time: with the leader alive
+		// we cannot tell our miner from a stranger, so leave it be.
 		return false, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return false, fmt.Errorf("inspect leftover miner %d: %w", r.PID, err)

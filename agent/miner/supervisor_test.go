@@ -387,3 +387,29 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// The leader of a leftover group is gone but a child it forked lives on in
+// the group: the kernel keeps the group id reserved, so it is still ours.
+func TestLeftoverGroupWithoutLeaderIsKilled(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pids")
+	leader := exec.Command(testMiner, "-fork", "-pid-file", pidFile)
+	leader.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := leader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pids := readPids(t, pidFile, 2)
+	ticks, err := procStartTicks(pids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader.Process.Kill()
+	leader.Wait()
+	if err := writePidRecord(filepath.Join(dir, "miner.pid"), pidRecord{PID: pids[0], PGID: pids[0], StartTicks: ticks}); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, Config{DataDir: dir, StopGrace: 100 * time.Millisecond})
+	h.ev.waitFor(t, EventLeftoverKilled)
+	assertPidGone(t, pids[1])
+	assertGroupGone(t, pids[0])
+}

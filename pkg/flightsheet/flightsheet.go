@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -170,8 +171,12 @@ func (fs *FlightSheet) Validate(knownMiners []string) error {
 		}
 		bad("miner.name", "unknown miner %q (known: %s)", m.Name, known)
 	}
-	if m.Path == "" {
+	switch {
+	case m.Path == "":
 		bad("miner.path", "is required")
+	case !filepath.IsAbs(m.Path):
+		// Relative paths would depend on the agent's working directory.
+		bad("miner.path", "%q must be an absolute path", m.Path)
 	}
 	switch {
 	case m.SHA256 == "":

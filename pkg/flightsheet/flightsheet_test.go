@@ -107,6 +107,7 @@ func TestValidateNamesField(t *testing.T) {
 		{"non-hex sha", func(f *FlightSheet) { f.Miner.SHA256 = strings.Repeat("g", 64) }, "miner.sha256", "64 hex"},
 		{"no sha", func(f *FlightSheet) { f.Miner.SHA256 = "" }, "miner.sha256", "pinned"},
 		{"no path", func(f *FlightSheet) { f.Miner.Path = "" }, "miner.path", "required"},
+		{"relative path", func(f *FlightSheet) { f.Miner.Path = "miners/xmrig" }, "miner.path", "absolute"},
 		{"no pools", func(f *FlightSheet) { f.Pools = nil }, "pools", "at least one"},
 		{"api port", func(f *FlightSheet) { f.Miner.API.Port = 70000 }, "miner.api.port", "out of range"},
 		{"api host url", func(f *FlightSheet) { f.Miner.API.Host = "http://x/" }, "miner.api.host", "not a URL"},
