@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/quarryfleet/quarry/controller/jobs"
 )
 
 // Config is every controller setting. Defaults let the controller run with
@@ -21,6 +23,7 @@ type Config struct {
 	MaxBatch       int           `yaml:"max_batch" help:"most reports committed in one database transaction"`
 	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	ShutdownGrace  time.Duration `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
+	Jobs           jobs.Config   `yaml:"jobs"`
 	Billing        BillingConfig `yaml:"billing"`
 }
 
@@ -36,6 +39,7 @@ func DefaultConfig() Config {
 		MaxBatch:       4096,
 		LogLevel:       "info",
 		ShutdownGrace:  10 * time.Second,
+		Jobs:           jobs.DefaultConfig(),
 		Billing:        DefaultBillingConfig(),
 	}
 }
@@ -67,6 +71,9 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	if err := c.Jobs.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/api"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/controller/jobs"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -56,6 +57,7 @@ type Controller struct {
 	extra    []grpc.ServerOption
 	roles    map[string]string
 	billing  *billingRuntime
+	jobs     *jobs.Manager
 }
 
 // RegisterService adds an admin gRPC service with its method→role table.
@@ -139,6 +141,9 @@ func (c *Controller) open() error {
 		Log:            c.log,
 	})
 	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log})
+	if err := c.setupJobs(); err != nil {
+		return err
+	}
 
 	c.mux = http.NewServeMux()
 	c.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -277,6 +282,7 @@ func (c *Controller) shutdown() {
 	c.ready.Store(false)
 	c.log.Info("controller shutting down")
 	c.fleet.EndSessions()
+	c.closeJobs() // ends job watch streams, so the graceful stop need not wait for them
 	stopped := make(chan struct{})
 	go func() {
 		c.grpcSrv.GracefulStop()
@@ -297,6 +303,7 @@ func (c *Controller) shutdown() {
 }
 
 func (c *Controller) closeStorage() {
+	c.closeJobs()
 	if c.fleet != nil {
 		c.fleet.Close()
 	}
