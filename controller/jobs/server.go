@@ -19,9 +19,9 @@ var Roles = map[string]string{
 	quarryv1.JobService_CancelJob_FullMethodName: fleet.RoleOperator,
 	quarryv1.JobService_RevertJob_FullMethodName: fleet.RoleOperator,
 	quarryv1.JobService_ListJobs_FullMethodName:  fleet.RoleViewer,
-	quarryv1.JobService_GetJob_FullMethodName:   fleet.RoleViewer,
-	quarryv1.JobService_JobLogs_FullMethodName:  fleet.RoleViewer,
-	quarryv1.JobService_WatchJob_FullMethodName: fleet.RoleViewer,
+	quarryv1.JobService_GetJob_FullMethodName:    fleet.RoleViewer,
+	quarryv1.JobService_JobLogs_FullMethodName:   fleet.RoleViewer,
+	quarryv1.JobService_WatchJob_FullMethodName:  fleet.RoleViewer,
 }
 
 // Server is quarry.v1.JobService over a Manager.
