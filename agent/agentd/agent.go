@@ -55,6 +55,7 @@ func New(ctx context.Context, cfg Config, version string, sampler Sampler, log *
 	if a.interval.Load() == 0 {
 		a.interval.Store(int64(10 * time.Second))
 	}
+	a.Handle(quarryv1.CommandKind_COMMAND_KIND_RUN_JOB, a.runJob)
 	a.Handle(quarryv1.CommandKind_COMMAND_KIND_PING, func(context.Context, []byte) ([]byte, error) {
 		return []byte("pong from " + hostname()), nil
 	})
