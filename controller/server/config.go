@@ -7,24 +7,26 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/controller/jobs"
+	"github.com/quarryfleet/quarry/controller/switcher"
 )
 
 // Config is every controller setting. Defaults let the controller run with
 // no flags on one machine.
 type Config struct {
-	DataDir        string        `yaml:"data_dir" flag:"data-dir" help:"directory for the database, CA and local credentials"`
-	GRPCAddr       string        `yaml:"grpc_addr" flag:"grpc-addr" help:"gRPC listen address for agents and quarryctl"`
-	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP listen address for health, metrics, dashboard and webhooks"`
-	ServerNames    []string      `yaml:"server_names" flag:"server-names" help:"extra DNS names or IPs for the server certificate, comma-separated"`
-	ReportInterval time.Duration `yaml:"report_interval" flag:"report-interval" help:"how often agents report"`
-	AgentCertTTL   time.Duration `yaml:"agent_cert_ttl" flag:"agent-cert-ttl" help:"lifetime of rig certificates; agents renew at two thirds"`
-	LocalToken     bool          `yaml:"local_token" flag:"local-token" help:"write a join token for an agent on this machine into the data dir"`
-	InsecureAgents bool          `yaml:"insecure_agents" help:"trust rig ids without client certificates (load benchmarks only)"`
-	MaxBatch       int           `yaml:"max_batch" help:"most reports committed in one database transaction"`
-	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
-	ShutdownGrace  time.Duration `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
-	Jobs           jobs.Config   `yaml:"jobs"`
-	Billing        BillingConfig `yaml:"billing"`
+	DataDir        string          `yaml:"data_dir" flag:"data-dir" help:"directory for the database, CA and local credentials"`
+	GRPCAddr       string          `yaml:"grpc_addr" flag:"grpc-addr" help:"gRPC listen address for agents and quarryctl"`
+	HTTPAddr       string          `yaml:"http_addr" flag:"http-addr" help:"HTTP listen address for health, metrics, dashboard and webhooks"`
+	ServerNames    []string        `yaml:"server_names" flag:"server-names" help:"extra DNS names or IPs for the server certificate, comma-separated"`
+	ReportInterval time.Duration   `yaml:"report_interval" flag:"report-interval" help:"how often agents report"`
+	AgentCertTTL   time.Duration   `yaml:"agent_cert_ttl" flag:"agent-cert-ttl" help:"lifetime of rig certificates; agents renew at two thirds"`
+	LocalToken     bool            `yaml:"local_token" flag:"local-token" help:"write a join token for an agent on this machine into the data dir"`
+	InsecureAgents bool            `yaml:"insecure_agents" help:"trust rig ids without client certificates (load benchmarks only)"`
+	MaxBatch       int             `yaml:"max_batch" help:"most reports committed in one database transaction"`
+	LogLevel       string          `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
+	ShutdownGrace  time.Duration   `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
+	Jobs           jobs.Config     `yaml:"jobs"`
+	Billing        BillingConfig   `yaml:"billing"`
+	Profit         switcher.Config `yaml:"profit"`
 }
 
 // DefaultConfig returns the zero-flag configuration.
@@ -41,6 +43,7 @@ func DefaultConfig() Config {
 		ShutdownGrace:  10 * time.Second,
 		Jobs:           jobs.DefaultConfig(),
 		Billing:        DefaultBillingConfig(),
+		Profit:         switcher.DefaultConfig(),
 	}
 }
 
@@ -62,6 +65,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("agent_cert_ttl: %s is too short to renew in time", c.AgentCertTTL))
 	}
 	if err := c.Billing.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Profit.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MaxBatch < 1 {

@@ -57,6 +57,7 @@ type Controller struct {
 	extra    []grpc.ServerOption
 	roles    map[string]string
 	billing  *billingRuntime
+	profit   *profitRuntime
 	jobs     *jobs.Manager
 }
 
@@ -157,6 +158,9 @@ func (c *Controller) open() error {
 		fmt.Fprintln(w, "ready")
 	})
 	if err := c.setupBilling(); err != nil {
+		return err
+	}
+	if err := c.setupProfit(); err != nil {
 		return err
 	}
 	c.httpSrv = &http.Server{Handler: c.mux, ReadHeaderTimeout: 10 * time.Second}
@@ -264,6 +268,7 @@ func (c *Controller) Serve(ctx context.Context) error {
 		c.serveErr <- nil
 	}()
 	c.startBilling()
+	c.startProfit()
 	c.ready.Store(true)
 	c.log.Info("controller serving", "grpc", c.GRPCAddr(), "http", c.HTTPAddr(), "data_dir", c.cfg.DataDir, "ca", c.ca.Hash())
 	var err error
@@ -307,6 +312,7 @@ func (c *Controller) closeStorage() {
 	if c.fleet != nil {
 		c.fleet.Close()
 	}
+	c.stopProfit()
 	c.stopBilling() // after the last reports are metered, before the database closes
 	if c.db != nil {
 		if err := c.db.Close(); err != nil {

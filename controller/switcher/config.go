@@ -1,0 +1,323 @@
+package switcher
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	"github.com/quarryfleet/quarry/pkg/market"
+	"github.com/quarryfleet/quarry/pkg/profit"
+)
+
+// Config is the controller's `profit:` section. With no options the
+// switcher only keeps the market cache; it never sends a command.
+//
+//	profit:
+//	  tick: 1m
+//	  dry_run: false
+//	  batch_size: 50
+//	  batch_spacing: 2s
+//	  market:
+//	    ttl: 5m
+//	    max_staleness: 2h
+//	    sources:
+//	      - {kind: whattomine, url: https://whattomine.com/coins.json}
+//	      - {kind: coingecko, url: https://api.coingecko.com/api/v3/simple/price}
+//	    coingecko_ids: {btc: bitcoin, etc: ethereum-classic, rvn: ravencoin}
+//	  policy: {relative_threshold: 0.05, absolute_threshold: 0.10, min_dwell: 30m, switch_downtime: 2m}
+//	  default_site: home
+//	  sites:
+//	    home: {default: 0.12, timezone: Europe/Berlin, rules: [{from: 22, to: 6, price: 0.07}]}
+//	  rigs:
+//	    rig-7: {site: home, pin: etc, profile: {etchash: {hashrate: 366e6, power: 720}}}
+//	  options:
+//	    - coin: etc
+//	      pool: 2miners
+//	      pool_fee: 0.01
+//	      flight_sheet: {name: etc-lolminer, coin: etc, algorithm: etchash, miner: {...}, pools: [...]}
+type Config struct {
+	Tick         time.Duration `yaml:"tick" help:"how often every rig is ranked and the policy applied"`
+	DryRun       bool          `yaml:"dry_run" flag:"profit-dry-run" help:"decide and record, but send no switching commands"`
+	BatchSize    int           `yaml:"batch_size" help:"most switching commands queued at once"`
+	BatchSpacing time.Duration `yaml:"batch_spacing" help:"pause between batches of switching commands"`
+	CommandTTL   time.Duration `yaml:"command_ttl" help:"how long a switching command waits for an offline rig"`
+	// Smoothing is the weight of the newest report in measured hash rate
+	// and power (exponential moving average).
+	Smoothing   float64                 `yaml:"smoothing" help:"weight of the newest report in measured hash rate and power"`
+	Market      MarketConfig            `yaml:"market"`
+	Policy      profit.Policy           `yaml:"policy"`
+	DefaultSite string                  `yaml:"default_site" help:"site of rigs that name none (rig tag 'site' or rigs.<rig>.site)"`
+	Sites       map[string]SiteConfig   `yaml:"sites" help:"electricity per site"`
+	Rigs        map[string]RigConfig    `yaml:"rigs" help:"per-rig site, pins, exclusions and profiles, by rig id or name"`
+	Rules       profit.Rules            `yaml:"rules" help:"fleet-wide pins and exclusions"`
+	Options     []OptionConfig          `yaml:"options" help:"what rigs may mine: one flight sheet per coin, pool and miner"`
+	Profiles    map[string]AlgoProfiles `yaml:"profiles" help:"figures per hardware fingerprint (GPU models, comma-separated, sorted)"`
+}
+
+// AlgoProfiles are figures per algorithm.
+type AlgoProfiles map[string]AlgoProfile
+
+// AlgoProfile is a hash rate (H/s) and wall power (W) on one algorithm.
+type AlgoProfile struct {
+	Hashrate float64 `yaml:"hashrate" json:"hashrate"`
+	Power    float64 `yaml:"power" json:"power"`
+}
+
+// MarketConfig configures the market cache.
+type MarketConfig struct {
+	Sources        []SourceConfig    `yaml:"sources" help:"market sources in precedence order"`
+	CoinGeckoIDs   map[string]string `yaml:"coingecko_ids" help:"coin tag to CoinGecko id; include btc: bitcoin for WhatToMine's BTC prices"`
+	TTL            time.Duration     `yaml:"ttl" help:"how long a market snapshot is fresh"`
+	MaxStaleness   time.Duration     `yaml:"max_staleness" help:"market age beyond which switching pauses"`
+	SourceTimeout  time.Duration     `yaml:"source_timeout" help:"time limit of one source fetch"`
+	JumpFactor     float64           `yaml:"jump_factor" help:"price or difficulty move that is held back until confirmed"`
+	ConfirmFetches int               `yaml:"confirm_fetches" help:"fetches that must show a jump before it is accepted; 1 accepts at once"`
+}
+
+// SourceConfig is one market source.
+type SourceConfig struct {
+	Kind string `yaml:"kind"` // whattomine, minerstat, coingecko, file
+	URL  string `yaml:"url"`
+	Path string `yaml:"path"` // file
+	Name string `yaml:"name"` // label; default the kind
+}
+
+// SiteConfig is a site's electricity tariff in USD/kWh.
+type SiteConfig struct {
+	Default  float64             `yaml:"default"`
+	Rules    []profit.TariffRule `yaml:"rules"`
+	Timezone string              `yaml:"timezone"`
+}
+
+// RigConfig is one rig's settings.
+type RigConfig struct {
+	Site    string       `yaml:"site"`
+	Rules   profit.Rules `yaml:",inline"`
+	Profile AlgoProfiles `yaml:"profile"`
+}
+
+// OptionConfig is one thing rigs may mine. Coin and algorithm default
+// from the flight sheet, which is what APPLY_FLIGHT_SHEET carries.
+type OptionConfig struct {
+	Coin        string                  `yaml:"coin"`
+	Algorithm   string                  `yaml:"algorithm"`
+	Pool        string                  `yaml:"pool"` // short name; default the first pool's host
+	PoolFee     float64                 `yaml:"pool_fee"`
+	MinerFee    float64                 `yaml:"miner_fee"`
+	FlightSheet flightsheet.FlightSheet `yaml:"flight_sheet"`
+}
+
+// DefaultConfig is the profit section with no file: no sources (the
+// embedded snapshot only), no options, default policy.
+func DefaultConfig() Config {
+	return Config{
+		Tick:         time.Minute,
+		BatchSize:    50,
+		BatchSpacing: 2 * time.Second,
+		CommandTTL:   10 * time.Minute,
+		Smoothing:    0.3,
+		Policy:       profit.DefaultPolicy(),
+		DefaultSite:  "default",
+		Market: MarketConfig{
+			TTL:            market.DefaultTTL,
+			MaxStaleness:   market.DefaultMaxStaleness,
+			SourceTimeout:  market.DefaultSourceTimeout,
+			JumpFactor:     market.DefaultJumpFactor,
+			ConfirmFetches: market.DefaultConfirmFetches,
+		},
+	}
+}
+
+// Validate names the first bad setting of each kind.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("profit."+format, a...)) }
+	if c.Tick < 10*time.Millisecond {
+		bad("tick: %s is too short", c.Tick)
+	}
+	if c.BatchSize < 1 {
+		bad("batch_size: must be at least 1, got %d", c.BatchSize)
+	}
+	if c.BatchSpacing < 0 {
+		bad("batch_spacing: %s must not be negative", c.BatchSpacing)
+	}
+	if !(c.Smoothing > 0 && c.Smoothing <= 1) {
+		bad("smoothing: %v must be in (0,1]", c.Smoothing)
+	}
+	if err := c.Policy.Validate(); err != nil {
+		bad("policy: %w", err)
+	}
+	if _, err := c.MarketSources(nil); err != nil {
+		bad("market.sources: %w", err)
+	}
+	if c.Market.TTL <= 0 || c.Market.MaxStaleness <= 0 {
+		bad("market: ttl %s and max_staleness %s must be positive", c.Market.TTL, c.Market.MaxStaleness)
+	}
+	if _, err := c.sites(); err != nil {
+		bad("sites: %w", err)
+	}
+	for name, r := range c.Rigs {
+		if r.Site != "" && r.Site != c.DefaultSite {
+			if _, ok := c.Sites[r.Site]; !ok {
+				bad("rigs.%s.site: unknown site %q", name, r.Site)
+			}
+		}
+		if err := r.Profile.validate(); err != nil {
+			bad("rigs.%s.profile: %w", name, err)
+		}
+	}
+	for fp, p := range c.Profiles {
+		if err := p.validate(); err != nil {
+			bad("profiles.%s: %w", fp, err)
+		}
+	}
+	if _, _, err := c.options(); err != nil {
+		bad("options: %w", err)
+	}
+	return errors.Join(errs...)
+}
+
+func (p AlgoProfiles) validate() error {
+	for algo, f := range p {
+		if !(f.Hashrate > 0) || !(f.Power >= 0) || f.Hashrate > 1e30 || f.Power > 1e9 {
+			return fmt.Errorf("%s: hashrate %v must be positive and power %v non-negative", algo, f.Hashrate, f.Power)
+		}
+	}
+	return nil
+}
+
+// sites turns the site settings into profit sites; the default site
+// exists even when not listed (free power until configured).
+func (c Config) sites() ([]profit.Site, error) {
+	out := make([]profit.Site, 0, len(c.Sites)+1)
+	if _, ok := c.Sites[c.DefaultSite]; !ok {
+		out = append(out, profit.Site{Name: c.DefaultSite})
+	}
+	for name, s := range c.Sites {
+		t := profit.Tariff{Default: s.Default, Rules: s.Rules}
+		if s.Timezone != "" {
+			loc, err := time.LoadLocation(s.Timezone)
+			if err != nil {
+				return nil, fmt.Errorf("%s.timezone: %w", name, err)
+			}
+			t.Location = loc
+		}
+		if err := t.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, profit.Site{Name: name, Tariff: t})
+	}
+	return out, nil
+}
+
+// options builds the engine's options and each one's flight sheet payload,
+// indexed like the engine.
+func (c Config) options() (*profit.Engine, [][]byte, error) {
+	if len(c.Options) == 0 {
+		return nil, nil, nil
+	}
+	opts := make([]profit.Option, len(c.Options))
+	byOpt := make(map[profit.Option][]byte, len(c.Options))
+	for i, oc := range c.Options {
+		fs := oc.FlightSheet
+		coin := strings.ToLower(firstNonEmpty(oc.Coin, fs.Coin))
+		algo := market.CanonicalAlgorithm(firstNonEmpty(oc.Algorithm, fs.Algorithm))
+		if coin == "" || algo == "" {
+			return nil, nil, fmt.Errorf("%d: coin and algorithm are required (here or in the flight sheet)", i)
+		}
+		if len(fs.Pools) == 0 || fs.Miner.Name == "" {
+			return nil, nil, fmt.Errorf("%d (%s): flight_sheet needs a miner and at least one pool", i, coin)
+		}
+		if fs.Coin == "" {
+			fs.Coin = coin
+		}
+		if fs.Algorithm == "" {
+			fs.Algorithm = algo
+		}
+		if fs.Name == "" {
+			fs.Name = coin + "-" + fs.Miner.Name
+		}
+		pool := oc.Pool
+		if pool == "" {
+			pool = poolHost(fs.Pools[0].URL)
+		}
+		o := profit.Option{Coin: coin, Algorithm: algo, Pool: pool, PoolFee: oc.PoolFee, Miner: fs.Miner.Name, MinerFee: oc.MinerFee}
+		if _, dup := byOpt[o]; dup {
+			return nil, nil, fmt.Errorf("%d: %s is listed twice", i, o)
+		}
+		payload, err := fs.Marshal()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%d (%s): flight sheet: %w", i, coin, err)
+		}
+		opts[i], byOpt[o] = o, payload
+	}
+	e, err := profit.NewEngine(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	payloads := make([][]byte, e.Len())
+	for i := range payloads {
+		payloads[i] = byOpt[e.Option(i)]
+	}
+	return e, payloads, nil
+}
+
+func poolHost(u string) string {
+	if p, err := url.Parse(u); err == nil && p.Hostname() != "" {
+		return p.Hostname()
+	}
+	return u
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// MarketSources builds the configured sources; client may be nil.
+func (c Config) MarketSources(client *http.Client) ([]market.Source, error) {
+	var out []market.Source
+	for i, s := range c.Market.Sources {
+		name := firstNonEmpty(s.Name, s.Kind)
+		need := func(v, what string) error {
+			if v == "" {
+				return fmt.Errorf("%d (%s): %s is required", i, s.Kind, what)
+			}
+			return nil
+		}
+		switch s.Kind {
+		case "whattomine":
+			if err := need(s.URL, "url"); err != nil {
+				return nil, err
+			}
+			out = append(out, &market.WhatToMine{URL: s.URL, Label: name, Client: client})
+		case "minerstat":
+			if err := need(s.URL, "url"); err != nil {
+				return nil, err
+			}
+			out = append(out, &market.Minerstat{URL: s.URL, Label: name, Client: client})
+		case "coingecko":
+			if err := need(s.URL, "url"); err != nil {
+				return nil, err
+			}
+			if len(c.Market.CoinGeckoIDs) == 0 {
+				return nil, fmt.Errorf("%d (coingecko): market.coingecko_ids is empty", i)
+			}
+			out = append(out, &market.CoinGecko{BaseURL: s.URL, IDs: c.Market.CoinGeckoIDs, Label: name, Client: client})
+		case "file":
+			if err := need(s.Path, "path"); err != nil {
+				return nil, err
+			}
+			out = append(out, &market.File{Path: s.Path, Label: name})
+		default:
+			return nil, fmt.Errorf("%d: kind %q is not whattomine, minerstat, coingecko or file", i, s.Kind)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,659 @@
+// Package switcher is the controller's profit switching loop. It keeps the
+// market cache, learns each rig's hash rate and power per algorithm from
+// its reports (or takes a profile an operator sets), ranks every option for
+// every rig on all cores with pkg/profit every tick, applies the switching
+// policy, and queues APPLY_FLIGHT_SHEET or STOP_MINER commands in batches.
+//
+// Rigs without figures of their own on an algorithm borrow them from a rig
+// with identical hardware (the same sorted list of GPU models) and are shown
+// as borrowed. Switching pauses, with the reason recorded, while the market
+// data is stale. Every decision keeps its inputs so that `quarryctl profit
+// explain` can show them, and every action is written to the switch history
+// and the audit log.
+package switcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/market"
+	"github.com/quarryfleet/quarry/pkg/profit"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Fleet is what the switcher needs of the controller's fleet state.
+type Fleet interface {
+	Rigs() []*quarryv1.Rig
+	Resolve(idOrName string) (string, error)
+	QueueCommand(rigID string, kind quarryv1.CommandKind, payload []byte, ttl time.Duration) (*quarryv1.CommandRecord, error)
+	Audit(e *quarryv1.AuditEntry) error
+}
+
+// Options are the switcher's collaborators.
+type Options struct {
+	Fleet  Fleet
+	DB     *bolt.DB
+	Logger *slog.Logger
+	// HTTPClient fetches market sources; nil uses http.DefaultClient.
+	HTTPClient *http.Client
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Actions beyond the policy's own.
+const (
+	ActionPaused  = "paused"
+	ActionNoData  = "no-data"
+	ActionOffline = "offline"
+	ActionNone    = "no-options"
+)
+
+// Switcher runs profit switching for the fleet.
+type Switcher struct {
+	cfg      Config
+	fleet    Fleet
+	db       *bolt.DB
+	cache    *market.Cache
+	log      *slog.Logger
+	now      func() time.Time
+	engine   *profit.Engine // nil without options
+	payloads [][]byte
+	byName   map[string]int
+	sites    []profit.Site
+	siteSet  map[string]bool
+	rigCfg   map[string]RigConfig
+	hasSrc   bool
+	kick     chan struct{}
+
+	mu       sync.Mutex
+	measured map[string]map[string]*measure // rig → algorithm
+	profiles map[string]AlgoProfiles        // rig → set through the API
+	state    map[string]rigState
+	dirty    map[string]bool // rigs whose measured figures changed
+	last     *Tick
+}
+
+type measure struct {
+	Hashrate   float64   `json:"hashrate"`
+	Power      float64   `json:"power"`
+	PowerKnown bool      `json:"power_known"`
+	Samples    uint32    `json:"samples"`
+	Updated    time.Time `json:"updated"`
+}
+
+// rigState is what a rig mines as far as the switcher knows, by option
+// name so that it survives a change of the option list.
+type rigState struct {
+	Option string    `json:"option"` // "" or "off" when stopped
+	Since  time.Time `json:"since"`
+}
+
+// New builds the switcher and its market cache, and loads its state.
+func New(cfg Config, o Options) (*Switcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Switcher{
+		cfg: cfg, fleet: o.Fleet, db: o.DB, log: o.Logger, now: o.Now,
+		kick: make(chan struct{}, 1), measured: map[string]map[string]*measure{},
+		profiles: map[string]AlgoProfiles{}, state: map[string]rigState{}, dirty: map[string]bool{},
+		rigCfg: cfg.Rigs, siteSet: map[string]bool{}, byName: map[string]int{},
+	}
+	var err error
+	if s.engine, s.payloads, err = cfg.options(); err != nil {
+		return nil, err
+	}
+	if s.engine != nil {
+		for i := range s.engine.Len() {
+			s.byName[s.engine.Name(i)] = i
+		}
+	}
+	if s.sites, err = cfg.sites(); err != nil {
+		return nil, err
+	}
+	for _, site := range s.sites {
+		s.siteSet[site.Name] = true
+	}
+	sources, err := cfg.MarketSources(o.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	s.hasSrc = len(sources) > 0
+	if o.DB != nil {
+		if err := s.load(); err != nil {
+			return nil, err
+		}
+	}
+	s.cache, err = market.New(market.Config{
+		Sources: sources, TTL: cfg.Market.TTL, SourceTimeout: cfg.Market.SourceTimeout,
+		MaxStaleness: cfg.Market.MaxStaleness, JumpFactor: cfg.Market.JumpFactor,
+		ConfirmFetches: cfg.Market.ConfirmFetches, DB: o.DB, Bucket: bucketMarket,
+		Logger: o.Logger, Now: o.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Market is the switcher's market cache.
+func (s *Switcher) Market() *market.Cache { return s.cache }
+
+// Run keeps the market fresh and ticks until ctx ends. It returns nil on
+// cancellation.
+func (s *Switcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if s.hasSrc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.cache.Run(ctx)
+		}()
+	}
+	defer wg.Wait()
+	if s.engine == nil {
+		s.log.Info("profit switching idle: no options configured (profit.options)")
+	}
+	t := time.NewTicker(s.cfg.Tick)
+	defer t.Stop()
+	for {
+		if s.engine != nil {
+			if _, err := s.Tick(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("profit tick failed", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.kick:
+		}
+	}
+}
+
+// Tick is one round of ranking and decisions, kept for the API.
+type Tick struct {
+	Time        time.Time
+	Paused      bool
+	PauseReason string
+	DryRun      bool
+	Snapshot    market.Snapshot
+	Quote       *profit.Quote
+	Fleet       *profit.Fleet
+	Ranking     *profit.Ranking
+	Rigs        []RigInput
+	Decisions   []Decided
+	index       map[string]int
+}
+
+// RigInput is everything about a rig that a decision depends on, besides
+// the market.
+type RigInput struct {
+	ID, Name, Site, Fingerprint string
+	Online                      bool
+	Perf                        []profit.Perf
+	Sources                     map[string]PerfSource // by algorithm
+	Rules                       profit.Rules
+	Current                     int
+	LastSwitch                  time.Time
+}
+
+// PerfSource says where a rig's figures on one algorithm came from.
+type PerfSource struct {
+	Source       string // profile, measured, borrowed
+	BorrowedFrom string
+	Samples      uint32
+}
+
+// Decided is a rig's decision with what the switcher made of it.
+type Decided struct {
+	profit.Decision
+	Action    string // the policy's action, or paused, no-data, offline
+	Borrowed  bool
+	CommandID string
+	Error     string
+}
+
+// Tick runs one round now: rank, decide, act, persist.
+func (s *Switcher) Tick(ctx context.Context) (*Tick, error) {
+	if s.engine == nil {
+		return nil, errors.New("no profit options configured")
+	}
+	now := s.now()
+	h := s.cache.Health()
+	rigs := s.collect(s.fleet.Rigs())
+	t, err := s.plan(ctx, s.cache.Get(), rigs, now)
+	if err != nil {
+		return nil, err
+	}
+	if !h.OK {
+		t.Paused, t.PauseReason = true, h.Reason
+		for i := range t.Decisions {
+			if t.Decisions[i].Action != ActionNoData {
+				t.Decisions[i].Action = ActionPaused
+			}
+		}
+	}
+	t.DryRun = s.cfg.DryRun
+	s.act(ctx, t)
+	s.mu.Lock()
+	s.last = t
+	s.mu.Unlock()
+	if err := s.persist(t); err != nil {
+		s.log.Warn("profit: could not persist decisions", "err", err)
+	}
+	return t, nil
+}
+
+// Last returns the latest tick, or nil before the first.
+func (s *Switcher) Last() *Tick {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// Fingerprint is a rig's hardware identity for sharing profiles: its GPU
+// models, sorted and comma-separated; empty for a rig with no GPUs.
+func Fingerprint(r *quarryv1.Rig) string {
+	names := make([]string, 0, len(r.Gpus))
+	for _, g := range r.Gpus {
+		if g.Name != "" {
+			names = append(names, g.Name)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(names, ",")
+}
+
+// collect turns the fleet's rigs into ranking inputs: figures by
+// precedence (operator profile, config profile, measured, borrowed),
+// site, rules and the option each rig mines now.
+func (s *Switcher) collect(rigs []*quarryv1.Rig) []RigInput {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]RigInput, 0, len(rigs))
+	own := make([]map[string]profit.Perf, 0, len(rigs))
+	src := make([]map[string]PerfSource, 0, len(rigs))
+	byFP := map[string]int{} // fingerprint → first rig (by id) with own figures
+	sort.Slice(rigs, func(i, j int) bool { return rigs[i].Id < rigs[j].Id })
+	for _, r := range rigs {
+		if r.Revoked {
+			continue
+		}
+		rc, ok := s.rigCfg[r.Id]
+		if !ok {
+			rc = s.rigCfg[r.Name]
+		}
+		in := RigInput{ID: r.Id, Name: r.Name, Fingerprint: Fingerprint(r), Online: r.Online, Current: profit.Off}
+		in.Site = firstNonEmpty(rc.Site, r.Tags["site"])
+		if !s.siteSet[in.Site] {
+			in.Site = s.cfg.DefaultSite
+		}
+		in.Rules = s.cfg.Rules.Merge(rc.Rules)
+		perf, ps := map[string]profit.Perf{}, map[string]PerfSource{}
+		add := func(algo string, p profit.Perf, so PerfSource) {
+			if _, have := perf[algo]; !have {
+				p.Algorithm = algo
+				perf[algo], ps[algo] = p, so
+			}
+		}
+		for algo, f := range s.profiles[r.Id] {
+			add(algo, profit.Perf{Hashrate: f.Hashrate, Power: f.Power}, PerfSource{Source: "profile"})
+		}
+		for algo, f := range rc.Profile {
+			add(market.CanonicalAlgorithm(algo), profit.Perf{Hashrate: f.Hashrate, Power: f.Power}, PerfSource{Source: "profile"})
+		}
+		for algo, m := range s.measured[r.Id] {
+			if m.Samples > 0 && m.Hashrate > 0 {
+				add(algo, profit.Perf{Hashrate: m.Hashrate, Power: m.Power}, PerfSource{Source: "measured", Samples: m.Samples})
+			}
+		}
+		if st, ok := s.state[r.Id]; ok {
+			in.LastSwitch = st.Since
+			if i, ok := s.byName[st.Option]; ok {
+				in.Current = i
+			}
+		} else {
+			in.Current = s.runningOption(r)
+		}
+		if _, seen := byFP[in.Fingerprint]; !seen && in.Fingerprint != "" && len(perf) > 0 {
+			byFP[in.Fingerprint] = len(out)
+		}
+		out = append(out, in)
+		own = append(own, perf)
+		src = append(src, ps)
+	}
+	for i := range out {
+		in := &out[i]
+		perf, ps := own[i], src[i]
+		if in.Fingerprint != "" {
+			for algo, f := range s.cfg.Profiles[in.Fingerprint] {
+				algo = market.CanonicalAlgorithm(algo)
+				if _, have := perf[algo]; !have {
+					perf[algo] = profit.Perf{Algorithm: algo, Hashrate: f.Hashrate, Power: f.Power, BorrowedFrom: in.Fingerprint}
+					ps[algo] = PerfSource{Source: "borrowed", BorrowedFrom: in.Fingerprint + " (config profile)"}
+				}
+			}
+			if j, ok := byFP[in.Fingerprint]; ok && j != i {
+				for algo, p := range own[j] {
+					if _, have := perf[algo]; !have && p.BorrowedFrom == "" {
+						p.BorrowedFrom = in.Fingerprint
+						perf[algo] = p
+						ps[algo] = PerfSource{Source: "borrowed", BorrowedFrom: in.Fingerprint + " (rig " + out[j].ID + ")"}
+					}
+				}
+			}
+		}
+		in.Perf = make([]profit.Perf, 0, len(perf))
+		for _, p := range perf {
+			in.Perf = append(in.Perf, p)
+		}
+		slices.SortFunc(in.Perf, func(a, b profit.Perf) int { return strings.Compare(a.Algorithm, b.Algorithm) })
+		in.Sources = ps
+	}
+	return out
+}
+
+// runningOption guesses the option a rig mines from its miners' reports,
+// for rigs the switcher has never moved.
+func (s *Switcher) runningOption(r *quarryv1.Rig) int {
+	for _, m := range r.Miners {
+		if m.Coin == "" || (m.State != "" && m.State != "running" && m.State != "starting") {
+			continue
+		}
+		coin, algo := strings.ToLower(m.Coin), market.CanonicalAlgorithm(m.Algorithm)
+		best := profit.Off
+		for i := range s.engine.Len() {
+			o := s.engine.Option(i)
+			if o.Coin != coin || (algo != "" && o.Algorithm != algo) {
+				continue
+			}
+			if best == profit.Off || (m.Pool != "" && strings.Contains(m.Pool, o.Pool)) {
+				best = i
+			}
+		}
+		if best != profit.Off {
+			return best
+		}
+	}
+	return profit.Off
+}
+
+// Coins converts a market snapshot into the engine's coin figures.
+func Coins(snap market.Snapshot) []profit.Coin {
+	out := make([]profit.Coin, 0, len(snap.Coins))
+	for _, c := range snap.Coins {
+		out = append(out, profitCoin(c))
+	}
+	slices.SortFunc(out, func(a, b profit.Coin) int { return strings.Compare(a.Tag, b.Tag) })
+	return out
+}
+
+func profitCoin(c market.Coin) profit.Coin {
+	return profit.Coin{
+		Tag: c.Tag, Algorithm: c.Algorithm, BlockTime: c.BlockTime, BlockReward: c.BlockReward,
+		Difficulty: c.Difficulty, NetHash: c.NetHash, PriceUSD: c.PriceUSD, Kind: profit.NetHash,
+	}
+}
+
+// plan ranks every rig and applies the policy. It does no I/O.
+func (s *Switcher) plan(ctx context.Context, snap market.Snapshot, rigs []RigInput, now time.Time) (*Tick, error) {
+	e := s.engine
+	q := e.Quote(Coins(snap))
+	pr := make([]profit.Rig, len(rigs))
+	for i, r := range rigs {
+		pr[i] = profit.Rig{ID: r.ID, Site: r.Site, Perf: r.Perf, Rules: r.Rules}
+	}
+	f, err := e.NewFleet(pr, s.sites)
+	if err != nil {
+		return nil, err
+	}
+	rk := profit.NewRanking(f, 3)
+	if err := q.Rank(ctx, f, now, 0, rk); err != nil {
+		return nil, err
+	}
+	t := &Tick{Time: now, Snapshot: snap, Quote: q, Fleet: f, Ranking: rk, Rigs: rigs,
+		Decisions: make([]Decided, len(rigs)), index: make(map[string]int, len(rigs))}
+	for i, r := range rigs {
+		t.index[r.ID] = i
+		t.Decisions[i] = s.decide(t, i, now)
+	}
+	return t, nil
+}
+
+func (s *Switcher) decide(t *Tick, i int, now time.Time) Decided {
+	r := &t.Rigs[i]
+	e, f, q := s.engine, t.Fleet, t.Quote
+	cur := e.CandidateOf(q.Score(f, i, r.Current, now))
+	in := profit.Input{Rig: r.ID, Current: cur, Best: e.CandidateOf(t.Ranking.Best(i)), Pinned: r.Rules.Pin, Now: now, LastSwitch: r.LastSwitch}
+	if ok, why := f.Allowed(i, r.Current); !ok {
+		in.CurrentBlocked = why
+	}
+	d := Decided{Decision: s.cfg.Policy.Decide(in)}
+	d.Action = string(d.Decision.Action)
+	for _, p := range r.Perf {
+		if p.BorrowedFrom != "" {
+			d.Borrowed = true
+		}
+	}
+	switch {
+	case len(r.Perf) == 0:
+		d.Action = ActionNoData
+		d.Reason = "no hash rate or power figures for this rig or identical hardware; set a profile with 'quarryctl profit set-profile' or let it mine to measure"
+	case !r.Online && d.Action != string(profit.Stay):
+		d.Reason = "rig offline; when back: " + d.Reason
+		d.Action = ActionOffline
+	}
+	return d
+}
+
+// command is one switching command to queue.
+type command struct {
+	rig     int
+	kind    quarryv1.CommandKind
+	payload []byte
+}
+
+// act queues the tick's commands in batches, records the switches and
+// moves the rigs' state.
+func (s *Switcher) act(ctx context.Context, t *Tick) {
+	var cmds []command
+	for i := range t.Decisions {
+		d := &t.Decisions[i]
+		switch profit.Action(d.Action) {
+		case profit.Switch, profit.Resume:
+			cmds = append(cmds, command{rig: i, kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, payload: s.payloads[d.Target.Option]})
+		case profit.Curtail:
+			cmds = append(cmds, command{rig: i, kind: quarryv1.CommandKind_COMMAND_KIND_STOP_MINER})
+		}
+	}
+	if len(cmds) == 0 {
+		return
+	}
+	if t.DryRun {
+		recs := make([]SwitchRecord, 0, len(cmds))
+		for _, c := range cmds {
+			recs = append(recs, s.record(t, c.rig, true))
+		}
+		s.saveSwitches(recs)
+		return
+	}
+	for start := 0; start < len(cmds); start += s.cfg.BatchSize {
+		if start > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.cfg.BatchSpacing):
+			}
+		}
+		batch := cmds[start:min(start+s.cfg.BatchSize, len(cmds))]
+		recs := make([]SwitchRecord, 0, len(batch))
+		for _, c := range batch {
+			d := &t.Decisions[c.rig]
+			rig := t.Rigs[c.rig].ID
+			rec, err := s.fleet.QueueCommand(rig, c.kind, c.payload, s.cfg.CommandTTL)
+			if err != nil {
+				d.Error = err.Error()
+				s.log.Warn("profit: could not queue command", "rig", rig, "action", d.Action, "err", err)
+			} else {
+				d.CommandID = rec.Command.Id
+				s.mu.Lock()
+				s.state[rig] = rigState{Option: d.Target.Name, Since: t.Time}
+				s.mu.Unlock()
+			}
+			r := s.record(t, c.rig, false)
+			recs = append(recs, r)
+			result := "queued " + d.CommandID
+			if err != nil {
+				result = "error: " + err.Error()
+			}
+			_ = s.fleet.Audit(&quarryv1.AuditEntry{Who: "profit-switcher", Role: "system", Action: "profit." + d.Action, Target: rig, Result: result, Detail: d.Reason})
+		}
+		s.saveSwitches(recs)
+		s.log.Info("profit: switching batch queued", "commands", len(batch), "of", len(cmds))
+	}
+}
+
+func (s *Switcher) record(t *Tick, i int, dry bool) SwitchRecord {
+	d := &t.Decisions[i]
+	return SwitchRecord{
+		Time: t.Time, Rig: t.Rigs[i].ID, Action: d.Action, From: d.Input.Current.Name, To: d.Target.Name,
+		FromUSD: finite(d.Input.Current.Profit), ToUSD: finite(d.Target.Profit), Reason: d.Reason,
+		CommandID: d.CommandID, DryRun: dry, Error: d.Error,
+	}
+}
+
+func finite(v float64) float64 {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0
+	}
+	return v
+}
+
+// ObserveReport folds a committed report's miner hash rates and GPU power
+// into the rig's measured figures.
+func (s *Switcher) ObserveReport(rigID string, rep *quarryv1.Report) {
+	hashing := 0
+	for _, m := range rep.Miners {
+		if m.Hashrate > 0 && m.Algorithm != "" {
+			hashing++
+		}
+	}
+	if hashing == 0 {
+		return
+	}
+	power, known := 0.0, false
+	for _, g := range rep.Gpus {
+		if g.PowerW != nil && !g.Lost {
+			power += *g.PowerW
+			known = true
+		}
+	}
+	at := time.Unix(0, rep.TimeUnixNano)
+	a := s.cfg.Smoothing
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms := s.measured[rigID]
+	if ms == nil {
+		ms = map[string]*measure{}
+		s.measured[rigID] = ms
+	}
+	for _, m := range rep.Miners {
+		if !(m.Hashrate > 0) || m.Algorithm == "" || math.IsInf(m.Hashrate, 0) {
+			continue
+		}
+		algo := market.CanonicalAlgorithm(m.Algorithm)
+		cur := ms[algo]
+		if cur == nil {
+			cur = &measure{}
+			ms[algo] = cur
+		}
+		// Power is attributed only when one miner is hashing: two miners
+		// share the cards and their split is unknown.
+		pw, pk := power, known && hashing == 1
+		if cur.Samples == 0 {
+			cur.Hashrate = m.Hashrate
+			if pk {
+				cur.Power, cur.PowerKnown = pw, true
+			}
+		} else {
+			cur.Hashrate += a * (m.Hashrate - cur.Hashrate)
+			if pk {
+				if cur.PowerKnown {
+					cur.Power += a * (pw - cur.Power)
+				} else {
+					cur.Power, cur.PowerKnown = pw, true
+				}
+			}
+		}
+		cur.Samples++
+		cur.Updated = at
+	}
+	s.dirty[rigID] = true
+}
+
+// SetProfile sets or, with nil, clears a rig's operator profile.
+func (s *Switcher) SetProfile(rigID string, p AlgoProfiles) error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	canon := AlgoProfiles{}
+	for algo, f := range p {
+		canon[market.CanonicalAlgorithm(algo)] = f
+	}
+	s.mu.Lock()
+	if len(p) == 0 {
+		delete(s.profiles, rigID)
+	} else {
+		s.profiles[rigID] = canon
+	}
+	s.mu.Unlock()
+	if s.db != nil {
+		if err := s.saveProfile(rigID, canon); err != nil {
+			return err
+		}
+	}
+	s.Kick()
+	return nil
+}
+
+// Profile returns a rig's operator profile.
+func (s *Switcher) Profile(rigID string) AlgoProfiles {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.profiles[rigID]
+}
+
+// Kick asks the loop to tick now.
+func (s *Switcher) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Config returns the configuration in force.
+func (s *Switcher) Config() Config { return s.cfg }
+
+// Engine is the option set; nil without options.
+func (s *Switcher) Engine() *profit.Engine { return s.engine }
+
+// errRig formats an unknown rig for the API.
+func errRig(rig string) error { return fmt.Errorf("rig %q has no profit decision yet", rig) }
