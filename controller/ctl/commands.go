@@ -62,6 +62,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(app.versionCmd(), app.rigsCmd(), app.rigCmd(), app.tokenCmd(), app.auditCmd(), app.loginCmd(), app.whoamiCmd())
+	root.AddCommand(app.jobCmd())
 	app.addOCCommands(root)
 	return root
 }
