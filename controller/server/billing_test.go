@@ -1,0 +1,457 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quarryfleet/quarry/agent/link"
+	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/config"
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// billingTestController runs a controller in the test process until the
+// test ends (or stop is called).
+type billingTestController struct {
+	*Controller
+	t      *testing.T
+	dir    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startBillingController(t *testing.T, dir string, mutate func(*Config)) *billingTestController {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ShutdownGrace = 2 * time.Second
+	cfg.LocalToken = false
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c, err := New(cfg, "test", billingQuietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	bc := &billingTestController{Controller: c, t: t, dir: dir, cancel: cancel, done: make(chan error, 1)}
+	go func() { bc.done <- c.Serve(ctx) }()
+	t.Cleanup(bc.stop)
+	return bc
+}
+
+func (bc *billingTestController) stop() {
+	if bc.cancel == nil {
+		return
+	}
+	bc.cancel()
+	if err := <-bc.done; err != nil {
+		bc.t.Errorf("controller: %v", err)
+	}
+	bc.cancel = nil
+}
+
+// enableBilling points billing at an address where nothing listens: the
+// outbox keeps its records, which these tests do not need delivered.
+func enableBilling(c *Config) {
+	c.Billing.Enabled = true
+	c.Billing.StripeKey = "sk_test_billing"
+	c.Billing.StripeURL = "http://127.0.0.1:1"
+	c.Billing.RetryBase = time.Hour
+	c.Billing.FlushInterval = 100 * time.Millisecond
+}
+
+func billingQuietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// billingClient dials BillingService with token, or the local admin token.
+func (bc *billingTestController) billingClient(t *testing.T, token string) quarryv1.BillingServiceClient {
+	t.Helper()
+	return quarryv1.NewBillingServiceClient(bc.conn(t, token))
+}
+
+func (bc *billingTestController) conn(t *testing.T, token string) *grpc.ClientConn {
+	t.Helper()
+	if token == "" {
+		b, err := os.ReadFile(filepath.Join(bc.dir, AdminTokenFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(bc.CA().Cert)
+	conn, err := grpc.NewClient(bc.GRPCAddr(),
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})),
+		grpc.WithPerRPCCredentials(billingBearer(token)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+type billingBearer string
+
+func (b billingBearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (billingBearer) RequireTransportSecurity() bool { return true }
+
+func billingCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func wantStatus(t *testing.T, err error, code codes.Code, substr string) {
+	t.Helper()
+	if status.Code(err) != code || !strings.Contains(status.Convert(err).Message(), substr) {
+		t.Fatalf("got %v, want %s containing %q", err, code, substr)
+	}
+}
+
+func TestBillingDisabledAnswersFailedPrecondition(t *testing.T) {
+	bc := startBillingController(t, t.TempDir(), nil)
+	conn := bc.conn(t, "")
+	for method := range BillingRoles() {
+		t.Run(method[strings.LastIndex(method, "/")+1:], func(t *testing.T) {
+			// An empty message decodes as any request type.
+			err := conn.Invoke(billingCtx(t), method, &quarryv1.GetVersionRequest{}, &quarryv1.GetVersionResponse{})
+			wantStatus(t, err, codes.FailedPrecondition, errBillingDisabled)
+		})
+	}
+	resp, err := http.Post("http://"+bc.HTTPAddr()+WebhookPath, "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("webhook with billing off: status %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestBillingRoles(t *testing.T) {
+	bc := startBillingController(t, t.TempDir(), enableBilling)
+	viewerTok, err := bc.Fleet().CreateAdminToken("vera", fleet.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, viewer := bc.billingClient(t, ""), bc.billingClient(t, viewerTok)
+	ctx := billingCtx(t)
+
+	plan := &quarryv1.BillingPlan{Id: "std", MonthlyFeePerRigCents: 4500, EnergyMillicentsPerKwh: 12_500, StripeRigPriceId: "price_rig"}
+	_, err = viewer.CreatePlan(ctx, &quarryv1.CreatePlanRequest{Plan: plan})
+	wantStatus(t, err, codes.PermissionDenied, "needs role admin")
+	if _, err := admin.CreatePlan(ctx, &quarryv1.CreatePlanRequest{Plan: plan}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = viewer.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Name: "Acme", Email: "ops@acme.example", Plan: "std"})
+	wantStatus(t, err, codes.PermissionDenied, "CreateCustomer needs role admin")
+	cu, err := admin.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Name: "Acme Hosting, Inc.", Email: "ops@acme.example", Plan: "std"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cu.Customer.Id != "acme-hosting-inc" || cu.Customer.Status != "active" {
+		t.Errorf("created %v, want id acme-hosting-inc, active", cu.Customer)
+	}
+	_, err = admin.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Name: "Acme Hosting Inc", Email: "x@acme.example", Plan: "std"})
+	wantStatus(t, err, codes.AlreadyExists, "already exists")
+	_, err = admin.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Name: "Beta", Email: "no-at-sign", Plan: "std"})
+	wantStatus(t, err, codes.InvalidArgument, "valid email")
+	_, err = admin.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Name: "Gamma", Email: "g@example.com", Plan: "gold"})
+	wantStatus(t, err, codes.NotFound, `plan "gold"`)
+	_, err = admin.AssignRigs(ctx, &quarryv1.AssignRigsRequest{Customer: "acme-hosting-inc", Rigs: []string{"no-such-rig"}})
+	wantStatus(t, err, codes.NotFound, "no-such-rig")
+
+	for name, call := range map[string]func() error{
+		"ListCustomers": func() error { _, err := viewer.ListCustomers(ctx, &quarryv1.ListCustomersRequest{}); return err },
+		"GetCustomer": func() error {
+			_, err := viewer.GetCustomer(ctx, &quarryv1.GetCustomerRequest{Id: "acme-hosting-inc"})
+			return err
+		},
+		"AssignRigs": func() error {
+			_, err := viewer.AssignRigs(ctx, &quarryv1.AssignRigsRequest{Rigs: []string{"x"}})
+			return err
+		},
+		"ListOutbox":     func() error { _, err := viewer.ListOutbox(ctx, &quarryv1.ListOutboxRequest{}); return err },
+		"ListDeadLetter": func() error { _, err := viewer.ListDeadLetter(ctx, &quarryv1.ListDeadLetterRequest{}); return err },
+		"RetryOutbox":    func() error { _, err := viewer.RetryOutbox(ctx, &quarryv1.RetryOutboxRequest{Id: 1}); return err },
+	} {
+		wantStatus(t, call(), codes.PermissionDenied, name+" needs role admin")
+	}
+
+	// A viewer sees figures but not the customer's email; an admin sees both.
+	vs, err := viewer.BillingStatus(ctx, &quarryv1.BillingStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := admin.BillingStatus(ctx, &quarryv1.BillingStatusRequest{Customer: "acme-hosting-inc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs.Customers) != 1 || vs.Customers[0].Customer.Email != "" || vs.Customers[0].Action != "none" {
+		t.Errorf("viewer status %v: want one customer, no email, action none", vs.Customers)
+	}
+	if len(as.Customers) != 1 || as.Customers[0].Customer.Email != "ops@acme.example" {
+		t.Errorf("admin status %v: want the email", as.Customers)
+	}
+	// Customer and subscription wait in the outbox (nothing listens at the Stripe URL).
+	ob, err := admin.ListOutbox(ctx, &quarryv1.ListOutboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, r := range ob.Records {
+		kinds = append(kinds, r.Kind+"/"+r.State)
+	}
+	if got := strings.Join(kinds, ","); got != "customer.create/pending,subscription.create/pending" {
+		t.Errorf("outbox %s", got)
+	}
+
+	// Every call, denied ones included, is in the audit log.
+	log, err := bc.Fleet().AuditLog(time.Time{}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{
+		"local-admin billing.create-customer acme-hosting-inc ok":                                                     false,
+		"local-admin billing customer.created acme-hosting-inc ok":                                                    false,
+		"vera authorize /quarry.v1.BillingService/CreateCustomer denied":                                              false,
+		"vera billing.status  ok":                                                                                     false,
+		"local-admin billing.create-customer beta error: customer beta: name and a valid email are required: invalid": false,
+	}
+	for _, e := range log {
+		k := e.Who + " " + e.Action + " " + e.Target + " " + e.Result
+		if _, ok := want[k]; ok {
+			want[k] = true
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("audit log lacks %q", k)
+		}
+	}
+}
+
+// powerReport is a report whose GPUs draw the given watts; a lost GPU's
+// reading must not count.
+func powerReport(at time.Time, watts ...float64) *quarryv1.Report {
+	r := &quarryv1.Report{TimeUnixNano: at.UnixNano(), Host: &quarryv1.HostStats{CpuPercent: 5}}
+	for i, w := range watts {
+		r.Gpus = append(r.Gpus, &quarryv1.GPUStats{Index: uint32(i), PowerW: proto.Float64(w)})
+	}
+	r.Gpus = append(r.Gpus, &quarryv1.GPUStats{Index: uint32(len(watts)), Lost: true, PowerW: proto.Float64(999)})
+	return r
+}
+
+// A rig's reported GPU power is metered for its customer through the
+// controller's real ingest path, survives a restart through the final
+// flush, and a silence longer than max_gap shows as an unbilled gap.
+func TestBillingMetersReportedPower(t *testing.T) {
+	dir := t.TempDir()
+	bc := startBillingController(t, dir, func(c *Config) {
+		enableBilling(c)
+		c.Billing.FlushInterval = time.Hour // only the shutdown flush persists
+	})
+	tok, _, err := bc.Fleet().CreateToken(bc.CA().Hash(), time.Minute, 1, "meter-rig", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentDir := t.TempDir()
+	id, err := link.Enroll(billingCtx(t), filepath.Join(agentDir, "pki"), bc.GRPCAddr(), tok, "meter-host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(agentDir, "agent.db"), link.Buckets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	buf, err := link.OpenBuffer(db, 1000, billingQuietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	admin := bc.billingClient(t, "")
+	ctx := billingCtx(t)
+	if _, err := admin.CreatePlan(ctx, &quarryv1.CreatePlanRequest{Plan: &quarryv1.BillingPlan{Id: "std", StripeRigPriceId: "price_rig", EnergyMillicentsPerKwh: 10_000}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Id: "acme", Name: "Acme", Email: "a@acme.example", Plan: "std"}); err != nil {
+		t.Fatal(err)
+	}
+	as, err := admin.AssignRigs(ctx, &quarryv1.AssignRigsRequest{Customer: "acme", Rigs: []string{"meter-rig"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as.RigIds) != 1 || as.RigIds[0] != id.RigID() || len(as.Customer.Rigs) != 1 {
+		t.Fatalf("assign resolved %v (customer %v), want %s", as.RigIds, as.Customer, id.RigID())
+	}
+
+	// 200 W + 100 W for 10 s = 3000 J = 833.3 mWh. A report without any
+	// power reading in between is skipped, not metered as zero.
+	t0 := time.Now().Add(time.Second).Truncate(time.Second)
+	for i := range 11 {
+		if _, err := buf.Append(powerReport(t0.Add(time.Duration(i)*time.Second), 200, 100)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 5 {
+			if _, err := buf.Append(&quarryv1.Report{TimeUnixNano: t0.Add(5500 * time.Millisecond).UnixNano()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Then five minutes of silence (max_gap is 2m): a gap, no energy.
+	if _, err := buf.Append(powerReport(t0.Add(10*time.Second+5*time.Minute), 300)); err != nil {
+		t.Fatal(err)
+	}
+	const sent = 13
+	lctx, lcancel := context.WithCancel(context.Background())
+	linkDone := make(chan error, 1)
+	go func() {
+		linkDone <- (&link.Client{Addr: bc.GRPCAddr(), ServerName: "127.0.0.1", Identity: id, Buffer: buf,
+			Handler: billingNoCommands{}, Log: billingQuietLog(), BackoffBase: 50 * time.Millisecond}).Run(lctx)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for buf.Acked() < sent {
+		if time.Now().After(deadline) {
+			t.Fatalf("controller acknowledged %d of %d reports", buf.Acked(), sent)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lcancel()
+	<-linkDone
+
+	// Restart: the meter's last flush happened at shutdown.
+	bc.stop()
+	bc = startBillingController(t, dir, enableBilling)
+	admin = bc.billingClient(t, "")
+	q := &quarryv1.UsageRequest{Customer: "acme", SinceUnixNano: t0.Add(-time.Hour).UnixNano(), UntilUnixNano: t0.Add(2 * time.Hour).UnixNano()}
+	u, err := admin.Usage(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.TotalMilliWh != 833 {
+		t.Errorf("metered %d mWh, want 833 (300 W for 10 s)", u.TotalMilliWh)
+	}
+	if len(u.Gaps) != 1 || time.Duration(u.Gaps[0].EndUnixNano-u.Gaps[0].StartUnixNano) != 5*time.Minute || u.Gaps[0].Rig != id.RigID() {
+		t.Errorf("gaps %v, want one of 5m on %s", u.Gaps, id.RigID())
+	}
+	byRig, err := admin.Usage(ctx, &quarryv1.UsageRequest{Rig: "meter-rig", SinceUnixNano: q.SinceUnixNano, UntilUnixNano: q.UntilUnixNano})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byRig.TotalMilliWh != 833 {
+		t.Errorf("usage by rig name: %d mWh, want 833", byRig.TotalMilliWh)
+	}
+	_, err = admin.Usage(ctx, &quarryv1.UsageRequest{})
+	wantStatus(t, err, codes.InvalidArgument, "customer or rig required")
+}
+
+type billingNoCommands struct{}
+
+func (billingNoCommands) HandleCommand(context.Context, *quarryv1.Command) ([]byte, error) {
+	return nil, nil
+}
+
+func TestBillingConfig(t *testing.T) {
+	t.Run("key from environment", func(t *testing.T) {
+		cfg := DefaultConfig()
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		config.RegisterFlags(fs, &cfg)
+		if err := fs.Parse([]string{"-billing-enabled"}); err != nil {
+			t.Fatal(err)
+		}
+		env := []string{"QUARRY_BILLING_STRIPE_KEY=sk_test_env", "QUARRY_BILLING_PAST_DUE_STOP_MINING_AFTER=72h"}
+		if err := config.Load(&cfg, "", fs, env); err != nil {
+			t.Fatal(err)
+		}
+		if !cfg.Billing.Enabled || cfg.Billing.StripeKey != "sk_test_env" || cfg.Billing.PastDue.StopMiningAfter != 72*time.Hour {
+			t.Errorf("billing config %+v", cfg.Billing)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*BillingConfig)
+		wantErr string
+	}{
+		{"disabled needs nothing", func(*BillingConfig) {}, ""},
+		{"enabled without key", func(b *BillingConfig) { b.Enabled = true }, "billing.stripe_key: required when billing.enabled is set (env QUARRY_BILLING_STRIPE_KEY)"},
+		{"publishable key", func(b *BillingConfig) { b.Enabled, b.StripeKey = true, "pk_test_x" }, "publishable key"},
+		{"bad url", func(b *BillingConfig) { b.StripeURL = "localhost:12111" }, `billing.stripe_url: "localhost:12111" is not an http(s) URL`},
+		{"flush too often", func(b *BillingConfig) { b.FlushInterval = time.Millisecond }, "billing.flush_interval"},
+		{"max gap", func(b *BillingConfig) { b.MaxGap = 48 * time.Hour }, "billing.max_gap: 48h0m0s is outside 1s..24h"},
+		{"attempts", func(b *BillingConfig) { b.MaxAttempts = 0 }, "billing.max_attempts"},
+		{"negative stop", func(b *BillingConfig) { b.PastDue.StopMiningAfter = -time.Hour }, "billing.past_due.stop_mining_after"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.mutate(&cfg.Billing)
+			err := cfg.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCustomerSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"Acme":                    "acme",
+		"Acme Hosting, Inc.":      "acme-hosting-inc",
+		"  --Ünïcode mine 42 ":    "n-code-mine-42",
+		"!!!":                     "",
+		strings.Repeat("ab ", 40): strings.TrimRight(strings.Repeat("ab-", 22)[:64], "-"),
+	} {
+		if got := CustomerSlug(in); got != want {
+			t.Errorf("CustomerSlug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestReportPowerW(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		r      *quarryv1.Report
+		want   float64
+		wantOK bool
+	}{
+		{"no gpus", &quarryv1.Report{Host: &quarryv1.HostStats{}}, 0, false},
+		{"gpu without power", &quarryv1.Report{Gpus: []*quarryv1.GPUStats{{Index: 0}}}, 0, false},
+		{"sum, lost skipped", powerReport(time.Unix(1, 0), 120.5, 80), 200.5, true},
+		{"zero is a reading", &quarryv1.Report{Gpus: []*quarryv1.GPUStats{{PowerW: proto.Float64(0)}}}, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := reportPowerW(tc.r)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("got %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
