@@ -54,6 +54,10 @@ func Inspect(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "quarry-agent inspect:", err)
 		return 2
 	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "quarry-agent inspect: invalid configuration:", err)
+		return 2
+	}
 	log := logging.New(stderr, cfg.LogLevel)
 	hw, err := OpenHardware(ctx, cfg, log, withoutOC())
 	if err != nil {
