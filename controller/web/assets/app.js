@@ -1,0 +1,314 @@
+// Quarry dashboard. Plain JavaScript, no dependencies: the controller
+// serves this file from its own binary.
+"use strict";
+(function () {
+  const $ = (sel) => document.querySelector(sel);
+  const state = { session: null, es: null, rigId: null, sort: { key: "name", dir: 1 }, overview: null, histTimer: null, histBusy: false };
+
+  // ---------- helpers ----------
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "text") e.textContent = v; else if (k === "class") e.className = v; else e.setAttribute(k, v === true ? "" : v);
+    }
+    for (const k of kids) if (k !== null && k !== undefined) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+    return e;
+  }
+  function svg(tag, attrs) {
+    const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    return e;
+  }
+  const units = ["H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"];
+  function fmtHash(h) {
+    if (h === undefined || h === null) return "–";
+    let i = 0;
+    while (Math.abs(h) >= 1000 && i < units.length - 1) { h /= 1000; i++; }
+    return (h >= 100 || i === 0 ? h.toFixed(0) : h.toFixed(2)) + " " + units[i];
+  }
+  const fmtW = (w) => (w === undefined || w === null ? "–" : w >= 10000 ? (w / 1000).toFixed(1) + " kW" : Math.round(w) + " W");
+  const fmtC = (c) => (c === undefined || c === null ? "–" : Math.round(c) + " °C");
+  const fmtUSD = (v) => (v === undefined || v === null ? "–" : (v < 0 ? "−$" : "$") + Math.abs(v).toFixed(2));
+  const fmtMHz = (v) => (v === undefined || v === null ? "–" : v + " MHz");
+  function ago(ms) {
+    if (!ms) return "never";
+    const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+    if (s < 60) return s + " s ago";
+    if (s < 3600) return Math.round(s / 60) + " min ago";
+    if (s < 86400) return Math.round(s / 3600) + " h ago";
+    return new Date(ms).toLocaleDateString();
+  }
+
+  async function api(path, opts) {
+    opts = opts || {};
+    const headers = { "Accept": "application/json" };
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    if (opts.method && opts.method !== "GET" && state.session) headers["X-Quarry-CSRF"] = state.session.csrf;
+    const resp = await fetch(path, { method: opts.method || "GET", headers, credentials: "same-origin", body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    let data = null;
+    try { data = await resp.json(); } catch (_) { /* empty body */ }
+    if (resp.status === 401 && path !== "/api/login") { showLogin(); }
+    if (!resp.ok) { const err = new Error((data && data.error) || resp.statusText); err.status = resp.status; throw err; }
+    return data;
+  }
+
+  // ---------- sign-in ----------
+  function showLogin() {
+    state.session = null;
+    closeStream();
+    $("#login").hidden = false;
+    $("#overview").hidden = true;
+    $("#rigpage").hidden = true;
+    $("#logout").hidden = true;
+    $("#who").textContent = "";
+    $("#token").focus();
+  }
+  function signedIn(s) {
+    state.session = s;
+    document.body.dataset.role = s.role;
+    $("#login").hidden = true;
+    $("#logout").hidden = false;
+    $("#who").textContent = s.who + " · " + s.role;
+    route();
+  }
+  $("#login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    $("#login-error").textContent = "";
+    try {
+      const s = await api("/api/login", { method: "POST", body: { token: $("#token").value } });
+      $("#token").value = "";
+      signedIn(s);
+    } catch (e) { $("#login-error").textContent = e.message; }
+  });
+  $("#logout").addEventListener("click", async () => {
+    try { await api("/api/logout", { method: "POST", body: {} }); } catch (_) { /* signed out anyway */ }
+    showLogin();
+  });
+
+  // ---------- live stream ----------
+  function closeStream() {
+    if (state.es) { state.es.close(); state.es = null; }
+    $("#live").classList.remove("on");
+  }
+  function openStream() {
+    closeStream();
+    const url = "/api/stream" + (state.rigId ? "?rig=" + encodeURIComponent(state.rigId) : "");
+    const es = new EventSource(url);
+    state.es = es;
+    const bump = () => { document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1); };
+    es.addEventListener("open", () => $("#live").classList.add("on"));
+    es.addEventListener("error", () => $("#live").classList.remove("on"));
+    es.addEventListener("overview", (ev) => { bump(); if (!state.rigId) renderOverview(JSON.parse(ev.data)); });
+    es.addEventListener("rig", (ev) => { bump(); if (state.rigId) { renderRig(JSON.parse(ev.data)); scheduleHistory(); } });
+  }
+
+  // ---------- routing ----------
+  function route() {
+    if (!state.session) return;
+    const m = location.hash.match(/^#\/rig\/(.+)$/);
+    state.rigId = m ? decodeURIComponent(m[1]) : null;
+    $("#overview").hidden = !!state.rigId;
+    $("#rigpage").hidden = !state.rigId;
+    if (state.rigId) {
+      $("#action-result").textContent = "";
+      api("/api/rigs/" + encodeURIComponent(state.rigId)).then(renderRig).catch((e) => { $("#rig-name").textContent = e.message; });
+      loadHistory();
+    } else {
+      api("/api/overview").then(renderOverview).catch(() => {});
+    }
+    openStream();
+  }
+  window.addEventListener("hashchange", route);
+
+  // ---------- overview ----------
+  function renderOverview(ov) {
+    state.overview = ov;
+    $("#ov-online").textContent = ov.online;
+    $("#ov-total").textContent = ov.total;
+    $("#ov-offline").textContent = ov.offline;
+    const hr = $("#ov-hashrate");
+    hr.replaceChildren(...(ov.hashrate.length ? ov.hashrate.map((a) => el("div", {}, fmtHash(a.hashrate), el("span", { text: " " + a.algorithm }))) : [el("div", { text: "–" })]));
+    $("#ov-power").textContent = fmtW(ov.power_w);
+    const hasProfit = ov.profit_usd_per_day !== undefined;
+    $("#ov-profit-tile").hidden = !hasProfit;
+    if (hasProfit) $("#ov-profit").textContent = fmtUSD(ov.profit_usd_per_day);
+    $("#ov-alerts-card").hidden = ov.alerts.length === 0;
+    $("#ov-alert-count").textContent = "(" + ov.alerts.length + ")";
+    $("#ov-alerts").replaceChildren(...ov.alerts.map((a) => el("li", { class: a.severity }, el("a", { href: "#/rig/" + encodeURIComponent(a.rig), text: a.rig_name || a.rig }), " — " + a.message)));
+    document.querySelectorAll(".col-profit").forEach((c) => { c.hidden = !hasProfit; });
+    renderRigTable();
+    if (ov.billing) loadBilling(); else $("#billing-card").hidden = true;
+  }
+  function renderRigTable() {
+    const ov = state.overview;
+    if (!ov) return;
+    const { key, dir } = state.sort;
+    const rows = ov.rigs.slice().sort((a, b) => {
+      let x = a[key], y = b[key];
+      if (x === undefined || x === null) x = -Infinity;
+      if (y === undefined || y === null) y = -Infinity;
+      if (typeof x === "string" || typeof y === "string") return dir * String(x).localeCompare(String(y));
+      return dir * ((x > y) - (x < y)) || a.name.localeCompare(b.name);
+    });
+    const hasProfit = ov.profit_usd_per_day !== undefined;
+    $("#rig-table tbody").replaceChildren(...rows.map((r) => {
+      const hot = r.max_temp_c !== undefined && r.max_temp_c >= 85;
+      return el("tr", { "data-rig": r.id },
+        el("td", {}, el("a", { href: "#/rig/" + encodeURIComponent(r.id), text: r.name || r.id })),
+        el("td", {}, el("span", { class: "badge " + (r.online ? "online" : "offline"), text: r.online ? "online" : "offline" }), r.alerts ? " ⚠ " + r.alerts : ""),
+        el("td", { class: "num", text: r.hashrate ? fmtHash(r.hashrate) : "–" }),
+        el("td", { text: r.algorithms || "–" }),
+        el("td", { class: "num", text: r.gpus }),
+        el("td", { class: "num" + (hot ? " hot" : ""), text: fmtC(r.max_temp_c) }),
+        el("td", { class: "num", text: r.online ? fmtW(r.power_w) : "–" }),
+        hasProfit ? el("td", { class: "num col-profit", text: fmtUSD(r.profit_usd_per_day) }) : null,
+        el("td", { class: "num", text: ago(r.last_seen_ms) }));
+    }));
+    document.querySelectorAll("#rig-table th").forEach((th) => {
+      th.classList.toggle("asc", th.dataset.key === key && dir === 1);
+      th.classList.toggle("desc", th.dataset.key === key && dir === -1);
+    });
+  }
+  document.querySelectorAll("#rig-table th").forEach((th) => th.addEventListener("click", () => {
+    const k = th.dataset.key;
+    state.sort = { key: k, dir: state.sort.key === k ? -state.sort.dir : (k === "name" || k === "algorithms" ? 1 : -1) };
+    renderRigTable();
+  }));
+  async function loadBilling() {
+    try {
+      const b = await api("/api/billing");
+      $("#billing-card").hidden = !b.available || b.customers.length === 0;
+      $("#billing-table tbody").replaceChildren(...b.customers.map((c) => el("tr", {},
+        el("td", { text: c.customer }), el("td", { text: c.plan }), el("td", { class: "num", text: c.active_rigs }),
+        el("td", { class: "num", text: c.month_to_date_kwh.toFixed(1) }), el("td", { class: "num", text: fmtUSD(c.estimate_usd) }),
+        el("td", { class: "num", text: c.pending_records }), el("td", { class: "num", text: c.dead_letters }), el("td", { text: c.action || "" }))));
+    } catch (_) { $("#billing-card").hidden = true; }
+  }
+
+  // ---------- rig page ----------
+  function renderRig(r) {
+    $("#rig-name").textContent = r.name || r.id;
+    $("#rig-meta").replaceChildren(el("span", { class: "badge " + (r.online ? "online" : "offline"), text: r.online ? "online" : "offline" }),
+      " " + [r.hostname, r.id, r.version && "agent " + r.version, "last report " + ago(r.last_seen_ms)].filter(Boolean).join(" · "));
+    $("#rig-actions").hidden = !(state.session && state.session.can_act);
+    $("#rig-alerts").replaceChildren(...r.alerts.map((a) => el("li", { class: a.severity, text: a.message })));
+    const tiles = [];
+    const total = r.miners.reduce((s, m) => s + m.hashrate, 0);
+    const power = r.gpus.reduce((s, g) => s + (g.power_w || 0), 0);
+    tiles.push(["Hashrate", fmtHash(total)]);
+    if (r.gpus.some((g) => g.power_w !== undefined)) tiles.push(["Power", fmtW(power)]);
+    if (r.host) tiles.push(["CPU", r.host.cpu_percent.toFixed(0) + " %"]);
+    if (r.profit) tiles.push(["Profit / day", fmtUSD(r.profit.usd_per_day)]);
+    $("#rig-tiles").replaceChildren(...tiles.map(([l, v]) => el("div", { class: "tile" }, el("div", { class: "label", text: l }), el("div", { class: "value", text: v }))));
+
+    $("#no-gpus").hidden = r.gpus.length > 0;
+    $("#gpu-table").hidden = r.gpus.length === 0;
+    $("#gpu-table tbody").replaceChildren(...r.gpus.map((g) => el("tr", { "data-gpu": g.index },
+      el("td", { text: g.index }),
+      el("td", { text: (g.name || g.vendor || "GPU") + (g.lost ? " (lost)" : "") }),
+      el("td", { class: "num", text: g.hashrate !== undefined ? fmtHash(g.hashrate) : "–" }),
+      el("td", { class: "num" + (g.temp_c >= 85 ? " hot" : ""), text: fmtC(g.temp_c) }),
+      el("td", { class: "num", text: fmtC(g.mem_temp_c) }),
+      el("td", { class: "num", text: g.fan_percent && g.fan_percent.length ? g.fan_percent.map((f) => Math.round(f) + " %").join(" / ") : "–" }),
+      el("td", { class: "num", text: fmtW(g.power_w) + (g.power_limit_w ? " / " + fmtW(g.power_limit_w) : "") }),
+      el("td", { class: "num", text: fmtMHz(g.core_mhz) }),
+      el("td", { class: "num", text: fmtMHz(g.mem_mhz) }),
+      el("td", { class: "num", text: g.hashrate !== undefined ? g.accepted + " / " + g.rejected : "–" }))));
+
+    $("#miners-card").hidden = r.miners.length === 0;
+    $("#miner-table tbody").replaceChildren(...r.miners.map((m) => el("tr", {},
+      el("td", { text: m.miner + (m.version ? " " + m.version : "") }), el("td", { text: m.coin }), el("td", { text: m.algorithm }),
+      el("td", { class: "num", text: fmtHash(m.hashrate) }), el("td", { class: "num", text: m.accepted }), el("td", { class: "num", text: m.rejected }),
+      el("td", { text: m.state + (m.error ? ": " + m.error : "") }), el("td", { text: m.pool || "" }))));
+
+    $("#profit-card").hidden = !r.profit;
+    if (r.profit) {
+      const p = r.profit;
+      $("#rig-profit").replaceChildren(el("p", {}, el("strong", { text: fmtUSD(p.usd_per_day) + " / day" }),
+        p.coin ? " mining " + p.coin + (p.algorithm ? " (" + p.algorithm + ")" : "") : "",
+        p.revenue_usd_per_day ? " · revenue " + fmtUSD(p.revenue_usd_per_day) : "",
+        p.power_cost_usd_per_day ? " · power " + fmtUSD(p.power_cost_usd_per_day) : ""));
+    }
+    const sw = r.switches || [];
+    $("#switches-card").hidden = sw.length === 0;
+    $("#switch-table tbody").replaceChildren(...sw.map((s) => el("tr", {},
+      el("td", { text: new Date(s.time).toLocaleString() }), el("td", { text: s.from }), el("td", { text: s.to }), el("td", { text: s.reason }))));
+    $("#events-card").hidden = r.events.length === 0;
+    $("#events").replaceChildren(...r.events.map((e) => el("li", {},
+      el("span", { class: "kind", text: e.kind }), e.message, " ", el("span", { class: "sub", text: new Date(e.time_ms).toLocaleString() }))));
+  }
+  document.querySelectorAll("#rig-actions button").forEach((b) => b.addEventListener("click", async () => {
+    const action = b.dataset.action;
+    const out = $("#action-result");
+    b.disabled = true;
+    try {
+      const res = await api("/api/rigs/" + encodeURIComponent(state.rigId) + "/actions/" + action, { method: "POST", body: {} });
+      out.textContent = action + ": queued as " + res.command_id;
+      pollCommand(res.command_id, action);
+    } catch (e) { out.textContent = action + " refused: " + e.message; }
+    b.disabled = false;
+  }));
+  async function pollCommand(id, action) {
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      try {
+        const c = await api("/api/commands/" + encodeURIComponent(id));
+        if (c.status !== "PENDING" && c.status !== "SENT") {
+          $("#action-result").textContent = action + ": " + c.status.toLowerCase() + (c.output ? " — " + c.output : "") + (c.error ? " — " + c.error : "");
+          return;
+        }
+      } catch (_) { return; }
+    }
+  }
+
+  // ---------- charts ----------
+  function scheduleHistory() {
+    if (state.histTimer) return;
+    state.histTimer = setTimeout(() => { state.histTimer = null; loadHistory(); }, 500);
+  }
+  async function loadHistory() {
+    if (!state.rigId || state.histBusy) return;
+    state.histBusy = true;
+    try {
+      const h = await api("/api/rigs/" + encodeURIComponent(state.rigId) + "/history");
+      drawChart($("#chart-hashrate"), h.points, "hashrate", "", fmtHash);
+      const hasPower = h.points.some((p) => p.power_w !== undefined);
+      $("#power-card").hidden = !hasPower;
+      if (hasPower) drawChart($("#chart-power"), h.points, "power_w", "power", fmtW);
+    } catch (_) { /* the stream retries */ }
+    state.histBusy = false;
+  }
+  function drawChart(host, points, key, cls, fmt) {
+    const pts = points.filter((p) => p[key] !== undefined && p[key] !== null);
+    if (pts.length < 2) { host.replaceChildren(el("p", { class: "empty", text: "Not enough data yet." })); return; }
+    const W = 600, H = 200, L = 64, R = 8, T = 10, B = 22;
+    const t0 = pts[0].t, t1 = pts[pts.length - 1].t;
+    let vmax = Math.max(...pts.map((p) => p[key]));
+    if (vmax <= 0) vmax = 1;
+    vmax *= 1.1;
+    const x = (t) => L + (t1 === t0 ? 0 : (t - t0) / (t1 - t0)) * (W - L - R);
+    const y = (v) => T + (1 - v / vmax) * (H - T - B);
+    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": key + " over time", "data-points": String(pts.length) });
+    for (const f of [0, 0.5, 1]) {
+      const v = vmax * f;
+      s.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
+      const lbl = svg("text", { class: "lbl", x: L - 6, y: y(v) + 4, "text-anchor": "end" });
+      lbl.textContent = fmt(v);
+      s.append(lbl);
+    }
+    for (const [t, anchor] of [[t0, "start"], [t1, "end"]]) {
+      const lbl = svg("text", { class: "lbl", x: x(t), y: H - 6, "text-anchor": anchor });
+      lbl.textContent = new Date(t).toLocaleTimeString();
+      s.append(lbl);
+    }
+    const d = pts.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p[key]).toFixed(1)).join(" ");
+    s.append(svg("path", { class: "area " + cls, d: d + ` L${x(t1).toFixed(1)} ${y(0)} L${x(t0).toFixed(1)} ${y(0)} Z` }));
+    s.append(svg("path", { class: "line " + cls, d }));
+    host.replaceChildren(s);
+  }
+
+  // ---------- start ----------
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && state.session && !state.es) openStream(); });
+  api("/api/session").then(signedIn).catch(() => showLogin());
+})();

@@ -1,0 +1,453 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/telemetry"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Alert is something on the overview that wants attention.
+type Alert struct {
+	Rig      string `json:"rig"`
+	RigName  string `json:"rig_name"`
+	Severity string `json:"severity"` // warning or critical
+	Message  string `json:"message"`
+}
+
+// AlgoRate is the fleet's hashrate on one algorithm.
+type AlgoRate struct {
+	Algorithm string  `json:"algorithm"`
+	Hashrate  float64 `json:"hashrate"`
+}
+
+// RigRow is one line of the rig table.
+type RigRow struct {
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Online     bool     `json:"online"`
+	Revoked    bool     `json:"revoked"`
+	Hashrate   float64  `json:"hashrate"`
+	Algorithms string   `json:"algorithms"`
+	GPUs       int      `json:"gpus"`
+	MaxTempC   *float64 `json:"max_temp_c,omitempty"`
+	PowerW     float64  `json:"power_w"`
+	ProfitUSD  *float64 `json:"profit_usd_per_day,omitempty"`
+	LastSeenMs int64    `json:"last_seen_ms"`
+	Alerts     int      `json:"alerts"`
+}
+
+// Overview is the fleet page.
+type Overview struct {
+	Total     int        `json:"total"`
+	Online    int        `json:"online"`
+	Offline   int        `json:"offline"`
+	Hashrate  []AlgoRate `json:"hashrate"`
+	PowerW    float64    `json:"power_w"`
+	ProfitUSD *float64   `json:"profit_usd_per_day,omitempty"`
+	Alerts    []Alert    `json:"alerts"`
+	Rigs      []RigRow   `json:"rigs"`
+	Billing   bool       `json:"billing"`
+}
+
+// GPUView is one GPU on the rig page.
+type GPUView struct {
+	Index      uint32    `json:"index"`
+	Name       string    `json:"name"`
+	Vendor     string    `json:"vendor,omitempty"`
+	BusID      string    `json:"bus_id,omitempty"`
+	Lost       bool      `json:"lost"`
+	TempC      *float64  `json:"temp_c,omitempty"`
+	MemTempC   *float64  `json:"mem_temp_c,omitempty"`
+	FanPercent []float64 `json:"fan_percent,omitempty"`
+	PowerW     *float64  `json:"power_w,omitempty"`
+	PowerLimW  *float64  `json:"power_limit_w,omitempty"`
+	CoreMHz    *uint32   `json:"core_mhz,omitempty"`
+	MemMHz     *uint32   `json:"mem_mhz,omitempty"`
+	UtilPct    *float64  `json:"util_percent,omitempty"`
+	Hashrate   *float64  `json:"hashrate,omitempty"`
+	Miner      string    `json:"miner,omitempty"`
+	Algorithm  string    `json:"algorithm,omitempty"`
+	Accepted   uint64    `json:"accepted"`
+	Rejected   uint64    `json:"rejected"`
+}
+
+// MinerView is one miner on the rig page.
+type MinerView struct {
+	Miner     string  `json:"miner"`
+	Version   string  `json:"version,omitempty"`
+	Algorithm string  `json:"algorithm"`
+	Coin      string  `json:"coin"`
+	Pool      string  `json:"pool,omitempty"`
+	Hashrate  float64 `json:"hashrate"`
+	Accepted  uint64  `json:"accepted"`
+	Rejected  uint64  `json:"rejected"`
+	Stale     uint64  `json:"stale"`
+	UptimeS   uint64  `json:"uptime_s"`
+	State     string  `json:"state"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// EventView is one watchdog or agent event.
+type EventView struct {
+	TimeMs  int64             `json:"time_ms"`
+	Kind    string            `json:"kind"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// HostView is the rig's host figures.
+type HostView struct {
+	CPUPercent float64 `json:"cpu_percent"`
+	MemUsed    uint64  `json:"mem_used_bytes"`
+	MemTotal   uint64  `json:"mem_total_bytes"`
+	Load1      float64 `json:"load1"`
+	UptimeS    uint64  `json:"uptime_s"`
+}
+
+// RigView is the rig page.
+type RigView struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Hostname   string            `json:"hostname"`
+	Version    string            `json:"version"`
+	Online     bool              `json:"online"`
+	Revoked    bool              `json:"revoked"`
+	LastSeenMs int64             `json:"last_seen_ms"`
+	Reports    uint64            `json:"reports"`
+	Host       *HostView         `json:"host,omitempty"`
+	GPUs       []GPUView         `json:"gpus"`
+	Miners     []MinerView       `json:"miners"`
+	Events     []EventView       `json:"events"`
+	Alerts     []Alert           `json:"alerts"`
+	Switches   []Switch          `json:"switches,omitempty"`
+	Profit     *Profit           `json:"profit,omitempty"`
+	Tags       map[string]string `json:"tags,omitempty"`
+}
+
+// Point is one chart sample.
+type Point struct {
+	TimeMs   int64    `json:"t"`
+	Hashrate float64  `json:"hashrate"`
+	PowerW   *float64 `json:"power_w,omitempty"`
+	MaxTempC *float64 `json:"max_temp_c,omitempty"`
+}
+
+func busKey(id string) string {
+	if n, err := telemetry.NormalizeBusID(id); err == nil {
+		return n
+	}
+	return id
+}
+
+func rigHashrate(r *quarryv1.Rig) (total float64, algos []string) {
+	seen := map[string]bool{}
+	for _, m := range r.Miners {
+		total += m.Hashrate
+		if m.Algorithm != "" && !seen[m.Algorithm] {
+			seen[m.Algorithm] = true
+			algos = append(algos, m.Algorithm)
+		}
+	}
+	sort.Strings(algos)
+	return total, algos
+}
+
+func sumPower(gpus []*quarryv1.GPUStats) (w float64, any bool) {
+	for _, g := range gpus {
+		if g.PowerW != nil {
+			w += *g.PowerW
+			any = true
+		}
+	}
+	return w, any
+}
+
+func maxTemp(gpus []*quarryv1.GPUStats) *float64 {
+	var m *float64
+	for _, g := range gpus {
+		if g.TemperatureC != nil && (m == nil || *g.TemperatureC > *m) {
+			v := *g.TemperatureC
+			m = &v
+		}
+	}
+	return m
+}
+
+func (s *Server) alerts(r *quarryv1.Rig) []Alert {
+	var out []Alert
+	add := func(sev, msg string) {
+		out = append(out, Alert{Rig: r.Id, RigName: r.Name, Severity: sev, Message: msg})
+	}
+	if r.Revoked {
+		return nil
+	}
+	if !r.Online {
+		add("warning", "offline")
+	}
+	for _, g := range r.Gpus {
+		switch {
+		case g.Lost:
+			add("critical", "GPU "+strconv.Itoa(int(g.Index))+" lost")
+		case g.TemperatureC != nil && *g.TemperatureC >= s.opts.HotC:
+			add("warning", "GPU "+strconv.Itoa(int(g.Index))+" at "+strconv.FormatFloat(*g.TemperatureC, 'f', 0, 64)+" °C")
+		}
+	}
+	for _, m := range r.Miners {
+		switch m.State {
+		case "crashed", "api-unreachable":
+			msg := m.Miner + " " + m.State
+			if m.Error != "" {
+				msg += ": " + m.Error
+			}
+			add("critical", msg)
+		}
+	}
+	return out
+}
+
+func (s *Server) buildOverview() Overview {
+	profit, _, billing := s.providers()
+	ov := Overview{Hashrate: []AlgoRate{}, Alerts: []Alert{}, Rigs: []RigRow{}, Billing: billing != nil}
+	byAlgo := map[string]float64{}
+	var profitSum float64
+	var anyProfit bool
+	for _, r := range s.fleet.Rigs() {
+		if r.Revoked {
+			continue
+		}
+		ov.Total++
+		if r.Online {
+			ov.Online++
+		} else {
+			ov.Offline++
+		}
+		hr, algos := rigHashrate(r)
+		row := RigRow{ID: r.Id, Name: r.Name, Online: r.Online, Hashrate: hr, Algorithms: strings.Join(algos, ", "), GPUs: len(r.Gpus), MaxTempC: maxTemp(r.Gpus), LastSeenMs: r.LastSeenUnixNano / 1e6}
+		if r.Online {
+			for _, m := range r.Miners {
+				byAlgo[m.Algorithm] += m.Hashrate
+			}
+			row.PowerW, _ = sumPower(r.Gpus)
+			ov.PowerW += row.PowerW
+		}
+		if profit != nil {
+			if p, ok := profit.RigProfit(r.Id); ok {
+				v := p.USDPerDay
+				row.ProfitUSD = &v
+				profitSum += v
+				anyProfit = true
+			}
+		}
+		al := s.alerts(r)
+		row.Alerts = len(al)
+		ov.Alerts = append(ov.Alerts, al...)
+		ov.Rigs = append(ov.Rigs, row)
+	}
+	for a, h := range byAlgo {
+		if a == "" {
+			a = "unknown"
+		}
+		ov.Hashrate = append(ov.Hashrate, AlgoRate{Algorithm: a, Hashrate: h})
+	}
+	sort.Slice(ov.Hashrate, func(i, j int) bool { return ov.Hashrate[i].Algorithm < ov.Hashrate[j].Algorithm })
+	if anyProfit {
+		ov.ProfitUSD = &profitSum
+	}
+	return ov
+}
+
+func (s *Server) overview(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, s.buildOverview())
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*quarryv1.Rig, bool) {
+	id, err := s.fleet.Resolve(r.PathValue("rig"))
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, fleet.ErrUnknownRig) {
+			code = http.StatusNotFound
+		} else if strings.Contains(err.Error(), "ambiguous") {
+			code = http.StatusConflict
+		}
+		writeError(w, code, err.Error())
+		return nil, false
+	}
+	rig, err := s.fleet.Rig(id)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return nil, false
+	}
+	return rig, true
+}
+
+func (s *Server) buildRig(r *quarryv1.Rig) RigView {
+	profit, switches, _ := s.providers()
+	v := RigView{ID: r.Id, Name: r.Name, Hostname: r.Hostname, Version: r.Version, Online: r.Online, Revoked: r.Revoked,
+		LastSeenMs: r.LastSeenUnixNano / 1e6, Reports: r.Reports, GPUs: []GPUView{}, Miners: []MinerView{}, Events: []EventView{}, Alerts: s.alerts(r), Tags: r.Tags}
+	if v.Alerts == nil {
+		v.Alerts = []Alert{}
+	}
+	if h := r.Host; h != nil {
+		v.Host = &HostView{CPUPercent: h.CpuPercent, MemUsed: h.MemoryUsedBytes, MemTotal: h.MemoryTotalBytes, Load1: h.Load1, UptimeS: h.UptimeSeconds}
+	}
+	type share struct {
+		miner, algo string
+		hr          float64
+		acc, rej    uint64
+	}
+	perBus := map[string]share{}
+	for _, m := range r.Miners {
+		v.Miners = append(v.Miners, MinerView{Miner: m.Miner, Version: m.Version, Algorithm: m.Algorithm, Coin: m.Coin, Pool: m.Pool, Hashrate: m.Hashrate,
+			Accepted: m.Accepted, Rejected: m.Rejected, Stale: m.Stale, UptimeS: m.UptimeSeconds, State: m.State, Error: m.Error})
+		for _, g := range m.Gpus {
+			k := busKey(g.BusId)
+			sh := perBus[k]
+			sh.miner, sh.algo = m.Miner, m.Algorithm
+			sh.hr += g.Hashrate
+			sh.acc += g.Accepted
+			sh.rej += g.Rejected
+			perBus[k] = sh
+		}
+	}
+	for _, g := range r.Gpus {
+		gv := GPUView{Index: g.Index, Name: g.Name, Vendor: g.Vendor, BusID: g.BusId, Lost: g.Lost, TempC: g.TemperatureC, MemTempC: g.MemoryTemperatureC,
+			FanPercent: g.FanPercent, PowerW: g.PowerW, PowerLimW: g.PowerLimitW, CoreMHz: g.SmClockMhz, MemMHz: g.MemoryClockMhz, UtilPct: g.UtilizationPercent}
+		if sh, ok := perBus[busKey(g.BusId)]; ok && g.BusId != "" {
+			hr := sh.hr
+			gv.Hashrate, gv.Miner, gv.Algorithm, gv.Accepted, gv.Rejected = &hr, sh.miner, sh.algo, sh.acc, sh.rej
+		}
+		v.GPUs = append(v.GPUs, gv)
+	}
+	for i := len(r.Events) - 1; i >= 0; i-- { // newest first
+		e := r.Events[i]
+		v.Events = append(v.Events, EventView{TimeMs: e.TimeUnixNano / 1e6, Kind: e.Kind, Message: e.Message, Fields: e.Fields})
+	}
+	if switches != nil {
+		v.Switches = switches.RigSwitches(r.Id, 50)
+	}
+	if profit != nil {
+		if p, ok := profit.RigProfit(r.Id); ok {
+			v.Profit = &p
+		}
+	}
+	return v
+}
+
+func (s *Server) rig(w http.ResponseWriter, r *http.Request) {
+	rig, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, s.buildRig(rig))
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	rig, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	n := s.opts.HistoryPoints
+	if q := r.URL.Query().Get("n"); q != "" {
+		v, err := strconv.Atoi(q)
+		if err != nil || v < 1 {
+			writeError(w, http.StatusBadRequest, "n must be a positive number of points")
+			return
+		}
+		n = min(v, s.opts.HistoryPoints)
+	}
+	reps, err := s.fleet.History(rig.Id, n)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	pts := make([]Point, 0, len(reps))
+	for _, rep := range reps {
+		p := Point{TimeMs: rep.TimeUnixNano / 1e6}
+		for _, m := range rep.Miners {
+			p.Hashrate += m.Hashrate
+		}
+		if w, ok := sumPower(rep.Gpus); ok {
+			p.PowerW = &w
+		}
+		p.MaxTempC = maxTemp(rep.Gpus)
+		pts = append(pts, p)
+	}
+	writeJSON(w, map[string]any{"points": pts})
+}
+
+func (s *Server) billingStatus(w http.ResponseWriter, r *http.Request) {
+	_, _, billing := s.providers()
+	if billing == nil {
+		writeJSON(w, map[string]any{"available": false, "customers": []BillingLine{}})
+		return
+	}
+	lines, err := billing.BillingStatus(r.Context())
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "billing: "+err.Error())
+		return
+	}
+	if lines == nil {
+		lines = []BillingLine{}
+	}
+	writeJSON(w, map[string]any{"available": true, "customers": lines})
+}
+
+// actions are the commands the dashboard offers, by URL name.
+var actions = map[string]quarryv1.CommandKind{
+	"restart-miner": quarryv1.CommandKind_COMMAND_KIND_RESTART_MINER,
+	"ping":          quarryv1.CommandKind_COMMAND_KIND_PING,
+	"pause":         quarryv1.CommandKind_COMMAND_KIND_PAUSE,
+	"resume":        quarryv1.CommandKind_COMMAND_KIND_RESUME,
+}
+
+func (s *Server) action(w http.ResponseWriter, r *http.Request) {
+	kind, ok := actions[r.PathValue("action")]
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(r.PathValue("action"))+"; one of restart-miner, ping, pause, resume")
+		return
+	}
+	rig, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	sess := sessionFrom(r.Context())
+	rec, err := s.fleet.QueueCommand(rig.Id, kind, nil, 0)
+	result, detail := "ok", "web"
+	if err != nil {
+		result = "error: " + err.Error()
+	} else {
+		detail += " " + rec.Command.Id
+	}
+	s.audit(sess.Who, sess.Role, "command "+kind.String(), rig.Id, result, detail)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSONStatus(w, http.StatusAccepted, map[string]string{"command_id": rec.Command.Id, "status": strings.TrimPrefix(rec.Status.String(), "COMMAND_STATUS_")})
+}
+
+func (s *Server) command(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.fleet.Command(r.PathValue("id"))
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, fleet.ErrUnknownCommand) {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	writeJSON(w, map[string]string{
+		"command_id": rec.Command.Id,
+		"rig":        rec.RigId,
+		"kind":       rec.Command.Kind.String(),
+		"status":     strings.TrimPrefix(rec.Status.String(), "COMMAND_STATUS_"),
+		"error":      rec.Error,
+		"output":     string(rec.Output),
+	})
+}
