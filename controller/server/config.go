@@ -27,6 +27,7 @@ type Config struct {
 	Jobs           jobs.Config     `yaml:"jobs"`
 	Billing        BillingConfig   `yaml:"billing"`
 	Profit         switcher.Config `yaml:"profit"`
+	Web            WebConfig       `yaml:"web"`
 }
 
 // DefaultConfig returns the zero-flag configuration.
@@ -44,6 +45,7 @@ func DefaultConfig() Config {
 		Jobs:           jobs.DefaultConfig(),
 		Billing:        DefaultBillingConfig(),
 		Profit:         switcher.DefaultConfig(),
+		Web:            DefaultWebConfig(),
 	}
 }
 

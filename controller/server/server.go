@@ -25,6 +25,8 @@ import (
 	"github.com/quarryfleet/quarry/controller/api"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/jobs"
+	"github.com/quarryfleet/quarry/controller/metrics"
+	"github.com/quarryfleet/quarry/controller/web"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -59,6 +61,8 @@ type Controller struct {
 	billing  *billingRuntime
 	profit   *profitRuntime
 	jobs     *jobs.Manager
+	metrics  *metrics.Exporter
+	web      *web.Server
 }
 
 // RegisterService adds an admin gRPC service with its method→role table.
@@ -163,7 +167,11 @@ func (c *Controller) open() error {
 	if err := c.setupProfit(); err != nil {
 		return err
 	}
+	c.setupWeb()
 	c.httpSrv = &http.Server{Handler: c.mux, ReadHeaderTimeout: 10 * time.Second}
+	if c.web != nil {
+		c.httpSrv.RegisterOnShutdown(c.web.Close) // live streams end so Shutdown can finish
+	}
 	if c.cfg.InsecureAgents {
 		c.log.Warn("insecure_agents is on: rig ids are trusted without certificates; use only for load benchmarks")
 	}
