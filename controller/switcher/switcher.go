@@ -217,18 +217,19 @@ type RigInput struct {
 
 // PerfSource says where a rig's figures on one algorithm came from.
 type PerfSource struct {
-	Source       string // profile, measured, borrowed
-	BorrowedFrom string
-	Samples      uint32
+	Source       string `json:"source"` // profile, measured, borrowed
+	BorrowedFrom string `json:"borrowed_from,omitempty"`
+	Samples      uint32 `json:"samples,omitempty"`
 }
 
 // Decided is a rig's decision with what the switcher made of it.
 type Decided struct {
 	profit.Decision
-	Action    string // the policy's action, or paused, no-data, offline
-	Borrowed  bool
-	CommandID string
-	Error     string
+	// Outcome is the policy's action, or paused, no-data or offline.
+	Action    string `json:"outcome"`
+	Borrowed  bool   `json:"borrowed,omitempty"`
+	CommandID string `json:"command_id,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // Tick runs one round now: rank, decide, act, persist.
@@ -238,7 +239,7 @@ func (s *Switcher) Tick(ctx context.Context) (*Tick, error) {
 	}
 	now := s.now()
 	h := s.cache.Health()
-	rigs := s.collect(s.fleet.Rigs())
+	rigs := s.collect(s.fleet.Rigs(), now)
 	t, err := s.plan(ctx, s.cache.Get(), rigs, now)
 	if err != nil {
 		return nil, err
@@ -285,7 +286,7 @@ func Fingerprint(r *quarryv1.Rig) string {
 // collect turns the fleet's rigs into ranking inputs: figures by
 // precedence (operator profile, config profile, measured, borrowed),
 // site, rules and the option each rig mines now.
-func (s *Switcher) collect(rigs []*quarryv1.Rig) []RigInput {
+func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]RigInput, 0, len(rigs))
@@ -325,6 +326,9 @@ func (s *Switcher) collect(rigs []*quarryv1.Rig) []RigInput {
 				add(algo, profit.Perf{Hashrate: m.Hashrate, Power: m.Power}, PerfSource{Source: "measured", Samples: m.Samples})
 			}
 		}
+		// A rig the switcher has never moved counts as having dwelt
+		// long enough.
+		in.LastSwitch = now.Add(-s.cfg.Policy.MinDwell)
 		if st, ok := s.state[r.Id]; ok {
 			in.LastSwitch = st.Since
 			if i, ok := s.byName[st.Option]; ok {

@@ -1,0 +1,453 @@
+package switcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	"github.com/quarryfleet/quarry/pkg/market"
+	"github.com/quarryfleet/quarry/pkg/profit"
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// coinDoc is one coin of a quarry-market/v1 file.
+type coinDoc struct {
+	Tag         string  `json:"tag"`
+	Algorithm   string  `json:"algorithm"`
+	BlockTime   float64 `json:"block_time"`
+	BlockReward float64 `json:"block_reward"`
+	Difficulty  float64 `json:"difficulty"`
+	NetHash     float64 `json:"nethash"`
+	PriceUSD    float64 `json:"price_usd"`
+}
+
+// writeMarket writes a market file in which one H/s of etchash earns
+// etcPerHash USD/day and one H/s of kawpow rvnPerHash (before fees).
+func writeMarket(t *testing.T, path string, etcUSD, rvnUSD float64) {
+	t.Helper()
+	now := time.Now().UTC()
+	// etc: 86400/10 blocks × 2 coins / 1e14 H/s = 1.728e-10 coins per H/s-day.
+	// rvn: 86400/60 × 2500 / 1e13 = 3.6e-7 coins per H/s-day.
+	doc := map[string]any{
+		"format": market.FileFormat, "fetched": now,
+		"coins": []coinDoc{
+			{Tag: "etc", Algorithm: "etchash", BlockTime: 10, BlockReward: 2, Difficulty: 1e15, NetHash: 1e14, PriceUSD: etcUSD},
+			{Tag: "rvn", Algorithm: "kawpow", BlockTime: 60, BlockReward: 2500, Difficulty: 6e14, NetHash: 1e13, PriceUSD: rvnUSD},
+		},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sheet(coin, algo string) flightsheet.FlightSheet {
+	return flightsheet.FlightSheet{
+		Coin: coin, Algorithm: algo,
+		Miner: flightsheet.Miner{Name: "lolminer", Path: "/opt/lolminer", SHA256: strings.Repeat("0", 64)},
+		Pools: []flightsheet.Pool{{URL: "stratum+tcp://" + coin + ".pool.example:4444", User: "wallet." + coin}},
+	}
+}
+
+func testConfig(marketPath string) Config {
+	c := DefaultConfig()
+	c.Tick = time.Hour
+	c.Market.Sources = []SourceConfig{{Kind: "file", Path: marketPath}}
+	c.Market.ConfirmFetches = 1
+	c.Policy.MinDwell = 0
+	c.Sites = map[string]SiteConfig{"default": {Default: 0.10}}
+	c.Options = []OptionConfig{
+		{Pool: "pool", PoolFee: 0.01, FlightSheet: sheet("etc", "etchash")},
+		{Pool: "pool", PoolFee: 0.01, FlightSheet: sheet("rvn", "kawpow")},
+	}
+	return c
+}
+
+type env struct {
+	t     *testing.T
+	db    *bolt.DB
+	fleet *fleet.Fleet
+	rigs  []string
+	mkt   string
+}
+
+func newEnv(t *testing.T, rigs int) *env {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := store.Open(filepath.Join(dir, "quarry.db"), fleet.Buckets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := fleet.Open(db, fleet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, db: db, fleet: f, mkt: filepath.Join(dir, "market.json")}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		cancel()
+		f.Close()
+		db.Close()
+	})
+	for i := range rigs {
+		id := fmt.Sprintf("rig-%02d", i)
+		if err := f.RegisterRig(id, id, "host"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Attach(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		e.rigs = append(e.rigs, id)
+	}
+	return e
+}
+
+func (e *env) switcher(cfg Config) *Switcher {
+	e.t.Helper()
+	s, err := New(cfg, Options{Fleet: e.fleet, DB: e.db})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *env) pending(rig string) []*quarryv1.Command {
+	e.t.Helper()
+	cs, err := e.fleet.PendingCommands(rig)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cs
+}
+
+// profiles gives every rig the same figures: 100 MH/s etchash at 200 W
+// and 30 MH/s kawpow at 250 W.
+func profiles(e *env, s *Switcher) {
+	for _, id := range e.rigs {
+		if err := s.SetProfile(id, AlgoProfiles{"etchash": {Hashrate: 100e6, Power: 200}, "kawpow": {Hashrate: 30e6, Power: 250}}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// Commands go out in batches of BatchSize with BatchSpacing between them.
+func TestTickQueuesInBatches(t *testing.T) {
+	e := newEnv(t, 7)
+	writeMarket(t, e.mkt, 300, 0.02)
+	cfg := testConfig(e.mkt)
+	cfg.BatchSize, cfg.BatchSpacing = 3, 150*time.Millisecond
+	s := e.switcher(cfg)
+	profiles(e, s)
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tick, err := s.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tick.Paused {
+		t.Fatalf("paused: %s", tick.PauseReason)
+	}
+	var created []int64
+	for _, id := range e.rigs {
+		cs := e.pending(id)
+		if len(cs) != 1 || cs[0].Kind != quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET {
+			t.Fatalf("%s: pending %v, want one APPLY_FLIGHT_SHEET", id, cs)
+		}
+		fs, err := flightsheet.Parse(cs[0].Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs.Coin != "etc" || fs.Pools[0].User != "wallet.etc" {
+			t.Fatalf("%s: flight sheet %+v, want etc with its wallet", id, fs)
+		}
+		created = append(created, cs[0].CreatedUnixNano)
+	}
+	slices.Sort(created)
+	var gaps []time.Duration
+	for i := 1; i < len(created); i++ {
+		gaps = append(gaps, time.Duration(created[i]-created[i-1]))
+	}
+	// Batches of 3, 3, 1: the gaps after the 3rd and 6th command are the
+	// spacing; the others are a single queue call apart.
+	for i, g := range gaps {
+		long := i == 2 || i == 5
+		if long && g < 140*time.Millisecond {
+			t.Errorf("gap %d = %s, want the batch spacing", i, g)
+		}
+		if !long && g > 100*time.Millisecond {
+			t.Errorf("gap %d = %s within a batch", i, g)
+		}
+	}
+	recs, err := s.Switches("", 0)
+	if err != nil || len(recs) != 7 || recs[0].Action != "resume" || recs[0].CommandID == "" {
+		t.Fatalf("switch history %+v, %v", recs, err)
+	}
+
+	// Unchanged market: nothing more is sent.
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range e.rigs {
+		if n := len(e.pending(id)); n != 1 {
+			t.Fatalf("%s: %d pending after a quiet tick", id, n)
+		}
+	}
+}
+
+// While the market is stale (here: the embedded snapshot), the switcher
+// records the reason and sends nothing; fresh data resumes switching.
+func TestTickPausesOnStaleMarket(t *testing.T) {
+	e := newEnv(t, 2)
+	writeMarket(t, e.mkt, 300, 0.02)
+	s := e.switcher(testConfig(e.mkt))
+	profiles(e, s)
+	tick, err := s.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tick.Paused || !strings.Contains(tick.PauseReason, "switching paused") {
+		t.Fatalf("paused %v reason %q, want a stale-market pause", tick.Paused, tick.PauseReason)
+	}
+	for i, d := range tick.Decisions {
+		if d.Action != ActionPaused {
+			t.Errorf("rig %d action %s, want paused", i, d.Action)
+		}
+	}
+	for _, id := range e.rigs {
+		if n := len(e.pending(id)); n != 0 {
+			t.Fatalf("%s: %d commands sent while paused", id, n)
+		}
+	}
+	resp, err := (&Service{S: s}).ListProfit(context.Background(), &quarryv1.ListProfitRequest{})
+	if err != nil || !resp.Paused || resp.PauseReason == "" {
+		t.Fatalf("ListProfit while paused: %v %v", resp, err)
+	}
+
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if tick, err = s.Tick(context.Background()); err != nil || tick.Paused {
+		t.Fatalf("after refresh: paused %v err %v", tick.Paused, err)
+	}
+	for _, id := range e.rigs {
+		if n := len(e.pending(id)); n != 1 {
+			t.Fatalf("%s: %d commands after the market recovered, want 1", id, n)
+		}
+	}
+}
+
+// A switch needs the gain to clear the thresholds; losses curtail; dry run
+// decides without sending.
+func TestPolicyActions(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1)
+	rig := e.rigs[0]
+	writeMarket(t, e.mkt, 30, 0.02)
+	s := e.switcher(testConfig(e.mkt))
+	profiles(e, s)
+	step := func(etc, rvn float64) Decided {
+		t.Helper()
+		writeMarket(t, e.mkt, etc, rvn)
+		if _, err := s.Market().Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tick, err := s.Tick(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tick.Decisions[0]
+	}
+	// etc: 100e6 × 1.728e-10 × 30 × 0.99 = $0.513/day revenue, power $0.48.
+	// rvn: 30e6 × 3.6e-7 × 0.02 × 0.99 = $0.214/day revenue, power $0.60.
+	if d := step(300, 0.02); d.Action != "resume" || d.Target.Coin != "etc" {
+		t.Fatalf("first: %s → %s (%s)", d.Action, d.Target.Name, d.Reason)
+	}
+	// rvn now far ahead: switch.
+	if d := step(300, 1); d.Action != "switch" || d.Target.Coin != "rvn" {
+		t.Fatalf("second: %s → %s (%s)", d.Action, d.Target.Name, d.Reason)
+	}
+	// etc a hair better than rvn: below the 5 % threshold, stay.
+	// rvn = 30e6×3.6e-7×0.99 = 10.69 $/day - 0.6; etc at 630 = 10.78 - 0.48.
+	if d := step(630, 1); d.Action != "stay" || !strings.Contains(d.Reason, "<") {
+		t.Fatalf("third: %s (%s)", d.Action, d.Reason)
+	}
+	// Everything loses money: curtail with STOP_MINER.
+	if d := step(1, 0.001); d.Action != "curtail" {
+		t.Fatalf("fourth: %s (%s)", d.Action, d.Reason)
+	}
+	cs := e.pending(rig)
+	kinds := make([]quarryv1.CommandKind, len(cs))
+	for i, c := range cs {
+		kinds[i] = c.Kind
+	}
+	want := []quarryv1.CommandKind{quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, quarryv1.CommandKind_COMMAND_KIND_STOP_MINER}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("commands %v, want %v", kinds, want)
+	}
+
+	// Dry run: the decision says resume but nothing is queued.
+	cfg := testConfig(e.mkt)
+	cfg.DryRun = true
+	dry := e.switcher(cfg)
+	s = dry
+	if d := step(300, 0.02); d.Action != "stay" {
+		// The state says off since the curtail; resuming etc pays.
+		if d.Action != "resume" || d.CommandID != "" {
+			t.Fatalf("dry run: %s cmd %q", d.Action, d.CommandID)
+		}
+	}
+	if n := len(e.pending(rig)); n != 3 {
+		t.Fatalf("dry run queued a command: %d pending", n)
+	}
+	recs, _ := dry.Switches(rig, 1)
+	if len(recs) != 1 || !recs[0].DryRun {
+		t.Fatalf("dry-run record %+v", recs)
+	}
+}
+
+// Measured figures come from reports; a rig with the same GPUs and no
+// figures of its own borrows them and is marked so.
+func TestMeasuredAndBorrowed(t *testing.T) {
+	e := newEnv(t, 2)
+	writeMarket(t, e.mkt, 300, 0.02)
+	s := e.switcher(testConfig(e.mkt))
+	gpus := []*quarryv1.GPUStats{{Name: "RTX 3070", PowerW: proto.Float64(110)}, {Name: "RTX 3070", PowerW: proto.Float64(115)}}
+	for _, id := range e.rigs {
+		if err := e.fleet.UpdateRig(id, func(r *quarryv1.Rig) { r.Gpus = gpus }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, h := range []float64{100e6, 120e6} {
+		rep := &quarryv1.Report{TimeUnixNano: int64(i), Gpus: gpus,
+			Miners: []*quarryv1.MinerStats{{Algorithm: "EtcHash", Coin: "ETC", Hashrate: h, State: "running"}}}
+		s.ObserveReport(e.rigs[0], rep)
+		if err := e.fleet.UpdateRig(e.rigs[0], func(r *quarryv1.Rig) { r.Miners = rep.Miners }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tick, err := s.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &Service{S: s}
+	own, err := svc.ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 then 120 with smoothing 0.3 = 106 MH/s; power 225 W.
+	if len(own.Perf) != 1 || own.Perf[0].Source != "measured" || own.Perf[0].Hashrate != 106e6 || own.Perf[0].PowerW != 225 || own.Perf[0].Samples != 2 {
+		t.Fatalf("measured perf %+v", own.Perf)
+	}
+	if own.Row.Current != "etc@pool/lolminer" || own.Row.Action != "stay" {
+		t.Fatalf("a rig already mining the best option: current %s action %s (%s)", own.Row.Current, own.Row.Action, own.Row.Reason)
+	}
+	other, err := svc.ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(other.Perf) != 1 || other.Perf[0].Source != "borrowed" || !strings.Contains(other.Perf[0].BorrowedFrom, e.rigs[0]) || !other.Row.Borrowed {
+		t.Fatalf("borrowed perf %+v row %+v", other.Perf, other.Row)
+	}
+	if other.Fingerprint != "RTX 3070,RTX 3070" || other.ElectricityUsdKwh != 0.10 || other.Policy.RelativeThreshold != 0.05 {
+		t.Fatalf("explain inputs: fp %q price %v policy %+v", other.Fingerprint, other.ElectricityUsdKwh, other.Policy)
+	}
+	if len(other.Coins) != 2 || len(other.Options) != 2 || other.Options[0].Coin != "etc" || other.Options[1].NoHashrate != true {
+		t.Fatalf("explain coins %v options %v", other.Coins, other.Options)
+	}
+	if tick.Decisions[1].Action != "resume" {
+		t.Fatalf("borrowing rig: %s (%s)", tick.Decisions[1].Action, tick.Decisions[1].Reason)
+	}
+	// The decision and its inputs survive in the database.
+	b, ok := s.StoredDecision(e.rigs[1])
+	if !ok || !strings.Contains(string(b), `"source":"borrowed"`) || !strings.Contains(string(b), `"action":"resume"`) {
+		t.Fatalf("stored decision %s", b)
+	}
+}
+
+// A rig with no figures anywhere is reported, never stopped.
+func TestNoDataNeverActs(t *testing.T) {
+	e := newEnv(t, 1)
+	writeMarket(t, e.mkt, 300, 0.02)
+	s := e.switcher(testConfig(e.mkt))
+	if err := e.fleet.UpdateRig(e.rigs[0], func(r *quarryv1.Rig) {
+		r.Miners = []*quarryv1.MinerStats{{Coin: "etc", Algorithm: "etchash", State: "running"}}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tick, err := s.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := tick.Decisions[0]; d.Action != ActionNoData || d.Input.Current.Coin != "etc" {
+		t.Fatalf("action %s current %s", d.Action, d.Input.Current.Name)
+	}
+	if n := len(e.pending(e.rigs[0])); n != 0 {
+		t.Fatalf("%d commands for a rig without figures", n)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := testConfig("/x.json")
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"ok", func(*Config) {}, ""},
+		{"source kind", func(c *Config) { c.Market.Sources = []SourceConfig{{Kind: "ftp"}} }, "market.sources"},
+		{"source url", func(c *Config) { c.Market.Sources = []SourceConfig{{Kind: "whattomine"}} }, "url is required"},
+		{"coingecko ids", func(c *Config) { c.Market.Sources = []SourceConfig{{Kind: "coingecko", URL: "http://x"}} }, "coingecko_ids"},
+		{"batch", func(c *Config) { c.BatchSize = 0 }, "batch_size"},
+		{"policy", func(c *Config) { c.Policy.RelativeThreshold = -1 }, "relative threshold"},
+		{"site", func(c *Config) { c.Rigs = map[string]RigConfig{"r": {Site: "moon"}} }, "unknown site"},
+		{"tariff", func(c *Config) { c.Sites["default"] = SiteConfig{Rules: []profit.TariffRule{{From: 5, To: 5}}} }, "sites"},
+		{"timezone", func(c *Config) { c.Sites["default"] = SiteConfig{Timezone: "Mars/Olympus"} }, "timezone"},
+		{"option sheet", func(c *Config) { c.Options[0].FlightSheet.Pools = nil }, "needs a miner and at least one pool"},
+		{"option dup", func(c *Config) { c.Options[1] = c.Options[0] }, "listed twice"},
+		{"option fee", func(c *Config) { c.Options[0].PoolFee = 1.5 }, "fees"},
+		{"profile", func(c *Config) { c.Profiles = map[string]AlgoProfiles{"gpu": {"ethash": {Hashrate: -1}}} }, "profiles.gpu"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			c.Sites = map[string]SiteConfig{"default": {Default: 0.1}}
+			c.Options = slices.Clone(ok.Options)
+			tt.edit(&c)
+			err := c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
