@@ -35,6 +35,7 @@ const (
 	CommandKind_COMMAND_KIND_PING               CommandKind = 8
 	CommandKind_COMMAND_KIND_PAUSE              CommandKind = 9
 	CommandKind_COMMAND_KIND_RESUME             CommandKind = 10
+	CommandKind_COMMAND_KIND_MINER_LOGS         CommandKind = 11 // output: the miner's last lines, one per line
 )
 
 // Enum value maps for CommandKind.
@@ -51,6 +52,7 @@ var (
 		8:  "COMMAND_KIND_PING",
 		9:  "COMMAND_KIND_PAUSE",
 		10: "COMMAND_KIND_RESUME",
+		11: "COMMAND_KIND_MINER_LOGS",
 	}
 	CommandKind_value = map[string]int32{
 		"COMMAND_KIND_UNSPECIFIED":        0,
@@ -64,6 +66,7 @@ var (
 		"COMMAND_KIND_PING":               8,
 		"COMMAND_KIND_PAUSE":              9,
 		"COMMAND_KIND_RESUME":             10,
+		"COMMAND_KIND_MINER_LOGS":         11,
 	}
 )
 
@@ -1130,7 +1133,7 @@ const file_quarry_v1_types_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x16.quarry.v1.CommandKindR\x04kind\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
 	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
-	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano*\xc4\x02\n" +
+	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano*\xe1\x02\n" +
 	"\vCommandKind\x12\x1c\n" +
 	"\x18COMMAND_KIND_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fCOMMAND_KIND_APPLY_FLIGHT_SHEET\x10\x01\x12\x1e\n" +
@@ -1143,7 +1146,8 @@ const file_quarry_v1_types_proto_rawDesc = "" +
 	"\x11COMMAND_KIND_PING\x10\b\x12\x16\n" +
 	"\x12COMMAND_KIND_PAUSE\x10\t\x12\x17\n" +
 	"\x13COMMAND_KIND_RESUME\x10\n" +
-	"*\xb9\x01\n" +
+	"\x12\x1b\n" +
+	"\x17COMMAND_KIND_MINER_LOGS\x10\v*\xb9\x01\n" +
 	"\rCommandStatus\x12\x1e\n" +
 	"\x1aCOMMAND_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16COMMAND_STATUS_PENDING\x10\x01\x12\x17\n" +
