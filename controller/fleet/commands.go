@@ -103,6 +103,17 @@ func (f *Fleet) Command(id string) (*quarryv1.CommandRecord, error) {
 // after marking expired ones as such.
 func (f *Fleet) PendingCommands(rigID string) ([]*quarryv1.Command, error) {
 	now := f.opts.Now().UnixNano()
+	// Most rigs have nothing pending: look first without a write
+	// transaction (and its disk sync).
+	any := false
+	_ = f.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket([]byte(bucketPending)).Cursor().Seek([]byte(rigID + "/"))
+		any = k != nil && strings.HasPrefix(string(k), rigID+"/")
+		return nil
+	})
+	if !any {
+		return nil, nil
+	}
 	var out []*quarryv1.Command
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		pb := tx.Bucket([]byte(bucketPending))

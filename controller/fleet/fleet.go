@@ -355,19 +355,21 @@ func (f *Fleet) gather(batch *[]ingestItem) {
 func (f *Fleet) commit(batch []ingestItem) {
 	start := time.Now()
 	fresh := make([]bool, len(batch))
-	f.mu.Lock()
-	// Work on copies so a failed transaction leaves memory as it was.
-	dirty := make(map[string]*quarryv1.Rig)
+	type dirtyRig struct {
+		id  string
+		val []byte
+	}
+	var dirty []dirtyRig
+	seen := make(map[string]bool)
 	var dups uint64
+	// Apply to the cached rigs under the lock and marshal them there, so the
+	// transaction below writes a consistent snapshot. If it fails, the
+	// touched rigs are reloaded from the file.
+	f.mu.Lock()
 	for i, it := range batch {
-		r := dirty[it.rigID]
-		if r == nil {
-			cur, ok := f.rigs[it.rigID]
-			if !ok {
-				continue // unknown rigs never reach ingest; be safe anyway
-			}
-			r = proto.Clone(cur).(*quarryv1.Rig)
-			dirty[it.rigID] = r
+		r, ok := f.rigs[it.rigID]
+		if !ok {
+			continue // unknown rigs never reach ingest; be safe anyway
 		}
 		seq := it.report.GetSeq()
 		if seq <= r.LastSeq {
@@ -379,42 +381,47 @@ func (f *Fleet) commit(batch []ingestItem) {
 		}
 		fresh[i] = true
 		applyReport(r, it.report, f.opts.MaxEvents)
+		if !seen[it.rigID] {
+			seen[it.rigID] = true
+			dirty = append(dirty, dirtyRig{id: it.rigID})
+		}
+	}
+	var merr error
+	for i := range dirty {
+		if dirty[i].val, merr = proto.Marshal(f.rigs[dirty[i].id]); merr != nil {
+			break
+		}
 	}
 	f.mu.Unlock()
 
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		rb := tx.Bucket([]byte(bucketRigs))
-		hb := tx.Bucket([]byte(bucketHistory))
-		for id, r := range dirty {
-			b, err := proto.Marshal(r)
-			if err != nil {
-				return err
+	err := merr
+	if err == nil {
+		err = f.db.Update(func(tx *bolt.Tx) error {
+			rb := tx.Bucket([]byte(bucketRigs))
+			hb := tx.Bucket([]byte(bucketHistory))
+			for _, d := range dirty {
+				if err := rb.Put([]byte(d.id), d.val); err != nil {
+					return err
+				}
 			}
-			if err := rb.Put([]byte(id), b); err != nil {
-				return err
+			for i, it := range batch {
+				if !fresh[i] {
+					continue
+				}
+				if err := appendHistory(hb, it.rigID, it.report, f.opts.HistoryLen); err != nil {
+					return err
+				}
 			}
-		}
-		for i, it := range batch {
-			if !fresh[i] {
-				continue
-			}
-			if err := appendHistory(hb, it.rigID, it.report, f.opts.HistoryLen); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil {
 		// Nothing is acknowledged: agents keep the reports and replay.
 		f.log.Error("commit reports failed; agents will replay", "reports", len(batch), "err", err)
+		f.reload(seen)
 		return
 	}
 	f.mu.Lock()
-	for id, r := range dirty {
-		if _, ok := f.rigs[id]; ok {
-			f.rigs[id] = r
-		}
-	}
 	f.stats.Committed += uint64(len(batch)) - dups
 	f.stats.Duplicates += dups
 	f.stats.Batches++
@@ -431,6 +438,22 @@ func (f *Fleet) commit(batch []ingestItem) {
 			it.ack(it.report.GetSeq())
 		}
 	}
+}
+
+// reload restores cached rigs from the file after a failed commit.
+func (f *Fleet) reload(ids map[string]bool) {
+	_ = f.db.View(func(tx *bolt.Tx) error {
+		rb := tx.Bucket([]byte(bucketRigs))
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for id := range ids {
+			r := &quarryv1.Rig{}
+			if v := rb.Get([]byte(id)); v != nil && proto.Unmarshal(v, r) == nil {
+				f.rigs[id] = r
+			}
+		}
+		return nil
+	})
 }
 
 func applyReport(r *quarryv1.Rig, rep *quarryv1.Report, maxEvents int) {

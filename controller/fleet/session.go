@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -110,8 +111,18 @@ func (f *Fleet) Online(rigID string) bool {
 	return ok
 }
 
-// SetHello stores what the agent said about itself on connect.
+// SetHello stores what the agent said about itself on connect. It writes
+// only when something changed, so a fleet reconnecting at once does not
+// cost a disk sync per rig.
 func (f *Fleet) SetHello(rigID string, h *quarryv1.Hello) error {
+	f.mu.Lock()
+	r, ok := f.rigs[rigID]
+	changed := ok && ((h.Hostname != "" && r.Hostname != h.Hostname) || r.Version != h.Version ||
+		(h.Inventory != nil && len(h.Inventory.Tags) > 0 && !maps.Equal(r.Tags, h.Inventory.Tags)) || r.Name == "")
+	f.mu.Unlock()
+	if !changed {
+		return nil
+	}
 	return f.UpdateRig(rigID, func(r *quarryv1.Rig) {
 		if h.Hostname != "" {
 			r.Hostname = h.Hostname
