@@ -1,0 +1,177 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/controller/metrics"
+	"github.com/quarryfleet/quarry/controller/server"
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+func fixture(t *testing.T) *quarryv1.Report {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "report_gpus.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &quarryv1.Report{}
+	if err := protojson.Unmarshal(b, r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func openFleet(t *testing.T) *fleet.Fleet {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := fleet.Open(db, fleet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close(); db.Close() })
+	return f
+}
+
+func commit(t *testing.T, f *fleet.Fleet, rigID string, r *quarryv1.Report) {
+	t.Helper()
+	done := make(chan struct{})
+	if err := f.Ingest(context.Background(), rigID, r, func(uint64) { close(done) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("report not committed")
+	}
+}
+
+// The fleet's latest state comes out as the series in testdata/rig.prom,
+// with the miner's per-GPU figures joined to NVML's cards by bus id.
+func TestRigSeries(t *testing.T) {
+	f := openFleet(t)
+	if err := f.RegisterRig("rig-a", "alpha", "alpha.local"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.RegisterRig("rig-b", "bravo", "bravo.local"); err != nil {
+		t.Fatal(err)
+	}
+	r := fixture(t)
+	r.Seq, r.TimeUnixNano = 1, 1700000000e9
+	commit(t, f, "rig-a", r)
+	e := metrics.New(f, metrics.Options{})
+	e.SetProfit(func(id string) (float64, bool) { return 4.5, id == "rig-a" })
+	e.SetOutboxDepth(func() map[string]int { return map[string]int{"billing": 3} })
+
+	golden, err := os.Open(filepath.Join("testdata", "rig.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer golden.Close()
+	names := []string{
+		"quarry_rig_online", "quarry_rig_info", "quarry_rig_last_report_timestamp_seconds", "quarry_rig_reports_total", "quarry_rig_profit_usd_per_day",
+		"quarry_rig_cpu_usage_ratio", "quarry_rig_memory_used_bytes",
+		"quarry_miner_hashrate_hashes_per_second", "quarry_miner_shares_total",
+		"quarry_gpu_hashrate_hashes_per_second", "quarry_gpu_temperature_celsius", "quarry_gpu_fan_ratio", "quarry_gpu_power_watts",
+		"quarry_gpu_sm_clock_hertz", "quarry_gpu_memory_clock_hertz", "quarry_gpu_lost",
+		"quarry_controller_rigs", "quarry_controller_agents_connected", "quarry_controller_reports_committed_total", "quarry_controller_outbox_depth",
+	}
+	if err := testutil.CollectAndCompare(e, golden, names...); err != nil {
+		t.Error(err)
+	}
+	if n, err := testutil.GatherAndCount(e.Registry()); err != nil || n == 0 {
+		t.Errorf("gather: %d series, %v", n, err)
+	}
+}
+
+// Absent readings stay absent: a card that reports no fan has no fan
+// series rather than a zero.
+func TestAbsentReadingsHaveNoSeries(t *testing.T) {
+	f := openFleet(t)
+	if err := f.RegisterRig("rig-a", "alpha", "alpha.local"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, f, "rig-a", &quarryv1.Report{Seq: 1, TimeUnixNano: 1, Gpus: []*quarryv1.GPUStats{{Index: 0, Name: "passive card"}}})
+	e := metrics.New(f, metrics.Options{})
+	for _, name := range []string{"quarry_gpu_fan_ratio", "quarry_gpu_temperature_celsius", "quarry_gpu_power_watts", "quarry_rig_profit_usd_per_day", "quarry_controller_outbox_depth"} {
+		if n := testutil.CollectAndCount(e, name); n != 0 {
+			t.Errorf("%s: %d series for a reading nobody made", name, n)
+		}
+	}
+	if n := testutil.CollectAndCount(e, "quarry_gpu_lost"); n != 1 {
+		t.Errorf("quarry_gpu_lost: %d series, want 1", n)
+	}
+}
+
+// A live scrape of a real controller passes promtool's metric lint.
+func TestPromtoolCheckLiveScrape(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (apt-get install prometheus, or make tools); skipping the live lint")
+	}
+	cfg := server.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ShutdownGrace = 2 * time.Second
+	c, err := server.New(cfg, "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := c.Fleet().RegisterRig("rig-a", "alpha", "alpha.local"); err != nil {
+		t.Fatal(err)
+	}
+	r := fixture(t)
+	r.Seq, r.TimeUnixNano = 1, time.Now().UnixNano()
+	commit(t, c.Fleet(), "rig-a", r)
+	c.Metrics().SetProfit(func(string) (float64, bool) { return 1.25, true })
+	c.Metrics().SetOutboxDepth(func() map[string]int { return map[string]int{"commands": 0} })
+
+	resp, err := http.Get("http://" + c.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("scrape: %d %s", resp.StatusCode, body)
+	}
+	for _, want := range []string{"quarry_gpu_temperature_celsius{", "quarry_controller_reports_committed_total 1", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(body))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
