@@ -64,6 +64,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(app.versionCmd(), app.rigsCmd(), app.rigCmd(), app.tokenCmd(), app.auditCmd(), app.loginCmd(), app.whoamiCmd())
 	root.AddCommand(app.jobCmd())
 	root.AddCommand(app.customerCmd(), app.planCmd(), app.billingCmd())
+	root.AddCommand(app.profitCmd(), app.marketCmd(), app.backtestCmd())
 	app.addOCCommands(root)
 	return root
 }
