@@ -44,7 +44,7 @@ func (a *App) jobRunCmd() *cobra.Command {
 			if file == "" {
 				return errors.New("-f SPEC.yaml is required ('-' reads standard input)")
 			}
-			spec, err := readSpec(file, cmd.InOrStdin())
+			spec, err := readJobSpec(file, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
@@ -78,7 +78,7 @@ func (a *App) jobRunCmd() *cobra.Command {
 	return cmd
 }
 
-func readSpec(file string, stdin io.Reader) ([]byte, error) {
+func readJobSpec(file string, stdin io.Reader) ([]byte, error) {
 	if file == "-" {
 		b, err := io.ReadAll(io.LimitReader(stdin, 1<<20))
 		if err != nil {
@@ -161,6 +161,8 @@ func formatJobEvent(e *quarryv1.JobEvent) string {
 		return prefix + "  -> " + strings.TrimSpace(e.Text)
 	case "remediation":
 		return prefix + "remediation: " + e.Text
+	case "attempt":
+		return prefix + e.Text
 	case "done":
 		return prefix + "run " + e.Text
 	case "job-done":
@@ -192,7 +194,7 @@ func (a *App) jobListCmd() *cobra.Command {
 					for _, r := range j.Runs {
 						attempts += r.Attempts
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.Id, j.Name, j.Where, j.Status, len(j.Runs), attempts, ago(j.StartedUnixNano, now), orDash(j.CreatedBy))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.Id, j.Name, j.Where, j.Status, len(j.Runs), attempts, ago(j.StartedUnixNano, now), jobOrDash(j.CreatedBy))
 				}
 				return tw.Flush()
 			})
@@ -202,7 +204,7 @@ func (a *App) jobListCmd() *cobra.Command {
 	return cmd
 }
 
-func orDash(s string) string {
+func jobOrDash(s string) string {
 	if s == "" {
 		return "-"
 	}
@@ -233,7 +235,7 @@ func (a *App) jobShowCmd() *cobra.Command {
 // printJob writes a job for a person.
 func printJob(w io.Writer, j *quarryv1.BuildJob, now time.Time) {
 	fmt.Fprintf(w, "Job:       %s\nName:      %s\nWhere:     %s\nStatus:    %s\n", j.Id, j.Name, j.Where, j.Status)
-	fmt.Fprintf(w, "Started:   %s by %s\n", ago(j.StartedUnixNano, now), orDash(j.CreatedBy))
+	fmt.Fprintf(w, "Started:   %s by %s\n", ago(j.StartedUnixNano, now), jobOrDash(j.CreatedBy))
 	if j.FinishedUnixNano != 0 {
 		fmt.Fprintf(w, "Took:      %s\n", time.Duration(j.FinishedUnixNano-j.StartedUnixNano).Round(time.Millisecond))
 	}
@@ -243,7 +245,7 @@ func printJob(w io.Writer, j *quarryv1.BuildJob, now time.Time) {
 	for _, r := range j.Runs {
 		fmt.Fprintf(w, "\nRun on %s", r.Target)
 		if r.RigId != "" {
-			fmt.Fprintf(w, " (%s, command %s)", r.RigId, orDash(r.CommandId))
+			fmt.Fprintf(w, " (%s, command %s)", r.RigId, jobOrDash(r.CommandId))
 		}
 		fmt.Fprintf(w, ": %s after %d attempt(s)\n", r.Status, r.Attempts)
 		if r.Diagnosis != "" {
@@ -263,23 +265,23 @@ func printJob(w io.Writer, j *quarryv1.BuildJob, now time.Time) {
 					fmt.Fprintln(w, "    ...")
 					break
 				}
-				fmt.Fprintf(w, "    %s\n", diagString(d))
+				fmt.Fprintf(w, "    %s\n", jobDiagString(d))
 			}
 			if rem := at.Remediation; rem != nil {
 				fmt.Fprintf(w, "    Remediation %s (%s): %s\n", rem.Rule, rem.Action, rem.Description)
 				if rem.Diff != "" {
-					fmt.Fprintln(w, indent(strings.TrimRight(rem.Diff, "\n"), "      "))
+					fmt.Fprintln(w, jobIndent(strings.TrimRight(rem.Diff, "\n"), "      "))
 				}
 			}
 			if at.OutputTail != "" {
 				fmt.Fprintln(w, "    Output (tail):")
-				fmt.Fprintln(w, indent(lastLines(at.OutputTail, 15), "      "))
+				fmt.Fprintln(w, jobIndent(jobTailLines(at.OutputTail, 15), "      "))
 			}
 		}
 	}
 }
 
-func diagString(d *quarryv1.JobDiagnostic) string {
+func jobDiagString(d *quarryv1.JobDiagnostic) string {
 	var b strings.Builder
 	if d.File != "" {
 		b.WriteString(d.File)
@@ -295,11 +297,11 @@ func diagString(d *quarryv1.JobDiagnostic) string {
 	return b.String() + ": " + d.Message
 }
 
-func indent(s, pad string) string {
+func jobIndent(s, pad string) string {
 	return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
 }
 
-func lastLines(s string, n int) string {
+func jobTailLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

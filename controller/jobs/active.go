@@ -195,6 +195,8 @@ func FormatEvent(e *quarryv1.JobEvent) string {
 		fmt.Fprintf(&b, "--- %s: %s", e.Step, strings.TrimSpace(e.Text))
 	case "remediation":
 		b.WriteString(">>> remediation: " + e.Text)
+	case "attempt":
+		b.WriteString("--- " + e.Text)
 	case "done":
 		b.WriteString("=== run " + e.Text)
 	case "job-done":
