@@ -298,14 +298,22 @@ func (n *Node) Stats() Stats {
 }
 
 // Close leaves the cluster gracefully (so others see "left", not "failed"),
-// then shuts down and waits for every goroutine. If ctx ends first the node
-// shuts down without waiting for the leave to propagate.
+// then shuts down and waits for every goroutine. If ctx is already done the
+// node shuts down without leaving. A leave already under way cannot be cut
+// short (memberlist forbids shutting down mid-leave), so a ctx that ends
+// during it makes Close return ctx's error only after serf's own leave
+// timeouts (BroadcastTimeout + LeavePropagateDelay).
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		n.mu.RLock()
 		started := n.started
 		n.mu.RUnlock()
 		if !started || n.serf == nil {
+			return
+		}
+		if err := ctx.Err(); err != nil {
+			n.closeErr = fmt.Errorf("gossip: close without leave: %w", err)
+			n.shutdown()
 			return
 		}
 		left := make(chan error, 1)
@@ -317,11 +325,9 @@ func (n *Node) Close(ctx context.Context) error {
 			}
 		case <-ctx.Done():
 			n.closeErr = fmt.Errorf("gossip: leave: %w", ctx.Err())
+			<-left
 		}
 		n.shutdown()
-		if n.closeErr != nil {
-			<-left // serf's own timeouts bound the leave
-		}
 	})
 	return n.closeErr
 }

@@ -283,3 +283,20 @@ func TestKeyringFileCorrupt(t *testing.T) {
 		t.Fatal("corrupt keyring file accepted")
 	}
 }
+
+func TestCloseWithDoneContextSkipsLeave(t *testing.T) {
+	keys := newTestKeys(t)
+	a := startNode(t, "a", keys, nil)
+	b := startNode(t, "b", keys, nil)
+	joinAll(t, a, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Close(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close(cancelled) = %v, want context.Canceled", err)
+	}
+	// No leave was sent, so the peer sees a failure.
+	waitFor(t, 5*time.Second, "a sees b failed", func() bool { return a.rec.saw(MemberFailed, "b") })
+	if err := b.Close(context.Background()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second Close = %v, want the first result", err)
+	}
+}
