@@ -1,0 +1,183 @@
+package fleet
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
+
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func openFleet(t *testing.T, path string, opts Options) (*Fleet, *bolt.DB) {
+	t.Helper()
+	db, err := store.Open(path, Buckets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(db, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, db
+}
+
+// ingestAll hands reports over and waits for their acknowledgements.
+func ingestAll(t *testing.T, f *Fleet, rig string, seqs ...uint64) []uint64 {
+	t.Helper()
+	var mu sync.Mutex
+	var acked []uint64
+	var wg sync.WaitGroup
+	for _, s := range seqs {
+		wg.Add(1)
+		if err := f.Ingest(context.Background(), rig, &quarryv1.Report{Seq: s, TimeUnixNano: int64(s)}, func(seq uint64) {
+			mu.Lock()
+			acked = append(acked, seq)
+			mu.Unlock()
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	return acked
+}
+
+func TestIngestDropsDuplicatesAndCountsGaps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	f, db := openFleet(t, path, Options{HistoryLen: 4})
+	if err := f.RegisterRig("r1", "one", "h"); err != nil {
+		t.Fatal(err)
+	}
+	acked := ingestAll(t, f, "r1", 1, 2, 3, 2, 3, 6, 5, 7)
+	if len(acked) != 8 {
+		t.Fatalf("every report, duplicate or not, is acknowledged: got %d acks", len(acked))
+	}
+	r, _ := f.Rig("r1")
+	if r.LastSeq != 7 || r.Reports != 5 || r.SeqGaps != 2 {
+		t.Fatalf("last_seq %d reports %d gaps %d; want 7, 5, 2", r.LastSeq, r.Reports, r.SeqGaps)
+	}
+	st := f.Stats()
+	if st.Committed != 5 || st.Duplicates != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	hist, err := f.History("r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 4 || hist[0].Seq != 3 || hist[3].Seq != 7 {
+		var seqs []uint64
+		for _, h := range hist {
+			seqs = append(seqs, h.Seq)
+		}
+		t.Fatalf("history %v, want the newest 4 in order", seqs)
+	}
+	f.Close()
+	db.Close()
+
+	// Committed state survives a restart, and duplicates stay duplicates.
+	f, db = openFleet(t, path, Options{})
+	defer db.Close()
+	defer f.Close()
+	ingestAll(t, f, "r1", 7, 8)
+	r, _ = f.Rig("r1")
+	if r.LastSeq != 8 || r.Reports != 6 {
+		t.Fatalf("after restart: last_seq %d reports %d", r.LastSeq, r.Reports)
+	}
+}
+
+func TestCommandsWaitExpireAndBelongToTheirRig(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	f, db := openFleet(t, filepath.Join(t.TempDir(), "q.db"), Options{Now: clock})
+	defer db.Close()
+	defer f.Close()
+	for _, id := range []string{"a", "b"} {
+		if err := f.RegisterRig(id, id, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep, err := f.QueueCommand("a", quarryv1.CommandKind_COMMAND_KIND_PING, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, _ := f.QueueCommand("a", quarryv1.CommandKind_COMMAND_KIND_PING, nil, time.Minute)
+	if _, err := f.QueueCommand("nope", quarryv1.CommandKind_COMMAND_KIND_PING, nil, time.Minute); err == nil {
+		t.Fatal("command for an unknown rig accepted")
+	}
+	now = now.Add(10 * time.Minute)
+	pending, err := f.PendingCommands("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 1 || pending[0].Id != keep.Command.Id {
+		t.Fatalf("pending %v", pending)
+	}
+	rec, _ := f.Command(short.Command.Id)
+	if rec.Status != quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED {
+		t.Fatalf("short command status %s", rec.Status)
+	}
+	if err := f.CompleteCommand("b", &quarryv1.CommandResult{CommandId: keep.Command.Id}); err == nil {
+		t.Fatal("rig b completed rig a's command")
+	}
+	if err := f.CompleteCommand("a", &quarryv1.CommandResult{CommandId: keep.Command.Id, Output: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := f.PendingCommands("a"); len(p) != 0 {
+		t.Fatalf("completed command still pending: %v", p)
+	}
+}
+
+func TestAuditIsOrderedAndFiltered(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	f, db := openFleet(t, filepath.Join(t.TempDir(), "q.db"), Options{Now: func() time.Time { return now }})
+	defer db.Close()
+	defer f.Close()
+	for i, a := range []string{"one", "two", "three"} {
+		now = now.Add(time.Duration(i+1) * time.Minute)
+		if err := f.Audit(&quarryv1.AuditEntry{Who: "x", Action: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, _ := f.AuditLog(time.Time{}, 0)
+	if len(all) != 3 || all[0].Action != "one" || all[2].Action != "three" {
+		t.Fatalf("audit %v", all)
+	}
+	recent, _ := f.AuditLog(now.Add(-2*time.Minute), 0)
+	if len(recent) != 1 || recent[0].Action != "three" {
+		t.Fatalf("since filter: %v", recent)
+	}
+}
+
+func BenchmarkIngestCommit(b *testing.B) {
+	db, err := store.Open(filepath.Join(b.TempDir(), "q.db"), Buckets...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	f, _ := Open(db, Options{})
+	defer f.Close()
+	const rigs = 1000
+	for i := range rigs {
+		_ = f.RegisterRig(rigName(i), "", "")
+	}
+	seq := make([]uint64, rigs)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		r := i % rigs
+		seq[r]++
+		wg.Add(1)
+		_ = f.Ingest(context.Background(), rigName(r), &quarryv1.Report{Seq: seq[r], Host: &quarryv1.HostStats{CpuPercent: 5}}, func(uint64) { wg.Done() })
+	}
+	wg.Wait()
+}
+
+func rigName(i int) string { return "rig-" + string(rune('a'+i%26)) + string(rune('a'+(i/26)%26)) + string(rune('a'+(i/676)%26)) }
