@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/agent/link"
+	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/config"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -453,5 +454,31 @@ func TestReportPowerW(t *testing.T) {
 				t.Errorf("got %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
 			}
 		})
+	}
+}
+
+// BenchmarkObserveReport is the cost billing adds to each committed report
+// of an 8-GPU rig (the meter is in memory; Flush runs elsewhere).
+func BenchmarkObserveReport(b *testing.B) {
+	db, err := store.Open(filepath.Join(b.TempDir(), "b.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	svc, err := billing.New(billing.Config{DB: db, Logger: billingQuietLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	o := energyObserver{meter: svc.Meter(), log: billingQuietLog()}
+	t0 := time.Now()
+	reports := make([]*quarryv1.Report, 1024)
+	for i := range reports {
+		reports[i] = powerReport(t0, 180, 175, 190, 185, 170, 178, 182, 188)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r := reports[i%len(reports)]
+		r.TimeUnixNano = t0.Add(time.Duration(i) * time.Second).UnixNano()
+		o.ObserveReport("rig-bench", r)
 	}
 }
