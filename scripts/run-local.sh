@@ -8,7 +8,7 @@ BIN="$PWD/bin"
 ctrl=$!
 trap 'kill -TERM $agent $ctrl 2>/dev/null; wait' EXIT INT TERM
 for _ in $(seq 1 100); do
-  curl -fsS http://127.0.0.1:7080/readyz >/dev/null 2>&1 && break
+  (exec 3<>/dev/tcp/127.0.0.1/7080) 2>/dev/null && break
   sleep 0.1
 done
 "$BIN/quarry-agent" &
