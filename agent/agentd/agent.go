@@ -40,6 +40,7 @@ type Agent struct {
 	handlers map[quarryv1.CommandKind]CommandFunc
 	interval atomic.Int64
 	tick     chan struct{}
+	hooks    []func(context.Context, *quarryv1.Report)
 }
 
 // CommandFunc runs one kind of command.
@@ -110,6 +111,10 @@ func (a *Agent) identity(ctx context.Context) (*link.Identity, error) {
 
 // Handle registers the function for a command kind.
 func (a *Agent) Handle(kind quarryv1.CommandKind, fn CommandFunc) { a.handlers[kind] = fn }
+
+// OnReport registers fn to add to every report before it is buffered.
+// Call before Run.
+func (a *Agent) OnReport(fn func(context.Context, *quarryv1.Report)) { a.hooks = append(a.hooks, fn) }
 
 // RigID is this rig's id.
 func (a *Agent) RigID() string {
@@ -206,6 +211,9 @@ func (a *Agent) reportOnce(ctx context.Context) {
 		} else if s != nil {
 			r = s
 		}
+	}
+	for _, fn := range a.hooks {
+		fn(ctx, r)
 	}
 	r.TimeUnixNano = time.Now().UnixNano()
 	if _, err := a.buf.Append(r); err != nil {

@@ -26,6 +26,7 @@ type Config struct {
 	SysfsRoot      string        `yaml:"sysfs_root" flag:"path.sysfs" help:"sysfs mount point read for AMD GPUs and sensors (default /sys)"`
 	ProcfsRoot     string        `yaml:"procfs_root" flag:"path.procfs" help:"procfs mount point read for host figures (default /proc)"`
 	OCProfiles     string        `yaml:"oc_profiles" flag:"oc-profiles" help:"overclock profile file applied at start until the controller sends one"`
+	Miners         MinersConfig  `yaml:"miners"`
 }
 
 // DefaultConfig returns the zero-flag configuration.
@@ -58,6 +59,9 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	if err := c.Miners.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Insecure && c.RigID == "" {
 		errs = append(errs, errors.New("rig_id: required with insecure"))

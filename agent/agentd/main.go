@@ -70,6 +70,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "quarry-agent:", err)
 		return 2
 	}
+	miners, err := StartMiners(ctx, a, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "quarry-agent:", err)
+		return 1
+	}
+	// Clean stop: the miner ends before the cards go back to defaults.
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := miners.Close(stopCtx); err != nil {
+			log.Error("stop miner", "err", err)
+		}
+	}()
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, "quarry-agent:", err)
 		return 1
