@@ -180,7 +180,6 @@ func TestMinersLifecycle(t *testing.T) {
 	if ms.Hashrate != trexHashrate || ms.Algorithm != "kawpow" || ms.Coin != "RVN" || ms.Miner != "custom" {
 		t.Errorf("miner stats %v", ms)
 	}
-	pid := m.sup.Status().PID
 
 	logs, err := command(t, a, quarryv1.CommandKind_COMMAND_KIND_MINER_LOGS, []byte("5"))
 	if err != nil || !strings.Contains(logs, "fakeminer trex") || strings.Count(logs, "\n") > 4 {
@@ -220,7 +219,7 @@ func TestMinersLifecycle(t *testing.T) {
 	}
 
 	// The next agent run resumes the sheet; the old process is gone.
-	pid = m.sup.Status().PID
+	pid := m.sup.Status().PID
 	closeMinerAgent(t, a, m)
 	if !gone(pid) {
 		t.Fatalf("miner %d outlived the agent", pid)
