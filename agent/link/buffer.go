@@ -188,14 +188,6 @@ func (b *Buffer) Dropped() uint64 {
 	return b.dropped
 }
 
-// executedRecord remembers a command so a redelivery never runs it twice.
-// Started is written before the command runs; a record with no result
-// after a restart means the agent died mid-command.
-type executedRecord struct {
-	Started bool
-	Result  *quarryv1.CommandResult
-}
-
 // ErrInterrupted is the result of a command the agent was running when it
 // stopped; it is not run again.
 var ErrInterrupted = errors.New("agent stopped while running this command; not run again")

@@ -54,18 +54,16 @@ type Authenticator struct {
 
 // Authenticate accepts an admin client certificate or a bearer token.
 func (a Authenticator) Authenticate(ctx context.Context) (Caller, error) {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, v := range md.Get("authorization") {
-			tok, ok := strings.CutPrefix(v, "Bearer ")
-			if !ok {
-				return Caller{}, status.Error(codes.Unauthenticated, "authorization header must be 'Bearer <token>'")
-			}
-			name, role, ok := a.Fleet.LookupAdminToken(strings.TrimSpace(tok))
-			if !ok {
-				return Caller{}, status.Error(codes.Unauthenticated, "bearer token is not valid")
-			}
-			return Caller{Name: name, Role: role}, nil
+	if auth := metadata.ValueFromIncomingContext(ctx, "authorization"); len(auth) > 0 {
+		tok, ok := strings.CutPrefix(auth[0], "Bearer ")
+		if !ok {
+			return Caller{}, status.Error(codes.Unauthenticated, "authorization header must be 'Bearer <token>'")
 		}
+		name, role, ok := a.Fleet.LookupAdminToken(strings.TrimSpace(tok))
+		if !ok {
+			return Caller{}, status.Error(codes.Unauthenticated, "bearer token is not valid")
+		}
+		return Caller{Name: name, Role: role}, nil
 	}
 	id, _, err := peerIdentity(ctx)
 	if err != nil {

@@ -34,10 +34,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // App holds the global options and output streams for every command.
 type App struct {
-	Opts   Options
-	Out    io.Writer
-	Err    io.Writer
-	extras []func(*cobra.Command, *App)
+	Opts Options
+	Out  io.Writer
+	Err  io.Writer
 }
 
 // NewRoot builds the command tree.
