@@ -169,3 +169,55 @@ env:
 		t.Errorf("cancel of a finished job: %v\n%s", err, out)
 	}
 }
+
+// A controller killed while a rig builds follows the job again after its
+// restart, so the job ends with the rig's answer instead of staying
+// "running" forever.
+func TestRigJobSurvivesControllerKill(t *testing.T) {
+	dir := t.TempDir()
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	ctrl := startController(t, dir, grpcAddr, httpAddr)
+	rigDir := filepath.Join(dir, "rig")
+	if err := os.MkdirAll(filepath.Join(rigDir, "src"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, rigDir, grpcAddr, ctrl.newToken(t, "--rig-name", "builder-1"))
+	eventually(t, "rig online", time.Minute, func() bool {
+		r, ok := rigByName(t, ctrl.rigs(t), "builder-1")
+		return ok && r.Online
+	})
+	spec := fmt.Sprintf("name: slow\ndir: %s\nbuild:\n  - touch started; sleep 2; echo built\nrule_packs: []\nwhere: agent:name=builder-1\n", filepath.Join(rigDir, "src"))
+	specFile := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(specFile, []byte(spec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ctrl.ctl(t, "job", "run", "-f", specFile, "-o", "json")
+	if err != nil {
+		t.Fatalf("job run: %v\n%s", err, out)
+	}
+	var j jobJSON
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the rig to start building", 30*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(rigDir, "src", "started"))
+		return err == nil
+	})
+	ctrl.kill()
+	ctrl = startController(t, dir, grpcAddr, httpAddr)
+	var final jobJSON
+	eventually(t, "the job to end after the restart", time.Minute, func() bool {
+		out, err := ctrl.ctl(t, "job", "show", j.ID, "-o", "json")
+		if err != nil {
+			return false
+		}
+		final = jobJSON{}
+		return json.Unmarshal([]byte(out), &final) == nil && final.Status != "running" && final.Status != "pending"
+	})
+	// The rig's stream ended with the controller, which stops the build
+	// there; what matters is that the rig's answer is recorded.
+	if len(final.Runs) != 1 || final.Runs[0].Target != "builder-1" || (final.Status != "canceled" && final.Status != "succeeded") {
+		t.Errorf("job after the restart = %+v", final)
+	}
+	t.Logf("job ended %s: %s", final.Status, final.Diagnosis)
+}

@@ -248,7 +248,6 @@ func (m *Manager) dispatch(rec *record, spec selfheal.Spec, targets []*quarryv1.
 		if err == nil {
 			cmd, err = m.fleet.QueueCommand(r.Id, quarryv1.CommandKind_COMMAND_KIND_RUN_JOB, payload, m.opts.CommandTTL)
 		}
-		i := i
 		_, uerr := m.ix.update(rec.ID, func(x *record) {
 			if err != nil {
 				x.Runs[i].Status = string(selfheal.StatusFailed)

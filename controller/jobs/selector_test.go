@@ -77,3 +77,22 @@ func TestJobStatusFoldsRuns(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPublish is the cost a build's output line pays to reach eight
+// watchers (no log file).
+func BenchmarkPublish(b *testing.B) {
+	a := &active{id: "bench", subs: map[chan *quarryv1.JobEvent]struct{}{}}
+	for range 8 {
+		ch := make(chan *quarryv1.JobEvent, 1024)
+		a.subs[ch] = struct{}{}
+		go func() {
+			for range ch {
+			}
+		}()
+		b.Cleanup(func() { close(ch) })
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		a.publish(&quarryv1.JobEvent{Kind: "output", Step: "make", Text: "cc -O2 -c miner.c -o miner.o"})
+	}
+}
