@@ -451,3 +451,35 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// A pin from the config moves a rig to the pinned coin even when another
+// pays more; an exclusion keeps it off a coin.
+func TestRulesFromConfig(t *testing.T) {
+	e := newEnv(t, 2)
+	writeMarket(t, e.mkt, 300, 0.02)
+	cfg := testConfig(e.mkt)
+	cfg.Rigs = map[string]RigConfig{
+		e.rigs[0]: {Rules: profit.Rules{Pin: "rvn"}},
+		e.rigs[1]: {Rules: profit.Rules{ExcludeCoins: []string{"etc"}}},
+	}
+	s := e.switcher(cfg)
+	profiles(e, s)
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tick, err := s.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// rvn loses money here ($0.21 revenue, $0.60 power): the pinned rig
+	// mines it anyway; the rig that may not mine etc stays off.
+	if d := tick.Decisions[0]; d.Action != "resume" || d.Target.Coin != "rvn" || !strings.Contains(d.Reason, "pinned to rvn") {
+		t.Fatalf("pinned rig: %s → %s (%s)", d.Action, d.Target.Name, d.Reason)
+	}
+	if d := tick.Decisions[1]; d.Action != "stay" || d.Target.Option != profit.Off {
+		t.Fatalf("excluded rig: %s → %s (%s)", d.Action, d.Target.Name, d.Reason)
+	}
+	if len(e.pending(e.rigs[1])) != 0 {
+		t.Fatal("a command for the rig with no profitable allowed option")
+	}
+}
