@@ -18,15 +18,16 @@ import (
 // service has such a table; a method missing from all of them is refused
 // for everyone, and a test fails, so no new method ships without a decision.
 var FleetRoles = map[string]string{
-	quarryv1.FleetService_GetVersion_FullMethodName:  fleet.RoleViewer,
-	quarryv1.FleetService_WhoAmI_FullMethodName:      fleet.RoleViewer,
-	quarryv1.FleetService_ListRigs_FullMethodName:    fleet.RoleViewer,
-	quarryv1.FleetService_GetRig_FullMethodName:      fleet.RoleViewer,
-	quarryv1.FleetService_GetCommand_FullMethodName:  fleet.RoleViewer,
-	quarryv1.FleetService_SendCommand_FullMethodName: fleet.RoleOperator,
-	quarryv1.FleetService_CreateToken_FullMethodName: fleet.RoleAdmin,
-	quarryv1.FleetService_RevokeRig_FullMethodName:   fleet.RoleAdmin,
-	quarryv1.FleetService_ListAudit_FullMethodName:   fleet.RoleAdmin,
+	quarryv1.FleetService_GetVersion_FullMethodName:       fleet.RoleViewer,
+	quarryv1.FleetService_WhoAmI_FullMethodName:           fleet.RoleViewer,
+	quarryv1.FleetService_ListRigs_FullMethodName:         fleet.RoleViewer,
+	quarryv1.FleetService_GetRig_FullMethodName:           fleet.RoleViewer,
+	quarryv1.FleetService_GetCommand_FullMethodName:       fleet.RoleViewer,
+	quarryv1.FleetService_SendCommand_FullMethodName:      fleet.RoleOperator,
+	quarryv1.FleetService_CreateToken_FullMethodName:      fleet.RoleAdmin,
+	quarryv1.FleetService_RevokeRig_FullMethodName:        fleet.RoleAdmin,
+	quarryv1.FleetService_ListAudit_FullMethodName:        fleet.RoleAdmin,
+	quarryv1.FleetService_CreateAdminToken_FullMethodName: fleet.RoleAdmin,
 }
 
 // Caller is an authenticated admin-API client.

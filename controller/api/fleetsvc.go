@@ -134,3 +134,15 @@ func (s *FleetServer) ListAudit(_ context.Context, req *quarryv1.ListAuditReques
 	}
 	return &quarryv1.ListAuditResponse{Entries: es}, nil
 }
+
+func (s *FleetServer) CreateAdminToken(ctx context.Context, req *quarryv1.CreateAdminTokenRequest) (*quarryv1.CreateAdminTokenResponse, error) {
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	tok, err := s.Fleet.CreateAdminToken(req.Name, req.Role)
+	s.audit(ctx, "admin token create", req.Name, err, "role "+req.Role)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &quarryv1.CreateAdminTokenResponse{Token: tok}, nil
+}

@@ -453,7 +453,26 @@ func (a *App) tokenCmd() *cobra.Command {
 	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
 	create.Flags().Uint32Var(&uses, "uses", 1, "how many rigs may enroll with it")
 	create.Flags().StringVar(&name, "rig-name", "", "name for the rig that enrolls (default: its hostname)")
-	tok.AddCommand(create)
+	var role string
+	admin := &cobra.Command{
+		Use:   "admin NAME",
+		Short: "Create an admin-API bearer token with a role (viewer, operator or admin)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				resp, err := c.CreateAdminToken(ctx, &quarryv1.CreateAdminTokenRequest{Name: args[0], Role: role})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.Out, resp.Token)
+				fmt.Fprintf(a.Err, "role %s; store it with 'quarryctl login --token TOKEN'\n", role)
+				return nil
+			})
+		},
+	}
+	admin.Flags().StringVar(&role, "role", "viewer", "viewer, operator or admin")
+	_ = admin.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"viewer", "operator", "admin"}, cobra.ShellCompDirectiveNoFileComp))
+	tok.AddCommand(create, admin)
 	return tok
 }
 

@@ -21,6 +21,102 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CreateAdminTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"` // viewer, operator or admin
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAdminTokenRequest) Reset() {
+	*x = CreateAdminTokenRequest{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAdminTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAdminTokenRequest) ProtoMessage() {}
+
+func (x *CreateAdminTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAdminTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateAdminTokenRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreateAdminTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateAdminTokenRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type CreateAdminTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAdminTokenResponse) Reset() {
+	*x = CreateAdminTokenResponse{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAdminTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAdminTokenResponse) ProtoMessage() {}
+
+func (x *CreateAdminTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAdminTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateAdminTokenResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateAdminTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 type GetVersionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +125,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[0]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +137,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[0]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +150,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{0}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{2}
 }
 
 type GetVersionResponse struct {
@@ -66,7 +162,7 @@ type GetVersionResponse struct {
 
 func (x *GetVersionResponse) Reset() {
 	*x = GetVersionResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[1]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -78,7 +174,7 @@ func (x *GetVersionResponse) String() string {
 func (*GetVersionResponse) ProtoMessage() {}
 
 func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[1]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -91,7 +187,7 @@ func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{1}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetVersionResponse) GetVersion() string {
@@ -125,7 +221,7 @@ type Rig struct {
 
 func (x *Rig) Reset() {
 	*x = Rig{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +233,7 @@ func (x *Rig) String() string {
 func (*Rig) ProtoMessage() {}
 
 func (x *Rig) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +246,7 @@ func (x *Rig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rig.ProtoReflect.Descriptor instead.
 func (*Rig) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{2}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Rig) GetId() string {
@@ -273,7 +369,7 @@ type ListRigsRequest struct {
 
 func (x *ListRigsRequest) Reset() {
 	*x = ListRigsRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +381,7 @@ func (x *ListRigsRequest) String() string {
 func (*ListRigsRequest) ProtoMessage() {}
 
 func (x *ListRigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +394,7 @@ func (x *ListRigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRigsRequest.ProtoReflect.Descriptor instead.
 func (*ListRigsRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{3}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{5}
 }
 
 type ListRigsResponse struct {
@@ -310,7 +406,7 @@ type ListRigsResponse struct {
 
 func (x *ListRigsResponse) Reset() {
 	*x = ListRigsResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +418,7 @@ func (x *ListRigsResponse) String() string {
 func (*ListRigsResponse) ProtoMessage() {}
 
 func (x *ListRigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +431,7 @@ func (x *ListRigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRigsResponse.ProtoReflect.Descriptor instead.
 func (*ListRigsResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{4}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListRigsResponse) GetRigs() []*Rig {
@@ -354,7 +450,7 @@ type GetRigRequest struct {
 
 func (x *GetRigRequest) Reset() {
 	*x = GetRigRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +462,7 @@ func (x *GetRigRequest) String() string {
 func (*GetRigRequest) ProtoMessage() {}
 
 func (x *GetRigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +475,7 @@ func (x *GetRigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRigRequest.ProtoReflect.Descriptor instead.
 func (*GetRigRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{5}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetRigRequest) GetRig() string {
@@ -398,7 +494,7 @@ type GetRigResponse struct {
 
 func (x *GetRigResponse) Reset() {
 	*x = GetRigResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +506,7 @@ func (x *GetRigResponse) String() string {
 func (*GetRigResponse) ProtoMessage() {}
 
 func (x *GetRigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +519,7 @@ func (x *GetRigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRigResponse.ProtoReflect.Descriptor instead.
 func (*GetRigResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{6}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRigResponse) GetRig() *Rig {
@@ -445,7 +541,7 @@ type SendCommandRequest struct {
 
 func (x *SendCommandRequest) Reset() {
 	*x = SendCommandRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +553,7 @@ func (x *SendCommandRequest) String() string {
 func (*SendCommandRequest) ProtoMessage() {}
 
 func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +566,7 @@ func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandRequest.ProtoReflect.Descriptor instead.
 func (*SendCommandRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SendCommandRequest) GetRig() string {
@@ -510,7 +606,7 @@ type SendCommandResponse struct {
 
 func (x *SendCommandResponse) Reset() {
 	*x = SendCommandResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +618,7 @@ func (x *SendCommandResponse) String() string {
 func (*SendCommandResponse) ProtoMessage() {}
 
 func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +631,7 @@ func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandResponse.ProtoReflect.Descriptor instead.
 func (*SendCommandResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SendCommandResponse) GetCommandId() string {
@@ -554,7 +650,7 @@ type GetCommandRequest struct {
 
 func (x *GetCommandRequest) Reset() {
 	*x = GetCommandRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +662,7 @@ func (x *GetCommandRequest) String() string {
 func (*GetCommandRequest) ProtoMessage() {}
 
 func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +675,7 @@ func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommandRequest.ProtoReflect.Descriptor instead.
 func (*GetCommandRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCommandRequest) GetCommandId() string {
@@ -603,7 +699,7 @@ type CommandRecord struct {
 
 func (x *CommandRecord) Reset() {
 	*x = CommandRecord{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +711,7 @@ func (x *CommandRecord) String() string {
 func (*CommandRecord) ProtoMessage() {}
 
 func (x *CommandRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +724,7 @@ func (x *CommandRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRecord.ProtoReflect.Descriptor instead.
 func (*CommandRecord) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{10}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommandRecord) GetCommand() *Command {
@@ -682,7 +778,7 @@ type GetCommandResponse struct {
 
 func (x *GetCommandResponse) Reset() {
 	*x = GetCommandResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +790,7 @@ func (x *GetCommandResponse) String() string {
 func (*GetCommandResponse) ProtoMessage() {}
 
 func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +803,7 @@ func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommandResponse.ProtoReflect.Descriptor instead.
 func (*GetCommandResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{11}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetCommandResponse) GetRecord() *CommandRecord {
@@ -728,7 +824,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +836,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +849,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateTokenRequest) GetTtlSeconds() int64 {
@@ -787,7 +883,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +895,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +908,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -838,7 +934,7 @@ type RevokeRigRequest struct {
 
 func (x *RevokeRigRequest) Reset() {
 	*x = RevokeRigRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +946,7 @@ func (x *RevokeRigRequest) String() string {
 func (*RevokeRigRequest) ProtoMessage() {}
 
 func (x *RevokeRigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +959,7 @@ func (x *RevokeRigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRigRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRigRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokeRigRequest) GetRig() string {
@@ -881,7 +977,7 @@ type RevokeRigResponse struct {
 
 func (x *RevokeRigResponse) Reset() {
 	*x = RevokeRigResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +989,7 @@ func (x *RevokeRigResponse) String() string {
 func (*RevokeRigResponse) ProtoMessage() {}
 
 func (x *RevokeRigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1002,7 @@ func (x *RevokeRigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRigResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRigResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 type ListAuditRequest struct {
@@ -919,7 +1015,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1027,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1040,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -976,7 +1072,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1084,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1097,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AuditEntry) GetTimeUnixNano() int64 {
@@ -1062,7 +1158,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1170,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1183,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1105,7 +1201,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1213,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1226,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 type WhoAmIResponse struct {
@@ -1143,7 +1239,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1251,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1264,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WhoAmIResponse) GetWho() string {
@@ -1189,7 +1285,12 @@ var File_quarry_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x15quarry/v1/fleet.proto\x12\tquarry.v1\x1a\x15quarry/v1/types.proto\"\x13\n" +
+	"\x15quarry/v1/fleet.proto\x12\tquarry.v1\x1a\x15quarry/v1/types.proto\"A\n" +
+	"\x17CreateAdminTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\"0\n" +
+	"\x18CreateAdminTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x13\n" +
 	"\x11GetVersionRequest\".\n" +
 	"\x12GetVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\"\xc8\x04\n" +
@@ -1270,7 +1371,7 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\rWhoAmIRequest\"6\n" +
 	"\x0eWhoAmIResponse\x12\x10\n" +
 	"\x03who\x18\x01 \x01(\tR\x03who\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role2\x93\x05\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role2\xf0\x05\n" +
 	"\fFleetService\x12I\n" +
 	"\n" +
 	"GetVersion\x12\x1c.quarry.v1.GetVersionRequest\x1a\x1d.quarry.v1.GetVersionResponse\x12C\n" +
@@ -1282,7 +1383,8 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\vCreateToken\x12\x1d.quarry.v1.CreateTokenRequest\x1a\x1e.quarry.v1.CreateTokenResponse\x12F\n" +
 	"\tRevokeRig\x12\x1b.quarry.v1.RevokeRigRequest\x1a\x1c.quarry.v1.RevokeRigResponse\x12F\n" +
 	"\tListAudit\x12\x1b.quarry.v1.ListAuditRequest\x1a\x1c.quarry.v1.ListAuditResponse\x12=\n" +
-	"\x06WhoAmI\x12\x18.quarry.v1.WhoAmIRequest\x1a\x19.quarry.v1.WhoAmIResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
+	"\x06WhoAmI\x12\x18.quarry.v1.WhoAmIRequest\x1a\x19.quarry.v1.WhoAmIResponse\x12[\n" +
+	"\x10CreateAdminToken\x12\".quarry.v1.CreateAdminTokenRequest\x1a#.quarry.v1.CreateAdminTokenResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
 
 var (
 	file_quarry_v1_fleet_proto_rawDescOnce sync.Once
@@ -1296,71 +1398,75 @@ func file_quarry_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_quarry_v1_fleet_proto_rawDescData
 }
 
-var file_quarry_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_quarry_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_quarry_v1_fleet_proto_goTypes = []any{
-	(*GetVersionRequest)(nil),   // 0: quarry.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),  // 1: quarry.v1.GetVersionResponse
-	(*Rig)(nil),                 // 2: quarry.v1.Rig
-	(*ListRigsRequest)(nil),     // 3: quarry.v1.ListRigsRequest
-	(*ListRigsResponse)(nil),    // 4: quarry.v1.ListRigsResponse
-	(*GetRigRequest)(nil),       // 5: quarry.v1.GetRigRequest
-	(*GetRigResponse)(nil),      // 6: quarry.v1.GetRigResponse
-	(*SendCommandRequest)(nil),  // 7: quarry.v1.SendCommandRequest
-	(*SendCommandResponse)(nil), // 8: quarry.v1.SendCommandResponse
-	(*GetCommandRequest)(nil),   // 9: quarry.v1.GetCommandRequest
-	(*CommandRecord)(nil),       // 10: quarry.v1.CommandRecord
-	(*GetCommandResponse)(nil),  // 11: quarry.v1.GetCommandResponse
-	(*CreateTokenRequest)(nil),  // 12: quarry.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil), // 13: quarry.v1.CreateTokenResponse
-	(*RevokeRigRequest)(nil),    // 14: quarry.v1.RevokeRigRequest
-	(*RevokeRigResponse)(nil),   // 15: quarry.v1.RevokeRigResponse
-	(*ListAuditRequest)(nil),    // 16: quarry.v1.ListAuditRequest
-	(*AuditEntry)(nil),          // 17: quarry.v1.AuditEntry
-	(*ListAuditResponse)(nil),   // 18: quarry.v1.ListAuditResponse
-	(*WhoAmIRequest)(nil),       // 19: quarry.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),      // 20: quarry.v1.WhoAmIResponse
-	nil,                         // 21: quarry.v1.Rig.TagsEntry
-	(*HostStats)(nil),           // 22: quarry.v1.HostStats
-	(*GPUStats)(nil),            // 23: quarry.v1.GPUStats
-	(*MinerStats)(nil),          // 24: quarry.v1.MinerStats
-	(*Event)(nil),               // 25: quarry.v1.Event
-	(CommandKind)(0),            // 26: quarry.v1.CommandKind
-	(*Command)(nil),             // 27: quarry.v1.Command
-	(CommandStatus)(0),          // 28: quarry.v1.CommandStatus
+	(*CreateAdminTokenRequest)(nil),  // 0: quarry.v1.CreateAdminTokenRequest
+	(*CreateAdminTokenResponse)(nil), // 1: quarry.v1.CreateAdminTokenResponse
+	(*GetVersionRequest)(nil),        // 2: quarry.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),       // 3: quarry.v1.GetVersionResponse
+	(*Rig)(nil),                      // 4: quarry.v1.Rig
+	(*ListRigsRequest)(nil),          // 5: quarry.v1.ListRigsRequest
+	(*ListRigsResponse)(nil),         // 6: quarry.v1.ListRigsResponse
+	(*GetRigRequest)(nil),            // 7: quarry.v1.GetRigRequest
+	(*GetRigResponse)(nil),           // 8: quarry.v1.GetRigResponse
+	(*SendCommandRequest)(nil),       // 9: quarry.v1.SendCommandRequest
+	(*SendCommandResponse)(nil),      // 10: quarry.v1.SendCommandResponse
+	(*GetCommandRequest)(nil),        // 11: quarry.v1.GetCommandRequest
+	(*CommandRecord)(nil),            // 12: quarry.v1.CommandRecord
+	(*GetCommandResponse)(nil),       // 13: quarry.v1.GetCommandResponse
+	(*CreateTokenRequest)(nil),       // 14: quarry.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 15: quarry.v1.CreateTokenResponse
+	(*RevokeRigRequest)(nil),         // 16: quarry.v1.RevokeRigRequest
+	(*RevokeRigResponse)(nil),        // 17: quarry.v1.RevokeRigResponse
+	(*ListAuditRequest)(nil),         // 18: quarry.v1.ListAuditRequest
+	(*AuditEntry)(nil),               // 19: quarry.v1.AuditEntry
+	(*ListAuditResponse)(nil),        // 20: quarry.v1.ListAuditResponse
+	(*WhoAmIRequest)(nil),            // 21: quarry.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 22: quarry.v1.WhoAmIResponse
+	nil,                              // 23: quarry.v1.Rig.TagsEntry
+	(*HostStats)(nil),                // 24: quarry.v1.HostStats
+	(*GPUStats)(nil),                 // 25: quarry.v1.GPUStats
+	(*MinerStats)(nil),               // 26: quarry.v1.MinerStats
+	(*Event)(nil),                    // 27: quarry.v1.Event
+	(CommandKind)(0),                 // 28: quarry.v1.CommandKind
+	(*Command)(nil),                  // 29: quarry.v1.Command
+	(CommandStatus)(0),               // 30: quarry.v1.CommandStatus
 }
 var file_quarry_v1_fleet_proto_depIdxs = []int32{
-	22, // 0: quarry.v1.Rig.host:type_name -> quarry.v1.HostStats
-	23, // 1: quarry.v1.Rig.gpus:type_name -> quarry.v1.GPUStats
-	24, // 2: quarry.v1.Rig.miners:type_name -> quarry.v1.MinerStats
-	21, // 3: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
-	25, // 4: quarry.v1.Rig.events:type_name -> quarry.v1.Event
-	2,  // 5: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
-	2,  // 6: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
-	26, // 7: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
-	27, // 8: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
-	28, // 9: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
-	10, // 10: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
-	17, // 11: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
-	0,  // 12: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
-	3,  // 13: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
-	5,  // 14: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
-	7,  // 15: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
-	9,  // 16: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
-	12, // 17: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
-	14, // 18: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
-	16, // 19: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
-	19, // 20: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
-	1,  // 21: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
-	4,  // 22: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
-	6,  // 23: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
-	8,  // 24: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
-	11, // 25: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
-	13, // 26: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
-	15, // 27: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
-	18, // 28: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
-	20, // 29: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
+	24, // 0: quarry.v1.Rig.host:type_name -> quarry.v1.HostStats
+	25, // 1: quarry.v1.Rig.gpus:type_name -> quarry.v1.GPUStats
+	26, // 2: quarry.v1.Rig.miners:type_name -> quarry.v1.MinerStats
+	23, // 3: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
+	27, // 4: quarry.v1.Rig.events:type_name -> quarry.v1.Event
+	4,  // 5: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
+	4,  // 6: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
+	28, // 7: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
+	29, // 8: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
+	30, // 9: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
+	12, // 10: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
+	19, // 11: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
+	2,  // 12: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
+	5,  // 13: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
+	7,  // 14: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
+	9,  // 15: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
+	11, // 16: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
+	14, // 17: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
+	16, // 18: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
+	18, // 19: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
+	21, // 20: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
+	0,  // 21: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
+	3,  // 22: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
+	6,  // 23: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
+	8,  // 24: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
+	10, // 25: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
+	13, // 26: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
+	15, // 27: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
+	17, // 28: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
+	20, // 29: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
+	22, // 30: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
+	1,  // 31: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
+	22, // [22:32] is the sub-list for method output_type
+	12, // [12:22] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1378,7 +1484,7 @@ func file_quarry_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_quarry_v1_fleet_proto_rawDesc), len(file_quarry_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

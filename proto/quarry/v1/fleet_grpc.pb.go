@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FleetService_GetVersion_FullMethodName  = "/quarry.v1.FleetService/GetVersion"
-	FleetService_ListRigs_FullMethodName    = "/quarry.v1.FleetService/ListRigs"
-	FleetService_GetRig_FullMethodName      = "/quarry.v1.FleetService/GetRig"
-	FleetService_SendCommand_FullMethodName = "/quarry.v1.FleetService/SendCommand"
-	FleetService_GetCommand_FullMethodName  = "/quarry.v1.FleetService/GetCommand"
-	FleetService_CreateToken_FullMethodName = "/quarry.v1.FleetService/CreateToken"
-	FleetService_RevokeRig_FullMethodName   = "/quarry.v1.FleetService/RevokeRig"
-	FleetService_ListAudit_FullMethodName   = "/quarry.v1.FleetService/ListAudit"
-	FleetService_WhoAmI_FullMethodName      = "/quarry.v1.FleetService/WhoAmI"
+	FleetService_GetVersion_FullMethodName       = "/quarry.v1.FleetService/GetVersion"
+	FleetService_ListRigs_FullMethodName         = "/quarry.v1.FleetService/ListRigs"
+	FleetService_GetRig_FullMethodName           = "/quarry.v1.FleetService/GetRig"
+	FleetService_SendCommand_FullMethodName      = "/quarry.v1.FleetService/SendCommand"
+	FleetService_GetCommand_FullMethodName       = "/quarry.v1.FleetService/GetCommand"
+	FleetService_CreateToken_FullMethodName      = "/quarry.v1.FleetService/CreateToken"
+	FleetService_RevokeRig_FullMethodName        = "/quarry.v1.FleetService/RevokeRig"
+	FleetService_ListAudit_FullMethodName        = "/quarry.v1.FleetService/ListAudit"
+	FleetService_WhoAmI_FullMethodName           = "/quarry.v1.FleetService/WhoAmI"
+	FleetService_CreateAdminToken_FullMethodName = "/quarry.v1.FleetService/CreateAdminToken"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -45,6 +46,7 @@ type FleetServiceClient interface {
 	RevokeRig(ctx context.Context, in *RevokeRigRequest, opts ...grpc.CallOption) (*RevokeRigResponse, error)
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error)
+	CreateAdminToken(ctx context.Context, in *CreateAdminTokenRequest, opts ...grpc.CallOption) (*CreateAdminTokenResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -145,6 +147,16 @@ func (c *fleetServiceClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts
 	return out, nil
 }
 
+func (c *fleetServiceClient) CreateAdminToken(ctx context.Context, in *CreateAdminTokenRequest, opts ...grpc.CallOption) (*CreateAdminTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateAdminTokenResponse)
+	err := c.cc.Invoke(ctx, FleetService_CreateAdminToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -160,6 +172,7 @@ type FleetServiceServer interface {
 	RevokeRig(context.Context, *RevokeRigRequest) (*RevokeRigResponse, error)
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error)
+	CreateAdminToken(context.Context, *CreateAdminTokenRequest) (*CreateAdminTokenResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -196,6 +209,9 @@ func (UnimplementedFleetServiceServer) ListAudit(context.Context, *ListAuditRequ
 }
 func (UnimplementedFleetServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WhoAmI not implemented")
+}
+func (UnimplementedFleetServiceServer) CreateAdminToken(context.Context, *CreateAdminTokenRequest) (*CreateAdminTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateAdminToken not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -380,6 +396,24 @@ func _FleetService_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_CreateAdminToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAdminTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).CreateAdminToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_CreateAdminToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).CreateAdminToken(ctx, req.(*CreateAdminTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -422,6 +456,10 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WhoAmI",
 			Handler:    _FleetService_WhoAmI_Handler,
+		},
+		{
+			MethodName: "CreateAdminToken",
+			Handler:    _FleetService_CreateAdminToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
