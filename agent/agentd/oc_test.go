@@ -336,10 +336,6 @@ func TestSetOverclockWithoutGPUs(t *testing.T) {
 	}
 }
 
-type noGPUs struct{}
-
-func (noGPUs) Update(context.Context, *telemetry.Sample) error { return nil }
-
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitPeriod)
@@ -348,5 +344,36 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkHardwareSample is one report as the agent makes it: the real
+// host plus eight fake H100s, converted to the wire type.
+func BenchmarkHardwareSample(b *testing.B) {
+	rec, err := nvmltest.Load("h100_sxm5")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, _ := nvmltest.DGXH100(rec)
+	ocb, err := oc.NewNVMLBackend(srv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ocb.Close()
+	cfg := DefaultConfig()
+	cfg.DataDir = b.TempDir()
+	ctx := context.Background()
+	hw, err := OpenHardware(ctx, cfg, nil,
+		WithCollector(nvidia.Name, func(c telemetry.Config) (telemetry.Collector, error) { return nvidia.New(srv, c), nil }),
+		WithOCBackend(ocb))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hw.Close(ctx)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, _ := hw.Sample(ctx); len(r.Gpus) != 8 {
+			b.Fatalf("gpus = %d", len(r.Gpus))
+		}
 	}
 }

@@ -31,8 +31,9 @@ type Hardware struct {
 	ocErr   error // why the rig cannot be overclocked, if it cannot
 	closers []func() error
 
-	mu   sync.Mutex // one Sample at a time; guards last
-	last *telemetry.Sample
+	mu     sync.Mutex // one Sample at a time; guards last and warned
+	last   *telemetry.Sample
+	warned map[string]bool
 }
 
 var _ Sampler = (*Hardware)(nil)
@@ -77,7 +78,7 @@ func OpenHardware(ctx context.Context, cfg Config, log *slog.Logger, opts ...Har
 	for _, opt := range opts {
 		opt(&o)
 	}
-	h := &Hardware{log: log, dataDir: cfg.DataDir, ocFile: cfg.OCProfiles}
+	h := &Hardware{log: log, dataDir: cfg.DataDir, ocFile: cfg.OCProfiles, warned: map[string]bool{}}
 	if err := h.openOC(o); err != nil {
 		return nil, err
 	}
@@ -107,10 +108,34 @@ func OpenHardware(ctx context.Context, cfg Config, log *slog.Logger, opts ...Har
 	return h, nil
 }
 
-// Sample reads the rig once and converts it for the controller.
+// Sample reads the rig once and converts it for the controller. A
+// collector that fails leaves its part out; that is logged (once per
+// distinct failure) rather than returned, so the rest is still reported.
 func (h *Hardware) Sample(ctx context.Context) (*quarryv1.Report, error) {
 	s, err := h.sample(ctx)
-	return ReportFromSample(s), err
+	r := ReportFromSample(s)
+	if err != nil {
+		if ctx.Err() != nil || (r.Host == nil && len(r.Gpus) == 0) {
+			return r, err
+		}
+		h.warnOnce(err)
+	}
+	return r, nil
+}
+
+// warnOnce logs a partial-sample failure the first time it is seen; a
+// collector failing the same way every 10s would otherwise flood the log.
+func (h *Hardware) warnOnce(err error) {
+	msg := err.Error()
+	h.mu.Lock()
+	seen := h.warned[msg]
+	if !seen && len(h.warned) < 64 {
+		h.warned[msg] = true
+	}
+	h.mu.Unlock()
+	if !seen {
+		h.log.Warn("sample incomplete; reporting the rest", "err", err)
+	}
 }
 
 func (h *Hardware) sample(ctx context.Context) (*telemetry.Sample, error) {

@@ -1,6 +1,11 @@
 package agentd
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,5 +236,54 @@ func TestInventoryFromSample(t *testing.T) {
 	}
 	if !inv.Gpus[1].Lost || inv.Gpus[1].Index != 2 {
 		t.Errorf("gpu 1: %v", inv.Gpus[1])
+	}
+}
+
+type noGPUs struct{}
+
+func (noGPUs) Update(context.Context, *telemetry.Sample) error { return nil }
+
+type brokenGPUs struct{}
+
+func (brokenGPUs) Update(context.Context, *telemetry.Sample) error {
+	return errors.New("card1: hwmon vanished")
+}
+
+func fixed(c telemetry.Collector) telemetry.Factory {
+	return func(telemetry.Config) (telemetry.Collector, error) { return c, nil }
+}
+
+// One failing collector costs its own part of the report, not the report,
+// and is logged once rather than every interval.
+func TestPartialSampleStillReported(t *testing.T) {
+	ctx := context.Background()
+	var logs bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	hw, err := OpenHardware(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)),
+		WithCollector("nvidia", fixed(noGPUs{})), WithCollector("amdgpu", fixed(brokenGPUs{})), WithOCBackend(noCards{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hw.Close(ctx)
+	for range 3 {
+		r, err := hw.Sample(ctx)
+		if err != nil || r.Host == nil || r.Host.MemoryTotalBytes == 0 {
+			t.Fatalf("partial sample: %v %v", r, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "hwmon vanished"); n != 1 {
+		t.Errorf("failure logged %d times, want once:\n%s", n, logs.String())
+	}
+
+	// Nothing at all read: that is an error.
+	hw2, err := OpenHardware(ctx, cfg, nil, WithCollector("host", fixed(noGPUs{})),
+		WithCollector("nvidia", fixed(noGPUs{})), WithCollector("amdgpu", fixed(brokenGPUs{})), WithOCBackend(noCards{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hw2.Close(ctx)
+	if _, err := hw2.Sample(ctx); err == nil || !strings.Contains(err.Error(), "hwmon vanished") {
+		t.Errorf("empty sample error = %v", err)
 	}
 }

