@@ -65,6 +65,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(app.customerCmd(), app.planCmd(), app.billingCmd())
 	root.AddCommand(app.profitCmd(), app.marketCmd(), app.backtestCmd())
 	app.addOCCommands(root)
+	app.addMinerCommands(root)
 	return root
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/jobs"
 	"github.com/quarryfleet/quarry/controller/metrics"
+	"github.com/quarryfleet/quarry/controller/miners"
 	"github.com/quarryfleet/quarry/controller/web"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -61,6 +62,7 @@ type Controller struct {
 	billing  *billingRuntime
 	profit   *profitRuntime
 	jobs     *jobs.Manager
+	miners   *miners.Store
 	metrics  *metrics.Exporter
 	web      *web.Server
 }
@@ -147,6 +149,9 @@ func (c *Controller) open() error {
 	})
 	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log})
 	if err := c.setupJobs(); err != nil {
+		return err
+	}
+	if err := c.setupMiners(); err != nil {
 		return err
 	}
 
@@ -320,6 +325,7 @@ func (c *Controller) closeStorage() {
 	if c.fleet != nil {
 		c.fleet.Close()
 	}
+	c.closeMiners() // after the last report is observed
 	c.stopProfit()
 	c.stopBilling() // after the last reports are metered, before the database closes
 	if c.db != nil {

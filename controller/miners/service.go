@@ -1,0 +1,352 @@
+package miners
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/fleet"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Roles is the least role each MinerService method needs: changing what
+// rigs mine is an operator's job; reading it is a viewer's.
+var Roles = map[string]string{
+	quarryv1.MinerService_PutFlightSheet_FullMethodName:    fleet.RoleOperator,
+	quarryv1.MinerService_DeleteFlightSheet_FullMethodName: fleet.RoleOperator,
+	quarryv1.MinerService_ApplyFlightSheet_FullMethodName:  fleet.RoleOperator,
+	quarryv1.MinerService_RunBenchmark_FullMethodName:      fleet.RoleOperator,
+	quarryv1.MinerService_ListFlightSheets_FullMethodName:  fleet.RoleViewer,
+	quarryv1.MinerService_GetFlightSheet_FullMethodName:    fleet.RoleViewer,
+	quarryv1.MinerService_GetRigLogs_FullMethodName:        fleet.RoleViewer,
+	quarryv1.MinerService_ListBenchmarks_FullMethodName:    fleet.RoleViewer,
+	quarryv1.MinerService_ListEvents_FullMethodName:        fleet.RoleViewer,
+}
+
+// Limits of the requests.
+const (
+	DefaultBenchmark = 2 * time.Minute
+	MaxBenchmark     = 30 * time.Minute
+	maxAlgorithms    = 16
+	maxLogLines      = 5000
+)
+
+// BenchmarkPayload is the BENCHMARK command's payload (the agent's
+// agentd.BenchmarkPayload).
+type BenchmarkPayload struct {
+	DurationSeconds int64          `json:"duration_seconds"`
+	Runs            []BenchmarkRun `json:"runs"`
+}
+
+// BenchmarkRun is one algorithm for the rig to measure with a flight sheet.
+type BenchmarkRun struct {
+	Algorithm string `json:"algorithm"`
+	Sheet     string `json:"sheet"`
+}
+
+// Server is quarry.v1.MinerService.
+type Server struct {
+	quarryv1.UnimplementedMinerServiceServer
+	S   *Store
+	Log *slog.Logger
+}
+
+var _ quarryv1.MinerServiceServer = (*Server)(nil)
+
+func grpcErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, fleet.ErrUnknownRig), errors.Is(err, fleet.ErrUnknownCommand):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrNoRigs), errors.Is(err, ErrOffline):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (s *Server) audit(ctx context.Context, action, target string, err error, detail string) {
+	c := api.CallerFrom(ctx)
+	result := "ok"
+	if err != nil {
+		result = "error: " + err.Error()
+	}
+	if aerr := s.S.f.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: action, Target: target, Result: result, Detail: detail}); aerr != nil && s.Log != nil {
+		s.Log.Error("audit write failed", "action", action, "err", aerr)
+	}
+}
+
+// PutFlightSheet stores a flight sheet.
+func (s *Server) PutFlightSheet(ctx context.Context, req *quarryv1.PutFlightSheetRequest) (*quarryv1.PutFlightSheetResponse, error) {
+	rec, err := s.S.PutSheet(req.Yaml, api.CallerFrom(ctx).Name)
+	name := ""
+	if rec != nil {
+		name = rec.Name
+	}
+	s.audit(ctx, "flightsheet put", name, err, "")
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &quarryv1.PutFlightSheetResponse{Sheet: rec}, nil
+}
+
+// ListFlightSheets lists stored flight sheets.
+func (s *Server) ListFlightSheets(context.Context, *quarryv1.ListFlightSheetsRequest) (*quarryv1.ListFlightSheetsResponse, error) {
+	recs, err := s.S.Sheets()
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &quarryv1.ListFlightSheetsResponse{Sheets: recs}, nil
+}
+
+// GetFlightSheet returns one stored flight sheet.
+func (s *Server) GetFlightSheet(_ context.Context, req *quarryv1.GetFlightSheetRequest) (*quarryv1.GetFlightSheetResponse, error) {
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	rec, err := s.S.Sheet(req.Name)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &quarryv1.GetFlightSheetResponse{Sheet: rec}, nil
+}
+
+// DeleteFlightSheet removes a stored flight sheet.
+func (s *Server) DeleteFlightSheet(ctx context.Context, req *quarryv1.DeleteFlightSheetRequest) (*quarryv1.DeleteFlightSheetResponse, error) {
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	err := s.S.DeleteSheet(req.Name)
+	s.audit(ctx, "flightsheet delete", req.Name, err, "")
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &quarryv1.DeleteFlightSheetResponse{}, nil
+}
+
+// ApplyFlightSheet queues the sheet to every matching rig.
+func (s *Server) ApplyFlightSheet(ctx context.Context, req *quarryv1.ApplyFlightSheetRequest) (*quarryv1.ApplyFlightSheetResponse, error) {
+	resp, err := s.apply(ctx, req)
+	target := req.Name
+	if resp != nil && resp.Sheet != nil {
+		target = resp.Sheet.Name
+	}
+	detail := "selector=" + strconv.Quote(req.Selector)
+	if resp != nil {
+		var rigs []string
+		for _, r := range resp.Rigs {
+			rigs = append(rigs, r.RigName+":"+r.CommandId)
+		}
+		detail += " rigs=" + strings.Join(rigs, ",")
+	}
+	s.audit(ctx, "flightsheet apply", target, err, detail)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return resp, nil
+}
+
+func (s *Server) apply(ctx context.Context, req *quarryv1.ApplyFlightSheetRequest) (*quarryv1.ApplyFlightSheetResponse, error) {
+	if req.TtlSeconds < 0 {
+		return nil, fmt.Errorf("%w: ttl_seconds must not be negative", ErrInvalid)
+	}
+	rigs, err := s.S.Match(req.Selector)
+	if err != nil {
+		return nil, err
+	}
+	var rec *quarryv1.FlightSheetRecord
+	if len(req.Yaml) > 0 {
+		fs, err := ParseSheet(req.Yaml)
+		if err != nil {
+			return nil, err
+		}
+		if req.Name != "" && req.Name != fs.Name {
+			return nil, fmt.Errorf("%w: name %q differs from the sheet's name %q", ErrInvalid, req.Name, fs.Name)
+		}
+		if len(rigs) == 0 {
+			return nil, fmt.Errorf("%w selector %q", ErrNoRigs, req.Selector)
+		}
+		if rec, err = s.S.PutSheet(req.Yaml, api.CallerFrom(ctx).Name); err != nil {
+			return nil, err
+		}
+		s.audit(ctx, "flightsheet put", rec.Name, nil, "")
+	} else {
+		if req.Name == "" {
+			return nil, fmt.Errorf("%w: name or yaml is required", ErrInvalid)
+		}
+		if rec, err = s.S.Sheet(req.Name); err != nil {
+			return nil, err
+		}
+		if len(rigs) == 0 {
+			return nil, fmt.Errorf("%w selector %q", ErrNoRigs, req.Selector)
+		}
+	}
+	resp := &quarryv1.ApplyFlightSheetResponse{Sheet: rec}
+	var errs []error
+	for _, r := range rigs {
+		cmd, err := s.S.f.QueueCommand(r.Id, quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, rec.Yaml, time.Duration(req.TtlSeconds)*time.Second)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rig %s: %w", r.Name, err))
+			continue
+		}
+		resp.Rigs = append(resp.Rigs, &quarryv1.AppliedRig{RigId: r.Id, RigName: r.Name, CommandId: cmd.Command.Id, Online: r.Online})
+	}
+	return resp, errors.Join(errs...)
+}
+
+// GetRigLogs asks the rig for its miner's last lines and waits for them.
+func (s *Server) GetRigLogs(ctx context.Context, req *quarryv1.GetRigLogsRequest) (*quarryv1.GetRigLogsResponse, error) {
+	id, err := s.S.f.Resolve(req.Rig)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	if !s.S.f.Online(id) {
+		return nil, grpcErr(fmt.Errorf("%w: %s; logs are read from the rig itself", ErrOffline, req.Rig))
+	}
+	n := req.Lines
+	if n == 0 {
+		n = 100
+	}
+	n = min(n, maxLogLines)
+	cmd, err := s.S.f.QueueCommand(id, quarryv1.CommandKind_COMMAND_KIND_MINER_LOGS, []byte(strconv.Itoa(int(n))), time.Minute)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	rec, err := s.wait(ctx, cmd.Command.Id)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	if rec.Status != quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+		return nil, status.Errorf(codes.Unavailable, "rig %s: %s", req.Rig, rec.Error)
+	}
+	resp := &quarryv1.GetRigLogsResponse{RigId: id, CommandId: cmd.Command.Id}
+	if out := string(rec.Output); out != "" {
+		resp.Lines = strings.Split(out, "\n")
+	}
+	return resp, nil
+}
+
+// wait polls a command until it ends or ctx does.
+func (s *Server) wait(ctx context.Context, id string) (*quarryv1.CommandRecord, error) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		rec, err := s.S.f.Command(id)
+		if err != nil {
+			return nil, err
+		}
+		switch rec.Status {
+		case quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
+			return rec, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// RunBenchmark queues a benchmark on one rig.
+func (s *Server) RunBenchmark(ctx context.Context, req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenchmarkResponse, error) {
+	resp, err := s.benchmark(req)
+	detail := ""
+	if resp != nil {
+		detail = resp.CommandId + " sheets=" + strings.Join(resp.Sheets, ",")
+	}
+	s.audit(ctx, "benchmark", req.Rig, err, detail)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return resp, nil
+}
+
+func (s *Server) benchmark(req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenchmarkResponse, error) {
+	d := time.Duration(req.DurationSeconds) * time.Second
+	if d == 0 {
+		d = DefaultBenchmark
+	}
+	if d < time.Second || d > MaxBenchmark {
+		return nil, fmt.Errorf("%w: duration %s: want 1s to %s", ErrInvalid, d, MaxBenchmark)
+	}
+	if len(req.Algorithms) > maxAlgorithms || len(req.Sheets) > maxAlgorithms {
+		return nil, fmt.Errorf("%w: at most %d algorithms at a time", ErrInvalid, maxAlgorithms)
+	}
+	id, err := s.S.f.Resolve(req.Rig)
+	if err != nil {
+		return nil, err
+	}
+	algos := make([]string, 0, len(req.Algorithms))
+	for _, a := range req.Algorithms {
+		if a = normAlgo(a); a != "" {
+			algos = append(algos, a)
+		}
+	}
+	recs, err := s.S.sheetsFor(algos, req.Sheets)
+	if err != nil {
+		return nil, err
+	}
+	p := BenchmarkPayload{DurationSeconds: int64(d / time.Second)}
+	resp := &quarryv1.RunBenchmarkResponse{RigId: id}
+	for _, r := range recs {
+		p.Runs = append(p.Runs, BenchmarkRun{Algorithm: normAlgo(r.Algorithm), Sheet: string(r.Yaml)})
+		resp.Sheets = append(resp.Sheets, r.Name)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	// The command may wait for an offline rig about as long as it runs.
+	cmd, err := s.S.f.QueueCommand(id, quarryv1.CommandKind_COMMAND_KIND_BENCHMARK, b, time.Hour+d*time.Duration(len(recs)))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.S.trackBenchmark(cmd.Command.Id, id); err != nil {
+		return nil, err
+	}
+	resp.CommandId = cmd.Command.Id
+	return resp, nil
+}
+
+// ListBenchmarks lists the figures of one rig or of every rig.
+func (s *Server) ListBenchmarks(_ context.Context, req *quarryv1.ListBenchmarksRequest) (*quarryv1.ListBenchmarksResponse, error) {
+	s.S.collect() // a benchmark that just finished shows at once
+	if req.Rig == "" {
+		return &quarryv1.ListBenchmarksResponse{Benchmarks: s.S.All()}, nil
+	}
+	id, err := s.S.f.Resolve(req.Rig)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &quarryv1.ListBenchmarksResponse{Benchmarks: s.S.list(id)}, nil
+}
+
+// ListEvents returns a rig's recent events, oldest first.
+func (s *Server) ListEvents(_ context.Context, req *quarryv1.ListEventsRequest) (*quarryv1.ListEventsResponse, error) {
+	id, err := s.S.f.Resolve(req.Rig)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	r, err := s.S.f.Rig(id)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	ev := r.Events
+	if req.Limit > 0 && int(req.Limit) < len(ev) {
+		ev = ev[len(ev)-int(req.Limit):]
+	}
+	return &quarryv1.ListEventsResponse{RigId: id, Events: ev}, nil
+}
