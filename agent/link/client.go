@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,11 @@ type Client struct {
 	BackoffBase  time.Duration // default 500ms
 	BackoffMax   time.Duration // default 30s
 	DrainTimeout time.Duration // default 3s: wait for acks on shutdown
+
+	queue   chan *quarryv1.Command
+	results chan *quarryv1.CommandResult
+	runMu   sync.Mutex
+	running map[string]bool
 }
 
 // Run keeps a session open until ctx ends, reconnecting with jittered
@@ -65,6 +71,10 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		creds = credentials.NewTLS(c.Identity.TLSConfig(c.ServerName))
 	}
+	c.queue = make(chan *quarryv1.Command, 256)
+	c.results = make(chan *quarryv1.CommandResult, 64)
+	c.running = make(map[string]bool)
+
 	conn, err := grpc.NewClient(c.Addr,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
@@ -74,6 +84,9 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	client := quarryv1.NewAgentServiceClient(conn)
+	cmdDone := make(chan struct{})
+	go func() { defer close(cmdDone); c.commandLoop(ctx) }()
+	defer func() { <-cmdDone }()
 
 	if !c.Insecure {
 		go c.renewLoop(ctx, client)
@@ -189,12 +202,9 @@ func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient
 	c.Log.Info("connected to controller", "addr", c.Addr, "rig", hello.RigId, "resume_from", welcome.ResumeFromSeq, "buffered", c.Buffer.Len())
 
 	var sent atomic.Uint64
-	results := make(chan *quarryv1.CommandResult, 16)
-	cmds := make(chan *quarryv1.Command, 64)
-	errc := make(chan error, 3)
-	go func() { errc <- c.sendLoop(ctx, sctx, stream, welcome.ResumeFromSeq, results, &sent) }()
-	go func() { errc <- c.recvLoop(sctx, stream, cmds) }()
-	go func() { errc <- c.commandLoop(sctx, cmds, results) }()
+	errc := make(chan error, 2)
+	go func() { errc <- c.sendLoop(ctx, sctx, stream, welcome.ResumeFromSeq, c.results, &sent) }()
+	go func() { errc <- c.recvLoop(sctx, stream) }()
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
@@ -297,7 +307,7 @@ func (c *Client) sendLoop(ctx, sctx context.Context, stream quarryv1.AgentServic
 	}
 }
 
-func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_ConnectClient, cmds chan<- *quarryv1.Command) error {
+func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_ConnectClient) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -309,10 +319,8 @@ func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_Conn
 				return err
 			}
 		case *quarryv1.ConnectResponse_Command:
-			select {
-			case cmds <- m.Command:
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := c.accept(ctx, m.Command); err != nil {
+				return err
 			}
 		case *quarryv1.ConnectResponse_Welcome:
 			return errors.New("unexpected second Welcome")
@@ -320,32 +328,66 @@ func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_Conn
 	}
 }
 
-// commandLoop runs commands one at a time, in the order received, and
-// never runs the same command id twice.
-func (c *Client) commandLoop(ctx context.Context, cmds <-chan *quarryv1.Command, results chan<- *quarryv1.CommandResult) error {
+// accept queues a new command, answers a finished one from the stored
+// result, and ignores one that is still running: a command outlives the
+// stream it arrived on, and its result goes out on whichever stream is up
+// when it finishes.
+func (c *Client) accept(ctx context.Context, cmd *quarryv1.Command) error {
+	c.runMu.Lock()
+	running := c.running[cmd.Id]
+	c.runMu.Unlock()
+	if running {
+		return nil
+	}
+	res, seen, err := c.Buffer.BeginCommand(cmd.Id)
+	if err != nil {
+		return err
+	}
+	if seen {
+		c.Log.Info("command redelivered; sending stored result", "command", cmd.Id)
+		select {
+		case c.results <- res:
+		default: // stored; it will be answered on the next redelivery
+		}
+		return nil
+	}
+	c.runMu.Lock()
+	c.running[cmd.Id] = true
+	c.runMu.Unlock()
+	select {
+	case c.queue <- cmd:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// commandLoop runs commands one at a time, in the order received, for the
+// agent's whole life.
+func (c *Client) commandLoop(ctx context.Context) {
 	for {
 		var cmd *quarryv1.Command
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case cmd = <-cmds:
+			return
+		case cmd = <-c.queue:
 		}
-		res, seen, err := c.Buffer.BeginCommand(cmd.Id)
-		if err != nil {
-			return err
+		res := c.execute(ctx, cmd)
+		if ctx.Err() != nil {
+			// Stopped mid-command: leave it marked started, so it is
+			// reported as interrupted rather than run again.
+			return
 		}
-		if seen {
-			c.Log.Info("command redelivered; sending stored result", "command", cmd.Id)
-		} else {
-			res = c.execute(ctx, cmd)
-			if err := c.Buffer.FinishCommand(res); err != nil {
-				return err
-			}
+		if err := c.Buffer.FinishCommand(res); err != nil {
+			c.Log.Error("store command result", "command", cmd.Id, "err", err)
 		}
+		c.runMu.Lock()
+		delete(c.running, cmd.Id)
+		c.runMu.Unlock()
 		select {
-		case results <- res:
+		case c.results <- res:
 		case <-ctx.Done():
-			return ctx.Err()
+			return
 		}
 	}
 }
