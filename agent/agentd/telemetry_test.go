@@ -174,8 +174,8 @@ func TestHostConversion(t *testing.T) {
 				Uptime: 90 * time.Minute, CPUPercent: ptr(42.5), CorePercent: []float64{40, 45},
 				Load:   &telemetry.LoadAvg{Load1: 1, Load5: 2, Load15: 3},
 				Memory: &telemetry.Memory{Total: 16 << 30, Used: 4 << 30}, Swap: &telemetry.Memory{Total: 2 << 30, Used: 1 << 20},
-				Disks:    []telemetry.DiskUsage{{Label: "data", Path: "/var/lib/quarry", Total: 100, Used: 10}, {Label: "root", Path: "/", Total: 500, Used: 50}},
-				NetTotal: &telemetry.NetRate{Interface: "total", RxBytesPS: 1000, TxBytesPS: 250},
+				Disks:        []telemetry.DiskUsage{{Label: "data", Path: "/var/lib/quarry", Total: 100, Used: 10}, {Label: "root", Path: "/", Total: 500, Used: 50}},
+				NetTotal:     &telemetry.NetRate{Interface: "total", RxBytesPS: 1000, TxBytesPS: 250},
 				Temperatures: []telemetry.TempSensor{{Name: "k10temp_tctl", Celsius: 48}},
 			},
 			want: &quarryv1.HostStats{
