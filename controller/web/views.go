@@ -36,7 +36,7 @@ type RigRow struct {
 	Algorithms string   `json:"algorithms"`
 	GPUs       int      `json:"gpus"`
 	MaxTempC   *float64 `json:"max_temp_c,omitempty"`
-	PowerW     float64  `json:"power_w"`
+	PowerW     *float64 `json:"power_w,omitempty"`
 	ProfitUSD  *float64 `json:"profit_usd_per_day,omitempty"`
 	LastSeenMs int64    `json:"last_seen_ms"`
 	Alerts     int      `json:"alerts"`
@@ -233,8 +233,10 @@ func (s *Server) buildOverview() Overview {
 			for _, m := range r.Miners {
 				byAlgo[m.Algorithm] += m.Hashrate
 			}
-			row.PowerW, _ = sumPower(r.Gpus)
-			ov.PowerW += row.PowerW
+			if w, ok := sumPower(r.Gpus); ok {
+				row.PowerW = &w
+				ov.PowerW += w
+			}
 		}
 		if profit != nil {
 			if p, ok := profit.RigProfit(r.Id); ok {

@@ -190,7 +190,7 @@ func TestOverview(t *testing.T) {
 	if strings.Join(msgs, "|") != strings.Join(wantAlerts, "|") {
 		t.Errorf("alerts\n got %q\nwant %q", msgs, wantAlerts)
 	}
-	if len(ov.Rigs) != 3 || ov.Rigs[0].GPUs != 2 || *ov.Rigs[0].MaxTempC != 88 {
+	if len(ov.Rigs) != 3 || ov.Rigs[0].GPUs != 2 || *ov.Rigs[0].MaxTempC != 88 || ov.Rigs[1].PowerW != nil {
 		t.Errorf("rig rows %+v", ov.Rigs)
 	}
 }

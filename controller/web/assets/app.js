@@ -282,7 +282,7 @@
   function drawChart(host, points, key, cls, fmt) {
     const pts = points.filter((p) => p[key] !== undefined && p[key] !== null);
     if (pts.length < 2) { host.replaceChildren(el("p", { class: "empty", text: "Not enough data yet." })); return; }
-    const W = 600, H = 200, L = 64, R = 8, T = 10, B = 22;
+    const W = 600, H = 200, L = 84, R = 8, T = 10, B = 22;
     const t0 = pts[0].t, t1 = pts[pts.length - 1].t;
     let vmax = Math.max(...pts.map((p) => p[key]));
     if (vmax <= 0) vmax = 1;
