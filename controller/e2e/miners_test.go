@@ -219,6 +219,21 @@ func TestMinersEndToEnd(t *testing.T) {
 	eventually(t, "watchdog event at the controller", 10*time.Second, func() bool {
 		return ctrl.hasEvent(t, "miner-rig", "watchdog_restart_miner")
 	})
+
+	// A benchmark measures the rig and stores its figure for the profit
+	// engine; the rig then mines its sheet again.
+	out, err = ctrl.ctl(t, "rig", "benchmark", "miner-rig", "--algos", "kawpow", "--duration", "2s")
+	if err != nil || !strings.Contains(out, "54.05 MH/s") {
+		t.Fatalf("rig benchmark: %v\n%s", err, out)
+	}
+	out, err = ctrl.ctl(t, "rig", "benchmarks", "miner-rig")
+	if err != nil || !strings.Contains(out, "kawpow") || !strings.Contains(out, "54.05 MH/s") {
+		t.Errorf("rig benchmarks: %v\n%s", err, out)
+	}
+	eventually(t, "sheet resumed after the benchmark", 10*time.Second, func() bool {
+		ms := ctrl.rigMiners(t, "miner-rig")
+		return len(ms) == 1 && ms[0].State == "running" && ms[0].Hashrate == fakeTrexHashrate
+	})
 	last := onePID(t, fake)
 
 	// The agent stops its miner on the way out.
