@@ -182,4 +182,6 @@ func BenchmarkIngestCommit(b *testing.B) {
 	wg.Wait()
 }
 
-func rigName(i int) string { return "rig-" + string(rune('a'+i%26)) + string(rune('a'+(i/26)%26)) + string(rune('a'+(i/676)%26)) }
+func rigName(i int) string {
+	return "rig-" + string(rune('a'+i%26)) + string(rune('a'+(i/26)%26)) + string(rune('a'+(i/676)%26))
+}

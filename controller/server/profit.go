@@ -19,7 +19,7 @@ type profitRuntime struct {
 // setupProfit opens the market cache and the switcher on the controller's
 // database, feeds it committed reports and registers ProfitService.
 func (c *Controller) setupProfit() error {
-	sw, err := switcher.New(c.cfg.Profit, switcher.Options{Fleet: c.fleet, DB: c.db, Logger: c.log.With("component", "profit")})
+	sw, err := switcher.New(c.cfg.Profit, switcher.Options{Fleet: c.fleet, DB: c.db, Logger: c.log.With("component", "profit"), Benchmarks: c.benchmarkFigures})
 	if err != nil {
 		return err
 	}
@@ -54,4 +54,17 @@ func (c *Controller) stopProfit() {
 	p.cancel()
 	p.wg.Wait()
 	p.cancel = nil
+}
+
+// benchmarkFigures hands the miners store's benchmarks to the switcher.
+func (c *Controller) benchmarkFigures(rigID string) map[string]switcher.Figure {
+	if c.miners == nil {
+		return nil
+	}
+	bs := c.miners.Benchmarks(rigID)
+	out := make(map[string]switcher.Figure, len(bs))
+	for algo, b := range bs {
+		out[algo] = switcher.Figure{Hashrate: b.HashrateHs, Power: b.PowerW, Source: b.Source, Samples: b.Samples}
+	}
+	return out
 }

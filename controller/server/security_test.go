@@ -380,7 +380,6 @@ func TestRolesForEveryAdminMethod(t *testing.T) {
 	wantCode(t, err, codes.Unauthenticated, "not valid")
 }
 
-
 func invokeEmpty(t *testing.T, tc *testController, token, method string, stream bool) error {
 	t.Helper()
 	conn := adminConnRaw(t, tc, token)

@@ -49,6 +49,19 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Benchmarks, if set, supplies each rig's benchmarked (and live
+	// refined) figures per algorithm; they rank after operator and config
+	// profiles and before the switcher's own smoothing of reports.
+	Benchmarks func(rigID string) map[string]Figure
+}
+
+// Figure is a rig's hash rate (H/s) and power (W) on one algorithm from a
+// benchmark; Source says how it was obtained.
+type Figure struct {
+	Hashrate float64
+	Power    float64
+	Source   string
+	Samples  uint64
 }
 
 // Actions beyond the policy's own.
@@ -75,6 +88,7 @@ type Switcher struct {
 	rigCfg   map[string]RigConfig
 	hasSrc   bool
 	kick     chan struct{}
+	bench    func(rigID string) map[string]Figure
 
 	mu       sync.Mutex
 	measured map[string]map[string]*measure // rig → algorithm
@@ -112,7 +126,7 @@ func New(cfg Config, o Options) (*Switcher, error) {
 	}
 	s := &Switcher{
 		cfg: cfg, fleet: o.Fleet, db: o.DB, log: o.Logger, now: o.Now,
-		kick: make(chan struct{}, 1), measured: map[string]map[string]*measure{},
+		kick: make(chan struct{}, 1), measured: map[string]map[string]*measure{}, bench: o.Benchmarks,
 		profiles: map[string]AlgoProfiles{}, state: map[string]rigState{}, dirty: map[string]bool{},
 		rigCfg: cfg.Rigs, siteSet: map[string]bool{}, byName: map[string]int{},
 	}
@@ -217,7 +231,7 @@ type RigInput struct {
 
 // PerfSource says where a rig's figures on one algorithm came from.
 type PerfSource struct {
-	Source       string `json:"source"` // profile, measured, borrowed
+	Source       string `json:"source"` // profile, benchmark, live, measured, borrowed
 	BorrowedFrom string `json:"borrowed_from,omitempty"`
 	Samples      uint32 `json:"samples,omitempty"`
 }
@@ -320,6 +334,13 @@ func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 		}
 		for algo, f := range rc.Profile {
 			add(market.CanonicalAlgorithm(algo), profit.Perf{Hashrate: f.Hashrate, Power: f.Power}, PerfSource{Source: "profile"})
+		}
+		if s.bench != nil {
+			for algo, f := range s.bench(r.Id) {
+				if f.Hashrate > 0 {
+					add(market.CanonicalAlgorithm(algo), profit.Perf{Hashrate: f.Hashrate, Power: f.Power}, PerfSource{Source: f.Source, Samples: uint32(min(f.Samples, math.MaxUint32))})
+				}
+			}
 		}
 		for algo, m := range s.measured[r.Id] {
 			if m.Samples > 0 && m.Hashrate > 0 {

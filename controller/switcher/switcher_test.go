@@ -483,3 +483,32 @@ func TestRulesFromConfig(t *testing.T) {
 		t.Fatal("a command for the rig with no profitable allowed option")
 	}
 }
+
+// Benchmarked figures outrank the switcher's own smoothing of reports.
+func TestBenchmarkFiguresOutrankMeasured(t *testing.T) {
+	e := newEnv(t, 1)
+	writeMarket(t, e.mkt, 300, 0.02)
+	s, err := New(testConfig(e.mkt), Options{Fleet: e.fleet, DB: e.db, Benchmarks: func(rig string) map[string]Figure {
+		if rig != e.rigs[0] {
+			return nil
+		}
+		return map[string]Figure{"etchash": {Hashrate: 90e6, Power: 180, Source: "benchmark", Samples: 30}}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ObserveReport(e.rigs[0], &quarryv1.Report{Miners: []*quarryv1.MinerStats{{Algorithm: "etchash", Hashrate: 50e6}}})
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&Service{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Perf) != 1 || got.Perf[0].Source != "benchmark" || got.Perf[0].Hashrate != 90e6 || got.Perf[0].PowerW != 180 {
+		t.Fatalf("perf %+v, want the benchmark's 90 MH/s at 180 W", got.Perf)
+	}
+}
