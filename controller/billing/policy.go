@@ -1,8 +1,11 @@
 package billing
 
 import (
+	"errors"
 	"fmt"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // PastDuePolicy decides what happens to the rigs of a customer who is not
@@ -67,4 +70,21 @@ func (p PastDuePolicy) action(c Customer, now time.Time) Action {
 		return ActionStopSwitching
 	}
 	return ActionNotify
+}
+
+// RigAction is PolicyAction for the customer a rig is assigned to; a rig
+// with no customer gets ActionNone.
+func (s *Service) RigAction(rig string, now time.Time) (Action, string, error) {
+	var owner rigOwner
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return getJSON(tx.Bucket(bucketRigs), []byte(rig), &owner)
+	})
+	if errors.Is(err, ErrNotFound) || owner.Customer == "" {
+		return ActionNone, "", nil
+	}
+	if err != nil {
+		return ActionNone, "", err
+	}
+	a, err := s.PolicyAction(owner.Customer, now)
+	return a, owner.Customer, err
 }

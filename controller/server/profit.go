@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"sync"
+	"time"
 
+	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/switcher"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -19,7 +21,7 @@ type profitRuntime struct {
 // setupProfit opens the market cache and the switcher on the controller's
 // database, feeds it committed reports and registers ProfitService.
 func (c *Controller) setupProfit() error {
-	sw, err := switcher.New(c.cfg.Profit, switcher.Options{Fleet: c.fleet, DB: c.db, Logger: c.log.With("component", "profit"), Benchmarks: c.benchmarkFigures})
+	sw, err := switcher.New(c.cfg.Profit, switcher.Options{Fleet: c.fleet, DB: c.db, Logger: c.log.With("component", "profit"), Benchmarks: c.benchmarkFigures, Hold: c.billingHold})
 	if err != nil {
 		return err
 	}
@@ -67,4 +69,23 @@ func (c *Controller) benchmarkFigures(rigID string) map[string]switcher.Figure {
 		out[algo] = switcher.Figure{Hashrate: b.HashrateHs, Power: b.PowerW, Source: b.Source, Samples: b.Samples}
 	}
 	return out
+}
+
+// billingHold applies billing's past-due policy to switching.
+func (c *Controller) billingHold(rigID string, now time.Time) (hold, stopMining bool, reason string) {
+	if c.billing == nil || c.billing.svc == nil {
+		return false, false, ""
+	}
+	a, customer, err := c.billing.svc.RigAction(rigID, now)
+	if err != nil {
+		c.log.Warn("billing policy lookup failed; switching as usual", "rig", rigID, "err", err)
+		return false, false, ""
+	}
+	switch a {
+	case billing.ActionStopMining:
+		return true, true, "customer " + customer + " is past due beyond the grace period"
+	case billing.ActionStopSwitching:
+		return true, false, "customer " + customer + " is past due"
+	}
+	return false, false, ""
 }

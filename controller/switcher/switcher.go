@@ -53,6 +53,10 @@ type Options struct {
 	// refined) figures per algorithm; they rank after operator and config
 	// profiles and before the switcher's own smoothing of reports.
 	Benchmarks func(rigID string) map[string]Figure
+	// Hold, if set, is asked for every rig before it is moved: billing
+	// holds the rigs of a customer who is not paying. stopMining also
+	// stops the rig's miner.
+	Hold func(rigID string, now time.Time) (hold, stopMining bool, reason string)
 }
 
 // Figure is a rig's hash rate (H/s) and power (W) on one algorithm from a
@@ -67,6 +71,7 @@ type Figure struct {
 // Actions beyond the policy's own.
 const (
 	ActionPaused  = "paused"
+	ActionHeld    = "held" // billing holds the rig where it is
 	ActionNoData  = "no-data"
 	ActionOffline = "offline"
 	ActionNone    = "no-options"
@@ -89,6 +94,7 @@ type Switcher struct {
 	hasSrc   bool
 	kick     chan struct{}
 	bench    func(rigID string) map[string]Figure
+	hold     func(rigID string, now time.Time) (hold, stopMining bool, reason string)
 
 	mu       sync.Mutex
 	measured map[string]map[string]*measure // rig → algorithm
@@ -126,7 +132,7 @@ func New(cfg Config, o Options) (*Switcher, error) {
 	}
 	s := &Switcher{
 		cfg: cfg, fleet: o.Fleet, db: o.DB, log: o.Logger, now: o.Now,
-		kick: make(chan struct{}, 1), measured: map[string]map[string]*measure{}, bench: o.Benchmarks,
+		kick: make(chan struct{}, 1), measured: map[string]map[string]*measure{}, bench: o.Benchmarks, hold: o.Hold,
 		profiles: map[string]AlgoProfiles{}, state: map[string]rigState{}, dirty: map[string]bool{},
 		rigCfg: cfg.Rigs, siteSet: map[string]bool{}, byName: map[string]int{},
 	}
@@ -485,6 +491,16 @@ func (s *Switcher) decide(t *Tick, i int, now time.Time) Decided {
 	case !r.Online && d.Action != string(profit.Stay):
 		d.Reason = "rig offline; when back: " + d.Reason
 		d.Action = ActionOffline
+	}
+	if s.hold != nil {
+		if hold, stop, why := s.hold(r.ID, now); stop && r.Current != profit.Off {
+			d.Action = string(profit.Curtail)
+			d.Target = profit.Candidate{Option: profit.Off, Name: "off"}
+			d.Reason = "billing: " + why + "; stopping the miner"
+		} else if hold && d.Action != string(profit.Stay) && d.Action != ActionNoData {
+			d.Reason = "billing: " + why + "; would have: " + d.Reason
+			d.Action = ActionHeld
+		}
 	}
 	return d
 }

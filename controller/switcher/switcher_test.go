@@ -512,3 +512,53 @@ func TestBenchmarkFiguresOutrankMeasured(t *testing.T) {
 		t.Fatalf("perf %+v, want the benchmark's 90 MH/s at 180 W", got.Perf)
 	}
 }
+
+// Billing's hold keeps a past-due customer's rig where it is, and its
+// stop-mining stage stops the miner once.
+func TestBillingHold(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1)
+	rig := e.rigs[0]
+	writeMarket(t, e.mkt, 300, 0.02)
+	hold, stop := false, false
+	s, err := New(testConfig(e.mkt), Options{Fleet: e.fleet, DB: e.db, Hold: func(string, time.Time) (bool, bool, string) {
+		return hold, stop, "customer acme is past due"
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles(e, s)
+	step := func(etc, rvn float64) Decided {
+		t.Helper()
+		writeMarket(t, e.mkt, etc, rvn)
+		if _, err := s.Market().Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tick, err := s.Tick(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tick.Decisions[0]
+	}
+	if d := step(300, 0.02); d.Action != "resume" {
+		t.Fatalf("first: %s (%s)", d.Action, d.Reason)
+	}
+	hold = true
+	if d := step(300, 1); d.Action != ActionHeld || !strings.Contains(d.Reason, "past due") {
+		t.Fatalf("held: %s (%s)", d.Action, d.Reason)
+	}
+	if n := len(e.pending(rig)); n != 1 {
+		t.Fatalf("a held rig was sent a command: %d pending", n)
+	}
+	stop = true
+	if d := step(300, 1); d.Action != "curtail" {
+		t.Fatalf("stop mining: %s (%s)", d.Action, d.Reason)
+	}
+	if d := step(300, 1); d.Action != ActionHeld {
+		t.Fatalf("after stopping: %s (%s)", d.Action, d.Reason)
+	}
+	cs := e.pending(rig)
+	if len(cs) != 2 || cs[1].Kind != quarryv1.CommandKind_COMMAND_KIND_STOP_MINER {
+		t.Fatalf("commands %v", cs)
+	}
+}
