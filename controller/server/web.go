@@ -31,6 +31,16 @@ func (c *Controller) setupWeb() {
 		c.fleet.AddObserver(c.web)
 		c.web.Mount(c.mux)
 	}
+	if c.profit != nil {
+		v := &switcherView{sw: c.profit.sw}
+		if c.web != nil {
+			c.web.SetProfit(v)
+			c.web.SetSwitches(v)
+		}
+		if c.metrics != nil {
+			c.metrics.SetProfit(v.USDPerDay)
+		}
+	}
 }
 
 // Metrics is the Prometheus exporter (nil when disabled); other packages
