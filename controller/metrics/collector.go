@@ -78,11 +78,16 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 // with one name on a rig, say), which the registry would refuse.
 type emitter struct {
 	ch   chan<- prometheus.Metric
-	seen map[string]bool
+	seen map[seenKey]bool
+}
+
+type seenKey struct {
+	d      *prometheus.Desc
+	labels string
 }
 
 func (m *emitter) emit(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
-	key := d.String() + "\x00" + strings.Join(labels, "\x00")
+	key := seenKey{d, strings.Join(labels, "\x00")}
 	if m.seen[key] {
 		return
 	}
@@ -99,7 +104,7 @@ func b2f(b bool) float64 {
 
 // Collect implements prometheus.Collector; it reads the fleet now.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
-	m := &emitter{ch: ch, seen: map[string]bool{}}
+	m := &emitter{ch: ch, seen: map[seenKey]bool{}}
 	e.mu.RLock()
 	profit, outbox := e.profit, e.outbox
 	e.mu.RUnlock()

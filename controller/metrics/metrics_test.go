@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 	)
 }
 
-func fixture(t *testing.T) *quarryv1.Report {
+func fixture(t testing.TB) *quarryv1.Report {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "report_gpus.json"))
 	if err != nil {
