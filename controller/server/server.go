@@ -173,6 +173,7 @@ func (c *Controller) open() error {
 		return err
 	}
 	c.setupWeb()
+	c.wireBillingViews()
 	c.httpSrv = &http.Server{Handler: c.mux, ReadHeaderTimeout: 10 * time.Second}
 	if c.web != nil {
 		c.httpSrv.RegisterOnShutdown(c.web.Close) // live streams end so Shutdown can finish
