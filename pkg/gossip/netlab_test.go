@@ -272,14 +272,14 @@ func (p *labProc) seesFailed(member string) bool {
 	return p.status[member] == "failed"
 }
 
-// failures lists every "failed" event p reported, as member names.
-func (p *labProc) failures() []string {
+// failures lists every "failed" event p reported.
+func (p *labProc) failures() []nodeLine {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []string
+	var out []nodeLine
 	for _, ln := range p.lines {
 		if ln.Event == "failed" {
-			out = append(out, ln.Member)
+			out = append(out, ln)
 		}
 	}
 	return out
