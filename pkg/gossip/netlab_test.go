@@ -301,7 +301,11 @@ func gossipnodeBinary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(dir, "gossipnode")
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = fmt.Errorf("go toolchain needed to build gossipnode: %w", err)
+			return
+		}
 		out, err := exec.Command(gobin, "build", "-o", builtBin, "./internal/gossipnode").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("build gossipnode: %v: %s", err, out)
