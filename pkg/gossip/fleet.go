@@ -76,6 +76,9 @@ func (n *Node) Broadcast(ctx context.Context, kind, selector string, body []byte
 	if n.cfg.SigningKey == nil {
 		return "", ErrNoSigningKey
 	}
+	if n.serf == nil {
+		return "", ErrNotStarted
+	}
 	e, err := newEnvelope(time.Now(), kind, selector, body)
 	if err != nil {
 		return "", fmt.Errorf("gossip: broadcast: %w", err)
@@ -273,6 +276,9 @@ func (n *Node) QueryWith(ctx context.Context, spec QuerySpec) (*QueryResult, err
 	}
 	if n.cfg.SigningKey == nil {
 		return nil, ErrNoSigningKey
+	}
+	if n.serf == nil {
+		return nil, ErrNotStarted
 	}
 	sel, err := ParseSelector(spec.Selector)
 	if err != nil {

@@ -147,6 +147,9 @@ func (n *Node) keyOp(ctx context.Context, op string, f func(*serf.KeyManager) (*
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("gossip: %s key: %w", op, err)
 	}
+	if n.serf == nil {
+		return nil, ErrNotStarted
+	}
 	type result struct {
 		resp *serf.KeyResponse
 		err  error

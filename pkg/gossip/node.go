@@ -96,7 +96,8 @@ type stats struct {
 	eventsAccepted, queriesAnswered, unsigned, badSignature, stale, replayed, malformed, notSelected atomic.Uint64
 }
 
-// Node is one member of the gossip cluster.
+// Node is one member of the gossip cluster. Its methods are safe for
+// concurrent use once Start has returned.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
@@ -124,6 +125,9 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// ErrNotStarted is returned by methods that need a running node.
+var ErrNotStarted = errors.New("gossip: node not started")
 
 // New validates cfg and prepares a node; nothing listens until Start.
 // Register handlers between New and Start so no early event is missed.
@@ -199,6 +203,9 @@ func (n *Node) Start(ctx context.Context) error {
 
 // Addr is the address other nodes use to reach this one.
 func (n *Node) Addr() netip.AddrPort {
+	if n.serf == nil {
+		return netip.AddrPort{}
+	}
 	ln := n.serf.Memberlist().LocalNode()
 	return addrPort(ln.Addr, ln.Port)
 }
@@ -212,6 +219,9 @@ func (n *Node) Joined() <-chan struct{} { return n.joined }
 // Join contacts addrs, retrying with exponential backoff and jitter until at
 // least one answers or ctx ends. It returns how many were contacted.
 func (n *Node) Join(ctx context.Context, addrs ...string) (int, error) {
+	if n.serf == nil {
+		return 0, ErrNotStarted
+	}
 	if len(addrs) == 0 {
 		return 0, errors.New("gossip: join: no addresses")
 	}
@@ -251,6 +261,9 @@ func (n *Node) SetTags(t Tags) error {
 	if err := t.validate(); err != nil {
 		return fmt.Errorf("gossip: set tags: %w", err)
 	}
+	if n.serf == nil {
+		return ErrNotStarted
+	}
 	if err := n.serf.SetTags(t.Map()); err != nil {
 		return fmt.Errorf("gossip: set tags: %w", err)
 	}
@@ -258,11 +271,19 @@ func (n *Node) SetTags(t Tags) error {
 }
 
 // LocalMember is this node as the cluster sees it.
-func (n *Node) LocalMember() Member { return convertMember(n.serf.LocalMember()) }
+func (n *Node) LocalMember() Member {
+	if n.serf == nil {
+		return Member{Name: n.cfg.NodeName, Tags: n.cfg.Tags, RawTags: n.cfg.Tags.Map()}
+	}
+	return convertMember(n.serf.LocalMember())
+}
 
 // Members returns every known member, including failed and left ones still
 // remembered by serf.
 func (n *Node) Members() []Member {
+	if n.serf == nil {
+		return nil
+	}
 	ms := n.serf.Members()
 	out := make([]Member, 0, len(ms))
 	for _, m := range ms {
@@ -273,6 +294,9 @@ func (n *Node) Members() []Member {
 
 // NumAlive counts members currently alive, this node included.
 func (n *Node) NumAlive() int {
+	if n.serf == nil {
+		return 0
+	}
 	c := 0
 	for _, m := range n.serf.Members() {
 		if m.Status == serf.StatusAlive {

@@ -288,3 +288,29 @@ func TestCloseWithDoneContextSkipsLeave(t *testing.T) {
 		t.Fatalf("second Close = %v, want the first result", err)
 	}
 }
+
+func TestMethodsBeforeStart(t *testing.T) {
+	keys := newTestKeys(t)
+	n, err := New(Config{NodeName: "a", Keys: []string{keys.gossip}, SigningKey: keys.priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	checks := map[string]error{}
+	_, checks["Join"] = n.Join(ctx, "127.0.0.1:7946")
+	checks["SetTags"] = n.SetTags(Tags{})
+	_, checks["Broadcast"] = n.Broadcast(ctx, "pause", "", nil)
+	_, checks["Query"] = n.Query(ctx, "temps", "", time.Second)
+	_, checks["InstallKey"] = n.InstallKey(ctx, keys.gossip)
+	for name, err := range checks {
+		if !errors.Is(err, ErrNotStarted) {
+			t.Errorf("%s before Start = %v, want ErrNotStarted", name, err)
+		}
+	}
+	if m := n.Members(); m != nil || n.NumAlive() != 0 || n.LocalMember().Name != "a" {
+		t.Errorf("member views before Start: %v %d %v", m, n.NumAlive(), n.LocalMember())
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Errorf("Close before Start: %v", err)
+	}
+}
