@@ -526,8 +526,11 @@ func (x *Welcome) GetSettings() *AgentSettings {
 type AgentSettings struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
 	ReportIntervalSeconds uint32                 `protobuf:"varint,1,opt,name=report_interval_seconds,json=reportIntervalSeconds,proto3" json:"report_interval_seconds,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// gossip_keys is the controller's current gossip keyring, primary first,
+	// so a rig that missed a key rotation while away catches up on connect.
+	GossipKeys    []string `protobuf:"bytes,2,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentSettings) Reset() {
@@ -565,6 +568,13 @@ func (x *AgentSettings) GetReportIntervalSeconds() uint32 {
 		return x.ReportIntervalSeconds
 	}
 	return 0
+}
+
+func (x *AgentSettings) GetGossipKeys() []string {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
 }
 
 type Ack struct {
@@ -952,9 +962,11 @@ const file_quarry_v1_agent_proto_rawDesc = "" +
 	"\x06events\x18\x06 \x03(\v2\x10.quarry.v1.EventR\x06events\"g\n" +
 	"\aWelcome\x12&\n" +
 	"\x0fresume_from_seq\x18\x01 \x01(\x04R\rresumeFromSeq\x124\n" +
-	"\bsettings\x18\x02 \x01(\v2\x18.quarry.v1.AgentSettingsR\bsettings\"G\n" +
+	"\bsettings\x18\x02 \x01(\v2\x18.quarry.v1.AgentSettingsR\bsettings\"h\n" +
 	"\rAgentSettings\x126\n" +
-	"\x17report_interval_seconds\x18\x01 \x01(\rR\x15reportIntervalSeconds\"!\n" +
+	"\x17report_interval_seconds\x18\x01 \x01(\rR\x15reportIntervalSeconds\x12\x1f\n" +
+	"\vgossip_keys\x18\x02 \x03(\tR\n" +
+	"gossipKeys\"!\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\x8e\x01\n" +
 	"\rCommandResult\x12\x1d\n" +
