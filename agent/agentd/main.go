@@ -70,7 +70,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "quarry-agent:", err)
 		return 2
 	}
-	miners, err := StartMiners(ctx, a, log)
+	miners, err := StartMiners(ctx, a, log, hw.PowerLimiter())
 	if err != nil {
 		fmt.Fprintln(stderr, "quarry-agent:", err)
 		return 1

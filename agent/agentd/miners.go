@@ -134,7 +134,10 @@ type minerState struct {
 // StartMiners wires the miner supervisor and watchdog into a, registers
 // the miner commands, ends a miner an earlier run left behind and resumes
 // the flight sheet last applied. Call before a.Run; Close after it.
-func StartMiners(ctx context.Context, a *Agent, log *slog.Logger) (*Miners, error) {
+//
+// power, if given and not nil, lowers a hot card's power limit when the
+// watchdog's on_overheat is power_limit.
+func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watchdog.PowerLimiter) (*Miners, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -145,7 +148,7 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger) (*Miners, erro
 	}
 	wd, err := watchdog.New(m.cfg.watchdogConfig(), watchdog.Deps{
 		Stats: statsSource{m}, GPUs: gpuSource{m}, Miner: supervisorRef{m},
-		OnEvent: m.onWatchdogEvent, Logger: m.log,
+		OnEvent: m.onWatchdogEvent, Logger: m.log, Power: firstPower(power),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("miners.watchdog: %w", err)
@@ -561,4 +564,11 @@ func (l launcher) Launch(fs *flightsheet.FlightSheet) (miner.Launch, error) {
 		return miner.Launch{}, err
 	}
 	return miner.ForAdapter(ad).Launch(fs)
+}
+
+func firstPower(p []watchdog.PowerLimiter) watchdog.PowerLimiter {
+	if len(p) > 0 {
+		return p[0]
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/quarryfleet/quarry/agent/oc"
+	"github.com/quarryfleet/quarry/agent/watchdog"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -58,6 +59,15 @@ func (h *Hardware) openOC(o hardwareOpts) error {
 	}
 	h.backend, h.applier = b, a
 	return nil
+}
+
+// PowerLimiter lowers a hot card's power limit step by step for the
+// watchdog; nil when this rig cannot set power limits.
+func (h *Hardware) PowerLimiter() watchdog.PowerLimiter {
+	if h == nil || h.backend == nil || h.ocErr != nil {
+		return nil
+	}
+	return oc.NewPowerStepper(h.backend, 0.1)
 }
 
 // Attach registers the overclock command on a.
