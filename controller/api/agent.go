@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -138,7 +139,7 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 	resume := s.Fleet.LastSeq(rigID) + 1
 	if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Welcome{Welcome: &quarryv1.Welcome{
 		ResumeFromSeq: resume,
-		Settings:      &quarryv1.AgentSettings{ReportIntervalSeconds: uint32(s.ReportInterval / time.Second)},
+		Settings:      &quarryv1.AgentSettings{ReportIntervalSeconds: uint32(s.ReportInterval / time.Second), GossipKeys: s.gossipKeys()},
 	}}}); err != nil {
 		return err
 	}
@@ -181,8 +182,8 @@ func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
-				return nil
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+				return nil // the agent closed its side: a clean end
 			}
 			log.Warn("agent stream receive failed", "err", err)
 			return err
@@ -307,4 +308,13 @@ func (s *AgentServer) audit(who, action, target, result, detail string) {
 	if err := s.Fleet.Audit(&quarryv1.AuditEntry{Who: who, Role: "rig", Action: action, Target: target, Result: result, Detail: detail}); err != nil {
 		s.Log.Error("audit", "err", fmt.Errorf("%s: %w", action, err))
 	}
+}
+
+// gossipKeys is the current gossip keyring, so a rig that missed a key
+// rotation while away catches up when it reconnects.
+func (s *AgentServer) gossipKeys() []string {
+	if s.Enrollment.GossipKeys == nil {
+		return nil
+	}
+	return s.Enrollment.GossipKeys()
 }
