@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/selfheal"
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -451,7 +452,7 @@ func (m *Manager) matchRigs(selector string) ([]*quarryv1.Rig, error) {
 	}
 	var out []*quarryv1.Rig
 	for _, r := range m.fleet.Rigs() {
-		if !r.Revoked && sel.Matches(rigForSelector(r)) {
+		if !r.Revoked && sel.Matches(fleet.SelectorRig(r)) {
 			out = append(out, r)
 		}
 	}

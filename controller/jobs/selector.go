@@ -2,11 +2,9 @@ package jobs
 
 import (
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
-	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
 // parseSelector reads the selector of "agent:<selector>" with the flight
@@ -22,21 +20,4 @@ func parseSelector(s string) (flightsheet.Selector, error) {
 		}
 	}
 	return flightsheet.ParseSelector(strings.Join(parts, ","))
-}
-
-// rigForSelector describes a rig for selector matching. A rig's tags are
-// key/value pairs; each is offered as "key=value" and as "key".
-func rigForSelector(r *quarryv1.Rig) flightsheet.Rig {
-	out := flightsheet.Rig{Name: rigLabel(r)}
-	for k, v := range r.Tags {
-		out.Tags = append(out.Tags, k)
-		if v != "" {
-			out.Tags = append(out.Tags, k+"="+v)
-		}
-	}
-	sort.Strings(out.Tags)
-	for _, g := range r.Gpus {
-		out.GPUs = append(out.GPUs, g.Name)
-	}
-	return out
 }

@@ -3,6 +3,7 @@ package jobs
 import (
 	"testing"
 
+	"github.com/quarryfleet/quarry/controller/fleet"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -33,7 +34,7 @@ func TestSelectorMatchesRigs(t *testing.T) {
 			}
 			var got []string
 			for _, r := range rigs {
-				if sel.Matches(rigForSelector(r)) {
+				if sel.Matches(fleet.SelectorRig(r)) {
 					got = append(got, r.Id)
 				}
 			}

@@ -506,26 +506,6 @@ func (s *Store) sheetsFor(algos, names []string) ([]*quarryv1.FlightSheetRecord,
 	return out, nil
 }
 
-// rigForSelector describes a rig for selector matching. A rig's tags are
-// key/value pairs; each is offered as "key" and as "key=value".
-func rigForSelector(r *quarryv1.Rig) flightsheet.Rig {
-	out := flightsheet.Rig{Name: r.Name}
-	if out.Name == "" {
-		out.Name = r.Id
-	}
-	for k, v := range r.Tags {
-		out.Tags = append(out.Tags, k)
-		if v != "" {
-			out.Tags = append(out.Tags, k+"="+v)
-		}
-	}
-	sort.Strings(out.Tags)
-	for _, g := range r.Gpus {
-		out.GPUs = append(out.GPUs, g.Name)
-	}
-	return out
-}
-
 // Match returns the rigs (not revoked) the selector picks, by name.
 func (s *Store) Match(selector string) ([]*quarryv1.Rig, error) {
 	sel, err := flightsheet.ParseSelector(selector)
@@ -534,7 +514,7 @@ func (s *Store) Match(selector string) ([]*quarryv1.Rig, error) {
 	}
 	var out []*quarryv1.Rig
 	for _, r := range s.f.Rigs() {
-		if !r.Revoked && sel.Matches(rigForSelector(r)) {
+		if !r.Revoked && sel.Matches(fleet.SelectorRig(r)) {
 			out = append(out, r)
 		}
 	}

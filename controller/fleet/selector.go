@@ -1,0 +1,29 @@
+package fleet
+
+import (
+	"sort"
+
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// SelectorRig describes a rig for selector matching (flight sheets, jobs).
+// A rig without a name goes by its id; each tag is offered as "key" and,
+// when it has a value, as "key=value"; GPUs by model name.
+func SelectorRig(r *quarryv1.Rig) flightsheet.Rig {
+	out := flightsheet.Rig{Name: r.Name}
+	if out.Name == "" {
+		out.Name = r.Id
+	}
+	for k, v := range r.Tags {
+		out.Tags = append(out.Tags, k)
+		if v != "" {
+			out.Tags = append(out.Tags, k+"="+v)
+		}
+	}
+	sort.Strings(out.Tags)
+	for _, g := range r.Gpus {
+		out.GPUs = append(out.GPUs, g.Name)
+	}
+	return out
+}
