@@ -41,6 +41,7 @@ type Agent struct {
 	interval atomic.Int64
 	tick     chan struct{}
 	hooks    []func(context.Context, *quarryv1.Report)
+	gossip   *gossipAgent
 }
 
 // CommandFunc runs one kind of command.
@@ -146,6 +147,8 @@ func (a *Agent) HandleCommand(ctx context.Context, cmd *quarryv1.Command) ([]byt
 // yet acknowledged stay in the buffer for the next start.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.db.Close()
+	a.gossip = a.startGossip(ctx)
+	defer a.gossip.close()
 	host, _, _ := net.SplitHostPort(a.cfg.Controller)
 	serverName := a.cfg.ServerName
 	if serverName == "" {
@@ -167,7 +170,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			return h
 		},
+		OnState: a.gossip.linkState,
 		OnSettings: func(s *quarryv1.AgentSettings) {
+			a.gossip.settings(s)
 			if a.cfg.ReportInterval == 0 && s.ReportIntervalSeconds > 0 {
 				if old := a.interval.Swap(int64(time.Duration(s.ReportIntervalSeconds) * time.Second)); old != a.interval.Load() {
 					select {

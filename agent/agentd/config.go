@@ -27,6 +27,7 @@ type Config struct {
 	ProcfsRoot     string        `yaml:"procfs_root" flag:"path.procfs" help:"procfs mount point read for host figures (default /proc)"`
 	OCProfiles     string        `yaml:"oc_profiles" flag:"oc-profiles" help:"overclock profile file applied at start until the controller sends one"`
 	Miners         MinersConfig  `yaml:"miners"`
+	Gossip         GossipConfig  `yaml:"gossip"`
 }
 
 // DefaultConfig returns the zero-flag configuration.
@@ -37,6 +38,7 @@ func DefaultConfig() Config {
 		TokenFile:  "./quarry-data/agent.token",
 		BufferSize: 100000,
 		LogLevel:   "info",
+		Gossip:     DefaultGossipConfig(),
 	}
 }
 
@@ -61,6 +63,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
 	}
 	if err := c.Miners.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Gossip.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Insecure && c.RigID == "" {

@@ -168,6 +168,8 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watch
 	a.Handle(quarryv1.CommandKind_COMMAND_KIND_BENCHMARK, m.benchmarkCommand)
 	a.Handle(quarryv1.CommandKind_COMMAND_KIND_MINER_LOGS, m.logsCommand)
 	a.Handle(quarryv1.CommandKind_COMMAND_KIND_REBOOT, m.rebootCommand)
+	a.Handle(quarryv1.CommandKind_COMMAND_KIND_PAUSE, m.stopCommand)
+	a.Handle(quarryv1.CommandKind_COMMAND_KIND_RESUME, m.resumeCommand)
 	a.OnReport(m.fillReport)
 
 	m.resume(ctx)

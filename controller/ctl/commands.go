@@ -66,6 +66,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(app.profitCmd(), app.marketCmd(), app.backtestCmd())
 	app.addOCCommands(root)
 	app.addMinerCommands(root)
+	root.AddCommand(app.fleetCmd(), app.gossipCmd())
 	return root
 }
 
@@ -167,9 +168,9 @@ func rigStatus(r *quarryv1.Rig) string {
 	case r.Revoked:
 		return "revoked"
 	case r.Online:
-		return "online"
+		return "online" + gossipDisagreement(r)
 	}
-	return "offline"
+	return "offline" + gossipDisagreement(r)
 }
 
 func (a *App) rigsCmd() *cobra.Command {

@@ -28,6 +28,7 @@ type Config struct {
 	Billing        BillingConfig   `yaml:"billing"`
 	Profit         switcher.Config `yaml:"profit"`
 	Web            WebConfig       `yaml:"web"`
+	Gossip         GossipConfig    `yaml:"gossip"`
 }
 
 // DefaultConfig returns the zero-flag configuration.
@@ -46,6 +47,7 @@ func DefaultConfig() Config {
 		Billing:        DefaultBillingConfig(),
 		Profit:         switcher.DefaultConfig(),
 		Web:            DefaultWebConfig(),
+		Gossip:         DefaultGossipConfig(),
 	}
 }
 
@@ -81,6 +83,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
 	}
 	if err := c.Jobs.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Gossip.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

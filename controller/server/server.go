@@ -65,6 +65,7 @@ type Controller struct {
 	miners   *miners.Store
 	metrics  *metrics.Exporter
 	web      *web.Server
+	gossip   *gossipRuntime
 }
 
 // RegisterService adds an admin gRPC service with its method→role table.
@@ -140,9 +141,12 @@ func (c *Controller) open() error {
 		opts[0] = grpc.Creds(insecure.NewCredentials())
 	}
 	c.grpcSrv = grpc.NewServer(append(opts, c.extra...)...)
+	if err := c.setupGossip(); err != nil {
+		return err
+	}
 	quarryv1.RegisterAgentServiceServer(c.grpcSrv, &api.AgentServer{
 		Fleet:          c.fleet,
-		Enrollment:     api.Enrollment{CA: c.ca, CertTTL: c.cfg.AgentCertTTL},
+		Enrollment:     c.gossipEnrollment(api.Enrollment{CA: c.ca, CertTTL: c.cfg.AgentCertTTL}),
 		ReportInterval: c.cfg.ReportInterval,
 		Insecure:       c.cfg.InsecureAgents,
 		Log:            c.log,
@@ -283,6 +287,7 @@ func (c *Controller) Serve(ctx context.Context) error {
 	}()
 	c.startBilling()
 	c.startProfit()
+	c.startGossip()
 	c.ready.Store(true)
 	c.log.Info("controller serving", "grpc", c.GRPCAddr(), "http", c.HTTPAddr(), "data_dir", c.cfg.DataDir, "ca", c.ca.Hash())
 	var err error
@@ -322,6 +327,7 @@ func (c *Controller) shutdown() {
 }
 
 func (c *Controller) closeStorage() {
+	c.stopGossip() // leaves the cluster; status writes end before the database closes
 	c.closeJobs()
 	if c.fleet != nil {
 		c.fleet.Close()

@@ -1,0 +1,548 @@
+package agentd
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quarryfleet/quarry/agent/miner"
+	"github.com/quarryfleet/quarry/pkg/gossip"
+	"github.com/quarryfleet/quarry/pkg/pki"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// GossipKeyringFile holds the rig's gossip keyring (serf's JSON format,
+// primary first) once it has joined: key rotations are written here so a
+// restarted agent keeps the keys in use.
+const GossipKeyringFile = "gossip-keyring.json"
+
+// GossipPortFile remembers the port taken when the configured one was busy.
+// A restarted rig must come back on the same address: members remember a
+// dead rig's address and refuse its name from another one.
+const GossipPortFile = "gossip-port"
+
+// Bounds of the gossip side of the agent.
+const (
+	gossipActionTimeout = time.Minute
+	gossipLeaveTimeout  = 5 * time.Second
+	maxGossipEvents     = 64
+	maxModelTag         = 64
+	maxAnswerGPUs       = 12
+)
+
+// GossipConfig configures the rig's member of the gossip cluster. The keys,
+// the controller's event key and its gossip address come from enrollment.
+type GossipConfig struct {
+	Enabled     bool          `yaml:"enabled" flag:"gossip-enabled" help:"join the controller's gossip cluster when enrollment handed over its keys"`
+	BindAddr    string        `yaml:"bind_addr" flag:"gossip-bind" help:"IP the gossip port listens on (default 0.0.0.0, or 127.0.0.1 when every join address is loopback)"`
+	BindPort    int           `yaml:"bind_port" flag:"gossip-port" help:"gossip UDP and TCP port; if taken, a free one is used; 0 always picks a free one"`
+	Advertise   string        `yaml:"advertise" flag:"gossip-advertise" help:"address other members dial, IP or IP:port (behind NAT)"`
+	Join        []string      `yaml:"join" flag:"gossip-join" help:"gossip addresses host:port to join, comma-separated (default: the controller's, from enrollment)"`
+	Profile     string        `yaml:"profile" flag:"gossip-profile" help:"failure detection timings: lan or tuned"`
+	EventMaxAge time.Duration `yaml:"event_max_age" help:"oldest signed fleet event or query acted on"`
+}
+
+// DefaultGossipConfig is what a rig uses with no settings.
+func DefaultGossipConfig() GossipConfig {
+	return GossipConfig{Enabled: true, BindPort: gossip.DefaultPort, Profile: string(gossip.ProfileLAN), EventMaxAge: 2 * time.Minute}
+}
+
+func (g GossipConfig) validate() error {
+	var errs []error
+	if g.BindAddr != "" && net.ParseIP(g.BindAddr) == nil {
+		errs = append(errs, fmt.Errorf("gossip.bind_addr: %q is not an IP address", g.BindAddr))
+	}
+	if g.BindPort < 0 || g.BindPort > 65535 {
+		errs = append(errs, fmt.Errorf("gossip.bind_port: %d is out of range", g.BindPort))
+	}
+	if _, _, err := splitAdvertise(g.Advertise); err != nil {
+		errs = append(errs, fmt.Errorf("gossip.advertise: %w", err))
+	}
+	for _, j := range g.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			errs = append(errs, fmt.Errorf("gossip.join: %q is not host:port", j))
+		}
+	}
+	switch gossip.Profile(g.Profile) {
+	case gossip.ProfileLAN, gossip.ProfileTuned:
+	default:
+		errs = append(errs, fmt.Errorf("gossip.profile: %q is not lan or tuned", g.Profile))
+	}
+	if g.EventMaxAge < time.Second {
+		errs = append(errs, fmt.Errorf("gossip.event_max_age: %s is below the 1s minimum", g.EventMaxAge))
+	}
+	return errors.Join(errs...)
+}
+
+func splitAdvertise(s string) (string, int, error) {
+	if s == "" {
+		return "", 0, nil
+	}
+	if net.ParseIP(s) != nil {
+		return s, 0, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || net.ParseIP(host) == nil {
+		return "", 0, fmt.Errorf("%q is not IP or IP:port", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port", s)
+	}
+	return host, p, nil
+}
+
+// gossipAgent is the rig's gossip member: it publishes the rig's tags,
+// acts on the controller's signed pause and resume events, answers fleet
+// queries from the latest sample, and follows keyring changes.
+type gossipAgent struct {
+	a       *Agent
+	log     *slog.Logger
+	base    gossip.Config // everything but the port and keys
+	keyring string        // path of GossipKeyringFile
+
+	mu     sync.Mutex
+	node   *gossip.Node
+	tags   gossip.Tags
+	latest *gossipSample
+	events []*quarryv1.Event
+
+	actions chan gossip.FleetEvent
+	rekey   chan []string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// gossipSample is what queries answer from: the latest report's figures.
+type gossipSample struct {
+	At     time.Time
+	GPUs   []gpuTemp
+	Miners []minerRate
+}
+
+type gpuTemp struct {
+	Index uint32   `json:"i"`
+	Name  string   `json:"name,omitempty"`
+	Temp  *float64 `json:"c,omitempty"`
+	Mem   *float64 `json:"mem_c,omitempty"`
+	Lost  bool     `json:"lost,omitempty"`
+}
+
+type minerRate struct {
+	Miner     string  `json:"miner"`
+	Algorithm string  `json:"algo,omitempty"`
+	Hashrate  float64 `json:"hs"`
+	State     string  `json:"state,omitempty"`
+}
+
+// startGossip joins the cluster when enrollment handed over gossip keys
+// and gossip is enabled; otherwise it returns nil, which every method
+// accepts.
+func (a *Agent) startGossip(ctx context.Context) *gossipAgent {
+	cfg := a.cfg.Gossip
+	if !cfg.Enabled || a.id == nil || a.id.Enrollment == nil || len(a.id.Enrollment.GossipKeys) == 0 {
+		return nil
+	}
+	enr := a.id.Enrollment
+	log := a.log.With("part", "gossip")
+	join := cfg.Join
+	if len(join) == 0 {
+		join = enr.GossipJoin
+	}
+	var trusted []ed25519.PublicKey
+	if len(enr.EventPublicKey) == ed25519.PublicKeySize {
+		trusted = append(trusted, ed25519.PublicKey(enr.EventPublicKey))
+	} else {
+		log.Warn("enrollment carried no valid event key; fleet events and queries will be refused")
+	}
+	bind := cfg.BindAddr
+	if bind == "" {
+		bind = "0.0.0.0"
+		if allLoopback(join) {
+			bind = "127.0.0.1"
+		}
+	}
+	advAddr, advPort, _ := splitAdvertise(cfg.Advertise)
+	g := &gossipAgent{
+		a: a, log: log, keyring: filepath.Join(a.cfg.DataDir, GossipKeyringFile),
+		actions: make(chan gossip.FleetEvent, 16), rekey: make(chan []string, 1),
+	}
+	g.tags = gossip.Tags{Role: gossip.RoleAgent, RigID: a.RigID(), Version: a.version, GRPC: "disconnected"}
+	if a.sampler != nil {
+		if inv := a.sampler.Inventory(ctx); inv != nil {
+			g.tags.GPUCount, g.tags.GPUModel = gpuSummary(inv.Gpus)
+		}
+	}
+	g.base = gossip.Config{
+		NodeName: a.RigID(), BindAddr: bind, AdvertiseAddr: advAddr, AdvertisePort: advPort,
+		Join: join, Keys: enr.GossipKeys, KeyringFile: g.keyring,
+		Profile: gossip.Profile(cfg.Profile), TrustedKeys: trusted, EventWindow: cfg.EventMaxAge, Logger: log,
+	}
+	n, err := g.startOnSomePort(ctx, cfg.BindPort)
+	if err != nil {
+		log.Error("gossip did not start; this rig is reachable only over gRPC", "err", err)
+		return nil
+	}
+	g.node = n
+	a.OnReport(g.observeReport)
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.cancel = cancel
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.work(wctx)
+	}()
+	return g
+}
+
+// startOnSomePort tries the configured port, then the one a previous run
+// fell back to, then any free one, which it remembers.
+func (g *gossipAgent) startOnSomePort(ctx context.Context, configured int) (*gossip.Node, error) {
+	portFile := filepath.Join(g.a.cfg.DataDir, GossipPortFile)
+	var tries []int
+	if configured > 0 {
+		tries = append(tries, configured)
+	}
+	if b, err := os.ReadFile(portFile); err == nil {
+		if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 0 && p <= 65535 && p != configured {
+			tries = append(tries, p)
+		}
+	}
+	for _, p := range tries {
+		n, err := g.startNode(ctx, p)
+		if err == nil {
+			return n, nil
+		}
+		g.log.Warn("gossip port unavailable", "port", p, "err", err)
+	}
+	n, err := g.startNode(ctx, -1)
+	if err != nil {
+		return nil, err
+	}
+	port := n.Addr().Port()
+	if err := pki.WriteFileAtomic(portFile, []byte(strconv.Itoa(int(port))+"\n"), 0o600); err != nil {
+		g.log.Warn("remember gossip port", "err", err)
+	}
+	g.log.Info("gossip on a free port", "port", port)
+	return n, nil
+}
+
+func allLoopback(addrs []string) bool {
+	if len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return false
+		}
+		ip := net.ParseIP(host)
+		if (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+			return false
+		}
+	}
+	return true
+}
+
+// gpuSummary returns the GPU count and the most common model.
+func gpuSummary(gpus []*quarryv1.GPUStats) (int, string) {
+	count := map[string]int{}
+	best := ""
+	for _, g := range gpus {
+		count[g.Name]++
+		if count[g.Name] > count[best] || (count[g.Name] == count[best] && g.Name < best) {
+			best = g.Name
+		}
+	}
+	if len(best) > maxModelTag {
+		best = best[:maxModelTag]
+	}
+	return len(gpus), best
+}
+
+func (g *gossipAgent) startNode(ctx context.Context, port int) (*gossip.Node, error) {
+	cfg := g.base
+	cfg.BindPort = port
+	g.mu.Lock()
+	cfg.Tags = g.tags
+	g.mu.Unlock()
+	if err := checkPortFree(cfg.BindAddr, port); err != nil {
+		return nil, err
+	}
+	n, err := gossip.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.HandleEvents("pause", gossip.EventHandlerFunc(g.queueAction))
+	n.HandleEvents("resume", gossip.EventHandlerFunc(g.queueAction))
+	n.HandleQuery("temps", gossip.QueryResponderFunc(g.answerTemps))
+	n.HandleQuery("hashrate", gossip.QueryResponderFunc(g.answerHashrate))
+	n.HandleQuery("version", gossip.QueryResponderFunc(g.answerVersion))
+	if err := n.Start(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// close leaves the cluster so the controller sees "left", not "failed".
+func (g *gossipAgent) close() {
+	if g == nil {
+		return
+	}
+	g.cancel()
+	g.wg.Wait()
+	g.mu.Lock()
+	n := g.node
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), gossipLeaveTimeout)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		g.log.Warn("gossip leave", "err", err)
+	}
+}
+
+// linkState publishes the gRPC link's state as the grpc tag.
+func (g *gossipAgent) linkState(up bool) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.tags.GRPC = "disconnected"
+	if up {
+		g.tags.GRPC = "connected"
+	}
+	if err := g.node.SetTags(g.tags); err != nil {
+		g.log.Warn("publish gossip tags", "err", err)
+	}
+}
+
+// settings compares the controller's keyring with ours: a rig that was
+// away during a rotation holds keys the cluster no longer speaks, and
+// takes the controller's keyring instead.
+func (g *gossipAgent) settings(s *quarryv1.AgentSettings) {
+	if g == nil || len(s.GetGossipKeys()) == 0 {
+		return
+	}
+	g.mu.Lock()
+	local := g.node.LocalKeys()
+	g.mu.Unlock()
+	if !keyringDiverged(local, s.GossipKeys) {
+		return
+	}
+	select {
+	case <-g.rekey: // a newer keyring replaces one not yet applied
+	default:
+	}
+	g.rekey <- slices.Clone(s.GossipKeys)
+}
+
+// keyringDiverged reports whether two keyrings cannot talk: each side
+// encrypts with its primary, and the other must hold it.
+func keyringDiverged(local, remote []string) bool {
+	if len(local) == 0 || len(remote) == 0 {
+		return len(remote) > 0
+	}
+	return !slices.Contains(local, remote[0]) || !slices.Contains(remote, local[0])
+}
+
+// work runs fleet actions and keyring changes off the gossip event loop.
+func (g *gossipAgent) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-g.actions:
+			g.act(ctx, e)
+		case keys := <-g.rekey:
+			g.applyKeyring(ctx, keys)
+		}
+	}
+}
+
+func (g *gossipAgent) queueAction(e gossip.FleetEvent) {
+	select {
+	case g.actions <- e:
+	default:
+		g.log.Warn("fleet event dropped: too many queued", "id", e.IDString(), "kind", e.Kind)
+	}
+}
+
+// act runs a verified pause or resume through the rig's own command
+// handlers, so it behaves exactly like the gRPC command, and records it.
+func (g *gossipAgent) act(ctx context.Context, e gossip.FleetEvent) {
+	var body struct {
+		By string `json:"by"`
+	}
+	_ = json.Unmarshal(e.Body, &body)
+	kind := quarryv1.CommandKind_COMMAND_KIND_PAUSE
+	if e.Kind == "resume" {
+		kind = quarryv1.CommandKind_COMMAND_KIND_RESUME
+	}
+	result := "no miner on this rig; recorded only"
+	if fn, ok := g.a.handlers[kind]; ok {
+		actx, cancel := context.WithTimeout(ctx, gossipActionTimeout)
+		out, err := fn(actx, nil)
+		cancel()
+		result = string(out)
+		if err != nil {
+			result = "failed: " + err.Error()
+		}
+	}
+	g.log.Info("fleet event", "kind", e.Kind, "id", e.IDString(), "by", body.By, "result", result)
+	g.record(&quarryv1.Event{
+		TimeUnixNano: time.Now().UnixNano(), Kind: "fleet_" + e.Kind,
+		Message: fmt.Sprintf("fleet %s over gossip (signed by the controller): %s", e.Kind, result),
+		Fields:  map[string]string{"event_id": e.IDString(), "by": body.By, "issued": e.IssuedAt.UTC().Format(time.RFC3339Nano)},
+	})
+}
+
+func (g *gossipAgent) record(e *quarryv1.Event) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.events) >= maxGossipEvents {
+		g.events = g.events[1:]
+	}
+	g.events = append(g.events, e)
+}
+
+// applyKeyring restarts the node on the controller's keyring, on the same
+// port, and rejoins.
+func (g *gossipAgent) applyKeyring(ctx context.Context, keys []string) {
+	for i, k := range keys {
+		if _, err := gossip.DecodeKey(k); err != nil {
+			g.log.Error("controller sent an unusable gossip key; keeping ours", "index", i, "err", err)
+			return
+		}
+	}
+	b, _ := json.Marshal(keys)
+	if err := pki.WriteFileAtomic(g.keyring, b, 0o600); err != nil {
+		g.log.Error("store gossip keyring", "err", err)
+		return
+	}
+	g.mu.Lock()
+	old := g.node
+	g.mu.Unlock()
+	port := int(old.Addr().Port())
+	// Our keys are stale: nobody could hear a leave.
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	_ = old.Close(dead)
+	n, err := g.startNode(ctx, port)
+	if err != nil {
+		g.log.Warn("gossip port unavailable after rekey; using a free one", "port", port, "err", err)
+		if n, err = g.startNode(ctx, -1); err != nil {
+			g.log.Error("gossip did not restart after the keyring change", "err", err)
+			return
+		}
+	}
+	g.mu.Lock()
+	g.node = n
+	g.mu.Unlock()
+	g.log.Info("took the controller's gossip keyring after missing a rotation", "keys", len(keys))
+	g.record(&quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "gossip_rekey", Message: "gossip keyring replaced by the controller's after a missed rotation"})
+}
+
+// observeReport keeps the figures queries answer from and hands queued
+// fleet events to the report.
+func (g *gossipAgent) observeReport(_ context.Context, r *quarryv1.Report) {
+	s := &gossipSample{At: time.Now()}
+	for _, gp := range r.Gpus {
+		s.GPUs = append(s.GPUs, gpuTemp{Index: gp.Index, Name: gp.Name, Temp: gp.TemperatureC, Mem: gp.MemoryTemperatureC, Lost: gp.Lost})
+	}
+	for _, m := range r.Miners {
+		s.Miners = append(s.Miners, minerRate{Miner: m.Miner, Algorithm: m.Algorithm, Hashrate: m.Hashrate, State: m.State})
+	}
+	g.mu.Lock()
+	g.latest = s
+	r.Events = append(r.Events, g.events...)
+	g.events = nil
+	g.mu.Unlock()
+}
+
+func (g *gossipAgent) sample() (*gossipSample, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.latest == nil {
+		return nil, errors.New("no sample taken yet")
+	}
+	return g.latest, nil
+}
+
+func (g *gossipAgent) answerTemps(context.Context, gossip.QueryRequest) ([]byte, error) {
+	s, err := g.sample()
+	if err != nil {
+		return nil, err
+	}
+	gpus := s.GPUs
+	truncated := len(gpus) > maxAnswerGPUs
+	if truncated {
+		gpus = gpus[:maxAnswerGPUs]
+	}
+	return json.Marshal(struct {
+		At        int64     `json:"at"`
+		GPUs      []gpuTemp `json:"gpus"`
+		Truncated bool      `json:"truncated,omitempty"`
+	}{s.At.Unix(), gpus, truncated})
+}
+
+func (g *gossipAgent) answerHashrate(context.Context, gossip.QueryRequest) ([]byte, error) {
+	s, err := g.sample()
+	if err != nil {
+		return nil, err
+	}
+	total := 0.0
+	for _, m := range s.Miners {
+		total += m.Hashrate
+	}
+	return json.Marshal(struct {
+		At     int64       `json:"at"`
+		Total  float64     `json:"total_hs"`
+		Miners []minerRate `json:"miners"`
+	}{s.At.Unix(), total, s.Miners})
+}
+
+func (g *gossipAgent) answerVersion(context.Context, gossip.QueryRequest) ([]byte, error) {
+	return json.Marshal(map[string]string{"version": g.a.version, "rig": g.a.RigID()})
+}
+
+// resumeCommand runs COMMAND_KIND_RESUME: start the miner on the active
+// flight sheet unless it is already running.
+func (m *Miners) resumeCommand(ctx context.Context, payload []byte) ([]byte, error) {
+	if st := m.sup.Status(); st.State == miner.StateRunning {
+		return fmt.Appendf(nil, "miner already running, pid %d", st.PID), nil
+	}
+	return m.restartCommand(ctx, payload)
+}
+
+// checkPortFree binds the gossip port's TCP and UDP sockets and lets go of
+// them, so a taken port is reported plainly. (A serf that fails to bind
+// also leaves one of its goroutines behind.)
+func checkPortFree(ip string, port int) error {
+	if port <= 0 {
+		return nil
+	}
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
+	}
+	l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
+	}
+	u.Close()
+	return nil
+}

@@ -1,0 +1,624 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/gossip"
+	"github.com/quarryfleet/quarry/pkg/pki"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Files the gossip node keeps in the data dir, readable only by the owner.
+const (
+	// GossipKeyringFile is the serf keyring (JSON array of base64 keys,
+	// primary first), the format `serf agent -keyring-file` reads.
+	GossipKeyringFile = "gossip-keyring.json"
+	// GossipEventKeyFile is the ed25519 key that signs fleet events and
+	// queries (PEM PKCS#8).
+	GossipEventKeyFile = "gossip-event.key"
+)
+
+// Fleet event kinds and query names agents act on.
+var (
+	gossipEventKinds  = []string{"pause", "resume"}
+	gossipQueryNames  = []string{"temps", "hashrate", "version"}
+	defaultQueryWait  = 5 * time.Second
+	maxQueryWait      = time.Minute
+	gossipReconcile   = 15 * time.Second
+	gossipLeaveBudget = 5 * time.Second
+)
+
+// GossipConfig configures the controller's gossip node.
+type GossipConfig struct {
+	Enabled     bool          `yaml:"enabled" flag:"gossip-enabled" help:"run a serf gossip node for failure detection, fleet events and queries"`
+	NodeName    string        `yaml:"node_name" flag:"gossip-name" help:"gossip member name (default controller-<hostname>)"`
+	BindAddr    string        `yaml:"bind_addr" flag:"gossip-bind" help:"IP the gossip port listens on"`
+	BindPort    int           `yaml:"bind_port" flag:"gossip-port" help:"gossip UDP and TCP port; 0 picks a free one"`
+	Advertise   string        `yaml:"advertise" flag:"gossip-advertise" help:"address other members dial, IP or IP:port (behind NAT); default the bound address"`
+	Join        []string      `yaml:"join" flag:"gossip-join" help:"gossip addresses host:port to join at start, comma-separated"`
+	Profile     string        `yaml:"profile" flag:"gossip-profile" help:"failure detection timings: lan (serf's stock, 5-20s) or tuned (about 3s)"`
+	EventMaxAge time.Duration `yaml:"event_max_age" help:"oldest signed fleet event or query this node accepts"`
+}
+
+// DefaultGossipConfig is gossip on loopback at serf's conventional port.
+func DefaultGossipConfig() GossipConfig {
+	return GossipConfig{
+		Enabled:     true,
+		BindAddr:    "127.0.0.1",
+		BindPort:    gossip.DefaultPort,
+		Profile:     string(gossip.ProfileLAN),
+		EventMaxAge: 2 * time.Minute,
+	}
+}
+
+func (g GossipConfig) validate() error {
+	if !g.Enabled {
+		return nil
+	}
+	var errs []error
+	if net.ParseIP(g.BindAddr) == nil {
+		errs = append(errs, fmt.Errorf("gossip.bind_addr: %q is not an IP address", g.BindAddr))
+	}
+	if g.BindPort < 0 || g.BindPort > 65535 {
+		errs = append(errs, fmt.Errorf("gossip.bind_port: %d is out of range", g.BindPort))
+	}
+	if _, _, err := parseAdvertise(g.Advertise); err != nil {
+		errs = append(errs, fmt.Errorf("gossip.advertise: %w", err))
+	}
+	for _, j := range g.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			errs = append(errs, fmt.Errorf("gossip.join: %q is not host:port", j))
+		}
+	}
+	switch gossip.Profile(g.Profile) {
+	case gossip.ProfileLAN, gossip.ProfileTuned:
+	default:
+		errs = append(errs, fmt.Errorf("gossip.profile: %q is not lan or tuned", g.Profile))
+	}
+	if g.EventMaxAge < time.Second {
+		errs = append(errs, fmt.Errorf("gossip.event_max_age: %s is below the 1s minimum", g.EventMaxAge))
+	}
+	return errors.Join(errs...)
+}
+
+// parseAdvertise splits "IP" or "IP:port"; empty is allowed.
+func parseAdvertise(s string) (string, int, error) {
+	if s == "" {
+		return "", 0, nil
+	}
+	if ip := net.ParseIP(s); ip != nil {
+		return s, 0, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || net.ParseIP(host) == nil {
+		return "", 0, fmt.Errorf("%q is not IP or IP:port", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port", s)
+	}
+	return host, p, nil
+}
+
+// gossipRuntime is the controller's gossip node and the goroutine that
+// turns member events into rig gossip status.
+type gossipRuntime struct {
+	cfg   GossipConfig
+	dir   string
+	log   *slog.Logger
+	fleet *fleet.Fleet
+
+	signer ed25519.PrivateKey
+	node   atomic.Pointer[gossip.Node]
+	// startErr says why gossip is not running although enabled.
+	startErr atomic.Pointer[error]
+
+	updates chan gossipStatus
+	dirty   atomic.Bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type gossipStatus struct{ rig, status string }
+
+// setupGossip loads or creates the keyring and the event signing key and
+// registers GossipService. The node itself starts in Serve.
+func (c *Controller) setupGossip() error {
+	g := &gossipRuntime{cfg: c.cfg.Gossip, dir: c.cfg.DataDir, log: c.log.With("component", "gossip"), fleet: c.fleet, updates: make(chan gossipStatus, 4096)}
+	c.gossip = g
+	c.RegisterService(&quarryv1.GossipService_ServiceDesc, &gossipServer{g: g, log: g.log}, GossipRoles)
+	if !g.cfg.Enabled {
+		return nil
+	}
+	if err := ensureKeyring(filepath.Join(g.dir, GossipKeyringFile)); err != nil {
+		return err
+	}
+	signer, err := loadOrCreateEventKey(filepath.Join(g.dir, GossipEventKeyFile))
+	if err != nil {
+		return err
+	}
+	g.signer = signer
+	return nil
+}
+
+// GossipRoles is the least role each GossipService method needs.
+var GossipRoles = map[string]string{
+	quarryv1.GossipService_ListMembers_FullMethodName: fleet.RoleViewer,
+	quarryv1.GossipService_FleetEvent_FullMethodName:  fleet.RoleOperator,
+	quarryv1.GossipService_FleetQuery_FullMethodName:  fleet.RoleOperator,
+	quarryv1.GossipService_RotateKeys_FullMethodName:  fleet.RoleAdmin,
+}
+
+// gossipEnrollment is what enrollment and Welcome hand to agents: the
+// current keyring, the controller's gossip address and the key that signs
+// fleet events. All empty while gossip is not running.
+func (c *Controller) gossipEnrollment(e api.Enrollment) api.Enrollment {
+	g := c.gossip
+	e.GossipKeys = func() []string {
+		if n := g.node.Load(); n != nil {
+			return n.LocalKeys()
+		}
+		return nil
+	}
+	e.GossipJoin = func() []string {
+		if n := g.node.Load(); n != nil {
+			return []string{n.Addr().String()}
+		}
+		return nil
+	}
+	if g.signer != nil {
+		e.EventPubKey = g.signer.Public().(ed25519.PublicKey)
+	}
+	return e
+}
+
+func ensureKeyring(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("gossip keyring: %w", err)
+	}
+	k, err := gossip.GenerateKey()
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal([]string{k})
+	if err := pki.WriteFileAtomic(path, b, 0o600); err != nil {
+		return fmt.Errorf("gossip keyring: %w", err)
+	}
+	return nil
+}
+
+func loadOrCreateEventKey(path string) (ed25519.PrivateKey, error) {
+	if _, err := os.Stat(path); err == nil {
+		k, err := pki.ReadKeyFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("gossip event key %s: %w", path, err)
+		}
+		ek, ok := k.(ed25519.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("gossip event key %s: not an ed25519 key", path)
+		}
+		return ek, nil
+	}
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("gossip event key: %w", err)
+	}
+	b, err := pki.EncodeKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFileAtomic(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("gossip event key: %w", err)
+	}
+	return k, nil
+}
+
+// startGossip starts the node. A node that cannot start (the port is
+// taken, say) is logged as an error and reported by GossipService; the
+// controller's other duties go on without it.
+func (c *Controller) startGossip() {
+	g := c.gossip
+	if g == nil || !g.cfg.Enabled || g.cancel != nil {
+		return
+	}
+	n, err := g.newNode(c.version)
+	if err == nil {
+		err = checkPortFree(g.cfg.BindAddr, g.cfg.BindPort)
+	}
+	if err == nil {
+		err = n.Start(context.Background())
+	}
+	if err != nil {
+		err = fmt.Errorf("gossip is not running: %w", err)
+		g.startErr.Store(&err)
+		g.log.Error("gossip node did not start; fleet events, queries and gossip failure detection are off", "err", err)
+		return
+	}
+	g.node.Store(n)
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.statusLoop(ctx)
+	}()
+}
+
+func (g *gossipRuntime) newNode(version string) (*gossip.Node, error) {
+	name := g.cfg.NodeName
+	if name == "" {
+		name = "controller-" + hostname()
+	}
+	port := g.cfg.BindPort
+	if port == 0 {
+		port = -1
+	}
+	advAddr, advPort, _ := parseAdvertise(g.cfg.Advertise)
+	n, err := gossip.New(gossip.Config{
+		NodeName:      name,
+		BindAddr:      g.cfg.BindAddr,
+		BindPort:      port,
+		AdvertiseAddr: advAddr,
+		AdvertisePort: advPort,
+		Join:          g.cfg.Join,
+		Tags:          gossip.Tags{Role: gossip.RoleController, Version: version},
+		KeyringFile:   filepath.Join(g.dir, GossipKeyringFile),
+		Profile:       gossip.Profile(g.cfg.Profile),
+		SigningKey:    g.signer,
+		TrustedKeys:   []ed25519.PublicKey{g.signer.Public().(ed25519.PublicKey)},
+		EventWindow:   g.cfg.EventMaxAge,
+		Logger:        g.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.HandleMembers(gossip.MemberHandlerFunc(g.onMembers))
+	return n, nil
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "unknown"
+	}
+	return h
+}
+
+// stopGossip leaves the cluster (quickly, without a leave when no one else
+// is there to hear it) and ends the status goroutine.
+func (c *Controller) stopGossip() {
+	g := c.gossip
+	if g == nil || g.cancel == nil {
+		return
+	}
+	n := g.node.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), gossipLeaveBudget)
+	if n.NumAlive() <= 1 {
+		cancel() // alone: a leave would only wait for serf's propagation delay
+	}
+	if err := n.Close(ctx); err != nil && n.NumAlive() > 1 {
+		g.log.Warn("gossip leave", "err", err)
+	}
+	cancel()
+	g.cancel()
+	g.wg.Wait()
+	g.cancel = nil
+}
+
+// onMembers runs on the gossip event loop, so it only queues.
+func (g *gossipRuntime) onMembers(e gossip.MemberEvent) {
+	var st string
+	switch e.Type {
+	case gossip.MemberJoin, gossip.MemberUpdate:
+		st = "alive"
+	case gossip.MemberFailed:
+		st = "failed"
+	case gossip.MemberLeave:
+		st = "left"
+	default:
+		return
+	}
+	for _, m := range e.Members {
+		if m.Tags.Role == gossip.RoleController {
+			continue
+		}
+		select {
+		case g.updates <- gossipStatus{rig: m.Name, status: st}:
+		default:
+			g.dirty.Store(true) // the reconcile pass catches up
+		}
+	}
+}
+
+// statusLoop writes member changes into the rigs' gossip status as they
+// come, and reconciles every rig with serf's member list periodically and
+// whenever updates were dropped.
+func (g *gossipRuntime) statusLoop(ctx context.Context) {
+	t := time.NewTicker(gossipReconcile)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-g.updates:
+			g.setStatus(u.rig, u.status)
+		case <-t.C:
+			g.reconcile()
+		}
+		if g.dirty.Swap(false) {
+			g.reconcile()
+		}
+	}
+}
+
+func (g *gossipRuntime) setStatus(rigID, st string) {
+	r, err := g.fleet.Rig(rigID)
+	if err != nil || r.GossipStatus == st {
+		return // not a rig of this fleet (a stock serf agent, say), or unchanged
+	}
+	if err := g.fleet.UpdateRig(rigID, func(r *quarryv1.Rig) { r.GossipStatus = st }); err != nil {
+		g.log.Warn("store gossip status", "rig", rigID, "err", err)
+		return
+	}
+	g.log.Info("rig gossip status", "rig", rigID, "status", st, "was", r.GossipStatus)
+}
+
+func (g *gossipRuntime) reconcile() {
+	n := g.node.Load()
+	if n == nil {
+		return
+	}
+	for _, m := range n.Members() {
+		if m.Tags.Role == gossip.RoleController {
+			continue
+		}
+		st := m.Status
+		if st == "leaving" {
+			st = "left"
+		}
+		g.setStatus(m.Name, st)
+	}
+}
+
+// gossipServer implements GossipService.
+type gossipServer struct {
+	quarryv1.UnimplementedGossipServiceServer
+	g   *gossipRuntime
+	log *slog.Logger
+}
+
+var _ quarryv1.GossipServiceServer = (*gossipServer)(nil)
+
+func (s *gossipServer) nodeOrErr() (*gossip.Node, error) {
+	if n := s.g.node.Load(); n != nil {
+		return n, nil
+	}
+	if p := s.g.startErr.Load(); p != nil {
+		return nil, status.Error(codes.Unavailable, (*p).Error())
+	}
+	return nil, status.Error(codes.FailedPrecondition, "gossip is off on this controller (gossip.enabled)")
+}
+
+func (s *gossipServer) audit(ctx context.Context, action, target string, err error, detail string) {
+	c := api.CallerFrom(ctx)
+	result := "ok"
+	if err != nil {
+		result = "error: " + status.Convert(err).Message()
+	}
+	if aerr := s.g.fleet.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: "gossip." + action, Target: target, Result: result, Detail: detail}); aerr != nil {
+		s.log.Error("audit write failed", "action", action, "err", aerr)
+	}
+}
+
+func (s *gossipServer) ListMembers(ctx context.Context, _ *quarryv1.ListMembersRequest) (resp *quarryv1.ListMembersResponse, err error) {
+	defer func() { s.audit(ctx, "members", "", err, "") }()
+	n, err := s.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	resp = &quarryv1.ListMembersResponse{Local: n.Name()}
+	for _, m := range n.Members() {
+		resp.Members = append(resp.Members, &quarryv1.GossipMember{Name: m.Name, Addr: m.Addr.String(), Status: m.Status, Tags: m.RawTags})
+	}
+	slices.SortFunc(resp.Members, func(a, b *quarryv1.GossipMember) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return resp, nil
+}
+
+// agentSelector defaults to every agent and checks the syntax.
+func agentSelector(sel string) (string, gossip.Selector, error) {
+	if sel == "" || sel == "*" {
+		sel = gossip.TagRole + "=" + string(gossip.RoleAgent)
+	}
+	parsed, err := gossip.ParseSelector(sel)
+	if err != nil {
+		return "", gossip.Selector{}, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return sel, parsed, nil
+}
+
+func (s *gossipServer) FleetEvent(ctx context.Context, req *quarryv1.FleetEventRequest) (resp *quarryv1.FleetEventResponse, err error) {
+	detail := ""
+	defer func() { s.audit(ctx, "event."+req.GetKind(), req.GetSelector(), err, detail) }()
+	if !slices.Contains(gossipEventKinds, req.GetKind()) {
+		return nil, status.Errorf(codes.InvalidArgument, "event kind %q: want pause or resume", req.GetKind())
+	}
+	sel, parsed, err := agentSelector(req.GetSelector())
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	var targets []string
+	for _, m := range n.Members() {
+		if m.Status == "alive" && m.Tags.Role == gossip.RoleAgent && parsed.Match(m.Name, m.RawTags) {
+			targets = append(targets, m.Name)
+		}
+	}
+	slices.Sort(targets)
+	body, _ := json.Marshal(map[string]string{"by": api.CallerFrom(ctx).Name})
+	id, err := n.Broadcast(ctx, req.GetKind(), sel, body)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	detail = fmt.Sprintf("event %s to %d alive agents", id, len(targets))
+	return &quarryv1.FleetEventResponse{EventId: id, Targets: targets}, nil
+}
+
+func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.ServerStreamingServer[quarryv1.FleetQueryResponse]) (err error) {
+	ctx := stream.Context()
+	detail := ""
+	defer func() { s.audit(ctx, "query."+req.GetName(), req.GetSelector(), err, detail) }()
+	if !slices.Contains(gossipQueryNames, req.GetName()) {
+		return status.Errorf(codes.InvalidArgument, "query %q: want temps, hashrate or version", req.GetName())
+	}
+	wait := time.Duration(req.GetTimeoutMs()) * time.Millisecond
+	switch {
+	case wait < 0 || wait > maxQueryWait:
+		return status.Errorf(codes.InvalidArgument, "timeout %s: want up to %s", wait, maxQueryWait)
+	case wait == 0:
+		wait = defaultQueryWait
+	}
+	sel, _, err := agentSelector(req.GetSelector())
+	if err != nil {
+		return err
+	}
+	n, err := s.nodeOrErr()
+	if err != nil {
+		return err
+	}
+	res, err := n.Query(ctx, req.GetName(), sel, wait)
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	answered := 0
+	var sendErr error
+	for a := range res.Answers() {
+		if sendErr != nil {
+			continue // drain so the query finishes
+		}
+		answered++
+		sendErr = stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Answer{Answer: &quarryv1.FleetQueryAnswer{From: a.From, Payload: a.Payload, Error: a.Err}}})
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	missing := res.Missing()
+	detail = fmt.Sprintf("%d answers, %d of %d expected missing", answered, len(missing), len(res.Expected()))
+	return stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Summary{Summary: &quarryv1.FleetQuerySummary{Expected: res.Expected(), Missing: missing}}})
+}
+
+// KeyFingerprint names a gossip key without revealing it: the first 16 hex
+// digits of the SHA-256 of its bytes.
+func KeyFingerprint(key string) string {
+	raw, err := gossip.DecodeKey(key)
+	if err != nil {
+		return "invalid"
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:8])
+}
+
+func (s *gossipServer) RotateKeys(ctx context.Context, req *quarryv1.RotateKeysRequest) (resp *quarryv1.RotateKeysResponse, err error) {
+	detail := ""
+	defer func() { s.audit(ctx, "keys."+req.GetStep(), "", err, detail) }()
+	step, key := req.GetStep(), req.GetKey()
+	switch step {
+	case "install", "use", "remove":
+		if _, derr := gossip.DecodeKey(key); derr != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", step, derr)
+		}
+	case "rotate":
+		if key != "" {
+			return nil, status.Error(codes.InvalidArgument, "rotate generates its own key; pass none")
+		}
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "step %q: want install, use, remove or rotate", step)
+	}
+	n, err := s.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	resp = &quarryv1.RotateKeysResponse{}
+	ops := map[string]func(context.Context, string) (*gossip.KeyResult, error){"install": n.InstallKey, "use": n.UseKey, "remove": n.RemoveKey}
+	plan := []struct{ step, key string }{{step, key}}
+	if step == "rotate" {
+		old := n.LocalKeys()[0]
+		key, err = gossip.GenerateKey()
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		plan = []struct{ step, key string }{{"install", key}, {"use", key}, {"remove", old}}
+	}
+	for _, p := range plan {
+		r, kerr := ops[p.step](ctx, p.key)
+		sr := &quarryv1.KeyStepResult{Step: p.step, KeyFingerprint: KeyFingerprint(p.key)}
+		if r != nil {
+			sr.Nodes, sr.Responses, sr.Errors, sr.Messages = int32(r.NumNodes), int32(r.NumResp), int32(r.NumErr), r.Errors
+		}
+		resp.Steps = append(resp.Steps, sr)
+		detail += fmt.Sprintf("%s %s: %d/%d ok; ", p.step, sr.KeyFingerprint, sr.Responses-sr.Errors, sr.Nodes)
+		if kerr != nil {
+			// A later step would cut off the members that failed this one.
+			return nil, status.Errorf(codes.Aborted, "%sstopped: %v (members that were down get the keyring when their gRPC link reconnects)", detail, kerr)
+		}
+	}
+	for _, k := range n.LocalKeys() {
+		resp.KeyringFingerprints = append(resp.KeyringFingerprints, KeyFingerprint(k))
+	}
+	return resp, nil
+}
+
+// checkPortFree binds the gossip port's TCP and UDP sockets and lets go of
+// them, so a taken port is reported plainly. (A serf that fails to bind
+// also leaves one of its goroutines behind.)
+func checkPortFree(ip string, port int) error {
+	if port <= 0 {
+		return nil
+	}
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
+	}
+	l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
+	}
+	u.Close()
+	return nil
+}
