@@ -400,7 +400,7 @@ func (g *gossipAgent) act(ctx context.Context, e gossip.FleetEvent) {
 			result = "failed: " + err.Error()
 		}
 	}
-	g.log.Info("fleet event", "kind", e.Kind, "id", e.IDString(), "by", body.By, "result", result)
+	g.log.Info("fleet event acted on", "kind", e.Kind, "id", e.IDString(), "by", body.By, "result", result)
 	g.record(&quarryv1.Event{
 		TimeUnixNano: time.Now().UnixNano(), Kind: "fleet_" + e.Kind,
 		Message: fmt.Sprintf("fleet %s over gossip (signed by the controller): %s", e.Kind, result),

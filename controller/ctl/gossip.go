@@ -145,15 +145,17 @@ func (a *App) printQuery(stream grpc.ServerStreamingClient[quarryv1.FleetQueryRe
 				return nil
 			}
 			s := m.Summary
-			if len(s.Missing) == 0 {
-				fmt.Fprintf(a.Out, "%d of %d selected rigs answered\n", answered, len(s.Expected))
-				return nil
+			fmt.Fprintf(a.Out, "%d of %d alive selected rigs answered\n", answered, len(s.Expected))
+			var silent []string
+			for _, id := range s.Missing {
+				silent = append(silent, label(id)+" (no answer in time)")
 			}
-			missing := make([]string, len(s.Missing))
-			for i, id := range s.Missing {
-				missing[i] = label(id)
+			for _, u := range s.Unreachable {
+				silent = append(silent, label(u.Name)+" (gossip: "+u.Status+")")
 			}
-			fmt.Fprintf(a.Out, "no answer from %d of %d: %s\n", len(s.Missing), len(s.Expected), strings.Join(missing, ", "))
+			if len(silent) > 0 {
+				fmt.Fprintf(a.Out, "did not answer: %s\n", strings.Join(silent, ", "))
+			}
 			return nil
 		}
 	}

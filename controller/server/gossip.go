@@ -512,13 +512,19 @@ func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.S
 	case wait == 0:
 		wait = defaultQueryWait
 	}
-	sel, _, err := agentSelector(req.GetSelector())
+	sel, parsed, err := agentSelector(req.GetSelector())
 	if err != nil {
 		return err
 	}
 	n, err := s.nodeOrErr()
 	if err != nil {
 		return err
+	}
+	var unreachable []*quarryv1.GossipMember
+	for _, m := range n.Members() {
+		if (m.Status == "failed" || m.Status == "left") && parsed.Match(m.Name, m.RawTags) {
+			unreachable = append(unreachable, &quarryv1.GossipMember{Name: m.Name, Addr: m.Addr.String(), Status: m.Status, Tags: m.RawTags})
+		}
 	}
 	res, err := n.Query(ctx, req.GetName(), sel, wait)
 	if err != nil {
@@ -537,8 +543,8 @@ func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.S
 		return sendErr
 	}
 	missing := res.Missing()
-	detail = fmt.Sprintf("%d answers, %d of %d expected missing", answered, len(missing), len(res.Expected()))
-	return stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Summary{Summary: &quarryv1.FleetQuerySummary{Expected: res.Expected(), Missing: missing}}})
+	detail = fmt.Sprintf("%d answers, %d of %d expected missing, %d unreachable", answered, len(missing), len(res.Expected()), len(unreachable))
+	return stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Summary{Summary: &quarryv1.FleetQuerySummary{Expected: res.Expected(), Missing: missing, Unreachable: unreachable}}})
 }
 
 // KeyFingerprint names a gossip key without revealing it: the first 16 hex

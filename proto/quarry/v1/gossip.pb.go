@@ -403,9 +403,14 @@ func (x *FleetQueryAnswer) GetError() string {
 }
 
 type FleetQuerySummary struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Expected      []string               `protobuf:"bytes,1,rep,name=expected,proto3" json:"expected,omitempty"`
-	Missing       []string               `protobuf:"bytes,2,rep,name=missing,proto3" json:"missing,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// expected are the alive members the selector picked; missing are those
+	// of them that did not answer in time.
+	Expected []string `protobuf:"bytes,1,rep,name=expected,proto3" json:"expected,omitempty"`
+	Missing  []string `protobuf:"bytes,2,rep,name=missing,proto3" json:"missing,omitempty"`
+	// unreachable are members the selector picks that gossip knows as failed
+	// or left: the query was not sent to them.
+	Unreachable   []*GossipMember `protobuf:"bytes,3,rep,name=unreachable,proto3" json:"unreachable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,6 +455,13 @@ func (x *FleetQuerySummary) GetExpected() []string {
 func (x *FleetQuerySummary) GetMissing() []string {
 	if x != nil {
 		return x.Missing
+	}
+	return nil
+}
+
+func (x *FleetQuerySummary) GetUnreachable() []*GossipMember {
+	if x != nil {
+		return x.Unreachable
 	}
 	return nil
 }
@@ -759,10 +771,11 @@ const file_quarry_v1_gossip_proto_rawDesc = "" +
 	"\x10FleetQueryAnswer\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"I\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x84\x01\n" +
 	"\x11FleetQuerySummary\x12\x1a\n" +
 	"\bexpected\x18\x01 \x03(\tR\bexpected\x12\x18\n" +
-	"\amissing\x18\x02 \x03(\tR\amissing\"\x8c\x01\n" +
+	"\amissing\x18\x02 \x03(\tR\amissing\x129\n" +
+	"\vunreachable\x18\x03 \x03(\v2\x17.quarry.v1.GossipMemberR\vunreachable\"\x8c\x01\n" +
 	"\x12FleetQueryResponse\x125\n" +
 	"\x06answer\x18\x01 \x01(\v2\x1b.quarry.v1.FleetQueryAnswerH\x00R\x06answer\x128\n" +
 	"\asummary\x18\x02 \x01(\v2\x1c.quarry.v1.FleetQuerySummaryH\x00R\asummaryB\x05\n" +
@@ -824,23 +837,24 @@ var file_quarry_v1_gossip_proto_goTypes = []any{
 var file_quarry_v1_gossip_proto_depIdxs = []int32{
 	12, // 0: quarry.v1.GossipMember.tags:type_name -> quarry.v1.GossipMember.TagsEntry
 	1,  // 1: quarry.v1.ListMembersResponse.members:type_name -> quarry.v1.GossipMember
-	6,  // 2: quarry.v1.FleetQueryResponse.answer:type_name -> quarry.v1.FleetQueryAnswer
-	7,  // 3: quarry.v1.FleetQueryResponse.summary:type_name -> quarry.v1.FleetQuerySummary
-	13, // 4: quarry.v1.KeyStepResult.messages:type_name -> quarry.v1.KeyStepResult.MessagesEntry
-	10, // 5: quarry.v1.RotateKeysResponse.steps:type_name -> quarry.v1.KeyStepResult
-	0,  // 6: quarry.v1.GossipService.ListMembers:input_type -> quarry.v1.ListMembersRequest
-	3,  // 7: quarry.v1.GossipService.FleetEvent:input_type -> quarry.v1.FleetEventRequest
-	5,  // 8: quarry.v1.GossipService.FleetQuery:input_type -> quarry.v1.FleetQueryRequest
-	9,  // 9: quarry.v1.GossipService.RotateKeys:input_type -> quarry.v1.RotateKeysRequest
-	2,  // 10: quarry.v1.GossipService.ListMembers:output_type -> quarry.v1.ListMembersResponse
-	4,  // 11: quarry.v1.GossipService.FleetEvent:output_type -> quarry.v1.FleetEventResponse
-	8,  // 12: quarry.v1.GossipService.FleetQuery:output_type -> quarry.v1.FleetQueryResponse
-	11, // 13: quarry.v1.GossipService.RotateKeys:output_type -> quarry.v1.RotateKeysResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	1,  // 2: quarry.v1.FleetQuerySummary.unreachable:type_name -> quarry.v1.GossipMember
+	6,  // 3: quarry.v1.FleetQueryResponse.answer:type_name -> quarry.v1.FleetQueryAnswer
+	7,  // 4: quarry.v1.FleetQueryResponse.summary:type_name -> quarry.v1.FleetQuerySummary
+	13, // 5: quarry.v1.KeyStepResult.messages:type_name -> quarry.v1.KeyStepResult.MessagesEntry
+	10, // 6: quarry.v1.RotateKeysResponse.steps:type_name -> quarry.v1.KeyStepResult
+	0,  // 7: quarry.v1.GossipService.ListMembers:input_type -> quarry.v1.ListMembersRequest
+	3,  // 8: quarry.v1.GossipService.FleetEvent:input_type -> quarry.v1.FleetEventRequest
+	5,  // 9: quarry.v1.GossipService.FleetQuery:input_type -> quarry.v1.FleetQueryRequest
+	9,  // 10: quarry.v1.GossipService.RotateKeys:input_type -> quarry.v1.RotateKeysRequest
+	2,  // 11: quarry.v1.GossipService.ListMembers:output_type -> quarry.v1.ListMembersResponse
+	4,  // 12: quarry.v1.GossipService.FleetEvent:output_type -> quarry.v1.FleetEventResponse
+	8,  // 13: quarry.v1.GossipService.FleetQuery:output_type -> quarry.v1.FleetQueryResponse
+	11, // 14: quarry.v1.GossipService.RotateKeys:output_type -> quarry.v1.RotateKeysResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_gossip_proto_init() }
