@@ -264,7 +264,7 @@ func TestAgentCatchesUpOnMissedKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.cfg.Token = "" // enrolled already
-	a = h.runAgent(t, ctx)
+	h.runAgent(t, ctx)
 	eventually(t, "rig alive again on the new key", func() bool { m := h.member(t, rig); return m != nil && m.Status == "alive" })
 	var onDisk []string
 	b, err := os.ReadFile(filepath.Join(h.cfg.DataDir, GossipKeyringFile))
