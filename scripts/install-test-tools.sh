@@ -23,12 +23,14 @@ gotool serf "github.com/hashicorp/serf/cmd/serf@${SERF_VERSION}"
 # Debian packages: real compilers for build jobs, netns tools for the
 # partition tests, promtool for the metrics check, Chromium for the browser
 # tests.
-PKGS=(mono-devel cmake iproute2 prometheus chromium)
+PKGS=(mono-devel cmake iproute2 iptables prometheus chromium)
 missing=()
 command -v mcs >/dev/null || missing+=(mono-devel)
 command -v cmake >/dev/null || missing+=(cmake)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v tc >/dev/null || missing+=(iproute2)
+# packet loss for the gossip partition tests where the kernel lacks sch_netem
+command -v iptables >/dev/null || missing+=(iptables)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
