@@ -42,11 +42,15 @@ const (
 
 // Fleet event kinds and query names agents act on.
 var (
-	gossipEventKinds  = []string{"pause", "resume"}
-	gossipQueryNames  = []string{"temps", "hashrate", "version"}
-	defaultQueryWait  = 5 * time.Second
-	maxQueryWait      = time.Minute
-	gossipReconcile   = 15 * time.Second
+	gossipEventKinds = []string{"pause", "resume"}
+	gossipQueryNames = []string{"temps", "hashrate", "version"}
+	defaultQueryWait = 5 * time.Second
+	maxQueryWait     = time.Minute
+	gossipReconcile  = 15 * time.Second
+	// gossipSettle is how long after start a rig still recorded alive but
+	// unknown to gossip is taken to be stale (it died while the controller
+	// was down, so no one will report it failed).
+	gossipSettle      = time.Minute
 	gossipLeaveBudget = 5 * time.Second
 )
 
@@ -137,6 +141,7 @@ type gossipRuntime struct {
 
 	updates chan gossipStatus
 	dirty   atomic.Bool
+	started time.Time
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -259,6 +264,7 @@ func (c *Controller) startGossip() {
 		return
 	}
 	g.node.Store(n)
+	g.started = time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	g.wg.Add(1)
@@ -392,7 +398,9 @@ func (g *gossipRuntime) reconcile() {
 	if n == nil {
 		return
 	}
+	known := map[string]bool{}
 	for _, m := range n.Members() {
+		known[m.Name] = true
 		if m.Tags.Role == gossip.RoleController {
 			continue
 		}
@@ -401,6 +409,14 @@ func (g *gossipRuntime) reconcile() {
 			st = "left"
 		}
 		g.setStatus(m.Name, st)
+	}
+	if time.Since(g.started) < gossipSettle {
+		return
+	}
+	for _, r := range g.fleet.Rigs() {
+		if r.GossipStatus == "alive" && !known[r.Id] {
+			g.setStatus(r.Id, "unknown")
+		}
 	}
 }
 

@@ -457,3 +457,31 @@ func TestGossipConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+// A rig recorded alive that gossip no longer knows (it died while the
+// controller was down, so nobody reports it failed) becomes "unknown" once
+// the cluster has had time to settle; members gossip knows keep theirs.
+func TestGossipReconcileMarksStaleRigsUnknown(t *testing.T) {
+	tc := gossipController(t, "")
+	stale := enrollAgent(t, tc, tc.token(t, time.Hour, 1)).id.RigID()
+	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
+	live := ag.id.RigID()
+	startFakeRig(t, live, ag.id.Enrollment, false, -1)
+	eventually(t, "live rig alive", func() bool { return gossipStatusOf(tc, live) == "alive" })
+	if err := tc.Fleet().UpdateRig(stale, func(r *quarryv1.Rig) { r.GossipStatus = "alive" }); err != nil {
+		t.Fatal(err)
+	}
+
+	tc.gossip.reconcile() // too soon after start: left alone
+	if got := gossipStatusOf(tc, stale); got != "alive" {
+		t.Fatalf("stale rig %q before the settle time", got)
+	}
+	tc.gossip.started = time.Now().Add(-gossipSettle)
+	tc.gossip.reconcile()
+	if got := gossipStatusOf(tc, stale); got != "unknown" {
+		t.Fatalf("stale rig %q after the settle time, want unknown", got)
+	}
+	if got := gossipStatusOf(tc, live); got != "alive" {
+		t.Fatalf("live rig %q", got)
+	}
+}
