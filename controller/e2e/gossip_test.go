@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -234,7 +235,9 @@ func TestFleetQueryVersionNamesSilentRigs(t *testing.T) {
 	}
 
 	out, err = f.ctrl.ctl(t, "fleet", "query", "temps", "--selector", "name="+f.rigs[0].id, "-o", "json")
-	if err != nil || !strings.Contains(out, `"from": "`+f.rigs[0].id+`"`) || strings.Contains(out, f.rigs[1].id) {
+	// protojson varies its spacing on purpose, so match loosely.
+	from := regexp.MustCompile(`"from":\s*"` + regexp.QuoteMeta(f.rigs[0].id) + `"`)
+	if err != nil || !from.MatchString(out) || strings.Contains(out, f.rigs[1].id) {
 		t.Errorf("selected temps query: %v\n%s", err, out)
 	}
 }
