@@ -59,48 +59,7 @@ func DefaultGossipConfig() GossipConfig {
 }
 
 func (g GossipConfig) validate() error {
-	var errs []error
-	if g.BindAddr != "" && net.ParseIP(g.BindAddr) == nil {
-		errs = append(errs, fmt.Errorf("gossip.bind_addr: %q is not an IP address", g.BindAddr))
-	}
-	if g.BindPort < 0 || g.BindPort > 65535 {
-		errs = append(errs, fmt.Errorf("gossip.bind_port: %d is out of range", g.BindPort))
-	}
-	if _, _, err := splitAdvertise(g.Advertise); err != nil {
-		errs = append(errs, fmt.Errorf("gossip.advertise: %w", err))
-	}
-	for _, j := range g.Join {
-		if _, _, err := net.SplitHostPort(j); err != nil {
-			errs = append(errs, fmt.Errorf("gossip.join: %q is not host:port", j))
-		}
-	}
-	switch gossip.Profile(g.Profile) {
-	case gossip.ProfileLAN, gossip.ProfileTuned:
-	default:
-		errs = append(errs, fmt.Errorf("gossip.profile: %q is not lan or tuned", g.Profile))
-	}
-	if g.EventMaxAge < time.Second {
-		errs = append(errs, fmt.Errorf("gossip.event_max_age: %s is below the 1s minimum", g.EventMaxAge))
-	}
-	return errors.Join(errs...)
-}
-
-func splitAdvertise(s string) (string, int, error) {
-	if s == "" {
-		return "", 0, nil
-	}
-	if net.ParseIP(s) != nil {
-		return s, 0, nil
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil || net.ParseIP(host) == nil {
-		return "", 0, fmt.Errorf("%q is not IP or IP:port", s)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", 0, fmt.Errorf("%q: bad port", s)
-	}
-	return host, p, nil
+	return gossip.Settings{BindAddr: g.BindAddr, BindPort: g.BindPort, Advertise: g.Advertise, Join: g.Join, Profile: g.Profile, EventMaxAge: g.EventMaxAge}.Validate()
 }
 
 // gossipAgent is the rig's gossip member: it publishes the rig's tags,
@@ -173,7 +132,7 @@ func (a *Agent) startGossip(ctx context.Context) *gossipAgent {
 			bind = "127.0.0.1"
 		}
 	}
-	advAddr, advPort, _ := splitAdvertise(cfg.Advertise)
+	advAddr, advPort, _ := gossip.ParseAdvertise(cfg.Advertise)
 	g := &gossipAgent{
 		a: a, log: log, keyring: filepath.Join(a.cfg.DataDir, GossipKeyringFile),
 		actions: make(chan gossip.FleetEvent, 16), rekey: make(chan []string, 1),

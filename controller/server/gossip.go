@@ -81,49 +81,10 @@ func (g GossipConfig) validate() error {
 	if !g.Enabled {
 		return nil
 	}
-	var errs []error
-	if net.ParseIP(g.BindAddr) == nil {
-		errs = append(errs, fmt.Errorf("gossip.bind_addr: %q is not an IP address", g.BindAddr))
+	if g.BindAddr == "" {
+		return errors.New("gossip.bind_addr: must be set (127.0.0.1 by default; 0.0.0.0 for all interfaces)")
 	}
-	if g.BindPort < 0 || g.BindPort > 65535 {
-		errs = append(errs, fmt.Errorf("gossip.bind_port: %d is out of range", g.BindPort))
-	}
-	if _, _, err := parseAdvertise(g.Advertise); err != nil {
-		errs = append(errs, fmt.Errorf("gossip.advertise: %w", err))
-	}
-	for _, j := range g.Join {
-		if _, _, err := net.SplitHostPort(j); err != nil {
-			errs = append(errs, fmt.Errorf("gossip.join: %q is not host:port", j))
-		}
-	}
-	switch gossip.Profile(g.Profile) {
-	case gossip.ProfileLAN, gossip.ProfileTuned:
-	default:
-		errs = append(errs, fmt.Errorf("gossip.profile: %q is not lan or tuned", g.Profile))
-	}
-	if g.EventMaxAge < time.Second {
-		errs = append(errs, fmt.Errorf("gossip.event_max_age: %s is below the 1s minimum", g.EventMaxAge))
-	}
-	return errors.Join(errs...)
-}
-
-// parseAdvertise splits "IP" or "IP:port"; empty is allowed.
-func parseAdvertise(s string) (string, int, error) {
-	if s == "" {
-		return "", 0, nil
-	}
-	if ip := net.ParseIP(s); ip != nil {
-		return s, 0, nil
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil || net.ParseIP(host) == nil {
-		return "", 0, fmt.Errorf("%q is not IP or IP:port", s)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", 0, fmt.Errorf("%q: bad port", s)
-	}
-	return host, p, nil
+	return gossip.Settings{BindAddr: g.BindAddr, BindPort: g.BindPort, Advertise: g.Advertise, Join: g.Join, Profile: g.Profile, EventMaxAge: g.EventMaxAge}.Validate()
 }
 
 // gossipRuntime is the controller's gossip node and the goroutine that
@@ -283,7 +244,7 @@ func (g *gossipRuntime) newNode(version string) (*gossip.Node, error) {
 	if port == 0 {
 		port = -1
 	}
-	advAddr, advPort, _ := parseAdvertise(g.cfg.Advertise)
+	advAddr, advPort, _ := gossip.ParseAdvertise(g.cfg.Advertise)
 	n, err := gossip.New(gossip.Config{
 		NodeName:      name,
 		BindAddr:      g.cfg.BindAddr,
