@@ -2,7 +2,6 @@ package agentd
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,23 +19,16 @@ import (
 func Inspect(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := DefaultConfig()
 	cfg.LogLevel = "warn"
-	fs := flag.NewFlagSet("quarry-agent inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML configuration file")
 	var output string
-	fs.StringVar(&output, "o", "table", "output format: table or json")
-	fs.StringVar(&output, "output", "table", "output format: table or json")
-	interval := fs.Duration("interval", time.Second, "time between the two readings that rates (CPU busy, network) are computed from")
-	config.RegisterFlags(fs, &cfg)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: quarry-agent inspect [-o table|json] [flags]\n\nPrints one full sample of this machine: host, sensors, GPUs and any\noverclock a running agent applied. Needs no controller.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	var interval *time.Duration
+	usage := "Usage: quarry-agent inspect [-o table|json] [flags]\n\nPrints one full sample of this machine: host, sensors, GPUs and any\noverclock a running agent applied. Needs no controller.\n"
+	fs, code, ok := config.CommandLine("quarry-agent inspect", usage, args, stderr, os.Environ(), &cfg, func(fs *flag.FlagSet) {
+		fs.StringVar(&output, "o", "table", "output format: table or json")
+		fs.StringVar(&output, "output", "table", "output format: table or json")
+		interval = fs.Duration("interval", time.Second, "time between the two readings that rates (CPU busy, network) are computed from")
+	})
+	if !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "quarry-agent inspect: unexpected argument %q\n", fs.Arg(0))
@@ -48,10 +40,6 @@ func Inspect(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *interval < 0 {
 		fmt.Fprintf(stderr, "quarry-agent inspect: -interval %s: must not be negative\n", *interval)
-		return 2
-	}
-	if err := config.Load(&cfg, *configPath, fs, os.Environ()); err != nil {
-		fmt.Fprintln(stderr, "quarry-agent inspect:", err)
 		return 2
 	}
 	if err := cfg.Validate(); err != nil {

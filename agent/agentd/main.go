@@ -3,7 +3,6 @@ package agentd
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,23 +24,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return Inspect(ctx, args[1:], stdout, stderr)
 	}
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet("quarry-agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML configuration file")
-	config.RegisterFlags(fs, &cfg)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: quarry-agent [flags]\n       quarry-agent inspect [-o json]\n       quarry-agent version\n\nRuns on a mining rig and reports to the controller. With no flags it enrolls\nwith a controller on this machine using ./quarry-data/agent.token.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if err := config.Load(&cfg, *configPath, fs, os.Environ()); err != nil {
-		fmt.Fprintln(stderr, "quarry-agent:", err)
-		return 2
+	usage := "Usage: quarry-agent [flags]\n       quarry-agent inspect [-o json]\n       quarry-agent version\n\nRuns on a mining rig and reports to the controller. With no flags it enrolls\nwith a controller on this machine using ./quarry-data/agent.token.\n"
+	if _, code, ok := config.CommandLine("quarry-agent", usage, args, stderr, os.Environ(), &cfg, nil); !ok {
+		return code
 	}
 	log := logging.New(stderr, cfg.LogLevel)
 	hw, err := OpenHardware(ctx, cfg, log)

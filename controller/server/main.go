@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,23 +18,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet("quarry-controller", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML configuration file")
-	config.RegisterFlags(fs, &cfg)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: quarry-controller [flags]\n       quarry-controller version\n\nRuns the fleet controller. With no flags it keeps its data in ./quarry-data\nand listens on loopback.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if err := config.Load(&cfg, *configPath, fs, os.Environ()); err != nil {
-		fmt.Fprintln(stderr, "quarry-controller:", err)
-		return 2
+	usage := "Usage: quarry-controller [flags]\n       quarry-controller version\n\nRuns the fleet controller. With no flags it keeps its data in ./quarry-data\nand listens on loopback.\n"
+	if _, code, ok := config.CommandLine("quarry-controller", usage, args, stderr, os.Environ(), &cfg, nil); !ok {
+		return code
 	}
 	log := logging.New(stderr, cfg.LogLevel)
 	c, err := New(cfg, version.Version, log)

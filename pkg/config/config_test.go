@@ -100,3 +100,23 @@ func TestEmptyFileKeepsDefaults(t *testing.T) {
 		t.Fatal("defaults changed")
 	}
 }
+
+func TestCommandLine(t *testing.T) {
+	var errOut strings.Builder
+	cfg := defaults()
+	if _, code, ok := CommandLine("x", "Usage: x\n", []string{"-h"}, &errOut, nil, &cfg, nil); ok || code != 0 || !strings.Contains(errOut.String(), "-addr") {
+		t.Fatalf("-h: ok=%v code=%d out=%q", ok, code, errOut.String())
+	}
+	if _, code, ok := CommandLine("x", "", []string{"-nope"}, &errOut, nil, &cfg, nil); ok || code != 2 {
+		t.Fatalf("bad flag: ok=%v code=%d", ok, code)
+	}
+	errOut.Reset()
+	if _, code, ok := CommandLine("x", "", nil, &errOut, []string{"QUARRY_WORKERS=lots"}, &cfg, nil); ok || code != 2 || !strings.Contains(errOut.String(), "x: environment QUARRY_WORKERS") {
+		t.Fatalf("bad env: ok=%v code=%d out=%q", ok, code, errOut.String())
+	}
+	var extra string
+	fs, _, ok := CommandLine("x", "", []string{"-addr", "1.2.3.4:5", "-o", "json", "rest"}, &errOut, nil, &cfg, func(fs *flag.FlagSet) { fs.StringVar(&extra, "o", "", "") })
+	if !ok || cfg.Addr != "1.2.3.4:5" || extra != "json" || fs.Arg(0) != "rest" {
+		t.Fatalf("parse: ok=%v addr=%q extra=%q args=%v", ok, cfg.Addr, extra, fs.Args())
+	}
+}
