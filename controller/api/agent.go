@@ -145,36 +145,28 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 	}
 	log.Info("agent connected", "resume_from", resume, "version", hello.Version)
 
-	// One goroutine writes to the stream; the receive loop below only
-	// reads, so gRPC's one-sender rule holds.
-	sendErr := make(chan error, 1)
-	go func() { sendErr <- s.sendLoop(sess, stream) }()
-
+	// The handler goroutine is the only writer (gRPC's one-sender rule);
+	// one more goroutine reads. Two goroutines a rig keeps a large fleet's
+	// stacks small.
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.recvLoop(sess, stream, log) }()
 
-	select {
-	case err := <-recvErr:
-		s.Fleet.Detach(sess) // ends the send loop
-		<-sendErr
+	fromRecv, err := s.sendLoop(sess, stream, recvErr)
+	if fromRecv || err != nil {
 		return err
-	case err := <-sendErr:
-		return err
-	case <-sess.Context().Done():
-		<-sendErr
-		cause := context.Cause(sess.Context())
-		switch {
-		case errors.Is(cause, fleet.ErrRevoked):
-			log.Info("agent stream closed: rig revoked")
-			return status.Error(codes.PermissionDenied, cause.Error())
-		case errors.Is(cause, fleet.ErrReplaced):
-			log.Info("agent stream closed: replaced by a newer one")
-			return status.Error(codes.Aborted, cause.Error())
-		case ctx.Err() != nil:
-			return status.FromContextError(ctx.Err()).Err()
-		}
-		return status.Error(codes.Unavailable, "controller is shutting down")
 	}
+	cause := context.Cause(sess.Context())
+	switch {
+	case errors.Is(cause, fleet.ErrRevoked):
+		log.Info("agent stream closed: rig revoked")
+		return status.Error(codes.PermissionDenied, cause.Error())
+	case errors.Is(cause, fleet.ErrReplaced):
+		log.Info("agent stream closed: replaced by a newer one")
+		return status.Error(codes.Aborted, cause.Error())
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return status.Error(codes.Unavailable, "controller is shutting down")
 }
 
 func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer, log *slog.Logger) error {
@@ -208,10 +200,13 @@ func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService
 	}
 }
 
-func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer) error {
-	pending, err := s.Fleet.PendingCommands(sess.RigID)
-	if err != nil {
-		return status.Errorf(codes.Internal, "%v", err)
+// sendLoop writes commands and acks until the session ends (false, nil),
+// the receive side fails (true, its error) or a send fails (false, that
+// error).
+func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer, recvErr <-chan error) (fromRecv bool, err error) {
+	pending, perr := s.Fleet.PendingCommands(sess.RigID)
+	if perr != nil {
+		return false, status.Errorf(codes.Internal, "%v", perr)
 	}
 	send := func(c *quarryv1.Command) error {
 		if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Command{Command: c}}); err != nil {
@@ -226,20 +221,22 @@ func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService
 	for _, c := range pending {
 		seen[c.Id] = true
 		if err := send(c); err != nil {
-			return err
+			return false, err
 		}
 	}
 	var lastAck uint64
 	for {
 		select {
+		case rerr := <-recvErr:
+			return true, rerr
 		case <-sess.Context().Done():
-			return nil
+			return false, nil
 		case c := <-sess.Commands():
 			if seen[c.Id] {
 				continue // already sent from the pending list
 			}
 			if err := send(c); err != nil {
-				return err
+				return false, err
 			}
 		case <-sess.AckNotify():
 			up := sess.AckedUpTo()
@@ -247,7 +244,7 @@ func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService
 				continue
 			}
 			if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Ack{Ack: &quarryv1.Ack{UpToSeq: up}}}); err != nil {
-				return err
+				return false, err
 			}
 			lastAck = up
 		}
