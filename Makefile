@@ -8,6 +8,8 @@ export PATH := $(BIN):$(PATH)
 export CGO_ENABLED ?= 1
 # go-nvml's header marks functions deprecated that the bindings still wrap.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+# The agent needs cgo to load NVIDIA's driver library at run time; the
+# controller and quarryctl are built without it, as static binaries.
 # grpcnotrace drops golang.org/x/net/trace (and html/template with it):
 # smaller binaries and a smaller resident agent.
 TAGS ?= grpcnotrace
@@ -22,7 +24,8 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build quarry-agent, quarry-controller and quarryctl into bin/
-	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/quarry-agent ./controller/cmd/quarry-controller ./controller/cmd/quarryctl
+	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/quarry-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./controller/cmd/quarry-controller ./controller/cmd/quarryctl
 
 run: build ## start a controller and an agent on this machine (Ctrl-C stops both)
 	@scripts/run-local.sh
