@@ -18,6 +18,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 var (
@@ -238,4 +240,30 @@ func agentCounts(t *testing.T, dir string) (made uint64, buffered int) {
 		return nil
 	})
 	return made, buffered
+}
+
+// lastSeqOnDisk reads a stopped controller's database for the last
+// committed sequence number of the rig named name.
+func lastSeqOnDisk(t *testing.T, dir, name string) uint64 {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "quarry-data", "quarry.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var seq uint64
+	found := false
+	_ = db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("rigs")).ForEach(func(_, v []byte) error {
+			r := &quarryv1.Rig{}
+			if proto.Unmarshal(v, r) == nil && r.Name == name {
+				seq, found = r.LastSeq, true
+			}
+			return nil
+		})
+	})
+	if !found {
+		t.Fatalf("rig %q not in the controller's database", name)
+	}
+	return seq
 }

@@ -186,15 +186,12 @@ func TestTickQueuesInBatches(t *testing.T) {
 	for i := 1; i < len(created); i++ {
 		gaps = append(gaps, time.Duration(created[i]-created[i-1]))
 	}
-	// Batches of 3, 3, 1: the gaps after the 3rd and 6th command are the
-	// spacing; the others are a single queue call apart.
+	// Batches of 3, 3, 1: the gaps after the 3rd and 6th command are at
+	// least the spacing. (Gaps inside a batch are not bounded here: a
+	// loaded machine may be slow between two queue calls.)
 	for i, g := range gaps {
-		long := i == 2 || i == 5
-		if long && g < 140*time.Millisecond {
+		if long := i == 2 || i == 5; long && g < 140*time.Millisecond {
 			t.Errorf("gap %d = %s, want the batch spacing", i, g)
-		}
-		if !long && g > 100*time.Millisecond {
-			t.Errorf("gap %d = %s within a batch", i, g)
 		}
 	}
 	recs, err := s.Switches("", 0)
