@@ -120,6 +120,13 @@ type Config struct {
 	ClockSkew time.Duration
 	// ReplayCacheSize bounds remembered event ids (default 4096).
 	ReplayCacheSize int
+	// FailureGrace holds a member's "failed" event this long and drops it
+	// if the member is alive again by then (default 500ms; negative
+	// reports at once). After a partition heals, memberlist accepts the
+	// cut-off side's stale "dead" verdicts about healthy members until
+	// they refute them a few gossip rounds later; without the grace those
+	// healthy members would be reported failed.
+	FailureGrace time.Duration
 
 	Logger *slog.Logger
 }
@@ -148,6 +155,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReplayCacheSize <= 0 {
 		c.ReplayCacheSize = 4096
+	}
+	if c.FailureGrace == 0 {
+		c.FailureGrace = 500 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -90,10 +90,13 @@ type Stats struct {
 	Replayed        uint64
 	Malformed       uint64
 	NotSelected     uint64
+	// FailedRefuted counts "failed" reports dropped because the member was
+	// alive again within FailureGrace.
+	FailedRefuted uint64
 }
 
 type stats struct {
-	eventsAccepted, queriesAnswered, unsigned, badSignature, stale, replayed, malformed, notSelected atomic.Uint64
+	eventsAccepted, queriesAnswered, unsigned, badSignature, stale, replayed, malformed, notSelected, failedRefuted atomic.Uint64
 }
 
 // Node is one member of the gossip cluster. Its methods are safe for
@@ -114,13 +117,18 @@ type Node struct {
 
 	stats stats
 
-	serf    *serf.Serf
-	events  chan serf.Event
-	ctx     context.Context // cancelled by Close; parent of handler contexts
-	cancel  context.CancelFunc
-	stopped chan struct{} // closed when the loop must drain and exit
-	joined  chan struct{}
-	wg      sync.WaitGroup
+	serf   *serf.Serf
+	events chan serf.Event
+	// confirm receives failed members whose grace has passed; pending
+	// holds their timers so Close can stop them.
+	confirm   chan serf.Member
+	pendingMu sync.Mutex
+	pending   map[string]*time.Timer
+	ctx       context.Context // cancelled by Close; parent of handler contexts
+	cancel    context.CancelFunc
+	stopped   chan struct{} // closed when the loop must drain and exit
+	joined    chan struct{}
+	wg        sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -179,6 +187,8 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Unlock()
 
 	n.events = make(chan serf.Event, 1024)
+	n.confirm = make(chan serf.Member, 64)
+	n.pending = map[string]*time.Timer{}
 	s, err := serf.Create(n.cfg.serfConfig(n.keyring, n.events))
 	if err != nil {
 		return fmt.Errorf("gossip: start serf on %s:%d: %w", n.cfg.BindAddr, n.cfg.BindPort, err)
@@ -318,6 +328,7 @@ func (n *Node) Stats() Stats {
 		Replayed:        s.replayed.Load(),
 		Malformed:       s.malformed.Load(),
 		NotSelected:     s.notSelected.Load(),
+		FailedRefuted:   s.failedRefuted.Load(),
 	}
 }
 
@@ -373,10 +384,13 @@ func (n *Node) shutdown() {
 
 func (n *Node) loop() {
 	defer n.wg.Done()
+	defer n.stopPending()
 	for {
 		select {
 		case e := <-n.events:
 			n.dispatch(e)
+		case m := <-n.confirm:
+			n.confirmFailed(m)
 		case <-n.stopped:
 			for {
 				select {
@@ -418,13 +432,63 @@ func (n *Node) dispatchMember(e serf.MemberEvent) {
 		return
 	}
 	for _, m := range e.Members {
+		if me.Type == MemberFailed && n.cfg.FailureGrace > 0 {
+			n.holdFailed(m)
+			continue
+		}
 		me.Members = append(me.Members, convertMember(m))
+	}
+	n.deliver(me)
+}
+
+func (n *Node) deliver(me MemberEvent) {
+	if len(me.Members) == 0 {
+		return
 	}
 	n.mu.RLock()
 	hs := n.memberHandlers
 	n.mu.RUnlock()
 	for _, h := range hs {
 		h.HandleMember(me)
+	}
+}
+
+// holdFailed reports m as failed only if it is still failed after the
+// grace period.
+func (n *Node) holdFailed(m serf.Member) {
+	n.pendingMu.Lock()
+	defer n.pendingMu.Unlock()
+	if t, ok := n.pending[m.Name]; ok {
+		t.Stop()
+	}
+	n.pending[m.Name] = time.AfterFunc(n.cfg.FailureGrace, func() {
+		select {
+		case n.confirm <- m:
+		case <-n.stopped:
+		}
+	})
+}
+
+func (n *Node) confirmFailed(m serf.Member) {
+	n.pendingMu.Lock()
+	delete(n.pending, m.Name)
+	n.pendingMu.Unlock()
+	for _, cur := range n.serf.Members() {
+		if cur.Name == m.Name && cur.Status != serf.StatusFailed {
+			n.stats.failedRefuted.Add(1)
+			n.log.Info("member reported failed was alive again within the grace period", "member", m.Name, "status", cur.Status.String())
+			return
+		}
+	}
+	n.deliver(MemberEvent{Type: MemberFailed, Members: []Member{convertMember(m)}})
+}
+
+func (n *Node) stopPending() {
+	n.pendingMu.Lock()
+	defer n.pendingMu.Unlock()
+	for name, t := range n.pending {
+		t.Stop()
+		delete(n.pending, name)
 	}
 }
 
