@@ -11,39 +11,11 @@ import (
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 )
 
-// BenchmarkPayload is the BENCHMARK command's payload: each run mines with
-// its flight sheet for DurationSeconds. The controller's miners package
-// sends the same JSON.
-type BenchmarkPayload struct {
-	DurationSeconds int64          `json:"duration_seconds"`
-	Runs            []BenchmarkRun `json:"runs"`
-}
-
-// BenchmarkRun is one algorithm to measure.
-type BenchmarkRun struct {
-	Algorithm string `json:"algorithm"`
-	Sheet     string `json:"sheet"` // flight sheet YAML
-}
-
-// BenchmarkResult is one run's measurement, the command's output (as a
-// JSON list). HashrateHs averages the readings the miner's stats API gave
-// with a hashrate; PowerW averages the rig's total GPU power over the run
-// and is absent when telemetry has no power reading.
-type BenchmarkResult struct {
-	Algorithm    string   `json:"algorithm"`
-	Sheet        string   `json:"sheet"`
-	HashrateHs   float64  `json:"hashrate_hs"`
-	PowerW       *float64 `json:"power_w,omitempty"`
-	Samples      int      `json:"samples"`
-	PowerSamples int      `json:"power_samples"`
-	Error        string   `json:"error,omitempty"`
-}
-
 // benchmarkCommand runs COMMAND_KIND_BENCHMARK. The miner runs each sheet
 // in turn and is then put back to the sheet it ran before (or stopped).
 // The command fails only when no run produced a hashrate.
 func (m *Miners) benchmarkCommand(ctx context.Context, payload []byte) ([]byte, error) {
-	var p BenchmarkPayload
+	var p flightsheet.BenchmarkPayload
 	if err := json.Unmarshal(payload, &p); err != nil {
 		return nil, fmt.Errorf("benchmark: bad payload: %w", err)
 	}
@@ -67,7 +39,7 @@ func (m *Miners) benchmarkCommand(ctx context.Context, payload []byte) ([]byte, 
 	prevRunning := prev != nil && m.sup.Status().State != miner.StateIdle
 	defer m.restoreAfterBenchmark(ctx, prev, prevRunning)
 
-	results := make([]BenchmarkResult, 0, len(p.Runs))
+	results := make([]flightsheet.BenchmarkResult, 0, len(p.Runs))
 	ok := false
 	for i, r := range p.Runs {
 		res := m.benchmarkOne(ctx, r.Algorithm, sheets[i], d)
@@ -89,8 +61,8 @@ func (m *Miners) benchmarkCommand(ctx context.Context, payload []byte) ([]byte, 
 	return out, nil
 }
 
-func (m *Miners) benchmarkOne(ctx context.Context, algo string, sheet *flightsheet.FlightSheet, d time.Duration) BenchmarkResult {
-	res := BenchmarkResult{Algorithm: algo, Sheet: sheet.Name}
+func (m *Miners) benchmarkOne(ctx context.Context, algo string, sheet *flightsheet.FlightSheet, d time.Duration) flightsheet.BenchmarkResult {
+	res := flightsheet.BenchmarkResult{Algorithm: algo, Sheet: sheet.Name}
 	if algo == "" {
 		res.Algorithm = sheet.Algorithm
 	}

@@ -236,7 +236,7 @@ func (g *gossipAgent) startNode(ctx context.Context, port int) (*gossip.Node, er
 	g.mu.Lock()
 	cfg.Tags = g.tags
 	g.mu.Unlock()
-	if err := checkPortFree(cfg.BindAddr, port); err != nil {
+	if err := gossip.CheckPortFree(cfg.BindAddr, port); err != nil {
 		return nil, err
 	}
 	n, err := gossip.New(cfg)
@@ -483,25 +483,4 @@ func (m *Miners) resumeCommand(ctx context.Context, payload []byte) ([]byte, err
 		return fmt.Appendf(nil, "miner already running, pid %d", st.PID), nil
 	}
 	return m.restartCommand(ctx, payload)
-}
-
-// checkPortFree binds the gossip port's TCP and UDP sockets and lets go of
-// them, so a taken port is reported plainly. (A serf that fails to bind
-// also leaves one of its goroutines behind.)
-func checkPortFree(ip string, port int) error {
-	if port <= 0 {
-		return nil
-	}
-	addr := net.JoinHostPort(ip, strconv.Itoa(port))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
-	}
-	l.Close()
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
-	}
-	u.Close()
-	return nil
 }

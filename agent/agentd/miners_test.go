@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/agent/miner"
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/minerapi"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -199,12 +200,12 @@ func TestMinersLifecycle(t *testing.T) {
 	waitMiner(t, a, "recovery", func(ms *quarryv1.MinerStats) bool { return ms.State == "running" })
 
 	// A benchmark measures the sheet, then the miner runs the old sheet again.
-	bp, _ := json.Marshal(BenchmarkPayload{DurationSeconds: 1, Runs: []BenchmarkRun{{Algorithm: "kawpow", Sheet: string(sheetYAML("bench", path, sum, control))}}})
+	bp, _ := json.Marshal(flightsheet.BenchmarkPayload{DurationSeconds: 1, Runs: []flightsheet.BenchmarkRun{{Algorithm: "kawpow", Sheet: string(sheetYAML("bench", path, sum, control))}}})
 	out, err = command(t, a, quarryv1.CommandKind_COMMAND_KIND_BENCHMARK, bp)
 	if err != nil {
 		t.Fatalf("benchmark: %v (%s)", err, out)
 	}
-	var res []BenchmarkResult
+	var res []flightsheet.BenchmarkResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
 		t.Fatalf("benchmark output %q: %v", out, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/api"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -39,19 +40,6 @@ const (
 	maxAlgorithms    = 16
 	maxLogLines      = 5000
 )
-
-// BenchmarkPayload is the BENCHMARK command's payload (the agent's
-// agentd.BenchmarkPayload).
-type BenchmarkPayload struct {
-	DurationSeconds int64          `json:"duration_seconds"`
-	Runs            []BenchmarkRun `json:"runs"`
-}
-
-// BenchmarkRun is one algorithm for the rig to measure with a flight sheet.
-type BenchmarkRun struct {
-	Algorithm string `json:"algorithm"`
-	Sheet     string `json:"sheet"`
-}
 
 // Server is quarry.v1.MinerService.
 type Server struct {
@@ -299,10 +287,10 @@ func (s *Server) benchmark(req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenc
 	if err != nil {
 		return nil, err
 	}
-	p := BenchmarkPayload{DurationSeconds: int64(d / time.Second)}
+	p := flightsheet.BenchmarkPayload{DurationSeconds: int64(d / time.Second)}
 	resp := &quarryv1.RunBenchmarkResponse{RigId: id}
 	for _, r := range recs {
-		p.Runs = append(p.Runs, BenchmarkRun{Algorithm: normAlgo(r.Algorithm), Sheet: string(r.Yaml)})
+		p.Runs = append(p.Runs, flightsheet.BenchmarkRun{Algorithm: normAlgo(r.Algorithm), Sheet: string(r.Yaml)})
 		resp.Sheets = append(resp.Sheets, r.Name)
 	}
 	b, err := json.Marshal(p)

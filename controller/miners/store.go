@@ -344,25 +344,12 @@ func (s *Store) collect() {
 	}
 }
 
-// BenchmarkResult is one entry of the BENCHMARK command's output (the
-// agent's agentd.BenchmarkResult; the controller does not link agent
-// packages).
-type BenchmarkResult struct {
-	Algorithm    string   `json:"algorithm"`
-	Sheet        string   `json:"sheet"`
-	HashrateHs   float64  `json:"hashrate_hs"`
-	PowerW       *float64 `json:"power_w,omitempty"`
-	Samples      int      `json:"samples"`
-	PowerSamples int      `json:"power_samples"`
-	Error        string   `json:"error,omitempty"`
-}
-
 // storeResults replaces the rig's figures with a benchmark's measurements.
 func (s *Store) storeResults(rigID string, output []byte, at time.Time) (int, error) {
 	if len(output) == 0 {
 		return 0, nil
 	}
-	var res []BenchmarkResult
+	var res []flightsheet.BenchmarkResult
 	if err := json.Unmarshal(output, &res); err != nil {
 		return 0, err
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -226,13 +227,13 @@ func TestBenchmarkThenLiveRefinement(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, _ := e.f.Command(resp.CommandId)
-	var p BenchmarkPayload
+	var p flightsheet.BenchmarkPayload
 	if err := json.Unmarshal(rec.Command.Payload, &p); err != nil || p.DurationSeconds != 60 || len(p.Runs) != 1 || p.Runs[0].Algorithm != "kawpow" || p.Runs[0].Sheet != sheet("rvn", "KawPow") {
 		t.Fatalf("payload %s: %v", rec.Command.Payload, err)
 	}
 
 	power := 230.0
-	out, _ := json.Marshal([]BenchmarkResult{{Algorithm: "kawpow", Sheet: "rvn", HashrateHs: 50e6, PowerW: &power, Samples: 30}})
+	out, _ := json.Marshal([]flightsheet.BenchmarkResult{{Algorithm: "kawpow", Sheet: "rvn", HashrateHs: 50e6, PowerW: &power, Samples: 30}})
 	if err := e.f.CompleteCommand("r1", &quarryv1.CommandResult{CommandId: resp.CommandId, Status: quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Output: out}); err != nil {
 		t.Fatal(err)
 	}

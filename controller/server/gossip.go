@@ -10,11 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,7 +211,7 @@ func (c *Controller) startGossip() {
 	}
 	n, err := g.newNode(c.version)
 	if err == nil {
-		err = checkPortFree(g.cfg.BindAddr, g.cfg.BindPort)
+		err = gossip.CheckPortFree(g.cfg.BindAddr, g.cfg.BindPort)
 	}
 	if err == nil {
 		err = n.Start(context.Background())
@@ -583,25 +581,4 @@ func (s *gossipServer) RotateKeys(ctx context.Context, req *quarryv1.RotateKeysR
 		resp.KeyringFingerprints = append(resp.KeyringFingerprints, KeyFingerprint(k))
 	}
 	return resp, nil
-}
-
-// checkPortFree binds the gossip port's TCP and UDP sockets and lets go of
-// them, so a taken port is reported plainly. (A serf that fails to bind
-// also leaves one of its goroutines behind.)
-func checkPortFree(ip string, port int) error {
-	if port <= 0 {
-		return nil
-	}
-	addr := net.JoinHostPort(ip, strconv.Itoa(port))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
-	}
-	l.Close()
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
-	}
-	u.Close()
-	return nil
 }

@@ -66,3 +66,25 @@ func (s Settings) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// CheckPortFree binds the gossip port's TCP and UDP sockets and lets go of
+// them, so a taken port is reported plainly before serf tries it (a serf
+// that fails to bind also leaves one of its goroutines behind). Port 0 or
+// below (any free port) always passes.
+func CheckPortFree(ip string, port int) error {
+	if port <= 0 {
+		return nil
+	}
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
+	}
+	l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("gossip port %s is not available: %w", addr, err)
+	}
+	u.Close()
+	return nil
+}

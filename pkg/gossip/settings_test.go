@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -32,5 +33,20 @@ func TestSettingsValidateNamesTheSetting(t *testing.T) {
 	}
 	if h, p, err := ParseAdvertise("10.1.2.3:8000"); err != nil || h != "10.1.2.3" || p != 8000 {
 		t.Fatalf("ParseAdvertise: %s %d %v", h, p, err)
+	}
+}
+
+func TestCheckPortFree(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := CheckPortFree("127.0.0.1", port); err == nil || !strings.Contains(err.Error(), "not available") {
+		t.Fatalf("taken port: %v", err)
+	}
+	if err := CheckPortFree("127.0.0.1", 0); err != nil {
+		t.Fatalf("port 0: %v", err)
 	}
 }
