@@ -67,7 +67,7 @@ func (a *App) customerCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tNAME\tEMAIL\tPLAN\tRIGS\tSTATUS\tSTRIPE")
 				for _, cu := range resp.Customers {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", cu.Id, cu.Name, cu.Email, cu.Plan, len(cu.Rigs), cu.Status, billingDash(cu.StripeCustomerId))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", cu.Id, cu.Name, cu.Email, cu.Plan, len(cu.Rigs), cu.Status, dash(cu.StripeCustomerId))
 				}
 				return tw.Flush()
 			})
@@ -135,15 +135,15 @@ func printCustomer(w io.Writer, c *quarryv1.BillingCustomer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ID\t%s\n", c.Id)
 	fmt.Fprintf(tw, "Name\t%s\n", c.Name)
-	fmt.Fprintf(tw, "Email\t%s\n", billingDash(c.Email))
+	fmt.Fprintf(tw, "Email\t%s\n", dash(c.Email))
 	fmt.Fprintf(tw, "Plan\t%s\n", c.Plan)
 	fmt.Fprintf(tw, "Status\t%s\n", c.Status)
 	if c.PastDueSinceUnixNano != 0 {
 		fmt.Fprintf(tw, "Past due since\t%s\n", time.Unix(0, c.PastDueSinceUnixNano).UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(tw, "Rigs\t%s\n", billingDash(strings.Join(c.Rigs, ", ")))
-	fmt.Fprintf(tw, "Stripe customer\t%s\n", billingDash(c.StripeCustomerId))
-	fmt.Fprintf(tw, "Stripe subscription\t%s\n", billingDash(c.StripeSubscriptionId))
+	fmt.Fprintf(tw, "Rigs\t%s\n", dash(strings.Join(c.Rigs, ", ")))
+	fmt.Fprintf(tw, "Stripe customer\t%s\n", dash(c.StripeCustomerId))
+	fmt.Fprintf(tw, "Stripe subscription\t%s\n", dash(c.StripeSubscriptionId))
 	if c.CreatedUnixNano != 0 {
 		fmt.Fprintf(tw, "Created\t%s\n", time.Unix(0, c.CreatedUnixNano).UTC().Format(time.RFC3339))
 	}
@@ -222,7 +222,7 @@ func (a *App) billingCmd() *cobra.Command {
 				for _, s := range resp.Customers {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Customer.GetId(), s.Customer.GetStatus(), s.Action,
 						s.Plan.GetId(), s.ActiveRigs, EnergyHuman(s.MonthToDateMilliWh), FormatDecimal(s.EstimateCents, 2),
-						s.PendingRecords, s.DeadLetters, s.GapsThisMonth, billingDash(s.Customer.GetStripeCustomerId()))
+						s.PendingRecords, s.DeadLetters, s.GapsThisMonth, dash(s.Customer.GetStripeCustomerId()))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -276,7 +276,7 @@ func (a *App) billingCmd() *cobra.Command {
 						state = fmt.Sprintf("closed, %d Wh sent", h.ValueWh)
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", time.Unix(0, h.HourUnixNano).UTC().Format("2006-01-02 15:00"), h.Rig,
-						billingDash(h.Customer), EnergyHuman(h.MilliWh), state)
+						dash(h.Customer), EnergyHuman(h.MilliWh), state)
 				}
 				fmt.Fprintf(tw, "TOTAL\t\t\t%s\t\n", EnergyHuman(resp.TotalMilliWh))
 				if err := tw.Flush(); err != nil {
@@ -377,17 +377,10 @@ func printRecords(w io.Writer, recs []*quarryv1.OutboxRecord) error {
 		if r.State == "pending" && r.NextAttemptUnixNano != 0 {
 			detail = fmt.Sprintf("next try %s; %s", time.Unix(0, r.NextAttemptUnixNano).UTC().Format(time.TimeOnly), detail)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Id, r.Kind, r.State, r.Customer, billingDash(r.Rig), r.Attempts,
-			time.Unix(0, r.CreatedUnixNano).UTC().Format(time.DateTime), billingDash(detail))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Id, r.Kind, r.State, r.Customer, dash(r.Rig), r.Attempts,
+			time.Unix(0, r.CreatedUnixNano).UTC().Format(time.DateTime), dash(detail))
 	}
 	return tw.Flush()
-}
-
-func billingDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // ParseDecimal reads a non-negative decimal amount exactly as an integer

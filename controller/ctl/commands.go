@@ -321,33 +321,36 @@ func (a *App) rigCmd() *cobra.Command {
 	return rig
 }
 
+// waitCommand waits for a command's result and prints it; a command
+// still waiting for an offline rig when the timeout ends is not an error.
 func (a *App) waitCommand(ctx context.Context, c quarryv1.FleetServiceClient, id string) error {
-	for {
-		resp, err := c.GetCommand(ctx, &quarryv1.GetCommandRequest{CommandId: id})
-		if err != nil {
-			return err
-		}
-		rec := resp.Record
-		switch rec.Status {
-		case quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
-			if a.Opts.Output == "json" {
-				return a.json(rec)
-			}
-			fmt.Fprintf(a.Out, "%s succeeded: %s\n", id, strings.TrimSpace(string(rec.Output)))
-			return nil
-		case quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
-			if a.Opts.Output == "json" {
-				_ = a.json(rec)
-			}
-			return fmt.Errorf("%s %s: %s", id, strings.ToLower(strings.TrimPrefix(rec.Status.String(), "COMMAND_STATUS_")), rec.Error)
-		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintf(a.Out, "%s still %s; the rig will run it when it is online (see 'quarryctl rig show')\n", id, strings.ToLower(strings.TrimPrefix(rec.Status.String(), "COMMAND_STATUS_")))
-			return nil
-		case <-time.After(200 * time.Millisecond):
-		}
+	rec, err := waitRecord(ctx, c, id)
+	if err != nil {
+		return err
 	}
+	switch rec.Status {
+	case quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
+		if a.Opts.Output == "json" {
+			return a.json(rec)
+		}
+		fmt.Fprintf(a.Out, "%s succeeded: %s\n", id, strings.TrimSpace(string(rec.Output)))
+		return nil
+	case quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
+		if a.Opts.Output == "json" {
+			_ = a.json(rec)
+		}
+		return fmt.Errorf("%s %s: %s", id, statusWord(rec.Status), rec.Error)
+	}
+	fmt.Fprintf(a.Out, "%s still %s; the rig will run it when it is online (see 'quarryctl rig show')\n", id, statusWord(rec.Status))
+	return nil
+}
+
+// dash shows an empty field as "-" in tables.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) {

@@ -262,10 +262,3 @@ func printMembers(w io.Writer, resp *quarryv1.ListMembersResponse) {
 	}
 	tw.Flush()
 }
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}

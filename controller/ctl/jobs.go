@@ -194,7 +194,7 @@ func (a *App) jobListCmd() *cobra.Command {
 					for _, r := range j.Runs {
 						attempts += r.Attempts
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.Id, j.Name, j.Where, j.Status, len(j.Runs), attempts, ago(j.StartedUnixNano, now), jobOrDash(j.CreatedBy))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.Id, j.Name, j.Where, j.Status, len(j.Runs), attempts, ago(j.StartedUnixNano, now), dash(j.CreatedBy))
 				}
 				return tw.Flush()
 			})
@@ -202,13 +202,6 @@ func (a *App) jobListCmd() *cobra.Command {
 	}
 	cmd.Flags().Uint32Var(&limit, "limit", 50, "most jobs to list")
 	return cmd
-}
-
-func jobOrDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func (a *App) jobShowCmd() *cobra.Command {
@@ -235,7 +228,7 @@ func (a *App) jobShowCmd() *cobra.Command {
 // printJob writes a job for a person.
 func printJob(w io.Writer, j *quarryv1.BuildJob, now time.Time) {
 	fmt.Fprintf(w, "Job:       %s\nName:      %s\nWhere:     %s\nStatus:    %s\n", j.Id, j.Name, j.Where, j.Status)
-	fmt.Fprintf(w, "Started:   %s by %s\n", ago(j.StartedUnixNano, now), jobOrDash(j.CreatedBy))
+	fmt.Fprintf(w, "Started:   %s by %s\n", ago(j.StartedUnixNano, now), dash(j.CreatedBy))
 	if j.FinishedUnixNano != 0 {
 		fmt.Fprintf(w, "Took:      %s\n", time.Duration(j.FinishedUnixNano-j.StartedUnixNano).Round(time.Millisecond))
 	}
@@ -245,7 +238,7 @@ func printJob(w io.Writer, j *quarryv1.BuildJob, now time.Time) {
 	for _, r := range j.Runs {
 		fmt.Fprintf(w, "\nRun on %s", r.Target)
 		if r.RigId != "" {
-			fmt.Fprintf(w, " (%s, command %s)", r.RigId, jobOrDash(r.CommandId))
+			fmt.Fprintf(w, " (%s, command %s)", r.RigId, dash(r.CommandId))
 		}
 		fmt.Fprintf(w, ": %s after %d attempt(s)\n", r.Status, r.Attempts)
 		if r.Diagnosis != "" {

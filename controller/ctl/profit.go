@@ -116,14 +116,14 @@ func printExplain(a *App, e *quarryv1.ExplainProfitResponse) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Rig:\t%s (%s)\n", r.RigName, r.RigId)
 	fmt.Fprintf(tw, "Decided:\t%s\n", ago(r.DecidedUnixNano, time.Now()))
-	fmt.Fprintf(tw, "Hardware:\t%s\n", orDash(e.Fingerprint))
+	fmt.Fprintf(tw, "Hardware:\t%s\n", dash(e.Fingerprint))
 	fmt.Fprintf(tw, "Site:\t%s, electricity now $%.4f/kWh\n", e.Site, e.ElectricityUsdKwh)
 	fmt.Fprintf(tw, "Market:\t%s data fetched %s\n", e.MarketOrigin, ago(e.MarketFetchedUnixNano, time.Now()))
 	if e.Paused {
 		fmt.Fprintf(tw, "Paused:\t%s\n", e.PauseReason)
 	}
-	fmt.Fprintf(tw, "Pinned:\t%s\n", orDash(e.Pinned))
-	fmt.Fprintf(tw, "Exclusions:\t%s\n", orDash(strings.Join(e.Exclusions, ", ")))
+	fmt.Fprintf(tw, "Pinned:\t%s\n", dash(e.Pinned))
+	fmt.Fprintf(tw, "Exclusions:\t%s\n", dash(strings.Join(e.Exclusions, ", ")))
 	p := e.Policy
 	fmt.Fprintf(tw, "Policy:\tswitch when gain ≥ %.1f%% and ≥ $%.2f/day after switch cost; min dwell %s; switch downtime %s; curtail below $%.2f/day\n",
 		p.RelativeThreshold*100, p.AbsoluteThresholdUsdDay, time.Duration(p.MinDwellSeconds)*time.Second,
@@ -158,7 +158,7 @@ func printExplain(a *App, e *quarryv1.ExplainProfitResponse) {
 	fmt.Fprintln(tw, "COIN\tALGORITHM\tPRICE $\tBLOCK REWARD\tBLOCK TIME\tNETHASH\tDIFFICULTY\tSOURCE\tUPDATED")
 	for _, c := range e.Coins {
 		fmt.Fprintf(tw, "%s\t%s\t%.6g\t%.6g\t%.4gs\t%s\t%.4g\t%s\t%s\n", c.Tag, c.Algorithm, c.PriceUsd, c.BlockReward, c.BlockTimeS,
-			HashrateHuman(c.Nethash), c.Difficulty, orDash(c.Source), ago(c.UpdatedUnixNano, time.Now()))
+			HashrateHuman(c.Nethash), c.Difficulty, dash(c.Source), ago(c.UpdatedUnixNano, time.Now()))
 	}
 	tw.Flush()
 
@@ -183,13 +183,6 @@ func printExplain(a *App, e *quarryv1.ExplainProfitResponse) {
 			usd(o.RevenueUsdDay), usd(o.PowerUsdDay), usd(o.ProfitUsdDay))
 	}
 	tw.Flush()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // parsePerf reads ALGO=HASHRATE@WATTS, e.g. "etchash=100 MH/s@220".
@@ -280,7 +273,7 @@ func (a *App) profitSwitchesCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "TIME\tRIG\tACTION\tFROM\tTO\t$/DAY\tCOMMAND\tREASON")
 				for _, s := range resp.Switches {
-					command := orDash(s.CommandId)
+					command := dash(s.CommandId)
 					if s.DryRun {
 						command = "dry run"
 					}
@@ -330,7 +323,7 @@ func (a *App) marketCmd() *cobra.Command {
 				}
 				fmt.Fprintln(tw, "\nCOIN\tALGORITHM\tPRICE $\tNETHASH\tBLOCK REWARD\tBLOCK TIME\tSOURCE")
 				for _, c := range resp.Coins {
-					fmt.Fprintf(tw, "%s\t%s\t%.6g\t%s\t%.6g\t%.4gs\t%s\n", c.Tag, c.Algorithm, c.PriceUsd, HashrateHuman(c.Nethash), c.BlockReward, c.BlockTimeS, orDash(c.Source))
+					fmt.Fprintf(tw, "%s\t%s\t%.6g\t%s\t%.6g\t%.4gs\t%s\n", c.Tag, c.Algorithm, c.PriceUsd, HashrateHuman(c.Nethash), c.BlockReward, c.BlockTimeS, dash(c.Source))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
