@@ -314,3 +314,30 @@ func TestMethodsBeforeStart(t *testing.T) {
 		t.Errorf("Close before Start: %v", err)
 	}
 }
+
+// A member reported failed that is alive again within FailureGrace is
+// never handed to handlers as failed (the flap after a partition heals).
+func TestFailureGraceDropsRefutedFailures(t *testing.T) {
+	keys := newTestKeys(t)
+	a := startNode(t, "a", keys, func(c *Config) { c.FailureGrace = 5 * time.Second })
+	b := startNode(t, "b", keys, nil)
+	joinAll(t, a, b)
+	bAddr := b.Addr()
+	kill(b.Node)
+	waitFor(t, 5*time.Second, "a's serf marks b failed", func() bool { return memberStatus(a.Node, "b") == "failed" })
+	b2 := startNode(t, "b", keys, func(c *Config) { c.BindAddr = bAddr.Addr().String() })
+	if _, err := b2.Join(context.Background(), a.Addr().String()); err != nil {
+		t.Fatalf("rejoin: %v", err)
+	}
+	waitFor(t, 15*time.Second, "the held failure is checked and dropped", func() bool { return a.Stats().FailedRefuted >= 1 })
+	if a.rec.saw(MemberFailed, "b") {
+		t.Fatal("handlers were told b failed although it was back within the grace")
+	}
+
+	// Without a return, the failure is reported once the grace has passed.
+	c := startNode(t, "c", keys, func(c *Config) { c.FailureGrace = 100 * time.Millisecond })
+	d := startNode(t, "d", keys, nil)
+	joinAll(t, c, d)
+	kill(d.Node)
+	waitFor(t, 5*time.Second, "c reports d failed", func() bool { return c.rec.saw(MemberFailed, "d") })
+}
