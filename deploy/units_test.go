@@ -15,6 +15,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/metrics"
 	"github.com/quarryfleet/quarry/controller/server"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -82,11 +83,7 @@ func TestUnits(t *testing.T) {
 			}
 		})
 	}
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Log("systemd-analyze not installed; unit syntax not verified")
-		return
-	}
+	analyze := testsupport.RequireTool(t, "systemd-analyze", "apt-get install systemd, or make tools")
 	dir := t.TempDir()
 	var paths []string
 	for _, tc := range tests {
@@ -169,7 +166,8 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 	if used < 20 {
 		t.Errorf("only %d metric references found", used)
 	}
-	if promtool, err := exec.LookPath("promtool"); err == nil {
+	promtool := testsupport.RequireTool(t, "promtool", "apt-get install prometheus, or make tools")
+	{
 		for _, args := range [][]string{{"check", "config", "prometheus.yml"}, {"check", "rules", "quarry-rules.yml"}} {
 			if out, err := exec.Command(promtool, args...).CombinedOutput(); err != nil {
 				t.Errorf("promtool %v: %v\n%s", args, err, out)

@@ -23,7 +23,7 @@ gotool serf "github.com/hashicorp/serf/cmd/serf@${SERF_VERSION}"
 # Debian packages: real compilers for build jobs, netns tools for the
 # partition tests, promtool for the metrics check, Chromium for the browser
 # tests.
-PKGS=(mono-devel cmake iproute2 iptables prometheus chromium)
+PKGS=(mono-devel cmake iproute2 iptables prometheus chromium systemd)
 missing=()
 command -v mcs >/dev/null || missing+=(mono-devel)
 command -v cmake >/dev/null || missing+=(cmake)
@@ -33,6 +33,8 @@ command -v tc >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
+# systemd-analyze verifies the unit files in deploy/
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian packages: ${missing[*]}"
@@ -40,6 +42,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "note: not root (or no apt-get); tests needing ${missing[*]} will skip. Install: sudo apt-get install ${PKGS[*]}" >&2
+    echo "note: not root (or no apt-get); tests needing ${missing[*]} will skip (and fail under CI=true). Install: sudo apt-get install ${PKGS[*]}" >&2
+    if [ "${CI:-}" = true ]; then
+      exit 1
+    fi
   fi
 fi

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 )
@@ -181,7 +182,7 @@ func mockURL(t testing.TB) string {
 	})
 	if sharedMock.err != nil {
 		if errors.Is(sharedMock.err, os.ErrNotExist) {
-			t.Skip(sharedMock.err.Error())
+			testsupport.Missing(t, sharedMock.err.Error(), "make tools installs bin/stripe-mock")
 		}
 		t.Fatal(sharedMock.err)
 	}

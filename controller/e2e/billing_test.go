@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"github.com/stripe/stripe-go/v85"
 	"github.com/stripe/stripe-go/v85/webhook"
 )
@@ -28,7 +29,7 @@ func startStripeMock(t *testing.T) string {
 		bin = filepath.Join(wd, "..", "..", "bin", "stripe-mock")
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("stripe-mock not found at %s (set QUARRY_STRIPE_MOCK or run 'make tools'): %v", bin, err)
+		testsupport.Missing(t, "stripe-mock at "+bin, "set QUARRY_STRIPE_MOCK or run make tools")
 	}
 	addr := freePort(t)
 	cmd := exec.Command(bin, "-http-addr", addr)

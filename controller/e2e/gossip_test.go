@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 // gossipAddr finds a port free for TCP and UDP on ip (any 127.x address
@@ -253,7 +255,7 @@ func TestStockSerfJoinsAndCannotCommand(t *testing.T) {
 		if p, lerr := exec.LookPath("serf"); lerr == nil {
 			serfBin = p
 		} else {
-			t.Skip("stock serf binary not found (make tools installs bin/serf)")
+			testsupport.Missing(t, "stock serf binary", "make tools installs bin/serf")
 		}
 	}
 	f := startGossipFleet(t, 1, "lan", 14)

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 type jobJSON struct {
@@ -39,40 +40,9 @@ type jobJSON struct {
 	} `json:"runs"`
 }
 
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if de.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A job for agent:name=... runs on the real agent binary, which heals the
 // build there and reports its attempts back; quarryctl shows them.
 func TestJobRunsOnAgentAndReportsAttempts(t *testing.T) {
-	out, err := exec.Command("go", "env", "GOROOT", "GOMODCACHE").Output()
-	if err != nil {
-		t.Skipf("go command not found: %v", err)
-	}
-	env := strings.Fields(string(out))
-	goBin := filepath.Join(env[0], "bin", "go")
-	if _, err := os.Stat(filepath.Join(env[1], "golang.org", "x", "sync@v0.25.0")); err != nil {
-		t.Skip("golang.org/x/sync v0.25.0 is not in the module cache; the offline heal needs it")
-	}
-
 	dir := t.TempDir()
 	grpcAddr, httpAddr := freePort(t), freePort(t)
 	ctrl := startController(t, dir, grpcAddr, httpAddr)
@@ -87,21 +57,8 @@ func TestJobRunsOnAgentAndReportsAttempts(t *testing.T) {
 	})
 
 	project := filepath.Join(rigDir, "src", "sharecount")
-	copyTree(t, filepath.Join("..", "..", "pkg", "selfheal", "testdata", "projects", "go-missing-sum"), project)
-	spec := fmt.Sprintf(`name: sharecount
-dir: %s
-build:
-  - [%s, build, -mod=readonly, -o, sharecount, .]
-test:
-  - ./sharecount
-rule_packs: [go]
-where: agent:name=builder-*
-env:
-  GOPROXY: "off"
-  GOFLAGS: -mod=mod
-  GOTOOLCHAIN: local
-  PATH: %s:/usr/bin:/bin
-`, project, goBin, filepath.Dir(goBin))
+	testsupport.CopyTree(t, testsupport.GoMissingSumProject(t), project)
+	spec := testsupport.GoJobSpec(t, project, "agent:name=builder-*")
 	specFile := filepath.Join(dir, "job.yaml")
 	if err := os.WriteFile(specFile, []byte(spec), 0o600); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 // marketServer serves a WhatToMine coins.json (the market package's
@@ -266,7 +268,7 @@ func TestBacktestCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(history); err != nil {
-		t.Skipf("market history not available: %v", err)
+		testsupport.Missing(t, "the shared market history ("+err.Error()+")", "check out shared/ beside the repository")
 	}
 	rigs, _ := filepath.Abs("../../pkg/backtest/testdata/rigs.yaml")
 	cmd := exec.Command(filepath.Join(bins(t), "quarryctl"), "backtest", "--history", history, "--rigs", rigs, "--threshold", "0.05", "--abs", "0.1", "-o", "json")

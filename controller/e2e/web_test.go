@@ -18,6 +18,7 @@ import (
 	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -139,7 +140,7 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("no Chromium found (apt-get install chromium, or make tools); skipping the browser test")
+	testsupport.Missing(t, "Chromium", "apt-get install chromium, or make tools")
 	return ""
 }
 

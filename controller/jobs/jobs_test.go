@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/server"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -115,57 +115,10 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 func (bearer) RequireTransportSecurity() bool { return true }
 
-// copyProject copies a broken project from pkg/selfheal's testdata.
-func copyProject(t *testing.T, name string) string {
-	t.Helper()
-	src := filepath.Join("..", "..", "pkg", "selfheal", "testdata", "projects", name)
-	dst := filepath.Join(t.TempDir(), name)
-	err := filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if de.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 // goSpec is a job that builds pkg/selfheal's go-missing-sum project, whose
-// go.sum is missing; the go rule pack heals it from the module cache.
+// go.sum is missing; the go rule pack heals it from the offline proxy.
 func goSpec(t *testing.T, dir string) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOROOT", "GOMODCACHE").Output()
-	if err != nil {
-		t.Skipf("go command not found: %v", err)
-	}
-	lines := strings.Fields(string(out))
-	goBin := filepath.Join(lines[0], "bin", "go")
-	if _, err := os.Stat(filepath.Join(lines[1], "golang.org", "x", "sync@v0.25.0")); err != nil {
-		t.Skip("golang.org/x/sync v0.25.0 is not in the module cache; the offline heal needs it")
-	}
-	return fmt.Sprintf(`name: sharecount
-dir: %s
-build:
-  - [%s, build, -mod=readonly, -o, sharecount, .]
-test:
-  - ./sharecount
-rule_packs: [go]
-env:
-  GOPROXY: "off"
-  GOFLAGS: -mod=mod
-  GOTOOLCHAIN: local
-  PATH: %s:/usr/bin:/bin
-`, dir, goBin, filepath.Dir(goBin))
+	return testsupport.GoJobSpec(t, dir, "")
 }
 
 // watch collects a job's events until it ends.
@@ -189,7 +142,7 @@ func watch(t *testing.T, ctx context.Context, c quarryv1.JobServiceClient, id st
 }
 
 func TestControllerJobHealsRealGoBuild(t *testing.T) {
-	dir := copyProject(t, "go-missing-sum")
+	dir := testsupport.CopyProject(t, "go-missing-sum")
 	spec := goSpec(t, dir)
 	tc := startController(t, nil)
 	c := tc.client(t, "")

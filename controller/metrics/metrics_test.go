@@ -20,6 +20,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/metrics"
 	"github.com/quarryfleet/quarry/controller/server"
 	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -129,10 +130,7 @@ func TestAbsentReadingsHaveNoSeries(t *testing.T) {
 
 // A live scrape of a real controller passes promtool's metric lint.
 func TestPromtoolCheckLiveScrape(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (apt-get install prometheus, or make tools); skipping the live lint")
-	}
+	promtool := testsupport.RequireTool(t, "promtool", "apt-get install prometheus, or make tools")
 	cfg := server.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"

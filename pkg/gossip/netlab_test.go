@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 // netLab is a private network of namespaces: a hub namespace with bridges
@@ -39,15 +41,15 @@ var staleLab = regexp.MustCompile(`^qg(\d+)x\d+-`)
 func requireNetns(t testing.TB) {
 	t.Helper()
 	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
-		t.Skip("network namespace tests need root on Linux")
+		testsupport.Missing(t, "root on Linux for network namespaces", "run the tests as root")
 	}
 	for _, tool := range []string{"ip", "tc"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("network namespace tests need %s (apt-get install iproute2)", tool)
+			testsupport.Missing(t, tool, "apt-get install iproute2")
 		}
 	}
 	if out, err := exec.Command("ip", "netns", "list").CombinedOutput(); err != nil {
-		t.Skipf("ip netns unusable here: %v: %s", err, out)
+		testsupport.Missing(t, fmt.Sprintf("a usable ip netns (%v: %s)", err, out), "run as root on a kernel with network namespaces")
 	}
 }
 
@@ -118,7 +120,7 @@ func (l *netLab) impair(ns string, lossPct float64, delay time.Duration) {
 		l.t.Fatalf("ip %s: %v: %s", strings.Join(netem, " "), err, out)
 	}
 	if _, err := exec.LookPath("iptables"); err != nil {
-		l.t.Skip("kernel lacks sch_netem and iptables is missing (apt-get install iptables)")
+		testsupport.Missing(l.t, "iptables (this kernel lacks sch_netem)", "apt-get install iptables")
 	}
 	if !l.warned {
 		l.warned = true

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 // stockSerf finds a `serf` binary: $QUARRY_SERF_BIN, the repo's bin/ (where
@@ -28,7 +30,7 @@ func stockSerf(t *testing.T) string {
 	if p, err := exec.LookPath("serf"); err == nil {
 		return p
 	}
-	t.Skip("stock serf binary not found; install with GOBIN=$PWD/bin go install github.com/hashicorp/serf/cmd/serf@v0.11.0")
+	testsupport.Missing(t, "stock serf binary", "make tools installs bin/serf")
 	return ""
 }
 

@@ -3,54 +3,24 @@ package selfheal
 import (
 	"bytes"
 	"context"
-	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// copyProject copies testdata/projects/name into a temp dir; tests never
-// touch testdata itself.
-func copyProject(t *testing.T, name string) string {
-	t.Helper()
-	src := filepath.Join("testdata", "projects", name)
-	dst := filepath.Join(t.TempDir(), name)
-	err := filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		out := filepath.Join(dst, rel)
-		if de.IsDir() {
-			return os.MkdirAll(out, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(out, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install -y mono-devel cmake); skipping real build", tool)
-		}
+		testsupport.RequireTool(t, tool, "apt-get install -y mono-devel cmake, or make tools")
 	}
 }
 
@@ -77,7 +47,7 @@ func openDB(t *testing.T) *bbolt.DB {
 // TestHealRealBuilds runs real xbuild/mcs, cmake and go builds on broken
 // projects and checks each is healed, or stopped with an actionable diagnosis.
 func TestHealRealBuilds(t *testing.T) {
-	goBin := filepath.Join(runtimeGOROOT(t), "bin", "go")
+	goBin := testsupport.GoToolchain(t)
 	cases := []struct {
 		project    string
 		tools      []string
@@ -135,9 +105,9 @@ func TestHealRealBuilds(t *testing.T) {
 			spec: Spec{Name: "sharecount", Build: []Step{{Argv: []string{goBin, "build", "-mod=readonly", "-o", "sharecount", "."}}},
 				Test:      []Step{{Argv: []string{"./sharecount"}}},
 				RulePacks: []string{"go"},
-				Env:       map[string]string{"GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", "PATH": filepath.Dir(goBin) + ":" + os.Getenv("PATH")}},
+				Env:       testsupport.OfflineGoEnv(t)},
 			wantStatus: StatusHealed, wantRules: []string{"go/missing-go-sum"},
-			wantDiff: "+golang.org/x/sync v0.25.0 h1:", wantOutput: "[0 10 20]",
+			wantDiff: "+golang.org/x/sync v0.25.0 h1:dJnifr0nMV8/SBnBvdo4eSGGnrc3O4FFx6IqvtLcmRs=", wantOutput: "[0 10 20]",
 		},
 	}
 	db := openDB(t)
@@ -148,7 +118,7 @@ func TestHealRealBuilds(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.project, func(t *testing.T) {
 			needTools(t, tc.tools...)
-			dir := copyProject(t, tc.project)
+			dir := testsupport.CopyProject(t, tc.project)
 			spec := tc.spec
 			spec.Dir = dir
 			if spec.MaxAttempts == 0 {
@@ -210,19 +180,10 @@ func csSpec(name string) Spec {
 	}
 }
 
-func runtimeGOROOT(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		t.Skipf("go command not found: %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestRevertRestoresProject heals a project for real, then reverts it.
 func TestRevertRestoresProject(t *testing.T) {
 	needTools(t, "xbuild", "mono")
-	dir := copyProject(t, "cs-missing-reference")
+	dir := testsupport.CopyProject(t, "cs-missing-reference")
 	orig, err := os.ReadFile(filepath.Join(dir, "PoolConfig.csproj"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,172 @@
+// Package testsupport holds what Quarry's tests share: the rule for tools
+// the suite needs, an offline Go module proxy for build-job fixtures, and
+// polling helpers.
+package testsupport
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run under CI, where every tool that
+// `make test` installs must be present: a missing one fails the test
+// instead of skipping it, so a broken install step cannot pass unnoticed.
+func InCI() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v != "" && v != "0" && v != "false"
+}
+
+// Missing skips the test when a person runs it without a tool the suite
+// installs, and fails it under CI. how says how to get the tool.
+func Missing(t testing.TB, what, how string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s is missing in CI; `make test` installs it (%s)", what, how)
+	}
+	t.Skipf("%s is missing (%s); skipping", what, how)
+}
+
+// RequireTool returns the path of a command on PATH, or skips (fails in CI)
+// when it is not there.
+func RequireTool(t testing.TB, name, how string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, name, how)
+	}
+	return p
+}
+
+// RepoRoot is the module's root directory, found from this file's place so
+// it works from any package's test working directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the testsupport package source")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// RepoBin returns a tool `make tools` installed into the repository's bin/
+// (or, failing that, one on PATH), skipping or failing like RequireTool.
+func RepoBin(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(RepoRoot(t), "bin", name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	Missing(t, name, "run `make tools`, which installs it into bin/")
+	return ""
+}
+
+// GoToolchain is the go command of the toolchain running the tests.
+func GoToolchain(t testing.TB) string {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		return RequireTool(t, "go", "install Go 1.26")
+	}
+	return goBin
+}
+
+// OfflineGoEnv is the environment for a build of a fixture module that
+// resolves its dependencies from testdata/goproxy and nothing else: no
+// network, no checksum database and an empty module cache of the test's
+// own, so the build behaves the same on a machine that never built Go. The
+// build cache is shared with the test run's: it is keyed by content, so it
+// can only save time, never supply a module.
+func OfflineGoEnv(t testing.TB) map[string]string {
+	t.Helper()
+	proxy := filepath.Join(RepoRoot(t), "pkg", "testsupport", "testdata", "goproxy")
+	if _, err := os.Stat(proxy); err != nil {
+		t.Fatalf("offline module proxy: %v", err)
+	}
+	goBin := GoToolchain(t)
+	cache, err := exec.Command(goBin, "env", "GOCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env GOCACHE: %v", err)
+	}
+	gopath := t.TempDir()
+	return map[string]string{
+		"GOPROXY":     "file://" + filepath.ToSlash(proxy),
+		"GOSUMDB":     "off",
+		"GOFLAGS":     "-mod=mod -modcacherw",
+		"GOTOOLCHAIN": "local",
+		"GOPATH":      gopath,
+		"GOMODCACHE":  filepath.Join(gopath, "pkg", "mod"),
+		"GOCACHE":     strings.TrimSpace(string(cache)),
+		"HOME":        gopath,
+		"PATH":        filepath.Dir(goBin) + ":/usr/local/bin:/usr/bin:/bin",
+	}
+}
+
+// Eventually polls cond every few milliseconds until it holds or timeout
+// passes, then fails the test naming what it waited for.
+func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; ; delay = min(delay*2, 100*time.Millisecond) {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// GoJobSpec is the YAML spec of a build job over a copy of pkg/selfheal's
+// go-missing-sum project in dir: its go.sum is missing, the go rule pack
+// heals it offline from testdata/goproxy, and the test step prints
+// "[0 10 20]". where is the job's `where:` line value ("" for none).
+func GoJobSpec(t testing.TB, dir, where string) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: sharecount\ndir: %q\nbuild:\n  - [%q, build, -mod=readonly, -o, sharecount, .]\ntest:\n  - ./sharecount\nrule_packs: [go]\n", dir, GoToolchain(t))
+	if where != "" {
+		fmt.Fprintf(&b, "where: %q\n", where)
+	}
+	env := OfflineGoEnv(t)
+	keys := slices.Sorted(maps.Keys(env))
+	b.WriteString("env:\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %s: %q\n", k, env[k])
+	}
+	return b.String()
+}
+
+// GoMissingSumProject is the path of the go-missing-sum fixture project.
+func GoMissingSumProject(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(RepoRoot(t), "pkg", "selfheal", "testdata", "projects", "go-missing-sum")
+}
+
+// CopyProject copies pkg/selfheal's broken fixture project name into a
+// fresh temporary directory; tests never build inside testdata itself.
+func CopyProject(t testing.TB, name string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), name)
+	CopyTree(t, filepath.Join(RepoRoot(t), "pkg", "selfheal", "testdata", "projects", name), dst)
+	return dst
+}
+
+// CopyTree copies the directory src to dst.
+func CopyTree(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+}
