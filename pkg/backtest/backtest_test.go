@@ -208,3 +208,102 @@ func FuzzLoadCSV(f *testing.F) {
 		}
 	})
 }
+
+// followHistory: coin x moves from cryptonight-r to randomx on day 3 (the
+// way Monero forked), y stays on randomx. At 1 H/s a coin pays its price
+// per day; 1000 W at $0.25/kWh costs $6/day, so x makes $4/day and y $1.
+const followHistory = `date,tag,algorithm,block_time_s,block_reward,difficulty,nethash_hs,price_usd
+2024-01-01,x,CryptoNight-R,1,1,1,86400,10
+2024-01-01,y,RandomX,1,1,1,86400,7
+2024-01-02,x,CryptoNight-R,1,1,1,86400,10
+2024-01-02,y,RandomX,1,1,1,86400,7
+2024-01-03,x,CryptoNight-R,1,1,1,86400,10
+2024-01-03,y,RandomX,1,1,1,86400,7
+2024-01-04,x,RandomX,1,1,1,86400,10
+2024-01-04,y,RandomX,1,1,1,86400,7
+2024-01-05,x,RandomX,1,1,1,86400,10
+2024-01-05,y,RandomX,1,1,1,86400,7
+`
+
+// Best single coin holds a coin, not a (coin, algorithm) pair, and a rig
+// left on an option nobody can price pays for its power instead of earning
+// a free zero.
+func TestBacktestFollowsCoinAndChargesUnpricedOptions(t *testing.T) {
+	h, err := LoadCSV(strings.NewReader(followHistory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig := RigProfile{Name: "cpu", ElectricityUSD: 0.25, Algorithms: map[string]AlgoPerf{
+		"cryptonight-r": {Hashrate: 1, Power: 1000}, "randomx": {Hashrate: 1, Power: 1000}}}
+	pol := profit.DefaultPolicy()
+	pol.SwitchDowntime = 0
+	rep, err := Run(context.Background(), h, []RigProfile{rig}, pol, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Rigs[0]
+	// x on cryptonight-r for days 1-2, on randomx for days 3-4.
+	if r.BestSingleCoin != "x" || !near(r.BestSingle.Profit, 16) || r.BestSingle.Switches != 2 {
+		t.Errorf("best single %q %+v, want x at $16 with 2 switches", r.BestSingleCoin, r.BestSingle)
+	}
+	if !near(r.Oracle.Profit, 16) {
+		t.Errorf("oracle %+v, want $16", r.Oracle)
+	}
+	// Policy and greedy see day 3's fork a day late: on day 3 they still
+	// run x on cryptonight-r, earn nothing and pay $6 of power.
+	for name, s := range map[string]Strategy{"policy": r.Policy, "greedy": r.Greedy} {
+		if !near(s.Profit, 4+4-6+4) {
+			t.Errorf("%s %+v, want $6 (a day of power lost on the unpriced option)", name, s)
+		}
+	}
+	if len(r.Reasons) != 2 || !strings.HasPrefix(r.Reasons[1], "2024-01-05 switch:") || !strings.Contains(r.Reasons[1], "no market figures for it") {
+		t.Errorf("policy reasons %v: want the move to randomx on day 4, once the fork shows in its figures", r.Reasons)
+	}
+}
+
+// The policy sees candidates as the live switcher does, with revenue and
+// power cost: a resume must clear 5 % of revenue, not just the absolute
+// threshold, so a rig earning $0.30 on $100 of revenue stays off.
+func TestBacktestCandidatesCarryRevenueAndCost(t *testing.T) {
+	h, err := LoadCSV(strings.NewReader(followHistory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// y at 1 H/s pays $7/day; 100/7 H/s pays $100, and $99.70/day of
+	// power at 1000 W is 99.7/24 $/kWh.
+	rig := RigProfile{Name: "thin", ElectricityUSD: 99.7 / 24, Algorithms: map[string]AlgoPerf{"randomx": {Hashrate: 100.0 / 7, Power: 1000}}}
+	pol := profit.DefaultPolicy()
+	rep, err := Run(context.Background(), h, []RigProfile{rig}, pol, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Rigs[0]
+	// y makes $0.30/day from day 1, above the $0.10 absolute threshold but
+	// below 5 % of its $100 revenue; x, at $142.86 of revenue from day 4,
+	// clears its own margin of $7.14.
+	if strings.Join(r.Trace, ",") != "off,off,off,x" || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "margin $7.14") {
+		t.Errorf("trace %v, reasons %v: want off below the 5%% resume margin, then x once its margin is cleared", r.Trace, r.Reasons)
+	}
+}
+
+// Rig algorithms the history does not know, or spelt differently from it,
+// are errors naming them, never silently ignored.
+func TestBacktestRejectsUnknownAlgorithms(t *testing.T) {
+	h, err := LoadCSV(strings.NewReader(followHistory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ algo, want string }{
+		{"RandomX", `algorithm "RandomX" must be written "randomx"`},
+		{"kawpow", `algorithm "kawpow" is not in the history (it has cryptonight-r, randomx)`},
+	} {
+		rig := RigProfile{Name: "r", Algorithms: map[string]AlgoPerf{"randomx": {Hashrate: 1, Power: 1}, tc.algo: {Hashrate: 1, Power: 1}}}
+		if tc.algo == "RandomX" {
+			rig.Algorithms = map[string]AlgoPerf{tc.algo: {Hashrate: 1, Power: 1}}
+		}
+		_, err := Run(context.Background(), h, []RigProfile{rig}, profit.DefaultPolicy(), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.algo, err, tc.want)
+		}
+	}
+}

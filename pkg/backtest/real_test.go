@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/quarryfleet/quarry/pkg/profit"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 // realHistory is the Coin Metrics history kept beside the repository; it
@@ -16,7 +17,7 @@ const realHistory = "../../../shared/data/market-history/coinmetrics-daily.csv"
 func loadReal(tb testing.TB) (*History, []RigProfile) {
 	tb.Helper()
 	if _, err := os.Stat(realHistory); err != nil {
-		tb.Skipf("market history not available at %s (it lives outside the repository): %v", realHistory, err)
+		testsupport.Missing(tb, "the market history at "+realHistory+" ("+err.Error()+")", "check out shared/ beside the repository")
 	}
 	h, err := LoadFile(realHistory)
 	if err != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/quarryfleet/quarry/pkg/profit"
@@ -125,15 +127,58 @@ func Run(ctx context.Context, hist *History, rigs []RigProfile, policy profit.Po
 	return rep, nil
 }
 
-// matrix is a rig's realised profit per scored day and option.
+// matrix is what a rig would realise per day and option: revenue and
+// power cost, with profit their difference.
 type matrix struct {
-	names  []string
-	profit [][]float64 // [day][option], -Inf when the option cannot be mined
+	names []string
+	coins []string
+	// profit is -Inf where the option cannot be priced that day: its coin
+	// is absent or mined with another algorithm.
+	profit  [][]float64 // [day][option]
+	revenue [][]float64
+	cost    [][]float64 // power, USD/day; known even when unpriced
+}
+
+// realise is what day d pays a rig that runs opt: a rig that keeps a
+// miner on an option nobody can price earns nothing and still pays for its
+// power, so no strategy gets a free zero by sitting on a dead option.
+func (m matrix) realise(d, opt int) float64 {
+	if opt == profit.Off {
+		return 0
+	}
+	if p := m.profit[d][opt]; !math.IsInf(p, -1) {
+		return p
+	}
+	return -m.cost[d][opt]
+}
+
+// checkAlgorithms refuses rig algorithms the history does not know, or
+// that are written differently from the history's canonical name (the
+// history is matched exactly, so "RandomX" would otherwise be ignored).
+func checkAlgorithms(hist *History, rig RigProfile) error {
+	known := map[string]bool{}
+	for _, d := range hist.Days {
+		for _, c := range d.Coins {
+			known[c.Algorithm] = true
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(rig.Algorithms)) {
+		if c := CanonicalAlgorithm(a); c != a && known[c] {
+			return fmt.Errorf("backtest: rig %s: algorithm %q must be written %q", rig.Name, a, c)
+		}
+		if !known[a] {
+			return fmt.Errorf("backtest: rig %s: algorithm %q is not in the history (it has %s)", rig.Name, a, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+		}
+	}
+	return nil
 }
 
 // build prices every coin the rig can mine on every day through the
 // profit engine, the same code the controller ranks with.
 func build(hist *History, rig RigProfile) (matrix, error) {
+	if err := checkAlgorithms(hist, rig); err != nil {
+		return matrix{}, err
+	}
 	var opts []profit.Option
 	var perf []profit.Perf
 	for _, d := range hist.Days {
@@ -143,9 +188,6 @@ func build(hist *History, rig RigProfile) (matrix, error) {
 				opts = append(opts, o)
 			}
 		}
-	}
-	if len(opts) == 0 {
-		return matrix{}, fmt.Errorf("backtest: rig %s mines none of the history's algorithms", rig.Name)
 	}
 	for a, p := range rig.Algorithms {
 		perf = append(perf, profit.Perf{Algorithm: a, Hashrate: p.Hashrate, Power: p.Power})
@@ -171,18 +213,20 @@ func build(hist *History, rig RigProfile) (matrix, error) {
 			return matrix{}, err
 		}
 	}
-	m := matrix{names: make([]string, eng.Len()), profit: make([][]float64, len(hist.Days))}
+	n := eng.Len()
+	m := matrix{names: make([]string, n), coins: make([]string, n),
+		profit: make([][]float64, len(hist.Days)), revenue: make([][]float64, len(hist.Days)), cost: make([][]float64, len(hist.Days))}
 	for i := range m.names {
-		m.names[i] = eng.Name(i)
+		m.names[i], m.coins[i] = eng.Name(i), eng.Option(i).Coin
 	}
 	for d, day := range hist.Days {
 		q := eng.Quote(day.Coins)
 		f := fleets[day.Date.Weekday()]
-		row := make([]float64, eng.Len())
-		for i := range row {
-			row[i] = q.Score(f, 0, i, day.Date.Add(12*time.Hour)).Profit
+		m.profit[d], m.revenue[d], m.cost[d] = make([]float64, n), make([]float64, n), make([]float64, n)
+		for i := range n {
+			s := q.Score(f, 0, i, day.Date.Add(12*time.Hour))
+			m.profit[d][i], m.revenue[d][i], m.cost[d][i] = s.Profit, s.Revenue, s.Cost
 		}
-		m.profit[d] = row
 	}
 	return m, nil
 }
@@ -200,41 +244,37 @@ func runRig(hist *History, rig RigProfile, pol profit.Policy) (RigReport, error)
 		}
 		return pol.SwitchCost(m.profit[d][to])
 	}
-	realise := func(d, opt int) float64 {
-		if opt == profit.Off || math.IsInf(m.profit[d][opt], -1) {
-			return 0 // nothing to mine that day: the rig sits idle
-		}
-		return m.profit[d][opt]
-	}
 	oracleOff := oracle(m, cost, &rr.Oracle)
 
-	// Policy: decides each morning from smoothed observations up to yesterday.
+	// Policy: decides each morning from smoothed observations up to
+	// yesterday, with candidates built as the live switcher builds them:
+	// expected revenue, and the power cost at today's tariff.
 	est := make([]float64, len(m.names))
 	for i := range est {
 		est[i] = math.NaN()
 	}
 	cur, last := profit.Off, hist.Days[0].Date.Add(-365*24*time.Hour)
 	for d := 1; d <= nd; d++ {
-		for i, p := range m.profit[d-1] {
-			if math.IsInf(p, -1) {
+		for i, r := range m.revenue[d-1] {
+			if math.IsInf(r, -1) {
 				est[i] = math.NaN() // coin absent or algorithm changed: forget it
 				continue
 			}
-			est[i] = pol.Smooth(est[i], p)
+			est[i] = pol.Smooth(est[i], r)
 		}
 		best := profit.Candidate{Option: profit.Off, Name: "off", Profit: math.Inf(-1)}
-		for i, p := range est {
-			if !math.IsNaN(p) && p > best.Profit {
-				best = candidate(m, i, p)
+		for i, r := range est {
+			if c := m.candidate(d, i, r); !math.IsNaN(r) && c.Profit > best.Profit {
+				best = c
 			}
 		}
 		in := profit.Input{Rig: rig.Name, Best: best, Now: hist.Days[d].Date, LastSwitch: last, Current: profit.Candidate{Option: profit.Off, Name: "off"}}
 		if cur != profit.Off {
 			if math.IsNaN(est[cur]) {
-				in.Current = candidate(m, cur, 0)
+				in.Current = m.candidate(d, cur, 0)
 				in.CurrentBlocked = "no market figures for it"
 			} else {
-				in.Current = candidate(m, cur, est[cur])
+				in.Current = m.candidate(d, cur, est[cur])
 			}
 		}
 		dec := pol.Decide(in)
@@ -244,7 +284,7 @@ func runRig(hist *History, rig RigProfile, pol profit.Policy) (RigReport, error)
 			rr.Reasons = append(rr.Reasons, hist.Days[d].Date.Format(time.DateOnly)+" "+dec.Reason)
 			cur, last = next, hist.Days[d].Date
 		}
-		p := realise(d, cur)
+		p := m.realise(d, cur)
 		rr.Policy.Profit += p
 		if cur == profit.Off {
 			rr.Policy.OffDays++
@@ -269,22 +309,41 @@ func runRig(hist *History, rig RigProfile, pol profit.Policy) (RigReport, error)
 			rr.Greedy.Switches++
 			cur = next
 		}
-		rr.Greedy.Profit += realise(d, cur)
+		rr.Greedy.Profit += m.realise(d, cur)
 		if cur == profit.Off {
 			rr.Greedy.OffDays++
 		}
 	}
 
-	// Best single option held throughout, chosen in hindsight.
+	// Best single coin held throughout, chosen in hindsight. Holding a
+	// coin follows it across a change of algorithm (Monero's move to
+	// RandomX), paying the switch; on a day the coin cannot be priced the
+	// rig keeps its miner and pays for the power.
 	rr.BestSingle.Profit = math.Inf(-1)
-	for i := range m.names {
-		s := Strategy{Switches: 1}
+	for _, coin := range slices.Compact(slices.Sorted(slices.Values(m.coins))) {
+		s, held := Strategy{}, profit.Off
 		for d := 1; d <= nd; d++ {
-			s.Profit += realise(d, i)
+			next, bp := held, math.Inf(-1)
+			for i, c := range m.coins {
+				if c == coin && m.profit[d][i] > bp {
+					next, bp = i, m.profit[d][i]
+				}
+			}
+			if math.IsInf(bp, -1) {
+				next = held
+			}
+			if next != held {
+				s.Profit -= cost(d, held, next)
+				s.Switches++
+				held = next
+			}
+			s.Profit += m.realise(d, held)
+			if held == profit.Off {
+				s.OffDays++
+			}
 		}
-		s.Profit -= cost(1, profit.Off, i)
 		if s.Profit > rr.BestSingle.Profit {
-			rr.BestSingle, rr.BestSingleCoin = s, m.names[i]
+			rr.BestSingle, rr.BestSingleCoin = s, coin
 		}
 	}
 	for _, s := range []*Strategy{&rr.Policy, &rr.Oracle, &rr.Greedy, &rr.BestSingle} {
@@ -293,8 +352,11 @@ func runRig(hist *History, rig RigProfile, pol profit.Policy) (RigReport, error)
 	return rr, nil
 }
 
-func candidate(m matrix, i int, p float64) profit.Candidate {
-	return profit.Candidate{Option: i, Name: m.names[i], Coin: coinOf(m.names[i]), Profit: p}
+// candidate is option i as the live switcher presents it on day d:
+// expected revenue, the day's power cost, and their difference.
+func (m matrix) candidate(d, i int, revenue float64) profit.Candidate {
+	c := m.cost[d][i]
+	return profit.Candidate{Option: i, Name: m.names[i], Coin: m.coins[i], Revenue: revenue, Cost: c, Profit: revenue - c}
 }
 
 func name(m matrix, i int) string {
@@ -302,15 +364,6 @@ func name(m matrix, i int) string {
 		return "off"
 	}
 	return m.names[i]
-}
-
-func coinOf(n string) string {
-	for i := range len(n) {
-		if n[i] == '@' || n[i] == '/' {
-			return n[:i]
-		}
-	}
-	return n
 }
 
 // oracle finds the most profitable plan knowing every day's figures,
@@ -335,14 +388,7 @@ func oracle(m matrix, cost func(d, from, to int) float64, s *Strategy) []bool {
 	for d := 1; d <= nd; d++ {
 		back[d] = make([]int, ns)
 		for k := range ns {
-			p := 0.0
-			if k != no {
-				p = m.profit[d][k]
-				if math.IsInf(p, -1) {
-					next[k], back[d][k] = math.Inf(-1), no
-					continue
-				}
-			}
+			p := m.realise(d, opt(k))
 			bestV, bestJ := math.Inf(-1), no
 			for j := range ns {
 				if v := val[j] - cost(d, opt(j), opt(k)); v > bestV {
