@@ -193,6 +193,52 @@ func TestRealLibrary(t *testing.T) {
 		t.Fatalf("NVML unavailable but %d GPUs reported", len(s.GPUs))
 	}
 	t.Logf("NVML available=%v gpus=%d", c.Available(), len(s.GPUs))
+	if !c.Available() {
+		return
+	}
+	// On a machine with a driver every card answers the fields every
+	// NVIDIA board supports, with values in their physical ranges; a field
+	// read wrongly (units, the wrong call) shows up here.
+	if len(s.GPUs) == 0 {
+		t.Fatal("NVML is available but no GPU was reported")
+	}
+	for _, g := range s.GPUs {
+		if g.Lost {
+			t.Errorf("GPU %d reported lost on a healthy machine", g.Index)
+			continue
+		}
+		if g.Vendor != telemetry.VendorNVIDIA || g.UUID == "" || g.Name == "" || g.Driver == "" {
+			t.Errorf("GPU %d identity incomplete: vendor %q uuid %q name %q driver %q", g.Index, g.Vendor, g.UUID, g.Name, g.Driver)
+		}
+		if _, err := telemetry.NormalizeBusID(g.PCIBusID); err != nil {
+			t.Errorf("GPU %d bus id %q: %v", g.Index, g.PCIBusID, err)
+		}
+		if g.TempC == nil || *g.TempC < 5 || *g.TempC > 110 {
+			t.Errorf("GPU %d temperature %v °C out of range", g.Index, deref(g.TempC))
+		}
+		if g.PowerW == nil || *g.PowerW <= 0 || *g.PowerW > 1500 {
+			t.Errorf("GPU %d power %v W out of range", g.Index, deref(g.PowerW))
+		}
+		if g.PowerLimitW != nil && (*g.PowerLimitW < 10 || *g.PowerLimitW > 1500) {
+			t.Errorf("GPU %d power limit %v W out of range", g.Index, *g.PowerLimitW)
+		}
+		if g.MemTotal == nil || *g.MemTotal < 1<<30 || g.MemUsed == nil || *g.MemUsed > *g.MemTotal {
+			t.Errorf("GPU %d memory used %v of %v bytes implausible", g.Index, deref(g.MemUsed), deref(g.MemTotal))
+		}
+		if g.SMClockMHz == nil || *g.SMClockMHz <= 0 || *g.SMClockMHz > 5000 {
+			t.Errorf("GPU %d SM clock %v MHz out of range", g.Index, deref(g.SMClockMHz))
+		}
+		if g.UtilPercent == nil || *g.UtilPercent < 0 || *g.UtilPercent > 100 {
+			t.Errorf("GPU %d utilisation %v %% out of range", g.Index, deref(g.UtilPercent))
+		}
+	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return "absent"
+	}
+	return *p
 }
 
 func TestThrottleReasons(t *testing.T) {
