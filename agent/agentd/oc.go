@@ -12,6 +12,7 @@ import (
 
 	"github.com/quarryfleet/quarry/agent/oc"
 	"github.com/quarryfleet/quarry/agent/watchdog"
+	"github.com/quarryfleet/quarry/pkg/ocprofile"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -123,11 +124,11 @@ func (h *Hardware) startProfile() (src string, raw []byte, err error) {
 	return h.ocFile, raw, nil
 }
 
-func parseProfiles(raw []byte) (*oc.File, error) {
+func parseProfiles(raw []byte) (*ocprofile.File, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return &oc.File{}, nil
+		return &ocprofile.File{}, nil
 	}
-	return oc.Parse(bytes.NewReader(raw))
+	return ocprofile.Parse(bytes.NewReader(raw))
 }
 
 // SetOverclock runs COMMAND_KIND_SET_OVERCLOCK. The payload is a profile

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/quarryfleet/quarry/pkg/ocprofile"
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 )
 
@@ -22,9 +23,9 @@ var ErrOutOfRange = errors.New("outside the card's limits")
 
 // Applied is what the applier set on one card.
 type Applied struct {
-	UUID    string  `json:"uuid"`
-	Index   int     `json:"index"`
-	Profile Profile `json:"profile"`
+	UUID    string            `json:"uuid"`
+	Index   int               `json:"index"`
+	Profile ocprofile.Profile `json:"profile"`
 }
 
 // Applier applies profile files to cards and remembers what it did.
@@ -84,7 +85,7 @@ func (a *Applier) Applied(uuid string) *telemetry.AppliedOC {
 }
 
 // Check validates p against card limits without touching the card.
-func Check(p *Profile, c CardInfo) error {
+func Check(p *ocprofile.Profile, c CardInfo) error {
 	bad := func(what string, v any, lim string) error {
 		return fmt.Errorf("oc: profile %q on GPU %d (%s): %s %v %w (%s)", p.Name, c.Index, c.Name, what, v, ErrOutOfRange, lim)
 	}
@@ -99,7 +100,7 @@ func Check(p *Profile, c CardInfo) error {
 	}
 	for _, x := range []struct {
 		name string
-		r    *Range
+		r    *ocprofile.Range
 		max  *uint32
 	}{{"gpu_clock_mhz", p.GPUClockMHz, c.GPUClockMaxMHz}, {"mem_clock_mhz", p.MemClockMHz, c.MemClockMaxMHz}} {
 		if x.r == nil {
@@ -127,7 +128,7 @@ func Check(p *Profile, c CardInfo) error {
 // profile, cards no longer targeted go back to defaults. Every targeted
 // card is checked first and any out-of-range value refuses the whole file,
 // so a typo cannot leave half the rig changed.
-func (a *Applier) Apply(ctx context.Context, f *File) error {
+func (a *Applier) Apply(ctx context.Context, f *ocprofile.File) error {
 	cards, err := a.backend.Cards(ctx)
 	if err != nil {
 		return fmt.Errorf("oc: list cards: %w", err)
@@ -135,12 +136,12 @@ func (a *Applier) Apply(ctx context.Context, f *File) error {
 	type plan struct {
 		card Card
 		info CardInfo
-		p    *Profile
+		p    *ocprofile.Profile
 	}
 	plans := make([]plan, 0, len(cards))
 	for _, c := range cards {
 		info := c.Info()
-		p, err := f.Select(info)
+		p, err := f.Select(ocprofile.Card{Index: info.Index, UUID: info.UUID, Name: info.Name, BusID: info.BusID})
 		if err != nil {
 			return err
 		}
@@ -189,16 +190,16 @@ func (a *Applier) Apply(ctx context.Context, f *File) error {
 // Restore puts every card the applier changed back to defaults; call it on
 // clean stop.
 func (a *Applier) Restore(ctx context.Context) error {
-	return a.Apply(ctx, &File{})
+	return a.Apply(ctx, &ocprofile.File{})
 }
 
-func equalProfile(a, b Profile) bool {
+func equalProfile(a, b ocprofile.Profile) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
 }
 
-func set(c Card, info CardInfo, p *Profile) error {
+func set(c Card, info CardInfo, p *ocprofile.Profile) error {
 	wrap := func(what string, err error) error {
 		if err == nil {
 			return nil
@@ -231,7 +232,7 @@ func set(c Card, info CardInfo, p *Profile) error {
 }
 
 // restore undoes what p set; every step is tried even if one fails.
-func restore(c Card, info CardInfo, p *Profile) error {
+func restore(c Card, info CardInfo, p *ocprofile.Profile) error {
 	var errs []error
 	wrap := func(what string, err error) {
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 
+	"github.com/quarryfleet/quarry/pkg/ocprofile"
 	"github.com/quarryfleet/quarry/pkg/telemetry/nvidia/nvmltest"
 )
 
@@ -32,14 +33,14 @@ func h100Rig(t *testing.T) (*NVMLBackend, []*nvmltest.State) {
 	return b, states
 }
 
-func loadProfiles(t *testing.T) *File {
+func loadProfiles(t *testing.T) *ocprofile.File {
 	t.Helper()
-	fh, err := os.Open("testdata/profiles.yaml")
+	fh, err := os.Open("../../pkg/ocprofile/testdata/profiles.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fh.Close()
-	f, err := Parse(fh)
+	f, err := ocprofile.Parse(fh)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,20 +137,20 @@ func TestProfileRemovedRestoresOnlyThatCard(t *testing.T) {
 func TestOutOfRangeRefusedNotClamped(t *testing.T) {
 	tests := []struct {
 		name string
-		p    Profile
+		p    ocprofile.Profile
 	}{
-		{"power above max", Profile{Name: "hot", Match: Match{Index: []int{3}}, PowerLimitW: ptr(701)}},
-		{"power below min", Profile{Name: "cold", Match: Match{Index: []int{3}}, PowerLimitW: ptr(150)}},
-		{"clock above max", Profile{Name: "fast", Match: Match{Index: []int{3}}, GPUClockMHz: &Range{Min: 1000, Max: 2100}}},
-		{"fans on a fanless card", Profile{Name: "fan", Match: Match{Index: []int{3}}, FanPercent: ptr(80)}},
+		{"power above max", ocprofile.Profile{Name: "hot", Match: ocprofile.Match{Index: []int{3}}, PowerLimitW: ptr(701)}},
+		{"power below min", ocprofile.Profile{Name: "cold", Match: ocprofile.Match{Index: []int{3}}, PowerLimitW: ptr(150)}},
+		{"clock above max", ocprofile.Profile{Name: "fast", Match: ocprofile.Match{Index: []int{3}}, GPUClockMHz: &ocprofile.Range{Min: 1000, Max: 2100}}},
+		{"fans on a fanless card", ocprofile.Profile{Name: "fan", Match: ocprofile.Match{Index: []int{3}}, FanPercent: ptr(80)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b, states := h100Rig(t)
 			dir := t.TempDir()
 			a, _ := NewApplier(b, dir, nil)
-			ok := Profile{Name: "fine", Match: Match{Index: []int{0}}, PowerLimitW: ptr(500)}
-			err := a.Apply(context.Background(), &File{Profiles: []Profile{ok, tt.p}})
+			ok := ocprofile.Profile{Name: "fine", Match: ocprofile.Match{Index: []int{0}}, PowerLimitW: ptr(500)}
+			err := a.Apply(context.Background(), &ocprofile.File{Profiles: []ocprofile.Profile{ok, tt.p}})
 			if !errors.Is(err, ErrOutOfRange) {
 				t.Fatalf("err = %v, want ErrOutOfRange", err)
 			}
@@ -178,7 +179,7 @@ func TestFansAppliedAndRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _ := NewApplier(b, t.TempDir(), nil)
-	f := &File{Profiles: []Profile{{Name: "quiet", Match: Match{Index: []int{0}}, FanPercent: ptr(70), PowerLimitW: ptr(280)}}}
+	f := &ocprofile.File{Profiles: []ocprofile.Profile{{Name: "quiet", Match: ocprofile.Match{Index: []int{0}}, FanPercent: ptr(70), PowerLimitW: ptr(280)}}}
 	if err := a.Apply(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}

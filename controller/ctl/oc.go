@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/quarryfleet/quarry/agent/oc"
+	"github.com/quarryfleet/quarry/pkg/ocprofile"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -86,7 +86,7 @@ func ocPayload(path string, clear bool) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--profile: %w", err)
 	}
-	f, err := oc.Parse(bytes.NewReader(b))
+	f, err := ocprofile.Parse(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("--profile %s: %w", path, err)
 	}

@@ -1,7 +1,7 @@
-// Package oc applies overclock profiles — power limit, locked GPU and
-// memory clock ranges, fan speed — to GPUs, refuses values outside a
-// card's own limits, records what it applied in the agent data directory
-// and puts cards back to their defaults when a profile goes away.
+// Package ocprofile is the overclock profile file format — power limit,
+// locked GPU and memory clock ranges, fan speed, and which GPUs each
+// profile targets — shared by quarryctl, which validates a file before
+// sending it, and the agent, which applies it.
 //
 // Profile file (YAML):
 //
@@ -16,7 +16,7 @@
 //	    gpu_clock_mhz: {min: 210, max: 1500}
 //	    mem_clock_mhz: {min: 405, max: 9251}
 //	    fan_percent: 70
-package oc
+package ocprofile
 
 import (
 	"errors"
@@ -118,8 +118,16 @@ func (f *File) Validate() error {
 	return nil
 }
 
+// Card is what a profile can match a GPU by.
+type Card struct {
+	Index int
+	UUID  string
+	Name  string // model
+	BusID string // normalised, as telemetry.NormalizeBusID
+}
+
 // specificity ranks how p matched card; 0 means it does not.
-func (p *Profile) specificity(c CardInfo) int {
+func (p *Profile) specificity(c Card) int {
 	switch {
 	case slices.Contains(p.Match.UUID, c.UUID):
 		return 4
@@ -136,7 +144,7 @@ func (p *Profile) specificity(c CardInfo) int {
 // Select picks the profile for card: the most specific match, or nil.
 // Two profiles matching equally specifically is an error rather than a
 // guess.
-func (f *File) Select(c CardInfo) (*Profile, error) {
+func (f *File) Select(c Card) (*Profile, error) {
 	var best *Profile
 	bestRank := 0
 	for i := range f.Profiles {

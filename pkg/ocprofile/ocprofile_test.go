@@ -1,4 +1,4 @@
-package oc
+package ocprofile
 
 import (
 	"os"
@@ -52,15 +52,15 @@ func TestSelectMostSpecific(t *testing.T) {
 		{Name: "idx-again", Match: Match{Index: []int{2}}},
 	}}
 	tests := []struct {
-		card    CardInfo
+		card    Card
 		want    string
 		wantErr bool
 	}{
-		{CardInfo{Index: 0, Name: "RTX"}, "model", false},
-		{CardInfo{Index: 1, Name: "RTX"}, "idx", false},
-		{CardInfo{Index: 1, Name: "RTX", UUID: "GPU-1"}, "uuid", false},
-		{CardInfo{Index: 3, Name: "GTX"}, "", false},
-		{CardInfo{Index: 2}, "", true},
+		{Card{Index: 0, Name: "RTX"}, "model", false},
+		{Card{Index: 1, Name: "RTX"}, "idx", false},
+		{Card{Index: 1, Name: "RTX", UUID: "GPU-1"}, "uuid", false},
+		{Card{Index: 3, Name: "GTX"}, "", false},
+		{Card{Index: 2}, "", true},
 	}
 	for _, tt := range tests {
 		p, err := f.Select(tt.card)
