@@ -11,17 +11,13 @@ import (
 
 	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/pkg/selfheal"
-	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 func jobAgent(t *testing.T) *Agent {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, DBFile), link.Buckets...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testsupport.OpenDB(t, filepath.Join(dir, DBFile), link.Buckets...)
 	return &Agent{cfg: Config{DataDir: dir}, db: db, log: slog.New(slog.DiscardHandler)}
 }
 

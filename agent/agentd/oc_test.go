@@ -19,6 +19,7 @@ import (
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 	"github.com/quarryfleet/quarry/pkg/telemetry/nvidia"
 	"github.com/quarryfleet/quarry/pkg/telemetry/nvidia/nvmltest"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -338,13 +339,7 @@ func TestSetOverclockWithoutGPUs(t *testing.T) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitPeriod)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.Eventually(t, what, waitPeriod, cond)
 }
 
 // BenchmarkHardwareSample is one report as the agent makes it: the real

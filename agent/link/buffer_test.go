@@ -9,15 +9,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
 func openBuffer(t *testing.T, path string, max int) (*Buffer, *bolt.DB) {
 	t.Helper()
-	db, err := store.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := testsupport.OpenDB(t, path)
 	b, err := OpenBuffer(db, max, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -18,10 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func openFleet(t *testing.T, path string, opts Options) (*Fleet, *bolt.DB) {
 	t.Helper()
-	db, err := store.Open(path, Buckets...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := testsupport.OpenDB(t, path, Buckets...)
 	f, err := Open(db, opts)
 	if err != nil {
 		t.Fatal(err)

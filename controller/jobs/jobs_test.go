@@ -246,13 +246,7 @@ func sleepSpec(dir, name string, seconds float64) string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.Eventually(t, what, 30*time.Second, cond)
 }
 
 func jobStatus(t *testing.T, c quarryv1.JobServiceClient, id string) *quarryv1.BuildJob {

@@ -19,7 +19,6 @@ import (
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/metrics"
 	"github.com/quarryfleet/quarry/controller/server"
-	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -46,15 +45,12 @@ func fixture(t testing.TB) *quarryv1.Report {
 
 func openFleet(t *testing.T) *fleet.Fleet {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close(); db.Close() })
+	t.Cleanup(func() { f.Close() })
 	return f
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -37,10 +38,7 @@ func open(t *testing.T, path string) *env {
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "quarry.db")
 	}
-	db, err := store.Open(path, fleet.Buckets...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := testsupport.OpenDB(t, path, fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -297,10 +295,7 @@ func TestEventsAndRolesCoverService(t *testing.T) {
 
 func TestOpenRejectsCorruptBenchmark(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "quarry.db")
-	db, err := store.Open(path, "benchmarks")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := testsupport.OpenDB(t, path, "benchmarks")
 	if err := store.EnsureBuckets(db, fleet.Buckets...); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -140,13 +141,7 @@ func (a *testAgent) report(t *testing.T, n int) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.Eventually(t, what, 30*time.Second, cond)
 }
 
 // adminConn dials FleetService with the local admin token, or with the

@@ -19,7 +19,7 @@ import (
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/profit"
-	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -92,10 +92,7 @@ type env struct {
 func newEnv(t *testing.T, rigs int) *env {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, "quarry.db"), fleet.Buckets...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := testsupport.OpenDB(t, filepath.Join(dir, "quarry.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

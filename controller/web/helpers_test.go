@@ -18,7 +18,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/web"
-	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -34,10 +34,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts web.Options) *env {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

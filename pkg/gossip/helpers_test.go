@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.uber.org/goleak"
 )
 
@@ -198,13 +199,7 @@ func joinAll(t testing.TB, nodes ...*testNode) {
 // waitFor polls cond instead of sleeping a guessed time.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsupport.Eventually(t, what, timeout, cond)
 }
 
 func memberStatus(n *Node, name string) string {

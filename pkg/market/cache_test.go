@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.etcd.io/bbolt"
 )
 
@@ -135,11 +136,7 @@ func sources(srv *httptest.Server, client *http.Client) []Source {
 
 func openDB(t *testing.T, path string) *bbolt.DB {
 	t.Helper()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return testsupport.OpenDB(t, path)
 }
 
 func TestCacheStartsFromEmbeddedAndPausesSwitching(t *testing.T) {
@@ -308,13 +305,7 @@ func TestCacheConfigErrors(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testsupport.Eventually(t, "the cache to settle", 10*time.Second, cond)
 }
 
 func TestSnapshotStale(t *testing.T) {

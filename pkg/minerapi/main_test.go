@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/quarryfleet/quarry/pkg/minerapi"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 var fake struct {
@@ -143,17 +144,7 @@ func (f *fakeMiner) cue(t testing.TB, text string) {
 // re-reads its control file every 100ms.
 func eventually(t testing.TB, what string, fn func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, desc := fn()
-		if ok {
-			return
-		}
-		last = desc
-		time.Sleep(30 * time.Millisecond)
-	}
-	t.Fatalf("%s: never happened; last: %s", what, last)
+	testsupport.Poll(t, what, 5*time.Second, fn)
 }
 
 func newAdapter(t testing.TB, name string, opts minerapi.Options) minerapi.Adapter {

@@ -26,22 +26,7 @@ func needTools(t *testing.T, tools ...string) {
 
 func openDB(t *testing.T) *bbolt.DB {
 	t.Helper()
-	db, err := bbolt.Open(filepath.Join(t.TempDir(), "state.db"), 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := db.View(func(tx *bbolt.Tx) error {
-			for err := range tx.Check() {
-				return err
-			}
-			return nil
-		}); err != nil {
-			t.Errorf("bbolt consistency: %v", err)
-		}
-		db.Close()
-	})
-	return db
+	return testsupport.OpenDB(t, filepath.Join(t.TempDir(), "state.db"))
 }
 
 // TestHealRealBuilds runs real xbuild/mcs, cmake and go builds on broken

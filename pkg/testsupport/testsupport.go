@@ -4,6 +4,7 @@
 package testsupport
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -14,6 +15,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // InCI reports whether the tests run under CI, where every tool that
@@ -112,16 +117,27 @@ func OfflineGoEnv(t testing.TB) map[string]string {
 	}
 }
 
-// Eventually polls cond every few milliseconds until it holds or timeout
-// passes, then fails the test naming what it waited for.
+// Eventually polls cond until it holds or timeout passes, then fails the
+// test naming what it waited for.
 func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	Poll(t, what, timeout, func() (bool, string) { return cond(), "" })
+}
+
+// Poll is Eventually for a condition that can say what it last saw, which
+// the failure message then shows.
+func Poll(t testing.TB, what string, timeout time.Duration, cond func() (ok bool, last string)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for delay := time.Millisecond; ; delay = min(delay*2, 100*time.Millisecond) {
-		if cond() {
+	for delay := time.Millisecond; ; delay = min(delay*2, 50*time.Millisecond) {
+		ok, last := cond()
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
+			if last != "" {
+				t.Fatalf("timed out after %v waiting for %s; last: %s", timeout, what, last)
+			}
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(delay)
@@ -169,4 +185,36 @@ func CopyTree(t testing.TB, src, dst string) {
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		t.Fatalf("copy %s: %v", src, err)
 	}
+}
+
+// OpenDB opens (creating) a bbolt file with the named buckets and, when the
+// test ends, runs bbolt's consistency check over it the way bbolt's own
+// tests do, then closes it. A test may close the database itself first.
+func OpenDB(t testing.TB, path string, buckets ...string) *bbolt.DB {
+	t.Helper()
+	db, err := store.Open(path, buckets...)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() { CheckDB(t, db) })
+	return db
+}
+
+// CheckDB runs bbolt's consistency check over db and closes it; a closed
+// db is left alone.
+func CheckDB(t testing.TB, db *bbolt.DB) {
+	t.Helper()
+	err := db.View(func(tx *bbolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+		return
+	}
+	if err != nil {
+		t.Errorf("bbolt consistency of %s: %v", db.Path(), err)
+	}
+	_ = db.Close()
 }
