@@ -50,6 +50,9 @@ type Entry struct {
 	Path           string
 	IdempotencyKey string
 	Identifier     string // meter event identifier, if any
+	// Value is the meter event's payload value, if any, so a test can add
+	// up what reached Stripe.
+	Value string
 	Fault          Fault
 	// Status is what the client received; 0 when the connection was dropped.
 	Status int
@@ -183,6 +186,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := Entry{Time: time.Now(), Method: r.Method, Path: r.URL.Path, IdempotencyKey: r.Header.Get("Idempotency-Key")}
 	if form, err := url.ParseQuery(string(body)); err == nil {
 		e.Identifier = form.Get("identifier")
+		e.Value = form.Get("payload[value]")
 	}
 	e.Fault = p.pick()
 	defer func() { p.record(e) }()
