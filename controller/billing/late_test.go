@@ -1,0 +1,445 @@
+package billing
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quarryfleet/quarry/controller/billing/faultproxy"
+	"go.etcd.io/bbolt"
+)
+
+// span is [from, to) after t10.
+type span struct{ from, to time.Duration }
+
+func (s span) has(d time.Duration) bool { return d >= s.from && d < s.to }
+
+// simRig is one rig of a billing scenario: it measures watts every 10 s
+// from t10 to end, except while silent (nothing measured: a reboot, a
+// crashed agent). While offline (agent cut off from the controller) it
+// measures and buffers, and replays the buffer with the real measurement
+// times when it reconnects, the last few reports twice, as an agent does
+// when the acknowledgement of its last batch was lost.
+type simRig struct {
+	id, customer string
+	watts        float64
+	silent       []span
+	offline      []span
+	buf          []time.Duration
+}
+
+// scenario drives rigs, the controller's flusher and its relay on a
+// simulated clock against stripe-mock behind the fault proxy. The
+// controller may be down for a while: reports measured meanwhile reach it
+// when it is back, after its first flush (the flusher starts before agents
+// reconnect).
+type scenario struct {
+	rigs   []*simRig
+	end    time.Duration
+	down   span
+	window time.Duration
+	// faults are injected into the first requests after every rig has
+	// replayed its buffer, which is when corrections are sent.
+	faults []faultproxy.Fault
+}
+
+type scenarioResult struct {
+	s     *Service
+	proxy *faultproxy.Proxy
+	// sent is the Wh of each meter event identifier that reached Stripe.
+	sent map[string]int64
+}
+
+func in(spans []span, d time.Duration) bool {
+	for _, s := range spans {
+		if s.has(d) {
+			return true
+		}
+	}
+	return false
+}
+
+func (sc scenario) run(t *testing.T) scenarioResult {
+	t.Helper()
+	ctx := context.Background()
+	proxy, err := faultproxy.Start(mockURL(t), faultproxy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	path := filepath.Join(t.TempDir(), "b.db")
+	clk := newClock(t10.Add(-time.Hour))
+	open := func() (*Service, *bbolt.DB) {
+		db := openDB(t, path)
+		return newTestService(t, db, Config{Stripe: NewStripeClient("sk_test_123", proxy.URL(), testHTTPClient(t, 5*time.Second)),
+			Now: clk.Now, RetryBase: time.Millisecond, LateWindow: sc.window}), db
+	}
+	s, db := open()
+	for _, r := range sc.rigs {
+		if _, err := s.GetCustomer(r.customer); err != nil {
+			mustCustomer(t, s, r.customer)
+		}
+		if err := s.AssignRigs(ctx, r.customer, r.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relay := func() {
+		t.Helper()
+		for range 200 {
+			if _, err := s.RelayOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			pending, _ := s.Outbox()
+			dead, _ := s.DeadLetter()
+			if len(dead) > 0 {
+				t.Fatalf("dead letters: %+v", dead)
+			}
+			if len(pending) == 0 {
+				return
+			}
+			clk.Add(10 * time.Millisecond)
+		}
+		t.Fatal("outbox not drained")
+	}
+	flush := func(at time.Time) {
+		t.Helper()
+		if err := s.Meter().Flush(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	observe := func(r *simRig, d time.Duration) {
+		t.Helper()
+		if err := s.Meter().Observe(r.id, t10.Add(d), r.watts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replayed := false
+	const step = 10 * time.Second
+	for d := time.Duration(0); d <= sc.end+time.Hour+5*time.Minute; d += step {
+		clk.Set(t10.Add(d + time.Second))
+		if sc.down.to > 0 && d == sc.down.from {
+			flush(clk.Now())
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if sc.down.has(d) {
+			for _, r := range sc.rigs {
+				if d <= sc.end && !in(r.silent, d) {
+					r.buf = append(r.buf, d)
+				}
+			}
+			continue
+		}
+		if sc.down.to > 0 && d == sc.down.to {
+			s, db = open()
+			flush(clk.Now())
+			relay()
+		}
+		anyReplay := false
+		for _, r := range sc.rigs {
+			if d > sc.end || in(r.silent, d) {
+				continue
+			}
+			if in(r.offline, d) {
+				r.buf = append(r.buf, d)
+				continue
+			}
+			if len(r.buf) > 0 {
+				for _, b := range r.buf {
+					observe(r, b)
+				}
+				for _, b := range r.buf[max(len(r.buf)-3, 0):] {
+					observe(r, b) // replayed twice: ignored
+				}
+				r.buf, anyReplay = nil, true
+			}
+			observe(r, d)
+		}
+		if anyReplay && !replayed {
+			replayed = true
+			proxy.Next(sc.faults...)
+		}
+		if d%(30*time.Second) == 0 {
+			flush(clk.Now())
+		}
+		if d%(10*time.Minute) == 0 {
+			relay()
+		}
+	}
+	flush(clk.Now())
+	relay()
+	recs, err := s.AllRecords()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := scenarioResult{s: s, proxy: proxy, sent: map[string]int64{}}
+	// Exactly once at the key and identifier level: every meter event was
+	// done, each identifier went out under one key only (its own), and each
+	// key carried one identifier and one value.
+	keys := map[string]map[string]bool{}
+	for _, e := range proxy.Log() {
+		if e.Method != "POST" || !strings.HasPrefix(e.Path, "/v1/billing/meter_events") {
+			continue
+		}
+		if e.IdempotencyKey != "quarry:"+e.Identifier {
+			t.Errorf("identifier %s sent under key %s", e.Identifier, e.IdempotencyKey)
+		}
+		add(keys, e.IdempotencyKey, e.Identifier+"="+e.Value)
+		if e.Forwarded && (e.Status == 200 || e.Fault == faultproxy.DropAfter) {
+			v, err := strconv.ParseInt(e.Value, 10, 64)
+			if err != nil {
+				t.Fatalf("meter event value %q: %v", e.Value, err)
+			}
+			res.sent[e.Identifier] = v
+		}
+	}
+	for k, vs := range keys {
+		if len(vs) != 1 {
+			t.Errorf("key %s carried %v", k, vs)
+		}
+	}
+	for _, r := range recs {
+		if r.State != StateDone {
+			t.Errorf("record %d %s is %s: %s", r.ID, r.Key, r.State, r.LastError)
+		}
+		if r.Kind == KindMeterEvent && res.sent[r.Identifier] != r.ValueWh {
+			t.Errorf("%s: Stripe got %d Wh, the outbox holds %d", r.Identifier, res.sent[r.Identifier], r.ValueWh)
+		}
+	}
+	if n := countKind(recs, KindMeterEvent); n != len(res.sent) {
+		t.Errorf("%d meter events queued, %d identifiers reached Stripe", n, len(res.sent))
+	}
+	return res
+}
+
+// hourly is the Wh that reached Stripe per customer and hour (offset from
+// t10), first events and corrections added up.
+func (r scenarioResult) hourly() map[string]map[time.Duration]int64 {
+	out := map[string]map[time.Duration]int64{}
+	for ident, v := range r.sent {
+		// energy:RIG:2006-01-02T15:CUSTOMER[:cN]
+		f := strings.Split(ident, ":")
+		at, _ := time.Parse("2006-01-02T15", f[2])
+		if out[f[3]] == nil {
+			out[f[3]] = map[time.Duration]int64{}
+		}
+		out[f[3]][at.Sub(t10)] += v
+	}
+	return out
+}
+
+func (r scenarioResult) corrections() []string {
+	var out []string
+	for ident := range r.sent {
+		if strings.Count(ident, ":") == 4 {
+			out = append(out, ident)
+		}
+	}
+	return out
+}
+
+// checkUsage compares each rig's metered energy per customer-hour, in mWh,
+// with hand-computed figures.
+func (r scenarioResult) checkUsage(t *testing.T, rig string, want map[time.Duration]int64) {
+	t.Helper()
+	for off, w := range want {
+		got := hourMilliWh(t, r.s, rig, t10.Add(off))
+		var sum int64
+		for _, v := range got {
+			sum += v
+		}
+		if sum != w {
+			t.Errorf("%s hour +%v: %v mWh, want %d", rig, off, got, w)
+		}
+	}
+}
+
+func checkHourly(t *testing.T, got, want map[string]map[time.Duration]int64) {
+	t.Helper()
+	for c, hours := range want {
+		for off, w := range hours {
+			if got[c][off] != w {
+				t.Errorf("%s hour +%v: %d Wh reached Stripe, want %d (all: %v)", c, off, got[c][off], w, got[c])
+			}
+		}
+		if len(got[c]) != len(hours) {
+			t.Errorf("%s billed hours %v, want %v", c, got[c], hours)
+		}
+	}
+}
+
+const (
+	m20 = 20 * time.Minute
+	h1  = time.Hour
+)
+
+// A 150 W rig silent for 25 minutes from 1h20m is billed for every minute
+// it reported: its hour stays open while it is silent.
+func TestLateRigSilentMidHourIsBilledForEveryMinuteItReported(t *testing.T) {
+	alice := &simRig{id: "rigA", customer: "alice", watts: 150, silent: []span{{h1 + m20 + 10*time.Second, h1 + 45*time.Minute}}}
+	bob := &simRig{id: "rigB", customer: "bob", watts: 200}
+	res := scenario{rigs: []*simRig{alice, bob}, end: 2*h1 + 30*time.Minute}.run(t)
+	// Alice: 11:00–11:20 at 150 W is 50 Wh and 11:45–12:00 is 37.5 Wh,
+	// 87.5 Wh; the half Wh carries into 12:00–12:30 (75 Wh), of which the
+	// last half Wh is below one Wh and stays unsent.
+	res.checkUsage(t, "rigA", map[time.Duration]int64{0: 150_000, h1: 87_500, 2 * h1: 75_000})
+	res.checkUsage(t, "rigB", map[time.Duration]int64{0: 200_000, h1: 200_000, 2 * h1: 100_000})
+	checkHourly(t, res.hourly(), map[string]map[time.Duration]int64{
+		"alice": {0: 150, h1: 87, 2 * h1: 75},
+		"bob":   {0: 200, h1: 200, 2 * h1: 100},
+	})
+	if c := res.corrections(); len(c) != 0 {
+		t.Errorf("corrections %v for a rig that was only silent", c)
+	}
+	u, err := res.s.Usage(UsageQuery{Rig: "rigA", From: t10, To: t10.Add(3 * h1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Gaps) != 1 || !u.Gaps[0].Start.Equal(t10.Add(h1+m20)) || !u.Gaps[0].End.Equal(t10.Add(h1+45*time.Minute)) {
+		t.Errorf("gaps %+v, want 11:20–11:45 recorded (and not filled)", u.Gaps)
+	}
+}
+
+// The controller is down from 11:50 to 12:20 while alice's rig is silent
+// and then back: when it restarts (from its bbolt file) its flusher closes
+// hour 11 with what it had, and the reports the agents buffered meanwhile
+// arrive after that, so the rest of hour 11 goes out as a correction.
+func TestLateControllerRestartDuringSilenceBillsEveryInterval(t *testing.T) {
+	alice := &simRig{id: "rigA", customer: "alice", watts: 150, silent: []span{{h1 + m20 + 10*time.Second, h1 + 45*time.Minute}}}
+	bob := &simRig{id: "rigB", customer: "bob", watts: 200}
+	res := scenario{rigs: []*simRig{alice, bob}, end: 2*h1 + 30*time.Minute,
+		down: span{h1 + 50*time.Minute, 2*h1 + m20}}.run(t)
+	res.checkUsage(t, "rigA", map[time.Duration]int64{0: 150_000, h1: 87_500, 2 * h1: 75_000})
+	res.checkUsage(t, "rigB", map[time.Duration]int64{0: 200_000, h1: 200_000, 2 * h1: 100_000})
+	checkHourly(t, res.hourly(), map[string]map[time.Duration]int64{
+		"alice": {0: 150, h1: 87, 2 * h1: 75},
+		"bob":   {0: 200, h1: 200, 2 * h1: 100},
+	})
+	// Hour 11 went out twice each: up to the last sample before the
+	// controller went down, 11:49:50, first (alice 50 + 12.08 Wh, so 62;
+	// bob 166.11, so 166), then the correction for 11:49:50–12:00 with the
+	// carried fraction (alice 25.42 + 0.08 = 25.5, so 25; bob 33.89 + 0.11
+	// = 34).
+	for ident, want := range map[string]int64{
+		"energy:rigA:2026-11-29T11:alice": 62, "energy:rigA:2026-11-29T11:alice:c1": 25,
+		"energy:rigB:2026-11-29T11:bob": 166, "energy:rigB:2026-11-29T11:bob:c1": 34,
+	} {
+		if got, ok := res.sent[ident]; !ok || got != want {
+			t.Errorf("%s: %d Wh (sent %v), want %d", ident, got, ok, want)
+		}
+	}
+	if len(res.corrections()) != 2 {
+		t.Errorf("corrections %v, want one per rig", res.corrections())
+	}
+	u, err := res.s.Usage(UsageQuery{Rig: "rigB", From: t10, To: t10.Add(3 * h1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Gaps) != 0 {
+		t.Errorf("gaps %+v for a rig that reported throughout", u.Gaps)
+	}
+}
+
+// An agent cut off for an hour replays its buffer: the hour that was
+// closed while it was away gets one correction, the next hour one event,
+// and replayed duplicates nothing. The corrections go out exactly once
+// through 500, 429, 409 and a response lost after Stripe acted.
+func TestLateAgentReplayAfterAnHourOfflineIsBilledOnce(t *testing.T) {
+	tests := []struct {
+		name   string
+		faults []faultproxy.Fault
+	}{
+		{"clean", nil},
+		// Four failures: the fifth and last attempt gets through.
+		{"faults", []faultproxy.Fault{faultproxy.Status500, faultproxy.DropAfter, faultproxy.Status429, faultproxy.Status409}},
+		{"dropped", []faultproxy.Fault{faultproxy.Drop, faultproxy.DropAfter, faultproxy.Drop}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			alice := &simRig{id: "rigA", customer: "alice", watts: 150, offline: []span{{40 * time.Minute, h1 + 40*time.Minute}}}
+			bob := &simRig{id: "rigB", customer: "bob", watts: 200}
+			res := scenario{rigs: []*simRig{alice, bob}, end: 2*h1 + 30*time.Minute, faults: tc.faults}.run(t)
+			res.checkUsage(t, "rigA", map[time.Duration]int64{0: 150_000, h1: 150_000, 2 * h1: 75_000})
+			checkHourly(t, res.hourly(), map[string]map[time.Duration]int64{
+				"alice": {0: 150, h1: 150, 2 * h1: 75},
+				"bob":   {0: 200, h1: 200, 2 * h1: 100},
+			})
+			// Hour 10 closed at 11:03 with 10:00–10:39:50, the last sample
+			// before the agent was cut off (99.58 Wh, so 99); the replay
+			// adds 10:39:50–11:00 (50.42 Wh + 0.58 carried) as its first
+			// correction.
+			if res.sent["energy:rigA:2026-11-29T10:alice"] != 99 || res.sent["energy:rigA:2026-11-29T10:alice:c1"] != 51 {
+				t.Errorf("hour 10 events %v", res.sent)
+			}
+			if c := res.corrections(); len(c) != 1 {
+				t.Errorf("corrections %v, want one", c)
+			}
+			st := res.s.Meter().Stats()
+			if st.Corrections != 1 || st.CorrectedMilliWh != 50_416 || st.LateMilliWh != 0 || st.Backwards != 3 {
+				t.Errorf("meter stats %+v", st)
+			}
+			if tc.faults != nil {
+				// Every fault hit the correction, which was retried under
+				// its own key until Stripe answered.
+				var tries []faultproxy.Fault
+				for _, e := range res.proxy.Log() {
+					if e.Identifier == "energy:rigA:2026-11-29T10:alice:c1" {
+						tries = append(tries, e.Fault)
+					}
+				}
+				if len(tries) != len(tc.faults)+1 {
+					t.Errorf("correction tried %d times (%v), want %d", len(tries), tries, len(tc.faults)+1)
+				}
+			}
+		})
+	}
+}
+
+// Energy arriving past the lateness window is billed in the hour it
+// arrives, flagged as late there and counted; energy of a later hour in
+// the same replay that is still within the window goes to its own hour.
+func TestLateEnergyPastTheWindowIsBilledWhenItArrives(t *testing.T) {
+	alice := &simRig{id: "rigA", customer: "alice", watts: 150, offline: []span{{40 * time.Minute, 2*h1 + 30*time.Minute}}}
+	res := scenario{rigs: []*simRig{alice}, end: 2*h1 + 40*time.Minute, window: time.Hour}.run(t)
+	// Hour 10 closed at 11:03 with 10:00–10:39:50 (99.58 Wh, so 99).
+	// 10:39:50–11:00 (50.42 Wh) arrives at 12:30, past 11:00 + 1 h: billed
+	// at 12:00 as late, with 12:00–12:40 (100 Wh). 11:00–12:00 arrives
+	// before 12:00 + 1 h: its own hour. The carried fractions make 151.
+	res.checkUsage(t, "rigA", map[time.Duration]int64{0: 99_583, h1: 150_000, 2 * h1: 150_416})
+	checkHourly(t, res.hourly(), map[string]map[time.Duration]int64{"alice": {0: 99, h1: 150, 2 * h1: 151}})
+	u, err := res.s.Usage(UsageQuery{Customer: "alice", From: t10, To: t10.Add(3 * h1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.TotalMilliWh != 400_000 || u.LateMilliWh != 50_416 {
+		t.Errorf("total %d mWh, late %d, want 400000 and 50416", u.TotalMilliWh, u.LateMilliWh)
+	}
+	for _, h := range u.Hours {
+		wantLate := int64(0)
+		if h.Hour.Equal(t10.Add(2 * h1)) {
+			wantLate = 50_416
+		}
+		if h.LateMilliWh != wantLate || !h.Closed || h.PendingMilliWh != 0 || h.Corrections != 0 {
+			t.Errorf("hour %v: %+v, want late %d, closed, nothing pending, no correction", h.Hour, h, wantLate)
+		}
+	}
+	if st := res.s.Meter().Stats(); st.LateMilliWh != 50_416 || st.Corrections != 0 {
+		t.Errorf("meter stats %+v", st)
+	}
+	if len(res.corrections()) != 0 {
+		t.Errorf("corrections %v", res.corrections())
+	}
+}
+
+func TestLateWindowIsValidated(t *testing.T) {
+	for _, w := range []time.Duration{-time.Second, MaxLateWindow + time.Hour} {
+		_, err := New(Config{DB: openDB(t, filepath.Join(t.TempDir(), "b.db")), LateWindow: w, Logger: discardLogger()})
+		if err == nil || !strings.Contains(err.Error(), "LateWindow") {
+			t.Errorf("LateWindow %v: %v, want an error naming it", w, err)
+		}
+	}
+}
