@@ -91,7 +91,7 @@ type UsageReport struct {
 	TotalMilliWh int64       `json:"total_milli_wh"`
 	// LateMilliWh is the part of TotalMilliWh billed late (see HourUsage).
 	LateMilliWh int64 `json:"late_milli_wh"`
-	Gaps         []Gap       `json:"gaps"`
+	Gaps        []Gap `json:"gaps"`
 }
 
 // Usage reports hourly energy and telemetry gaps as of the last Flush.

@@ -53,7 +53,7 @@ type Entry struct {
 	// Value is the meter event's payload value, if any, so a test can add
 	// up what reached Stripe.
 	Value string
-	Fault          Fault
+	Fault Fault
 	// Status is what the client received; 0 when the connection was dropped.
 	Status int
 	// Forwarded reports that the upstream received the request.
