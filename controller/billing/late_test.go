@@ -443,3 +443,69 @@ func TestLateWindowIsValidated(t *testing.T) {
 		}
 	}
 }
+
+// A database written before corrections existed: an hour sent under the
+// base identifier gets its first correction as c1, never the base key
+// again (which the outbox would take for the same fact and drop), and the
+// old counters carry over.
+func TestLateCorrectionOfAnHourSentByAnEarlierVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.db")
+	clk := newClock(t10.Add(-time.Hour))
+	db := openDB(t, path)
+	s := newTestService(t, db, Config{Now: clk.Now})
+	ctx := context.Background()
+	mustCustomer(t, s, "alice")
+	if err := s.AssignRigs(ctx, "alice", "rig1"); err != nil {
+		t.Fatal(err)
+	}
+	base := "energy:rig1:2026-11-29T10:alice"
+	err := db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketEnergy).Put(energyKey("rig1", t10.UnixMilli(), "alice"),
+			[]byte(`{"units":360000000000,"closed":true,"value_wh":50}`)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketMeta).Put([]byte("meter_stats"), []byte(`{"backwards":3,"late_milli_wh":9000,"gaps":2}`)); err != nil {
+			return err
+		}
+		_, err := enqueue(tx, Record{Kind: KindMeterEvent, Key: "quarry:" + base, Customer: "alice", Rig: "rig1",
+			Identifier: base, ValueWh: 50, Timestamp: t10.Unix(), CreatedAt: t10})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(t10.Add(time.Hour + 10*time.Minute))
+	s = newTestService(t, openDB(t, path), Config{Now: clk.Now})
+	if st := s.Meter().Stats(); st.Backwards != 3 || st.Gaps != 2 || st.LateMilliWh != 0 {
+		t.Errorf("counters after upgrade %+v", st)
+	}
+	m := s.Meter()
+	for _, d := range []time.Duration{50 * time.Minute, 51 * time.Minute, 61 * time.Minute} {
+		if err := m.Observe("rig1", t10.Add(d), 3600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Flush(ctx, clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.AllRecords()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, r := range recs {
+		if r.Kind == KindMeterEvent {
+			got[r.Identifier] = r.ValueWh
+		}
+	}
+	// 10:50–10:51 at 3.6 kW is 60 Wh.
+	if len(got) != 2 || got[base] != 50 || got[base+":c1"] != 60 {
+		t.Errorf("meter events %v, want the old one and %s:c1 with 60 Wh", got, base)
+	}
+	if h := hourMilliWh(t, s, "rig1", t10)["alice"]; h != 110_000 {
+		t.Errorf("hour 10: %d mWh, want 110000", h)
+	}
+}

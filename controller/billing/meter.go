@@ -156,6 +156,18 @@ func loadMeter(s *Service) (*Meter, error) {
 			if err := json.Unmarshal(v, &m.stats); err != nil {
 				return fmt.Errorf("decode meter counters: %w", err)
 			}
+		} else if v := tx.Bucket(bucketMeta).Get([]byte("meter_stats")); v != nil {
+			// Counters of a database written before late energy was
+			// billed; the energy they counted as late was never billed
+			// and has no place in today's counters.
+			var old struct {
+				Backwards int64 `json:"backwards"`
+				Gaps      int64 `json:"gaps"`
+			}
+			if err := json.Unmarshal(v, &old); err != nil {
+				return fmt.Errorf("decode meter stats: %w", err)
+			}
+			m.stats.Backwards, m.stats.Gaps = old.Backwards, old.Gaps
 		}
 		if err := tx.Bucket(bucketMeterState).ForEach(func(k, v []byte) error {
 			st := &rigState{}
@@ -406,6 +418,11 @@ func (m *Meter) Flush(ctx context.Context, now time.Time) error {
 			var rec hourRecord
 			if err := getJSON(eb, key, &rec); err != nil && !errors.Is(err, ErrNotFound) {
 				return err
+			}
+			if rec.Closed && rec.Events == 0 && rec.ValueWh > 0 {
+				// Written before corrections existed: its one event used
+				// the base identifier, so the first correction is c1.
+				rec.Events = 1
 			}
 			correction := rec.Closed
 			rec.Units += c.energy.Units - rec.PendUnits
