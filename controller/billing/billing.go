@@ -62,8 +62,10 @@ type Config struct {
 	// MaxGap is the longest interval between two power samples that is still
 	// integrated; longer intervals are recorded as gaps (default 2 minutes).
 	MaxGap time.Duration
-	// LateMargin is how long after MaxGap an idle rig's open hour stays open
-	// for samples delivered late (default 1 minute).
+	// LateMargin: a rig that fell silent has its hour sent MaxGap plus
+	// LateMargin after the hour ends, unless it reported past the end
+	// before (default 1 minute). Energy arriving later still is billed by
+	// a correction (see LateWindow).
 	LateMargin time.Duration
 	// LateWindow is how long after an hour ends energy measured in it is
 	// still billed to it, by a correction event if the hour was already
