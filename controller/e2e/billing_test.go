@@ -393,6 +393,11 @@ func TestBillingControllerRestartBillsEveryIntervalOnce(t *testing.T) {
 			outage2.Sub(outage).Round(time.Millisecond), agentStopped.Sub(agentStart).Round(time.Millisecond))
 	}
 	t.Logf("billed %d mWh, bounds %d..%d", total, lower, upper)
+	// The table shows each hour with its late energy (none here) and state.
+	out, err := ctrl.ctl(t, "billing", "usage", "--rig", "hosted2", "--since", "2h")
+	if err != nil || !strings.Contains(out, "LATE") || !strings.Contains(out, "hosted2") && !strings.Contains(out, r.ID) || strings.Contains(out, "gap(s)") {
+		t.Errorf("billing usage table: %v\n%s", err, out)
+	}
 	if double := total + mWh(outage2.Sub(outage)); double <= upper {
 		t.Logf("warning: the bound would not catch the outage billed twice (%d <= %d)", double, upper)
 	}
