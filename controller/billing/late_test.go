@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -464,6 +465,16 @@ func TestLateCorrectionOfAnHourSentByAnEarlierVersion(t *testing.T) {
 			[]byte(`{"units":360000000000,"closed":true,"value_wh":50}`)); err != nil {
 			return err
 		}
+		// rig2's hour 10 was open, with 30 Wh, when the old version stopped.
+		if err := tx.Bucket(bucketEnergy).Put(energyKey("rig2", t10.UnixMilli(), "alice"),
+			[]byte(`{"units":216000000000,"closed":false}`)); err != nil {
+			return err
+		}
+		state := fmt.Sprintf(`{"has_last":true,"last_ms":%d,"last_mw":3600000,"owner":"alice","closed_before":%d,"open":[{"hour":%d,"customer":"alice","units":216000000000}]}`,
+			t10.Add(30*time.Minute).UnixMilli(), t10.UnixMilli(), t10.UnixMilli())
+		if err := tx.Bucket(bucketMeterState).Put([]byte("rig2"), []byte(state)); err != nil {
+			return err
+		}
 		if err := tx.Bucket(bucketMeta).Put([]byte("meter_stats"), []byte(`{"backwards":3,"late_milli_wh":9000,"gaps":2}`)); err != nil {
 			return err
 		}
@@ -488,8 +499,15 @@ func TestLateCorrectionOfAnHourSentByAnEarlierVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// rig2 goes on for 10 s at 3.6 kW: 10 Wh more.
+	if err := m.Observe("rig2", t10.Add(30*time.Minute+10*time.Second), 3600); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Flush(ctx, clk.Now()); err != nil {
 		t.Fatal(err)
+	}
+	if h := hourMilliWh(t, s, "rig2", t10)["alice"]; h != 40_000 {
+		t.Errorf("rig2 hour 10: %d mWh, want 40000", h)
 	}
 	recs, err := s.AllRecords()
 	if err != nil {
@@ -502,8 +520,8 @@ func TestLateCorrectionOfAnHourSentByAnEarlierVersion(t *testing.T) {
 		}
 	}
 	// 10:50–10:51 at 3.6 kW is 60 Wh.
-	if len(got) != 2 || got[base] != 50 || got[base+":c1"] != 60 {
-		t.Errorf("meter events %v, want the old one and %s:c1 with 60 Wh", got, base)
+	if len(got) != 3 || got[base] != 50 || got[base+":c1"] != 60 || got["energy:rig2:2026-11-29T10:alice"] != 40 {
+		t.Errorf("meter events %v, want the old one, %s:c1 with 60 Wh and rig2's hour with 40 Wh", got, base)
 	}
 	if h := hourMilliWh(t, s, "rig1", t10)["alice"]; h != 110_000 {
 		t.Errorf("hour 10: %d mWh, want 110000", h)

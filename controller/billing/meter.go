@@ -132,6 +132,18 @@ type hourRecord struct {
 	Events  int   `json:"events,omitempty"`
 }
 
+// setPending replaces the record's unsent energy with p.
+func (r *hourRecord) setPending(p pendingEnergy) {
+	if !r.Closed {
+		// Never sent, so all of it is pending (records written before
+		// the pending fields existed left them zero).
+		r.PendUnits, r.PendLate = r.Units, r.Late
+	}
+	r.Units += p.Units - r.PendUnits
+	r.Late += p.Late - r.PendLate
+	r.PendUnits, r.PendLate = p.Units, p.Late
+}
+
 // Meter integrates rig power into hourly energy per customer. Observe only
 // touches memory; Flush persists and turns closed hours into meter events.
 type Meter struct {
@@ -425,8 +437,7 @@ func (m *Meter) Flush(ctx context.Context, now time.Time) error {
 				rec.Events = 1
 			}
 			correction := rec.Closed
-			rec.Units += c.energy.Units - rec.PendUnits
-			rec.Late += c.energy.Late - rec.PendLate
+			rec.setPending(c.energy)
 			rec.PendUnits, rec.PendLate, rec.Closed = 0, 0, true
 			if correction {
 				stats.CorrectedUnits += c.energy.Units + c.energy.Late
@@ -462,9 +473,7 @@ func (m *Meter) Flush(ctx context.Context, now time.Time) error {
 				if err := getJSON(eb, key, &rec); err != nil && !errors.Is(err, ErrNotFound) {
 					return err
 				}
-				rec.Units += p.Units - rec.PendUnits
-				rec.Late += p.Late - rec.PendLate
-				rec.PendUnits, rec.PendLate = p.Units, p.Late
+				rec.setPending(p)
 				if err := putJSON(eb, key, rec); err != nil {
 					return err
 				}
