@@ -305,43 +305,65 @@ func TestLateRigSilentMidHourIsBilledForEveryMinuteItReported(t *testing.T) {
 	}
 }
 
-// The controller is down from 11:50 to 12:20 while alice's rig is silent
-// and then back: when it restarts (from its bbolt file) its flusher closes
-// hour 11 with what it had, and the reports the agents buffered meanwhile
-// arrive after that, so the rest of hour 11 goes out as a correction.
-func TestLateControllerRestartDuringSilenceBillsEveryInterval(t *testing.T) {
-	alice := &simRig{id: "rigA", customer: "alice", watts: 150, silent: []span{{h1 + m20 + 10*time.Second, h1 + 45*time.Minute}}}
-	bob := &simRig{id: "rigB", customer: "bob", watts: 200}
-	res := scenario{rigs: []*simRig{alice, bob}, end: 2*h1 + 30*time.Minute,
-		down: span{h1 + 50*time.Minute, 2*h1 + m20}}.run(t)
-	res.checkUsage(t, "rigA", map[time.Duration]int64{0: 150_000, h1: 87_500, 2 * h1: 75_000})
-	res.checkUsage(t, "rigB", map[time.Duration]int64{0: 200_000, h1: 200_000, 2 * h1: 100_000})
-	checkHourly(t, res.hourly(), map[string]map[time.Duration]int64{
-		"alice": {0: 150, h1: 87, 2 * h1: 75},
-		"bob":   {0: 200, h1: 200, 2 * h1: 100},
-	})
-	// Hour 11 went out twice each: up to the last sample before the
-	// controller went down, 11:49:50, first (alice 50 + 12.08 Wh, so 62;
-	// bob 166.11, so 166), then the correction for 11:49:50–12:00 with the
-	// carried fraction (alice 25.42 + 0.08 = 25.5, so 25; bob 33.89 + 0.11
-	// = 34).
-	for ident, want := range map[string]int64{
-		"energy:rigA:2026-11-29T11:alice": 62, "energy:rigA:2026-11-29T11:alice:c1": 25,
-		"energy:rigB:2026-11-29T11:bob": 166, "energy:rigB:2026-11-29T11:bob:c1": 34,
-	} {
-		if got, ok := res.sent[ident]; !ok || got != want {
-			t.Errorf("%s: %d Wh (sent %v), want %d", ident, got, ok, want)
-		}
+// The controller restarts (from its bbolt file, meter and relay alike)
+// while the rigs go on: alice's rig is silent 11:20–11:45 as above, bob's
+// reports throughout, and the agents buffer what they measure while the
+// controller is down. Restarted during the silence, nothing changes: the
+// hour is still open. Down from 11:50 to 12:20, the restarted flusher
+// closes hour 11 with what it has before the agents' buffers arrive, so
+// the rest of hour 11 goes out as a correction. The totals are the same.
+func TestLateControllerRestartBillsEveryInterval(t *testing.T) {
+	tests := []struct {
+		name string
+		down span
+		// events: Wh per identifier of hour 11.
+		events      map[string]int64
+		corrections int
+	}{
+		{"during the silence", span{h1 + 30*time.Minute, h1 + 40*time.Minute},
+			map[string]int64{"energy:rigA:2026-11-29T11:alice": 87, "energy:rigB:2026-11-29T11:bob": 200}, 0},
+		// Up to 11:49:50, the last sample before the controller went down,
+		// first (alice 50 + 12.08 Wh, so 62; bob 166.11, so 166), then
+		// 11:49:50–12:00 with the carried fraction (alice 25.42 + 0.08 =
+		// 25.5, so 25; bob 33.89 + 0.11 = 34).
+		{"across the end of the hour", span{h1 + 50*time.Minute, 2*h1 + m20},
+			map[string]int64{"energy:rigA:2026-11-29T11:alice": 62, "energy:rigA:2026-11-29T11:alice:c1": 25,
+				"energy:rigB:2026-11-29T11:bob": 166, "energy:rigB:2026-11-29T11:bob:c1": 34}, 2},
 	}
-	if len(res.corrections()) != 2 {
-		t.Errorf("corrections %v, want one per rig", res.corrections())
-	}
-	u, err := res.s.Usage(UsageQuery{Rig: "rigB", From: t10, To: t10.Add(3 * h1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(u.Gaps) != 0 {
-		t.Errorf("gaps %+v for a rig that reported throughout", u.Gaps)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			alice := &simRig{id: "rigA", customer: "alice", watts: 150, silent: []span{{h1 + m20 + 10*time.Second, h1 + 45*time.Minute}}}
+			bob := &simRig{id: "rigB", customer: "bob", watts: 200}
+			res := scenario{rigs: []*simRig{alice, bob}, end: 2*h1 + 30*time.Minute, down: tc.down}.run(t)
+			res.checkUsage(t, "rigA", map[time.Duration]int64{0: 150_000, h1: 87_500, 2 * h1: 75_000})
+			res.checkUsage(t, "rigB", map[time.Duration]int64{0: 200_000, h1: 200_000, 2 * h1: 100_000})
+			checkHourly(t, res.hourly(), map[string]map[time.Duration]int64{
+				"alice": {0: 150, h1: 87, 2 * h1: 75},
+				"bob":   {0: 200, h1: 200, 2 * h1: 100},
+			})
+			for ident, want := range tc.events {
+				if got, ok := res.sent[ident]; !ok || got != want {
+					t.Errorf("%s: %d Wh (sent %v), want %d", ident, got, ok, want)
+				}
+			}
+			if len(res.corrections()) != tc.corrections {
+				t.Errorf("corrections %v, want %d", res.corrections(), tc.corrections)
+			}
+			u, err := res.s.Usage(UsageQuery{Rig: "rigB", From: t10, To: t10.Add(3 * h1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(u.Gaps) != 0 {
+				t.Errorf("gaps %+v for a rig that reported throughout", u.Gaps)
+			}
+			u, err = res.s.Usage(UsageQuery{Rig: "rigA", From: t10, To: t10.Add(3 * h1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(u.Gaps) != 1 {
+				t.Errorf("gaps %+v, want alice's silence only", u.Gaps)
+			}
+		})
 	}
 }
 
