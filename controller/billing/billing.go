@@ -41,6 +41,15 @@ func allBuckets() [][]byte {
 		bucketOutboxKeys, bucketEnergy, bucketMeterState, bucketGaps, bucketWebhook, bucketMeta}
 }
 
+// Lateness window bounds. Stripe accepts meter events timestamped up to 35
+// days in the past; a correction carries its hour's start, which is an hour
+// before the window starts counting, and may wait in the outbox for
+// retries, so the window stops a day short of Stripe's limit.
+const (
+	DefaultLateWindow = 6 * time.Hour
+	MaxLateWindow     = 34 * 24 * time.Hour
+)
+
 // Config configures a Service. Only DB is required.
 type Config struct {
 	DB *bbolt.DB
@@ -53,9 +62,16 @@ type Config struct {
 	// MaxGap is the longest interval between two power samples that is still
 	// integrated; longer intervals are recorded as gaps (default 2 minutes).
 	MaxGap time.Duration
-	// LateMargin is how long after MaxGap an idle rig's open hour stays open
-	// for samples delivered late (default 1 minute).
+	// LateMargin: a rig that fell silent has its hour sent MaxGap plus
+	// LateMargin after the hour ends, unless it reported past the end
+	// before (default 1 minute). Energy arriving later still is billed by
+	// a correction (see LateWindow).
 	LateMargin time.Duration
+	// LateWindow is how long after an hour ends energy measured in it is
+	// still billed to it, by a correction event if the hour was already
+	// sent (default 6h, at most MaxLateWindow). Energy arriving later is
+	// billed in the hour it arrives and counted as late.
+	LateWindow time.Duration
 	// RetryBase is the first retry delay; attempt n waits RetryBase*2^(n-1) (default 1s).
 	RetryBase time.Duration
 	// MaxAttempts before a record moves to the dead-letter list (default 5).
@@ -93,6 +109,9 @@ func (c *Config) setDefaults() {
 	if c.LateMargin == 0 {
 		c.LateMargin = time.Minute
 	}
+	if c.LateWindow == 0 {
+		c.LateWindow = DefaultLateWindow
+	}
 	if c.RetryBase == 0 {
 		c.RetryBase = time.Second
 	}
@@ -122,6 +141,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("billing: Config.MaxGap %v outside 1s..24h", c.MaxGap)
 	case c.LateMargin < 0:
 		return fmt.Errorf("billing: Config.LateMargin %v is negative", c.LateMargin)
+	case c.LateWindow < 0 || c.LateWindow > MaxLateWindow:
+		return fmt.Errorf("billing: Config.LateWindow %v outside 0..%v", c.LateWindow, MaxLateWindow)
 	case c.RetryBase < 0:
 		return fmt.Errorf("billing: Config.RetryBase %v is negative", c.RetryBase)
 	case c.MaxAttempts < 1:

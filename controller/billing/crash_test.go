@@ -90,6 +90,29 @@ func TestCrashRecoveryDeliversEveryFactOnce(t *testing.T) {
 			}
 		}
 	}
+	// One more rig per customer is cut off at 10:40 and replays its buffer
+	// after hour 10 was sent: hour 10 gets a correction. 1 kW: 10:00–10:40
+	// is 666.67 Wh (666 sent), 10:40–11:00 333.33 Wh + 0.67 carried (334),
+	// 11:00–11:30 500 Wh.
+	for c := range 5 {
+		if err := s.AssignRigs(ctx, fmt.Sprintf("cust%d", c), fmt.Sprintf("late%d", c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lateRigs := func(from, to time.Duration) {
+		for d := from; d <= to; d += 30 * time.Second {
+			for c := range 5 {
+				if err := s.Meter().Observe(fmt.Sprintf("late%d", c), t10.Add(d), 1000); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	lateRigs(0, 40*time.Minute)
+	if err := s.Meter().Flush(ctx, t10.Add(time.Hour+4*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	lateRigs(40*time.Minute+30*time.Second, 90*time.Minute)
 	if err := s.Meter().Flush(ctx, t10.Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +120,20 @@ func TestCrashRecoveryDeliversEveryFactOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if countKind(facts, KindMeterEvent) != 60 {
-		t.Fatalf("seeded %d meter events, want 60", countKind(facts, KindMeterEvent))
+	if countKind(facts, KindMeterEvent) != 75 {
+		t.Fatalf("seeded %d meter events, want 75", countKind(facts, KindMeterEvent))
+	}
+	wantValue := map[string]int64{}
+	for c := range 5 {
+		base := fmt.Sprintf("energy:late%d:2026-11-29T%%s:cust%d", c, c)
+		wantValue[fmt.Sprintf(base, "10")] = 666
+		wantValue[fmt.Sprintf(base, "10")+":c1"] = 334
+		wantValue[fmt.Sprintf(base, "11")] = 500
+	}
+	for _, r := range facts {
+		if w, ok := wantValue[r.Identifier]; ok && r.ValueWh != w {
+			t.Errorf("%s: %d Wh queued, want %d", r.Identifier, r.ValueWh, w)
+		}
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -191,8 +226,13 @@ func TestCrashRecoveryDeliversEveryFactOnce(t *testing.T) {
 			t.Errorf("key %s carried identifiers %v", k, ids)
 		}
 	}
-	if len(identKeys) != 60 {
-		t.Errorf("%d distinct identifiers reached the proxy, want 60", len(identKeys))
+	if len(identKeys) != 75 {
+		t.Errorf("%d distinct identifiers reached the proxy, want 75", len(identKeys))
+	}
+	for ident := range wantValue {
+		if len(identKeys[ident]) != 1 {
+			t.Errorf("%s reached the proxy under keys %v", ident, identKeys[ident])
+		}
 	}
 	t.Logf("%d requests, %d kills while busy, faults %v", len(log), kills, faults)
 }

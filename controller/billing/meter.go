@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/bits"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -37,14 +38,30 @@ type Gap struct {
 	End   time.Time `json:"end"`
 }
 
-// MeterStats counts samples the meter refused to integrate.
+// MeterStats counts what the meter did with energy that did not arrive in
+// order and on time.
 type MeterStats struct {
 	// Backwards counts samples at or before the rig's previous sample.
 	Backwards int64 `json:"backwards"`
-	// LateMilliWh is energy that arrived for an hour already closed and sent.
+	// LateMilliWh is energy that arrived after its hour's lateness window;
+	// it was billed in the hour it arrived instead.
 	LateMilliWh int64 `json:"late_milli_wh"`
+	// CorrectedMilliWh is energy that arrived, within the lateness window,
+	// for an hour already sent; correction events billed it to that hour.
+	CorrectedMilliWh int64 `json:"corrected_milli_wh"`
+	// Corrections counts correction meter events queued.
+	Corrections int64 `json:"corrections"`
 	// Gaps counts gaps recorded since the database was created.
 	Gaps int64 `json:"gaps"`
+}
+
+// meterCounters is MeterStats as persisted, in exact energy units.
+type meterCounters struct {
+	Backwards      int64 `json:"backwards"`
+	LateUnits      int64 `json:"late_units"`
+	CorrectedUnits int64 `json:"corrected_units"`
+	Corrections    int64 `json:"corrections"`
+	Gaps           int64 `json:"gaps"`
 }
 
 type ownerChange struct {
@@ -57,9 +74,17 @@ type hourOwner struct {
 	Customer string `json:"customer"`
 }
 
+// pendingEnergy is energy of one hour row not yet in a meter event: Units
+// measured in the hour, Late measured earlier but past its own hour's
+// lateness window, so billed in this (arrival) hour.
+type pendingEnergy struct {
+	Units int64 `json:"units"`
+	Late  int64 `json:"late,omitempty"`
+}
+
 type openHour struct {
 	hourOwner
-	Units int64 `json:"units"`
+	pendingEnergy
 }
 
 // rigState is a rig's integration state, persisted by Flush.
@@ -69,14 +94,15 @@ type rigState struct {
 	LastMW  int64         `json:"last_mw"`
 	Owner   string        `json:"owner"`
 	Changes []ownerChange `json:"changes,omitempty"`
-	// ClosedBefore: hours starting before it are closed and sent.
-	ClosedBefore int64      `json:"closed_before"`
-	Open         []openHour `json:"open,omitempty"`
+	// Open holds energy not yet sent, per hour and customer. An hour that
+	// was already sent is open again when energy measured in it arrives
+	// late; closing it then queues a correction.
+	Open []openHour `json:"open,omitempty"`
 	// Rem carries, per customer, the energy below one Wh left over by
 	// closed hours, so hourly Wh sent to Stripe add up to the exact total.
 	Rem map[string]int64 `json:"rem,omitempty"`
 
-	open  map[hourOwner]int64
+	open  map[hourOwner]pendingEnergy
 	dirty bool
 }
 
@@ -84,15 +110,38 @@ type closedHour struct {
 	rig     string
 	hour    int64
 	cust    string
-	units   int64
+	energy  pendingEnergy
 	valueWh int64
 }
 
 // hourRecord is what billing_energy holds per rig, hour and customer.
 type hourRecord struct {
-	Units   int64 `json:"units"`
+	// Units is all energy measured in the hour, Late the energy measured
+	// earlier that arrived past its window and is billed in this hour.
+	Units int64 `json:"units"`
+	Late  int64 `json:"late,omitempty"`
+	// PendUnits and PendLate are the parts of Units and Late not yet in a
+	// meter event.
+	PendUnits int64 `json:"pend_units,omitempty"`
+	PendLate  int64 `json:"pend_late,omitempty"`
+	// Closed: the hour was sent at least once. ValueWh is the sum of the
+	// meter events queued for it; Events counts them (the first one and
+	// its corrections).
 	Closed  bool  `json:"closed"`
 	ValueWh int64 `json:"value_wh,omitempty"`
+	Events  int   `json:"events,omitempty"`
+}
+
+// setPending replaces the record's unsent energy with p.
+func (r *hourRecord) setPending(p pendingEnergy) {
+	if !r.Closed {
+		// Never sent, so all of it is pending (records written before
+		// the pending fields existed left them zero).
+		r.PendUnits, r.PendLate = r.Units, r.Late
+	}
+	r.Units += p.Units - r.PendUnits
+	r.Late += p.Late - r.PendLate
+	r.PendUnits, r.PendLate = p.Units, p.Late
 }
 
 // Meter integrates rig power into hourly energy per customer. Observe only
@@ -101,31 +150,45 @@ type Meter struct {
 	s      *Service
 	maxGap int64
 	idle   int64
+	window int64
 
 	mu     sync.Mutex
 	rigs   map[string]*rigState
 	closed []closedHour
 	gaps   []Gap
-	stats  MeterStats
+	stats  meterCounters
 }
 
 func loadMeter(s *Service) (*Meter, error) {
 	m := &Meter{s: s, rigs: map[string]*rigState{},
-		maxGap: s.cfg.MaxGap.Milliseconds(), idle: (s.cfg.MaxGap + s.cfg.LateMargin).Milliseconds()}
+		maxGap: s.cfg.MaxGap.Milliseconds(), idle: (s.cfg.MaxGap + s.cfg.LateMargin).Milliseconds(),
+		window: s.cfg.LateWindow.Milliseconds()}
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get([]byte("meter_stats")); v != nil {
+		if v := tx.Bucket(bucketMeta).Get([]byte("meter_counters")); v != nil {
 			if err := json.Unmarshal(v, &m.stats); err != nil {
+				return fmt.Errorf("decode meter counters: %w", err)
+			}
+		} else if v := tx.Bucket(bucketMeta).Get([]byte("meter_stats")); v != nil {
+			// Counters of a database written before late energy was
+			// billed; the energy they counted as late was never billed
+			// and has no place in today's counters.
+			var old struct {
+				Backwards int64 `json:"backwards"`
+				Gaps      int64 `json:"gaps"`
+			}
+			if err := json.Unmarshal(v, &old); err != nil {
 				return fmt.Errorf("decode meter stats: %w", err)
 			}
+			m.stats.Backwards, m.stats.Gaps = old.Backwards, old.Gaps
 		}
 		if err := tx.Bucket(bucketMeterState).ForEach(func(k, v []byte) error {
 			st := &rigState{}
 			if err := json.Unmarshal(v, st); err != nil {
 				return fmt.Errorf("decode meter state %s: %w", k, err)
 			}
-			st.open = map[hourOwner]int64{}
+			st.open = map[hourOwner]pendingEnergy{}
 			for _, o := range st.Open {
-				st.open[o.hourOwner] = o.Units
+				st.open[o.hourOwner] = o.pendingEnergy
 			}
 			m.rigs[string(k)] = st
 			return nil
@@ -158,7 +221,7 @@ func (st *rigState) lastOwner() string {
 func (m *Meter) rig(id string) *rigState {
 	st, ok := m.rigs[id]
 	if !ok {
-		st = &rigState{open: map[hourOwner]int64{}}
+		st = &rigState{open: map[hourOwner]pendingEnergy{}}
 		m.rigs[id] = st
 	}
 	return st
@@ -187,10 +250,17 @@ func twiceEnergy(p0, p1, d, u int64) int64 {
 	return int64(q)
 }
 
-// Observe adds a power sample. Energy between consecutive samples is the
-// trapezoid, split exactly at UTC hour boundaries and at ownership changes.
-// A sample at or before the previous one is ignored and counted; a sample
-// more than MaxGap after the previous one starts afresh and records a gap.
+// Observe adds a power sample taken at t. Energy between consecutive
+// samples is the trapezoid, split exactly at UTC hour boundaries and at
+// ownership changes. A sample at or before the previous one is ignored and
+// counted; a sample more than MaxGap after the previous one starts afresh
+// and records a gap.
+//
+// Energy is billed to the hour it was measured in as long as it arrives
+// (now, by the controller's clock) within LateWindow of that hour's end,
+// even if the hour was already sent: closing the hour again queues a
+// correction for the difference. Energy arriving later is billed in the
+// hour it arrives and counted as late.
 func (m *Meter) Observe(rigID string, t time.Time, powerW float64) error {
 	if err := validID("rig", rigID); err != nil {
 		return err
@@ -200,6 +270,7 @@ func (m *Meter) Observe(rigID string, t time.Time, powerW float64) error {
 	}
 	ms := t.UnixMilli()
 	mw := int64(math.Round(powerW * 1000))
+	nowMs := m.s.now().UnixMilli()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.rig(rigID)
@@ -212,7 +283,7 @@ func (m *Meter) Observe(rigID string, t time.Time, powerW float64) error {
 		m.gaps = append(m.gaps, Gap{Rig: rigID, Start: time.UnixMilli(st.LastMs).UTC(), End: time.UnixMilli(ms).UTC()})
 		m.stats.Gaps++
 	} else if st.HasLast {
-		m.integrate(st, ms, mw)
+		m.integrate(st, ms, mw, nowMs)
 	}
 	m.takeChanges(st, ms)
 	st.HasLast, st.LastMs, st.LastMW = true, ms, mw
@@ -232,7 +303,7 @@ func (m *Meter) takeChanges(st *rigState, ms int64) {
 	}
 }
 
-func (m *Meter) integrate(st *rigState, ms, mw int64) {
+func (m *Meter) integrate(st *rigState, ms, mw, nowMs int64) {
 	t0, p0, d := st.LastMs, st.LastMW, ms-st.LastMs
 	x, prev := t0, int64(0)
 	owner := st.Owner
@@ -250,10 +321,22 @@ func (m *Meter) integrate(st *rigState, ms, mw int64) {
 		units := e - prev
 		prev = e
 		h := hourStart(x)
-		if h < st.ClosedBefore {
-			m.stats.LateMilliWh += units / unitsPerMilliWh
-		} else if units > 0 {
-			st.open[hourOwner{Hour: h, Customer: owner}] += units
+		switch {
+		case units <= 0:
+		case nowMs-(h+hourMs) <= m.window:
+			k := hourOwner{Hour: h, Customer: owner}
+			p := st.open[k]
+			p.Units += units
+			st.open[k] = p
+		default:
+			// Past the window Stripe may no longer take it for its own hour
+			// (or the invoice is long final): bill it now, owned by whoever
+			// rented the rig when it was measured.
+			k := hourOwner{Hour: hourStart(nowMs), Customer: owner}
+			p := st.open[k]
+			p.Late += units
+			st.open[k] = p
+			m.stats.LateUnits += units
 		}
 		x = end
 	}
@@ -261,14 +344,14 @@ func (m *Meter) integrate(st *rigState, ms, mw int64) {
 
 // closeBefore closes the rig's open hours that start before cutoff.
 func (m *Meter) closeBefore(rigID string, st *rigState, cutoff int64) {
-	if cutoff <= st.ClosedBefore {
-		return
-	}
 	var keys []hourOwner
 	for k := range st.open {
 		if k.Hour < cutoff {
 			keys = append(keys, k)
 		}
+	}
+	if len(keys) == 0 {
+		return
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].Hour != keys[j].Hour {
@@ -277,53 +360,121 @@ func (m *Meter) closeBefore(rigID string, st *rigState, cutoff int64) {
 		return keys[i].Customer < keys[j].Customer
 	})
 	for _, k := range keys {
-		units := st.open[k]
+		p := st.open[k]
 		delete(st.open, k)
 		if st.Rem == nil {
 			st.Rem = map[string]int64{}
 		}
-		total := st.Rem[k.Customer] + units
+		total := st.Rem[k.Customer] + p.Units + p.Late
 		wh := total / unitsPerWh
 		st.Rem[k.Customer] = total % unitsPerWh
-		m.closed = append(m.closed, closedHour{rig: rigID, hour: k.Hour, cust: k.Customer, units: units, valueWh: wh})
+		m.closed = append(m.closed, closedHour{rig: rigID, hour: k.Hour, cust: k.Customer, energy: p, valueWh: wh})
 	}
-	st.ClosedBefore = cutoff
+	st.dirty = true
 }
 
 // Stats returns the meter's counters.
 func (m *Meter) Stats() MeterStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.stats
+	return m.stats.public()
 }
 
-// Flush closes the hours of rigs silent for longer than MaxGap+LateMargin,
-// then persists every rig's state, hourly totals and gaps and queues a meter
-// event for each closed hour, all in one transaction. Call it periodically
-// (every few seconds) and at shutdown; samples since the last Flush are lost
-// on a crash, and the rig then shows a gap rather than invented energy.
+func (c meterCounters) public() MeterStats {
+	return MeterStats{Backwards: c.Backwards, LateMilliWh: c.LateUnits / unitsPerMilliWh,
+		CorrectedMilliWh: c.CorrectedUnits / unitsPerMilliWh, Corrections: c.Corrections, Gaps: c.Gaps}
+}
+
+// meterIdentifier names the meter event of one rig, hour and customer; the
+// n-th correction (n ≥ 1) gets its own identifier, and its idempotency key
+// follows from it, so a correction is never taken for the first event.
+func meterIdentifier(rig string, hour int64, cust string, n int) string {
+	id := fmt.Sprintf("energy:%s:%s:%s", rig, time.UnixMilli(hour).UTC().Format("2006-01-02T15"), cust)
+	if n > 0 {
+		id += ":c" + strconv.Itoa(n)
+	}
+	return id
+}
+
+// Flush closes the hours that ended more than MaxGap+LateMargin ago (a
+// rig still reporting has closed them itself by reporting past their end),
+// then persists every rig's state, hourly totals and gaps and queues a
+// meter event for each closed hour, all in one transaction. An hour closed
+// before is closed again only when late energy reopened it, and then its
+// event is a correction for that energy alone. Call it periodically (every
+// few seconds) and at shutdown; samples since the last Flush are lost on a
+// crash, and the rig then shows a gap rather than invented energy.
 func (m *Meter) Flush(ctx context.Context, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	nowMs := now.UnixMilli()
 	for id, st := range m.rigs {
-		if st.HasLast && nowMs-st.LastMs > m.idle && len(st.open) > 0 {
-			m.closeBefore(id, st, hourStart(st.LastMs)+hourMs)
-			st.dirty = true
+		if len(st.open) > 0 {
+			m.closeBefore(id, st, nowMs-m.idle-hourMs+1)
 		}
 	}
+	type sent struct {
+		c          closedHour
+		correction bool
+	}
+	var done []sent
+	var stats meterCounters
 	queued := 0
 	err := m.s.db.Update(func(tx *bbolt.Tx) error {
-		queued = 0
+		queued, done, stats = 0, done[:0], m.stats
 		sb, eb := tx.Bucket(bucketMeterState), tx.Bucket(bucketEnergy)
+		// Closed hours first: an hour closed and reopened since the last
+		// Flush is then written below with only its new pending energy.
+		for _, c := range m.closed {
+			key := energyKey(c.rig, c.hour, c.cust)
+			var rec hourRecord
+			if err := getJSON(eb, key, &rec); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			if rec.Closed && rec.Events == 0 && rec.ValueWh > 0 {
+				// Written before corrections existed: its one event used
+				// the base identifier, so the first correction is c1.
+				rec.Events = 1
+			}
+			correction := rec.Closed
+			rec.setPending(c.energy)
+			rec.PendUnits, rec.PendLate, rec.Closed = 0, 0, true
+			if correction {
+				stats.CorrectedUnits += c.energy.Units + c.energy.Late
+			}
+			if c.cust != "" && c.valueWh != 0 {
+				hour := time.UnixMilli(c.hour).UTC()
+				ident := meterIdentifier(c.rig, c.hour, c.cust, rec.Events)
+				if _, err := enqueue(tx, Record{Kind: KindMeterEvent, Key: "quarry:" + ident, Customer: c.cust, Rig: c.rig,
+					Identifier: ident, ValueWh: c.valueWh, Timestamp: hour.Unix(), CreatedAt: now.UTC()}); err != nil {
+					return err
+				}
+				if rec.Events > 0 {
+					stats.Corrections++
+				}
+				rec.Events++
+				rec.ValueWh += c.valueWh
+				queued++
+			}
+			if err := putJSON(eb, key, rec); err != nil {
+				return err
+			}
+			done = append(done, sent{c, correction})
+		}
 		for id, st := range m.rigs {
 			if !st.dirty {
 				continue
 			}
 			st.Open = st.Open[:0]
-			for k, u := range st.open {
-				st.Open = append(st.Open, openHour{hourOwner: k, Units: u})
-				if err := putJSON(eb, energyKey(id, k.Hour, k.Customer), hourRecord{Units: u}); err != nil {
+			for k, p := range st.open {
+				st.Open = append(st.Open, openHour{hourOwner: k, pendingEnergy: p})
+				key := energyKey(id, k.Hour, k.Customer)
+				var rec hourRecord
+				if err := getJSON(eb, key, &rec); err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				rec.setPending(p)
+				if err := putJSON(eb, key, rec); err != nil {
 					return err
 				}
 			}
@@ -331,38 +482,33 @@ func (m *Meter) Flush(ctx context.Context, now time.Time) error {
 				return err
 			}
 		}
-		for _, c := range m.closed {
-			if err := putJSON(eb, energyKey(c.rig, c.hour, c.cust), hourRecord{Units: c.units, Closed: true, ValueWh: c.valueWh}); err != nil {
-				return err
-			}
-			if c.cust == "" || c.valueWh == 0 {
-				continue
-			}
-			hour := time.UnixMilli(c.hour).UTC()
-			ident := fmt.Sprintf("energy:%s:%s:%s", c.rig, hour.Format("2006-01-02T15"), c.cust)
-			if _, err := enqueue(tx, Record{Kind: KindMeterEvent, Key: "quarry:" + ident, Customer: c.cust, Rig: c.rig,
-				Identifier: ident, ValueWh: c.valueWh, Timestamp: hour.Unix(), CreatedAt: now.UTC()}); err != nil {
-				return err
-			}
-			queued++
-		}
 		gb := tx.Bucket(bucketGaps)
 		for _, g := range m.gaps {
 			if err := putJSON(gb, gapKey(g.Rig, g.Start.UnixMilli()), g); err != nil {
 				return err
 			}
 		}
-		return putJSON(tx.Bucket(bucketMeta), []byte("meter_stats"), m.stats)
+		return putJSON(tx.Bucket(bucketMeta), []byte("meter_counters"), stats)
 	})
 	if err != nil {
 		return fmt.Errorf("flush meter: %w", err)
 	}
+	m.stats = stats
 	for _, st := range m.rigs {
 		st.dirty = false
 	}
-	for _, c := range m.closed {
-		m.s.audit(ctx, AuditEvent{Kind: "energy.hour_closed", Customer: c.cust, Rig: c.rig,
-			Detail: fmt.Sprintf("%s %d mWh, %d Wh billed", time.UnixMilli(c.hour).UTC().Format("2006-01-02T15"), c.units/unitsPerMilliWh, c.valueWh)})
+	for _, d := range done {
+		c := d.c
+		kind, what := "energy.hour_closed", "billed"
+		if d.correction {
+			kind, what = "energy.hour_corrected", "billed as a correction"
+		}
+		detail := fmt.Sprintf("%s %d mWh, %d Wh %s", time.UnixMilli(c.hour).UTC().Format("2006-01-02T15"),
+			c.energy.Units/unitsPerMilliWh, c.valueWh, what)
+		if c.energy.Late > 0 {
+			detail += fmt.Sprintf(", incl. %d mWh measured earlier that arrived past the lateness window", c.energy.Late/unitsPerMilliWh)
+		}
+		m.s.audit(ctx, AuditEvent{Kind: kind, Customer: c.cust, Rig: c.rig, Detail: detail})
 	}
 	for _, g := range m.gaps {
 		m.s.audit(ctx, AuditEvent{Kind: "energy.gap", Rig: g.Rig, Detail: g.Start.Format(time.RFC3339) + " to " + g.End.Format(time.RFC3339)})

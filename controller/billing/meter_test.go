@@ -62,7 +62,7 @@ func TestMeterIntegrals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{})
+			s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: newClock(t10).Now})
 			m := s.Meter()
 			for _, sm := range tc.samples {
 				if err := m.Observe("rig1", t10.Add(sm.at), sm.w); err != nil {
@@ -92,7 +92,7 @@ func TestMeterIntegrals(t *testing.T) {
 }
 
 func TestMeterRejectsBadSamples(t *testing.T) {
-	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{})
+	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: newClock(t10).Now})
 	m := s.Meter()
 	if err := m.Observe("rig1", t10, 1000); err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestMeterSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = newTestService(t, openDB(t, path), Config{})
+	s = newTestService(t, openDB(t, path), Config{Now: newClock(t10.Add(31 * time.Minute)).Now})
 	for d := 30*time.Minute + 20*time.Second; d <= time.Hour; d += 10 * time.Second {
 		if err := s.Meter().Observe("rig1", t10.Add(d), 2000); err != nil {
 			t.Fatal(err)
@@ -206,8 +206,9 @@ func TestMeterSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestMeterIdleHourClosesAndLateEnergyIsCounted(t *testing.T) {
-	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: newClock(t10.Add(-time.Hour)).Now})
+func TestMeterSilentRigHourClosesAfterItEnds(t *testing.T) {
+	clk := newClock(t10)
+	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: clk.Now})
 	ctx := context.Background()
 	mustCustomer(t, s, "alice")
 	if err := s.AssignRigs(ctx, "alice", "rig1"); err != nil {
@@ -215,26 +216,27 @@ func TestMeterIdleHourClosesAndLateEnergyIsCounted(t *testing.T) {
 	}
 	m := s.Meter()
 	for d := time.Duration(0); d <= 20*time.Minute; d += 10 * time.Second {
-		_ = m.Observe("rig1", t10.Add(d), 3600)
+		clk.Set(t10.Add(d))
+		if err := m.Observe("rig1", t10.Add(d), 3600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := m.Flush(ctx, t10.Add(21*time.Minute)); err != nil {
+	// Silent for the rest of the hour: the hour stays open, since the rig
+	// may still come back within it, until MaxGap+LateMargin after its end.
+	for _, at := range []time.Duration{24 * time.Minute, time.Hour, time.Hour + 2*time.Minute} {
+		if err := m.Flush(ctx, t10.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+		if recs, _ := s.Outbox(); countKind(recs, KindMeterEvent) != 0 {
+			t.Fatalf("hour closed at +%v while the rig could still report for it", at)
+		}
+	}
+	if err := m.Flush(ctx, t10.Add(time.Hour+3*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if recs, _ := s.Outbox(); countKind(recs, KindMeterEvent) != 0 {
-		t.Fatal("hour closed while the rig could still report")
-	}
-	if err := m.Flush(ctx, t10.Add(24*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if recs, _ := s.Outbox(); countKind(recs, KindMeterEvent) != 1 {
-		t.Fatalf("idle hour not closed: %v", recs)
-	}
-	// A sample delivered late for the closed hour is counted, not billed twice.
-	if err := m.Observe("rig1", t10.Add(21*time.Minute), 3600); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.Stats().LateMilliWh; got != 60_000 {
-		t.Errorf("late = %d mWh, want 60000", got)
+	recs, _ := s.Outbox()
+	if countKind(recs, KindMeterEvent) != 1 || recs[len(recs)-1].ValueWh != 1200 {
+		t.Fatalf("silent rig's hour not closed with 1200 Wh: %+v", recs)
 	}
 }
 

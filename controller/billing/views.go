@@ -70,10 +70,18 @@ type HourUsage struct {
 	Rig      string    `json:"rig"`
 	Customer string    `json:"customer"`
 	Hour     time.Time `json:"hour"`
-	MilliWh  int64     `json:"milli_wh"`
-	// Closed hours have been handed to the outbox; ValueWh is what was sent.
-	Closed  bool  `json:"closed"`
-	ValueWh int64 `json:"value_wh"`
+	// MilliWh is the energy billed in this hour: measured in it, plus
+	// LateMilliWh measured earlier that arrived past the lateness window.
+	MilliWh     int64 `json:"milli_wh"`
+	LateMilliWh int64 `json:"late_milli_wh,omitempty"`
+	// Closed hours have been handed to the outbox; ValueWh is the sum of
+	// the meter events queued for the hour, Corrections how many of them
+	// are corrections for energy that arrived after it was first sent, and
+	// PendingMilliWh the part of MilliWh not in any event yet.
+	Closed         bool  `json:"closed"`
+	ValueWh        int64 `json:"value_wh"`
+	Corrections    int   `json:"corrections,omitempty"`
+	PendingMilliWh int64 `json:"pending_milli_wh,omitempty"`
 }
 
 // UsageReport is the answer to a UsageQuery. TotalMilliWh is computed from
@@ -81,7 +89,9 @@ type HourUsage struct {
 type UsageReport struct {
 	Hours        []HourUsage `json:"hours"`
 	TotalMilliWh int64       `json:"total_milli_wh"`
-	Gaps         []Gap       `json:"gaps"`
+	// LateMilliWh is the part of TotalMilliWh billed late (see HourUsage).
+	LateMilliWh int64 `json:"late_milli_wh"`
+	Gaps        []Gap `json:"gaps"`
 }
 
 // Usage reports hourly energy and telemetry gaps as of the last Flush.
@@ -95,7 +105,7 @@ func (s *Service) Usage(q UsageQuery) (UsageReport, error) {
 	}
 	from, to := q.From.UnixMilli(), q.To.UnixMilli()
 	var rep UsageReport
-	var units int64
+	var units, late int64
 	rigs := map[string]bool{}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		if q.Rig != "" {
@@ -121,9 +131,12 @@ func (s *Service) Usage(q UsageQuery) (UsageReport, error) {
 			if err := json.Unmarshal(v, &h); err != nil {
 				return fmt.Errorf("decode energy %q: %w", k, err)
 			}
-			units += h.Units
+			units += h.Units + h.Late
+			late += h.Late
 			rep.Hours = append(rep.Hours, HourUsage{Rig: rig, Customer: cust, Hour: time.UnixMilli(hour).UTC(),
-				MilliWh: h.Units / unitsPerMilliWh, Closed: h.Closed, ValueWh: h.ValueWh})
+				MilliWh: (h.Units + h.Late) / unitsPerMilliWh, LateMilliWh: h.Late / unitsPerMilliWh,
+				Closed: h.Closed, ValueWh: h.ValueWh, Corrections: max(h.Events-1, 0),
+				PendingMilliWh: (h.PendUnits + h.PendLate) / unitsPerMilliWh})
 			return nil
 		})
 		if err != nil {
@@ -154,5 +167,6 @@ func (s *Service) Usage(q UsageQuery) (UsageReport, error) {
 		return a.Customer < b.Customer
 	})
 	rep.TotalMilliWh = units / unitsPerMilliWh
+	rep.LateMilliWh = late / unitsPerMilliWh
 	return rep, nil
 }

@@ -227,8 +227,9 @@ func (a *App) billingCmd() *cobra.Command {
 				if err := tw.Flush(); err != nil {
 					return err
 				}
-				if m := resp.Meter; m != nil && (m.Backwards > 0 || m.LateMilliWh > 0) {
-					fmt.Fprintf(a.Err, "meter: %d out-of-order samples ignored, %s arrived after its hour was billed\n", m.Backwards, EnergyHuman(m.LateMilliWh))
+				if m := resp.Meter; m != nil && (m.Backwards > 0 || m.LateMilliWh > 0 || m.Corrections > 0) {
+					fmt.Fprintf(a.Err, "meter: %d out-of-order samples ignored, %s billed late in the hour it arrived, %s billed to its hour by %d corrections\n",
+						m.Backwards, EnergyHuman(m.LateMilliWh), EnergyHuman(m.CorrectedMilliWh), m.Corrections)
 				}
 				return nil
 			})
@@ -269,18 +270,31 @@ func (a *App) billingCmd() *cobra.Command {
 					return a.json(resp)
 				}
 				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "HOUR (UTC)\tRIG\tCUSTOMER\tENERGY\tSTATE")
+				fmt.Fprintln(tw, "HOUR (UTC)\tRIG\tCUSTOMER\tENERGY\tLATE\tSTATE")
 				for _, h := range resp.Hours {
 					state := "open"
 					if h.Closed {
 						state = fmt.Sprintf("closed, %d Wh sent", h.ValueWh)
+						if h.Corrections > 0 {
+							state += fmt.Sprintf(" (%d corrections)", h.Corrections)
+						}
+						if h.PendingMilliWh > 0 {
+							state += fmt.Sprintf(", %s to correct", EnergyHuman(h.PendingMilliWh))
+						}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", time.Unix(0, h.HourUnixNano).UTC().Format("2006-01-02 15:00"), h.Rig,
-						dash(h.Customer), EnergyHuman(h.MilliWh), state)
+					late := "-"
+					if h.LateMilliWh > 0 {
+						late = EnergyHuman(h.LateMilliWh)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", time.Unix(0, h.HourUnixNano).UTC().Format("2006-01-02 15:00"), h.Rig,
+						dash(h.Customer), EnergyHuman(h.MilliWh), late, state)
 				}
-				fmt.Fprintf(tw, "TOTAL\t\t\t%s\t\n", EnergyHuman(resp.TotalMilliWh))
+				fmt.Fprintf(tw, "TOTAL\t\t\t%s\t%s\t\n", EnergyHuman(resp.TotalMilliWh), EnergyHuman(resp.LateMilliWh))
 				if err := tw.Flush(); err != nil {
 					return err
+				}
+				if resp.LateMilliWh > 0 {
+					fmt.Fprintf(a.Out, "\nLATE: energy measured in an earlier hour that arrived after that hour's lateness window; billed in the hour it arrived.\n")
 				}
 				if len(resp.Gaps) > 0 {
 					fmt.Fprintf(a.Out, "\n%d telemetry gap(s), not billed:\n", len(resp.Gaps))

@@ -305,3 +305,118 @@ func TestBillingEndToEnd(t *testing.T) {
 	}
 	ctrl.stop()
 }
+
+// The controller restarts while a rig keeps measuring: the real agent
+// buffers its reports, replays them to the restarted controller (which
+// reopens its meter from the bbolt file) with their real measurement
+// times, and every interval the rig measured is billed exactly once: no
+// gap, nothing lost from the outage, nothing billed twice. A controller
+// killed outright loses the samples since its last meter flush, which the
+// agent will not resend (they were acknowledged), but not their energy:
+// the meter integrates across them from its last persisted sample.
+func TestBillingControllerRestartBillsEveryIntervalOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kill bool
+	}{{"stopped", false}, {"killed", true}} {
+		t.Run(tc.name, func(t *testing.T) { billingRestart(t, tc.kill) })
+	}
+}
+
+func billingRestart(t *testing.T, kill bool) {
+	mockURL := startStripeMock(t)
+	dir := t.TempDir()
+	const watts = 150
+	sys := fakeAMDCard(t, dir, watts)
+	cfg := fmt.Sprintf("billing:\n  enabled: true\n  stripe_url: %s\n  flush_interval: 200ms\n  retry_base: 100ms\n", mockURL)
+	cfgPath := filepath.Join(dir, "controller.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("QUARRY_BILLING_STRIPE_KEY", "sk_test_e2e")
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	ctrl := startController(t, dir, grpcAddr, httpAddr, "-config", cfgPath)
+	tok := ctrl.newToken(t, "--rig-name", "hosted2")
+
+	type usageJSON struct {
+		TotalMilliWh string            `json:"totalMilliWh"`
+		Gaps         []json.RawMessage `json:"gaps"`
+	}
+	usage := func() (int64, int) {
+		var u usageJSON
+		ctrl.ctlJSON(t, &u, "billing", "usage", "--rig", "hosted2", "--since", "2h")
+		n, _ := strconv.ParseInt(u.TotalMilliWh, 10, 64)
+		return n, len(u.Gaps)
+	}
+	agentStart := time.Now()
+	agent := startAgent(t, dir, grpcAddr, tok, "-path.sysfs", sys)
+	eventually(t, "energy metered", time.Minute, func() bool {
+		_, ok := rigByName(t, ctrl.rigs(t), "hosted2")
+		if !ok {
+			return false
+		}
+		n, _ := usage()
+		return n > 0
+	})
+	// From here on the rig measures without a break until it is stopped.
+	firstMetered := time.Now()
+	time.Sleep(time.Second) // let it report for a while before the outage
+	if kill {
+		ctrl.kill()
+	} else {
+		ctrl.stop()
+	}
+	outage := time.Now()
+	// The agent keeps measuring while the controller is down.
+	time.Sleep(5 * time.Second)
+	ctrl = startController(t, dir, grpcAddr, httpAddr, "-config", cfgPath)
+	outage2 := time.Now()
+	eventually(t, "the agent's buffer replayed", time.Minute, func() bool {
+		r, ok := rigByName(t, ctrl.rigs(t), "hosted2")
+		return ok && r.Online && u(r.Reports) > 0
+	})
+	time.Sleep(time.Second)
+	agentStop := time.Now()
+	agent.stop()
+	agentStopped := time.Now()
+	made, buffered := agentCounts(t, dir)
+	if buffered != 0 {
+		t.Fatalf("agent stopped with %d reports unacknowledged", buffered)
+	}
+	r, _ := rigByName(t, ctrl.rigs(t), "hosted2")
+	if u(r.LastSeq) != made || u(r.SeqGaps) != 0 {
+		t.Fatalf("controller has seq %s (gaps %s), the agent made %d", r.LastSeq, r.SeqGaps, made)
+	}
+	// The meter has flushed once the total stops moving.
+	var total int64
+	var gaps int
+	eventually(t, "meter flushed", 20*time.Second, func() bool {
+		prev := total
+		time.Sleep(500 * time.Millisecond)
+		total, gaps = usage()
+		return total == prev
+	})
+	if gaps != 0 {
+		t.Errorf("%d gaps recorded for a rig that measured throughout", gaps)
+	}
+	mWh := func(d time.Duration) int64 { return int64(watts * 1000 * d.Seconds() / 3600) }
+	// At least everything from the first metered energy to the stop (but
+	// the last report interval), the outage included; at most what the rig
+	// could draw while it ran at all, which billing the outage twice would
+	// exceed.
+	lower, upper := mWh(agentStop.Sub(firstMetered)-200*time.Millisecond), mWh(agentStopped.Sub(agentStart))
+	if total < lower || total > upper {
+		t.Errorf("billed %d mWh; want %d..%d (outage %v of %v)", total, lower, upper,
+			outage2.Sub(outage).Round(time.Millisecond), agentStopped.Sub(agentStart).Round(time.Millisecond))
+	}
+	t.Logf("billed %d mWh, bounds %d..%d", total, lower, upper)
+	// The table shows each hour with its late energy (none here) and state.
+	out, err := ctrl.ctl(t, "billing", "usage", "--rig", "hosted2", "--since", "2h")
+	if err != nil || !strings.Contains(out, "LATE") || !strings.Contains(out, "hosted2") && !strings.Contains(out, r.ID) || strings.Contains(out, "gap(s)") {
+		t.Errorf("billing usage table: %v\n%s", err, out)
+	}
+	if double := total + mWh(outage2.Sub(outage)); double <= upper {
+		t.Logf("warning: the bound would not catch the outage billed twice (%d <= %d)", double, upper)
+	}
+	ctrl.stop()
+}

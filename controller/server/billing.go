@@ -38,10 +38,15 @@ type BillingConfig struct {
 	EventName                string        `yaml:"event_name" help:"Stripe billing meter event name for energy in Wh"`
 	FlushInterval            time.Duration `yaml:"flush_interval" help:"how often metered energy is committed and closed hours queued for Stripe"`
 	MaxGap                   time.Duration `yaml:"max_gap" help:"longest silence between power samples that is still integrated; longer is recorded as a gap"`
+	LateWindow               time.Duration `yaml:"late_window" help:"how long after an hour ends late energy is still billed to it, by a correction event; later it is billed in the hour it arrives (at most 816h)"`
 	RetryBase                time.Duration `yaml:"retry_base" help:"first delay before a failed Stripe call is retried; doubles per attempt"`
 	MaxAttempts              int           `yaml:"max_attempts" help:"attempts before a Stripe call moves to the dead-letter list"`
 	AcceptAPIVersionMismatch bool          `yaml:"accept_api_version_mismatch" help:"accept webhook events rendered for another Stripe API version"`
 	PastDue                  PastDueConfig `yaml:"past_due"`
+
+	// now is the billing clock; nil is time.Now. Tests set it to assign
+	// rigs in the past, so that replayed old reports belong to a customer.
+	now func() time.Time
 }
 
 // PastDueConfig is what happens to the rigs of a customer who stops paying.
@@ -56,6 +61,7 @@ func DefaultBillingConfig() BillingConfig {
 		EventName:     "quarry_energy_wh",
 		FlushInterval: 5 * time.Second,
 		MaxGap:        2 * time.Minute,
+		LateWindow:    billing.DefaultLateWindow,
 		RetryBase:     time.Second,
 		MaxAttempts:   5,
 	}
@@ -83,6 +89,9 @@ func (b BillingConfig) validate() error {
 	}
 	if b.MaxGap < time.Second || b.MaxGap > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("billing.max_gap: %s is outside 1s..24h", b.MaxGap))
+	}
+	if b.LateWindow <= 0 || b.LateWindow > billing.MaxLateWindow {
+		errs = append(errs, fmt.Errorf("billing.late_window: %s must be positive and at most %s (Stripe takes meter events up to 35 days old)", b.LateWindow, billing.MaxLateWindow))
 	}
 	if b.RetryBase < 0 {
 		errs = append(errs, fmt.Errorf("billing.retry_base: %s is negative", b.RetryBase))
@@ -135,6 +144,7 @@ func (c *Controller) setupBilling() error {
 			Stripe:                   billing.NewStripeClient(bc.StripeKey, bc.StripeURL, nil),
 			EventName:                bc.EventName,
 			MaxGap:                   bc.MaxGap,
+			LateWindow:               bc.LateWindow,
 			RetryBase:                bc.RetryBase,
 			MaxAttempts:              bc.MaxAttempts,
 			WebhookSecret:            bc.WebhookSecret,
@@ -142,6 +152,7 @@ func (c *Controller) setupBilling() error {
 			PastDue:                  billing.PastDuePolicy{StopSwitching: bc.PastDue.StopSwitching, StopMiningAfter: bc.PastDue.StopMiningAfter},
 			Audit:                    billingAuditor(c.fleet, c.log),
 			Logger:                   c.log.With("component", "billing"),
+			Now:                      bc.now,
 		})
 		if err != nil {
 			return err
@@ -421,7 +432,8 @@ func (s *billingServer) BillingStatus(ctx context.Context, req *quarryv1.Billing
 	withEmail := fleet.RoleRank(api.CallerFrom(ctx).Role) >= fleet.RoleRank(fleet.RoleAdmin)
 	now := time.Now()
 	ms := s.svc.Meter().Stats()
-	resp = &quarryv1.BillingStatusResponse{Meter: &quarryv1.MeterStats{Backwards: ms.Backwards, LateMilliWh: ms.LateMilliWh, Gaps: ms.Gaps}}
+	resp = &quarryv1.BillingStatusResponse{Meter: &quarryv1.MeterStats{Backwards: ms.Backwards, LateMilliWh: ms.LateMilliWh, Gaps: ms.Gaps,
+		CorrectedMilliWh: ms.CorrectedMilliWh, Corrections: ms.Corrections}}
 	for _, id := range ids {
 		st, err := s.svc.Status(id, now)
 		if err != nil {
@@ -471,10 +483,11 @@ func (s *billingServer) Usage(ctx context.Context, req *quarryv1.UsageRequest) (
 	if err != nil {
 		return nil, billingErr(err)
 	}
-	resp = &quarryv1.UsageResponse{TotalMilliWh: u.TotalMilliWh}
+	resp = &quarryv1.UsageResponse{TotalMilliWh: u.TotalMilliWh, LateMilliWh: u.LateMilliWh}
 	for _, h := range u.Hours {
 		resp.Hours = append(resp.Hours, &quarryv1.HourUsage{Rig: h.Rig, Customer: h.Customer, HourUnixNano: h.Hour.UnixNano(),
-			MilliWh: h.MilliWh, Closed: h.Closed, ValueWh: h.ValueWh})
+			MilliWh: h.MilliWh, Closed: h.Closed, ValueWh: h.ValueWh, LateMilliWh: h.LateMilliWh,
+			Corrections: int32(h.Corrections), PendingMilliWh: h.PendingMilliWh})
 	}
 	for _, g := range u.Gaps {
 		resp.Gaps = append(resp.Gaps, &quarryv1.EnergyGap{Rig: g.Rig, StartUnixNano: g.Start.UnixNano(), EndUnixNano: g.End.UnixNano()})

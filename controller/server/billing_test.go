@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -402,6 +404,8 @@ func TestBillingConfig(t *testing.T) {
 		{"bad url", func(b *BillingConfig) { b.StripeURL = "localhost:12111" }, `billing.stripe_url: "localhost:12111" is not an http(s) URL`},
 		{"flush too often", func(b *BillingConfig) { b.FlushInterval = time.Millisecond }, "billing.flush_interval"},
 		{"max gap", func(b *BillingConfig) { b.MaxGap = 48 * time.Hour }, "billing.max_gap: 48h0m0s is outside 1s..24h"},
+		{"late window past Stripe's limit", func(b *BillingConfig) { b.LateWindow = 35 * 24 * time.Hour }, "billing.late_window: 840h0m0s must be positive and at most 816h0m0s"},
+		{"no late window", func(b *BillingConfig) { b.LateWindow = 0 }, "billing.late_window"},
 		{"attempts", func(b *BillingConfig) { b.MaxAttempts = 0 }, "billing.max_attempts"},
 		{"negative stop", func(b *BillingConfig) { b.PastDue.StopMiningAfter = -time.Hour }, "billing.past_due.stop_mining_after"},
 	} {
@@ -480,5 +484,167 @@ func BenchmarkObserveReport(b *testing.B) {
 		r := reports[i%len(reports)]
 		r.TimeUnixNano = t0.Add(time.Duration(i) * time.Second).UnixNano()
 		o.ObserveReport("rig-bench", r)
+	}
+}
+
+// sendBuffer runs an agent link over buf until the controller has
+// acknowledged every report in it.
+func sendBuffer(t *testing.T, bc *billingTestController, id *link.Identity, buf *link.Buffer, upTo uint64) {
+	t.Helper()
+	lctx, lcancel := context.WithCancel(context.Background())
+	linkDone := make(chan error, 1)
+	go func() {
+		linkDone <- (&link.Client{Addr: bc.GRPCAddr(), ServerName: "127.0.0.1", Identity: id, Buffer: buf,
+			Handler: billingNoCommands{}, Log: billingQuietLog(), BackoffBase: 50 * time.Millisecond}).Run(lctx)
+	}()
+	defer func() {
+		lcancel()
+		<-linkDone
+	}()
+	for deadline := time.Now().Add(30 * time.Second); buf.Acked() < upTo; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("controller acknowledged %d of %d reports", buf.Acked(), upTo)
+		}
+	}
+}
+
+// An agent replays reports measured hours ago through the real ingest
+// path: energy of an hour already sent is billed to it by one correction,
+// energy older than the lateness window is billed now and flagged late,
+// and a second buffer replaying the same sequence numbers (an agent whose
+// acknowledgements were lost) bills nothing twice. /metrics counts both.
+func TestBillingReplayedReportsAreBilledOnce(t *testing.T) {
+	dir := t.TempDir()
+	var offset atomic.Int64
+	bc := startBillingController(t, dir, func(c *Config) {
+		enableBilling(c)
+		c.Billing.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	})
+	tok, _, err := bc.Fleet().CreateToken(bc.CA().Hash(), time.Minute, 1, "replay-rig", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentDir := t.TempDir()
+	id, err := link.Enroll(billingCtx(t), filepath.Join(agentDir, "pki"), bc.GRPCAddr(), tok, "replay-host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := bc.billingClient(t, "")
+	ctx := billingCtx(t)
+	if _, err := admin.CreatePlan(ctx, &quarryv1.CreatePlanRequest{Plan: &quarryv1.BillingPlan{Id: "std", StripeRigPriceId: "price_rig", EnergyMillicentsPerKwh: 10_000}}); err != nil {
+		t.Fatal(err)
+	}
+	// The customer rents the rig since long before the reports were measured.
+	offset.Store(int64(-24 * time.Hour))
+	if _, err := admin.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Id: "acme", Name: "Acme", Email: "a@acme.example", Plan: "std"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AssignRigs(ctx, &quarryv1.AssignRigsRequest{Customer: "acme", Rigs: []string{"replay-rig"}}); err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(0)
+
+	// With the default 6 h window, whatever the minute now: hour A ended
+	// at least 2 h ago (closed by the flusher, within the window), hour B
+	// at least 7 h ago (past the window).
+	h0 := time.Now().UTC().Truncate(time.Hour)
+	hourA, hourB := h0.Add(-3*time.Hour), h0.Add(-8*time.Hour)
+	reports := func(from time.Time, n int) []*quarryv1.Report {
+		var out []*quarryv1.Report
+		for i := range n {
+			out = append(out, powerReport(from.Add(time.Duration(i)*10*time.Second), 150))
+		}
+		return out
+	}
+	// 10 minutes of hour B, then the first 20 minutes of hour A.
+	first := append(reports(hourB, 61), reports(hourA, 121)...)
+	// The same, and 20 more minutes of hour A.
+	second := append(reports(hourB, 61), reports(hourA, 241)...)
+	open := func(name string, rs []*quarryv1.Report) *link.Buffer {
+		db, err := store.Open(filepath.Join(agentDir, name), link.Buckets...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		buf, err := link.OpenBuffer(db, 1000, billingQuietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if _, err := buf.Append(proto.Clone(r).(*quarryv1.Report)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return buf
+	}
+	hourRow := func() *quarryv1.HourUsage {
+		u, err := admin.Usage(ctx, &quarryv1.UsageRequest{Customer: "acme", SinceUnixNano: hourA.UnixNano(), UntilUnixNano: hourA.Add(time.Hour).UnixNano()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(u.Hours) != 1 {
+			return nil
+		}
+		return u.Hours[0]
+	}
+	poll := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+
+	sendBuffer(t, bc, id, open("agent1.db", first), uint64(len(first)))
+	poll("hour A closed with 50 Wh", func() bool { h := hourRow(); return h != nil && h.Closed && h.ValueWh == 50 })
+
+	sendBuffer(t, bc, id, open("agent2.db", second), uint64(len(second)))
+	poll("hour A corrected", func() bool { h := hourRow(); return h != nil && h.Corrections == 1 && h.PendingMilliWh == 0 })
+	if h := hourRow(); h.MilliWh != 100_000 || h.ValueWh != 100 || h.LateMilliWh != 0 {
+		t.Errorf("hour A %+v, want 100 Wh metered and sent, nothing late", h)
+	}
+	u, err := admin.Usage(ctx, &quarryv1.UsageRequest{Customer: "acme", SinceUnixNano: hourB.UnixNano(), UntilUnixNano: h0.Add(2 * time.Hour).UnixNano()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 25 Wh of hour B, billed in the hour it arrived; 100 Wh of hour A.
+	if u.TotalMilliWh != 125_000 || u.LateMilliWh != 25_000 {
+		t.Errorf("usage total %d mWh, late %d; want 125000 and 25000: %v", u.TotalMilliWh, u.LateMilliWh, u.Hours)
+	}
+	for _, h := range u.Hours {
+		if time.Unix(0, h.HourUnixNano).Before(h0) && h.LateMilliWh != 0 {
+			t.Errorf("late energy in a past hour: %+v", h)
+		}
+	}
+	ob, err := admin.ListOutbox(ctx, &quarryv1.ListOutboxRequest{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := map[string]int64{}
+	for _, r := range ob.Records {
+		if r.Kind == string(billing.KindMeterEvent) && strings.Contains(r.Identifier, hourA.Format("2006-01-02T15")) {
+			events[r.Identifier] = r.ValueWh
+			if r.IdempotencyKey != "quarry:"+r.Identifier {
+				t.Errorf("record %s has key %s", r.Identifier, r.IdempotencyKey)
+			}
+		}
+	}
+	base := "energy:" + id.RigID() + ":" + hourA.Format("2006-01-02T15") + ":acme"
+	if len(events) != 2 || events[base] != 50 || events[base+":c1"] != 50 {
+		t.Errorf("hour A meter events %v, want %s 50 Wh and its correction 50 Wh", events, base)
+	}
+
+	resp, err := http.Get("http://" + bc.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"quarry_billing_late_energy_milliwatt_hours_total 25000",
+		"quarry_billing_corrected_energy_milliwatt_hours_total 50000", "quarry_billing_corrections_total 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, grepLines(string(body), "quarry_billing"))
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/web"
 )
@@ -58,5 +60,39 @@ func (c *Controller) wireBillingViews() {
 	}
 	if c.metrics != nil {
 		c.metrics.SetOutboxDepth(v.outboxDepth)
+		if err := c.metrics.Registry().Register(meterCollector{m: c.billing.svc.Meter()}); err != nil {
+			c.log.Error("billing metrics not registered", "err", err)
+		}
+	}
+}
+
+var (
+	dBillingLate = prometheus.NewDesc("quarry_billing_late_energy_milliwatt_hours_total",
+		"Energy that arrived past its hour's lateness window and was billed in the hour it arrived.", nil, nil)
+	dBillingCorrected = prometheus.NewDesc("quarry_billing_corrected_energy_milliwatt_hours_total",
+		"Energy that arrived within the lateness window for an hour already sent, billed to that hour by corrections.", nil, nil)
+	dBillingCorrections = prometheus.NewDesc("quarry_billing_corrections_total",
+		"Correction meter events queued for hours already sent.", nil, nil)
+	dBillingBackwards = prometheus.NewDesc("quarry_billing_samples_out_of_order_total",
+		"Power samples at or before a rig's previous one, ignored.", nil, nil)
+	dBillingGaps = prometheus.NewDesc("quarry_billing_energy_gaps_total",
+		"Telemetry gaps longer than billing.max_gap, recorded and not billed.", nil, nil)
+)
+
+// meterCollector exports the energy meter's counters; they are persisted,
+// so they count since the database was created.
+type meterCollector struct{ m *billing.Meter }
+
+func (meterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{dBillingLate, dBillingCorrected, dBillingCorrections, dBillingBackwards, dBillingGaps} {
+		ch <- d
+	}
+}
+
+func (c meterCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.m.Stats()
+	for d, v := range map[*prometheus.Desc]int64{dBillingLate: st.LateMilliWh, dBillingCorrected: st.CorrectedMilliWh,
+		dBillingCorrections: st.Corrections, dBillingBackwards: st.Backwards, dBillingGaps: st.Gaps} {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 }

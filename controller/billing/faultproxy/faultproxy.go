@@ -50,7 +50,10 @@ type Entry struct {
 	Path           string
 	IdempotencyKey string
 	Identifier     string // meter event identifier, if any
-	Fault          Fault
+	// Value is the meter event's payload value, if any, so a test can add
+	// up what reached Stripe.
+	Value string
+	Fault Fault
 	// Status is what the client received; 0 when the connection was dropped.
 	Status int
 	// Forwarded reports that the upstream received the request.
@@ -183,6 +186,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := Entry{Time: time.Now(), Method: r.Method, Path: r.URL.Path, IdempotencyKey: r.Header.Get("Idempotency-Key")}
 	if form, err := url.ParseQuery(string(body)); err == nil {
 		e.Identifier = form.Get("identifier")
+		e.Value = form.Get("payload[value]")
 	}
 	e.Fault = p.pick()
 	defer func() { p.record(e) }()

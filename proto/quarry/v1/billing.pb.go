@@ -871,12 +871,18 @@ func (x *CustomerBillingStatus) GetGapsThisMonth() int32 {
 
 // MeterStats counts samples the energy meter refused to integrate.
 type MeterStats struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Backwards     int64                  `protobuf:"varint,1,opt,name=backwards,proto3" json:"backwards,omitempty"`
-	LateMilliWh   int64                  `protobuf:"varint,2,opt,name=late_milli_wh,json=lateMilliWh,proto3" json:"late_milli_wh,omitempty"`
-	Gaps          int64                  `protobuf:"varint,3,opt,name=gaps,proto3" json:"gaps,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Backwards int64                  `protobuf:"varint,1,opt,name=backwards,proto3" json:"backwards,omitempty"`
+	// Energy that arrived past its hour's lateness window and was billed in
+	// the hour it arrived.
+	LateMilliWh int64 `protobuf:"varint,2,opt,name=late_milli_wh,json=lateMilliWh,proto3" json:"late_milli_wh,omitempty"`
+	Gaps        int64 `protobuf:"varint,3,opt,name=gaps,proto3" json:"gaps,omitempty"`
+	// Energy that arrived within the window for an hour already sent, and
+	// the correction meter events that billed it to its hour.
+	CorrectedMilliWh int64 `protobuf:"varint,4,opt,name=corrected_milli_wh,json=correctedMilliWh,proto3" json:"corrected_milli_wh,omitempty"`
+	Corrections      int64 `protobuf:"varint,5,opt,name=corrections,proto3" json:"corrections,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MeterStats) Reset() {
@@ -926,6 +932,20 @@ func (x *MeterStats) GetLateMilliWh() int64 {
 func (x *MeterStats) GetGaps() int64 {
 	if x != nil {
 		return x.Gaps
+	}
+	return 0
+}
+
+func (x *MeterStats) GetCorrectedMilliWh() int64 {
+	if x != nil {
+		return x.CorrectedMilliWh
+	}
+	return 0
+}
+
+func (x *MeterStats) GetCorrections() int64 {
+	if x != nil {
+		return x.Corrections
 	}
 	return 0
 }
@@ -1060,11 +1080,19 @@ type HourUsage struct {
 	Customer     string                 `protobuf:"bytes,2,opt,name=customer,proto3" json:"customer,omitempty"`
 	HourUnixNano int64                  `protobuf:"varint,3,opt,name=hour_unix_nano,json=hourUnixNano,proto3" json:"hour_unix_nano,omitempty"`
 	MilliWh      int64                  `protobuf:"varint,4,opt,name=milli_wh,json=milliWh,proto3" json:"milli_wh,omitempty"`
-	// Closed hours have been handed to the outbox; value_wh is what was sent.
-	Closed        bool  `protobuf:"varint,5,opt,name=closed,proto3" json:"closed,omitempty"`
-	ValueWh       int64 `protobuf:"varint,6,opt,name=value_wh,json=valueWh,proto3" json:"value_wh,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Closed hours have been handed to the outbox; value_wh is the sum of
+	// the meter events queued for the hour.
+	Closed  bool  `protobuf:"varint,5,opt,name=closed,proto3" json:"closed,omitempty"`
+	ValueWh int64 `protobuf:"varint,6,opt,name=value_wh,json=valueWh,proto3" json:"value_wh,omitempty"`
+	// Part of milli_wh measured earlier that arrived past its own hour's
+	// lateness window, so it is billed in this hour.
+	LateMilliWh int64 `protobuf:"varint,7,opt,name=late_milli_wh,json=lateMilliWh,proto3" json:"late_milli_wh,omitempty"`
+	// Correction events queued for energy that arrived after the hour was
+	// first sent, and the part of milli_wh not in any event yet.
+	Corrections    int32 `protobuf:"varint,8,opt,name=corrections,proto3" json:"corrections,omitempty"`
+	PendingMilliWh int64 `protobuf:"varint,9,opt,name=pending_milli_wh,json=pendingMilliWh,proto3" json:"pending_milli_wh,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HourUsage) Reset() {
@@ -1139,6 +1167,27 @@ func (x *HourUsage) GetValueWh() int64 {
 	return 0
 }
 
+func (x *HourUsage) GetLateMilliWh() int64 {
+	if x != nil {
+		return x.LateMilliWh
+	}
+	return 0
+}
+
+func (x *HourUsage) GetCorrections() int32 {
+	if x != nil {
+		return x.Corrections
+	}
+	return 0
+}
+
+func (x *HourUsage) GetPendingMilliWh() int64 {
+	if x != nil {
+		return x.PendingMilliWh
+	}
+	return 0
+}
+
 // EnergyGap is an interval without telemetry; no energy is billed for it.
 type EnergyGap struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1201,10 +1250,12 @@ func (x *EnergyGap) GetEndUnixNano() int64 {
 }
 
 type UsageResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hours         []*HourUsage           `protobuf:"bytes,1,rep,name=hours,proto3" json:"hours,omitempty"`
-	TotalMilliWh  int64                  `protobuf:"varint,2,opt,name=total_milli_wh,json=totalMilliWh,proto3" json:"total_milli_wh,omitempty"`
-	Gaps          []*EnergyGap           `protobuf:"bytes,3,rep,name=gaps,proto3" json:"gaps,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Hours        []*HourUsage           `protobuf:"bytes,1,rep,name=hours,proto3" json:"hours,omitempty"`
+	TotalMilliWh int64                  `protobuf:"varint,2,opt,name=total_milli_wh,json=totalMilliWh,proto3" json:"total_milli_wh,omitempty"`
+	Gaps         []*EnergyGap           `protobuf:"bytes,3,rep,name=gaps,proto3" json:"gaps,omitempty"`
+	// Part of total_milli_wh billed late (see HourUsage.late_milli_wh).
+	LateMilliWh   int64 `protobuf:"varint,4,opt,name=late_milli_wh,json=lateMilliWh,proto3" json:"late_milli_wh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1258,6 +1309,13 @@ func (x *UsageResponse) GetGaps() []*EnergyGap {
 		return x.Gaps
 	}
 	return nil
+}
+
+func (x *UsageResponse) GetLateMilliWh() int64 {
+	if x != nil {
+		return x.LateMilliWh
+	}
+	return 0
 }
 
 // OutboxRecord is one Stripe call waiting in, or done by, the outbox.
@@ -1728,12 +1786,14 @@ const file_quarry_v1_billing_proto_rawDesc = "" +
 	"\x0eestimate_cents\x18\x06 \x01(\x03R\restimateCents\x12'\n" +
 	"\x0fpending_records\x18\a \x01(\x05R\x0ependingRecords\x12!\n" +
 	"\fdead_letters\x18\b \x01(\x05R\vdeadLetters\x12&\n" +
-	"\x0fgaps_this_month\x18\t \x01(\x05R\rgapsThisMonth\"b\n" +
+	"\x0fgaps_this_month\x18\t \x01(\x05R\rgapsThisMonth\"\xb2\x01\n" +
 	"\n" +
 	"MeterStats\x12\x1c\n" +
 	"\tbackwards\x18\x01 \x01(\x03R\tbackwards\x12\"\n" +
 	"\rlate_milli_wh\x18\x02 \x01(\x03R\vlateMilliWh\x12\x12\n" +
-	"\x04gaps\x18\x03 \x01(\x03R\x04gaps\"\x84\x01\n" +
+	"\x04gaps\x18\x03 \x01(\x03R\x04gaps\x12,\n" +
+	"\x12corrected_milli_wh\x18\x04 \x01(\x03R\x10correctedMilliWh\x12 \n" +
+	"\vcorrections\x18\x05 \x01(\x03R\vcorrections\"\x84\x01\n" +
 	"\x15BillingStatusResponse\x12>\n" +
 	"\tcustomers\x18\x01 \x03(\v2 .quarry.v1.CustomerBillingStatusR\tcustomers\x12+\n" +
 	"\x05meter\x18\x02 \x01(\v2\x15.quarry.v1.MeterStatsR\x05meter\"\x8c\x01\n" +
@@ -1741,22 +1801,26 @@ const file_quarry_v1_billing_proto_rawDesc = "" +
 	"\bcustomer\x18\x01 \x01(\tR\bcustomer\x12\x10\n" +
 	"\x03rig\x18\x02 \x01(\tR\x03rig\x12&\n" +
 	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12&\n" +
-	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\"\xad\x01\n" +
+	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\"\x9d\x02\n" +
 	"\tHourUsage\x12\x10\n" +
 	"\x03rig\x18\x01 \x01(\tR\x03rig\x12\x1a\n" +
 	"\bcustomer\x18\x02 \x01(\tR\bcustomer\x12$\n" +
 	"\x0ehour_unix_nano\x18\x03 \x01(\x03R\fhourUnixNano\x12\x19\n" +
 	"\bmilli_wh\x18\x04 \x01(\x03R\amilliWh\x12\x16\n" +
 	"\x06closed\x18\x05 \x01(\bR\x06closed\x12\x19\n" +
-	"\bvalue_wh\x18\x06 \x01(\x03R\avalueWh\"i\n" +
+	"\bvalue_wh\x18\x06 \x01(\x03R\avalueWh\x12\"\n" +
+	"\rlate_milli_wh\x18\a \x01(\x03R\vlateMilliWh\x12 \n" +
+	"\vcorrections\x18\b \x01(\x05R\vcorrections\x12(\n" +
+	"\x10pending_milli_wh\x18\t \x01(\x03R\x0ependingMilliWh\"i\n" +
 	"\tEnergyGap\x12\x10\n" +
 	"\x03rig\x18\x01 \x01(\tR\x03rig\x12&\n" +
 	"\x0fstart_unix_nano\x18\x02 \x01(\x03R\rstartUnixNano\x12\"\n" +
-	"\rend_unix_nano\x18\x03 \x01(\x03R\vendUnixNano\"\x8b\x01\n" +
+	"\rend_unix_nano\x18\x03 \x01(\x03R\vendUnixNano\"\xaf\x01\n" +
 	"\rUsageResponse\x12*\n" +
 	"\x05hours\x18\x01 \x03(\v2\x14.quarry.v1.HourUsageR\x05hours\x12$\n" +
 	"\x0etotal_milli_wh\x18\x02 \x01(\x03R\ftotalMilliWh\x12(\n" +
-	"\x04gaps\x18\x03 \x03(\v2\x14.quarry.v1.EnergyGapR\x04gaps\"\xd0\x03\n" +
+	"\x04gaps\x18\x03 \x03(\v2\x14.quarry.v1.EnergyGapR\x04gaps\x12\"\n" +
+	"\rlate_milli_wh\x18\x04 \x01(\x03R\vlateMilliWh\"\xd0\x03\n" +
 	"\fOutboxRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
