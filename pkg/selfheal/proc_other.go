@@ -4,5 +4,9 @@ package selfheal
 
 import "os/exec"
 
-// Without process groups only the direct child is killed on cancel.
-func setProcessGroup(*exec.Cmd) {}
+// canSwitchUser says whether Options.RunAs can be honoured here.
+const canSwitchUser = false
+
+// Without process groups only the direct child is killed on cancel, and
+// there is no user switch (Run refuses Options.RunAs).
+func setProcessAttrs(*exec.Cmd, *User) {}

@@ -7,8 +7,16 @@ import (
 	"syscall"
 )
 
-func setProcessGroup(cmd *exec.Cmd) {
+// canSwitchUser says whether Options.RunAs can be honoured here.
+const canSwitchUser = true
+
+// setProcessAttrs puts the step in its own process group and, when runAs is
+// set, switches it to that user with no supplementary groups.
+func setProcessAttrs(cmd *exec.Cmd, runAs *User) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if runAs != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: runAs.UID, Gid: runAs.GID, Groups: []uint32{}}
+	}
 	cmd.Cancel = func() error {
 		// Negative pid: the whole group, including compilers started by make.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
