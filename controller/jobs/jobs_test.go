@@ -548,7 +548,9 @@ func TestRestartMarksInterruptedJob(t *testing.T) {
 // refuse a configuration that would hand them the controller's secrets.
 func TestControllerJobsGate(t *testing.T) {
 	ctx := context.Background()
-	spec := func(dir string) []byte { return []byte(fmt.Sprintf("name: x\ndir: %s\nbuild: [\"true\"]\nrule_packs: []\n", dir)) }
+	spec := func(dir string) []byte {
+		return []byte(fmt.Sprintf("name: x\ndir: %s\nbuild: [\"true\"]\nrule_packs: []\n", dir))
+	}
 
 	off := startController(t, nil)
 	_, err := off.client(t, "").RunJob(ctx, &quarryv1.RunJobRequest{SpecYaml: spec(t.TempDir())})
