@@ -165,6 +165,10 @@ func Run(ctx context.Context, spec Spec, opts Options) (Result, error) {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return Result{}, fmt.Errorf("job dir %s is not a directory", dir)
 	}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("job dir: %w", err)
+	}
 	packs := opts.Packs
 	if packs == nil {
 		if packs, err = BuiltinPacks(); err != nil {
@@ -189,7 +193,7 @@ func Run(ctx context.Context, spec Spec, opts Options) (Result, error) {
 	if stateDir == "" {
 		stateDir = filepath.Join(dir, ".selfheal")
 	}
-	jr, err := openJournal(stateDir, job.ID)
+	jr, err := openJournal(stateDir, job.ID, realDir)
 	if err != nil {
 		return Result{}, err
 	}
@@ -207,7 +211,7 @@ func Run(ctx context.Context, spec Spec, opts Options) (Result, error) {
 	e := &engine{
 		job: job, spec: spec, packs: selected, rec: opts.Recorder, progress: opts.Progress, log: log,
 		runAs: opts.RunAs,
-		ws:    &workspace{dir: dir, monoRoot: monoRoot, journal: jr, env: map[string]string{}, baseEnv: baseEnv},
+		ws:    &workspace{dir: dir, realDir: realDir, monoRoot: monoRoot, journal: jr, env: map[string]string{}, baseEnv: baseEnv},
 	}
 	e.ws.runTool = func(ctx context.Context, argv, env []string) (string, int, error) {
 		return e.runProcess(ctx, Step{Argv: argv}, env, "remediation")
