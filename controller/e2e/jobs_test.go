@@ -98,6 +98,7 @@ rule_packs: [go]
 where: agent:name=builder-*
 env:
   GOPROXY: "off"
+  GOSUMDB: "off"
   GOFLAGS: -mod=mod
   GOTOOLCHAIN: local
   PATH: %s:/usr/bin:/bin

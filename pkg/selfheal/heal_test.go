@@ -135,7 +135,7 @@ func TestHealRealBuilds(t *testing.T) {
 			spec: Spec{Name: "sharecount", Build: []Step{{Argv: []string{goBin, "build", "-mod=readonly", "-o", "sharecount", "."}}},
 				Test:      []Step{{Argv: []string{"./sharecount"}}},
 				RulePacks: []string{"go"},
-				Env:       map[string]string{"GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", "PATH": filepath.Dir(goBin) + ":" + os.Getenv("PATH")}},
+				Env:       map[string]string{"GOPROXY": "off", "GOSUMDB": "off", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", "PATH": filepath.Dir(goBin) + ":" + os.Getenv("PATH")}},
 			wantStatus: StatusHealed, wantRules: []string{"go/missing-go-sum"},
 			wantDiff: "+golang.org/x/sync v0.25.0 h1:", wantOutput: "[0 10 20]",
 		},
