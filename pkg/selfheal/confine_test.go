@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -195,5 +196,31 @@ func TestRevertStaysInJobDir(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(outside, "victim")); string(b) != "victim\n" {
 		t.Errorf("revert wrote outside the job dir: %q", b)
+	}
+}
+
+// A remediation keeps an edited file's owner, so a job user's next build
+// can still rewrite the project the controller (root) edited.
+func TestEditKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root")
+	}
+	job := t.TempDir()
+	p := filepath.Join(job, "app.csproj")
+	write(t, p, "original\n")
+	const uid, gid = 65534, 65534
+	if err := os.Lchown(p, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	w := newWS(t, job, "")
+	if err := w.writeFile(p, []byte("edited\n")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Sys().(*syscall.Stat_t); s.Uid != uid || s.Gid != gid {
+		t.Errorf("edited file owned by %d:%d, want %d:%d", s.Uid, s.Gid, uid, gid)
 	}
 }

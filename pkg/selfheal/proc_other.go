@@ -2,7 +2,13 @@
 
 package selfheal
 
-import "os/exec"
+import (
+	"io/fs"
+	"os/exec"
+)
+
+// sameOwner does nothing where files have no unix owner.
+func sameOwner(string, fs.FileInfo) {}
 
 // canSwitchUser says whether Options.RunAs can be honoured here.
 const canSwitchUser = false

@@ -3,9 +3,22 @@
 package selfheal
 
 import (
+	"io/fs"
+	"os"
 	"os/exec"
 	"syscall"
 )
+
+// sameOwner gives path the owner of like, best effort: only root can, and
+// a file left root's is still readable by the job.
+func sameOwner(path string, like fs.FileInfo) {
+	if like == nil {
+		return
+	}
+	if st, ok := like.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		_ = os.Lchown(path, int(st.Uid), int(st.Gid))
+	}
+}
 
 // canSwitchUser says whether Options.RunAs can be honoured here.
 const canSwitchUser = true

@@ -118,12 +118,18 @@ func (w *workspace) writeFile(path string, data []byte) error {
 		return err
 	}
 	mode := fs.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
+	owner, err := os.Stat(path)
+	if err == nil {
+		mode = owner.Mode().Perm()
+	} else {
+		owner, _ = os.Stat(filepath.Dir(path))
 	}
 	if err := writeFileAtomic(path, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	// A controller that edits a job user's tree leaves the file that user's,
+	// so its next build can still rewrite it.
+	sameOwner(path, owner)
 	w.diff.WriteString(UnifiedDiff(w.rel(path), string(old), string(data)))
 	w.files = append(w.files, w.rel(path))
 	return nil
