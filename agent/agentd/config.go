@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 )
 
 // Config is every agent setting. Defaults run against a controller on the
@@ -26,6 +29,7 @@ type Config struct {
 	SysfsRoot      string        `yaml:"sysfs_root" flag:"path.sysfs" help:"sysfs mount point read for AMD GPUs and sensors (default /sys)"`
 	ProcfsRoot     string        `yaml:"procfs_root" flag:"path.procfs" help:"procfs mount point read for host figures (default /proc)"`
 	OCProfiles     string        `yaml:"oc_profiles" flag:"oc-profiles" help:"overclock profile file applied at start until the controller sends one"`
+	MinersDir      string        `yaml:"miners_dir" flag:"miners-dir" help:"directory of the miner binaries flight sheets may run; anything outside it (symlinks resolved), or any shell or interpreter, is refused"`
 	Miners         MinersConfig  `yaml:"miners"`
 	Gossip         GossipConfig  `yaml:"gossip"`
 }
@@ -38,6 +42,7 @@ func DefaultConfig() Config {
 		TokenFile:  "./quarry-data/agent.token",
 		BufferSize: 100000,
 		LogLevel:   "info",
+		MinersDir:  flightsheet.DefaultMinersDir,
 		Gossip:     DefaultGossipConfig(),
 	}
 }
@@ -53,6 +58,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReportInterval != 0 && c.ReportInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("report_interval: %s is too short", c.ReportInterval))
+	}
+	if c.MinersDir == "" || !filepath.IsAbs(c.MinersDir) {
+		errs = append(errs, fmt.Errorf("miners_dir: %q must be an absolute path", c.MinersDir))
 	}
 	if c.BufferSize < 1 {
 		errs = append(errs, fmt.Errorf("buffer_size: must be at least 1, got %d", c.BufferSize))

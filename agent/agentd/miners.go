@@ -155,7 +155,7 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watch
 	}
 	m.wd = wd
 	m.sup, err = miner.New(ctx, miner.Config{
-		DataDir: a.cfg.DataDir, LogMaxBytes: m.cfg.LogMaxBytes, StopGrace: m.cfg.StopGrace,
+		DataDir: a.cfg.DataDir, MinersDir: a.cfg.MinersDir, LogMaxBytes: m.cfg.LogMaxBytes, StopGrace: m.cfg.StopGrace,
 		BackoffMin: m.cfg.BackoffMin, BackoffMax: m.cfg.BackoffMax,
 		Launcher: launcher{m}, OnEvent: m.onMinerEvent, OnLogLine: wd.ObserveLogLine, Logger: m.log,
 	})
@@ -239,9 +239,14 @@ func (m *Miners) prepare(payload []byte) (*flightsheet.FlightSheet, error) {
 	if err := sheet.Validate(m.reg.Names()); err != nil {
 		return nil, fmt.Errorf("flight sheet %q: %w", sheet.Name, err)
 	}
-	// Security policy: only a binary that matches its pinned sha256 runs,
-	// and a mismatch changes nothing on the rig.
-	got, err := miner.FileSHA256(sheet.Miner.Path)
+	// Security policy: only a binary inside miners_dir (symlinks resolved)
+	// that is no shell or interpreter and matches its pinned sha256 runs,
+	// and a refusal changes nothing on the rig.
+	bin, err := flightsheet.ResolveMinerPath(m.a.cfg.MinersDir, sheet.Miner.Path)
+	if err != nil {
+		return nil, fmt.Errorf("flight sheet %q: %w", sheet.Name, err)
+	}
+	got, err := miner.FileSHA256(bin)
 	if err != nil {
 		return nil, fmt.Errorf("flight sheet %q: miner binary: %w", sheet.Name, err)
 	}

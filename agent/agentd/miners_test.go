@@ -32,6 +32,8 @@ func fakeMinerMapping() minerapi.CustomMapping {
 	}
 }
 
+// buildFakeMiner builds the fake miner into a directory of its own, the
+// miners directory of the agents that run it.
 func buildFakeMiner(t *testing.T) (path, sum string) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "fakeminer")
@@ -64,10 +66,10 @@ expected_hashrate: 54 MH/s
 
 // minerAgent is an agent with miners wired in but no controller link; the
 // test drives its command handlers and report hook directly.
-func minerAgent(t *testing.T, dataDir string) (*Agent, *Miners) {
+func minerAgent(t *testing.T, dataDir, minersDir string) (*Agent, *Miners) {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.DataDir, cfg.Insecure, cfg.RigID = dataDir, true, "rig-test"
+	cfg.DataDir, cfg.Insecure, cfg.RigID, cfg.MinersDir = dataDir, true, "rig-test", minersDir
 	cfg.Miners = MinersConfig{StopGrace: 2 * time.Second, BackoffMin: 50 * time.Millisecond, Custom: fakeMinerMapping()}
 	cfg.Miners.Watchdog.PollInterval = time.Hour // the rules are tested in package watchdog
 	a, err := New(context.Background(), cfg, "test", nil, testLogger(t))
@@ -146,7 +148,7 @@ func TestMinersLifecycle(t *testing.T) {
 	path, sum := buildFakeMiner(t)
 	dir := t.TempDir()
 	control := filepath.Join(dir, "control")
-	a, m := minerAgent(t, filepath.Join(dir, "agent"))
+	a, m := minerAgent(t, filepath.Join(dir, "agent"), filepath.Dir(path))
 
 	// A sheet whose binary does not match is refused; nothing runs.
 	wrong := strings.Repeat("0", 64)
@@ -225,7 +227,7 @@ func TestMinersLifecycle(t *testing.T) {
 	if !gone(pid) {
 		t.Fatalf("miner %d outlived the agent", pid)
 	}
-	a, m = minerAgent(t, filepath.Join(dir, "agent"))
+	a, m = minerAgent(t, filepath.Join(dir, "agent"), filepath.Dir(path))
 	defer closeMinerAgent(t, a, m)
 	waitMiner(t, a, "resumed miner", func(ms *quarryv1.MinerStats) bool { return ms.State == "running" && ms.Hashrate > 0 })
 	if m.sup.Status().PID == pid {
@@ -277,6 +279,72 @@ func TestMinersConfigValidate(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate = %v, want mention of %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// Attack: a flight sheet makes the root agent run a shell (with its true
+// sha256 and extra_args "-c ..."), a binary outside miners_dir, or one
+// reached through a symlink in miners_dir that points outside. Each is
+// refused with an event for the controller, and nothing runs.
+func TestAttackFlightSheetRunsBinaryOutsideMinersDir(t *testing.T) {
+	path, sum := buildFakeMiner(t)
+	minersDir := filepath.Dir(path)
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "pwned")
+	outside := filepath.Join(dir, "elsewhere", "fakeminer")
+	if err := os.MkdirAll(filepath.Dir(outside), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(outside, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(minersDir, "linked-miner")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	shSum, err := miner.FileSHA256("/bin/sh")
+	if err != nil {
+		t.Skipf("no /bin/sh: %v", err)
+	}
+	a, m := minerAgent(t, filepath.Join(dir, "agent"), minersDir)
+	defer closeMinerAgent(t, a, m)
+
+	shell := strings.Replace(string(sheetYAML("shell", "/bin/sh", shSum, marker)),
+		`extra_args: ["-control", "`+marker+`"]`, `extra_args: ["-c", "touch `+marker+`"]`, 1)
+	for _, tt := range []struct {
+		name, sheet, want string
+	}{
+		{"shell", shell, "shell or interpreter"},
+		{"outside miners_dir", string(sheetYAML("outside", outside, sum, marker)), "outside the miners directory"},
+		{"symlink out of miners_dir", string(sheetYAML("linked", link, sum, marker)), "outside the miners directory"},
+		{"dot-dot out of miners_dir", string(sheetYAML("dotdot", filepath.Join(minersDir, "..", filepath.Base(dir), "elsewhere", "fakeminer"), sum, marker)), "outside the miners directory"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := command(t, a, quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, []byte(tt.sheet))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("apply = %v, want a refusal containing %q", err, tt.want)
+			}
+			r := report(a)
+			var ev *quarryv1.Event
+			for _, e := range r.Events {
+				if e.Kind == "flight_sheet_refused" {
+					ev = e
+				}
+			}
+			if ev == nil || !strings.Contains(ev.Message, tt.want) {
+				t.Fatalf("no flight_sheet_refused event naming the reason: %v", r.Events)
+			}
+			if st := m.sup.Status(); st.State != miner.StateIdle || st.PID != 0 {
+				t.Fatalf("after refusal the supervisor is %+v", st)
+			}
+			if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the refused sheet ran a command: %v", err)
 			}
 		})
 	}

@@ -25,7 +25,7 @@ func TestAdapterConfigFileReachesMiner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, Config{Launcher: ForAdapter(adapter)})
+	h := newHarness(t, Config{Launcher: ForAdapter(adapter), MinersDir: filepath.Dir(script)})
 	sheet := sheetFor(script)
 	sheet.Miner.API = flightsheet.API{Port: 18080, Token: "tok"}
 	sheet.Pools[0].Password = "secret"

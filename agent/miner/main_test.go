@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 func fakeAgent() int {
 	ctx := context.Background()
 	pidFile := filepath.Join(os.Getenv("QUARRY_TEST_AGENT"), "test-pids")
-	s, err := New(ctx, Config{DataDir: os.Getenv("QUARRY_TEST_AGENT"), Launcher: argsFrom("-fork", "-pid-file", pidFile)})
+	s, err := New(ctx, Config{DataDir: os.Getenv("QUARRY_TEST_AGENT"), MinersDir: filepath.Dir(os.Getenv("QUARRY_TEST_MINER")), Launcher: argsFrom("-fork", "-pid-file", pidFile)})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -168,6 +168,11 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	}
 	if cfg.Launcher == nil {
 		cfg.Launcher = argsFrom()
+	}
+	if cfg.MinersDir == "" {
+		// The test miner's directory is the miners directory: the
+		// supervisor runs nothing from anywhere else.
+		cfg.MinersDir = filepath.Dir(testMiner)
 	}
 	if cfg.StopGrace == 0 {
 		cfg.StopGrace = 2 * time.Second

@@ -64,6 +64,7 @@ const (
 	EventPoolSwitched     EventKind = "miner_pool_switched"
 	EventStartFailed      EventKind = "miner_start_failed"
 	EventChecksumMismatch EventKind = "miner_checksum_mismatch"
+	EventBinaryRefused    EventKind = "miner_binary_refused" // outside miners_dir, or a shell
 	EventLeftoverKilled   EventKind = "miner_leftover_killed"
 )
 
@@ -90,6 +91,9 @@ func (e *ChecksumError) Error() string {
 type Config struct {
 	// DataDir is the agent's data directory; the pidfile lives there.
 	DataDir string
+	// MinersDir holds the only binaries the supervisor runs (see
+	// flightsheet.ResolveMinerPath). Default flightsheet.DefaultMinersDir.
+	MinersDir string
 	// LogDir holds miner.log and its rotations. Default DataDir/logs.
 	LogDir string
 	// LogMaxBytes bounds each log file. Default 1 MiB.
@@ -130,6 +134,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LogDir == "" {
 		c.LogDir = filepath.Join(c.DataDir, "logs")
+	}
+	if c.MinersDir == "" {
+		c.MinersDir = flightsheet.DefaultMinersDir
 	}
 	if c.WorkDir == "" {
 		c.WorkDir = filepath.Join(c.DataDir, "miner")
@@ -476,7 +483,7 @@ func (s *Supervisor) loop(sheet *flightsheet.FlightSheet, reqs <-chan request, r
 		p, err := s.spawn(sheet, reason)
 		if err != nil {
 			var ce *ChecksumError
-			if errors.As(err, &ce) {
+			if errors.As(err, &ce) || errors.Is(err, flightsheet.ErrMinerPath) {
 				s.setState(StateFailed, 0, err.Error())
 				delay = -1
 			} else {
@@ -600,7 +607,17 @@ func (s *Supervisor) rotatePool(sheet *flightsheet.FlightSheet, reason string) *
 }
 
 func (s *Supervisor) spawn(sheet *flightsheet.FlightSheet, reason string) (*proc, error) {
-	path := sheet.Miner.Path
+	// Security policy: only a binary inside MinersDir, and never a shell,
+	// runs; it is hashed and run by its resolved path.
+	path, err := flightsheet.ResolveMinerPath(s.cfg.MinersDir, sheet.Miner.Path)
+	if err != nil {
+		kind := EventStartFailed
+		if errors.Is(err, flightsheet.ErrMinerPath) {
+			kind = EventBinaryRefused
+		}
+		s.emit(kind, err.Error(), map[string]string{"path": sheet.Miner.Path, "miners_dir": s.cfg.MinersDir})
+		return nil, err
+	}
 	if err := verifyChecksum(path, sheet.Miner.SHA256); err != nil {
 		var ce *ChecksumError
 		if errors.As(err, &ce) {
@@ -735,7 +752,7 @@ func (s *Supervisor) emit(kind EventKind, msg string, fields map[string]string) 
 	ev := Event{Time: time.Now(), Kind: kind, Message: msg, Fields: fields}
 	level := slog.LevelInfo
 	switch kind {
-	case EventExited, EventKilled, EventChecksumMismatch, EventStartFailed, EventLeftoverKilled:
+	case EventExited, EventKilled, EventChecksumMismatch, EventBinaryRefused, EventStartFailed, EventLeftoverKilled:
 		level = slog.LevelWarn
 	}
 	s.cfg.Logger.Log(context.Background(), level, msg, "event", string(kind))

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 )
 
 func TestStartStop(t *testing.T) {
@@ -412,4 +414,28 @@ func TestLeftoverGroupWithoutLeaderIsKilled(t *testing.T) {
 	h.ev.waitFor(t, EventLeftoverKilled)
 	assertPidGone(t, pids[1])
 	assertGroupGone(t, pids[0])
+}
+
+// The supervisor itself refuses a binary outside MinersDir (here a copy of
+// the test miner with the right sha256), whatever the agent checked
+// before: it fails without retrying and runs nothing.
+func TestBinaryOutsideMinersDirRefused(t *testing.T) {
+	h := newHarness(t, Config{})
+	b, err := os.ReadFile(testMiner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "testminer")
+	if err := os.WriteFile(outside, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sheet := sheetFor(outside)
+	err = h.s.Start(context.Background(), sheet)
+	if !errors.Is(err, flightsheet.ErrMinerPath) || !strings.Contains(err.Error(), "outside the miners directory") {
+		t.Fatalf("Start = %v, want a miners_dir refusal", err)
+	}
+	h.ev.waitFor(t, EventBinaryRefused)
+	if st := h.s.Status(); st.State != StateFailed || st.PID != 0 {
+		t.Errorf("status after refusal = %+v, want failed with no process", st)
+	}
 }

@@ -91,7 +91,7 @@ func TestEndToEndLowHashrateRestart(t *testing.T) {
 		wdEvents = make(chan Event, 64)
 	)
 	sup, err := miner.New(ctx, miner.Config{
-		DataDir: dir, StopGrace: 2 * time.Second, BackoffMin: 50 * time.Millisecond,
+		DataDir: dir, MinersDir: filepath.Dir(fakeMiner), StopGrace: 2 * time.Second, BackoffMin: 50 * time.Millisecond,
 		Launcher: miner.ArgsFunc(func(*flightsheet.FlightSheet) ([]string, error) {
 			os.Remove(portFile) // the new process writes its own address
 			return []string{"-api", "xmrig", "-port-file", portFile, "-log-interval", "100ms"}, nil

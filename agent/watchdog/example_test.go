@@ -30,8 +30,9 @@ func Example() {
 
 	var wd *watchdog.Watchdog
 	sup, _ := miner.New(ctx, miner.Config{
-		DataDir:  "/var/lib/quarry",
-		Launcher: miner.ForAdapter(adapter),
+		DataDir:   "/var/lib/quarry",
+		MinersDir: "/var/lib/quarry/miners",
+		Launcher:  miner.ForAdapter(adapter),
 		OnEvent: func(e miner.Event) {
 			switch e.Kind {
 			case miner.EventStarted:

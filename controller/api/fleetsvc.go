@@ -74,6 +74,13 @@ func (s *FleetServer) SendCommand(ctx context.Context, req *quarryv1.SendCommand
 	if req.Kind == quarryv1.CommandKind_COMMAND_KIND_UNSPECIFIED {
 		return nil, status.Error(codes.InvalidArgument, "command kind is required")
 	}
+	if req.Kind == quarryv1.CommandKind_COMMAND_KIND_RUN_JOB {
+		// A raw RUN_JOB would run any command as root on the rig without
+		// the job service's admin check and records.
+		err := status.Error(codes.PermissionDenied, "RUN_JOB is sent only by the job service: use 'quarryctl job run', which needs role admin")
+		s.audit(ctx, "command "+req.Kind.String(), req.Rig, err, "")
+		return nil, err
+	}
 	id, err := s.Fleet.Resolve(req.Rig)
 	if err != nil {
 		s.audit(ctx, "command "+req.Kind.String(), req.Rig, err, "")

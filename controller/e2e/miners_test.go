@@ -135,7 +135,9 @@ func gonePID(pid int) bool {
 // sha256 is refused; and stopping the agent leaves no miner behind.
 func TestMinersEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	fake := filepath.Join(dir, "fakeminer")
+	// The agent runs miners only from its miners_dir.
+	minersDir := filepath.Join(dir, "miners")
+	fake := filepath.Join(minersDir, "fakeminer")
 	if out, err := exec.Command("go", "build", "-o", fake, "github.com/quarryfleet/quarry/pkg/minerapi/fakeminer").CombinedOutput(); err != nil {
 		t.Fatalf("build fakeminer: %v\n%s", err, out)
 	}
@@ -157,7 +159,7 @@ func TestMinersEndToEnd(t *testing.T) {
 	}
 
 	ctrl := startController(t, dir, freePort(t), freePort(t))
-	agent := startAgent(t, dir, ctrl.grpc, ctrl.newToken(t, "--rig-name", "miner-rig"), "-config", cfgFile)
+	agent := startAgent(t, dir, ctrl.grpc, ctrl.newToken(t, "--rig-name", "miner-rig"), "-config", cfgFile, "-miners-dir", minersDir)
 	eventually(t, "rig online", 30*time.Second, func() bool {
 		r, ok := rigByName(t, ctrl.rigs(t), "miner-rig")
 		return ok && r.Online

@@ -10,7 +10,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -115,10 +117,85 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 func (bearer) RequireTransportSecurity() bool { return true }
 
+// jobUser is the unprivileged user controller jobs run as in these tests.
+const jobUser = "nobody"
+
+// jobsOn turns controller jobs on, run as nobody in a fresh workspace that
+// nobody can reach (t.TempDir's parents are private to root).
+func jobsOn(t *testing.T) (mutate func(*server.Config), ws string) {
+	t.Helper()
+	ws, err := os.MkdirTemp("", "quarry-jobs-ws-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(ws) })
+	u, err := user.Lookup(jobUser)
+	if err != nil {
+		testsupport.Missing(t, "user "+jobUser+" ("+err.Error()+")", "a Debian system has it")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	if os.Geteuid() != 0 || uid == os.Geteuid() {
+		testsupport.Missing(t, "root, which controller jobs need to switch to another user", "run the tests as root")
+	}
+	if err := os.Chmod(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func(c *server.Config) {
+		c.Jobs.ControllerJobs, c.Jobs.RunAs, c.Jobs.Workspace = true, jobUser, ws
+	}, ws
+}
+
+// jobDir makes a directory in the workspace that belongs to the job user.
+func jobDir(t *testing.T, ws, name string) string {
+	t.Helper()
+	d := filepath.Join(ws, name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	giveToJobUser(t, d)
+	return d
+}
+
+// giveToJobUser chowns a tree to the job user.
+func giveToJobUser(t *testing.T, root string) {
+	t.Helper()
+	u, err := user.Lookup(jobUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	err = filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyProject copies a broken project from pkg/selfheal's testdata into
+// the workspace, owned by the job user.
+func copyProject(t *testing.T, ws, name string) string {
+	t.Helper()
+	dst := filepath.Join(ws, name)
+	testsupport.CopyTree(t, filepath.Join(testsupport.RepoRoot(t), "pkg", "selfheal", "testdata", "projects", name), dst)
+	giveToJobUser(t, dst)
+	return dst
+}
+
 // goSpec is a job that builds pkg/selfheal's go-missing-sum project, whose
-// go.sum is missing; the go rule pack heals it from the offline proxy.
-func goSpec(t *testing.T, dir string) string {
-	return testsupport.GoJobSpec(t, dir, "")
+// go.sum is missing; the go rule pack heals it from the offline module
+// proxy. The job user cannot read root's files, so the proxy and the Go
+// caches live in the workspace, owned by that user.
+func goSpec(t *testing.T, ws, dir string) string {
+	t.Helper()
+	root := filepath.Join(ws, "go")
+	spec := testsupport.GoJobSpecIn(t, dir, "", root)
+	giveToJobUser(t, root)
+	return spec
 }
 
 // watch collects a job's events until it ends.
@@ -142,9 +219,10 @@ func watch(t *testing.T, ctx context.Context, c quarryv1.JobServiceClient, id st
 }
 
 func TestControllerJobHealsRealGoBuild(t *testing.T) {
-	dir := testsupport.CopyProject(t, "go-missing-sum")
-	spec := goSpec(t, dir)
-	tc := startController(t, nil)
+	on, ws := jobsOn(t)
+	dir := copyProject(t, ws, "go-missing-sum")
+	spec := goSpec(t, ws, dir)
+	tc := startController(t, on)
 	c := tc.client(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -246,7 +324,13 @@ func sleepSpec(dir, name string, seconds float64) string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	testsupport.Eventually(t, what, 30*time.Second, cond)
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func jobStatus(t *testing.T, c quarryv1.JobServiceClient, id string) *quarryv1.BuildJob {
@@ -259,11 +343,12 @@ func jobStatus(t *testing.T, c quarryv1.JobServiceClient, id string) *quarryv1.B
 }
 
 func TestCancelKillsRunningBuild(t *testing.T) {
-	tc := startController(t, nil)
+	on, ws := jobsOn(t)
+	tc := startController(t, on)
 	c := tc.client(t, fleet.RoleOperator)
-	dir := t.TempDir()
+	dir := jobDir(t, ws, "long")
 	ctx := context.Background()
-	run, err := c.RunJob(ctx, &quarryv1.RunJobRequest{SpecYaml: []byte(sleepSpec(dir, "long", 60))})
+	run, err := tc.client(t, "").RunJob(ctx, &quarryv1.RunJobRequest{SpecYaml: []byte(sleepSpec(dir, "long", 60))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +368,7 @@ func TestCancelKillsRunningBuild(t *testing.T) {
 	if _, err := tc.client(t, fleet.RoleViewer).CancelJob(ctx, &quarryv1.CancelJobRequest{JobId: id}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("viewer cancel: %v, want PermissionDenied", err)
 	}
-	if _, err := c.RevertJob(ctx, &quarryv1.RevertJobRequest{JobId: id}); status.Code(err) != codes.FailedPrecondition {
+	if _, err := tc.client(t, "").RevertJob(ctx, &quarryv1.RevertJobRequest{JobId: id}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("revert of a running job: %v, want FailedPrecondition", err)
 	}
 	start := time.Now()
@@ -305,9 +390,10 @@ func TestCancelKillsRunningBuild(t *testing.T) {
 }
 
 func TestConcurrencyIsBounded(t *testing.T) {
-	tc := startController(t, func(c *server.Config) { c.Jobs.MaxConcurrent = 1 })
+	on, ws := jobsOn(t)
+	tc := startController(t, func(c *server.Config) { on(c); c.Jobs.MaxConcurrent = 1 })
 	c := tc.client(t, "")
-	dir := t.TempDir()
+	dir := jobDir(t, ws, "work")
 	ctx := context.Background()
 	var ids []string
 	for _, name := range []string{"first", "second"} {
@@ -330,9 +416,10 @@ func TestConcurrencyIsBounded(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	tc := startController(t, nil)
+	on, ws := jobsOn(t)
+	tc := startController(t, on)
 	c := tc.client(t, "")
-	dir := t.TempDir()
+	dir := jobDir(t, ws, "work")
 	ctx := context.Background()
 	cases := []struct {
 		name string
@@ -345,7 +432,10 @@ func TestBadRequests(t *testing.T) {
 		{"bad fields", "name: 'bad name'\ndir: /tmp\nbuild: []\nmax_attempts: 99\n", codes.InvalidArgument, "max_attempts"},
 		{"unknown field", "name: x\ndir: /tmp\nbuild: [make]\nbiuld: [make]\n", codes.InvalidArgument, "biuld"},
 		{"unknown pack", fmt.Sprintf("name: x\ndir: %s\nbuild: [make]\nrule_packs: [fortran]\n", dir), codes.InvalidArgument, "fortran"},
-		{"missing dir", "name: x\ndir: /no/such/dir\nbuild: [make]\n", codes.InvalidArgument, "not a directory"},
+		{"missing dir", fmt.Sprintf("name: x\ndir: %s/nope\nbuild: [make]\n", ws), codes.InvalidArgument, "not a directory"},
+		{"dir outside the workspace", "name: x\ndir: /tmp\nbuild: [make]\n", codes.InvalidArgument, "outside the controller's job workspace"},
+		{"dir escaping the workspace", "name: x\ndir: work/../..\nbuild: [make]\n", codes.InvalidArgument, "outside the controller's job workspace"},
+		{"data dir", fmt.Sprintf("name: x\ndir: %s\nbuild: [make]\n", tc.dir), codes.InvalidArgument, "outside the controller's job workspace"},
 		{"bad selector", fmt.Sprintf("name: x\ndir: %s\nbuild: [make]\nwhere: 'agent:name=['\n", dir), codes.InvalidArgument, "bad pattern"},
 		{"no rigs", fmt.Sprintf("name: x\ndir: %s\nbuild: [make]\nwhere: agent:name=rig-*\n", dir), codes.FailedPrecondition, "no rig matches"},
 	}
@@ -374,8 +464,9 @@ func TestBadRequests(t *testing.T) {
 
 func TestRestartMarksInterruptedJob(t *testing.T) {
 	dataDir := t.TempDir()
-	dir := t.TempDir()
-	keep := func(c *server.Config) { c.DataDir = dataDir }
+	on, ws := jobsOn(t)
+	dir := jobDir(t, ws, "work")
+	keep := func(c *server.Config) { on(c); c.DataDir = dataDir }
 	tc := startController(t, keep)
 	c := tc.client(t, "")
 	run, err := c.RunJob(context.Background(), &quarryv1.RunJobRequest{SpecYaml: []byte(sleepSpec(dir, "restart", 60))})
@@ -390,5 +481,103 @@ func TestRestartMarksInterruptedJob(t *testing.T) {
 	j := jobStatus(t, startController(t, keep).client(t, ""), run.Job.Id)
 	if j.Status != "canceled" || !strings.Contains(j.Runs[0].Error, "shutting down") {
 		t.Errorf("after a restart the job is %s (%q), want canceled by the shutdown", j.Status, j.Runs[0].Error)
+	}
+}
+
+// Controller jobs are off by default, need the admin role when on, and
+// refuse a configuration that would hand them the controller's secrets.
+func TestControllerJobsGate(t *testing.T) {
+	ctx := context.Background()
+	spec := func(dir string) []byte {
+		return []byte(fmt.Sprintf("name: x\ndir: %s\nbuild: [\"true\"]\nrule_packs: []\n", dir))
+	}
+
+	off := startController(t, nil)
+	_, err := off.client(t, "").RunJob(ctx, &quarryv1.RunJobRequest{SpecYaml: spec(t.TempDir())})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "jobs.controller_jobs") {
+		t.Errorf("admin job with controller jobs off: %v, want FailedPrecondition naming jobs.controller_jobs", err)
+	}
+
+	on, ws := jobsOn(t)
+	tc := startController(t, on)
+	dir := jobDir(t, ws, "gate")
+	_, err = tc.client(t, fleet.RoleOperator).RunJob(ctx, &quarryv1.RunJobRequest{SpecYaml: spec(dir)})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "needs role admin") {
+		t.Errorf("operator controller job: %v, want PermissionDenied naming admin", err)
+	}
+	if _, err := tc.client(t, "").RunJob(ctx, &quarryv1.RunJobRequest{SpecYaml: spec(dir)}); err != nil {
+		t.Errorf("admin controller job: %v", err)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		mutate func(c *server.Config)
+		want   string
+	}{
+		{"no run_as", func(c *server.Config) { c.Jobs.RunAs = "" }, "jobs.run_as: is required"},
+		{"root", func(c *server.Config) { c.Jobs.RunAs = "root" }, "is root"},
+		{"uid 0", func(c *server.Config) { c.Jobs.RunAs = "0" }, "is root"},
+		{"unknown user", func(c *server.Config) { c.Jobs.RunAs = "no-such-user-here" }, "no user"},
+		{"workspace in the data dir", func(c *server.Config) { c.Jobs.Workspace = filepath.Join(c.DataDir, "ws") }, "overlaps the data dir"},
+		{"workspace holding the data dir", func(c *server.Config) { c.Jobs.Workspace = filepath.Dir(c.DataDir) }, "overlaps the data dir"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := server.DefaultConfig()
+			cfg.DataDir = t.TempDir()
+			cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+			on(&cfg)
+			tt.mutate(&cfg)
+			c, err := server.New(cfg, "test", slog.New(slog.DiscardHandler))
+			if err == nil {
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- c.Serve(ctx) }()
+				cancel()
+				err = <-done
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("controller started with %s: %v, want an error containing %q", tt.name, err, tt.want)
+			}
+		})
+	}
+}
+
+// A controller job runs as the configured user with only PATH, HOME, LANG
+// and the spec's env, so the controller's QUARRY_* settings never reach it.
+func TestControllerJobUserAndEnvironment(t *testing.T) {
+	t.Setenv("QUARRY_BILLING_STRIPE_KEY", "sk_test_never_in_a_job")
+	on, ws := jobsOn(t)
+	tc := startController(t, on)
+	dir := jobDir(t, ws, "env")
+	c := tc.client(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := fmt.Sprintf("name: env\ndir: %s\nbuild:\n  - id -u; env\nrule_packs: []\nenv:\n  FROM_SPEC: yes-please\n", dir)
+	run, err := c.RunJob(ctx, &quarryv1.RunJobRequest{SpecYaml: []byte(spec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch(t, ctx, c, run.Job.Id)
+	j := jobStatus(t, c, run.Job.Id)
+	if j.Status != "succeeded" || len(j.Runs[0].AttemptLog) != 1 {
+		t.Fatalf("job %s: %s", j.Status, j.Diagnosis)
+	}
+	u, _ := user.Lookup(jobUser)
+	var vars []string
+	lines := strings.Split(strings.TrimSpace(j.Runs[0].AttemptLog[0].OutputTail), "\n")
+	if lines[0] != u.Uid {
+		t.Errorf("job ran as uid %s, want %s (%s)", lines[0], u.Uid, jobUser)
+	}
+	for _, l := range lines[1:] {
+		k, _, _ := strings.Cut(l, "=")
+		vars = append(vars, k)
+		if strings.HasPrefix(k, "QUARRY_") || strings.Contains(l, "sk_test_never_in_a_job") {
+			t.Errorf("controller variable in the job: %s", l)
+		}
+	}
+	for _, want := range []string{"PATH", "HOME", "LANG", "FROM_SPEC"} {
+		if !slices.Contains(vars, want) {
+			t.Errorf("job environment lacks %s: %v", want, vars)
+		}
 	}
 }

@@ -35,6 +35,10 @@ var (
 	ErrNoRigs   = errors.New("no rig matches the selector")
 	ErrState    = errors.New("job is in the wrong state")
 	ErrShutdown = errors.New("job manager is shutting down")
+	// ErrDenied is a caller whose role may not run this job.
+	ErrDenied = errors.New("permission denied")
+	// ErrDisabled is a job on the controller while controller jobs are off.
+	ErrDisabled = errors.New("build jobs on the controller are off (jobs.controller_jobs: false); run the job on rigs with where: agent:<selector>")
 )
 
 // TargetController is the run target of jobs the controller runs itself.
@@ -51,9 +55,10 @@ type Options struct {
 	PollInterval time.Duration
 	// CommandTTL is how long a job waits for an offline rig; default 24h.
 	CommandTTL time.Duration
-	// Env is the base environment of controller jobs; nil means os.Environ().
-	Env []string
 }
+
+// defaultPath is a controller job's PATH when the controller has none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // maxLogBytes bounds a controller job's stored log.
 const maxLogBytes = 8 << 20
@@ -72,6 +77,10 @@ type Manager struct {
 	stateDir string
 	logDir   string
 	sem      chan struct{}
+	// Controller jobs' workspace and the data dir, symlinks resolved; set
+	// only when controller jobs are on.
+	workspace string
+	dataDir   string
 
 	ctx    context.Context
 	stop   context.CancelCauseFunc
@@ -123,12 +132,91 @@ func Open(f Fleet, opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("jobs dir: %w", err)
 		}
 	}
+	if opts.Config.ControllerJobs {
+		if err := m.prepareWorkspace(); err != nil {
+			return nil, err
+		}
+	}
 	m.ctx, m.stop = context.WithCancelCause(context.Background())
 	if err := m.recover(); err != nil {
 		m.Close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// prepareWorkspace checks that controller jobs' workspace is outside the
+// data dir (and does not hold it) and creates it, owned by the job user.
+func (m *Manager) prepareWorkspace() error {
+	u, _, err := m.opts.Config.jobUser()
+	if err != nil {
+		return err
+	}
+	if m.dataDir, err = realPath(m.opts.DataDir); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ws, err := realPath(m.opts.Config.Workspace)
+	if err != nil {
+		return fmt.Errorf("jobs.workspace: %w", err)
+	}
+	if within(ws, m.dataDir) || within(m.dataDir, ws) {
+		return fmt.Errorf("jobs.workspace: %s overlaps the data dir %s, whose CA key and admin token jobs must never reach; choose a directory outside it", ws, m.dataDir)
+	}
+	if _, err := os.Stat(ws); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(ws, 0o750); err != nil {
+			return fmt.Errorf("jobs.workspace: %w", err)
+		}
+		if err := os.Chown(ws, int(u.UID), int(u.GID)); err != nil {
+			return fmt.Errorf("jobs.workspace: give it to jobs.run_as: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("jobs.workspace: %w", err)
+	}
+	m.workspace = ws
+	if os.Geteuid() != 0 {
+		m.log.Warn("controller jobs are on but the controller is not root: it needs CAP_SETUID and CAP_SETGID to run jobs as jobs.run_as", "run_as", m.opts.Config.RunAs)
+	}
+	return nil
+}
+
+// controllerDir resolves a controller job's dir: relative to the
+// workspace, symlinks resolved, inside the workspace and outside the data
+// dir.
+func (m *Manager) controllerDir(dir string) (string, error) {
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(m.workspace, dir)
+	}
+	real, err := realPath(dir)
+	if err != nil {
+		return "", fmt.Errorf("%w: dir: %w", ErrInvalid, err)
+	}
+	if !within(real, m.workspace) || within(real, m.dataDir) {
+		return "", fmt.Errorf("%w: dir: %s is outside the controller's job workspace %s (jobs.workspace)", ErrInvalid, real, m.workspace)
+	}
+	if st, err := os.Stat(real); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("%w: dir: %s is not a directory on the controller", ErrInvalid, real)
+	}
+	return real, nil
+}
+
+// jobEnv is a controller job's whole base environment: PATH, HOME and
+// LANG, never the controller's own variables (its QUARRY_* settings and
+// keys). The spec's env is added by selfheal.
+func jobEnv(home, dir string) []string {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = defaultPath
+	}
+	lang := os.Getenv("LANG")
+	if lang == "" {
+		lang = "C.UTF-8"
+	}
+	if st, err := os.Stat(home); home == "" || err != nil || !st.IsDir() {
+		// nobody's home does not exist; tools that cache under $HOME
+		// (go, dotnet) then use the job's own directory.
+		home = dir
+	}
+	return []string{"PATH=" + path, "HOME=" + home, "LANG=" + lang}
 }
 
 // recover marks controller runs that a stop interrupted and follows rig
@@ -182,6 +270,12 @@ func (m *Manager) Start(ctx context.Context, specYAML []byte, who api.Caller) (s
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	// Jobs run arbitrary commands: as root on rigs, as jobs.run_as on the
+	// controller. Only admins may start them.
+	if who.Role != fleet.RoleAdmin {
+		m.audit(who, "job.run", "", "denied", "needs role admin")
+		return "", fmt.Errorf("%w: running build jobs needs role admin; %s has role %s", ErrDenied, who.Name, who.Role)
+	}
 	spec, err := selfheal.ParseSpec(specYAML)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -200,13 +294,17 @@ func (m *Manager) Start(ctx context.Context, specYAML []byte, who api.Caller) (s
 			rec.Runs = append(rec.Runs, run{Target: rigLabel(r), RigID: r.Id, RecordID: rec.ID + "." + r.Id, Status: StatusPending})
 		}
 	} else {
-		dir, err := filepath.Abs(spec.Dir)
+		if !m.opts.Config.ControllerJobs {
+			return "", ErrDisabled
+		}
+		if _, _, err := m.opts.Config.jobUser(); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrDisabled, err)
+		}
+		dir, err := m.controllerDir(spec.Dir)
 		if err != nil {
-			return "", fmt.Errorf("%w: dir: %w", ErrInvalid, err)
+			return "", err
 		}
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return "", fmt.Errorf("%w: dir: %s is not a directory on the controller", ErrInvalid, dir)
-		}
+		spec.Dir = dir
 		rec.Runs = []run{{Target: TargetController, RecordID: rec.ID, Status: StatusPending}}
 	}
 
@@ -280,6 +378,15 @@ func (m *Manager) runController(a *active, id string, spec selfheal.Spec) {
 	}
 	defer func() { <-m.sem }()
 	m.setRun(id, 0, func(r *run) { r.Status, r.Started = StatusRunning, time.Now() })
+	u, home, err := m.opts.Config.jobUser()
+	if err == nil {
+		// The directory may have been swapped for a symlink since Start.
+		spec.Dir, err = m.controllerDir(spec.Dir)
+	}
+	if err != nil {
+		m.finishRun(a, id, 0, string(selfheal.StatusFailed), "", "refused: "+err.Error())
+		return
+	}
 	res, err := selfheal.Run(a.ctx, spec, selfheal.Options{
 		Packs:    m.packs,
 		Recorder: m.rec,
@@ -287,7 +394,8 @@ func (m *Manager) runController(a *active, id string, spec selfheal.Spec) {
 		Logger:   m.log,
 		StateDir: m.stateDir,
 		JobID:    id,
-		Env:      m.opts.Env,
+		Env:      jobEnv(home, spec.Dir),
+		RunAs:    u,
 	})
 	status, errText := string(res.Status), ""
 	switch {

@@ -12,12 +12,14 @@ import (
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
-// Roles is the least role each JobService method needs: running, canceling
-// and reverting jobs changes machines; reading them does not.
+// Roles is the least role each JobService method needs. A job runs
+// arbitrary commands (as root on rigs) and reverting one writes files there,
+// so both need admin; stopping one is safe for operators; reading them
+// changes nothing.
 var Roles = map[string]string{
-	quarryv1.JobService_RunJob_FullMethodName:    fleet.RoleOperator,
+	quarryv1.JobService_RunJob_FullMethodName:    fleet.RoleAdmin,
 	quarryv1.JobService_CancelJob_FullMethodName: fleet.RoleOperator,
-	quarryv1.JobService_RevertJob_FullMethodName: fleet.RoleOperator,
+	quarryv1.JobService_RevertJob_FullMethodName: fleet.RoleAdmin,
 	quarryv1.JobService_ListJobs_FullMethodName:  fleet.RoleViewer,
 	quarryv1.JobService_GetJob_FullMethodName:    fleet.RoleViewer,
 	quarryv1.JobService_JobLogs_FullMethodName:   fleet.RoleViewer,
@@ -41,7 +43,9 @@ func grpcErr(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrNoRigs), errors.Is(err, ErrState):
+	case errors.Is(err, ErrDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrNoRigs), errors.Is(err, ErrState), errors.Is(err, ErrDisabled):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrShutdown):
 		return status.Error(codes.Unavailable, err.Error())

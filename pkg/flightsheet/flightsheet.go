@@ -177,6 +177,8 @@ func (fs *FlightSheet) Validate(knownMiners []string) error {
 	case !filepath.IsAbs(m.Path):
 		// Relative paths would depend on the agent's working directory.
 		bad("miner.path", "%q must be an absolute path", m.Path)
+	case IsInterpreter(m.Path):
+		bad("miner.path", "%s is a shell or interpreter, which never runs as a miner; name the miner binary in the rig's miners directory", m.Path)
 	}
 	switch {
 	case m.SHA256 == "":

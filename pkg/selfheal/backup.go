@@ -14,6 +14,10 @@ import (
 // manifestName is the journal of backed-up files inside a job's state dir.
 const manifestName = "manifest.json"
 
+// rootName records the job directory (symlinks resolved) in a job's state
+// dir; Revert writes nowhere else.
+const rootName = "root"
+
 type backupEntry struct {
 	Path    string `json:"path"`             // absolute path of the edited file
 	Backup  string `json:"backup,omitempty"` // copy of the original, relative to the job dir
@@ -29,9 +33,12 @@ type journal struct {
 	seen    map[string]bool
 }
 
-func openJournal(stateDir, jobID string) (*journal, error) {
+func openJournal(stateDir, jobID, root string) (*journal, error) {
 	dir := filepath.Join(stateDir, jobID)
 	if err := os.MkdirAll(filepath.Join(dir, "files"), 0o700); err != nil {
+		return nil, fmt.Errorf("create backup dir: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, rootName), []byte(root), 0o600); err != nil {
 		return nil, fmt.Errorf("create backup dir: %w", err)
 	}
 	j := &journal{dir: dir, seen: map[string]bool{}}
@@ -114,6 +121,9 @@ func Revert(ctx context.Context, stateDir, jobID string) ([]string, error) {
 		}
 		return nil, fmt.Errorf("revert job %s: %w", jobID, err)
 	}
+	// The job's tree may have changed since (a directory swapped for a
+	// symlink): every path must still resolve inside the job directory.
+	root, rerr := os.ReadFile(filepath.Join(dir, rootName))
 	var restored []string
 	var errs []error
 	for i := len(ents) - 1; i >= 0; i-- {
@@ -121,6 +131,13 @@ func Revert(ctx context.Context, stateDir, jobID string) ([]string, error) {
 			return restored, fmt.Errorf("revert job %s: %w", jobID, err)
 		}
 		e := ents[i]
+		if rerr == nil {
+			real, err := resolveExisting(e.Path)
+			if err != nil || !inside(real, string(root)) {
+				errs = append(errs, fmt.Errorf("refused: %s no longer resolves inside the job directory %s", e.Path, root))
+				continue
+			}
+		}
 		if !e.Existed {
 			if err := os.Remove(e.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("remove %s: %w", e.Path, err))

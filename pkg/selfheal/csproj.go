@@ -17,8 +17,19 @@ import (
 // Project files are edited as text, never re-serialised, so that a fix is a
 // one-line diff a person can review and the rest of the file is untouched.
 
-// findProject picks the project a diagnostic belongs to.
+// findProject picks the project a diagnostic belongs to and refuses one
+// that resolves outside the job directory (a "../" path in the build output
+// or a symlinked project file): remediations read and edit only the job's
+// own tree.
 func (w *workspace) findProject(d Diagnostic) (string, error) {
+	p, err := w.projectCandidate(d)
+	if err != nil {
+		return "", err
+	}
+	return w.confine(p)
+}
+
+func (w *workspace) projectCandidate(d Diagnostic) (string, error) {
 	if d.Project != "" {
 		p := filepath.FromSlash(strings.ReplaceAll(d.Project, `\`, "/"))
 		if !filepath.IsAbs(p) {

@@ -121,6 +121,14 @@ type Options struct {
 	JobID string
 	// Env is the base environment; nil means os.Environ().
 	Env []string
+	// RunAs, if set, is the user every step and remediation tool runs as;
+	// the caller must be able to switch to it (root or CAP_SETUID/SETGID).
+	RunAs *User
+}
+
+// User is a numeric user and group a job's processes run as.
+type User struct {
+	UID, GID uint32
 }
 
 // DefaultMonoRoot is Debian's and Ubuntu's mono prefix.
@@ -147,12 +155,19 @@ func Run(ctx context.Context, spec Spec, opts Options) (Result, error) {
 	if err := spec.Validate(); err != nil {
 		return Result{}, fmt.Errorf("job spec: %w", err)
 	}
+	if opts.RunAs != nil && !canSwitchUser {
+		return Result{}, errors.New("job: running as another user is not supported on this platform")
+	}
 	dir, err := filepath.Abs(spec.Dir)
 	if err != nil {
 		return Result{}, fmt.Errorf("job dir: %w", err)
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return Result{}, fmt.Errorf("job dir %s is not a directory", dir)
+	}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("job dir: %w", err)
 	}
 	packs := opts.Packs
 	if packs == nil {
@@ -178,7 +193,7 @@ func Run(ctx context.Context, spec Spec, opts Options) (Result, error) {
 	if stateDir == "" {
 		stateDir = filepath.Join(dir, ".selfheal")
 	}
-	jr, err := openJournal(stateDir, job.ID)
+	jr, err := openJournal(stateDir, job.ID, realDir)
 	if err != nil {
 		return Result{}, err
 	}
@@ -195,7 +210,8 @@ func Run(ctx context.Context, spec Spec, opts Options) (Result, error) {
 	}
 	e := &engine{
 		job: job, spec: spec, packs: selected, rec: opts.Recorder, progress: opts.Progress, log: log,
-		ws: &workspace{dir: dir, monoRoot: monoRoot, journal: jr, env: map[string]string{}, baseEnv: baseEnv},
+		runAs: opts.RunAs,
+		ws:    &workspace{dir: dir, realDir: realDir, monoRoot: monoRoot, journal: jr, env: map[string]string{}, baseEnv: baseEnv},
 	}
 	e.ws.runTool = func(ctx context.Context, argv, env []string) (string, int, error) {
 		return e.runProcess(ctx, Step{Argv: argv}, env, "remediation")
@@ -213,6 +229,7 @@ type engine struct {
 	ws       *workspace
 	attempts []Attempt
 	attempt  int
+	runAs    *User
 }
 
 func (e *engine) emit(kind EventKind, step, text string) {

@@ -27,7 +27,7 @@ func (e *engine) runProcess(ctx context.Context, st Step, env []string, phase st
 	}
 	cmd.Dir = e.ws.dir
 	cmd.Env = env
-	setProcessGroup(cmd)
+	setProcessAttrs(cmd, e.runAs)
 	cmd.WaitDelay = killGrace
 	w := &lineWriter{max: maxCapture, emit: func(line string) { e.emit(EventOutput, st.String(), line) }}
 	cmd.Stdout = w

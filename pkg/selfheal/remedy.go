@@ -29,6 +29,7 @@ var errNotApplicable = errors.New("remediation not applicable")
 // and the overrides remediations put on later builds.
 type workspace struct {
 	dir      string
+	realDir  string // dir with symlinks resolved; every edit stays inside it
 	monoRoot string
 	journal  *journal
 	env      map[string]string // added by set-env and run-whitelisted
@@ -41,6 +42,11 @@ type workspace struct {
 }
 
 func (w *workspace) rel(p string) string {
+	if inside(p, w.realDir) {
+		if r, err := filepath.Rel(w.realDir, p); err == nil {
+			return filepath.ToSlash(r)
+		}
+	}
 	r, err := filepath.Rel(w.dir, p)
 	if err != nil {
 		return p
@@ -48,8 +54,62 @@ func (w *workspace) rel(p string) string {
 	return filepath.ToSlash(r)
 }
 
+// errOutsideJobDir is a remediation that would read or write outside the
+// job directory.
+var errOutsideJobDir = errors.New("outside the job directory")
+
+// confine resolves path's symlinks (those of its nearest existing parent
+// when it does not exist yet) and returns the result if it lies inside the
+// job directory; otherwise it refuses.
+func (w *workspace) confine(path string) (string, error) {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(w.dir, path)
+	}
+	real, err := resolveExisting(filepath.Clean(path))
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", path, err)
+	}
+	if !inside(real, w.realDir) {
+		return "", fmt.Errorf("refused: %s resolves to %s, %w %s", path, real, errOutsideJobDir, w.realDir)
+	}
+	return real, nil
+}
+
+// resolveExisting is filepath.EvalSymlinks for a path whose last elements
+// may not exist yet.
+func resolveExisting(path string) (string, error) {
+	rest := ""
+	for p := path; ; {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return path, nil
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
+}
+
+// inside reports whether path is below dir (not dir itself); both clean
+// and absolute.
+func inside(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
 // writeFile backs the file up, writes it atomically and records the diff.
+// The file must resolve inside the job directory.
 func (w *workspace) writeFile(path string, data []byte) error {
+	path, err := w.confine(path)
+	if err != nil {
+		return err
+	}
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", path, err)
@@ -58,12 +118,18 @@ func (w *workspace) writeFile(path string, data []byte) error {
 		return err
 	}
 	mode := fs.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
+	owner, err := os.Stat(path)
+	if err == nil {
+		mode = owner.Mode().Perm()
+	} else {
+		owner, _ = os.Stat(filepath.Dir(path))
 	}
 	if err := writeFileAtomic(path, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	// A controller that edits a job user's tree leaves the file that user's,
+	// so its next build can still rewrite it.
+	sameOwner(path, owner)
 	w.diff.WriteString(UnifiedDiff(w.rel(path), string(old), string(data)))
 	w.files = append(w.files, w.rel(path))
 	return nil
@@ -182,9 +248,9 @@ func (w *workspace) runWhitelisted(ctx context.Context, params map[string]string
 	// and can be reverted.
 	snap := map[string][]byte{}
 	for _, f := range strings.Fields(params["snapshot"]) {
-		p := filepath.Join(w.dir, filepath.FromSlash(f))
-		if !strings.HasPrefix(p, w.dir+string(filepath.Separator)) {
-			return "", fmt.Errorf("snapshot path %q leaves the job directory", f)
+		p, err := w.confine(filepath.Join(w.dir, filepath.FromSlash(f)))
+		if err != nil || filepath.IsAbs(filepath.FromSlash(f)) {
+			return "", fmt.Errorf("snapshot path %q leaves the job directory; not run", f)
 		}
 		b, err := os.ReadFile(p)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -217,16 +283,61 @@ func (w *workspace) runWhitelisted(ctx context.Context, params map[string]string
 	return "ran whitelisted command: " + strings.Join(argv, " "), nil
 }
 
-// forbiddenEnv are variables that would let a rule run arbitrary code.
-var forbiddenEnvRe = regexp.MustCompile(`^(LD_.*|PATH|BASH_ENV|ENV|SHELL|IFS|GOFLAGS|GCONV_PATH|MONO_PATH|MONO_ENV_OPTIONS|DYLD_.*)$`)
+var (
+	boolRe   = regexp.MustCompile(`^(0|1|true|false)$`)
+	countRe  = regexp.MustCompile(`^[0-9]{1,4}$`)
+	localeRe = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,64}$`)
+	// goFlagsRe admits only go flags that change how modules are used,
+	// never -toolexec, -exec, -overlay or -ldflags, which run or inject code.
+	goFlagsRe = regexp.MustCompile(`^(-mod=(mod|readonly|vendor)|-modcacherw|-buildvcs=(true|false)|-trimpath|-p=[0-9]{1,3})( (-mod=(mod|readonly|vendor)|-modcacherw|-buildvcs=(true|false)|-trimpath|-p=[0-9]{1,3}))*$`)
+	proxyRe   = regexp.MustCompile(`^(off|direct|https://[A-Za-z0-9.:/_~-]+)([,|](off|direct|https://[A-Za-z0-9.:/_~-]+))*$`)
+)
+
+// setEnvAllowed is every variable a set-env rule may set, with the values
+// each may take: build knobs that cannot make a tool load or run other
+// code. Anything else (PATH, LD_*, BASH_ENV, MAKEFLAGS, a GOFLAGS with
+// -toolexec, ...) is refused.
+var setEnvAllowed = map[string]*regexp.Regexp{
+	"GOFLAGS":                           goFlagsRe,
+	"GOPROXY":                           proxyRe,
+	"GOTOOLCHAIN":                       regexp.MustCompile(`^local$`),
+	"GO111MODULE":                       regexp.MustCompile(`^(on|off|auto)$`),
+	"CGO_ENABLED":                       regexp.MustCompile(`^[01]$`),
+	"GOMAXPROCS":                        countRe,
+	"GOGC":                              regexp.MustCompile(`^([0-9]{1,4}|off)$`),
+	"CMAKE_BUILD_PARALLEL_LEVEL":        countRe,
+	"CMAKE_BUILD_TYPE":                  regexp.MustCompile(`^(Debug|Release|RelWithDebInfo|MinSizeRel)$`),
+	"DOTNET_CLI_TELEMETRY_OPTOUT":       boolRe,
+	"DOTNET_NOLOGO":                     boolRe,
+	"DOTNET_SKIP_FIRST_TIME_EXPERIENCE": boolRe,
+	"MSBUILDDISABLENODEREUSE":           boolRe,
+	"NUGET_XMLDOC_MODE":                 regexp.MustCompile(`^(skip|none|compress)$`),
+	"LANG":                              localeRe,
+	"LC_ALL":                            localeRe,
+	"SOURCE_DATE_EPOCH":                 regexp.MustCompile(`^[0-9]{1,12}$`),
+}
+
+// SetEnvAllowed lists the variables a set-env rule may set, sorted.
+func SetEnvAllowed() []string {
+	out := make([]string, 0, len(setEnvAllowed))
+	for k := range setEnvAllowed {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
 
 func (w *workspace) setEnv(params map[string]string) (string, error) {
 	name, value := params["name"], params["value"]
 	if !envKeyRe.MatchString(name) {
 		return "", fmt.Errorf("set-env: %q is not a variable name", name)
 	}
-	if forbiddenEnvRe.MatchString(name) {
-		return "", fmt.Errorf("set-env: %s may not be set by a rule", name)
+	re, ok := setEnvAllowed[name]
+	if !ok {
+		return "", fmt.Errorf("set-env: %s is not on the allowlist (%s); not set", name, strings.Join(SetEnvAllowed(), ", "))
+	}
+	if !re.MatchString(value) {
+		return "", fmt.Errorf("set-env: %q is not an allowed value for %s; not set", value, name)
 	}
 	if cur, ok := w.env[name]; ok && cur == value {
 		return "", fmt.Errorf("%w: %s is already %q", errNotApplicable, name, value)

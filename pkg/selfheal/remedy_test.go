@@ -9,11 +9,15 @@ import (
 
 func newWS(t *testing.T, dir, mono string) *workspace {
 	t.Helper()
-	j, err := openJournal(t.TempDir(), "job")
+	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &workspace{dir: dir, monoRoot: mono, journal: j, env: map[string]string{}}
+	j, err := openJournal(t.TempDir(), "job", real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &workspace{dir: dir, realDir: real, monoRoot: mono, journal: j, env: map[string]string{}}
 }
 
 func write(t *testing.T, path, data string) {

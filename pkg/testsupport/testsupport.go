@@ -94,16 +94,38 @@ func GoToolchain(t testing.TB) string {
 // can only save time, never supply a module.
 func OfflineGoEnv(t testing.TB) map[string]string {
 	t.Helper()
-	proxy := filepath.Join(RepoRoot(t), "pkg", "testsupport", "testdata", "goproxy")
-	if _, err := os.Stat(proxy); err != nil {
-		t.Fatalf("offline module proxy: %v", err)
-	}
 	goBin := GoToolchain(t)
 	cache, err := exec.Command(goBin, "env", "GOCACHE").Output()
 	if err != nil {
 		t.Fatalf("go env GOCACHE: %v", err)
 	}
-	gopath := t.TempDir()
+	env := offlineGoEnv(t, goProxyDir(t), t.TempDir())
+	env["GOCACHE"] = strings.TrimSpace(string(cache))
+	return env
+}
+
+// OfflineGoEnvIn is OfflineGoEnv with everything the build touches — a
+// copy of the proxy, the module and build caches, HOME — under root, for a
+// build that runs as another user than the test's.
+func OfflineGoEnvIn(t testing.TB, root string) map[string]string {
+	t.Helper()
+	proxy := filepath.Join(root, "goproxy")
+	CopyTree(t, goProxyDir(t), proxy)
+	return offlineGoEnv(t, proxy, filepath.Join(root, "gopath"))
+}
+
+func goProxyDir(t testing.TB) string {
+	t.Helper()
+	proxy := filepath.Join(RepoRoot(t), "pkg", "testsupport", "testdata", "goproxy")
+	if _, err := os.Stat(proxy); err != nil {
+		t.Fatalf("offline module proxy: %v", err)
+	}
+	return proxy
+}
+
+func offlineGoEnv(t testing.TB, proxy, gopath string) map[string]string {
+	t.Helper()
+	goBin := GoToolchain(t)
 	return map[string]string{
 		"GOPROXY":     "file://" + filepath.ToSlash(proxy),
 		"GOSUMDB":     "off",
@@ -111,36 +133,9 @@ func OfflineGoEnv(t testing.TB) map[string]string {
 		"GOTOOLCHAIN": "local",
 		"GOPATH":      gopath,
 		"GOMODCACHE":  filepath.Join(gopath, "pkg", "mod"),
-		"GOCACHE":     strings.TrimSpace(string(cache)),
+		"GOCACHE":     filepath.Join(gopath, "cache"),
 		"HOME":        gopath,
 		"PATH":        filepath.Dir(goBin) + ":/usr/local/bin:/usr/bin:/bin",
-	}
-}
-
-// Eventually polls cond until it holds or timeout passes, then fails the
-// test naming what it waited for.
-func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	Poll(t, what, timeout, func() (bool, string) { return cond(), "" })
-}
-
-// Poll is Eventually for a condition that can say what it last saw, which
-// the failure message then shows.
-func Poll(t testing.TB, what string, timeout time.Duration, cond func() (ok bool, last string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for delay := time.Millisecond; ; delay = min(delay*2, 50*time.Millisecond) {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			if last != "" {
-				t.Fatalf("timed out after %v waiting for %s; last: %s", timeout, what, last)
-			}
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(delay)
 	}
 }
 
@@ -150,15 +145,24 @@ func Poll(t testing.TB, what string, timeout time.Duration, cond func() (ok bool
 // "[0 10 20]". where is the job's `where:` line value ("" for none).
 func GoJobSpec(t testing.TB, dir, where string) string {
 	t.Helper()
+	return goJobSpec(t, dir, where, OfflineGoEnv(t))
+}
+
+// GoJobSpecIn is GoJobSpec with the Go environment of OfflineGoEnvIn.
+func GoJobSpecIn(t testing.TB, dir, where, root string) string {
+	t.Helper()
+	return goJobSpec(t, dir, where, OfflineGoEnvIn(t, root))
+}
+
+func goJobSpec(t testing.TB, dir, where string, env map[string]string) string {
+	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "name: sharecount\ndir: %q\nbuild:\n  - [%q, build, -mod=readonly, -o, sharecount, .]\ntest:\n  - ./sharecount\nrule_packs: [go]\n", dir, GoToolchain(t))
 	if where != "" {
 		fmt.Fprintf(&b, "where: %q\n", where)
 	}
-	env := OfflineGoEnv(t)
-	keys := slices.Sorted(maps.Keys(env))
 	b.WriteString("env:\n")
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		fmt.Fprintf(&b, "  %s: %q\n", k, env[k])
 	}
 	return b.String()
@@ -217,4 +221,31 @@ func CheckDB(t testing.TB, db *bbolt.DB) {
 		t.Errorf("bbolt consistency of %s: %v", db.Path(), err)
 	}
 	_ = db.Close()
+}
+
+// Eventually polls cond until it holds or timeout passes, then fails the
+// test naming what it waited for.
+func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	Poll(t, what, timeout, func() (bool, string) { return cond(), "" })
+}
+
+// Poll is Eventually for a condition that can say what it last saw, which
+// the failure message then shows.
+func Poll(t testing.TB, what string, timeout time.Duration, cond func() (ok bool, last string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; ; delay = min(delay*2, 50*time.Millisecond) {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			if last != "" {
+				t.Fatalf("timed out after %v waiting for %s; last: %s", timeout, what, last)
+			}
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(delay)
+	}
 }
