@@ -44,6 +44,13 @@ func CallerFrom(ctx context.Context) Caller {
 	return c
 }
 
+// SeesSecrets reports whether the caller may read secrets: pool
+// passwords, miner API tokens, command payloads and outputs, job
+// environments. Viewers may not; operators, who can set them, may.
+func SeesSecrets(ctx context.Context) bool {
+	return fleet.RoleRank(CallerFrom(ctx).Role) >= fleet.RoleRank(fleet.RoleOperator)
+}
+
 // Authenticator resolves the caller of an admin-API request and checks
 // the role it needs.
 type Authenticator struct {

@@ -91,10 +91,19 @@ func (s *FleetServer) SendCommand(ctx context.Context, req *quarryv1.SendCommand
 	return &quarryv1.SendCommandResponse{CommandId: rec.Command.Id}, nil
 }
 
-func (s *FleetServer) GetCommand(_ context.Context, req *quarryv1.GetCommandRequest) (*quarryv1.GetCommandResponse, error) {
+// GetCommand returns a command's state. A viewer sees its kind, status
+// and error but neither its payload (a flight sheet with pool passwords)
+// nor its output (miner logs).
+func (s *FleetServer) GetCommand(ctx context.Context, req *quarryv1.GetCommandRequest) (*quarryv1.GetCommandResponse, error) {
 	rec, err := s.Fleet.Command(req.CommandId)
 	if err != nil {
 		return nil, fleetErr(err)
+	}
+	if !SeesSecrets(ctx) {
+		if rec.Command != nil {
+			rec.Command.Payload = nil
+		}
+		rec.Output = nil
 	}
 	return &quarryv1.GetCommandResponse{Record: rec}, nil
 }
