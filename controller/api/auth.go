@@ -28,6 +28,8 @@ var FleetRoles = map[string]string{
 	quarryv1.FleetService_RevokeRig_FullMethodName:        fleet.RoleAdmin,
 	quarryv1.FleetService_ListAudit_FullMethodName:        fleet.RoleAdmin,
 	quarryv1.FleetService_CreateAdminToken_FullMethodName: fleet.RoleAdmin,
+	quarryv1.FleetService_ListAdminTokens_FullMethodName:  fleet.RoleAdmin,
+	quarryv1.FleetService_RevokeAdminToken_FullMethodName: fleet.RoleAdmin,
 }
 
 // Caller is an authenticated admin-API client.
@@ -67,9 +69,11 @@ func (a Authenticator) Authenticate(ctx context.Context) (Caller, error) {
 		if !ok {
 			return Caller{}, status.Error(codes.Unauthenticated, "authorization header must be 'Bearer <token>'")
 		}
-		name, role, ok := a.Fleet.LookupAdminToken(strings.TrimSpace(tok))
-		if !ok {
-			return Caller{}, status.Error(codes.Unauthenticated, "bearer token is not valid")
+		// Checked against the database on every call: a revoked or
+		// expired token fails on its very next use.
+		name, role, err := a.Fleet.CheckAdminToken(strings.TrimSpace(tok))
+		if err != nil {
+			return Caller{}, status.Error(codes.Unauthenticated, err.Error())
 		}
 		return Caller{Name: name, Role: role}, nil
 	}

@@ -219,8 +219,8 @@ func (c *Controller) serverTLS(now time.Time) (*tls.Config, error) {
 // quick start needs no manual steps.
 func (c *Controller) localCredentials() error {
 	adminPath := filepath.Join(c.cfg.DataDir, AdminTokenFile)
-	if b, err := os.ReadFile(adminPath); err != nil || !c.adminTokenValid(string(b)) {
-		tok, err := c.fleet.CreateAdminToken("local-admin", fleet.RoleAdmin)
+	if b, err := os.ReadFile(adminPath); err != nil || !c.adminTokenLasts(string(b)) {
+		tok, _, err := c.fleet.ReplaceAdminToken(LocalAdminName, fleet.RoleAdmin, fleet.DefaultAdminTokenTTL, "controller")
 		if err != nil {
 			return err
 		}
@@ -245,9 +245,32 @@ func (c *Controller) localCredentials() error {
 	return pki.WriteFileAtomic(agentPath, []byte(tok+"\n"), 0o600)
 }
 
-func (c *Controller) adminTokenValid(s string) bool {
-	_, _, ok := c.fleet.LookupAdminToken(string(trim([]byte(s))))
-	return ok
+// LocalAdminName names the admin token the controller keeps in its data
+// dir for quarryctl on the same machine.
+const LocalAdminName = "local-admin"
+
+// localAdminRenewal: the local admin token is replaced on start when it
+// has less than this left, so a controller restarted now and then never
+// finds its own token expired.
+const localAdminRenewal = 30 * 24 * time.Hour
+
+// adminTokenLasts reports whether s is the live local admin token with
+// more than localAdminRenewal left.
+func (c *Controller) adminTokenLasts(s string) bool {
+	name, _, err := c.fleet.CheckAdminToken(string(trim([]byte(s))))
+	if err != nil || name != LocalAdminName {
+		return false
+	}
+	ts, err := c.fleet.AdminTokens()
+	if err != nil {
+		return false
+	}
+	for _, t := range ts {
+		if t.Name == name {
+			return t.Expires.Sub(c.fleet.Now()) > localAdminRenewal
+		}
+	}
+	return false
 }
 
 func trim(b []byte) []byte {

@@ -29,6 +29,10 @@ type session struct {
 	Role    string
 	CSRF    string
 	Expires time.Time
+	// TokenKey identifies the admin token signed in with (its hash, not
+	// the token), checked on every request: revoking or expiring the
+	// token ends the session at once.
+	TokenKey string
 }
 
 type sessions struct {
@@ -52,9 +56,9 @@ func sessionKey(id string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (ss *sessions) create(who, role string, now time.Time) (id string, s *session) {
+func (ss *sessions) create(who, role, tokenKey string, now time.Time) (id string, s *session) {
 	id = randomHex(32)
-	s = &session{Who: who, Role: role, CSRF: randomHex(16), Expires: now.Add(ss.ttl)}
+	s = &session{Who: who, Role: role, CSRF: randomHex(16), Expires: now.Add(ss.ttl), TokenKey: tokenKey}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for k, old := range ss.m {
@@ -104,6 +108,11 @@ func (s *Server) auth(min string, h http.HandlerFunc) http.Handler {
 			writeError(w, http.StatusUnauthorized, "session expired; sign in again")
 			return
 		}
+		if _, _, err := s.fleet.CheckAdminTokenKey(sess.TokenKey); err != nil {
+			s.sessions.drop(c.Value)
+			writeError(w, http.StatusUnauthorized, "the token you signed in with was revoked or has expired; sign in with a new one")
+			return
+		}
 		if fleet.RoleRank(sess.Role) < fleet.RoleRank(min) {
 			writeError(w, http.StatusForbidden, "this needs the "+min+" role; you are "+sess.Role)
 			return
@@ -146,7 +155,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "that token is not an admin token of this controller")
 		return
 	}
-	id, sess := s.sessions.create(who, role, s.fleet.Now())
+	id, sess := s.sessions.create(who, role, fleet.AdminTokenKey(tok), s.fleet.Now())
 	http.SetCookie(w, &http.Cookie{
 		Name:     cookieName,
 		Value:    id,

@@ -39,6 +39,7 @@ type Fleet interface {
 	Command(id string) (*quarryv1.CommandRecord, error)
 	Audit(e *quarryv1.AuditEntry) error
 	LookupAdminToken(tok string) (name, role string, ok bool)
+	CheckAdminTokenKey(key string) (name, role string, err error)
 	Now() time.Time
 }
 
