@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// adminAttackController starts a controller with nothing enrolled and
+// returns it with a helper that runs quarryctl with a given bearer token.
+func adminAttackController(t *testing.T, extra ...string) (*controller, func(token string, args ...string) (string, error)) {
+	t.Helper()
+	dir := t.TempDir()
+	ctrl := startController(t, dir, freePort(t), freePort(t), extra...)
+	as := func(token string, args ...string) (string, error) {
+		t.Helper()
+		return ctrl.ctl(t, append([]string{"--token", token}, args...)...)
+	}
+	return ctrl, as
+}
+
+func adminToken(t *testing.T, ctrl *controller, name, role string, extra ...string) string {
+	t.Helper()
+	out, err := ctrl.ctl(t, append([]string{"token", "admin", name, "--role", role}, extra...)...)
+	if err != nil {
+		t.Fatalf("token admin %s: %v\n%s", name, err, out)
+	}
+	return strings.SplitN(strings.TrimSpace(out), "\n", 2)[0]
+}
+
+// Attack: a viewer credential (a wall screen's, say) is used to read the
+// pool passwords and miner API tokens in flight sheets, and to make rigs
+// run commands by asking for their logs.
+func TestAttackViewerReadsSecrets(t *testing.T) {
+	ctrl, as := adminAttackController(t)
+	sheet := `name: xmr
+coin: XMR
+algorithm: rx/0
+miner:
+  name: xmrig
+  path: /var/lib/quarry/miners/xmrig
+  sha256: 3b1f8c2e4a6d9f0b7c5e1a2d4f6b8c0e2a4c6e8f0a1b3c5d7e9f1a3b5c7d9e1f
+  api: {port: 18080, token: apitok-e2e-1}
+pools:
+  - {url: "stratum+tcp://w.r:urlpw-e2e-2@pool.example:3333", user: WALLET.rig01, password: poolpw-e2e-3}
+`
+	file := filepath.Join(ctrl.dir, "xmr.yaml")
+	if err := os.WriteFile(file, []byte(sheet), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ctrl.ctl(t, "flightsheet", "put", "-f", file); err != nil {
+		t.Fatalf("put: %v\n%s", err, out)
+	}
+	viewer := adminToken(t, ctrl, "wall", "viewer")
+	secrets := []string{"apitok-e2e-1", "urlpw-e2e-2", "poolpw-e2e-3"}
+	out, err := as(viewer, "flightsheet", "show", "xmr")
+	if err != nil {
+		t.Fatalf("viewer flightsheet show: %v\n%s", err, out)
+	}
+	var js struct {
+		Sheet struct {
+			YAML []byte `json:"yaml"`
+		} `json:"sheet"`
+	}
+	jout, err := as(viewer, "flightsheet", "show", "xmr", "-o", "json")
+	if err != nil || json.Unmarshal([]byte(jout), &js) != nil {
+		t.Fatalf("viewer flightsheet show -o json: %v\n%s", err, jout)
+	}
+	for format, text := range map[string]string{"table": out, "json": string(js.Sheet.YAML)} {
+		if !strings.Contains(text, "[redacted]") {
+			t.Errorf("viewer's %s sheet shows no redaction:\n%s", format, text)
+		}
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("viewer read %q through flightsheet show -o %s:\n%s", s, format, text)
+			}
+		}
+	}
+	if out, err := ctrl.ctl(t, "flightsheet", "show", "xmr"); err != nil || !strings.Contains(out, "poolpw-e2e-3") {
+		t.Fatalf("admin must still read the sheet whole: %v\n%s", err, out)
+	}
+	out, err = as(viewer, "rig", "logs", "any-rig")
+	if err == nil || !strings.Contains(out, "needs role operator") {
+		t.Fatalf("viewer rig logs: want a refusal naming operator, got %v\n%s", err, out)
+	}
+	out, err = ctrl.ctl(t, "audit", "-o", "json")
+	if err != nil {
+		t.Fatalf("audit: %v\n%s", err, out)
+	}
+	for _, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("audit log holds %q", s)
+		}
+	}
+}
+
+// Attack: a leaked or departed administrator's bearer token keeps
+// working forever, and lower roles mint, list or revoke tokens.
+func TestAttackAdminTokenOutlivesRevocation(t *testing.T) {
+	ctrl, as := adminAttackController(t)
+	viewer := adminToken(t, ctrl, "vic", "viewer")
+	operator := adminToken(t, ctrl, "olga", "operator")
+	departing := adminToken(t, ctrl, "dave", "admin", "--ttl", "720h")
+
+	for role, tok := range map[string]string{"viewer": viewer, "operator": operator} {
+		for _, args := range [][]string{{"token", "admin", "mallory", "--role", "admin"}, {"token", "list"}, {"token", "revoke", "dave"}} {
+			out, err := as(tok, args...)
+			if err == nil || !strings.Contains(out, "needs role admin") {
+				t.Errorf("%s ran %v: %v\n%s", role, args, err, out)
+			}
+		}
+	}
+
+	out, err := ctrl.ctl(t, "token", "list")
+	if err != nil {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
+	for _, name := range []string{"local-admin", "vic", "olga", "dave"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("token list lacks %s:\n%s", name, out)
+		}
+	}
+	// Neither a token nor anything that looks like its hash is shown.
+	if strings.Contains(out, "qat1.") || regexp.MustCompile(`[0-9a-f]{32}`).MatchString(out) {
+		t.Errorf("token list shows a secret or a hash:\n%s", out)
+	}
+	if !regexp.MustCompile(`dave\s+admin\s+\S+ \S+\s+local-admin\s+never\s`).MatchString(out) {
+		t.Errorf("token list row for dave lacks role, creator or last use:\n%s", out)
+	}
+	if out, err := ctrl.ctl(t, "token", "admin", "dave", "--role", "viewer"); err == nil || !strings.Contains(out, "exists") {
+		t.Errorf("a second token named dave: %v\n%s", err, out)
+	}
+
+	if out, err := as(departing, "whoami"); err != nil || !strings.Contains(out, "dave") {
+		t.Fatalf("dave before revocation: %v\n%s", err, out)
+	}
+	if out, err := ctrl.ctl(t, "token", "revoke", "dave"); err != nil {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	// Refused on the very next call: no cache to wait out.
+	if out, err := as(departing, "whoami"); err == nil || !strings.Contains(out, "not valid") {
+		t.Fatalf("revoked token still works: %v\n%s", err, out)
+	}
+
+	short := adminToken(t, ctrl, "temp", "operator", "--ttl", "2s")
+	eventually(t, "short-lived token refused as expired", 30*time.Second, func() bool {
+		out, err := as(short, "rigs", "list")
+		return err != nil && strings.Contains(out, "expired")
+	})
+
+	out, err = ctrl.ctl(t, "audit")
+	if err != nil {
+		t.Fatalf("audit: %v\n%s", err, out)
+	}
+	for _, want := range []string{"admin token create", "admin token list", "admin token revoke", "denied"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, departing) || strings.Contains(out, short) {
+		t.Error("audit log holds a token")
+	}
+}
