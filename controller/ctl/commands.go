@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/pkg/pki"
+	"github.com/quarryfleet/quarry/pkg/termsafe"
 	"github.com/quarryfleet/quarry/pkg/version"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -26,7 +27,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "quarryctl:", err)
+		// Errors can quote what a rig said (a command's error, a name).
+		fmt.Fprintln(stderr, "quarryctl:", termsafe.Text(err.Error()))
 		return 1
 	}
 	return 0
@@ -41,7 +43,12 @@ type App struct {
 
 // NewRoot builds the command tree.
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
-	app := &App{Out: stdout, Err: stderr}
+	app := &App{}
+	// Everything printed for people passes through the terminal filter,
+	// whichever command prints it; JSON output is left to its encoder.
+	app.Out = termsafe.NewWriter(stdout, func() bool { return app.Opts.Output != "json" })
+	app.Err = termsafe.NewWriter(stderr, nil)
+	stdout, stderr = app.Out, app.Err
 	root := &cobra.Command{
 		Use:           "quarryctl",
 		Short:         "Administer a Quarry mining fleet",
