@@ -1,13 +1,21 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/agent/link"
+	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
 // adminAttackController starts a controller with nothing enrolled and
@@ -163,5 +171,75 @@ func TestAttackAdminTokenOutlivesRevocation(t *testing.T) {
 	}
 	if strings.Contains(out, departing) || strings.Contains(out, short) {
 		t.Error("audit log holds a token")
+	}
+}
+
+// Attack: an enrolled rig names itself and its GPU with terminal escape
+// sequences (a title change, a screen clear) so that an operator running
+// quarryctl, or reading /metrics in a terminal, has their terminal driven
+// by the rig.
+func TestAttackTerminalEscapesFromRig(t *testing.T) {
+	ctrl, _ := adminAttackController(t)
+	const evil = "rig\x1b]0;pwned\x07-\x1b[2Jevil"
+	dir := t.TempDir()
+	id, err := link.Enroll(context.Background(), filepath.Join(dir, "pki"), ctrl.grpc, ctrl.newToken(t), evil)
+	if err != nil {
+		t.Fatalf("enroll: %v", err)
+	}
+	db, err := store.Open(filepath.Join(dir, "agent.db"), link.Buckets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	buf, err := link.OpenBuffer(db, 100, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := buf.Append(&quarryv1.Report{TimeUnixNano: time.Now().UnixNano(),
+		Gpus:   []*quarryv1.GPUStats{{Index: 0, Name: "RTX \x1b]0;pwned\x07 3070\x1b[2J", BusId: "0000:01:00.0\u009b2J"}},
+		Events: []*quarryv1.Event{{TimeUnixNano: time.Now().UnixNano(), Kind: "miner", Message: "crash\x1b[2J\x1b]0;pwned\x07"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &link.Client{Addr: ctrl.grpc, ServerName: "127.0.0.1", Identity: id, Buffer: buf, Log: slog.New(slog.DiscardHandler), BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "the rig's report committed", 30*time.Second, func() bool {
+		rigs := ctrl.rigs(t)
+		return len(rigs) == 1 && rigs[0].Online
+	})
+	rigID := id.RigID()
+	outputs := map[string]string{}
+	for _, args := range [][]string{{"rigs", "list"}, {"rig", "show", rigID}, {"rig", "events", rigID}} {
+		out, err := ctrl.ctl(t, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		outputs[strings.Join(args, " ")] = out
+	}
+	resp, err := http.Get("http://" + ctrl.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	outputs["/metrics"] = string(body)
+	for what, out := range outputs {
+		if strings.ContainsAny(out, "\x1b\x07\u009b") {
+			t.Errorf("%s passes a terminal control through:\n%q", what, out)
+		}
+	}
+	if !strings.Contains(outputs["rigs list"], "rig-evil") || !strings.Contains(outputs["rig show "+rigID], "RTX  3070") || !strings.Contains(outputs["rig events "+rigID], "crash") {
+		t.Errorf("the rig's text is not shown, cleaned:\n%v", outputs)
+	}
+	if !strings.Contains(outputs["/metrics"], `model="RTX  3070"`) {
+		t.Errorf("/metrics lacks the cleaned GPU model")
+	}
+	// JSON stays JSON: the escape arrives escaped, never raw.
+	out, err := ctrl.ctl(t, "rigs", "list", "-o", "json")
+	if err != nil || strings.Contains(out, "\x1b") || !strings.Contains(out, `\u001b`) {
+		t.Errorf("rigs list -o json: %v\n%q", err, out)
 	}
 }
