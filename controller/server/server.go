@@ -53,6 +53,10 @@ type Controller struct {
 	httpLis  net.Listener
 	grpcSrv  *grpc.Server
 	httpSrv  *http.Server
+	// metricsLis and metricsSrv serve /metrics alone when
+	// web.metrics_addr is set.
+	metricsLis net.Listener
+	metricsSrv *http.Server
 	ready    atomic.Bool
 	mux      *http.ServeMux
 	version  string
@@ -85,7 +89,7 @@ func New(cfg Config, version string, log *slog.Logger, extra ...grpc.ServerOptio
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 2), extra: extra}
+	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 3), extra: extra}
 	if err := c.open(); err != nil {
 		c.closeStorage()
 		return nil, err
@@ -176,9 +180,11 @@ func (c *Controller) open() error {
 	if err := c.setupProfit(); err != nil {
 		return err
 	}
-	c.setupWeb()
+	if err := c.setupWeb(); err != nil {
+		return err
+	}
 	c.wireBillingViews()
-	c.httpSrv = &http.Server{Handler: c.mux, ReadHeaderTimeout: 10 * time.Second}
+	c.httpSrv = c.cfg.Web.httpServer(c.mux)
 	if c.web != nil {
 		c.httpSrv.RegisterOnShutdown(c.web.Close) // live streams end so Shutdown can finish
 	}
@@ -308,6 +314,13 @@ func (c *Controller) Serve(ctx context.Context) error {
 		}
 		c.serveErr <- nil
 	}()
+	if c.metricsSrv != nil {
+		go func() {
+			if err := c.metricsSrv.Serve(c.metricsLis); !errors.Is(err, http.ErrServerClosed) {
+				c.serveErr <- err
+			}
+		}()
+	}
 	c.startBilling()
 	c.startProfit()
 	c.startGossip()
@@ -345,6 +358,9 @@ func (c *Controller) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = c.httpSrv.Shutdown(sctx)
+	if c.metricsSrv != nil {
+		_ = c.metricsSrv.Shutdown(sctx)
+	}
 	c.closeStorage()
 	c.log.Info("controller stopped")
 }
@@ -368,5 +384,8 @@ func (c *Controller) closeStorage() {
 	}
 	if c.httpLis != nil && c.httpSrv == nil {
 		c.httpLis.Close()
+	}
+	if c.metricsLis != nil && c.metricsSrv == nil {
+		c.metricsLis.Close()
 	}
 }

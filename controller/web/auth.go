@@ -7,7 +7,9 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -148,9 +150,17 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body must be JSON {\"token\": \"...\"}")
 		return
 	}
+	src := sourceAddr(r)
+	if wait := s.limiter.blocked(src, s.fleet.Now()); wait > 0 {
+		s.audit("", "", "web login", "", "refused: too many failed sign-ins", "from "+r.RemoteAddr)
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		writeError(w, http.StatusTooManyRequests, "too many failed sign-ins from your address; wait a minute")
+		return
+	}
 	tok := strings.TrimSpace(req.Token)
 	who, role, ok := s.fleet.LookupAdminToken(tok)
 	if !ok {
+		s.limiter.fail(src, s.fleet.Now())
 		s.audit("", "", "web login", "", "error: unknown token", "from "+r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, "that token is not an admin token of this controller")
 		return
@@ -167,6 +177,62 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	})
 	s.audit(who, role, "web login", "", "ok", "from "+r.RemoteAddr)
 	writeJSON(w, viewOf(sess))
+}
+
+// loginLimiter counts failed sign-ins per source address over a sliding
+// window, so that tokens cannot be guessed at network speed.
+type loginLimiter struct {
+	max    int
+	window time.Duration
+	mu     sync.Mutex
+	fails  map[string][]time.Time
+}
+
+// recent drops failures older than the window; call with mu held.
+func (l *loginLimiter) recent(src string, now time.Time) []time.Time {
+	f := l.fails[src]
+	i := 0
+	for i < len(f) && now.Sub(f[i]) >= l.window {
+		i++
+	}
+	f = f[i:]
+	if len(f) == 0 {
+		delete(l.fails, src)
+	} else {
+		l.fails[src] = f
+	}
+	return f
+}
+
+// blocked says how long src must wait, 0 when it may try.
+func (l *loginLimiter) blocked(src string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.recent(src, now)
+	if len(f) < l.max {
+		return 0
+	}
+	return l.window - now.Sub(f[0])
+}
+
+func (l *loginLimiter) fail(src string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.fails) > 10000 { // bound memory under a spread-out attack
+		for k := range l.fails {
+			l.recent(k, now)
+		}
+	}
+	l.fails[src] = append(l.recent(src, now), now)
+}
+
+// sourceAddr is the client's IP address without its port.
+func sourceAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
