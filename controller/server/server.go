@@ -49,27 +49,28 @@ type Controller struct {
 	fleet *fleet.Fleet
 	ca    *pki.CA
 
-	grpcLis net.Listener
-	httpLis net.Listener
-	grpcSrv *grpc.Server
-	httpSrv *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	grpcSrv  *grpc.Server
+	httpSrv  *http.Server
+	ready    atomic.Bool
+	mux      *http.ServeMux
+	version  string
+	serveErr chan error
+	extra    []grpc.ServerOption
+	roles    map[string]string
+	billing  *billingRuntime
+	profit   *profitRuntime
+	jobs     *jobs.Manager
+	miners   *miners.Store
+	metrics  *metrics.Exporter
+	web      *web.Server
+	gossip   *gossipRuntime
+
 	// metricsLis and metricsSrv serve /metrics alone when
 	// web.metrics_addr is set.
 	metricsLis net.Listener
 	metricsSrv *http.Server
-	ready      atomic.Bool
-	mux        *http.ServeMux
-	version    string
-	serveErr   chan error
-	extra      []grpc.ServerOption
-	roles      map[string]string
-	billing    *billingRuntime
-	profit     *profitRuntime
-	jobs       *jobs.Manager
-	miners     *miners.Store
-	metrics    *metrics.Exporter
-	web        *web.Server
-	gossip     *gossipRuntime
 }
 
 // RegisterService adds an admin gRPC service with its method→role table.
