@@ -243,3 +243,54 @@ func TestAttackTerminalEscapesFromRig(t *testing.T) {
 		t.Errorf("rigs list -o json: %v\n%q", err, out)
 	}
 }
+
+// Attack: anyone who reaches the controller's HTTP port scrapes the
+// fleet's figures from /metrics, and guesses dashboard tokens at network
+// speed.
+func TestAttackMetricsScrapeAndLoginGuessing(t *testing.T) {
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "metrics.token")
+	if err := os.WriteFile(tokFile, []byte("prometheus-only-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "controller.yaml")
+	if err := os.WriteFile(cfg, []byte("web:\n  metrics_token_file: "+tokFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := freePort(t)
+	startController(t, dir, freePort(t), httpAddr, "-config", cfg)
+	get := func(auth string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/metrics", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(""); code != http.StatusUnauthorized {
+		t.Errorf("anonymous scrape: %d, want 401", code)
+	}
+	if code := get("Bearer prometheus-only-0123456789"); code != http.StatusOK {
+		t.Errorf("scrape with the token: %d, want 200", code)
+	}
+
+	codes := []int{}
+	for i := range 7 {
+		resp, err := http.Post("http://"+httpAddr+"/api/login", "application/json", strings.NewReader(`{"token":"qat1.guess`+string(rune('a'+i))+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	want := []int{401, 401, 401, 401, 401, 429, 429}
+	for i := range want {
+		if codes[i] != want[i] {
+			t.Fatalf("sign-in guesses answered %v, want %v", codes, want)
+		}
+	}
+}
