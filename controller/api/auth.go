@@ -28,6 +28,8 @@ var FleetRoles = map[string]string{
 	quarryv1.FleetService_RevokeRig_FullMethodName:        fleet.RoleAdmin,
 	quarryv1.FleetService_ListAudit_FullMethodName:        fleet.RoleAdmin,
 	quarryv1.FleetService_CreateAdminToken_FullMethodName: fleet.RoleAdmin,
+	quarryv1.FleetService_ListAdminTokens_FullMethodName:  fleet.RoleAdmin,
+	quarryv1.FleetService_RevokeAdminToken_FullMethodName: fleet.RoleAdmin,
 }
 
 // Caller is an authenticated admin-API client.
@@ -42,6 +44,13 @@ type callerKey struct{}
 func CallerFrom(ctx context.Context) Caller {
 	c, _ := ctx.Value(callerKey{}).(Caller)
 	return c
+}
+
+// SeesSecrets reports whether the caller may read secrets: pool
+// passwords, miner API tokens, command payloads and outputs, job
+// environments. Viewers may not; operators, who can set them, may.
+func SeesSecrets(ctx context.Context) bool {
+	return fleet.RoleRank(CallerFrom(ctx).Role) >= fleet.RoleRank(fleet.RoleOperator)
 }
 
 // Authenticator resolves the caller of an admin-API request and checks
@@ -60,9 +69,11 @@ func (a Authenticator) Authenticate(ctx context.Context) (Caller, error) {
 		if !ok {
 			return Caller{}, status.Error(codes.Unauthenticated, "authorization header must be 'Bearer <token>'")
 		}
-		name, role, ok := a.Fleet.LookupAdminToken(strings.TrimSpace(tok))
-		if !ok {
-			return Caller{}, status.Error(codes.Unauthenticated, "bearer token is not valid")
+		// Checked against the database on every call: a revoked or
+		// expired token fails on its very next use.
+		name, role, err := a.Fleet.CheckAdminToken(strings.TrimSpace(tok))
+		if err != nil {
+			return Caller{}, status.Error(codes.Unauthenticated, err.Error())
 		}
 		return Caller{Name: name, Role: role}, nil
 	}

@@ -98,10 +98,19 @@ func (s *FleetServer) SendCommand(ctx context.Context, req *quarryv1.SendCommand
 	return &quarryv1.SendCommandResponse{CommandId: rec.Command.Id}, nil
 }
 
-func (s *FleetServer) GetCommand(_ context.Context, req *quarryv1.GetCommandRequest) (*quarryv1.GetCommandResponse, error) {
+// GetCommand returns a command's state. A viewer sees its kind, status
+// and error but neither its payload (a flight sheet with pool passwords)
+// nor its output (miner logs).
+func (s *FleetServer) GetCommand(ctx context.Context, req *quarryv1.GetCommandRequest) (*quarryv1.GetCommandResponse, error) {
 	rec, err := s.Fleet.Command(req.CommandId)
 	if err != nil {
 		return nil, fleetErr(err)
+	}
+	if !SeesSecrets(ctx) {
+		if rec.Command != nil {
+			rec.Command.Payload = nil
+		}
+		rec.Output = nil
 	}
 	return &quarryv1.GetCommandResponse{Record: rec}, nil
 }
@@ -146,10 +155,61 @@ func (s *FleetServer) CreateAdminToken(ctx context.Context, req *quarryv1.Create
 	if req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
 	}
-	tok, err := s.Fleet.CreateAdminToken(req.Name, req.Role)
-	s.audit(ctx, "admin token create", req.Name, err, "role "+req.Role)
-	if err != nil {
+	if req.TtlSeconds < 0 {
+		return nil, status.Error(codes.InvalidArgument, "ttl must be positive")
+	}
+	tok, exp, err := s.Fleet.IssueAdminToken(req.Name, req.Role, time.Duration(req.TtlSeconds)*time.Second, CallerFrom(ctx).Name)
+	detail := "role " + req.Role
+	if err == nil {
+		detail += " expires " + exp.UTC().Format(time.RFC3339)
+	}
+	s.audit(ctx, "admin token create", req.Name, err, detail)
+	switch {
+	case errors.Is(err, fleet.ErrAdminTokenExists):
+		return nil, status.Error(codes.AlreadyExists, err.Error())
+	case err != nil:
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return &quarryv1.CreateAdminTokenResponse{Token: tok}, nil
+	return &quarryv1.CreateAdminTokenResponse{Token: tok, ExpiresUnixNano: exp.UnixNano()}, nil
+}
+
+// ListAdminTokens lists tokens by name; the secret is not stored, so it
+// cannot be shown.
+func (s *FleetServer) ListAdminTokens(ctx context.Context, _ *quarryv1.ListAdminTokensRequest) (*quarryv1.ListAdminTokensResponse, error) {
+	ts, err := s.Fleet.AdminTokens()
+	s.audit(ctx, "admin token list", "", err, "")
+	if err != nil {
+		return nil, fleetErr(err)
+	}
+	resp := &quarryv1.ListAdminTokensResponse{}
+	for _, t := range ts {
+		resp.Tokens = append(resp.Tokens, &quarryv1.AdminToken{
+			Name: t.Name, Role: t.Role, CreatedBy: t.CreatedBy, CreatedUnixNano: unixNano(t.Created),
+			LastUsedUnixNano: unixNano(t.LastUsed), ExpiresUnixNano: unixNano(t.Expires),
+		})
+	}
+	return resp, nil
+}
+
+// RevokeAdminToken deletes a token by name; the next call with it fails.
+func (s *FleetServer) RevokeAdminToken(ctx context.Context, req *quarryv1.RevokeAdminTokenRequest) (*quarryv1.RevokeAdminTokenResponse, error) {
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	err := s.Fleet.RevokeAdminToken(req.Name)
+	s.audit(ctx, "admin token revoke", req.Name, err, "")
+	switch {
+	case errors.Is(err, fleet.ErrAdminTokenUnknown):
+		return nil, status.Error(codes.NotFound, err.Error())
+	case err != nil:
+		return nil, fleetErr(err)
+	}
+	return &quarryv1.RevokeAdminTokenResponse{}, nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }

@@ -151,7 +151,8 @@ func (o *Options) dialConn() (*grpc.ClientConn, string, error) {
 		return nil, "", fmt.Errorf("--controller %q: %w", r.addr, err)
 	}
 	tc := &tls.Config{RootCAs: r.ca, ServerName: host, MinVersion: tls.VersionTLS13}
-	conn, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)), grpc.WithPerRPCCredentials(bearer{r.token}))
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc)), grpc.WithPerRPCCredentials(bearer{r.token})}, o.cleanReplies()...)
+	conn, err := grpc.NewClient(r.addr, opts...)
 	if err != nil {
 		return nil, "", fmt.Errorf("controller %s: %w", r.addr, err)
 	}

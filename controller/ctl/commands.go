@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/pkg/pki"
+	"github.com/quarryfleet/quarry/pkg/termsafe"
 	"github.com/quarryfleet/quarry/pkg/version"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -26,7 +27,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "quarryctl:", err)
+		// Errors can quote what a rig said (a command's error, a name).
+		fmt.Fprintln(stderr, "quarryctl:", termsafe.Text(err.Error()))
 		return 1
 	}
 	return 0
@@ -41,7 +43,12 @@ type App struct {
 
 // NewRoot builds the command tree.
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
-	app := &App{Out: stdout, Err: stderr}
+	app := &App{}
+	// Everything printed for people passes through the terminal filter,
+	// whichever command prints it; JSON output is left to its encoder.
+	app.Out = termsafe.NewWriter(stdout, func() bool { return app.Opts.Output != "json" })
+	app.Err = termsafe.NewWriter(stderr, nil)
+	stdout, stderr = app.Out, app.Err
 	root := &cobra.Command{
 		Use:           "quarryctl",
 		Short:         "Administer a Quarry mining fleet",
@@ -432,7 +439,7 @@ func optU(p *uint32, f string) string {
 }
 
 func (a *App) tokenCmd() *cobra.Command {
-	tok := &cobra.Command{Use: "token", Short: "Join tokens for enrolling rigs"}
+	tok := &cobra.Command{Use: "token", Short: "Join tokens for enrolling rigs; admin-API tokens"}
 	var ttl time.Duration
 	var uses uint32
 	var name string
@@ -459,26 +466,83 @@ func (a *App) tokenCmd() *cobra.Command {
 	create.Flags().Uint32Var(&uses, "uses", 1, "how many rigs may enroll with it")
 	create.Flags().StringVar(&name, "rig-name", "", "name for the rig that enrolls (default: its hostname)")
 	var role string
+	var adminTTL time.Duration
 	admin := &cobra.Command{
 		Use:   "admin NAME",
-		Short: "Create an admin-API bearer token with a role (viewer, operator or admin)",
+		Short: "Create an admin-API bearer token with a role (viewer, operator or admin) and a lifetime (admin only)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if adminTTL < time.Second {
+				return fmt.Errorf("--ttl must be at least 1s, got %s", adminTTL)
+			}
 			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.CreateAdminToken(ctx, &quarryv1.CreateAdminTokenRequest{Name: args[0], Role: role})
+				resp, err := c.CreateAdminToken(ctx, &quarryv1.CreateAdminTokenRequest{Name: args[0], Role: role, TtlSeconds: int64(adminTTL / time.Second)})
 				if err != nil {
 					return err
 				}
+				if a.Opts.Output == "json" {
+					return a.json(resp)
+				}
 				fmt.Fprintln(a.Out, resp.Token)
-				fmt.Fprintf(a.Err, "role %s; store it with 'quarryctl login --token TOKEN'\n", role)
+				fmt.Fprintf(a.Err, "role %s, valid until %s; store it with 'quarryctl login --token TOKEN'\n", role, time.Unix(0, resp.ExpiresUnixNano).Format(time.RFC3339))
 				return nil
 			})
 		},
 	}
 	admin.Flags().StringVar(&role, "role", "viewer", "viewer, operator or admin")
+	admin.Flags().DurationVar(&adminTTL, "ttl", 90*24*time.Hour, "how long the token is valid (e.g. 720h)")
 	_ = admin.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"viewer", "operator", "admin"}, cobra.ShellCompDirectiveNoFileComp))
-	tok.AddCommand(create, admin)
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List admin-API tokens: name, role, created, last used, expiry; never the token (admin only)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				resp, err := c.ListAdminTokens(ctx, &quarryv1.ListAdminTokensRequest{})
+				if err != nil {
+					return err
+				}
+				if a.Opts.Output == "json" {
+					return a.json(resp)
+				}
+				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tBY\tLAST USED\tEXPIRES")
+				now := time.Now()
+				for _, t := range resp.Tokens {
+					exp := stamp(t.ExpiresUnixNano, "never")
+					if t.ExpiresUnixNano != 0 && time.Unix(0, t.ExpiresUnixNano).Before(now) {
+						exp += " (expired)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, stamp(t.CreatedUnixNano, "-"), dash(t.CreatedBy), stamp(t.LastUsedUnixNano, "never"), exp)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke an admin-API token by name; it is refused from the next call on (admin only)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				if _, err := c.RevokeAdminToken(ctx, &quarryv1.RevokeAdminTokenRequest{Name: args[0]}); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.Out, "revoked admin token %s\n", args[0])
+				return nil
+			})
+		},
+	}
+	tok.AddCommand(create, admin, list, revoke)
 	return tok
+}
+
+// stamp prints a unix-nanosecond time, or none when it is zero.
+func stamp(ns int64, none string) string {
+	if ns == 0 {
+		return none
+	}
+	return time.Unix(0, ns).Format(time.DateTime)
 }
 
 func (a *App) auditCmd() *cobra.Command {

@@ -7,13 +7,18 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/quarryfleet/quarry/pkg/redact"
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
-// Audit appends an entry to the audit log. The time is set here.
+// Audit appends an entry to the audit log. The time is set here. Callers
+// leave secrets out; credentials that slip into the free-text fields
+// anyway (an error quoting a flight sheet, a token pasted as a name) are
+// redacted before anything is stored.
 func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
 	e.TimeUnixNano = f.opts.Now().UnixNano()
+	e.Who, e.Target, e.Result, e.Detail = redact.Text(e.Who), redact.Text(e.Target), redact.Text(e.Result), redact.Text(e.Detail)
 	b, err := proto.Marshal(e)
 	if err != nil {
 		return err

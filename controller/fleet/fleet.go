@@ -31,10 +31,11 @@ const (
 	bucketAudit    = "audit"
 	bucketRevoked  = "revoked"
 	bucketHistory  = "rig_history"
+	bucketAdminUse = "admin_token_use"
 )
 
 // Buckets lists every bucket this package owns, for store.Open.
-var Buckets = []string{bucketRigs, bucketCommands, bucketPending, bucketTokens, bucketAdmins, bucketAudit, bucketRevoked, bucketHistory}
+var Buckets = []string{bucketRigs, bucketCommands, bucketPending, bucketTokens, bucketAdmins, bucketAudit, bucketRevoked, bucketHistory, bucketAdminUse}
 
 // Errors callers map to gRPC status codes.
 var (
@@ -131,6 +132,9 @@ func Open(db *bolt.DB, opts Options) (*Fleet, error) {
 		ingest:   make(chan ingestItem, opts.MaxBatch),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+	}
+	if err := f.migrateAdminTokens(); err != nil {
+		return nil, err
 	}
 	err := db.View(func(tx *bolt.Tx) error {
 		if err := tx.Bucket([]byte(bucketRigs)).ForEach(func(k, v []byte) error {

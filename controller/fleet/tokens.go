@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quarryfleet/quarry/pkg/pki"
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // Join-token refusals. Each says plainly what is wrong so an operator
@@ -148,50 +150,256 @@ func RoleRank(role string) int {
 	return 0
 }
 
+// DefaultAdminTokenTTL is how long an admin token lives unless its
+// creator says otherwise.
+const DefaultAdminTokenTTL = 90 * 24 * time.Hour
+
+// Admin-token refusals.
+var (
+	ErrAdminTokenInvalid = errors.New("bearer token is not valid (revoked, or never issued by this controller)")
+	ErrAdminTokenExpired = errors.New("bearer token has expired (ask an admin for a new one: 'quarryctl token admin')")
+	ErrAdminTokenExists  = errors.New("an admin token of that name exists (revoke it first: 'quarryctl token revoke')")
+	ErrAdminTokenUnknown = errors.New("no admin token of that name")
+)
+
+// adminRecord is stored under the sha256 of the token, so the database
+// never holds the secret itself.
 type adminRecord struct {
-	Name string `json:"name"`
-	Role string `json:"role"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Created   time.Time `json:"created"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	Expires   time.Time `json:"expires"`
+}
+
+// AdminToken describes a bearer token without its secret.
+type AdminToken struct {
+	Name, Role, CreatedBy      string
+	Created, LastUsed, Expires time.Time
 }
 
 const adminTokenPrefix = "qat1."
+
+// lastUseEvery bounds how often a token's last use is written: often
+// enough to tell a live credential from a forgotten one, rarely enough
+// that reads do not turn into a write each.
+const lastUseEvery = time.Minute
 
 func bearerKey(tok string) []byte {
 	sum := sha256.Sum256([]byte(tok))
 	return []byte(hex.EncodeToString(sum[:]))
 }
 
-// CreateAdminToken mints a bearer credential for the admin API. Only its
-// hash is stored.
+// IssueAdminToken mints a bearer credential for the admin API that
+// expires after ttl (0: DefaultAdminTokenTTL). Only its hash is stored.
+// Names are unique, so that a token can be listed and revoked by name.
+func (f *Fleet) IssueAdminToken(name, role string, ttl time.Duration, createdBy string) (string, time.Time, error) {
+	return f.mintAdminToken(name, role, ttl, createdBy, false)
+}
+
+// ReplaceAdminToken is IssueAdminToken that first removes any token of
+// the same name; the controller renews its local token this way.
+func (f *Fleet) ReplaceAdminToken(name, role string, ttl time.Duration, createdBy string) (string, time.Time, error) {
+	return f.mintAdminToken(name, role, ttl, createdBy, true)
+}
+
+// CreateAdminToken replaces the token of that name with a new one of the
+// default lifetime.
 func (f *Fleet) CreateAdminToken(name, role string) (string, error) {
+	tok, _, err := f.mintAdminToken(name, role, 0, "controller", true)
+	return tok, err
+}
+
+func (f *Fleet) mintAdminToken(name, role string, ttl time.Duration, createdBy string, replace bool) (string, time.Time, error) {
 	if RoleRank(role) == 0 {
-		return "", fmt.Errorf("role %q is not one of viewer, operator, admin", role)
+		return "", time.Time{}, fmt.Errorf("role %q is not one of viewer, operator, admin", role)
+	}
+	if name == "" || len(name) > 128 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", time.Time{}, errors.New("token name must be 1 to 128 printable characters")
+	}
+	if ttl < 0 {
+		return "", time.Time{}, fmt.Errorf("token ttl must be positive, got %s", ttl)
+	}
+	if ttl == 0 {
+		ttl = DefaultAdminTokenTTL
 	}
 	s, err := pki.RandomHex(24)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	tok := adminTokenPrefix + s
-	b, _ := json.Marshal(adminRecord{Name: name, Role: role})
-	if err := f.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bucketAdmins)).Put(bearerKey(tok), b)
-	}); err != nil {
-		return "", fmt.Errorf("store admin token: %w", err)
+	now := f.opts.Now()
+	rec := adminRecord{Name: name, Role: role, Created: now, CreatedBy: createdBy, Expires: now.Add(ttl)}
+	b, _ := json.Marshal(rec)
+	err = f.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(bucketAdmins))
+		old, err := adminKeysByName(bk, name)
+		if err != nil {
+			return err
+		}
+		if len(old) > 0 && !replace {
+			return fmt.Errorf("%w: %q", ErrAdminTokenExists, name)
+		}
+		for _, k := range old {
+			if err := bk.Delete(k); err != nil {
+				return err
+			}
+		}
+		return bk.Put(bearerKey(tok), b)
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("store admin token: %w", err)
 	}
-	return tok, nil
+	return tok, rec.Expires, nil
 }
 
-// LookupAdminToken returns who a bearer token belongs to.
-func (f *Fleet) LookupAdminToken(tok string) (name, role string, ok bool) {
-	if !strings.HasPrefix(tok, adminTokenPrefix) {
-		return "", "", false
-	}
-	_ = f.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket([]byte(bucketAdmins)).Get(bearerKey(tok))
+func adminKeysByName(bk *bolt.Bucket, name string) ([][]byte, error) {
+	var keys [][]byte
+	err := bk.ForEach(func(k, v []byte) error {
 		var rec adminRecord
-		if v != nil && json.Unmarshal(v, &rec) == nil {
-			name, role, ok = rec.Name, rec.Role, true
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("admin token record: %w", err)
+		}
+		if rec.Name == name {
+			keys = append(keys, append([]byte(nil), k...))
 		}
 		return nil
 	})
-	return name, role, ok
+	return keys, err
+}
+
+// CheckAdminToken returns who a bearer token belongs to, reading the
+// database on every call so that a revocation or expiry takes effect on
+// the very next request. It records the use, at most once a minute.
+func (f *Fleet) CheckAdminToken(tok string) (name, role string, err error) {
+	if !strings.HasPrefix(tok, adminTokenPrefix) {
+		return "", "", ErrAdminTokenInvalid
+	}
+	return f.checkAdminKey(string(bearerKey(tok)))
+}
+
+// AdminTokenKey is the stored key of a bearer token; a dashboard session
+// keeps it, not the token, to check the token is still live.
+func AdminTokenKey(tok string) string { return string(bearerKey(tok)) }
+
+// CheckAdminTokenKey is CheckAdminToken for a key from AdminTokenKey.
+func (f *Fleet) CheckAdminTokenKey(key string) (name, role string, err error) {
+	return f.checkAdminKey(key)
+}
+
+func (f *Fleet) checkAdminKey(key string) (name, role string, err error) {
+	var rec adminRecord
+	var lastUse time.Time
+	err = f.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bucketAdmins)).Get([]byte(key))
+		if v == nil || json.Unmarshal(v, &rec) != nil {
+			return ErrAdminTokenInvalid
+		}
+		if u := tx.Bucket([]byte(bucketAdminUse)).Get([]byte(rec.Name)); len(u) == 8 {
+			lastUse = time.Unix(0, int64(store.ParseU64(u)))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", "", err
+	}
+	now := f.opts.Now()
+	if !now.Before(rec.Expires) {
+		return "", "", ErrAdminTokenExpired
+	}
+	if now.Sub(lastUse) >= lastUseEvery {
+		if err := f.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte(bucketAdminUse)).Put([]byte(rec.Name), store.U64(uint64(now.UnixNano())))
+		}); err != nil {
+			f.log.Warn("record admin token use", "name", rec.Name, "err", err)
+		}
+	}
+	return rec.Name, rec.Role, nil
+}
+
+// LookupAdminToken returns who a bearer token belongs to, false for an
+// unknown, revoked or expired one.
+func (f *Fleet) LookupAdminToken(tok string) (name, role string, ok bool) {
+	name, role, err := f.CheckAdminToken(tok)
+	return name, role, err == nil
+}
+
+// AdminTokens lists every admin token by name, without secrets.
+func (f *Fleet) AdminTokens() ([]AdminToken, error) {
+	var out []AdminToken
+	err := f.db.View(func(tx *bolt.Tx) error {
+		use := tx.Bucket([]byte(bucketAdminUse))
+		return tx.Bucket([]byte(bucketAdmins)).ForEach(func(_, v []byte) error {
+			var rec adminRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("admin token record: %w", err)
+			}
+			t := AdminToken{Name: rec.Name, Role: rec.Role, CreatedBy: rec.CreatedBy, Created: rec.Created, Expires: rec.Expires}
+			if u := use.Get([]byte(rec.Name)); len(u) == 8 {
+				t.LastUsed = time.Unix(0, int64(store.ParseU64(u)))
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	slices.SortFunc(out, func(a, b AdminToken) int { return strings.Compare(a.Name, b.Name) })
+	return out, err
+}
+
+// RevokeAdminToken deletes the token of that name.
+func (f *Fleet) RevokeAdminToken(name string) error {
+	return f.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(bucketAdmins))
+		keys, err := adminKeysByName(bk, name)
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("%w: %q", ErrAdminTokenUnknown, name)
+		}
+		for _, k := range keys {
+			if err := bk.Delete(k); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte(bucketAdminUse)).Delete([]byte(name))
+	})
+}
+
+// migrateAdminTokens gives tokens stored before tokens expired a creation
+// time and the default lifetime, counted from now: they keep working,
+// and stop like any other.
+func (f *Fleet) migrateAdminTokens() error {
+	now := f.opts.Now()
+	return f.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(bucketAdmins))
+		fix := map[string][]byte{}
+		if err := bk.ForEach(func(k, v []byte) error {
+			var rec adminRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("admin token record: %w", err)
+			}
+			if !rec.Expires.IsZero() {
+				return nil
+			}
+			if rec.Created.IsZero() {
+				rec.Created = now
+			}
+			rec.Expires = now.Add(DefaultAdminTokenTTL)
+			b, _ := json.Marshal(rec)
+			fix[string(k)] = b
+			return nil
+		}); err != nil {
+			return err
+		}
+		for k, v := range fix {
+			if err := bk.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		if len(fix) > 0 {
+			f.log.Info("admin tokens without an expiry now expire", "count", len(fix), "expires", now.Add(DefaultAdminTokenTTL))
+		}
+		return nil
+	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/api"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/redact"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -84,6 +85,9 @@ func (s *Server) ListJobs(ctx context.Context, req *quarryv1.ListJobsRequest) (*
 	if err != nil {
 		return nil, grpcErr(err)
 	}
+	for _, j := range js {
+		redactJob(ctx, j)
+	}
 	return &quarryv1.ListJobsResponse{Jobs: js}, nil
 }
 
@@ -96,7 +100,16 @@ func (s *Server) GetJob(ctx context.Context, req *quarryv1.GetJobRequest) (*quar
 	if err != nil {
 		return nil, grpcErr(err)
 	}
+	redactJob(ctx, j)
 	return &quarryv1.GetJobResponse{Job: j}, nil
+}
+
+// redactJob hides the spec's environment values, and any other
+// credential in it, from a caller who may not read secrets.
+func redactJob(ctx context.Context, j *quarryv1.BuildJob) {
+	if !api.SeesSecrets(ctx) {
+		j.SpecYaml = string(redact.YAML([]byte(j.SpecYaml), "env"))
+	}
 }
 
 // JobLogs returns the job's output.

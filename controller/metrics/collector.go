@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quarryfleet/quarry/pkg/telemetry"
+	"github.com/quarryfleet/quarry/pkg/termsafe"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -86,7 +87,13 @@ type seenKey struct {
 	labels string
 }
 
+// emit sends one sample. Label values come from rigs (names, GPU models,
+// miners): terminal controls are removed, as quarryctl removes them, so
+// that a scrape viewed with curl or in a console cannot drive a terminal.
 func (m *emitter) emit(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	for i, l := range labels {
+		labels[i] = termsafe.Line(l)
+	}
 	key := seenKey{d, strings.Join(labels, "\x00")}
 	if m.seen[key] {
 		return

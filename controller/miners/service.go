@@ -16,11 +16,14 @@ import (
 	"github.com/quarryfleet/quarry/controller/api"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	"github.com/quarryfleet/quarry/pkg/redact"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
 // Roles is the least role each MinerService method needs: changing what
-// rigs mine is an operator's job; reading it is a viewer's.
+// rigs mine is an operator's job; reading it is a viewer's. Fetching a
+// rig's logs is an operator's too: it sends the rig a command, and miner
+// logs can echo pool credentials.
 var Roles = map[string]string{
 	quarryv1.MinerService_PutFlightSheet_FullMethodName:    fleet.RoleOperator,
 	quarryv1.MinerService_DeleteFlightSheet_FullMethodName: fleet.RoleOperator,
@@ -28,7 +31,7 @@ var Roles = map[string]string{
 	quarryv1.MinerService_RunBenchmark_FullMethodName:      fleet.RoleOperator,
 	quarryv1.MinerService_ListFlightSheets_FullMethodName:  fleet.RoleViewer,
 	quarryv1.MinerService_GetFlightSheet_FullMethodName:    fleet.RoleViewer,
-	quarryv1.MinerService_GetRigLogs_FullMethodName:        fleet.RoleViewer,
+	quarryv1.MinerService_GetRigLogs_FullMethodName:        fleet.RoleOperator,
 	quarryv1.MinerService_ListBenchmarks_FullMethodName:    fleet.RoleViewer,
 	quarryv1.MinerService_ListEvents_FullMethodName:        fleet.RoleViewer,
 }
@@ -91,7 +94,8 @@ func (s *Server) PutFlightSheet(ctx context.Context, req *quarryv1.PutFlightShee
 	return &quarryv1.PutFlightSheetResponse{Sheet: rec}, nil
 }
 
-// ListFlightSheets lists stored flight sheets.
+// ListFlightSheets lists stored flight sheets. The list carries no YAML,
+// so nothing secret, whatever the caller's role.
 func (s *Server) ListFlightSheets(context.Context, *quarryv1.ListFlightSheetsRequest) (*quarryv1.ListFlightSheetsResponse, error) {
 	recs, err := s.S.Sheets()
 	if err != nil {
@@ -101,13 +105,18 @@ func (s *Server) ListFlightSheets(context.Context, *quarryv1.ListFlightSheetsReq
 }
 
 // GetFlightSheet returns one stored flight sheet.
-func (s *Server) GetFlightSheet(_ context.Context, req *quarryv1.GetFlightSheetRequest) (*quarryv1.GetFlightSheetResponse, error) {
+// A viewer gets the YAML with pool passwords, API tokens and other
+// credentials replaced.
+func (s *Server) GetFlightSheet(ctx context.Context, req *quarryv1.GetFlightSheetRequest) (*quarryv1.GetFlightSheetResponse, error) {
 	if req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
 	}
 	rec, err := s.S.Sheet(req.Name)
 	if err != nil {
 		return nil, grpcErr(err)
+	}
+	if !api.SeesSecrets(ctx) {
+		rec.Yaml = redact.YAML(rec.Yaml)
 	}
 	return &quarryv1.GetFlightSheetResponse{Sheet: rec}, nil
 }
@@ -197,6 +206,16 @@ func (s *Server) apply(ctx context.Context, req *quarryv1.ApplyFlightSheetReques
 
 // GetRigLogs asks the rig for its miner's last lines and waits for them.
 func (s *Server) GetRigLogs(ctx context.Context, req *quarryv1.GetRigLogsRequest) (*quarryv1.GetRigLogsResponse, error) {
+	resp, err := s.rigLogs(ctx, req)
+	detail := ""
+	if resp != nil {
+		detail = resp.CommandId
+	}
+	s.audit(ctx, "logs", req.Rig, err, detail)
+	return resp, err
+}
+
+func (s *Server) rigLogs(ctx context.Context, req *quarryv1.GetRigLogsRequest) (*quarryv1.GetRigLogsResponse, error) {
 	id, err := s.S.f.Resolve(req.Rig)
 	if err != nil {
 		return nil, grpcErr(err)

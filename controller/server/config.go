@@ -85,6 +85,9 @@ func (c Config) Validate() error {
 	if err := c.Jobs.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Web.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Gossip.validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -66,6 +66,11 @@ type Controller struct {
 	metrics  *metrics.Exporter
 	web      *web.Server
 	gossip   *gossipRuntime
+
+	// metricsLis and metricsSrv serve /metrics alone when
+	// web.metrics_addr is set.
+	metricsLis net.Listener
+	metricsSrv *http.Server
 }
 
 // RegisterService adds an admin gRPC service with its method→role table.
@@ -85,7 +90,7 @@ func New(cfg Config, version string, log *slog.Logger, extra ...grpc.ServerOptio
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 2), extra: extra}
+	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 3), extra: extra}
 	if err := c.open(); err != nil {
 		c.closeStorage()
 		return nil, err
@@ -176,9 +181,11 @@ func (c *Controller) open() error {
 	if err := c.setupProfit(); err != nil {
 		return err
 	}
-	c.setupWeb()
+	if err := c.setupWeb(); err != nil {
+		return err
+	}
 	c.wireBillingViews()
-	c.httpSrv = &http.Server{Handler: c.mux, ReadHeaderTimeout: 10 * time.Second}
+	c.httpSrv = c.cfg.Web.httpServer(c.mux)
 	if c.web != nil {
 		c.httpSrv.RegisterOnShutdown(c.web.Close) // live streams end so Shutdown can finish
 	}
@@ -219,8 +226,8 @@ func (c *Controller) serverTLS(now time.Time) (*tls.Config, error) {
 // quick start needs no manual steps.
 func (c *Controller) localCredentials() error {
 	adminPath := filepath.Join(c.cfg.DataDir, AdminTokenFile)
-	if b, err := os.ReadFile(adminPath); err != nil || !c.adminTokenValid(string(b)) {
-		tok, err := c.fleet.CreateAdminToken("local-admin", fleet.RoleAdmin)
+	if b, err := os.ReadFile(adminPath); err != nil || !c.adminTokenLasts(string(b)) {
+		tok, _, err := c.fleet.ReplaceAdminToken(LocalAdminName, fleet.RoleAdmin, fleet.DefaultAdminTokenTTL, "controller")
 		if err != nil {
 			return err
 		}
@@ -245,9 +252,32 @@ func (c *Controller) localCredentials() error {
 	return pki.WriteFileAtomic(agentPath, []byte(tok+"\n"), 0o600)
 }
 
-func (c *Controller) adminTokenValid(s string) bool {
-	_, _, ok := c.fleet.LookupAdminToken(string(trim([]byte(s))))
-	return ok
+// LocalAdminName names the admin token the controller keeps in its data
+// dir for quarryctl on the same machine.
+const LocalAdminName = "local-admin"
+
+// localAdminRenewal: the local admin token is replaced on start when it
+// has less than this left, so a controller restarted now and then never
+// finds its own token expired.
+const localAdminRenewal = 30 * 24 * time.Hour
+
+// adminTokenLasts reports whether s is the live local admin token with
+// more than localAdminRenewal left.
+func (c *Controller) adminTokenLasts(s string) bool {
+	name, _, err := c.fleet.CheckAdminToken(string(trim([]byte(s))))
+	if err != nil || name != LocalAdminName {
+		return false
+	}
+	ts, err := c.fleet.AdminTokens()
+	if err != nil {
+		return false
+	}
+	for _, t := range ts {
+		if t.Name == name {
+			return t.Expires.Sub(c.fleet.Now()) > localAdminRenewal
+		}
+	}
+	return false
 }
 
 func trim(b []byte) []byte {
@@ -285,6 +315,13 @@ func (c *Controller) Serve(ctx context.Context) error {
 		}
 		c.serveErr <- nil
 	}()
+	if c.metricsSrv != nil {
+		go func() {
+			if err := c.metricsSrv.Serve(c.metricsLis); !errors.Is(err, http.ErrServerClosed) {
+				c.serveErr <- err
+			}
+		}()
+	}
 	c.startBilling()
 	c.startProfit()
 	c.startGossip()
@@ -322,6 +359,9 @@ func (c *Controller) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = c.httpSrv.Shutdown(sctx)
+	if c.metricsSrv != nil {
+		_ = c.metricsSrv.Shutdown(sctx)
+	}
 	c.closeStorage()
 	c.log.Info("controller stopped")
 }
@@ -345,5 +385,8 @@ func (c *Controller) closeStorage() {
 	}
 	if c.httpLis != nil && c.httpSrv == nil {
 		c.httpLis.Close()
+	}
+	if c.metricsLis != nil && c.metricsSrv == nil {
+		c.metricsLis.Close()
 	}
 }

@@ -1,6 +1,13 @@
 package server
 
 import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/quarryfleet/quarry/controller/metrics"
@@ -13,21 +20,92 @@ type WebConfig struct {
 	Metrics      bool          `yaml:"metrics" flag:"web-metrics" help:"serve Prometheus metrics at /metrics on http_addr"`
 	SessionTTL   time.Duration `yaml:"session_ttl" help:"how long a dashboard sign-in lasts"`
 	SecureCookie bool          `yaml:"secure_cookie" help:"mark the dashboard session cookie Secure (set when served over HTTPS through a proxy)"`
+	// MetricsAddr and MetricsTokenFile keep the fleet's figures from
+	// anyone who can reach the dashboard port.
+	MetricsAddr       string        `yaml:"metrics_addr" help:"serve /metrics on this host:port instead of http_addr (e.g. an address only Prometheus reaches)"`
+	MetricsTokenFile  string        `yaml:"metrics_token_file" help:"file holding a bearer token that /metrics requires (Prometheus: authorization.credentials_file); empty: no token"`
+	LoginFailures     int           `yaml:"login_failures" help:"failed dashboard sign-ins one address may make per minute before getting 429"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" help:"HTTP servers: longest time to read a request's headers"`
+	ReadTimeout       time.Duration `yaml:"read_timeout" help:"HTTP servers: longest time to read a whole request"`
+	WriteTimeout      time.Duration `yaml:"write_timeout" help:"HTTP servers: longest time to write a response (the dashboard's live stream extends it per update)"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout" help:"HTTP servers: how long an idle keep-alive connection is kept"`
 }
 
 // DefaultWebConfig serves both the dashboard and the metrics.
 func DefaultWebConfig() WebConfig {
-	return WebConfig{Dashboard: true, Metrics: true, SessionTTL: 12 * time.Hour}
+	return WebConfig{Dashboard: true, Metrics: true, SessionTTL: 12 * time.Hour, LoginFailures: 5,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 }
 
-// setupWeb mounts /metrics and the dashboard on the HTTP mux.
-func (c *Controller) setupWeb() {
+func (w WebConfig) validate() error {
+	var errs []error
+	for name, d := range map[string]time.Duration{"web.read_header_timeout": w.ReadHeaderTimeout, "web.read_timeout": w.ReadTimeout, "web.write_timeout": w.WriteTimeout, "web.idle_timeout": w.IdleTimeout} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", name, d))
+		}
+	}
+	if w.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(w.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("web.metrics_addr: %q is not host:port: %w", w.MetricsAddr, err))
+		}
+	}
+	if w.LoginFailures < 1 {
+		errs = append(errs, fmt.Errorf("web.login_failures: must be at least 1, got %d", w.LoginFailures))
+	}
+	return errors.Join(errs...)
+}
+
+// httpServer applies the configured timeouts.
+func (w WebConfig) httpServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: w.ReadHeaderTimeout, ReadTimeout: w.ReadTimeout, WriteTimeout: w.WriteTimeout, IdleTimeout: w.IdleTimeout}
+}
+
+// metricsHandler wraps h with the bearer-token check when a token file is
+// set. The file is read once, at start.
+func (c *Controller) metricsHandler(h http.Handler) (http.Handler, error) {
+	if c.cfg.Web.MetricsTokenFile == "" {
+		return h, nil
+	}
+	b, err := os.ReadFile(c.cfg.Web.MetricsTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("web.metrics_token_file: %w", err)
+	}
+	want := []byte("Bearer " + strings.TrimSpace(string(b)))
+	if len(want) < len("Bearer ")+16 {
+		return nil, fmt.Errorf("web.metrics_token_file: %s holds a token shorter than 16 characters", c.cfg.Web.MetricsTokenFile)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="quarry metrics"`)
+			http.Error(w, "metrics need the bearer token from web.metrics_token_file", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}), nil
+}
+
+// setupWeb mounts /metrics (on its own listener when web.metrics_addr is
+// set) and the dashboard on the HTTP mux.
+func (c *Controller) setupWeb() error {
 	if c.cfg.Web.Metrics {
 		c.metrics = metrics.New(c.fleet, metrics.Options{Runtime: true, Log: c.log.With("component", "metrics")})
-		c.mux.Handle("GET /metrics", c.metrics.Handler())
+		h, err := c.metricsHandler(c.metrics.Handler())
+		if err != nil {
+			return err
+		}
+		if c.cfg.Web.MetricsAddr == "" {
+			c.mux.Handle("GET /metrics", h)
+		} else {
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", h)
+			if c.metricsLis, err = net.Listen("tcp", c.cfg.Web.MetricsAddr); err != nil {
+				return fmt.Errorf("web.metrics_addr: %w", err)
+			}
+			c.metricsSrv = c.cfg.Web.httpServer(mux)
+		}
 	}
 	if c.cfg.Web.Dashboard {
-		c.web = web.New(web.Options{Fleet: c.fleet, Log: c.log.With("component", "web"), SessionTTL: c.cfg.Web.SessionTTL, SecureCookie: c.cfg.Web.SecureCookie})
+		c.web = web.New(web.Options{Fleet: c.fleet, Log: c.log.With("component", "web"), SessionTTL: c.cfg.Web.SessionTTL, SecureCookie: c.cfg.Web.SecureCookie, LoginFailures: c.cfg.Web.LoginFailures})
 		c.fleet.AddObserver(c.web)
 		c.web.Mount(c.mux)
 	}
@@ -41,6 +119,7 @@ func (c *Controller) setupWeb() {
 			c.metrics.SetProfit(v.USDPerDay)
 		}
 	}
+	return nil
 }
 
 // Metrics is the Prometheus exporter (nil when disabled); other packages
@@ -50,3 +129,12 @@ func (c *Controller) Metrics() *metrics.Exporter { return c.metrics }
 // Web is the dashboard (nil when disabled); other packages set its
 // profit, switch-history and billing providers.
 func (c *Controller) Web() *web.Server { return c.web }
+
+// MetricsAddr is the bound address of the separate metrics listener, ""
+// when /metrics is served on http_addr.
+func (c *Controller) MetricsAddr() string {
+	if c.metricsLis == nil {
+		return ""
+	}
+	return c.metricsLis.Addr().String()
+}

@@ -7,7 +7,9 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +31,10 @@ type session struct {
 	Role    string
 	CSRF    string
 	Expires time.Time
+	// TokenKey identifies the admin token signed in with (its hash, not
+	// the token), checked on every request: revoking or expiring the
+	// token ends the session at once.
+	TokenKey string
 }
 
 type sessions struct {
@@ -52,9 +58,9 @@ func sessionKey(id string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (ss *sessions) create(who, role string, now time.Time) (id string, s *session) {
+func (ss *sessions) create(who, role, tokenKey string, now time.Time) (id string, s *session) {
 	id = randomHex(32)
-	s = &session{Who: who, Role: role, CSRF: randomHex(16), Expires: now.Add(ss.ttl)}
+	s = &session{Who: who, Role: role, CSRF: randomHex(16), Expires: now.Add(ss.ttl), TokenKey: tokenKey}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for k, old := range ss.m {
@@ -104,6 +110,11 @@ func (s *Server) auth(min string, h http.HandlerFunc) http.Handler {
 			writeError(w, http.StatusUnauthorized, "session expired; sign in again")
 			return
 		}
+		if _, _, err := s.fleet.CheckAdminTokenKey(sess.TokenKey); err != nil {
+			s.sessions.drop(c.Value)
+			writeError(w, http.StatusUnauthorized, "the token you signed in with was revoked or has expired; sign in with a new one")
+			return
+		}
 		if fleet.RoleRank(sess.Role) < fleet.RoleRank(min) {
 			writeError(w, http.StatusForbidden, "this needs the "+min+" role; you are "+sess.Role)
 			return
@@ -139,14 +150,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body must be JSON {\"token\": \"...\"}")
 		return
 	}
+	src := sourceAddr(r)
+	if wait := s.limiter.blocked(src, s.fleet.Now()); wait > 0 {
+		s.audit("", "", "web login", "", "refused: too many failed sign-ins", "from "+r.RemoteAddr)
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		writeError(w, http.StatusTooManyRequests, "too many failed sign-ins from your address; wait a minute")
+		return
+	}
 	tok := strings.TrimSpace(req.Token)
 	who, role, ok := s.fleet.LookupAdminToken(tok)
 	if !ok {
+		s.limiter.fail(src, s.fleet.Now())
 		s.audit("", "", "web login", "", "error: unknown token", "from "+r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, "that token is not an admin token of this controller")
 		return
 	}
-	id, sess := s.sessions.create(who, role, s.fleet.Now())
+	id, sess := s.sessions.create(who, role, fleet.AdminTokenKey(tok), s.fleet.Now())
 	http.SetCookie(w, &http.Cookie{
 		Name:     cookieName,
 		Value:    id,
@@ -158,6 +177,62 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	})
 	s.audit(who, role, "web login", "", "ok", "from "+r.RemoteAddr)
 	writeJSON(w, viewOf(sess))
+}
+
+// loginLimiter counts failed sign-ins per source address over a sliding
+// window, so that tokens cannot be guessed at network speed.
+type loginLimiter struct {
+	max    int
+	window time.Duration
+	mu     sync.Mutex
+	fails  map[string][]time.Time
+}
+
+// recent drops failures older than the window; call with mu held.
+func (l *loginLimiter) recent(src string, now time.Time) []time.Time {
+	f := l.fails[src]
+	i := 0
+	for i < len(f) && now.Sub(f[i]) >= l.window {
+		i++
+	}
+	f = f[i:]
+	if len(f) == 0 {
+		delete(l.fails, src)
+	} else {
+		l.fails[src] = f
+	}
+	return f
+}
+
+// blocked says how long src must wait, 0 when it may try.
+func (l *loginLimiter) blocked(src string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.recent(src, now)
+	if len(f) < l.max {
+		return 0
+	}
+	return l.window - now.Sub(f[0])
+}
+
+func (l *loginLimiter) fail(src string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.fails) > 10000 { // bound memory under a spread-out attack
+		for k := range l.fails {
+			l.recent(k, now)
+		}
+	}
+	l.fails[src] = append(l.recent(src, now), now)
+}
+
+// sourceAddr is the client's IP address without its port.
+func sourceAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {

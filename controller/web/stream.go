@@ -34,6 +34,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(2 * keepAlive))
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 2000\n\n")
 	flusher.Flush()
@@ -42,7 +43,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	poll := time.NewTicker(s.opts.PollInterval)
 	defer poll.Stop()
 	lastWrite := time.Now()
+	rc := http.NewResponseController(w)
 	for {
+		// The server's write timeout bounds ordinary responses; a live
+		// stream gets a fresh deadline for each update instead, so a
+		// client that stops reading is still dropped.
+		_ = rc.SetWriteDeadline(time.Now().Add(2 * keepAlive))
 		changed := s.changedCh() // before reading state, so no change is missed
 		sent := false
 		ov, err := json.Marshal(s.buildOverview())

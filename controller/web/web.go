@@ -39,6 +39,7 @@ type Fleet interface {
 	Command(id string) (*quarryv1.CommandRecord, error)
 	Audit(e *quarryv1.AuditEntry) error
 	LookupAdminToken(tok string) (name, role string, ok bool)
+	CheckAdminTokenKey(key string) (name, role string, err error)
 	Now() time.Time
 }
 
@@ -107,6 +108,9 @@ type Options struct {
 	HistoryPoints int
 	// HotC is the GPU temperature at which an alert is raised (default 85).
 	HotC float64
+	// LoginFailures is how many failed sign-ins one source address may
+	// make in a minute before further attempts get 429 (default 5).
+	LoginFailures int
 }
 
 func (o *Options) fill() {
@@ -128,6 +132,9 @@ func (o *Options) fill() {
 	if o.HotC <= 0 {
 		o.HotC = 85
 	}
+	if o.LoginFailures <= 0 {
+		o.LoginFailures = 5
+	}
 }
 
 // Server is the dashboard's HTTP side.
@@ -136,6 +143,7 @@ type Server struct {
 	fleet    Fleet
 	log      *slog.Logger
 	sessions *sessions
+	limiter  *loginLimiter
 	static   http.Handler
 
 	mu       sync.Mutex
@@ -161,6 +169,7 @@ func New(opts Options) *Server {
 		fleet:    opts.Fleet,
 		log:      opts.Log,
 		sessions: newSessions(opts.SessionTTL),
+		limiter:  &loginLimiter{max: opts.LoginFailures, window: time.Minute, fails: map[string][]time.Time{}},
 		static:   http.FileServerFS(sub),
 		changed:  make(chan struct{}),
 		closed:   make(chan struct{}),

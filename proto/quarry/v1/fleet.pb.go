@@ -24,7 +24,8 @@ const (
 type CreateAdminTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"` // viewer, operator or admin
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`                                // viewer, operator or admin
+	TtlSeconds    int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // 0: the default (90 days)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -73,11 +74,19 @@ func (x *CreateAdminTokenRequest) GetRole() string {
 	return ""
 }
 
+func (x *CreateAdminTokenRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
 type CreateAdminTokenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Token           string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiresUnixNano int64                  `protobuf:"varint,2,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateAdminTokenResponse) Reset() {
@@ -117,6 +126,258 @@ func (x *CreateAdminTokenResponse) GetToken() string {
 	return ""
 }
 
+func (x *CreateAdminTokenResponse) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+// AdminToken describes a bearer token without its secret.
+type AdminToken struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role             string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	CreatedUnixNano  int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	CreatedBy        string                 `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	LastUsedUnixNano int64                  `protobuf:"varint,5,opt,name=last_used_unix_nano,json=lastUsedUnixNano,proto3" json:"last_used_unix_nano,omitempty"` // 0: never used
+	ExpiresUnixNano  int64                  `protobuf:"varint,6,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AdminToken) Reset() {
+	*x = AdminToken{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminToken) ProtoMessage() {}
+
+func (x *AdminToken) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminToken.ProtoReflect.Descriptor instead.
+func (*AdminToken) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AdminToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AdminToken) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AdminToken) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *AdminToken) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *AdminToken) GetLastUsedUnixNano() int64 {
+	if x != nil {
+		return x.LastUsedUnixNano
+	}
+	return 0
+}
+
+func (x *AdminToken) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+type ListAdminTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdminTokensRequest) Reset() {
+	*x = ListAdminTokensRequest{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdminTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdminTokensRequest) ProtoMessage() {}
+
+func (x *ListAdminTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdminTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListAdminTokensRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{3}
+}
+
+type ListAdminTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*AdminToken          `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdminTokensResponse) Reset() {
+	*x = ListAdminTokensResponse{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdminTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdminTokensResponse) ProtoMessage() {}
+
+func (x *ListAdminTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdminTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListAdminTokensResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListAdminTokensResponse) GetTokens() []*AdminToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeAdminTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAdminTokenRequest) Reset() {
+	*x = RevokeAdminTokenRequest{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAdminTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAdminTokenRequest) ProtoMessage() {}
+
+func (x *RevokeAdminTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAdminTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAdminTokenRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RevokeAdminTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RevokeAdminTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAdminTokenResponse) Reset() {
+	*x = RevokeAdminTokenResponse{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAdminTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAdminTokenResponse) ProtoMessage() {}
+
+func (x *RevokeAdminTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAdminTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAdminTokenResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{6}
+}
+
 type GetVersionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -125,7 +386,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +398,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +411,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{2}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{7}
 }
 
 type GetVersionResponse struct {
@@ -162,7 +423,7 @@ type GetVersionResponse struct {
 
 func (x *GetVersionResponse) Reset() {
 	*x = GetVersionResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +435,7 @@ func (x *GetVersionResponse) String() string {
 func (*GetVersionResponse) ProtoMessage() {}
 
 func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +448,7 @@ func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{3}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetVersionResponse) GetVersion() string {
@@ -221,7 +482,7 @@ type Rig struct {
 
 func (x *Rig) Reset() {
 	*x = Rig{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +494,7 @@ func (x *Rig) String() string {
 func (*Rig) ProtoMessage() {}
 
 func (x *Rig) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +507,7 @@ func (x *Rig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rig.ProtoReflect.Descriptor instead.
 func (*Rig) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{4}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Rig) GetId() string {
@@ -369,7 +630,7 @@ type ListRigsRequest struct {
 
 func (x *ListRigsRequest) Reset() {
 	*x = ListRigsRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +642,7 @@ func (x *ListRigsRequest) String() string {
 func (*ListRigsRequest) ProtoMessage() {}
 
 func (x *ListRigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +655,7 @@ func (x *ListRigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRigsRequest.ProtoReflect.Descriptor instead.
 func (*ListRigsRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{5}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 type ListRigsResponse struct {
@@ -406,7 +667,7 @@ type ListRigsResponse struct {
 
 func (x *ListRigsResponse) Reset() {
 	*x = ListRigsResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +679,7 @@ func (x *ListRigsResponse) String() string {
 func (*ListRigsResponse) ProtoMessage() {}
 
 func (x *ListRigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +692,7 @@ func (x *ListRigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRigsResponse.ProtoReflect.Descriptor instead.
 func (*ListRigsResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{6}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRigsResponse) GetRigs() []*Rig {
@@ -450,7 +711,7 @@ type GetRigRequest struct {
 
 func (x *GetRigRequest) Reset() {
 	*x = GetRigRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +723,7 @@ func (x *GetRigRequest) String() string {
 func (*GetRigRequest) ProtoMessage() {}
 
 func (x *GetRigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +736,7 @@ func (x *GetRigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRigRequest.ProtoReflect.Descriptor instead.
 func (*GetRigRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetRigRequest) GetRig() string {
@@ -494,7 +755,7 @@ type GetRigResponse struct {
 
 func (x *GetRigResponse) Reset() {
 	*x = GetRigResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +767,7 @@ func (x *GetRigResponse) String() string {
 func (*GetRigResponse) ProtoMessage() {}
 
 func (x *GetRigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +780,7 @@ func (x *GetRigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRigResponse.ProtoReflect.Descriptor instead.
 func (*GetRigResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetRigResponse) GetRig() *Rig {
@@ -541,7 +802,7 @@ type SendCommandRequest struct {
 
 func (x *SendCommandRequest) Reset() {
 	*x = SendCommandRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +814,7 @@ func (x *SendCommandRequest) String() string {
 func (*SendCommandRequest) ProtoMessage() {}
 
 func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +827,7 @@ func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandRequest.ProtoReflect.Descriptor instead.
 func (*SendCommandRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SendCommandRequest) GetRig() string {
@@ -606,7 +867,7 @@ type SendCommandResponse struct {
 
 func (x *SendCommandResponse) Reset() {
 	*x = SendCommandResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +879,7 @@ func (x *SendCommandResponse) String() string {
 func (*SendCommandResponse) ProtoMessage() {}
 
 func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +892,7 @@ func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandResponse.ProtoReflect.Descriptor instead.
 func (*SendCommandResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{10}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SendCommandResponse) GetCommandId() string {
@@ -650,7 +911,7 @@ type GetCommandRequest struct {
 
 func (x *GetCommandRequest) Reset() {
 	*x = GetCommandRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +923,7 @@ func (x *GetCommandRequest) String() string {
 func (*GetCommandRequest) ProtoMessage() {}
 
 func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +936,7 @@ func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommandRequest.ProtoReflect.Descriptor instead.
 func (*GetCommandRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{11}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetCommandRequest) GetCommandId() string {
@@ -699,7 +960,7 @@ type CommandRecord struct {
 
 func (x *CommandRecord) Reset() {
 	*x = CommandRecord{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +972,7 @@ func (x *CommandRecord) String() string {
 func (*CommandRecord) ProtoMessage() {}
 
 func (x *CommandRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +985,7 @@ func (x *CommandRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRecord.ProtoReflect.Descriptor instead.
 func (*CommandRecord) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommandRecord) GetCommand() *Command {
@@ -778,7 +1039,7 @@ type GetCommandResponse struct {
 
 func (x *GetCommandResponse) Reset() {
 	*x = GetCommandResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +1051,7 @@ func (x *GetCommandResponse) String() string {
 func (*GetCommandResponse) ProtoMessage() {}
 
 func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +1064,7 @@ func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommandResponse.ProtoReflect.Descriptor instead.
 func (*GetCommandResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetCommandResponse) GetRecord() *CommandRecord {
@@ -824,7 +1085,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +1097,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +1110,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateTokenRequest) GetTtlSeconds() int64 {
@@ -883,7 +1144,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1156,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1169,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -934,7 +1195,7 @@ type RevokeRigRequest struct {
 
 func (x *RevokeRigRequest) Reset() {
 	*x = RevokeRigRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1207,7 @@ func (x *RevokeRigRequest) String() string {
 func (*RevokeRigRequest) ProtoMessage() {}
 
 func (x *RevokeRigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1220,7 @@ func (x *RevokeRigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRigRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRigRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeRigRequest) GetRig() string {
@@ -977,7 +1238,7 @@ type RevokeRigResponse struct {
 
 func (x *RevokeRigResponse) Reset() {
 	*x = RevokeRigResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1250,7 @@ func (x *RevokeRigResponse) String() string {
 func (*RevokeRigResponse) ProtoMessage() {}
 
 func (x *RevokeRigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1263,7 @@ func (x *RevokeRigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRigResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRigResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 type ListAuditRequest struct {
@@ -1015,7 +1276,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1288,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1301,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -1072,7 +1333,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1345,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1358,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AuditEntry) GetTimeUnixNano() int64 {
@@ -1158,7 +1419,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1431,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1444,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1201,7 +1462,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1474,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1487,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{26}
 }
 
 type WhoAmIResponse struct {
@@ -1239,7 +1500,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1512,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1525,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WhoAmIResponse) GetWho() string {
@@ -1285,12 +1546,30 @@ var File_quarry_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x15quarry/v1/fleet.proto\x12\tquarry.v1\x1a\x15quarry/v1/types.proto\"A\n" +
+	"\x15quarry/v1/fleet.proto\x12\tquarry.v1\x1a\x15quarry/v1/types.proto\"b\n" +
 	"\x17CreateAdminTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role\"0\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
+	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
+	"ttlSeconds\"\\\n" +
 	"\x18CreateAdminTokenResponse\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\x13\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12*\n" +
+	"\x11expires_unix_nano\x18\x02 \x01(\x03R\x0fexpiresUnixNano\"\xda\x01\n" +
+	"\n" +
+	"AdminToken\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12*\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x04 \x01(\tR\tcreatedBy\x12-\n" +
+	"\x13last_used_unix_nano\x18\x05 \x01(\x03R\x10lastUsedUnixNano\x12*\n" +
+	"\x11expires_unix_nano\x18\x06 \x01(\x03R\x0fexpiresUnixNano\"\x18\n" +
+	"\x16ListAdminTokensRequest\"H\n" +
+	"\x17ListAdminTokensResponse\x12-\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x15.quarry.v1.AdminTokenR\x06tokens\"-\n" +
+	"\x17RevokeAdminTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x1a\n" +
+	"\x18RevokeAdminTokenResponse\"\x13\n" +
 	"\x11GetVersionRequest\".\n" +
 	"\x12GetVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\"\xc8\x04\n" +
@@ -1371,7 +1650,7 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\rWhoAmIRequest\"6\n" +
 	"\x0eWhoAmIResponse\x12\x10\n" +
 	"\x03who\x18\x01 \x01(\tR\x03who\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role2\xf0\x05\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role2\xa7\a\n" +
 	"\fFleetService\x12I\n" +
 	"\n" +
 	"GetVersion\x12\x1c.quarry.v1.GetVersionRequest\x1a\x1d.quarry.v1.GetVersionResponse\x12C\n" +
@@ -1384,7 +1663,9 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\tRevokeRig\x12\x1b.quarry.v1.RevokeRigRequest\x1a\x1c.quarry.v1.RevokeRigResponse\x12F\n" +
 	"\tListAudit\x12\x1b.quarry.v1.ListAuditRequest\x1a\x1c.quarry.v1.ListAuditResponse\x12=\n" +
 	"\x06WhoAmI\x12\x18.quarry.v1.WhoAmIRequest\x1a\x19.quarry.v1.WhoAmIResponse\x12[\n" +
-	"\x10CreateAdminToken\x12\".quarry.v1.CreateAdminTokenRequest\x1a#.quarry.v1.CreateAdminTokenResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
+	"\x10CreateAdminToken\x12\".quarry.v1.CreateAdminTokenRequest\x1a#.quarry.v1.CreateAdminTokenResponse\x12X\n" +
+	"\x0fListAdminTokens\x12!.quarry.v1.ListAdminTokensRequest\x1a\".quarry.v1.ListAdminTokensResponse\x12[\n" +
+	"\x10RevokeAdminToken\x12\".quarry.v1.RevokeAdminTokenRequest\x1a#.quarry.v1.RevokeAdminTokenResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
 
 var (
 	file_quarry_v1_fleet_proto_rawDescOnce sync.Once
@@ -1398,78 +1679,88 @@ func file_quarry_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_quarry_v1_fleet_proto_rawDescData
 }
 
-var file_quarry_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_quarry_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_quarry_v1_fleet_proto_goTypes = []any{
 	(*CreateAdminTokenRequest)(nil),  // 0: quarry.v1.CreateAdminTokenRequest
 	(*CreateAdminTokenResponse)(nil), // 1: quarry.v1.CreateAdminTokenResponse
-	(*GetVersionRequest)(nil),        // 2: quarry.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),       // 3: quarry.v1.GetVersionResponse
-	(*Rig)(nil),                      // 4: quarry.v1.Rig
-	(*ListRigsRequest)(nil),          // 5: quarry.v1.ListRigsRequest
-	(*ListRigsResponse)(nil),         // 6: quarry.v1.ListRigsResponse
-	(*GetRigRequest)(nil),            // 7: quarry.v1.GetRigRequest
-	(*GetRigResponse)(nil),           // 8: quarry.v1.GetRigResponse
-	(*SendCommandRequest)(nil),       // 9: quarry.v1.SendCommandRequest
-	(*SendCommandResponse)(nil),      // 10: quarry.v1.SendCommandResponse
-	(*GetCommandRequest)(nil),        // 11: quarry.v1.GetCommandRequest
-	(*CommandRecord)(nil),            // 12: quarry.v1.CommandRecord
-	(*GetCommandResponse)(nil),       // 13: quarry.v1.GetCommandResponse
-	(*CreateTokenRequest)(nil),       // 14: quarry.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 15: quarry.v1.CreateTokenResponse
-	(*RevokeRigRequest)(nil),         // 16: quarry.v1.RevokeRigRequest
-	(*RevokeRigResponse)(nil),        // 17: quarry.v1.RevokeRigResponse
-	(*ListAuditRequest)(nil),         // 18: quarry.v1.ListAuditRequest
-	(*AuditEntry)(nil),               // 19: quarry.v1.AuditEntry
-	(*ListAuditResponse)(nil),        // 20: quarry.v1.ListAuditResponse
-	(*WhoAmIRequest)(nil),            // 21: quarry.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),           // 22: quarry.v1.WhoAmIResponse
-	nil,                              // 23: quarry.v1.Rig.TagsEntry
-	(*HostStats)(nil),                // 24: quarry.v1.HostStats
-	(*GPUStats)(nil),                 // 25: quarry.v1.GPUStats
-	(*MinerStats)(nil),               // 26: quarry.v1.MinerStats
-	(*Event)(nil),                    // 27: quarry.v1.Event
-	(CommandKind)(0),                 // 28: quarry.v1.CommandKind
-	(*Command)(nil),                  // 29: quarry.v1.Command
-	(CommandStatus)(0),               // 30: quarry.v1.CommandStatus
+	(*AdminToken)(nil),               // 2: quarry.v1.AdminToken
+	(*ListAdminTokensRequest)(nil),   // 3: quarry.v1.ListAdminTokensRequest
+	(*ListAdminTokensResponse)(nil),  // 4: quarry.v1.ListAdminTokensResponse
+	(*RevokeAdminTokenRequest)(nil),  // 5: quarry.v1.RevokeAdminTokenRequest
+	(*RevokeAdminTokenResponse)(nil), // 6: quarry.v1.RevokeAdminTokenResponse
+	(*GetVersionRequest)(nil),        // 7: quarry.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),       // 8: quarry.v1.GetVersionResponse
+	(*Rig)(nil),                      // 9: quarry.v1.Rig
+	(*ListRigsRequest)(nil),          // 10: quarry.v1.ListRigsRequest
+	(*ListRigsResponse)(nil),         // 11: quarry.v1.ListRigsResponse
+	(*GetRigRequest)(nil),            // 12: quarry.v1.GetRigRequest
+	(*GetRigResponse)(nil),           // 13: quarry.v1.GetRigResponse
+	(*SendCommandRequest)(nil),       // 14: quarry.v1.SendCommandRequest
+	(*SendCommandResponse)(nil),      // 15: quarry.v1.SendCommandResponse
+	(*GetCommandRequest)(nil),        // 16: quarry.v1.GetCommandRequest
+	(*CommandRecord)(nil),            // 17: quarry.v1.CommandRecord
+	(*GetCommandResponse)(nil),       // 18: quarry.v1.GetCommandResponse
+	(*CreateTokenRequest)(nil),       // 19: quarry.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 20: quarry.v1.CreateTokenResponse
+	(*RevokeRigRequest)(nil),         // 21: quarry.v1.RevokeRigRequest
+	(*RevokeRigResponse)(nil),        // 22: quarry.v1.RevokeRigResponse
+	(*ListAuditRequest)(nil),         // 23: quarry.v1.ListAuditRequest
+	(*AuditEntry)(nil),               // 24: quarry.v1.AuditEntry
+	(*ListAuditResponse)(nil),        // 25: quarry.v1.ListAuditResponse
+	(*WhoAmIRequest)(nil),            // 26: quarry.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 27: quarry.v1.WhoAmIResponse
+	nil,                              // 28: quarry.v1.Rig.TagsEntry
+	(*HostStats)(nil),                // 29: quarry.v1.HostStats
+	(*GPUStats)(nil),                 // 30: quarry.v1.GPUStats
+	(*MinerStats)(nil),               // 31: quarry.v1.MinerStats
+	(*Event)(nil),                    // 32: quarry.v1.Event
+	(CommandKind)(0),                 // 33: quarry.v1.CommandKind
+	(*Command)(nil),                  // 34: quarry.v1.Command
+	(CommandStatus)(0),               // 35: quarry.v1.CommandStatus
 }
 var file_quarry_v1_fleet_proto_depIdxs = []int32{
-	24, // 0: quarry.v1.Rig.host:type_name -> quarry.v1.HostStats
-	25, // 1: quarry.v1.Rig.gpus:type_name -> quarry.v1.GPUStats
-	26, // 2: quarry.v1.Rig.miners:type_name -> quarry.v1.MinerStats
-	23, // 3: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
-	27, // 4: quarry.v1.Rig.events:type_name -> quarry.v1.Event
-	4,  // 5: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
-	4,  // 6: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
-	28, // 7: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
-	29, // 8: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
-	30, // 9: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
-	12, // 10: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
-	19, // 11: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
-	2,  // 12: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
-	5,  // 13: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
-	7,  // 14: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
-	9,  // 15: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
-	11, // 16: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
-	14, // 17: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
-	16, // 18: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
-	18, // 19: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
-	21, // 20: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
-	0,  // 21: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
-	3,  // 22: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
-	6,  // 23: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
-	8,  // 24: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
-	10, // 25: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
-	13, // 26: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
-	15, // 27: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
-	17, // 28: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
-	20, // 29: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
-	22, // 30: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
-	1,  // 31: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
-	22, // [22:32] is the sub-list for method output_type
-	12, // [12:22] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 0: quarry.v1.ListAdminTokensResponse.tokens:type_name -> quarry.v1.AdminToken
+	29, // 1: quarry.v1.Rig.host:type_name -> quarry.v1.HostStats
+	30, // 2: quarry.v1.Rig.gpus:type_name -> quarry.v1.GPUStats
+	31, // 3: quarry.v1.Rig.miners:type_name -> quarry.v1.MinerStats
+	28, // 4: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
+	32, // 5: quarry.v1.Rig.events:type_name -> quarry.v1.Event
+	9,  // 6: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
+	9,  // 7: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
+	33, // 8: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
+	34, // 9: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
+	35, // 10: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
+	17, // 11: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
+	24, // 12: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
+	7,  // 13: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
+	10, // 14: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
+	12, // 15: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
+	14, // 16: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
+	16, // 17: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
+	19, // 18: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
+	21, // 19: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
+	23, // 20: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
+	26, // 21: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
+	0,  // 22: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
+	3,  // 23: quarry.v1.FleetService.ListAdminTokens:input_type -> quarry.v1.ListAdminTokensRequest
+	5,  // 24: quarry.v1.FleetService.RevokeAdminToken:input_type -> quarry.v1.RevokeAdminTokenRequest
+	8,  // 25: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
+	11, // 26: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
+	13, // 27: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
+	15, // 28: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
+	18, // 29: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
+	20, // 30: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
+	22, // 31: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
+	25, // 32: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
+	27, // 33: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
+	1,  // 34: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
+	4,  // 35: quarry.v1.FleetService.ListAdminTokens:output_type -> quarry.v1.ListAdminTokensResponse
+	6,  // 36: quarry.v1.FleetService.RevokeAdminToken:output_type -> quarry.v1.RevokeAdminTokenResponse
+	25, // [25:37] is the sub-list for method output_type
+	13, // [13:25] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_fleet_proto_init() }
@@ -1484,7 +1775,7 @@ func file_quarry_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_quarry_v1_fleet_proto_rawDesc), len(file_quarry_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,8 @@ const (
 	FleetService_ListAudit_FullMethodName        = "/quarry.v1.FleetService/ListAudit"
 	FleetService_WhoAmI_FullMethodName           = "/quarry.v1.FleetService/WhoAmI"
 	FleetService_CreateAdminToken_FullMethodName = "/quarry.v1.FleetService/CreateAdminToken"
+	FleetService_ListAdminTokens_FullMethodName  = "/quarry.v1.FleetService/ListAdminTokens"
+	FleetService_RevokeAdminToken_FullMethodName = "/quarry.v1.FleetService/RevokeAdminToken"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -47,6 +49,11 @@ type FleetServiceClient interface {
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error)
 	CreateAdminToken(ctx context.Context, in *CreateAdminTokenRequest, opts ...grpc.CallOption) (*CreateAdminTokenResponse, error)
+	// ListAdminTokens lists bearer tokens by name; never their secrets.
+	ListAdminTokens(ctx context.Context, in *ListAdminTokensRequest, opts ...grpc.CallOption) (*ListAdminTokensResponse, error)
+	// RevokeAdminToken deletes a bearer token by name; the next call with
+	// it is refused.
+	RevokeAdminToken(ctx context.Context, in *RevokeAdminTokenRequest, opts ...grpc.CallOption) (*RevokeAdminTokenResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -157,6 +164,26 @@ func (c *fleetServiceClient) CreateAdminToken(ctx context.Context, in *CreateAdm
 	return out, nil
 }
 
+func (c *fleetServiceClient) ListAdminTokens(ctx context.Context, in *ListAdminTokensRequest, opts ...grpc.CallOption) (*ListAdminTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAdminTokensResponse)
+	err := c.cc.Invoke(ctx, FleetService_ListAdminTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fleetServiceClient) RevokeAdminToken(ctx context.Context, in *RevokeAdminTokenRequest, opts ...grpc.CallOption) (*RevokeAdminTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAdminTokenResponse)
+	err := c.cc.Invoke(ctx, FleetService_RevokeAdminToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -173,6 +200,11 @@ type FleetServiceServer interface {
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error)
 	CreateAdminToken(context.Context, *CreateAdminTokenRequest) (*CreateAdminTokenResponse, error)
+	// ListAdminTokens lists bearer tokens by name; never their secrets.
+	ListAdminTokens(context.Context, *ListAdminTokensRequest) (*ListAdminTokensResponse, error)
+	// RevokeAdminToken deletes a bearer token by name; the next call with
+	// it is refused.
+	RevokeAdminToken(context.Context, *RevokeAdminTokenRequest) (*RevokeAdminTokenResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -212,6 +244,12 @@ func (UnimplementedFleetServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (
 }
 func (UnimplementedFleetServiceServer) CreateAdminToken(context.Context, *CreateAdminTokenRequest) (*CreateAdminTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateAdminToken not implemented")
+}
+func (UnimplementedFleetServiceServer) ListAdminTokens(context.Context, *ListAdminTokensRequest) (*ListAdminTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAdminTokens not implemented")
+}
+func (UnimplementedFleetServiceServer) RevokeAdminToken(context.Context, *RevokeAdminTokenRequest) (*RevokeAdminTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeAdminToken not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -414,6 +452,42 @@ func _FleetService_CreateAdminToken_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_ListAdminTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAdminTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).ListAdminTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_ListAdminTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).ListAdminTokens(ctx, req.(*ListAdminTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FleetService_RevokeAdminToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAdminTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).RevokeAdminToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_RevokeAdminToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).RevokeAdminToken(ctx, req.(*RevokeAdminTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -460,6 +534,14 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateAdminToken",
 			Handler:    _FleetService_CreateAdminToken_Handler,
+		},
+		{
+			MethodName: "ListAdminTokens",
+			Handler:    _FleetService_ListAdminTokens_Handler,
+		},
+		{
+			MethodName: "RevokeAdminToken",
+			Handler:    _FleetService_RevokeAdminToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,89 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestYAML(t *testing.T) {
+	sheet := `name: xmr
+miner:
+  name: xmrig
+  path: /opt/quarry/miners/xmrig
+  api:
+    port: 18080
+    token: apitok-123
+pools:
+  - url: stratum+tcp://wallet.rig:poolpw-9@pool.example:3333
+    user: 44AFFwallet.rig01
+    password: hunter2
+extra_args: ["--cpu-priority", "2", "-p", "flagpw-1", "--api-access-token=flagtok-2"]
+`
+	job := `name: build
+env:
+  GOFLAGS: -mod=mod
+  DEPLOY_KEY: envsecret-3
+steps: [make]
+`
+	cases := []struct {
+		name      string
+		doc       string
+		whole     []string
+		gone      []string
+		kept      []string
+		wantCount int
+	}{
+		{"flight sheet", sheet, nil, []string{"apitok-123", "poolpw-9", "hunter2", "flagpw-1", "flagtok-2"}, []string{"44AFFwallet.rig01", "/opt/quarry/miners/xmrig", "--cpu-priority", "18080", "pool.example:3333", "wallet.rig:"}, 5},
+		{"job env", job, []string{"env"}, []string{"envsecret-3", "mod"}, []string{"GOFLAGS", "DEPLOY_KEY", "make"}, 2},
+		{"env as a list", "env: [A=one-secret, B=two-secret]\n", []string{"env"}, []string{"one-secret", "two-secret"}, []string{"A=", "B="}, 2},
+		{"not yaml", "a: [b\n", nil, []string{"a:"}, nil, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := string(YAML([]byte(c.doc), c.whole...))
+			for _, s := range c.gone {
+				if strings.Contains(got, s) {
+					t.Errorf("%q survived:\n%s", s, got)
+				}
+			}
+			for _, s := range c.kept {
+				if !strings.Contains(got, s) {
+					t.Errorf("%q lost:\n%s", s, got)
+				}
+			}
+			if n := strings.Count(got, Mark); n != c.wantCount {
+				t.Errorf("%d marks, want %d:\n%s", n, c.wantCount, got)
+			}
+		})
+	}
+}
+
+func TestText(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"role viewer", "role viewer"},
+		{"ttl 1h0m0s", "ttl 1h0m0s"},
+		{"bearer qat1.0123abcd given", "bearer qat1.[redacted] given"},
+		{"join qjt1.aa.bb.sha256:cc", "join qjt1.[redacted]"},
+		{"key sk_live_abc123", "key sk_live_[redacted]"},
+		{`password: "x1" and api_key=y2`, `password: "[redacted]" and api_key=[redacted]`},
+		{"pool stratum+tcp://w.r:pw@host:1 down", "pool stratum+tcp://w.r:[redacted]@host:1 down"},
+		{"pool stratum+tcp://w.r@host:1", "pool stratum+tcp://w.r@host:1"},
+		{"", ""},
+	}
+	for _, c := range cases {
+		if got := Text(c.in); got != c.want {
+			t.Errorf("Text(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestSecretName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"password": true, "--pass": true, "-p": true, "api_key": true, "Token": true, "STRIPE_SECRET": true,
+		"user": false, "url": false, "sha256": false, "path": false, "--cpu-priority": false, "author": false,
+	} {
+		if got := SecretName(name); got != want {
+			t.Errorf("SecretName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
