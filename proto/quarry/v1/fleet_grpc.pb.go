@@ -29,6 +29,7 @@ const (
 	FleetService_ListAudit_FullMethodName        = "/quarry.v1.FleetService/ListAudit"
 	FleetService_WhoAmI_FullMethodName           = "/quarry.v1.FleetService/WhoAmI"
 	FleetService_CreateAdminToken_FullMethodName = "/quarry.v1.FleetService/CreateAdminToken"
+	FleetService_SetRigLabels_FullMethodName     = "/quarry.v1.FleetService/SetRigLabels"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -47,6 +48,9 @@ type FleetServiceClient interface {
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error)
 	CreateAdminToken(ctx context.Context, in *CreateAdminTokenRequest, opts ...grpc.CallOption) (*CreateAdminTokenResponse, error)
+	// SetRigLabels sets and removes a rig's controller-side labels, which
+	// selectors, the electricity site and billing use.
+	SetRigLabels(ctx context.Context, in *SetRigLabelsRequest, opts ...grpc.CallOption) (*SetRigLabelsResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -157,6 +161,16 @@ func (c *fleetServiceClient) CreateAdminToken(ctx context.Context, in *CreateAdm
 	return out, nil
 }
 
+func (c *fleetServiceClient) SetRigLabels(ctx context.Context, in *SetRigLabelsRequest, opts ...grpc.CallOption) (*SetRigLabelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetRigLabelsResponse)
+	err := c.cc.Invoke(ctx, FleetService_SetRigLabels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -173,6 +187,9 @@ type FleetServiceServer interface {
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error)
 	CreateAdminToken(context.Context, *CreateAdminTokenRequest) (*CreateAdminTokenResponse, error)
+	// SetRigLabels sets and removes a rig's controller-side labels, which
+	// selectors, the electricity site and billing use.
+	SetRigLabels(context.Context, *SetRigLabelsRequest) (*SetRigLabelsResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -212,6 +229,9 @@ func (UnimplementedFleetServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (
 }
 func (UnimplementedFleetServiceServer) CreateAdminToken(context.Context, *CreateAdminTokenRequest) (*CreateAdminTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateAdminToken not implemented")
+}
+func (UnimplementedFleetServiceServer) SetRigLabels(context.Context, *SetRigLabelsRequest) (*SetRigLabelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRigLabels not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -414,6 +434,24 @@ func _FleetService_CreateAdminToken_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_SetRigLabels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRigLabelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).SetRigLabels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_SetRigLabels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).SetRigLabels(ctx, req.(*SetRigLabelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -460,6 +498,10 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateAdminToken",
 			Handler:    _FleetService_CreateAdminToken_Handler,
+		},
+		{
+			MethodName: "SetRigLabels",
+			Handler:    _FleetService_SetRigLabels_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
