@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,8 +21,14 @@ const secret = "qjt1.0123abcd.s3cr3t-join-value"
 // install runs scripts/install-agent.sh under root and returns its output.
 func install(t *testing.T, root string, args ...string) (string, error) {
 	t.Helper()
+	return installEnv(t, root, nil, args...)
+}
+
+// installEnv is install with extra environment variables.
+func installEnv(t *testing.T, root string, env []string, args ...string) (string, error) {
+	t.Helper()
 	cmd := exec.Command("bash", append([]string{filepath.Join("..", "scripts", "install-agent.sh"), "--root", root}, args...)...)
-	cmd.Env = append(os.Environ(), "QUARRY_JOIN_TOKEN=")
+	cmd.Env = append(append(os.Environ(), "QUARRY_JOIN_TOKEN="), env...)
 	out, err := cmd.CombinedOutput()
 	if strings.Contains(string(out), "s3cr3t") {
 		t.Errorf("the join token appears in the script's output:\n%s", out)
@@ -132,16 +139,15 @@ func TestInstallAgentTwiceThenUpgrade(t *testing.T) {
 	// An upgrade from a URL needs neither the token nor the controller
 	// again, and checks the download's sha256.
 	v2 := []byte("#!/bin/sh\necho v2\n")
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(v2) }))
-	defer srv.Close()
-	if out, err := install(t, root, "--url", srv.URL+"/quarry-agent", "--sha256", strings.Repeat("0", 64)); err == nil {
+	srv, env := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(v2) }))
+	if out, err := installEnv(t, root, env, "--url", srv.URL+"/quarry-agent", "--sha256", strings.Repeat("0", 64)); err == nil {
 		t.Errorf("a binary with the wrong sha256 was accepted:\n%s", out)
 	}
 	if got := read(t, filepath.Join(root, "usr/local/bin/quarry-agent")); got != snapshot["usr/local/bin/quarry-agent"] {
 		t.Error("a refused download replaced the binary")
 	}
 	sum := sha256.Sum256(v2)
-	out, err = install(t, root, "--url", srv.URL+"/quarry-agent", "--sha256", hex.EncodeToString(sum[:]))
+	out, err = installEnv(t, root, env, "--url", srv.URL+"/quarry-agent", "--sha256", strings.ToUpper(hex.EncodeToString(sum[:])))
 	if err != nil {
 		t.Fatalf("upgrade: %v\n%s", err, out)
 	}
@@ -176,6 +182,9 @@ func TestInstallAgentRefusesBadInput(t *testing.T) {
 		{"both sources", []string{"--controller", "ctl:7443", "--token", secret, "--binary", bin, "--url", "http://x/y"}, "not both"},
 		{"missing binary", []string{"--controller", "ctl:7443", "--token", secret, "--binary", filepath.Join(work, "nope")}, "does not exist"},
 		{"unknown option", []string{"--frobnicate"}, "unknown option --frobnicate"},
+		{"url without sha256", []string{"--controller", "ctl:7443", "--token", secret, "--url", "https://example.net/quarry-agent"}, "--url needs --sha256"},
+		{"plain http url", []string{"--controller", "ctl:7443", "--token", secret, "--url", "http://example.net/quarry-agent", "--sha256", strings.Repeat("a", 64)}, "must be an https:// URL"},
+		{"short sha256", []string{"--controller", "ctl:7443", "--token", secret, "--binary", bin, "--sha256", "abc"}, "64 hex digits"},
 		{"bad log level", []string{"--controller", "ctl:7443", "--token", secret, "--binary", bin, "--log-level", "loud"}, "--log-level must be"},
 	}
 	for _, tc := range tests {
@@ -192,5 +201,51 @@ func TestInstallAgentRefusesBadInput(t *testing.T) {
 				t.Error("a refused install wrote agent.yaml")
 			}
 		})
+	}
+}
+
+// tlsServer serves h over https and returns the curl environment that
+// trusts it.
+func tlsServer(t *testing.T, h http.Handler) (*httptest.Server, []string) {
+	t.Helper()
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return srv, []string{"CURL_CA_BUNDLE=" + ca}
+}
+
+// Attack: a download URL that redirects from https to plain http, where
+// anyone on the path could swap the binary that will run as root. The
+// redirect is refused even with the right checksum, and nothing is
+// installed.
+func TestAttackInstallDowngradeRedirect(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash not installed")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	payload := []byte("#!/bin/sh\necho swapped\n")
+	fetched := make(chan struct{}, 8)
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetched <- struct{}{}
+		_, _ = w.Write(payload)
+	}))
+	defer plain.Close()
+	secure, env := tlsServer(t, http.RedirectHandler(plain.URL+"/quarry-agent", http.StatusFound))
+	sum := sha256.Sum256(payload)
+	root := t.TempDir()
+	out, err := installEnv(t, root, env, "--controller", "ctl:7443", "--token", secret, "--url", secure.URL+"/quarry-agent", "--sha256", hex.EncodeToString(sum[:]))
+	if err == nil || !strings.Contains(out, "download failed") {
+		t.Fatalf("a redirect to http was followed: %v\n%s", err, out)
+	}
+	if len(fetched) != 0 {
+		t.Fatal("curl fetched from the plain-http server")
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/local/bin/quarry-agent")); err == nil {
+		t.Fatal("a binary was installed")
 	}
 }

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Benchmarks: controller ingest with simulated fleets over real gRPC, then
-# the packages' Go benchmarks. Figures print to stdout.
+# the packages' Go benchmarks. Figures print to stdout. Simulated rigs enroll
+# with a join token and report over their own mutual-TLS streams, as real
+# agents do. BENCH_RIGS (default "1000 10000") picks the fleet sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/bin"
 go build -o "$BIN/" ./controller/cmd/quarry-loadgen
 DURATION=${BENCH_DURATION:-30s}
+SIZES=${BENCH_RIGS:-1000 10000}
+SATURATION=${BENCH_SATURATION_RIGS:-5000}
 
 work=$(mktemp -d)
 trap 'kill $ctrl 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -13,7 +17,6 @@ cat >"$work/controller.yaml" <<YAML
 data_dir: $work/data
 grpc_addr: 127.0.0.1:17443
 http_addr: 127.0.0.1:17080
-insecure_agents: true
 local_token: false
 log_level: warn
 YAML
@@ -22,16 +25,24 @@ ctrl=$!
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/17080) 2>/dev/null && break; sleep 0.1; done
 
 rss() { awk '/VmRSS/ {print $2 " kB"}' /proc/$ctrl/status; }
-echo "== ingest: rigs reporting every 10s (6 GPUs each) =="
-"$BIN/quarry-loadgen" -addr 127.0.0.1:17443 -rigs 1000 -interval 10s -duration "$DURATION" -prefix r1k
-echo "controller RSS $(rss)"
-"$BIN/quarry-loadgen" -addr 127.0.0.1:17443 -rigs 10000 -conns 100 -interval 10s -duration "$DURATION" -prefix r10k
-echo "controller RSS $(rss)"
-echo "== ingest: saturation (each rig sends its next report when the last is acknowledged) =="
-"$BIN/quarry-loadgen" -addr 127.0.0.1:17443 -rigs 5000 -conns 50 -interval 0 -duration 20s -prefix sat
-echo "controller RSS $(rss)"
+# loadgen RIGS INTERVAL DURATION PREFIX: a join token for RIGS enrolments,
+# then the run.
+loadgen() {
+  "$BIN/quarryctl" --controller 127.0.0.1:17443 --data-dir "$work/data" --config "$work/none.yaml" \
+    token create --uses "$1" --ttl 1h >"$work/token" 2>/dev/null
+  "$BIN/quarry-loadgen" -addr 127.0.0.1:17443 -ca "$work/data/ca.crt" -token-file "$work/token" \
+    -rigs "$1" -interval "$2" -duration "$3" -prefix "$4"
+  echo "controller RSS $(rss)"
+}
+echo "== ingest: rigs reporting every 10s (6 GPUs each, mutual TLS) =="
+for n in $SIZES; do loadgen "$n" 10s "$DURATION" "r$n"; done
+if [ "$SATURATION" -gt 0 ]; then
+  echo "== ingest: saturation (each rig sends its next report when the last is acknowledged) =="
+  loadgen "$SATURATION" 0 20s sat
+fi
 kill $ctrl; wait $ctrl 2>/dev/null || true
 
+[ "${BENCH_PACKAGES:-1}" = 0 ] && exit 0
 echo "== package benchmarks =="
 go test -run '^$' -bench . -benchmem -benchtime 2s \
   ./controller/fleet ./agent/link ./pkg/profit ./pkg/market ./pkg/minerapi ./pkg/telemetry ./controller/billing 2>&1 | grep -E '^(Benchmark|ok|FAIL|pkg:)'

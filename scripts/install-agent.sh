@@ -23,8 +23,10 @@ Usage: install-agent.sh --controller HOST:PORT [options]
   --token-file FILE       read the join token from FILE (keeps it off the
                           command line); QUARRY_JOIN_TOKEN works too
   --binary FILE           install this quarry-agent binary
-  --url URL               download the quarry-agent binary with curl
-  --sha256 HEX            refuse a binary whose sha256 differs
+  --url URL               download the quarry-agent binary with curl; https
+                          only, redirects included; needs --sha256
+  --sha256 HEX            refuse a binary whose sha256 differs (required
+                          with --url)
   --server-name NAME      name to verify in the controller's certificate
   --log-level LEVEL       debug, info, warn or error (default info)
   --root DIR              install under DIR instead of / (nothing is started)
@@ -68,6 +70,17 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$BINARY" ] && [ -n "$URL" ] && die "give --binary or --url, not both"
+# A downloaded binary runs as root on the rig: it must come over https
+# and match a checksum published separately.
+if [ -n "$URL" ]; then
+  case "$URL" in https://*) ;; *) die "--url must be an https:// URL" ;; esac
+  [ -n "$SHA256" ] || die "--url needs --sha256 HEX, the binary's published checksum"
+fi
+if [ -n "$SHA256" ]; then
+  SHA256=$(printf '%s' "$SHA256" | tr 'A-F' 'a-f')
+  case "$SHA256" in *[!0-9a-f]*) die "--sha256 must be 64 hex digits" ;; esac
+  [ ${#SHA256} -eq 64 ] || die "--sha256 must be 64 hex digits"
+fi
 case "$LOG_LEVEL" in ""|debug|info|warn|error) ;; *) die "--log-level must be debug, info, warn or error" ;; esac
 [ -d "$ROOT" ] || die "--root $ROOT is not a directory"
 ROOT=$(cd "$ROOT" && pwd)
@@ -121,7 +134,8 @@ put() {
 if [ -n "$URL" ]; then
   command -v curl >/dev/null || die "--url needs curl"
   say "downloading $URL"
-  curl -fsSL --retry 3 -o "$TMP/quarry-agent" "$URL" || die "download failed: $URL"
+  # --proto-redir keeps a redirect from downgrading to plain http.
+  curl --proto =https --proto-redir =https -fsSL --retry 3 -o "$TMP/quarry-agent" "$URL" || die "download failed: $URL"
   BINARY=$TMP/quarry-agent
 fi
 if [ -n "$BINARY" ]; then

@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/pki"
@@ -38,13 +41,29 @@ type AgentServer struct {
 	Fleet          *fleet.Fleet
 	Enrollment     Enrollment
 	ReportInterval time.Duration
-	// Insecure trusts the rig id in Hello instead of a client certificate.
-	// Only for load benchmarks on one machine.
-	Insecure bool
-	Log      *slog.Logger
+	Log            *slog.Logger
 	// OnConnect, if set, is called when a rig's stream is established and
 	// again (with online=false) when it ends.
 	OnConnect func(rigID string, online bool)
+
+	limiterOnce sync.Once
+	enrollFails *failureLimiter
+}
+
+// Enroll is the one method an anonymous peer may call, so its request is
+// small and every refusal counts against the caller's address.
+const (
+	// MaxEnrollRequest bounds a whole EnrollRequest: a token, a hostname
+	// and a CSR for an ECDSA or RSA-4096 key fit well inside it.
+	MaxEnrollRequest = 8 << 10
+	maxHostname      = 253 // the DNS limit
+)
+
+func (s *AgentServer) limiter() *failureLimiter {
+	s.limiterOnce.Do(func() {
+		s.enrollFails = newFailureLimiter(enrollFailBurst, enrollFailEvery, enrollFailKeys, nil)
+	})
+	return s.enrollFails
 }
 
 // peerIdentity returns the verified client certificate's identity.
@@ -89,13 +108,9 @@ func (s *AgentServer) rigIdentity(ctx context.Context) (string, error) {
 // Connect is the agent's long-lived stream.
 func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error {
 	ctx := stream.Context()
-	certRig := ""
-	if !s.Insecure {
-		id, err := s.rigIdentity(ctx)
-		if err != nil {
-			return err
-		}
-		certRig = id
+	rigID, err := s.rigIdentity(ctx)
+	if err != nil {
+		return err
 	}
 	first, err := stream.Recv()
 	if err != nil {
@@ -105,20 +120,12 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 	if hello == nil {
 		return status.Error(codes.InvalidArgument, "the first message on the stream must be Hello")
 	}
-	rigID := certRig
-	switch {
-	case s.Insecure:
-		rigID = hello.RigId
-		if rigID == "" {
-			return status.Error(codes.InvalidArgument, "Hello.rig_id is required")
-		}
-		if known, _ := s.Fleet.Known(rigID); !known {
-			if err := s.Fleet.RegisterRig(rigID, hello.Hostname, hello.Hostname); err != nil {
-				return status.Errorf(codes.Internal, "register rig: %v", err)
-			}
-		}
-	case hello.RigId != "" && hello.RigId != certRig:
-		return status.Errorf(codes.PermissionDenied, "Hello claims rig %q but the certificate is for %q", hello.RigId, certRig)
+	if hello.RigId != "" && hello.RigId != rigID {
+		return status.Errorf(codes.PermissionDenied, "Hello claims rig %q but the certificate is for %q", hello.RigId, rigID)
+	}
+	if err := fleet.CheckLimits(hello); err != nil {
+		s.Log.Warn("hello refused", "rig", rigID, "err", err)
+		return status.Errorf(codes.InvalidArgument, "Hello refused: %v", err)
 	}
 	sess, err := s.Fleet.Attach(ctx, rigID)
 	if err != nil {
@@ -185,11 +192,23 @@ func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService
 			if m.Report.GetSeq() == 0 {
 				return status.Error(codes.InvalidArgument, "report sequence numbers start at 1")
 			}
+			// Refusing ends only this rig's stream; nothing of the report
+			// is stored, and other rigs' reports commit as usual.
+			if err := fleet.CheckLimits(m.Report); err != nil {
+				log.Warn("report refused", "seq", m.Report.GetSeq(), "err", err)
+				return status.Errorf(codes.InvalidArgument, "report %d refused: %v", m.Report.GetSeq(), err)
+			}
 			if err := s.Fleet.Ingest(ctx, sess.RigID, m.Report, sess.Ack); err != nil {
 				return status.Errorf(codes.Unavailable, "ingest: %v", err)
 			}
 		case *quarryv1.ConnectRequest_CommandResult:
-			if err := s.Fleet.CompleteCommand(sess.RigID, m.CommandResult); err != nil {
+			res := m.CommandResult
+			if err := fleet.CheckLimits(res); err != nil {
+				log.Warn("command result refused", "err", err)
+				res = &quarryv1.CommandResult{CommandId: fleet.Truncate(res.CommandId, fleet.MaxFieldBytes),
+					Status: quarryv1.CommandStatus_COMMAND_STATUS_FAILED, Error: "the rig's result was refused: " + err.Error()}
+			}
+			if err := s.Fleet.CompleteCommand(sess.RigID, res); err != nil {
 				log.Warn("command result rejected", "command", m.CommandResult.GetCommandId(), "err", err)
 			}
 		case *quarryv1.ConnectRequest_Hello:
@@ -257,20 +276,43 @@ func (s *AgentServer) Enroll(ctx context.Context, req *quarryv1.EnrollRequest) (
 	if e.CA == nil {
 		return nil, status.Error(codes.FailedPrecondition, "enrollment is not available")
 	}
-	if len(req.CsrDer) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "certificate request is required")
+	src := ""
+	if p, ok := peer.FromContext(ctx); ok {
+		src = sourceHost(p.Addr)
 	}
-	if _, err := x509.ParseCertificateRequest(req.CsrDer); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
+	lim := s.limiter()
+	if ok, wait := lim.Allowed(src); !ok {
+		// Not audited: the limit exists so that a flood of refusals
+		// cannot fill the audit log.
+		return nil, status.Errorf(codes.ResourceExhausted, "too many failed enrolments from %s; try again in %s", src, wait.Round(time.Second))
+	}
+	refuse := func(code codes.Code, err error) error {
+		lim.Failed(src)
+		s.audit("", "enroll", req.Hostname, "refused", "from "+src+": "+err.Error())
+		return status.Error(code, err.Error())
+	}
+	if n := proto.Size(req); n > MaxEnrollRequest {
+		return nil, refuse(codes.InvalidArgument, fmt.Errorf("enroll request is %d bytes; the limit is %d", n, MaxEnrollRequest))
+	}
+	if len(req.Hostname) > maxHostname || strings.ContainsFunc(req.Hostname, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, refuse(codes.InvalidArgument, fmt.Errorf("hostname must be at most %d bytes without spaces or control characters", maxHostname))
+	}
+	if len(req.CsrDer) == 0 {
+		return nil, refuse(codes.InvalidArgument, errors.New("certificate request is required"))
+	}
+	// The CSR is checked in full before the token is touched, so a bad
+	// request never spends a use of a single-use token.
+	if err := pki.CheckRequest(req.CsrDer); err != nil {
+		return nil, refuse(codes.InvalidArgument, err)
 	}
 	rigID, name, err := s.Fleet.Redeem(req.Token, e.CA.Hash(), req.Hostname)
 	if err != nil {
-		s.audit("", "enroll", req.Hostname, "refused", err.Error())
 		switch {
 		case errors.Is(err, pki.ErrMalformedToken), errors.Is(err, fleet.ErrTokenUnknown),
 			errors.Is(err, fleet.ErrTokenExpired), errors.Is(err, fleet.ErrTokenUsedUp), errors.Is(err, fleet.ErrTokenCA):
-			return nil, status.Error(codes.PermissionDenied, err.Error())
+			return nil, refuse(codes.PermissionDenied, err)
 		}
+		s.audit("", "enroll", req.Hostname, "error", err.Error())
 		return nil, status.Errorf(codes.Internal, "enroll: %v", err)
 	}
 	der, err := e.CA.SignRequest(req.CsrDer, rigID, pki.OURig, e.CertTTL, s.Fleet.Now())

@@ -24,6 +24,7 @@ var FleetRoles = map[string]string{
 	quarryv1.FleetService_GetRig_FullMethodName:           fleet.RoleViewer,
 	quarryv1.FleetService_GetCommand_FullMethodName:       fleet.RoleViewer,
 	quarryv1.FleetService_SendCommand_FullMethodName:      fleet.RoleOperator,
+	quarryv1.FleetService_SetRigLabels_FullMethodName:     fleet.RoleOperator,
 	quarryv1.FleetService_CreateToken_FullMethodName:      fleet.RoleAdmin,
 	quarryv1.FleetService_RevokeRig_FullMethodName:        fleet.RoleAdmin,
 	quarryv1.FleetService_ListAudit_FullMethodName:        fleet.RoleAdmin,

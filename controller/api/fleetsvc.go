@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -41,6 +44,8 @@ func fleetErr(err error) error {
 		return nil
 	case errors.Is(err, fleet.ErrUnknownRig), errors.Is(err, fleet.ErrUnknownCommand):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, fleet.ErrBadPageToken), errors.Is(err, fleet.ErrBadLabel):
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }
@@ -54,8 +59,35 @@ func (s *FleetServer) WhoAmI(ctx context.Context, _ *quarryv1.WhoAmIRequest) (*q
 	return &quarryv1.WhoAmIResponse{Who: c.Name, Role: c.Role}, nil
 }
 
-func (s *FleetServer) ListRigs(context.Context, *quarryv1.ListRigsRequest) (*quarryv1.ListRigsResponse, error) {
-	return &quarryv1.ListRigsResponse{Rigs: s.Fleet.Rigs()}, nil
+// ListRigs answers one bounded page; quarryctl follows next_page_token.
+func (s *FleetServer) ListRigs(_ context.Context, req *quarryv1.ListRigsRequest) (*quarryv1.ListRigsResponse, error) {
+	rigs, next, err := s.Fleet.RigsPage(int(req.PageSize), req.PageToken)
+	if err != nil {
+		return nil, fleetErr(err)
+	}
+	return &quarryv1.ListRigsResponse{Rigs: rigs, NextPageToken: next}, nil
+}
+
+// SetRigLabels changes the controller-side labels that selectors, the
+// electricity site and billing go by.
+func (s *FleetServer) SetRigLabels(ctx context.Context, req *quarryv1.SetRigLabelsRequest) (*quarryv1.SetRigLabelsResponse, error) {
+	id, err := s.Fleet.Resolve(req.Rig)
+	var r *quarryv1.Rig
+	if err == nil {
+		r, err = s.Fleet.SetLabels(id, req.Set, req.Remove)
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(req.Set)) {
+		parts = append(parts, k+"="+req.Set[k])
+	}
+	for _, k := range req.Remove {
+		parts = append(parts, k+"-")
+	}
+	s.audit(ctx, "rig label", req.Rig, err, strings.Join(parts, " "))
+	if err != nil {
+		return nil, fleetErr(err)
+	}
+	return &quarryv1.SetRigLabelsResponse{Rig: r}, nil
 }
 
 func (s *FleetServer) GetRig(_ context.Context, req *quarryv1.GetRigRequest) (*quarryv1.GetRigResponse, error) {
@@ -143,12 +175,13 @@ func (s *FleetServer) RevokeRig(ctx context.Context, req *quarryv1.RevokeRigRequ
 	return &quarryv1.RevokeRigResponse{}, nil
 }
 
+// ListAudit answers one page, newest entries first across pages.
 func (s *FleetServer) ListAudit(_ context.Context, req *quarryv1.ListAuditRequest) (*quarryv1.ListAuditResponse, error) {
-	es, err := s.Fleet.AuditLog(time.Unix(0, req.SinceUnixNano), int(req.Limit))
+	es, next, err := s.Fleet.AuditPage(time.Unix(0, req.SinceUnixNano), int(req.Limit), req.PageToken)
 	if err != nil {
 		return nil, fleetErr(err)
 	}
-	return &quarryv1.ListAuditResponse{Entries: es}, nil
+	return &quarryv1.ListAuditResponse{Entries: es, NextPageToken: next}, nil
 }
 
 func (s *FleetServer) CreateAdminToken(ctx context.Context, req *quarryv1.CreateAdminTokenRequest) (*quarryv1.CreateAdminTokenResponse, error) {

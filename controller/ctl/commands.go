@@ -188,10 +188,11 @@ func (a *App) rigsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.ListRigs(ctx, &quarryv1.ListRigsRequest{})
+				rigs, err := listRigs(ctx, c)
 				if err != nil {
 					return err
 				}
+				resp := &quarryv1.ListRigsResponse{Rigs: rigs}
 				if a.Opts.Output == "json" {
 					return a.json(resp)
 				}
@@ -219,17 +220,35 @@ func (a *App) rigsCmd() *cobra.Command {
 	return rigs
 }
 
+// listRigs pages through ListRigs: each answer is bounded by the
+// controller, so a fleet of any size lists without hitting message limits.
+func listRigs(ctx context.Context, c quarryv1.FleetServiceClient) ([]*quarryv1.Rig, error) {
+	var out []*quarryv1.Rig
+	req := &quarryv1.ListRigsRequest{}
+	for {
+		resp, err := c.ListRigs(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Rigs...)
+		if resp.NextPageToken == "" || len(resp.Rigs) == 0 {
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}
+
 func (a *App) completeRigs(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	var names []string
 	_ = a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-		resp, err := c.ListRigs(ctx, &quarryv1.ListRigsRequest{})
+		rigs, err := listRigs(ctx, c)
 		if err != nil {
 			return err
 		}
-		for _, r := range resp.Rigs {
+		for _, r := range rigs {
 			names = append(names, r.Id+"\t"+r.Name)
 		}
 		return nil
@@ -324,8 +343,56 @@ func (a *App) rigCmd() *cobra.Command {
 			})
 		},
 	}
-	rig.AddCommand(show, command, revoke)
+	var unset []string
+	label := &cobra.Command{
+		Use:   "label RIG KEY=VALUE... [KEY-...]",
+		Short: "Set or remove a rig's labels, which selectors, the electricity site and billing use",
+		Long: "Labels are the controller's record of a rig: flight-sheet and job selectors, the profit switcher's\n" +
+			"electricity site (label 'site') and billing go by them. Tags a rig reports about itself are shown\n" +
+			"by 'rig show' as reported and are never used for these. KEY- or --remove KEY removes a label.",
+		Args:              cobra.MinimumNArgs(2),
+		ValidArgsFunction: a.completeRigs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &quarryv1.SetRigLabelsRequest{Rig: args[0], Set: map[string]string{}, Remove: unset}
+			for _, arg := range args[1:] {
+				if k, v, ok := strings.Cut(arg, "="); ok {
+					req.Set[k] = v
+				} else if k, ok := strings.CutSuffix(arg, "-"); ok && k != "" {
+					req.Remove = append(req.Remove, k)
+				} else {
+					return fmt.Errorf("%q: want KEY=VALUE to set or KEY- to remove", arg)
+				}
+			}
+			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				resp, err := c.SetRigLabels(ctx, req)
+				if err != nil {
+					return err
+				}
+				if a.Opts.Output == "json" {
+					return a.json(resp.Rig)
+				}
+				fmt.Fprintf(a.Out, "%s labels: %s\n", resp.Rig.Name, dash(formatMap(resp.Rig.Labels)))
+				return nil
+			})
+		},
+	}
+	label.Flags().StringSliceVar(&unset, "remove", nil, "label keys to remove")
+	rig.AddCommand(show, command, revoke, label)
 	return rig
+}
+
+// formatMap prints k=v pairs sorted by key.
+func formatMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
 }
 
 // waitCommand waits for a command's result and prints it; a command
@@ -370,6 +437,10 @@ func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) {
 		fmt.Fprintf(tw, "Gossip:\t%s\n", r.GossipStatus)
 	}
 	fmt.Fprintf(tw, "Version:\t%s\n", r.Version)
+	fmt.Fprintf(tw, "Labels:\t%s\n", dash(formatMap(r.Labels)))
+	if len(r.Tags) > 0 {
+		fmt.Fprintf(tw, "Reported tags:\t%s (informational, as the rig reports them)\n", formatMap(r.Tags))
+	}
 	fmt.Fprintf(tw, "Last seen:\t%s\n", ago(r.LastSeenUnixNano, now))
 	fmt.Fprintf(tw, "Reports:\t%d (last seq %d, gaps %d)\n", r.Reports, r.LastSeq, r.SeqGaps)
 	if h := r.Host; h != nil {
@@ -548,34 +619,57 @@ func stamp(ns int64, none string) string {
 func (a *App) auditCmd() *cobra.Command {
 	var since time.Duration
 	var limit uint32
+	var pageToken string
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Show the audit log: who did what, when, and the result",
-		Args:  cobra.NoArgs,
+		Long: "Shows the newest --limit entries, oldest first. When older entries remain, the token to show\n" +
+			"the next older ones with --page-token is printed on standard error.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				req := &quarryv1.ListAuditRequest{Limit: limit}
+				req := &quarryv1.ListAuditRequest{PageToken: pageToken}
 				if since > 0 {
 					req.SinceUnixNano = time.Now().Add(-since).UnixNano()
 				}
-				resp, err := c.ListAudit(ctx, req)
-				if err != nil {
-					return err
+				// Pages come newest first; gather until --limit, then
+				// print oldest first.
+				var entries []*quarryv1.AuditEntry
+				next := ""
+				for {
+					req.Limit = limit - uint32(len(entries))
+					resp, err := c.ListAudit(ctx, req)
+					if err != nil {
+						return err
+					}
+					entries = append(resp.Entries, entries...)
+					next = resp.NextPageToken
+					if next == "" || len(resp.Entries) == 0 || uint32(len(entries)) >= limit {
+						break
+					}
+					req.PageToken = next
 				}
 				if a.Opts.Output == "json" {
-					return a.json(resp)
+					return a.json(&quarryv1.ListAuditResponse{Entries: entries, NextPageToken: next})
 				}
 				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "TIME\tWHO\tROLE\tACTION\tTARGET\tRESULT\tDETAIL")
-				for _, e := range resp.Entries {
+				for _, e := range entries {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", time.Unix(0, e.TimeUnixNano).Format(time.DateTime), e.Who, e.Role, e.Action, e.Target, e.Result, e.Detail)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if next != "" {
+					fmt.Fprintf(a.Err, "older entries: quarryctl audit --page-token %s\n", next)
+				}
+				return nil
 			})
 		},
 	}
 	cmd.Flags().DurationVar(&since, "since", 0, "only entries newer than this (e.g. 24h)")
-	cmd.Flags().Uint32Var(&limit, "limit", 200, "most entries to show (newest)")
+	cmd.Flags().Uint32Var(&limit, "limit", 200, "most entries to show (the newest)")
+	cmd.Flags().StringVar(&pageToken, "page-token", "", "continue with entries older than a previous answer's")
 	return cmd
 }
 

@@ -98,11 +98,11 @@ func (a *App) fleetCmd() *cobra.Command {
 // rigNames maps rig ids to names for display; empty when not allowed.
 func rigNames(ctx context.Context, conn grpc.ClientConnInterface) map[string]string {
 	out := map[string]string{}
-	resp, err := quarryv1.NewFleetServiceClient(conn).ListRigs(ctx, &quarryv1.ListRigsRequest{})
+	rigs, err := listRigs(ctx, quarryv1.NewFleetServiceClient(conn))
 	if err != nil {
 		return out
 	}
-	for _, r := range resp.Rigs {
+	for _, r := range rigs {
 		out[r.Id] = r.Name
 	}
 	return out

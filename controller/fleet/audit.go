@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"bytes"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -12,20 +14,47 @@ import (
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
+// Audit field caps. Refused calls from anonymous peers are audited too,
+// so nothing a caller sends may make an entry large.
+const (
+	maxAuditField  = 256
+	maxAuditDetail = 1024
+	// MaxAuditPage bounds one page of the audit log, so an answer stays far
+	// below the gRPC message limit (at most about 1.8 MiB).
+	MaxAuditPage = 1000
+)
+
 // Audit appends an entry to the audit log. The time is set here. Callers
 // leave secrets out; credentials that slip into the free-text fields
 // anyway (an error quoting a flight sheet, a token pasted as a name) are
-// redacted before anything is stored.
+// redacted, then long fields are cut with a marker, before anything is
+// stored; entries past the retention limits are dropped, oldest first, in
+// the same transaction.
 func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
 	e.TimeUnixNano = f.opts.Now().UnixNano()
-	e.Who, e.Target, e.Result, e.Detail = redact.Text(e.Who), redact.Text(e.Target), redact.Text(e.Result), redact.Text(e.Detail)
+	e.Who = Truncate(redact.Text(e.Who), maxAuditField)
+	e.Role = Truncate(e.Role, maxAuditField)
+	e.Action = Truncate(e.Action, maxAuditField)
+	e.Target = Truncate(redact.Text(e.Target), maxAuditField)
+	e.Result = Truncate(redact.Text(e.Result), maxAuditField)
+	e.Detail = Truncate(redact.Text(e.Detail), maxAuditDetail)
 	b, err := proto.Marshal(e)
 	if err != nil {
 		return err
 	}
 	key := append(store.U64(uint64(e.TimeUnixNano)), store.U64(f.auditSeq.Add(1))...)
 	if err := f.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bucketAudit)).Put(key, b)
+		ab := tx.Bucket([]byte(bucketAudit))
+		f.auditMu.Lock()
+		defer f.auditMu.Unlock()
+		if f.auditCount < 0 {
+			f.auditCount = ab.Stats().KeyN // once per open, before this write
+		}
+		if err := ab.Put(key, b); err != nil {
+			return err
+		}
+		f.auditCount++
+		return f.pruneAudit(ab, e.TimeUnixNano)
 	}); err != nil {
 		f.log.Error("audit write failed", "action", e.Action, "err", err)
 		return fmt.Errorf("audit: %w", err)
@@ -33,24 +62,102 @@ func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
 	return nil
 }
 
+// pruneAudit drops entries older than the age limit and, beyond the count
+// limit, the oldest ones. Keys start with the time, so both come off the
+// front and each write does a bounded amount of work. The caller holds
+// auditMu.
+func (f *Fleet) pruneAudit(ab *bolt.Bucket, now int64) error {
+	floor := store.U64(uint64(max(now-f.opts.AuditMaxAge.Nanoseconds(), 0)))
+	c := ab.Cursor()
+	// A few deletions per write keep the cost per call small while always
+	// removing faster than one write adds.
+	for i := 0; i < 64; i++ {
+		k, _ := c.First()
+		if k == nil {
+			break
+		}
+		if f.auditCount <= f.opts.AuditMaxEntries && bytes.Compare(k[:8], floor) >= 0 {
+			break
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		f.auditCount--
+	}
+	return nil
+}
+
 // AuditLog returns entries at or after since, oldest first, at most limit
 // (the newest ones when there are more).
 func (f *Fleet) AuditLog(since time.Time, limit int) ([]*quarryv1.AuditEntry, error) {
+	if limit <= 0 {
+		limit = int(^uint(0) >> 1)
+	}
 	var out []*quarryv1.AuditEntry
+	token := ""
+	for len(out) < limit {
+		page, next, err := f.AuditPage(since, min(limit-len(out), MaxAuditPage), token)
+		if err != nil {
+			return nil, err
+		}
+		out = append(page, out...)
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	return out, nil
+}
+
+// AuditPage returns up to limit of the newest entries at or after since
+// and older than pageToken (all entries when it is empty), oldest first,
+// and the token for the next older page, empty when there is none.
+func (f *Fleet) AuditPage(since time.Time, limit int, pageToken string) ([]*quarryv1.AuditEntry, string, error) {
+	if limit <= 0 || limit > MaxAuditPage {
+		limit = MaxAuditPage
+	}
+	var before []byte
+	if pageToken != "" {
+		b, err := hex.DecodeString(pageToken)
+		if err != nil || len(b) != 16 {
+			return nil, "", fmt.Errorf("page token %q is not one this controller issued: %w", pageToken, ErrBadPageToken)
+		}
+		before = b
+	}
+	start := store.U64(uint64(max(since.UnixNano(), 0)))
+	var out []*quarryv1.AuditEntry
+	next := ""
 	err := f.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bucketAudit)).Cursor()
-		start := store.U64(uint64(max(since.UnixNano(), 0)))
-		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
+		var k, v []byte
+		if before == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Seek(before)
+			if k == nil {
+				k, v = c.Last()
+			}
+			for k != nil && bytes.Compare(k, before) >= 0 {
+				k, v = c.Prev()
+			}
+		}
+		var last []byte
+		for ; k != nil && bytes.Compare(k, start) >= 0; k, v = c.Prev() {
+			if len(out) == limit {
+				next = hex.EncodeToString(last)
+				break
+			}
 			e := &quarryv1.AuditEntry{}
 			if err := proto.Unmarshal(v, e); err != nil {
 				return err
 			}
 			out = append(out, e)
+			last = append(last[:0], k...)
 		}
 		return nil
 	})
-	if limit > 0 && len(out) > limit {
-		out = out[len(out)-limit:]
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
 	}
-	return out, err
+	return out, next, err
 }

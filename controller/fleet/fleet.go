@@ -6,10 +6,13 @@ package fleet
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +46,8 @@ var (
 	ErrRevoked        = errors.New("rig certificate has been revoked")
 	ErrUnknownCommand = errors.New("unknown command")
 	ErrClosed         = errors.New("fleet is shutting down")
+	ErrBadPageToken   = errors.New("bad page token")
+	ErrBadLabel       = errors.New("bad label")
 )
 
 // Options tune the fleet store.
@@ -53,8 +58,15 @@ type Options struct {
 	MaxEvents int
 	// HistoryLen is how many report rollups are kept per rig.
 	HistoryLen int
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// AuditMaxAge and AuditMaxEntries bound the audit log; older entries
+	// and, beyond the count, the oldest ones are dropped as new ones come.
+	AuditMaxAge     time.Duration
+	AuditMaxEntries int
+	// MaxClockSkew is how far ahead of the controller's clock a report's
+	// time may be; beyond it the report is taken as received now.
+	MaxClockSkew time.Duration
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 func (o *Options) fill() {
@@ -67,6 +79,15 @@ func (o *Options) fill() {
 	if o.HistoryLen <= 0 {
 		o.HistoryLen = 360
 	}
+	if o.AuditMaxAge <= 0 {
+		o.AuditMaxAge = DefaultAuditMaxAge
+	}
+	if o.AuditMaxEntries <= 0 {
+		o.AuditMaxEntries = DefaultAuditMaxEntries
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = DefaultMaxClockSkew
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -74,6 +95,13 @@ func (o *Options) fill() {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 }
+
+// Defaults of the bounds in Options.
+const (
+	DefaultAuditMaxAge     = 90 * 24 * time.Hour
+	DefaultAuditMaxEntries = 100_000
+	DefaultMaxClockSkew    = 5 * time.Minute
+)
 
 // Fleet is the controller's fleet state.
 type Fleet struct {
@@ -93,6 +121,11 @@ type Fleet struct {
 	stats    IngestStats
 	observer []ReportObserver
 	auditSeq atomic.Uint64 // breaks ties between audit entries in one nanosecond
+
+	regMu sync.Mutex // serialises enrolment name choice
+
+	auditMu    sync.Mutex
+	auditCount int // entries in the audit bucket; -1 until first counted
 }
 
 // ReportObserver is told about every committed report, after the commit.
@@ -132,6 +165,8 @@ func Open(db *bolt.DB, opts Options) (*Fleet, error) {
 		ingest:   make(chan ingestItem, opts.MaxBatch),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+
+		auditCount: -1,
 	}
 	if err := f.migrateAdminTokens(); err != nil {
 		return nil, err
@@ -216,10 +251,19 @@ func (f *Fleet) Resolve(idOrName string) (string, error) {
 	if _, ok := f.rigs[idOrName]; ok {
 		return idOrName, nil
 	}
+	// Names are unique and set by the controller; a hostname is what the
+	// rig says, so it is only a fallback when no name matches.
 	var found []string
 	for id, r := range f.rigs {
-		if r.Name == idOrName || r.Hostname == idOrName {
+		if r.Name == idOrName {
 			found = append(found, id)
+		}
+	}
+	if len(found) == 0 {
+		for id, r := range f.rigs {
+			if r.Hostname == idOrName {
+				found = append(found, id)
+			}
 		}
 	}
 	switch len(found) {
@@ -308,7 +352,15 @@ func (f *Fleet) Stats() IngestStats {
 // sequence number once it is durably committed (or was already committed
 // before, for a replayed duplicate). Ingest blocks when the committer is
 // behind, which pushes back on the agent's stream.
+//
+// A report dated further ahead than MaxClockSkew (or not dated) is taken as
+// made when it was received, so a rig's clock cannot stop its billing meter
+// or push its history into the future.
 func (f *Fleet) Ingest(ctx context.Context, rigID string, r *quarryv1.Report, ack func(seq uint64)) error {
+	now := f.opts.Now().UnixNano()
+	if t := r.GetTimeUnixNano(); t <= 0 || t > now+f.opts.MaxClockSkew.Nanoseconds() {
+		r.TimeUnixNano = now
+	}
 	select {
 	case f.ingest <- ingestItem{rigID: rigID, report: r, ack: ack}:
 		return nil
@@ -542,4 +594,128 @@ func (f *Fleet) History(rigID string, limit int) ([]*quarryv1.Report, error) {
 		out[i], out[j] = out[j], out[i]
 	}
 	return out, err
+}
+
+// Rig list pages are bounded in count and in encoded bytes, so no answer
+// nears the gRPC message limit however large the fleet or its rigs.
+const (
+	DefaultRigPage  = 500
+	MaxRigPage      = 1000
+	maxRigPageBytes = 2 << 20
+)
+
+// RigsPage returns up to pageSize rigs (0: the default) after pageToken,
+// sorted by name then id like Rigs, and the token for the next page,
+// empty on the last one.
+func (f *Fleet) RigsPage(pageSize int, pageToken string) ([]*quarryv1.Rig, string, error) {
+	if pageSize <= 0 {
+		pageSize = DefaultRigPage
+	}
+	pageSize = min(pageSize, MaxRigPage)
+	var afterName, afterID string
+	if pageToken != "" {
+		b, err := base64.RawURLEncoding.DecodeString(pageToken)
+		name, id, ok := strings.Cut(string(b), "\x00")
+		if err != nil || !ok || id == "" {
+			return nil, "", fmt.Errorf("page token %q is not one this controller issued: %w", pageToken, ErrBadPageToken)
+		}
+		afterName, afterID = name, id
+	}
+	type key struct{ name, id string }
+	less := func(a, b key) bool {
+		if a.name != b.name {
+			return a.name < b.name
+		}
+		return a.id < b.id
+	}
+	after := key{afterName, afterID}
+	f.mu.Lock()
+	keys := make([]key, 0, len(f.rigs))
+	for id, r := range f.rigs {
+		k := key{r.Name, id}
+		if pageToken == "" || less(after, k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return less(keys[i], keys[j]) })
+	var out []*quarryv1.Rig
+	size := 0
+	for _, k := range keys {
+		if len(out) == pageSize {
+			break
+		}
+		c := proto.Clone(f.rigs[k.id]).(*quarryv1.Rig)
+		_, c.Online = f.sessions[k.id]
+		c.Revoked = f.revoked[k.id]
+		n := proto.Size(c)
+		if len(out) > 0 && size+n > maxRigPageBytes {
+			break
+		}
+		size += n
+		out = append(out, c)
+	}
+	more := len(out) < len(keys)
+	f.mu.Unlock()
+	next := ""
+	if more {
+		last := out[len(out)-1]
+		next = base64.RawURLEncoding.EncodeToString([]byte(last.Name + "\x00" + last.Id))
+	}
+	return out, next, nil
+}
+
+// Label limits: labels drive selectors, the electricity site and billing,
+// so keys are plain identifiers and both sides are short.
+const (
+	MaxLabels        = 32
+	maxLabelKeyBytes = 63
+)
+
+func validLabelKey(k string) bool {
+	if k == "" || len(k) > maxLabelKeyBytes {
+		return false
+	}
+	for _, c := range k {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// SetLabels sets and removes a rig's controller-side labels and returns
+// the rig afterwards. Nothing changes if any label is invalid.
+func (f *Fleet) SetLabels(id string, set map[string]string, remove []string) (*quarryv1.Rig, error) {
+	for k, v := range set {
+		if !validLabelKey(k) {
+			return nil, fmt.Errorf("label key %q: want 1-%d letters, digits, '-', '_', '.' or '/': %w", k, maxLabelKeyBytes, ErrBadLabel)
+		}
+		if len(v) > MaxFieldBytes || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, fmt.Errorf("label %s: the value must be at most %d bytes without control characters: %w", k, MaxFieldBytes, ErrBadLabel)
+		}
+	}
+	var tooMany bool
+	err := f.UpdateRig(id, func(r *quarryv1.Rig) {
+		labels := maps.Clone(r.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		for _, k := range remove {
+			delete(labels, k)
+		}
+		maps.Copy(labels, set)
+		if len(labels) > MaxLabels {
+			tooMany = true
+			return
+		}
+		r.Labels = labels
+	})
+	if err != nil {
+		return nil, err
+	}
+	if tooMany {
+		return nil, fmt.Errorf("a rig has at most %d labels: %w", MaxLabels, ErrBadLabel)
+	}
+	return f.Rig(id)
 }

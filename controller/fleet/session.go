@@ -111,14 +111,17 @@ func (f *Fleet) Online(rigID string) bool {
 	return ok
 }
 
-// SetHello stores what the agent said about itself on connect. It writes
-// only when something changed, so a fleet reconnecting at once does not
-// cost a disk sync per rig.
+// SetHello stores what the agent said about itself on connect: hostname,
+// version and tags, all informational. The rig's name and labels are the
+// controller's and never change here. It writes only when something
+// changed, so a fleet reconnecting at once does not cost a disk sync per
+// rig.
 func (f *Fleet) SetHello(rigID string, h *quarryv1.Hello) error {
+	tags := h.GetInventory().GetTags()
 	f.mu.Lock()
 	r, ok := f.rigs[rigID]
 	changed := ok && ((h.Hostname != "" && r.Hostname != h.Hostname) || r.Version != h.Version ||
-		(h.Inventory != nil && len(h.Inventory.Tags) > 0 && !maps.Equal(r.Tags, h.Inventory.Tags)) || r.Name == "")
+		(len(tags) > 0 && !maps.Equal(r.Tags, tags)))
 	f.mu.Unlock()
 	if !changed {
 		return nil
@@ -128,11 +131,8 @@ func (f *Fleet) SetHello(rigID string, h *quarryv1.Hello) error {
 			r.Hostname = h.Hostname
 		}
 		r.Version = h.Version
-		if inv := h.Inventory; inv != nil && len(inv.Tags) > 0 {
-			r.Tags = inv.Tags
-		}
-		if r.Name == "" {
-			r.Name = h.Hostname
+		if len(tags) > 0 {
+			r.Tags = tags
 		}
 	})
 }

@@ -119,15 +119,39 @@ func (f *Fleet) Redeem(tokenStr, caHash, hostname string) (rigID, rigName string
 		if rigName == "" {
 			rigName = hostname
 		}
+		if rigName == "" {
+			rigName = rigID
+		}
 		return nil
 	})
 	if err != nil {
 		return "", "", err
 	}
-	if err := f.RegisterRig(rigID, rigName, hostname); err != nil {
+	if rigName, err = f.registerUnique(rigID, rigName, hostname); err != nil {
 		return "", "", err
 	}
 	return rigID, rigName, nil
+}
+
+// registerUnique registers a rig under name or, when that is taken, the
+// first free of name-2, name-3, ..., so commands by name always reach one
+// rig.
+func (f *Fleet) registerUnique(id, name, hostname string) (string, error) {
+	// Holding regMu across the check and the write keeps two rigs
+	// enrolling at once from picking the same free name.
+	f.regMu.Lock()
+	defer f.regMu.Unlock()
+	f.mu.Lock()
+	taken := make(map[string]bool, len(f.rigs))
+	for _, r := range f.rigs {
+		taken[r.Name] = true
+	}
+	f.mu.Unlock()
+	unique := name
+	for i := 2; taken[unique]; i++ {
+		unique = fmt.Sprintf("%s-%d", name, i)
+	}
+	return unique, f.RegisterRig(id, unique, hostname)
 }
 
 // Roles, weakest first. A role may do everything the roles before it may.

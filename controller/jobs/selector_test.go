@@ -9,9 +9,9 @@ import (
 
 func TestSelectorMatchesRigs(t *testing.T) {
 	rigs := []*quarryv1.Rig{
-		{Id: "rig-a", Name: "builder-1", Tags: map[string]string{"site": "reykjavik", "hosting": ""}, Gpus: []*quarryv1.GPUStats{{Name: "NVIDIA GeForce RTX 3070"}}},
-		{Id: "rig-b", Name: "builder-2", Tags: map[string]string{"site": "oslo"}},
-		{Id: "rig-c", Tags: map[string]string{"site": "reykjavik"}},
+		{Id: "rig-a", Name: "builder-1", Labels: map[string]string{"site": "reykjavik", "hosting": ""}, Gpus: []*quarryv1.GPUStats{{Name: "NVIDIA GeForce RTX 3070"}}},
+		{Id: "rig-b", Name: "builder-2", Labels: map[string]string{"site": "oslo"}},
+		{Id: "rig-c", Labels: map[string]string{"site": "reykjavik"}},
 	}
 	cases := []struct {
 		sel  string

@@ -1,14 +1,19 @@
 // Package loadgen simulates a fleet of agents against a real controller to
-// measure ingest: many rig streams multiplexed over a few real gRPC
-// connections, each sending reports on a schedule and timing each one from
-// send until the controller's acknowledgement (which it sends only after the
-// durable commit).
+// measure ingest the way production runs: each simulated rig enrolls with a
+// join token (its own key, a certificate request, a certificate), then opens
+// its own mutual-TLS connection and stream, sends reports on a schedule and
+// times each one from send until the controller's acknowledgement (which it
+// sends only after the durable commit).
 package loadgen
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,19 +21,24 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/quarryfleet/quarry/pkg/pki"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
 // Options describe one run.
 type Options struct {
-	Addr     string
+	Addr string
+	// Token is a join token with at least Rigs uses ('quarryctl token
+	// create --uses N'); CA is the controller's CA certificate (PEM), which
+	// the token's pin must match.
+	Token    string
+	CA       []byte
 	Rigs     int
-	Conns    int           // gRPC connections the rig streams share
 	Interval time.Duration // per-rig report period; 0 = as fast as acks allow
 	Duration time.Duration // measured period after all rigs connected
-	Prefix   string        // rig id prefix, so runs do not collide
+	Prefix   string        // hostname prefix, so runs are told apart
 	GPUs     int           // GPUs per report, for a realistic payload
 }
 
@@ -40,16 +50,19 @@ type Result struct {
 	Elapsed      time.Duration
 	PerSecond    float64
 	P50, P99, Mx time.Duration
+	EnrollTime   time.Duration
 	ConnectTime  time.Duration
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("rigs=%d acked=%d in %s: %.0f reports/s committed; send→commit p50=%s p99=%s max=%s (connect %s)",
-		r.Rigs, r.Acked, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.P50, r.P99, r.Mx, r.ConnectTime.Round(time.Millisecond))
+	return fmt.Sprintf("rigs=%d acked=%d in %s: %.0f reports/s committed; send→commit p50=%s p99=%s max=%s (enroll %s, connect %s)",
+		r.Rigs, r.Acked, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.P50, r.P99, r.Mx, r.EnrollTime.Round(time.Millisecond), r.ConnectTime.Round(time.Millisecond))
 }
 
 type rig struct {
 	id     string
+	cert   tls.Certificate
+	conn   *grpc.ClientConn
 	stream quarryv1.AgentService_ConnectClient
 	mu     sync.Mutex
 	sentAt map[uint64]time.Time
@@ -58,31 +71,50 @@ type rig struct {
 	ackCh  chan struct{}
 }
 
-// Run connects every rig, reports for opts.Duration and measures.
+// Run enrolls and connects every rig, reports for opts.Duration and
+// measures.
 func Run(ctx context.Context, opts Options) (Result, error) {
-	if opts.Conns <= 0 {
-		opts.Conns = max(1, opts.Rigs/200)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(opts.CA) {
+		return Result{}, errors.New("the controller CA is not a PEM certificate")
 	}
-	conns := make([]*grpc.ClientConn, opts.Conns)
-	for i := range conns {
-		c, err := grpc.NewClient(opts.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(8<<20))
-		if err != nil {
-			return Result{}, err
-		}
-		defer c.Close()
-		conns[i] = c
+	host, _, err := net.SplitHostPort(opts.Addr)
+	if err != nil {
+		return Result{}, fmt.Errorf("addr: %w", err)
 	}
+	base := &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS13}
+	anon, err := grpc.NewClient(opts.Addr, grpc.WithTransportCredentials(credentials.NewTLS(base)))
+	if err != nil {
+		return Result{}, err
+	}
+	defer anon.Close()
+	enroller := quarryv1.NewAgentServiceClient(anon)
+
 	report := sampleReport(opts.GPUs)
 	rigs := make([]*rig, opts.Rigs)
 	start := time.Now()
 	var g errgroup.Group
-	g.SetLimit(64)
+	g.SetLimit(32)
 	for i := range rigs {
-		r := &rig{id: fmt.Sprintf("%s-%06d", opts.Prefix, i), sentAt: map[uint64]time.Time{}, ackCh: make(chan struct{}, 1)}
+		r := &rig{sentAt: map[uint64]time.Time{}, ackCh: make(chan struct{}, 1)}
 		rigs[i] = r
-		conn := conns[i%len(conns)]
-		g.Go(func() error { return r.connect(ctx, conn) })
+		hostname := fmt.Sprintf("%s-%06d", opts.Prefix, i)
+		g.Go(func() error { return r.enroll(ctx, enroller, opts.Token, hostname) })
+	}
+	if err := g.Wait(); err != nil {
+		return Result{}, err
+	}
+	enrollTime := time.Since(start)
+	defer func() {
+		for _, r := range rigs {
+			if r.conn != nil {
+				r.conn.Close()
+			}
+		}
+	}()
+	start = time.Now()
+	for _, r := range rigs {
+		g.Go(func() error { return r.connect(ctx, opts.Addr, base) })
 	}
 	if err := g.Wait(); err != nil {
 		return Result{}, err
@@ -108,16 +140,40 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		_ = r.stream.CloseSend()
 	}
 	ackedInWindow := lat.countBefore(measureStart.Add(elapsed))
-	res := Result{Rigs: opts.Rigs, Sent: sent.Load(), Acked: uint64(lat.n()), Elapsed: elapsed, ConnectTime: connectTime}
+	res := Result{Rigs: opts.Rigs, Sent: sent.Load(), Acked: uint64(lat.n()), Elapsed: elapsed, EnrollTime: enrollTime, ConnectTime: connectTime}
 	res.PerSecond = float64(ackedInWindow) / elapsed.Seconds()
 	res.P50, res.P99, res.Mx = lat.quantiles()
 	return res, nil
 }
 
-func (r *rig) connect(ctx context.Context, conn *grpc.ClientConn) error {
-	s, err := quarryv1.NewAgentServiceClient(conn).Connect(ctx)
+// enroll gets the rig a certificate for a key made here, as an agent does
+// on its first start.
+func (r *rig) enroll(ctx context.Context, c quarryv1.AgentServiceClient, token, hostname string) error {
+	key, csr, err := pki.NewKeyAndRequest(hostname)
 	if err != nil {
 		return err
+	}
+	resp, err := c.Enroll(ctx, &quarryv1.EnrollRequest{Token: token, CsrDer: csr, Hostname: hostname})
+	if err != nil {
+		return fmt.Errorf("enroll %s: %w", hostname, err)
+	}
+	r.id = resp.RigId
+	r.cert = tls.Certificate{Certificate: [][]byte{resp.CertificateDer}, PrivateKey: key}
+	return nil
+}
+
+// connect opens the rig's own mutual-TLS connection and stream.
+func (r *rig) connect(ctx context.Context, addr string, base *tls.Config) error {
+	cfg := base.Clone()
+	cfg.Certificates = []tls.Certificate{r.cert}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return err
+	}
+	r.conn = conn
+	s, err := quarryv1.NewAgentServiceClient(conn).Connect(ctx)
+	if err != nil {
+		return fmt.Errorf("rig %s: %w", r.id, err)
 	}
 	if err := s.Send(&quarryv1.ConnectRequest{Msg: &quarryv1.ConnectRequest_Hello{Hello: &quarryv1.Hello{RigId: r.id, Hostname: r.id}}}); err != nil {
 		return err

@@ -70,7 +70,7 @@ func (e *env) rig(id, name string, tags map[string]string, gpus ...string) {
 		e.t.Fatal(err)
 	}
 	if err := e.f.UpdateRig(id, func(r *quarryv1.Rig) {
-		r.Tags = tags
+		r.Labels = tags
 		for _, g := range gpus {
 			r.Gpus = append(r.Gpus, &quarryv1.GPUStats{Name: g})
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/jobs"
 	"github.com/quarryfleet/quarry/controller/switcher"
 )
@@ -20,7 +21,8 @@ type Config struct {
 	ReportInterval time.Duration   `yaml:"report_interval" flag:"report-interval" help:"how often agents report"`
 	AgentCertTTL   time.Duration   `yaml:"agent_cert_ttl" flag:"agent-cert-ttl" help:"lifetime of rig certificates; agents renew at two thirds"`
 	LocalToken     bool            `yaml:"local_token" flag:"local-token" help:"write a join token for an agent on this machine into the data dir"`
-	InsecureAgents bool            `yaml:"insecure_agents" help:"trust rig ids without client certificates (load benchmarks only)"`
+	MaxClockSkew   time.Duration   `yaml:"max_clock_skew" help:"how far ahead of the controller's clock a rig's report may be dated; later ones count as received now"`
+	Audit          AuditConfig     `yaml:"audit"`
 	MaxBatch       int             `yaml:"max_batch" help:"most reports committed in one database transaction"`
 	LogLevel       string          `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	ShutdownGrace  time.Duration   `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
@@ -29,6 +31,12 @@ type Config struct {
 	Profit         switcher.Config `yaml:"profit"`
 	Web            WebConfig       `yaml:"web"`
 	Gossip         GossipConfig    `yaml:"gossip"`
+}
+
+// AuditConfig bounds the audit log.
+type AuditConfig struct {
+	MaxAge     time.Duration `yaml:"max_age" help:"audit entries older than this are dropped"`
+	MaxEntries int           `yaml:"max_entries" help:"most audit entries kept; the oldest are dropped first"`
 }
 
 // DefaultConfig returns the zero-flag configuration.
@@ -41,6 +49,8 @@ func DefaultConfig() Config {
 		AgentCertTTL:   24 * time.Hour,
 		LocalToken:     true,
 		MaxBatch:       4096,
+		MaxClockSkew:   fleet.DefaultMaxClockSkew,
+		Audit:          AuditConfig{MaxAge: fleet.DefaultAuditMaxAge, MaxEntries: fleet.DefaultAuditMaxEntries},
 		LogLevel:       "info",
 		ShutdownGrace:  10 * time.Second,
 		Jobs:           jobs.DefaultConfig(),
@@ -73,6 +83,15 @@ func (c Config) Validate() error {
 	}
 	if err := c.Profit.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.MaxClockSkew < time.Second {
+		errs = append(errs, fmt.Errorf("max_clock_skew: %s is below the 1s minimum", c.MaxClockSkew))
+	}
+	if c.Audit.MaxAge < time.Hour {
+		errs = append(errs, fmt.Errorf("audit.max_age: %s is below the 1h minimum", c.Audit.MaxAge))
+	}
+	if c.Audit.MaxEntries < 1000 {
+		errs = append(errs, fmt.Errorf("audit.max_entries: %d is below the minimum of 1000", c.Audit.MaxEntries))
 	}
 	if c.MaxBatch < 1 {
 		errs = append(errs, fmt.Errorf("max_batch: must be at least 1, got %d", c.MaxBatch))

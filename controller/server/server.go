@@ -19,7 +19,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/quarryfleet/quarry/controller/api"
@@ -107,7 +106,8 @@ func (c *Controller) open() error {
 	if err != nil {
 		return err
 	}
-	c.fleet, err = fleet.Open(c.db, fleet.Options{MaxBatch: c.cfg.MaxBatch, Logger: c.log})
+	c.fleet, err = fleet.Open(c.db, fleet.Options{MaxBatch: c.cfg.MaxBatch, Logger: c.log,
+		AuditMaxAge: c.cfg.Audit.MaxAge, AuditMaxEntries: c.cfg.Audit.MaxEntries, MaxClockSkew: c.cfg.MaxClockSkew})
 	if err != nil {
 		return err
 	}
@@ -142,9 +142,6 @@ func (c *Controller) open() error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(4 << 20),
 	}
-	if c.cfg.InsecureAgents {
-		opts[0] = grpc.Creds(insecure.NewCredentials())
-	}
 	c.grpcSrv = grpc.NewServer(append(opts, c.extra...)...)
 	if err := c.setupGossip(); err != nil {
 		return err
@@ -153,7 +150,6 @@ func (c *Controller) open() error {
 		Fleet:          c.fleet,
 		Enrollment:     c.gossipEnrollment(api.Enrollment{CA: c.ca, CertTTL: c.cfg.AgentCertTTL}),
 		ReportInterval: c.cfg.ReportInterval,
-		Insecure:       c.cfg.InsecureAgents,
 		Log:            c.log,
 	})
 	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log})
@@ -188,9 +184,6 @@ func (c *Controller) open() error {
 	c.httpSrv = c.cfg.Web.httpServer(c.mux)
 	if c.web != nil {
 		c.httpSrv.RegisterOnShutdown(c.web.Close) // live streams end so Shutdown can finish
-	}
-	if c.cfg.InsecureAgents {
-		c.log.Warn("insecure_agents is on: rig ids are trusted without certificates; use only for load benchmarks")
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ func benchFleet(b *testing.B, nRigs, nAlg, coinsPerAlg int) (*Switcher, []*quarr
 	for r := range rigs {
 		id := fmt.Sprintf("rig-%05d", r)
 		gpu := fmt.Sprintf("GPU model %d", r%4)
-		rig := &quarryv1.Rig{Id: id, Name: id, Online: true, Tags: map[string]string{"site": []string{"hydro", "city"}[r%2]},
+		rig := &quarryv1.Rig{Id: id, Name: id, Online: true, Labels: map[string]string{"site": []string{"hydro", "city"}[r%2]},
 			Gpus: []*quarryv1.GPUStats{{Name: gpu}, {Name: gpu}}}
 		for a := range nAlg {
 			s.ObserveReport(id, &quarryv1.Report{

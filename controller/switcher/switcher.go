@@ -323,7 +323,7 @@ func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 			rc = s.rigCfg[r.Name]
 		}
 		in := RigInput{ID: r.Id, Name: r.Name, Fingerprint: Fingerprint(r), Online: r.Online, Current: profit.Off}
-		in.Site = firstNonEmpty(rc.Site, r.Tags["site"])
+		in.Site = firstNonEmpty(rc.Site, r.Labels["site"])
 		if !s.siteSet[in.Site] {
 			in.Site = s.cfg.DefaultSite
 		}

@@ -6,8 +6,10 @@ package pki
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -147,12 +149,9 @@ func (ca *CA) IssueServer(hosts []string, ttl time.Duration, now time.Time) (cer
 // client certificate for subject cn in unit ou. Whatever subject the request
 // claims is ignored: identity comes from the controller, never the client.
 func (ca *CA) SignRequest(csrDER []byte, cn, ou string, ttl time.Duration, now time.Time) ([]byte, error) {
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, err := parseRequest(csrDER)
 	if err != nil {
-		return nil, fmt.Errorf("parse certificate request: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("certificate request signature: %w", err)
+		return nil, err
 	}
 	// Backdate a little for clock skew, but never so much that the
 	// renewal point (two thirds of the validity) is already past.
@@ -170,6 +169,34 @@ func (ca *CA) SignRequest(csrDER []byte, cn, ou string, ttl time.Duration, now t
 		return nil, fmt.Errorf("sign certificate: %w", err)
 	}
 	return der, nil
+}
+
+// CheckRequest verifies a certificate request: it parses, its signature
+// proves possession of its key, and the key is of a kind this CA signs.
+// Enrolment calls it before spending a join token.
+func CheckRequest(csrDER []byte) error {
+	_, err := parseRequest(csrDER)
+	return err
+}
+
+func parseRequest(csrDER []byte) (*x509.CertificateRequest, error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate request: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request signature does not verify: %w", err)
+	}
+	switch k := csr.PublicKey.(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("certificate request key: RSA keys must be at least 2048 bits, got %d", k.N.BitLen())
+		}
+	default:
+		return nil, fmt.Errorf("certificate request key: %T is not supported", k)
+	}
+	return csr, nil
 }
 
 // Identity is who a verified client certificate says its holder is.

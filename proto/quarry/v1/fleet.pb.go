@@ -476,8 +476,12 @@ type Rig struct {
 	Tags             map[string]string      `protobuf:"bytes,14,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	GossipStatus     string                 `protobuf:"bytes,15,opt,name=gossip_status,json=gossipStatus,proto3" json:"gossip_status,omitempty"`
 	Events           []*Event               `protobuf:"bytes,16,rep,name=events,proto3" json:"events,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// labels are set by an operator on the controller; selectors, the
+	// electricity site and billing use them. tags above are what the rig
+	// reports about itself and are informational only.
+	Labels        map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rig) Reset() {
@@ -622,8 +626,19 @@ func (x *Rig) GetEvents() []*Event {
 	return nil
 }
 
+func (x *Rig) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// ListRigs answers a page at a time, sorted by name then id. A page is
+// bounded in rigs and in bytes; pass next_page_token back for the next one.
 type ListRigsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      uint32                 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"` // 0: the server's default
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -658,9 +673,24 @@ func (*ListRigsRequest) Descriptor() ([]byte, []int) {
 	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
+func (x *ListRigsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRigsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListRigsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rigs          []*Rig                 `protobuf:"bytes,1,rep,name=rigs,proto3" json:"rigs,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // empty on the last page
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -702,6 +732,117 @@ func (x *ListRigsResponse) GetRigs() []*Rig {
 	return nil
 }
 
+func (x *ListRigsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type SetRigLabelsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rig           string                 `protobuf:"bytes,1,opt,name=rig,proto3" json:"rig,omitempty"` // id or name
+	Set           map[string]string      `protobuf:"bytes,2,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Remove        []string               `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRigLabelsRequest) Reset() {
+	*x = SetRigLabelsRequest{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRigLabelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRigLabelsRequest) ProtoMessage() {}
+
+func (x *SetRigLabelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRigLabelsRequest.ProtoReflect.Descriptor instead.
+func (*SetRigLabelsRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetRigLabelsRequest) GetRig() string {
+	if x != nil {
+		return x.Rig
+	}
+	return ""
+}
+
+func (x *SetRigLabelsRequest) GetSet() map[string]string {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *SetRigLabelsRequest) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+type SetRigLabelsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rig           *Rig                   `protobuf:"bytes,1,opt,name=rig,proto3" json:"rig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRigLabelsResponse) Reset() {
+	*x = SetRigLabelsResponse{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRigLabelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRigLabelsResponse) ProtoMessage() {}
+
+func (x *SetRigLabelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRigLabelsResponse.ProtoReflect.Descriptor instead.
+func (*SetRigLabelsResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SetRigLabelsResponse) GetRig() *Rig {
+	if x != nil {
+		return x.Rig
+	}
+	return nil
+}
+
 type GetRigRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rig           string                 `protobuf:"bytes,1,opt,name=rig,proto3" json:"rig,omitempty"` // id or name
@@ -711,7 +852,7 @@ type GetRigRequest struct {
 
 func (x *GetRigRequest) Reset() {
 	*x = GetRigRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +864,7 @@ func (x *GetRigRequest) String() string {
 func (*GetRigRequest) ProtoMessage() {}
 
 func (x *GetRigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +877,7 @@ func (x *GetRigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRigRequest.ProtoReflect.Descriptor instead.
 func (*GetRigRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetRigRequest) GetRig() string {
@@ -755,7 +896,7 @@ type GetRigResponse struct {
 
 func (x *GetRigResponse) Reset() {
 	*x = GetRigResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +908,7 @@ func (x *GetRigResponse) String() string {
 func (*GetRigResponse) ProtoMessage() {}
 
 func (x *GetRigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +921,7 @@ func (x *GetRigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRigResponse.ProtoReflect.Descriptor instead.
 func (*GetRigResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetRigResponse) GetRig() *Rig {
@@ -802,7 +943,7 @@ type SendCommandRequest struct {
 
 func (x *SendCommandRequest) Reset() {
 	*x = SendCommandRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +955,7 @@ func (x *SendCommandRequest) String() string {
 func (*SendCommandRequest) ProtoMessage() {}
 
 func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +968,7 @@ func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandRequest.ProtoReflect.Descriptor instead.
 func (*SendCommandRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SendCommandRequest) GetRig() string {
@@ -867,7 +1008,7 @@ type SendCommandResponse struct {
 
 func (x *SendCommandResponse) Reset() {
 	*x = SendCommandResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1020,7 @@ func (x *SendCommandResponse) String() string {
 func (*SendCommandResponse) ProtoMessage() {}
 
 func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1033,7 @@ func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandResponse.ProtoReflect.Descriptor instead.
 func (*SendCommandResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SendCommandResponse) GetCommandId() string {
@@ -911,7 +1052,7 @@ type GetCommandRequest struct {
 
 func (x *GetCommandRequest) Reset() {
 	*x = GetCommandRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1064,7 @@ func (x *GetCommandRequest) String() string {
 func (*GetCommandRequest) ProtoMessage() {}
 
 func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1077,7 @@ func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommandRequest.ProtoReflect.Descriptor instead.
 func (*GetCommandRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetCommandRequest) GetCommandId() string {
@@ -960,7 +1101,7 @@ type CommandRecord struct {
 
 func (x *CommandRecord) Reset() {
 	*x = CommandRecord{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1113,7 @@ func (x *CommandRecord) String() string {
 func (*CommandRecord) ProtoMessage() {}
 
 func (x *CommandRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1126,7 @@ func (x *CommandRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRecord.ProtoReflect.Descriptor instead.
 func (*CommandRecord) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommandRecord) GetCommand() *Command {
@@ -1039,7 +1180,7 @@ type GetCommandResponse struct {
 
 func (x *GetCommandResponse) Reset() {
 	*x = GetCommandResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1192,7 @@ func (x *GetCommandResponse) String() string {
 func (*GetCommandResponse) ProtoMessage() {}
 
 func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1205,7 @@ func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommandResponse.ProtoReflect.Descriptor instead.
 func (*GetCommandResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetCommandResponse) GetRecord() *CommandRecord {
@@ -1085,7 +1226,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1238,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1251,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateTokenRequest) GetTtlSeconds() int64 {
@@ -1144,7 +1285,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1297,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1310,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -1195,7 +1336,7 @@ type RevokeRigRequest struct {
 
 func (x *RevokeRigRequest) Reset() {
 	*x = RevokeRigRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1348,7 @@ func (x *RevokeRigRequest) String() string {
 func (*RevokeRigRequest) ProtoMessage() {}
 
 func (x *RevokeRigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1361,7 @@ func (x *RevokeRigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRigRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRigRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeRigRequest) GetRig() string {
@@ -1238,7 +1379,7 @@ type RevokeRigResponse struct {
 
 func (x *RevokeRigResponse) Reset() {
 	*x = RevokeRigResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1391,7 @@ func (x *RevokeRigResponse) String() string {
 func (*RevokeRigResponse) ProtoMessage() {}
 
 func (x *RevokeRigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,20 +1404,24 @@ func (x *RevokeRigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRigResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRigResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
+// ListAudit answers the newest entries first in pages: each page holds up
+// to limit entries (capped by the server), oldest first within the page;
+// next_page_token continues with older entries.
 type ListAuditRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SinceUnixNano int64                  `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1433,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1446,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{23}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -1316,6 +1461,13 @@ func (x *ListAuditRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListAuditRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 type AuditEntry struct {
@@ -1333,7 +1485,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1497,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1510,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{24}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AuditEntry) GetTimeUnixNano() int64 {
@@ -1413,13 +1565,14 @@ func (x *AuditEntry) GetDetail() string {
 type ListAuditResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // empty when there are no older entries
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1584,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1597,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{25}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1452,6 +1605,13 @@ func (x *ListAuditResponse) GetEntries() []*AuditEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *ListAuditResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type WhoAmIRequest struct {
@@ -1462,7 +1622,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1634,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1647,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{26}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{28}
 }
 
 type WhoAmIResponse struct {
@@ -1500,7 +1660,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1672,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1685,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{27}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WhoAmIResponse) GetWho() string {
@@ -1572,7 +1732,7 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\x18RevokeAdminTokenResponse\"\x13\n" +
 	"\x11GetVersionRequest\".\n" +
 	"\x12GetVersionResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\tR\aversion\"\xc8\x04\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\"\xb7\x05\n" +
 	"\x03Rig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -1590,13 +1750,30 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\bseq_gaps\x18\r \x01(\x04R\aseqGaps\x12,\n" +
 	"\x04tags\x18\x0e \x03(\v2\x18.quarry.v1.Rig.TagsEntryR\x04tags\x12#\n" +
 	"\rgossip_status\x18\x0f \x01(\tR\fgossipStatus\x12(\n" +
-	"\x06events\x18\x10 \x03(\v2\x10.quarry.v1.EventR\x06events\x1a7\n" +
+	"\x06events\x18\x10 \x03(\v2\x10.quarry.v1.EventR\x06events\x122\n" +
+	"\x06labels\x18\x11 \x03(\v2\x1a.quarry.v1.Rig.LabelsEntryR\x06labels\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
-	"\x0fListRigsRequest\"6\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\x0fListRigsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"^\n" +
 	"\x10ListRigsResponse\x12\"\n" +
-	"\x04rigs\x18\x01 \x03(\v2\x0e.quarry.v1.RigR\x04rigs\"!\n" +
+	"\x04rigs\x18\x01 \x03(\v2\x0e.quarry.v1.RigR\x04rigs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb2\x01\n" +
+	"\x13SetRigLabelsRequest\x12\x10\n" +
+	"\x03rig\x18\x01 \x01(\tR\x03rig\x129\n" +
+	"\x03set\x18\x02 \x03(\v2'.quarry.v1.SetRigLabelsRequest.SetEntryR\x03set\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\x1a6\n" +
+	"\bSetEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
+	"\x14SetRigLabelsResponse\x12 \n" +
+	"\x03rig\x18\x01 \x01(\v2\x0e.quarry.v1.RigR\x03rig\"!\n" +
 	"\rGetRigRequest\x12\x10\n" +
 	"\x03rig\x18\x01 \x01(\tR\x03rig\"2\n" +
 	"\x0eGetRigResponse\x12 \n" +
@@ -1632,10 +1809,12 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\x11expires_unix_nano\x18\x02 \x01(\x03R\x0fexpiresUnixNano\"$\n" +
 	"\x10RevokeRigRequest\x12\x10\n" +
 	"\x03rig\x18\x01 \x01(\tR\x03rig\"\x13\n" +
-	"\x11RevokeRigResponse\"P\n" +
+	"\x11RevokeRigResponse\"o\n" +
 	"\x10ListAuditRequest\x12&\n" +
 	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xb8\x01\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xb8\x01\n" +
 	"\n" +
 	"AuditEntry\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
@@ -1644,13 +1823,14 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
 	"\x06target\x18\x05 \x01(\tR\x06target\x12\x16\n" +
 	"\x06result\x18\x06 \x01(\tR\x06result\x12\x16\n" +
-	"\x06detail\x18\a \x01(\tR\x06detail\"D\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\"l\n" +
 	"\x11ListAuditResponse\x12/\n" +
-	"\aentries\x18\x01 \x03(\v2\x15.quarry.v1.AuditEntryR\aentries\"\x0f\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.quarry.v1.AuditEntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x0f\n" +
 	"\rWhoAmIRequest\"6\n" +
 	"\x0eWhoAmIResponse\x12\x10\n" +
 	"\x03who\x18\x01 \x01(\tR\x03who\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role2\xa7\a\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role2\xf8\a\n" +
 	"\fFleetService\x12I\n" +
 	"\n" +
 	"GetVersion\x12\x1c.quarry.v1.GetVersionRequest\x1a\x1d.quarry.v1.GetVersionResponse\x12C\n" +
@@ -1665,7 +1845,8 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\x06WhoAmI\x12\x18.quarry.v1.WhoAmIRequest\x1a\x19.quarry.v1.WhoAmIResponse\x12[\n" +
 	"\x10CreateAdminToken\x12\".quarry.v1.CreateAdminTokenRequest\x1a#.quarry.v1.CreateAdminTokenResponse\x12X\n" +
 	"\x0fListAdminTokens\x12!.quarry.v1.ListAdminTokensRequest\x1a\".quarry.v1.ListAdminTokensResponse\x12[\n" +
-	"\x10RevokeAdminToken\x12\".quarry.v1.RevokeAdminTokenRequest\x1a#.quarry.v1.RevokeAdminTokenResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
+	"\x10RevokeAdminToken\x12\".quarry.v1.RevokeAdminTokenRequest\x1a#.quarry.v1.RevokeAdminTokenResponse\x12O\n" +
+	"\fSetRigLabels\x12\x1e.quarry.v1.SetRigLabelsRequest\x1a\x1f.quarry.v1.SetRigLabelsResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
 
 var (
 	file_quarry_v1_fleet_proto_rawDescOnce sync.Once
@@ -1679,7 +1860,7 @@ func file_quarry_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_quarry_v1_fleet_proto_rawDescData
 }
 
-var file_quarry_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_quarry_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_quarry_v1_fleet_proto_goTypes = []any{
 	(*CreateAdminTokenRequest)(nil),  // 0: quarry.v1.CreateAdminTokenRequest
 	(*CreateAdminTokenResponse)(nil), // 1: quarry.v1.CreateAdminTokenResponse
@@ -1693,74 +1874,83 @@ var file_quarry_v1_fleet_proto_goTypes = []any{
 	(*Rig)(nil),                      // 9: quarry.v1.Rig
 	(*ListRigsRequest)(nil),          // 10: quarry.v1.ListRigsRequest
 	(*ListRigsResponse)(nil),         // 11: quarry.v1.ListRigsResponse
-	(*GetRigRequest)(nil),            // 12: quarry.v1.GetRigRequest
-	(*GetRigResponse)(nil),           // 13: quarry.v1.GetRigResponse
-	(*SendCommandRequest)(nil),       // 14: quarry.v1.SendCommandRequest
-	(*SendCommandResponse)(nil),      // 15: quarry.v1.SendCommandResponse
-	(*GetCommandRequest)(nil),        // 16: quarry.v1.GetCommandRequest
-	(*CommandRecord)(nil),            // 17: quarry.v1.CommandRecord
-	(*GetCommandResponse)(nil),       // 18: quarry.v1.GetCommandResponse
-	(*CreateTokenRequest)(nil),       // 19: quarry.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 20: quarry.v1.CreateTokenResponse
-	(*RevokeRigRequest)(nil),         // 21: quarry.v1.RevokeRigRequest
-	(*RevokeRigResponse)(nil),        // 22: quarry.v1.RevokeRigResponse
-	(*ListAuditRequest)(nil),         // 23: quarry.v1.ListAuditRequest
-	(*AuditEntry)(nil),               // 24: quarry.v1.AuditEntry
-	(*ListAuditResponse)(nil),        // 25: quarry.v1.ListAuditResponse
-	(*WhoAmIRequest)(nil),            // 26: quarry.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),           // 27: quarry.v1.WhoAmIResponse
-	nil,                              // 28: quarry.v1.Rig.TagsEntry
-	(*HostStats)(nil),                // 29: quarry.v1.HostStats
-	(*GPUStats)(nil),                 // 30: quarry.v1.GPUStats
-	(*MinerStats)(nil),               // 31: quarry.v1.MinerStats
-	(*Event)(nil),                    // 32: quarry.v1.Event
-	(CommandKind)(0),                 // 33: quarry.v1.CommandKind
-	(*Command)(nil),                  // 34: quarry.v1.Command
-	(CommandStatus)(0),               // 35: quarry.v1.CommandStatus
+	(*SetRigLabelsRequest)(nil),      // 12: quarry.v1.SetRigLabelsRequest
+	(*SetRigLabelsResponse)(nil),     // 13: quarry.v1.SetRigLabelsResponse
+	(*GetRigRequest)(nil),            // 14: quarry.v1.GetRigRequest
+	(*GetRigResponse)(nil),           // 15: quarry.v1.GetRigResponse
+	(*SendCommandRequest)(nil),       // 16: quarry.v1.SendCommandRequest
+	(*SendCommandResponse)(nil),      // 17: quarry.v1.SendCommandResponse
+	(*GetCommandRequest)(nil),        // 18: quarry.v1.GetCommandRequest
+	(*CommandRecord)(nil),            // 19: quarry.v1.CommandRecord
+	(*GetCommandResponse)(nil),       // 20: quarry.v1.GetCommandResponse
+	(*CreateTokenRequest)(nil),       // 21: quarry.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 22: quarry.v1.CreateTokenResponse
+	(*RevokeRigRequest)(nil),         // 23: quarry.v1.RevokeRigRequest
+	(*RevokeRigResponse)(nil),        // 24: quarry.v1.RevokeRigResponse
+	(*ListAuditRequest)(nil),         // 25: quarry.v1.ListAuditRequest
+	(*AuditEntry)(nil),               // 26: quarry.v1.AuditEntry
+	(*ListAuditResponse)(nil),        // 27: quarry.v1.ListAuditResponse
+	(*WhoAmIRequest)(nil),            // 28: quarry.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 29: quarry.v1.WhoAmIResponse
+	nil,                              // 30: quarry.v1.Rig.TagsEntry
+	nil,                              // 31: quarry.v1.Rig.LabelsEntry
+	nil,                              // 32: quarry.v1.SetRigLabelsRequest.SetEntry
+	(*HostStats)(nil),                // 33: quarry.v1.HostStats
+	(*GPUStats)(nil),                 // 34: quarry.v1.GPUStats
+	(*MinerStats)(nil),               // 35: quarry.v1.MinerStats
+	(*Event)(nil),                    // 36: quarry.v1.Event
+	(CommandKind)(0),                 // 37: quarry.v1.CommandKind
+	(*Command)(nil),                  // 38: quarry.v1.Command
+	(CommandStatus)(0),               // 39: quarry.v1.CommandStatus
 }
 var file_quarry_v1_fleet_proto_depIdxs = []int32{
 	2,  // 0: quarry.v1.ListAdminTokensResponse.tokens:type_name -> quarry.v1.AdminToken
-	29, // 1: quarry.v1.Rig.host:type_name -> quarry.v1.HostStats
-	30, // 2: quarry.v1.Rig.gpus:type_name -> quarry.v1.GPUStats
-	31, // 3: quarry.v1.Rig.miners:type_name -> quarry.v1.MinerStats
-	28, // 4: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
-	32, // 5: quarry.v1.Rig.events:type_name -> quarry.v1.Event
-	9,  // 6: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
-	9,  // 7: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
-	33, // 8: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
-	34, // 9: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
-	35, // 10: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
-	17, // 11: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
-	24, // 12: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
-	7,  // 13: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
-	10, // 14: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
-	12, // 15: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
-	14, // 16: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
-	16, // 17: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
-	19, // 18: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
-	21, // 19: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
-	23, // 20: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
-	26, // 21: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
-	0,  // 22: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
-	3,  // 23: quarry.v1.FleetService.ListAdminTokens:input_type -> quarry.v1.ListAdminTokensRequest
-	5,  // 24: quarry.v1.FleetService.RevokeAdminToken:input_type -> quarry.v1.RevokeAdminTokenRequest
-	8,  // 25: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
-	11, // 26: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
-	13, // 27: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
-	15, // 28: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
-	18, // 29: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
-	20, // 30: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
-	22, // 31: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
-	25, // 32: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
-	27, // 33: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
-	1,  // 34: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
-	4,  // 35: quarry.v1.FleetService.ListAdminTokens:output_type -> quarry.v1.ListAdminTokensResponse
-	6,  // 36: quarry.v1.FleetService.RevokeAdminToken:output_type -> quarry.v1.RevokeAdminTokenResponse
-	25, // [25:37] is the sub-list for method output_type
-	13, // [13:25] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	33, // 1: quarry.v1.Rig.host:type_name -> quarry.v1.HostStats
+	34, // 2: quarry.v1.Rig.gpus:type_name -> quarry.v1.GPUStats
+	35, // 3: quarry.v1.Rig.miners:type_name -> quarry.v1.MinerStats
+	30, // 4: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
+	36, // 5: quarry.v1.Rig.events:type_name -> quarry.v1.Event
+	31, // 6: quarry.v1.Rig.labels:type_name -> quarry.v1.Rig.LabelsEntry
+	9,  // 7: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
+	32, // 8: quarry.v1.SetRigLabelsRequest.set:type_name -> quarry.v1.SetRigLabelsRequest.SetEntry
+	9,  // 9: quarry.v1.SetRigLabelsResponse.rig:type_name -> quarry.v1.Rig
+	9,  // 10: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
+	37, // 11: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
+	38, // 12: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
+	39, // 13: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
+	19, // 14: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
+	26, // 15: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
+	7,  // 16: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
+	10, // 17: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
+	14, // 18: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
+	16, // 19: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
+	18, // 20: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
+	21, // 21: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
+	23, // 22: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
+	25, // 23: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
+	28, // 24: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
+	0,  // 25: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
+	3,  // 26: quarry.v1.FleetService.ListAdminTokens:input_type -> quarry.v1.ListAdminTokensRequest
+	5,  // 27: quarry.v1.FleetService.RevokeAdminToken:input_type -> quarry.v1.RevokeAdminTokenRequest
+	12, // 28: quarry.v1.FleetService.SetRigLabels:input_type -> quarry.v1.SetRigLabelsRequest
+	8,  // 29: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
+	11, // 30: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
+	15, // 31: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
+	17, // 32: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
+	20, // 33: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
+	22, // 34: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
+	24, // 35: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
+	27, // 36: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
+	29, // 37: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
+	1,  // 38: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
+	4,  // 39: quarry.v1.FleetService.ListAdminTokens:output_type -> quarry.v1.ListAdminTokensResponse
+	6,  // 40: quarry.v1.FleetService.RevokeAdminToken:output_type -> quarry.v1.RevokeAdminTokenResponse
+	13, // 41: quarry.v1.FleetService.SetRigLabels:output_type -> quarry.v1.SetRigLabelsResponse
+	29, // [29:42] is the sub-list for method output_type
+	16, // [16:29] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_fleet_proto_init() }
@@ -1775,7 +1965,7 @@ func file_quarry_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_quarry_v1_fleet_proto_rawDesc), len(file_quarry_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

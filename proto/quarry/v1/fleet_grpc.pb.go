@@ -31,6 +31,7 @@ const (
 	FleetService_CreateAdminToken_FullMethodName = "/quarry.v1.FleetService/CreateAdminToken"
 	FleetService_ListAdminTokens_FullMethodName  = "/quarry.v1.FleetService/ListAdminTokens"
 	FleetService_RevokeAdminToken_FullMethodName = "/quarry.v1.FleetService/RevokeAdminToken"
+	FleetService_SetRigLabels_FullMethodName     = "/quarry.v1.FleetService/SetRigLabels"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -54,6 +55,9 @@ type FleetServiceClient interface {
 	// RevokeAdminToken deletes a bearer token by name; the next call with
 	// it is refused.
 	RevokeAdminToken(ctx context.Context, in *RevokeAdminTokenRequest, opts ...grpc.CallOption) (*RevokeAdminTokenResponse, error)
+	// SetRigLabels sets and removes a rig's controller-side labels, which
+	// selectors, the electricity site and billing use.
+	SetRigLabels(ctx context.Context, in *SetRigLabelsRequest, opts ...grpc.CallOption) (*SetRigLabelsResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -184,6 +188,16 @@ func (c *fleetServiceClient) RevokeAdminToken(ctx context.Context, in *RevokeAdm
 	return out, nil
 }
 
+func (c *fleetServiceClient) SetRigLabels(ctx context.Context, in *SetRigLabelsRequest, opts ...grpc.CallOption) (*SetRigLabelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetRigLabelsResponse)
+	err := c.cc.Invoke(ctx, FleetService_SetRigLabels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -205,6 +219,9 @@ type FleetServiceServer interface {
 	// RevokeAdminToken deletes a bearer token by name; the next call with
 	// it is refused.
 	RevokeAdminToken(context.Context, *RevokeAdminTokenRequest) (*RevokeAdminTokenResponse, error)
+	// SetRigLabels sets and removes a rig's controller-side labels, which
+	// selectors, the electricity site and billing use.
+	SetRigLabels(context.Context, *SetRigLabelsRequest) (*SetRigLabelsResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -250,6 +267,9 @@ func (UnimplementedFleetServiceServer) ListAdminTokens(context.Context, *ListAdm
 }
 func (UnimplementedFleetServiceServer) RevokeAdminToken(context.Context, *RevokeAdminTokenRequest) (*RevokeAdminTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeAdminToken not implemented")
+}
+func (UnimplementedFleetServiceServer) SetRigLabels(context.Context, *SetRigLabelsRequest) (*SetRigLabelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRigLabels not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -488,6 +508,24 @@ func _FleetService_RevokeAdminToken_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_SetRigLabels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRigLabelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).SetRigLabels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_SetRigLabels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).SetRigLabels(ctx, req.(*SetRigLabelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -542,6 +580,10 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeAdminToken",
 			Handler:    _FleetService_RevokeAdminToken_Handler,
+		},
+		{
+			MethodName: "SetRigLabels",
+			Handler:    _FleetService_SetRigLabels_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
