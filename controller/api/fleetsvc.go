@@ -22,6 +22,9 @@ type FleetServer struct {
 	CA      *pki.CA
 	Version string
 	Log     *slog.Logger
+	// OnRevoke, if set, is called after a rig is revoked (to remove it
+	// from gossip).
+	OnRevoke func(rigID string)
 }
 
 func (s *FleetServer) audit(ctx context.Context, action, target string, err error, detail string) {
@@ -123,6 +126,9 @@ func (s *FleetServer) RevokeRig(ctx context.Context, req *quarryv1.RevokeRigRequ
 	s.audit(ctx, "rig revoke", req.Rig, err, id)
 	if err != nil {
 		return nil, fleetErr(err)
+	}
+	if s.OnRevoke != nil {
+		s.OnRevoke(id)
 	}
 	return &quarryv1.RevokeRigResponse{}, nil
 }

@@ -151,7 +151,7 @@ func (c *Controller) open() error {
 		Insecure:       c.cfg.InsecureAgents,
 		Log:            c.log,
 	})
-	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log})
+	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log, OnRevoke: c.gossip.revoked})
 	if err := c.setupJobs(); err != nil {
 		return err
 	}
