@@ -2,10 +2,12 @@ package agentd
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/agent/miner"
 	"github.com/quarryfleet/quarry/pkg/gossip"
 	"github.com/quarryfleet/quarry/pkg/pki"
@@ -149,6 +152,11 @@ func (a *Agent) startGossip(ctx context.Context) *gossipAgent {
 		Profile: gossip.Profile(cfg.Profile), TrustedKeys: trusted, EventWindow: cfg.EventMaxAge, Logger: log,
 	}
 	g.base.OnKeyringTamper = g.keyringTampered
+	// The certificate's key signs our name, address and tags and our
+	// query answers: the controller trusts gossip claims only with it.
+	if a.id.Signer() != nil {
+		g.base.Identity = certSigner{a.id}
+	}
 	n, err := g.startOnSomePort(ctx, cfg.BindPort)
 	if err != nil {
 		log.Error("gossip did not start; this rig is reachable only over gRPC", "err", err)
@@ -487,4 +495,14 @@ func (m *Miners) resumeCommand(ctx context.Context, payload []byte) ([]byte, err
 		return fmt.Appendf(nil, "miner already running, pid %d", st.PID), nil
 	}
 	return m.restartCommand(ctx, payload)
+}
+
+// certSigner signs with the rig certificate's current key, which a
+// renewal may replace.
+type certSigner struct{ id *link.Identity }
+
+func (c certSigner) Public() crypto.PublicKey { return c.id.Signer().Public() }
+
+func (c certSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return c.id.Signer().Sign(r, digest, opts)
 }

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
+	"crypto/x509"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -111,6 +113,48 @@ type gossipRuntime struct {
 	sent        map[string]string
 	// rotateMu makes rotations one at a time.
 	rotateMu sync.Mutex
+
+	// rigKeysMu guards rigKeys: each rig's certificate public key, as
+	// presented on its mTLS stream; its gossip identity must verify with it.
+	rigKeysMu sync.Mutex
+	rigKeys   map[string]crypto.PublicKey
+	// unverified counts member claims and answers that did not verify.
+	unverified atomic.Uint64
+}
+
+// verifyMember says whether m may be taken for the rig it names: its
+// identity tag must be signed with the key of the certificate that rig
+// presented on its gRPC link.
+func (g *gossipRuntime) verifyMember(m gossip.Member) (bool, string) {
+	if n := g.node.Load(); n != nil && m.Name == n.Name() {
+		return true, ""
+	}
+	g.rigKeysMu.Lock()
+	pub := g.rigKeys[m.Name]
+	g.rigKeysMu.Unlock()
+	if pub == nil {
+		return false, "no certificate seen for this rig on its gRPC link since the controller started"
+	}
+	if err := gossip.VerifyMember(pub, m); err != nil {
+		return false, err.Error()
+	}
+	return true, ""
+}
+
+func (g *gossipRuntime) verifyAnswer(a gossip.Answer) error {
+	g.rigKeysMu.Lock()
+	pub := g.rigKeys[a.From]
+	g.rigKeysMu.Unlock()
+	if pub == nil {
+		return errors.New("no certificate seen for this rig on its gRPC link")
+	}
+	return gossip.VerifyAnswer(pub, a)
+}
+
+func (g *gossipRuntime) rigCertificate(rigID string, cert *x509.Certificate) {
+	g.rigKeysMu.Lock()
+	defer g.rigKeysMu.Unlock()
+	g.rigKeys[rigID] = cert.PublicKey
 }
 
 // rotateDeliverWait bounds how long a rotation waits for every connected
@@ -124,7 +168,7 @@ type gossipStatus struct{ rig, status string }
 // registers GossipService. The node itself starts in Serve.
 func (c *Controller) setupGossip() error {
 	g := &gossipRuntime{cfg: c.cfg.Gossip, dir: c.cfg.DataDir, log: c.log.With("component", "gossip"), fleet: c.fleet, updates: make(chan gossipStatus, 4096),
-		keysChanged: make(chan struct{}), sent: map[string]string{}}
+		keysChanged: make(chan struct{}), sent: map[string]string{}, rigKeys: map[string]crypto.PublicKey{}}
 	c.gossip = g
 	c.RegisterService(&quarryv1.GossipService_ServiceDesc, &gossipServer{g: g, log: g.log}, GossipRoles)
 	if !g.cfg.Enabled {
@@ -163,6 +207,7 @@ func (c *Controller) gossipEnrollment(e api.Enrollment) api.Enrollment {
 	e.GossipKeys = g.handoutKeys
 	e.GossipKeysChanged = g.handoutChanged
 	e.GossipKeysSent = g.keysSent
+	e.RigCertificate = g.rigCertificate
 	e.GossipJoin = func() []string {
 		if n := g.node.Load(); n != nil {
 			return []string{n.Addr().String()}
@@ -348,6 +393,14 @@ func (g *gossipRuntime) onMembers(e gossip.MemberEvent) {
 		if m.Tags.Role == gossip.RoleController {
 			continue
 		}
+		st := st
+		if st == "alive" {
+			if ok, why := g.verifyMember(m); !ok {
+				g.unverified.Add(1)
+				g.log.Warn("gossip member claims a rig identity it cannot prove", "member", m.Name, "addr", m.Addr.String(), "reason", why)
+				st = "unverified"
+			}
+		}
 		select {
 		case g.updates <- gossipStatus{rig: m.Name, status: st}:
 		default:
@@ -405,6 +458,11 @@ func (g *gossipRuntime) reconcile() {
 		if st == "leaving" {
 			st = "left"
 		}
+		if st == "alive" {
+			if ok, _ := g.verifyMember(m); !ok {
+				st = "unverified"
+			}
+		}
 		g.setStatus(m.Name, st)
 	}
 	if time.Since(g.started) < gossipSettle {
@@ -455,7 +513,8 @@ func (s *gossipServer) ListMembers(ctx context.Context, _ *quarryv1.ListMembersR
 	}
 	resp = &quarryv1.ListMembersResponse{Local: n.Name()}
 	for _, m := range n.Members() {
-		resp.Members = append(resp.Members, &quarryv1.GossipMember{Name: m.Name, Addr: m.Addr.String(), Status: m.Status, Tags: m.RawTags})
+		ok, why := s.g.verifyMember(m)
+		resp.Members = append(resp.Members, &quarryv1.GossipMember{Name: m.Name, Addr: m.Addr.String(), Status: m.Status, Tags: m.RawTags, Verified: ok, Unverified: why})
 	}
 	slices.SortFunc(resp.Members, func(a, b *quarryv1.GossipMember) int {
 		switch {
@@ -545,9 +604,18 @@ func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.S
 	}
 	answered := 0
 	var sendErr error
+	var unverified []string
 	for a := range res.Answers() {
 		if sendErr != nil {
 			continue // drain so the query finishes
+		}
+		if verr := s.g.verifyAnswer(a); verr != nil {
+			// Not attributed to the rig it names: anyone with the gossip
+			// key can answer under any name.
+			s.g.unverified.Add(1)
+			s.log.Warn("dropped a query answer that does not verify", "query", req.GetName(), "from", a.From, "reason", verr)
+			unverified = append(unverified, a.From)
+			continue
 		}
 		answered++
 		sendErr = stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Answer{Answer: &quarryv1.FleetQueryAnswer{From: a.From, Payload: a.Payload, Error: a.Err}}})
@@ -556,8 +624,13 @@ func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.S
 		return sendErr
 	}
 	missing := res.Missing()
-	detail = fmt.Sprintf("%d answers, %d of %d expected missing, %d unreachable", answered, len(missing), len(res.Expected()), len(unreachable))
-	return stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Summary{Summary: &quarryv1.FleetQuerySummary{Expected: res.Expected(), Missing: missing, Unreachable: unreachable}}})
+	for _, u := range unverified {
+		if slices.Contains(res.Expected(), u) && !slices.Contains(missing, u) {
+			missing = append(missing, u)
+		}
+	}
+	detail = fmt.Sprintf("%d answers, %d of %d expected missing, %d unreachable, %d unverified dropped", answered, len(missing), len(res.Expected()), len(unreachable), len(unverified))
+	return stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Summary{Summary: &quarryv1.FleetQuerySummary{Expected: res.Expected(), Missing: missing, Unreachable: unreachable, Unverified: unverified}}})
 }
 
 // KeyFingerprint names a gossip key without revealing it.
@@ -668,8 +741,8 @@ func (g *gossipRuntime) setHandout(keys []string) {
 }
 
 func (g *gossipRuntime) handoutKeys() []string {
-	if g.startErr.Load() != nil {
-		return nil // no gossip node for the rig to join
+	if g.node.Load() == nil {
+		return nil // no gossip node (yet) for the rig to join
 	}
 	g.keysMu.Lock()
 	defer g.keysMu.Unlock()
@@ -714,6 +787,9 @@ func (g *gossipRuntime) revoked(rigID string) {
 	g.keysMu.Lock()
 	delete(g.sent, rigID)
 	g.keysMu.Unlock()
+	g.rigKeysMu.Lock()
+	delete(g.rigKeys, rigID)
+	g.rigKeysMu.Unlock()
 	n := g.node.Load()
 	if n == nil {
 		return

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -74,9 +75,12 @@ type fakeRig struct {
 // port -1 picks a free one. A rig that comes back must use its old port:
 // memberlist does not let a name move to another address while the dead
 // member is remembered.
-func startFakeRig(t *testing.T, name string, enr *quarryv1.EnrollResponse, answer bool, port int) *fakeRig {
+// A non-nil signer signs the fake rig's identity and answers, as the
+// agent does with its certificate key.
+func startFakeRig(t *testing.T, name string, enr *quarryv1.EnrollResponse, answer bool, port int, signer crypto.Signer) *fakeRig {
 	t.Helper()
 	n, err := gossip.New(gossip.Config{
+		Identity: signer,
 		NodeName: name, BindAddr: "127.0.0.1", BindPort: port,
 		Join: enr.GossipJoin, Keys: enr.GossipKeys, Profile: gossip.ProfileTuned,
 		TrustedKeys: []ed25519.PublicKey{enr.EventPublicKey},
@@ -107,6 +111,13 @@ func startFakeRig(t *testing.T, name string, enr *quarryv1.EnrollResponse, answe
 		t.Fatal("fake rig did not join the controller")
 	}
 	return r
+}
+
+// trustRig makes the controller know the rig's certificate, as its mTLS
+// stream would, and returns the key that signs for it.
+func trustRig(tc *testController, ag *testAgent) crypto.Signer {
+	tc.gossip.rigCertificate(ag.id.RigID(), ag.id.Leaf())
+	return ag.id.Signer()
 }
 
 // crash stops without leaving, as a killed agent does.
@@ -179,7 +190,7 @@ func TestGossipStatusFollowsMembership(t *testing.T) {
 	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
 	rig := ag.id.RigID()
 
-	r := startFakeRig(t, rig, ag.id.Enrollment, true, -1)
+	r := startFakeRig(t, rig, ag.id.Enrollment, true, -1, trustRig(tc, ag))
 	eventually(t, "gossip status alive", func() bool { return gossipStatusOf(tc, rig) == "alive" })
 	port := int(r.Addr().Port())
 
@@ -190,7 +201,7 @@ func TestGossipStatusFollowsMembership(t *testing.T) {
 	// crash; how fast is measured by the gossip benchmarks, not asserted.
 	t.Logf("crash to gossip status failed: %s", time.Since(start).Round(10*time.Millisecond))
 
-	r2 := startFakeRig(t, rig, ag.id.Enrollment, true, port)
+	r2 := startFakeRig(t, rig, ag.id.Enrollment, true, port, trustRig(tc, ag))
 	eventually(t, "gossip status alive again", func() bool { return gossipStatusOf(tc, rig) == "alive" })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -201,7 +212,7 @@ func TestGossipStatusFollowsMembership(t *testing.T) {
 	eventually(t, "gossip status left", func() bool { return gossipStatusOf(tc, rig) == "left" })
 
 	// Members that are not rigs of this fleet change nothing.
-	startFakeRig(t, "stranger", ag.id.Enrollment, false, -1)
+	startFakeRig(t, "stranger", ag.id.Enrollment, false, -1, nil)
 	if _, err := tc.Fleet().Rig("stranger"); err == nil {
 		t.Fatal("a foreign member became a rig")
 	}
@@ -211,8 +222,8 @@ func TestGossipServiceRolesEventsAndQueries(t *testing.T) {
 	tc := gossipController(t, "")
 	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 2))
 	rig := ag.id.RigID()
-	answering := startFakeRig(t, rig, ag.id.Enrollment, true, -1)
-	silent := startFakeRig(t, "rig-silent", ag.id.Enrollment, false, -1)
+	answering := startFakeRig(t, rig, ag.id.Enrollment, true, -1, trustRig(tc, ag))
+	silent := startFakeRig(t, "rig-silent", ag.id.Enrollment, false, -1, nil)
 
 	viewer := gossipClient(t, tc, roleToken(t, tc, fleet.RoleViewer))
 	operator := gossipClient(t, tc, roleToken(t, tc, fleet.RoleOperator))
@@ -355,7 +366,7 @@ func TestGossipServiceRolesEventsAndQueries(t *testing.T) {
 func TestGossipKeyRotationReachesMembersAndReconnectingRigs(t *testing.T) {
 	tc := gossipController(t, "")
 	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
-	r := startFakeRig(t, ag.id.RigID(), ag.id.Enrollment, true, -1)
+	r := startFakeRig(t, ag.id.RigID(), ag.id.Enrollment, true, -1, trustRig(tc, ag))
 	eventually(t, "rig alive", func() bool { return gossipStatusOf(tc, ag.id.RigID()) == "alive" })
 	old := ag.id.Enrollment.GossipKeys[0]
 
@@ -507,7 +518,7 @@ func TestGossipReconcileMarksStaleRigsUnknown(t *testing.T) {
 	stale := enrollAgent(t, tc, tc.token(t, time.Hour, 1)).id.RigID()
 	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
 	live := ag.id.RigID()
-	startFakeRig(t, live, ag.id.Enrollment, false, -1)
+	startFakeRig(t, live, ag.id.Enrollment, false, -1, trustRig(tc, ag))
 	eventually(t, "live rig alive", func() bool { return gossipStatusOf(tc, live) == "alive" })
 	if err := tc.Fleet().UpdateRig(stale, func(r *quarryv1.Rig) { r.GossipStatus = "alive" }); err != nil {
 		t.Fatal(err)
@@ -524,5 +535,67 @@ func TestGossipReconcileMarksStaleRigsUnknown(t *testing.T) {
 	}
 	if got := gossipStatusOf(tc, live); got != "alive" {
 		t.Fatalf("live rig %q", got)
+	}
+}
+
+// A member named after an enrolled rig but holding only the gossip key
+// (its tags unsigned, or signed with some other key) is not taken for the
+// rig: its status is "unverified", it is shown so in ListMembers, and its
+// query answer is dropped, not attributed to the rig.
+func TestGossipImpostorIsNotTheRig(t *testing.T) {
+	tc := gossipController(t, "")
+	for _, tt := range []struct {
+		name   string
+		signer func(t *testing.T) crypto.Signer
+	}{
+		{"unsigned", func(*testing.T) crypto.Signer { return nil }},
+		{"signed with another key", func(t *testing.T) crypto.Signer {
+			other := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
+			return other.id.Signer()
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
+			rig := ag.id.RigID()
+			tc.gossip.rigCertificate(rig, ag.id.Leaf()) // the real rig has connected once
+			before := tc.gossip.unverified.Load()
+			r := startFakeRig(t, rig, ag.id.Enrollment, true, -1, tt.signer(t))
+			eventually(t, "gossip status unverified", func() bool { return gossipStatusOf(tc, rig) == "unverified" })
+			viewer := gossipClient(t, tc, roleToken(t, tc, fleet.RoleViewer))
+			ml, err := viewer.ListMembers(ctx(t), &quarryv1.ListMembersRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ml.Members {
+				if m.Name == rig && (m.Verified || m.Unverified == "") {
+					t.Fatalf("impostor listed as verified: %v", m)
+				}
+			}
+			operator := gossipClient(t, tc, roleToken(t, tc, fleet.RoleOperator))
+			st, err := operator.FleetQuery(ctx(t), &quarryv1.FleetQueryRequest{Name: "version", Selector: "name=" + rig, TimeoutMs: 2000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum *quarryv1.FleetQuerySummary
+			for {
+				msg, err := st.Recv()
+				if err != nil {
+					break
+				}
+				if a := msg.GetAnswer(); a != nil {
+					t.Fatalf("impostor's answer attributed to %s: %s", a.From, a.Payload)
+				}
+				if s := msg.GetSummary(); s != nil {
+					sum = s
+				}
+			}
+			if sum == nil || !slices.Contains(sum.Unverified, rig) {
+				t.Fatalf("summary %v does not report the unverified answer", sum)
+			}
+			if tc.gossip.unverified.Load() <= before {
+				t.Fatal("unverified claims not counted")
+			}
+			r.crash()
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -116,6 +117,11 @@ type Config struct {
 
 	Profile Profile
 	Timings *Timings
+
+	// Identity, when set (agents: the rig certificate's key), signs this
+	// member's name, address and tags (TagSig) and its query answers, so
+	// the controller can tell the rig from a node merely named after it.
+	Identity crypto.Signer
 
 	// SigningKey signs fleet events and queries (controller only).
 	SigningKey ed25519.PrivateKey

@@ -205,6 +205,13 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("gossip: start serf on %s:%d: %w", n.cfg.BindAddr, n.cfg.BindPort, err)
 	}
 	n.serf = s
+	if n.cfg.Identity != nil {
+		// Signed before any join, so no member ever sees this one unsigned.
+		if err := n.setSignedTags(n.cfg.Tags.Map()); err != nil {
+			_ = s.Shutdown()
+			return err
+		}
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stopped = make(chan struct{})
 	n.wg.Add(2)
@@ -286,8 +293,22 @@ func (n *Node) SetTags(t Tags) error {
 	if n.serf == nil {
 		return ErrNotStarted
 	}
+	if n.cfg.Identity != nil {
+		return n.setSignedTags(t.Map())
+	}
 	if err := n.serf.SetTags(t.Map()); err != nil {
 		return fmt.Errorf("gossip: set tags: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) setSignedTags(m map[string]string) error {
+	signed, err := signTags(n.cfg.Identity, n.cfg.NodeName, n.Addr().String(), m)
+	if err != nil {
+		return err
+	}
+	if err := n.serf.SetTags(signed); err != nil {
+		return fmt.Errorf("gossip: set signed tags: %w", err)
 	}
 	return nil
 }
