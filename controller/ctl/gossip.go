@@ -156,6 +156,13 @@ func (a *App) printQuery(stream grpc.ServerStreamingClient[quarryv1.FleetQueryRe
 			if len(silent) > 0 {
 				fmt.Fprintf(a.Out, "did not answer: %s\n", strings.Join(silent, ", "))
 			}
+			if len(s.Unverified) > 0 {
+				var names []string
+				for _, id := range s.Unverified {
+					names = append(names, label(id))
+				}
+				fmt.Fprintf(a.Out, "ignored unverified answers (not signed by the rig's certificate key): %s\n", strings.Join(names, ", "))
+			}
 			return nil
 		}
 	}
@@ -243,7 +250,11 @@ func printMembers(w io.Writer, resp *quarryv1.ListMembersResponse) {
 				other = append(other, k+"="+m.Tags[k])
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Addr, m.Status,
+		st := m.Status
+		if !m.Verified {
+			st += " (unverified)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Addr, st,
 			dash(m.Tags["role"]), dash(m.Tags["ver"]), dash(m.Tags["gpus"]), dash(m.Tags["gpu_model"]), dash(m.Tags["grpc"]), dash(strings.Join(other, ",")))
 	}
 	tw.Flush()

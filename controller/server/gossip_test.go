@@ -1,8 +1,8 @@
 package server
 
 import (
-	"crypto"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
