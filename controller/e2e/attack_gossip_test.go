@@ -28,6 +28,8 @@ type insider struct {
 	*serf.Serf
 	mu     sync.Mutex
 	events []string
+	// answer, when set before queries arrive, answers every Quarry query.
+	answer []byte
 }
 
 func (in *insider) sawEvents() []string {
@@ -72,10 +74,18 @@ func startInsider(t *testing.T, name, ip, key string, tags map[string]string) *i
 		for {
 			select {
 			case e := <-events:
-				if ue, ok := e.(serf.UserEvent); ok {
+				switch e := e.(type) {
+				case serf.UserEvent:
 					in.mu.Lock()
-					in.events = append(in.events, ue.Name)
+					in.events = append(in.events, e.Name)
 					in.mu.Unlock()
+				case *serf.Query:
+					in.mu.Lock()
+					a := in.answer
+					in.mu.Unlock()
+					if a != nil && strings.HasPrefix(e.Name, "quarry-query:") {
+						_ = e.Respond(a)
+					}
 				}
 			case <-s.ShutdownCh():
 				return
@@ -279,4 +289,49 @@ func TestAttackRevokedRigKeepsGossiping(t *testing.T) {
 func fileHas(path, s string) bool {
 	b, err := os.ReadFile(path)
 	return err == nil && strings.Contains(string(b), s)
+}
+
+// TestAttackGossipImpostor: a node holding the gossip key but not the
+// rig's certificate key joins under the id of a rig that is offline, with
+// the rig's tags, and answers fleet queries as that rig. The controller
+// does not show the rig alive (its gossip status is "unverified", and
+// gossip members says so), and the answer is ignored, not attributed.
+func TestAttackGossipImpostor(t *testing.T) {
+	f := startGossipFleet(t, 2, "tuned", 23)
+	honest, victim := f.rigs[0], f.rigs[1]
+	victim.proc.stop()
+	eventually(t, "victim rig left", 30*time.Second, func() bool { return f.status(t, victim.name) == "left" })
+
+	key := controllerKeyring(t, f)[0]
+	imp := startInsider(t, victim.id, "127.0.23.100", key, map[string]string{"role": "agent", "rig": victim.id, "ver": "dev", "grpc": "connected"})
+	imp.mu.Lock()
+	imp.answer = append([]byte{0}, `{"version":"forged","rig":"`+victim.id+`"}`...)
+	imp.mu.Unlock()
+	if _, err := imp.Join([]string{controllerGossipAddr(t, f)}, true); err != nil {
+		t.Fatalf("impostor join: %v", err)
+	}
+	eventually(t, "the controller marks the impostor unverified", 30*time.Second, func() bool {
+		return f.status(t, victim.name) == "unverified"
+	})
+	out, err := f.ctrl.ctl(t, "gossip", "members")
+	if err != nil || !strings.Contains(out, "alive (unverified)") {
+		t.Fatalf("gossip members does not flag the impostor: %v\n%s", err, out)
+	}
+	if out, _ := f.ctrl.ctl(t, "rigs", "list"); strings.Contains(out, "offline (gossip: alive)") {
+		t.Fatalf("rigs list shows the offline rig alive in gossip:\n%s", out)
+	}
+
+	out, err = f.ctrl.ctl(t, "fleet", "query", "version", "--timeout", "3s")
+	if err != nil {
+		t.Fatalf("fleet query: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "forged") || strings.Contains(out, victim.id+" ("+victim.name+")\t{") {
+		t.Fatalf("the impostor's answer was attributed to the rig:\n%s", out)
+	}
+	if !strings.Contains(out, "ignored unverified answers") || !strings.Contains(out, `"rig":"`+honest.id+`"`) {
+		t.Fatalf("query output does not report the ignored answer or lost the honest one:\n%s", out)
+	}
+	if g := f.status(t, honest.name); g != "alive" {
+		t.Fatalf("honest rig gossip status %q", g)
+	}
 }
