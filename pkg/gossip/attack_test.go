@@ -1,7 +1,11 @@
 package gossip
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -134,5 +138,65 @@ func TestAttackKeyringQueries(t *testing.T) {
 	outsider := startRawSerf(t, "outsider", evil)
 	if _, err := outsider.Join([]string{nodes[1].Addr().String()}, true); err == nil {
 		t.Fatal("a node with the attacker's key joined")
+	}
+}
+
+// A member's identity verifies only with the key that signed it and only
+// for the name, address and tags it signed.
+func TestMemberIdentitySignature(t *testing.T) {
+	keys := newTestKeys(t)
+	rigKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, "a", keys, nil)
+	rig := startNode(t, "rig-1", keys, func(c *Config) { c.Identity = rigKey })
+	joinAll(t, a, rig)
+	if err := rig.SetTags(Tags{Role: RoleAgent, RigID: "rig-1", GRPC: "connected"}); err != nil {
+		t.Fatal(err)
+	}
+	var seen Member
+	waitFor(t, 5*time.Second, "the new tags reach a", func() bool {
+		for _, m := range a.Members() {
+			if m.Name == "rig-1" && m.Tags.GRPC == "connected" {
+				seen = m
+				return true
+			}
+		}
+		return false
+	})
+	if err := VerifyMember(&rigKey.PublicKey, seen); err != nil {
+		t.Fatalf("genuine member: %v", err)
+	}
+	tamper := func(f func(*Member)) Member {
+		m := seen
+		m.RawTags = cloneMap(seen.RawTags)
+		f(&m)
+		return m
+	}
+	for _, tt := range []struct {
+		name string
+		m    Member
+		pub  *ecdsa.PublicKey
+		want error
+	}{
+		{"other key", seen, &otherKey.PublicKey, ErrIdentityMismatch},
+		{"renamed", tamper(func(m *Member) { m.Name = "rig-2" }), &rigKey.PublicKey, ErrIdentityMismatch},
+		{"tag changed", tamper(func(m *Member) { m.RawTags[TagGRPC] = "down" }), &rigKey.PublicKey, ErrIdentityMismatch},
+		{"unsigned", tamper(func(m *Member) { delete(m.RawTags, TagSig) }), &rigKey.PublicKey, ErrIdentityUnsigned},
+		{"not base64", tamper(func(m *Member) { m.RawTags[TagSig] = "!!" }), &rigKey.PublicKey, ErrIdentityMismatch},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := VerifyMember(tt.pub, tt.m); !errors.Is(err, tt.want) {
+				t.Fatalf("VerifyMember = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if err := VerifyMember(&rigKey.PublicKey, a.LocalMember()); !errors.Is(err, ErrIdentityUnsigned) {
+		t.Fatalf("node without Identity: %v", err)
 	}
 }
