@@ -2,10 +2,12 @@ package agentd
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/agent/miner"
 	"github.com/quarryfleet/quarry/pkg/gossip"
 	"github.com/quarryfleet/quarry/pkg/pki"
@@ -147,6 +150,12 @@ func (a *Agent) startGossip(ctx context.Context) *gossipAgent {
 		NodeName: a.RigID(), BindAddr: bind, AdvertiseAddr: advAddr, AdvertisePort: advPort,
 		Join: join, Keys: enr.GossipKeys, KeyringFile: g.keyring,
 		Profile: gossip.Profile(cfg.Profile), TrustedKeys: trusted, EventWindow: cfg.EventMaxAge, Logger: log,
+	}
+	g.base.OnKeyringTamper = g.keyringTampered
+	// The certificate's key signs our name, address and tags and our
+	// query answers: the controller trusts gossip claims only with it.
+	if a.id.Signer() != nil {
+		g.base.Identity = certSigner{a.id}
 	}
 	n, err := g.startOnSomePort(ctx, cfg.BindPort)
 	if err != nil {
@@ -287,17 +296,18 @@ func (g *gossipAgent) linkState(up bool) {
 	}
 }
 
-// settings compares the controller's keyring with ours: a rig that was
-// away during a rotation holds keys the cluster no longer speaks, and
-// takes the controller's keyring instead.
+// settings takes the controller's gossip keyring, which arrives only over
+// the authenticated gRPC link (Welcome, or pushed when the controller
+// rotates keys). Serf's own key queries are undone by the node: no other
+// member may change this rig's keyring.
 func (g *gossipAgent) settings(s *quarryv1.AgentSettings) {
 	if g == nil || len(s.GetGossipKeys()) == 0 {
 		return
 	}
 	g.mu.Lock()
-	local := g.node.LocalKeys()
+	held := g.node.Keys()
 	g.mu.Unlock()
-	if !keyringDiverged(local, s.GossipKeys) {
+	if slices.Equal(held, s.GossipKeys) {
 		return
 	}
 	select {
@@ -376,41 +386,43 @@ func (g *gossipAgent) record(e *quarryv1.Event) {
 	g.events = append(g.events, e)
 }
 
-// applyKeyring restarts the node on the controller's keyring, on the same
-// port, and rejoins.
+// applyKeyring switches the node to the controller's keyring in place
+// and, when the old keys could not talk to the new ones (a rotation this
+// rig missed or the one just pushed), rejoins through the join addresses
+// in case every peer was lost meanwhile.
 func (g *gossipAgent) applyKeyring(ctx context.Context, keys []string) {
-	for i, k := range keys {
-		if _, err := gossip.DecodeKey(k); err != nil {
-			g.log.Error("controller sent an unusable gossip key; keeping ours", "index", i, "err", err)
-			return
-		}
-	}
-	b, _ := json.Marshal(keys)
-	if err := pki.WriteFileAtomic(g.keyring, b, 0o600); err != nil {
-		g.log.Error("store gossip keyring", "err", err)
+	g.mu.Lock()
+	n := g.node
+	g.mu.Unlock()
+	old := n.Keys()
+	if err := n.SetKeyring(keys); err != nil {
+		g.log.Error("controller sent an unusable gossip keyring; keeping ours", "err", err)
 		return
 	}
-	g.mu.Lock()
-	old := g.node
-	g.mu.Unlock()
-	port := int(old.Addr().Port())
-	// Our keys are stale: nobody could hear a leave.
-	dead, cancel := context.WithCancel(ctx)
-	cancel()
-	_ = old.Close(dead)
-	n, err := g.startNode(ctx, port)
-	if err != nil {
-		g.log.Warn("gossip port unavailable after rekey; using a free one", "port", port, "err", err)
-		if n, err = g.startNode(ctx, -1); err != nil {
-			g.log.Error("gossip did not restart after the keyring change", "err", err)
-			return
-		}
+	g.log.Info("took the controller's gossip keyring", "keys", len(keys), "primary", gossip.KeyFingerprint(keys[0]))
+	g.record(&quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "gossip_rekey",
+		Message: "gossip keyring replaced by the controller's, received over the authenticated gRPC link",
+		Fields:  map[string]string{"primary": gossip.KeyFingerprint(keys[0])}})
+	if !keyringDiverged(old, keys) || len(g.base.Join) == 0 {
+		return
 	}
-	g.mu.Lock()
-	g.node = n
-	g.mu.Unlock()
-	g.log.Info("took the controller's gossip keyring after missing a rotation", "keys", len(keys))
-	g.record(&quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "gossip_rekey", Message: "gossip keyring replaced by the controller's after a missed rotation"})
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		jctx, cancel := context.WithTimeout(ctx, gossipActionTimeout)
+		defer cancel()
+		if _, err := n.Join(jctx, g.base.Join...); err != nil && ctx.Err() == nil {
+			g.log.Warn("rejoin after the keyring change", "err", err)
+		}
+	}()
+}
+
+// keyringTampered records that another member changed this rig's
+// keyring through serf and the node undid it.
+func (g *gossipAgent) keyringTampered(kt gossip.KeyringTamper) {
+	g.record(&quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "gossip_keyring_tamper",
+		Message: "another gossip member changed this rig's keyring with a serf key query; the change was undone",
+		Fields:  map[string]string{"found": strings.Join(kt.Found, ","), "restored": strings.Join(kt.Restored, ",")}})
 }
 
 // observeReport keeps the figures queries answer from and hands queued
@@ -483,4 +495,14 @@ func (m *Miners) resumeCommand(ctx context.Context, payload []byte) ([]byte, err
 		return fmt.Appendf(nil, "miner already running, pid %d", st.PID), nil
 	}
 	return m.restartCommand(ctx, payload)
+}
+
+// certSigner signs with the rig certificate's current key, which a
+// renewal may replace.
+type certSigner struct{ id *link.Identity }
+
+func (c certSigner) Public() crypto.PublicKey { return c.id.Signer().Public() }
+
+func (c certSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return c.id.Signer().Sign(r, digest, opts)
 }

@@ -40,7 +40,8 @@ type Client struct {
 	Handler    CommandHandler
 	Hello      HelloFunc
 	Log        *slog.Logger
-	// OnSettings is called with the controller's settings on each Welcome.
+	// OnSettings is called with the controller's settings on each Welcome
+	// and whenever the controller pushes new ones on the stream.
 	OnSettings func(*quarryv1.AgentSettings)
 	// OnState is told when the link goes up or down.
 	OnState func(connected bool)
@@ -321,6 +322,10 @@ func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_Conn
 		case *quarryv1.ConnectResponse_Command:
 			if err := c.accept(ctx, m.Command); err != nil {
 				return err
+			}
+		case *quarryv1.ConnectResponse_Settings:
+			if c.OnSettings != nil && m.Settings != nil {
+				c.OnSettings(m.Settings)
 			}
 		case *quarryv1.ConnectResponse_Welcome:
 			return errors.New("unexpected second Welcome")

@@ -55,6 +55,13 @@ func (id *Identity) RigID() string {
 // Leaf is the current certificate.
 func (id *Identity) Leaf() *x509.Certificate { return id.cert.Load().Leaf }
 
+// Signer is the certificate's private key; it signs the rig's gossip
+// identity and query answers.
+func (id *Identity) Signer() crypto.Signer {
+	s, _ := id.cert.Load().PrivateKey.(crypto.Signer)
+	return s
+}
+
 // LoadIdentity reads the rig's credentials from dir.
 func LoadIdentity(dir string) (*Identity, error) {
 	if _, err := os.Stat(filepath.Join(dir, certFile)); errors.Is(err, os.ErrNotExist) {

@@ -32,6 +32,17 @@ type Enrollment struct {
 	GossipKeys  func() []string
 	GossipJoin  func() []string
 	EventPubKey []byte
+	// GossipKeysChanged, if set, returns a channel closed at the next
+	// change of GossipKeys; each rig's stream then pushes the new keyring,
+	// the only way rigs take gossip keys after enrollment.
+	GossipKeysChanged func() <-chan struct{}
+	// GossipKeysSent, if set, is told each time a rig's stream has handed
+	// it the keyring (in Welcome or pushed).
+	GossipKeysSent func(rigID string, keys []string)
+	// RigCertificate, if set, is given the verified certificate a rig
+	// presents when its stream opens: its key signs the rig's gossip
+	// identity.
+	RigCertificate func(rigID string, cert *x509.Certificate)
 }
 
 // AgentServer implements AgentService.
@@ -88,27 +99,34 @@ func peerIdentity(ctx context.Context) (pki.Identity, *x509.Certificate, error) 
 }
 
 func (s *AgentServer) rigIdentity(ctx context.Context) (string, error) {
-	id, _, err := peerIdentity(ctx)
+	id, _, err := s.rigCertificate(ctx)
+	return id, err
+}
+
+// rigCertificate is rigIdentity with the verified certificate, whose key
+// signs the rig's gossip identity.
+func (s *AgentServer) rigCertificate(ctx context.Context) (string, *x509.Certificate, error) {
+	id, leaf, err := peerIdentity(ctx)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if id.Unit != pki.OURig {
-		return "", status.Error(codes.PermissionDenied, "certificate is not a rig certificate")
+		return "", nil, status.Error(codes.PermissionDenied, "certificate is not a rig certificate")
 	}
 	known, revoked := s.Fleet.Known(id.Name)
 	if revoked {
-		return "", status.Errorf(codes.PermissionDenied, "rig %s: %v", id.Name, fleet.ErrRevoked)
+		return "", nil, status.Errorf(codes.PermissionDenied, "rig %s: %v", id.Name, fleet.ErrRevoked)
 	}
 	if !known {
-		return "", status.Errorf(codes.PermissionDenied, "rig %s is not enrolled with this controller", id.Name)
+		return "", nil, status.Errorf(codes.PermissionDenied, "rig %s is not enrolled with this controller", id.Name)
 	}
-	return id.Name, nil
+	return id.Name, leaf, nil
 }
 
 // Connect is the agent's long-lived stream.
 func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error {
 	ctx := stream.Context()
-	rigID, err := s.rigIdentity(ctx)
+	rigID, cert, err := s.rigCertificate(ctx)
 	if err != nil {
 		return err
 	}
@@ -142,14 +160,20 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 		s.OnConnect(rigID, true)
 		defer s.OnConnect(rigID, false)
 	}
+	if cert != nil && s.Enrollment.RigCertificate != nil {
+		s.Enrollment.RigCertificate(rigID, cert)
+	}
 	log := s.Log.With("rig", rigID)
 	resume := s.Fleet.LastSeq(rigID) + 1
+	keysChanged := s.gossipKeysChanged()
+	keys := s.gossipKeys()
 	if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Welcome{Welcome: &quarryv1.Welcome{
 		ResumeFromSeq: resume,
-		Settings:      &quarryv1.AgentSettings{ReportIntervalSeconds: uint32(s.ReportInterval / time.Second), GossipKeys: s.gossipKeys()},
+		Settings:      s.settings(keys),
 	}}}); err != nil {
 		return err
 	}
+	s.gossipKeysSent(rigID, keys)
 	log.Info("agent connected", "resume_from", resume, "version", hello.Version)
 
 	// The handler goroutine is the only writer (gRPC's one-sender rule);
@@ -158,7 +182,7 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.recvLoop(sess, stream, log) }()
 
-	fromRecv, err := s.sendLoop(sess, stream, recvErr)
+	fromRecv, err := s.sendLoop(sess, stream, recvErr, keysChanged)
 	if fromRecv || err != nil {
 		return err
 	}
@@ -222,7 +246,7 @@ func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService
 // sendLoop writes commands and acks until the session ends (false, nil),
 // the receive side fails (true, its error) or a send fails (false, that
 // error).
-func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer, recvErr <-chan error) (fromRecv bool, err error) {
+func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer, recvErr <-chan error, keysChanged <-chan struct{}) (fromRecv bool, err error) {
 	pending, perr := s.Fleet.PendingCommands(sess.RigID)
 	if perr != nil {
 		return false, status.Errorf(codes.Internal, "%v", perr)
@@ -257,6 +281,13 @@ func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService
 			if err := send(c); err != nil {
 				return false, err
 			}
+		case <-keysChanged:
+			keysChanged = s.gossipKeysChanged()
+			keys := s.gossipKeys()
+			if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Settings{Settings: s.settings(keys)}}); err != nil {
+				return false, err
+			}
+			s.gossipKeysSent(sess.RigID, keys)
 		case <-sess.AckNotify():
 			up := sess.AckedUpTo()
 			if up <= lastAck {
@@ -351,6 +382,24 @@ func (s *AgentServer) audit(who, action, target, result, detail string) {
 
 // gossipKeys is the current gossip keyring, so a rig that missed a key
 // rotation while away catches up when it reconnects.
+func (s *AgentServer) settings(keys []string) *quarryv1.AgentSettings {
+	return &quarryv1.AgentSettings{ReportIntervalSeconds: uint32(s.ReportInterval / time.Second), GossipKeys: keys}
+}
+
+// gossipKeysChanged is nil (never ready) without a gossip keyring.
+func (s *AgentServer) gossipKeysChanged() <-chan struct{} {
+	if s.Enrollment.GossipKeysChanged == nil {
+		return nil
+	}
+	return s.Enrollment.GossipKeysChanged()
+}
+
+func (s *AgentServer) gossipKeysSent(rigID string, keys []string) {
+	if s.Enrollment.GossipKeysSent != nil && len(keys) > 0 {
+		s.Enrollment.GossipKeysSent(rigID, keys)
+	}
+}
+
 func (s *AgentServer) gossipKeys() []string {
 	if s.Enrollment.GossipKeys == nil {
 		return nil

@@ -25,6 +25,9 @@ type FleetServer struct {
 	CA      *pki.CA
 	Version string
 	Log     *slog.Logger
+	// OnRevoke, if set, is called after a rig is revoked (to remove it
+	// from gossip).
+	OnRevoke func(rigID string)
 }
 
 func (s *FleetServer) audit(ctx context.Context, action, target string, err error, detail string) {
@@ -171,6 +174,9 @@ func (s *FleetServer) RevokeRig(ctx context.Context, req *quarryv1.RevokeRigRequ
 	s.audit(ctx, "rig revoke", req.Rig, err, id)
 	if err != nil {
 		return nil, fleetErr(err)
+	}
+	if s.OnRevoke != nil {
+		s.OnRevoke(id)
 	}
 	return &quarryv1.RevokeRigResponse{}, nil
 }

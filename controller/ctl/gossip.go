@@ -156,6 +156,13 @@ func (a *App) printQuery(stream grpc.ServerStreamingClient[quarryv1.FleetQueryRe
 			if len(silent) > 0 {
 				fmt.Fprintf(a.Out, "did not answer: %s\n", strings.Join(silent, ", "))
 			}
+			if len(s.Unverified) > 0 {
+				var names []string
+				for _, id := range s.Unverified {
+					names = append(names, label(id))
+				}
+				fmt.Fprintf(a.Out, "ignored unverified answers (not signed by the rig's certificate key): %s\n", strings.Join(names, ", "))
+			}
 			return nil
 		}
 	}
@@ -182,34 +189,20 @@ func (a *App) gossipCmd() *cobra.Command {
 		},
 	})
 
-	keys := &cobra.Command{Use: "keys", Short: "Change the gossip keyring of every member (admin)"}
+	keys := &cobra.Command{Use: "keys", Short: "Replace the gossip key of the controller and every rig that is not revoked (admin)"}
 	keys.AddCommand(&cobra.Command{
 		Use:   "rotate",
-		Short: "Install a new key everywhere, make it primary, then remove the old one",
+		Short: "Generate a new key, hand it to every rig that is not revoked over gRPC, then switch to it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.rotateKeys(cmd.Context(), "rotate", "")
 		},
 	})
-	for _, step := range []struct{ name, short string }{
-		{"install", "Add KEY to every member's keyring without using it"},
-		{"use", "Make an installed KEY the primary on every member"},
-		{"remove", "Drop a key that is no longer primary from every member"},
-	} {
-		keys.AddCommand(&cobra.Command{
-			Use:   step.name + " KEY",
-			Short: step.short,
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return a.rotateKeys(cmd.Context(), step.name, args[0])
-			},
-		})
-	}
 	g.AddCommand(keys)
 	return g
 }
 
-// keyOpTimeout covers three serf key queries on a large cluster.
+// keyOpTimeout covers handing the key to every connected rig.
 const keyOpTimeout = time.Minute
 
 func (a *App) rotateKeys(ctx context.Context, step, key string) error {
@@ -223,7 +216,7 @@ func (a *App) rotateKeys(ctx context.Context, step, key string) error {
 			return a.json(resp)
 		}
 		for _, s := range resp.Steps {
-			fmt.Fprintf(a.Out, "%-8s key %s: %d of %d members answered, %d errors\n", s.Step, s.KeyFingerprint, s.Responses, s.Nodes, s.Errors)
+			fmt.Fprintf(a.Out, "%-8s key %s: handed to %d of %d connected rigs over gRPC, %d missed\n", s.Step, s.KeyFingerprint, s.Responses, s.Nodes, s.Errors)
 			for _, m := range sortedKeys(s.Messages) {
 				fmt.Fprintf(a.Out, "  %s: %s\n", m, s.Messages[m])
 			}
@@ -257,7 +250,11 @@ func printMembers(w io.Writer, resp *quarryv1.ListMembersResponse) {
 				other = append(other, k+"="+m.Tags[k])
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Addr, m.Status,
+		st := m.Status
+		if !m.Verified {
+			st += " (unverified)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Addr, st,
 			dash(m.Tags["role"]), dash(m.Tags["ver"]), dash(m.Tags["gpus"]), dash(m.Tags["gpu_model"]), dash(m.Tags["grpc"]), dash(strings.Join(other, ",")))
 	}
 	tw.Flush()

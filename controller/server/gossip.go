@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,22 +103,82 @@ type gossipRuntime struct {
 	started time.Time
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	// keysMu guards handout, the keyring rigs are given over gRPC, the
+	// channel closed when it changes, and what each rig's stream last
+	// handed over (by primary key).
+	keysMu      sync.Mutex
+	handout     []string
+	keysChanged chan struct{}
+	sent        map[string]string
+	// rotateMu makes rotations one at a time.
+	rotateMu sync.Mutex
+
+	// rigKeysMu guards rigKeys: each rig's certificate public key, as
+	// presented on its mTLS stream; its gossip identity must verify with it.
+	rigKeysMu sync.Mutex
+	rigKeys   map[string]crypto.PublicKey
+	// unverified counts member claims and answers that did not verify.
+	unverified atomic.Uint64
 }
+
+// verifyMember says whether m may be taken for the rig it names: its
+// identity tag must be signed with the key of the certificate that rig
+// presented on its gRPC link.
+func (g *gossipRuntime) verifyMember(m gossip.Member) (bool, string) {
+	if n := g.node.Load(); n != nil && m.Name == n.Name() {
+		return true, ""
+	}
+	g.rigKeysMu.Lock()
+	pub := g.rigKeys[m.Name]
+	g.rigKeysMu.Unlock()
+	if pub == nil {
+		return false, "no certificate seen for this rig on its gRPC link since the controller started"
+	}
+	if err := gossip.VerifyMember(pub, m); err != nil {
+		return false, err.Error()
+	}
+	return true, ""
+}
+
+func (g *gossipRuntime) verifyAnswer(a gossip.Answer) error {
+	g.rigKeysMu.Lock()
+	pub := g.rigKeys[a.From]
+	g.rigKeysMu.Unlock()
+	if pub == nil {
+		return errors.New("no certificate seen for this rig on its gRPC link")
+	}
+	return gossip.VerifyAnswer(pub, a)
+}
+
+func (g *gossipRuntime) rigCertificate(rigID string, cert *x509.Certificate) {
+	g.rigKeysMu.Lock()
+	defer g.rigKeysMu.Unlock()
+	g.rigKeys[rigID] = cert.PublicKey
+}
+
+// rotateDeliverWait bounds how long a rotation waits for every connected
+// rig to be handed the new key before the controller switches to it; a rig
+// that misses it takes it from the Welcome when it reconnects.
+var rotateDeliverWait = 10 * time.Second
 
 type gossipStatus struct{ rig, status string }
 
 // setupGossip loads or creates the keyring and the event signing key and
 // registers GossipService. The node itself starts in Serve.
 func (c *Controller) setupGossip() error {
-	g := &gossipRuntime{cfg: c.cfg.Gossip, dir: c.cfg.DataDir, log: c.log.With("component", "gossip"), fleet: c.fleet, updates: make(chan gossipStatus, 4096)}
+	g := &gossipRuntime{cfg: c.cfg.Gossip, dir: c.cfg.DataDir, log: c.log.With("component", "gossip"), fleet: c.fleet, updates: make(chan gossipStatus, 4096),
+		keysChanged: make(chan struct{}), sent: map[string]string{}, rigKeys: map[string]crypto.PublicKey{}}
 	c.gossip = g
 	c.RegisterService(&quarryv1.GossipService_ServiceDesc, &gossipServer{g: g, log: g.log}, GossipRoles)
 	if !g.cfg.Enabled {
 		return nil
 	}
-	if err := ensureKeyring(filepath.Join(g.dir, GossipKeyringFile)); err != nil {
+	keys, err := ensureKeyring(filepath.Join(g.dir, GossipKeyringFile))
+	if err != nil {
 		return err
 	}
+	g.handout = keys
 	signer, err := loadOrCreateEventKey(filepath.Join(g.dir, GossipEventKeyFile))
 	if err != nil {
 		return err
@@ -138,14 +198,16 @@ var GossipRoles = map[string]string{
 // gossipEnrollment is what enrollment and Welcome hand to agents: the
 // current keyring, the controller's gossip address and the key that signs
 // fleet events. All empty while gossip is not running.
+//
+// The keyring handed out is the one the controller created and stored,
+// never its live serf keyring, which another member's key query could
+// have changed for a moment.
 func (c *Controller) gossipEnrollment(e api.Enrollment) api.Enrollment {
 	g := c.gossip
-	e.GossipKeys = func() []string {
-		if n := g.node.Load(); n != nil {
-			return n.LocalKeys()
-		}
-		return nil
-	}
+	e.GossipKeys = g.handoutKeys
+	e.GossipKeysChanged = g.handoutChanged
+	e.GossipKeysSent = g.keysSent
+	e.RigCertificate = g.rigCertificate
 	e.GossipJoin = func() []string {
 		if n := g.node.Load(); n != nil {
 			return []string{n.Addr().String()}
@@ -158,21 +220,35 @@ func (c *Controller) gossipEnrollment(e api.Enrollment) api.Enrollment {
 	return e
 }
 
-func ensureKeyring(path string) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("gossip keyring: %w", err)
+// ensureKeyring returns the stored keyring, primary first, creating a
+// key on first start. This file is the controller's source of truth: only
+// the controller writes it, with keys it generated.
+func ensureKeyring(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var keys []string
+		if err := json.Unmarshal(b, &keys); err != nil || len(keys) == 0 {
+			return nil, fmt.Errorf("gossip keyring %s: not a JSON array of keys (%v)", path, err)
+		}
+		for i, k := range keys {
+			if _, err := gossip.DecodeKey(k); err != nil {
+				return nil, fmt.Errorf("gossip keyring %s: key %d: %w", path, i, err)
+			}
+		}
+		return keys, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("gossip keyring: %w", err)
 	}
 	k, err := gossip.GenerateKey()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	b, _ := json.Marshal([]string{k})
+	b, _ = json.Marshal([]string{k})
 	if err := pki.WriteFileAtomic(path, b, 0o600); err != nil {
-		return fmt.Errorf("gossip keyring: %w", err)
+		return nil, fmt.Errorf("gossip keyring: %w", err)
 	}
-	return nil
+	return []string{k}, nil
 }
 
 func loadOrCreateEventKey(path string) (ed25519.PrivateKey, error) {
@@ -223,6 +299,9 @@ func (c *Controller) startGossip() {
 		return
 	}
 	g.node.Store(n)
+	g.keysMu.Lock()
+	g.handout = n.Keys()
+	g.keysMu.Unlock()
 	g.started = time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
@@ -257,6 +336,9 @@ func (g *gossipRuntime) newNode(version string) (*gossip.Node, error) {
 		TrustedKeys:   []ed25519.PublicKey{g.signer.Public().(ed25519.PublicKey)},
 		EventWindow:   g.cfg.EventMaxAge,
 		Logger:        g.log,
+		OnKeyringTamper: func(kt gossip.KeyringTamper) {
+			g.auditSystem("gossip.keyring_tamper", "undone", fmt.Sprintf("a member's key query changed the keyring to %v; restored %v", kt.Found, kt.Restored))
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -311,6 +393,14 @@ func (g *gossipRuntime) onMembers(e gossip.MemberEvent) {
 		if m.Tags.Role == gossip.RoleController {
 			continue
 		}
+		st := st
+		if st == "alive" {
+			if ok, why := g.verifyMember(m); !ok {
+				g.unverified.Add(1)
+				g.log.Warn("gossip member claims a rig identity it cannot prove", "member", m.Name, "addr", m.Addr.String(), "reason", why)
+				st = "unverified"
+			}
+		}
 		select {
 		case g.updates <- gossipStatus{rig: m.Name, status: st}:
 		default:
@@ -357,6 +447,7 @@ func (g *gossipRuntime) reconcile() {
 	if n == nil {
 		return
 	}
+	g.evictRevoked(n)
 	known := map[string]bool{}
 	for _, m := range n.Members() {
 		known[m.Name] = true
@@ -366,6 +457,11 @@ func (g *gossipRuntime) reconcile() {
 		st := m.Status
 		if st == "leaving" {
 			st = "left"
+		}
+		if st == "alive" {
+			if ok, _ := g.verifyMember(m); !ok {
+				st = "unverified"
+			}
 		}
 		g.setStatus(m.Name, st)
 	}
@@ -417,7 +513,8 @@ func (s *gossipServer) ListMembers(ctx context.Context, _ *quarryv1.ListMembersR
 	}
 	resp = &quarryv1.ListMembersResponse{Local: n.Name()}
 	for _, m := range n.Members() {
-		resp.Members = append(resp.Members, &quarryv1.GossipMember{Name: m.Name, Addr: m.Addr.String(), Status: m.Status, Tags: m.RawTags})
+		ok, why := s.g.verifyMember(m)
+		resp.Members = append(resp.Members, &quarryv1.GossipMember{Name: m.Name, Addr: m.Addr.String(), Status: m.Status, Tags: m.RawTags, Verified: ok, Unverified: why})
 	}
 	slices.SortFunc(resp.Members, func(a, b *quarryv1.GossipMember) int {
 		switch {
@@ -507,9 +604,18 @@ func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.S
 	}
 	answered := 0
 	var sendErr error
+	var unverified []string
 	for a := range res.Answers() {
 		if sendErr != nil {
 			continue // drain so the query finishes
+		}
+		if verr := s.g.verifyAnswer(a); verr != nil {
+			// Not attributed to the rig it names: anyone with the gossip
+			// key can answer under any name.
+			s.g.unverified.Add(1)
+			s.log.Warn("dropped a query answer that does not verify", "query", req.GetName(), "from", a.From, "reason", verr)
+			unverified = append(unverified, a.From)
+			continue
 		}
 		answered++
 		sendErr = stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Answer{Answer: &quarryv1.FleetQueryAnswer{From: a.From, Payload: a.Payload, Error: a.Err}}})
@@ -518,67 +624,186 @@ func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.S
 		return sendErr
 	}
 	missing := res.Missing()
-	detail = fmt.Sprintf("%d answers, %d of %d expected missing, %d unreachable", answered, len(missing), len(res.Expected()), len(unreachable))
-	return stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Summary{Summary: &quarryv1.FleetQuerySummary{Expected: res.Expected(), Missing: missing, Unreachable: unreachable}}})
+	for _, u := range unverified {
+		if slices.Contains(res.Expected(), u) && !slices.Contains(missing, u) {
+			missing = append(missing, u)
+		}
+	}
+	detail = fmt.Sprintf("%d answers, %d of %d expected missing, %d unreachable, %d unverified dropped", answered, len(missing), len(res.Expected()), len(unreachable), len(unverified))
+	return stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Summary{Summary: &quarryv1.FleetQuerySummary{Expected: res.Expected(), Missing: missing, Unreachable: unreachable, Unverified: unverified}}})
 }
 
-// KeyFingerprint names a gossip key without revealing it: the first 16 hex
-// digits of the SHA-256 of its bytes.
-func KeyFingerprint(key string) string {
-	raw, err := gossip.DecodeKey(key)
-	if err != nil {
-		return "invalid"
-	}
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
-}
+// KeyFingerprint names a gossip key without revealing it.
+func KeyFingerprint(key string) string { return gossip.KeyFingerprint(key) }
 
 func (s *gossipServer) RotateKeys(ctx context.Context, req *quarryv1.RotateKeysRequest) (resp *quarryv1.RotateKeysResponse, err error) {
 	detail := ""
 	defer func() { s.audit(ctx, "keys."+req.GetStep(), "", err, detail) }()
-	step, key := req.GetStep(), req.GetKey()
-	switch step {
-	case "install", "use", "remove":
-		if _, derr := gossip.DecodeKey(key); derr != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", step, derr)
-		}
+	switch req.GetStep() {
 	case "rotate":
-		if key != "" {
+		if req.GetKey() != "" {
 			return nil, status.Error(codes.InvalidArgument, "rotate generates its own key; pass none")
 		}
+	case "install", "use", "remove":
+		return nil, status.Errorf(codes.InvalidArgument, "step %q: the controller only uses gossip keys it generates itself; use rotate", req.GetStep())
 	default:
-		return nil, status.Errorf(codes.InvalidArgument, "step %q: want install, use, remove or rotate", step)
+		return nil, status.Errorf(codes.InvalidArgument, "step %q: want rotate", req.GetStep())
 	}
 	n, err := s.nodeOrErr()
 	if err != nil {
 		return nil, err
 	}
-	resp = &quarryv1.RotateKeysResponse{}
-	ops := map[string]func(context.Context, string) (*gossip.KeyResult, error){"install": n.InstallKey, "use": n.UseKey, "remove": n.RemoveKey}
-	plan := []struct{ step, key string }{{step, key}}
-	if step == "rotate" {
-		old := n.LocalKeys()[0]
-		key, err = gossip.GenerateKey()
-		if err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
-		}
-		plan = []struct{ step, key string }{{"install", key}, {"use", key}, {"remove", old}}
+	r, err := s.g.rotate(ctx, n)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
 	}
-	for _, p := range plan {
-		r, kerr := ops[p.step](ctx, p.key)
-		sr := &quarryv1.KeyStepResult{Step: p.step, KeyFingerprint: KeyFingerprint(p.key)}
-		if r != nil {
-			sr.Nodes, sr.Responses, sr.Errors, sr.Messages = int32(r.NumNodes), int32(r.NumResp), int32(r.NumErr), r.Errors
-		}
-		resp.Steps = append(resp.Steps, sr)
-		detail += fmt.Sprintf("%s %s: %d/%d ok; ", p.step, sr.KeyFingerprint, sr.Responses-sr.Errors, sr.Nodes)
-		if kerr != nil {
-			// A later step would cut off the members that failed this one.
-			return nil, status.Errorf(codes.Aborted, "%sstopped: %v (members that were down get the keyring when their gRPC link reconnects)", detail, kerr)
-		}
+	step := &quarryv1.KeyStepResult{Step: "rotate", KeyFingerprint: KeyFingerprint(r.key), Nodes: int32(len(r.connected)), Responses: int32(len(r.connected) - len(r.missed)), Errors: int32(len(r.missed)), Messages: map[string]string{}}
+	for _, rig := range r.missed {
+		step.Messages[rig] = "not handed the new key in time; it takes it when its gRPC link reconnects"
 	}
-	for _, k := range n.LocalKeys() {
+	resp = &quarryv1.RotateKeysResponse{Steps: []*quarryv1.KeyStepResult{step}}
+	for _, k := range n.Keys() {
 		resp.KeyringFingerprints = append(resp.KeyringFingerprints, KeyFingerprint(k))
 	}
+	detail = fmt.Sprintf("new key %s handed to %d of %d connected rigs over gRPC; old key %s removed; %d revoked members evicted",
+		step.KeyFingerprint, step.Responses, step.Nodes, KeyFingerprint(r.old), r.evicted)
 	return resp, nil
+}
+
+type rotation struct {
+	key, old          string
+	connected, missed []string
+	evicted           int
+}
+
+// rotate replaces the gossip key. Serf's own rotation (install, use,
+// remove queries) would let any member holding the key read the new one
+// and is refused by every node anyway; instead the new key goes only to
+// rigs that are not revoked, over their authenticated gRPC stream, and
+// only then does the controller switch to it and drop the old key, in
+// one step: a keyring holding both keys would hand the new one to a
+// member that still has the old one (serf's list-keys query).
+func (g *gossipRuntime) rotate(ctx context.Context, n *gossip.Node) (rotation, error) {
+	g.rotateMu.Lock()
+	defer g.rotateMu.Unlock()
+	r := rotation{old: n.Keys()[0]}
+	r.evicted = g.evictRevoked(n)
+	key, err := gossip.GenerateKey()
+	if err != nil {
+		return r, err
+	}
+	r.key = key
+	for _, rig := range g.fleet.Rigs() {
+		if rig.Online && !rig.Revoked {
+			r.connected = append(r.connected, rig.Id)
+		}
+	}
+	g.setHandout([]string{key})
+	wait, cancel := context.WithTimeout(ctx, rotateDeliverWait)
+	defer cancel()
+	for {
+		r.missed = r.missed[:0]
+		g.keysMu.Lock()
+		for _, rig := range r.connected {
+			if g.sent[rig] != key && g.fleet.Online(rig) {
+				r.missed = append(r.missed, rig)
+			}
+		}
+		g.keysMu.Unlock()
+		if len(r.missed) == 0 || wait.Err() != nil {
+			break
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-wait.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if err := n.SetKeyring([]string{key}); err != nil {
+		// Rigs were handed a key the controller does not use: hand back
+		// the old one so they return to it.
+		g.setHandout(n.Keys())
+		return r, err
+	}
+	g.log.Info("gossip key rotated", "key", KeyFingerprint(key), "old", KeyFingerprint(r.old), "rigs_handed", len(r.connected)-len(r.missed), "rigs_missed", len(r.missed))
+	return r, nil
+}
+
+// setHandout changes the keyring rigs are given and wakes every stream
+// to push it.
+func (g *gossipRuntime) setHandout(keys []string) {
+	g.keysMu.Lock()
+	defer g.keysMu.Unlock()
+	g.handout = keys
+	close(g.keysChanged)
+	g.keysChanged = make(chan struct{})
+}
+
+func (g *gossipRuntime) handoutKeys() []string {
+	if g.node.Load() == nil {
+		return nil // no gossip node (yet) for the rig to join
+	}
+	g.keysMu.Lock()
+	defer g.keysMu.Unlock()
+	return slices.Clone(g.handout)
+}
+
+func (g *gossipRuntime) handoutChanged() <-chan struct{} {
+	g.keysMu.Lock()
+	defer g.keysMu.Unlock()
+	return g.keysChanged
+}
+
+func (g *gossipRuntime) keysSent(rig string, keys []string) {
+	g.keysMu.Lock()
+	defer g.keysMu.Unlock()
+	g.sent[rig] = keys[0]
+}
+
+// evictRevoked removes members named after revoked rigs from the
+// cluster (and from every member's list). A revoked rig that is still
+// running refutes the removal while it holds the key; the next rotation
+// cuts it off and then the removal holds.
+func (g *gossipRuntime) evictRevoked(n *gossip.Node) int {
+	c := 0
+	for _, m := range n.Members() {
+		if m.Status == "left" || m.Tags.Role == gossip.RoleController || !g.fleet.Revoked(m.Name) {
+			continue
+		}
+		if err := n.RemoveMember(m.Name); err != nil {
+			g.log.Warn("evict revoked rig from gossip", "rig", m.Name, "err", err)
+			continue
+		}
+		g.log.Info("revoked rig removed from gossip", "rig", m.Name, "was", m.Status)
+		c++
+	}
+	return c
+}
+
+// revoked removes a just-revoked rig from gossip, in the background: the
+// removal waits for serf's broadcast.
+func (g *gossipRuntime) revoked(rigID string) {
+	g.keysMu.Lock()
+	delete(g.sent, rigID)
+	g.keysMu.Unlock()
+	g.rigKeysMu.Lock()
+	delete(g.rigKeys, rigID)
+	g.rigKeysMu.Unlock()
+	n := g.node.Load()
+	if n == nil {
+		return
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.evictRevoked(n)
+	}()
+}
+
+// auditSystem records something the controller did on its own.
+func (g *gossipRuntime) auditSystem(action, result, detail string) {
+	if err := g.fleet.Audit(&quarryv1.AuditEntry{Who: "controller", Role: "system", Action: action, Result: result, Detail: detail}); err != nil {
+		g.log.Error("audit write failed", "action", action, "err", err)
+	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
@@ -74,9 +75,12 @@ type fakeRig struct {
 // port -1 picks a free one. A rig that comes back must use its old port:
 // memberlist does not let a name move to another address while the dead
 // member is remembered.
-func startFakeRig(t *testing.T, name string, enr *quarryv1.EnrollResponse, answer bool, port int) *fakeRig {
+// A non-nil signer signs the fake rig's identity and answers, as the
+// agent does with its certificate key.
+func startFakeRig(t *testing.T, name string, enr *quarryv1.EnrollResponse, answer bool, port int, signer crypto.Signer) *fakeRig {
 	t.Helper()
 	n, err := gossip.New(gossip.Config{
+		Identity: signer,
 		NodeName: name, BindAddr: "127.0.0.1", BindPort: port,
 		Join: enr.GossipJoin, Keys: enr.GossipKeys, Profile: gossip.ProfileTuned,
 		TrustedKeys: []ed25519.PublicKey{enr.EventPublicKey},
@@ -107,6 +111,13 @@ func startFakeRig(t *testing.T, name string, enr *quarryv1.EnrollResponse, answe
 		t.Fatal("fake rig did not join the controller")
 	}
 	return r
+}
+
+// trustRig makes the controller know the rig's certificate, as its mTLS
+// stream would, and returns the key that signs for it.
+func trustRig(tc *testController, ag *testAgent) crypto.Signer {
+	tc.gossip.rigCertificate(ag.id.RigID(), ag.id.Leaf())
+	return ag.id.Signer()
 }
 
 // crash stops without leaving, as a killed agent does.
@@ -170,7 +181,7 @@ func TestGossipEnrollmentHandsOverKeysAndAddress(t *testing.T) {
 	tc2 := gossipController(t, dir)
 	ag2 := enrollAgent(t, tc2, tc2.token(t, time.Hour, 1))
 	if !slices.Equal(ag2.id.Enrollment.GossipKeys, onDisk) || !slices.Equal(ag2.id.Enrollment.EventPublicKey, enr.EventPublicKey) {
-		t.Fatal("keys changed across a restart")
+		t.Fatalf("keys changed across a restart: %v vs %v", ag2.id.Enrollment.GossipKeys, onDisk)
 	}
 }
 
@@ -179,7 +190,7 @@ func TestGossipStatusFollowsMembership(t *testing.T) {
 	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
 	rig := ag.id.RigID()
 
-	r := startFakeRig(t, rig, ag.id.Enrollment, true, -1)
+	r := startFakeRig(t, rig, ag.id.Enrollment, true, -1, trustRig(tc, ag))
 	eventually(t, "gossip status alive", func() bool { return gossipStatusOf(tc, rig) == "alive" })
 	port := int(r.Addr().Port())
 
@@ -190,7 +201,7 @@ func TestGossipStatusFollowsMembership(t *testing.T) {
 	// crash; how fast is measured by the gossip benchmarks, not asserted.
 	t.Logf("crash to gossip status failed: %s", time.Since(start).Round(10*time.Millisecond))
 
-	r2 := startFakeRig(t, rig, ag.id.Enrollment, true, port)
+	r2 := startFakeRig(t, rig, ag.id.Enrollment, true, port, trustRig(tc, ag))
 	eventually(t, "gossip status alive again", func() bool { return gossipStatusOf(tc, rig) == "alive" })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -201,7 +212,7 @@ func TestGossipStatusFollowsMembership(t *testing.T) {
 	eventually(t, "gossip status left", func() bool { return gossipStatusOf(tc, rig) == "left" })
 
 	// Members that are not rigs of this fleet change nothing.
-	startFakeRig(t, "stranger", ag.id.Enrollment, false, -1)
+	startFakeRig(t, "stranger", ag.id.Enrollment, false, -1, nil)
 	if _, err := tc.Fleet().Rig("stranger"); err == nil {
 		t.Fatal("a foreign member became a rig")
 	}
@@ -211,8 +222,8 @@ func TestGossipServiceRolesEventsAndQueries(t *testing.T) {
 	tc := gossipController(t, "")
 	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 2))
 	rig := ag.id.RigID()
-	answering := startFakeRig(t, rig, ag.id.Enrollment, true, -1)
-	silent := startFakeRig(t, "rig-silent", ag.id.Enrollment, false, -1)
+	answering := startFakeRig(t, rig, ag.id.Enrollment, true, -1, trustRig(tc, ag))
+	silent := startFakeRig(t, "rig-silent", ag.id.Enrollment, false, -1, nil)
 
 	viewer := gossipClient(t, tc, roleToken(t, tc, fleet.RoleViewer))
 	operator := gossipClient(t, tc, roleToken(t, tc, fleet.RoleOperator))
@@ -275,14 +286,18 @@ func TestGossipServiceRolesEventsAndQueries(t *testing.T) {
 			}
 			return err
 		}, "up to"},
-		{"bad key", func() error {
+		{"key made elsewhere", func() error {
 			_, err := admin.RotateKeys(ctx(t), &quarryv1.RotateKeysRequest{Step: "install", Key: "not-base64!"})
 			return err
-		}, "base64"},
+		}, "generates itself"},
+		{"rotate with a key", func() error {
+			_, err := admin.RotateKeys(ctx(t), &quarryv1.RotateKeysRequest{Step: "rotate", Key: "abc"})
+			return err
+		}, "pass none"},
 		{"unknown step", func() error {
 			_, err := admin.RotateKeys(ctx(t), &quarryv1.RotateKeysRequest{Step: "shred"})
 			return err
-		}, "install, use, remove or rotate"},
+		}, "want rotate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) { wantStatus(t, tt.call(), codes.InvalidArgument, tt.want) })
 	}
@@ -345,34 +360,53 @@ func TestGossipServiceRolesEventsAndQueries(t *testing.T) {
 	}
 }
 
+// Rotation hands the new key to connected rigs over their gRPC stream
+// (the rig here applies it as the agent does), then switches the
+// controller; a rig that reconnects later gets it in its Welcome.
 func TestGossipKeyRotationReachesMembersAndReconnectingRigs(t *testing.T) {
 	tc := gossipController(t, "")
 	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
-	r := startFakeRig(t, ag.id.RigID(), ag.id.Enrollment, true, -1)
+	r := startFakeRig(t, ag.id.RigID(), ag.id.Enrollment, true, -1, trustRig(tc, ag))
 	eventually(t, "rig alive", func() bool { return gossipStatusOf(tc, ag.id.RigID()) == "alive" })
 	old := ag.id.Enrollment.GossipKeys[0]
+
+	pushed := make(chan []string, 4)
+	runLink := func() func() {
+		ctx2, cancel := context.WithCancel(context.Background())
+		c := &link.Client{Addr: tc.GRPCAddr(), ServerName: "127.0.0.1", Identity: ag.id, Buffer: ag.buf, Log: quietLog(),
+			OnSettings: func(s *quarryv1.AgentSettings) {
+				if err := r.SetKeyring(s.GossipKeys); err != nil {
+					t.Errorf("rig SetKeyring: %v", err)
+				}
+				pushed <- s.GossipKeys
+			}}
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx2) }()
+		return func() { cancel(); <-done }
+	}
+	stop := runLink()
+	select {
+	case <-pushed: // the Welcome
+	case <-time.After(10 * time.Second):
+		t.Fatal("no welcome")
+	}
 
 	admin := gossipClient(t, tc, roleToken(t, tc, fleet.RoleAdmin))
 	resp, err := admin.RotateKeys(ctx(t), &quarryv1.RotateKeysRequest{Step: "rotate"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.Steps) != 3 {
-		t.Fatalf("steps %v", resp.Steps)
+	if len(resp.Steps) != 1 || resp.Steps[0].Nodes != 1 || resp.Steps[0].Responses != 1 || resp.Steps[0].Errors != 0 {
+		t.Fatalf("steps %v, want the one connected rig handed the key", resp.Steps)
 	}
-	for _, s := range resp.Steps {
-		if s.Nodes != 2 || s.Responses != 2 || s.Errors != 0 {
-			t.Errorf("step %s: %d/%d answered, %d errors", s.Step, s.Responses, s.Nodes, s.Errors)
-		}
-	}
-	ctlKeys := tc.gossip.node.Load().LocalKeys()
+	ctlKeys := tc.gossip.node.Load().Keys()
 	if len(ctlKeys) != 1 || ctlKeys[0] == old {
 		t.Fatalf("controller keyring after rotation: %d keys, old primary kept: %v", len(ctlKeys), ctlKeys[0] == old)
 	}
 	if got := r.LocalKeys(); !slices.Equal(got, ctlKeys) {
-		t.Fatal("the member did not follow the rotation")
+		t.Fatalf("the rig holds %v, want the pushed %v", got, ctlKeys)
 	}
-	if resp.KeyringFingerprints[0] != KeyFingerprint(ctlKeys[0]) || resp.Steps[2].KeyFingerprint != KeyFingerprint(old) {
+	if resp.KeyringFingerprints[0] != KeyFingerprint(ctlKeys[0]) || resp.Steps[0].KeyFingerprint != KeyFingerprint(ctlKeys[0]) {
 		t.Fatalf("fingerprints %v / %v", resp.KeyringFingerprints, resp.Steps)
 	}
 	var onDisk []string
@@ -380,24 +414,42 @@ func TestGossipKeyRotationReachesMembersAndReconnectingRigs(t *testing.T) {
 	if err := json.Unmarshal(b, &onDisk); err != nil || !slices.Equal(onDisk, ctlKeys) {
 		t.Fatalf("keyring file %v, want %v (%v)", onDisk, ctlKeys, err)
 	}
+	eventually(t, "rig still alive on the new key", func() bool {
+		return memberStatusOf(tc, ag.id.RigID()) == "alive"
+	})
 
-	// A rig that reconnects gets the current keyring in its settings.
-	got := make(chan []string, 4)
-	ctx2, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := &link.Client{Addr: tc.GRPCAddr(), ServerName: "127.0.0.1", Identity: ag.id, Buffer: ag.buf, Log: quietLog(),
-		OnSettings: func(s *quarryv1.AgentSettings) { got <- s.GossipKeys }}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx2) }()
-	defer func() { cancel(); <-done }()
+	// A rig that reconnects gets the current keyring in its Welcome.
+	stop()
+	drain(pushed)
+	stop = runLink()
+	defer stop()
 	select {
-	case keys := <-got:
+	case keys := <-pushed:
 		if !slices.Equal(keys, ctlKeys) {
 			t.Fatalf("welcome keys %v, want %v", keys, ctlKeys)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no welcome")
 	}
+}
+
+func drain(ch chan []string) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+func memberStatusOf(tc *testController, name string) string {
+	for _, m := range tc.gossip.node.Load().Members() {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return "absent"
 }
 
 func TestGossipPortTakenLeavesTheControllerRunning(t *testing.T) {
@@ -466,7 +518,7 @@ func TestGossipReconcileMarksStaleRigsUnknown(t *testing.T) {
 	stale := enrollAgent(t, tc, tc.token(t, time.Hour, 1)).id.RigID()
 	ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
 	live := ag.id.RigID()
-	startFakeRig(t, live, ag.id.Enrollment, false, -1)
+	startFakeRig(t, live, ag.id.Enrollment, false, -1, trustRig(tc, ag))
 	eventually(t, "live rig alive", func() bool { return gossipStatusOf(tc, live) == "alive" })
 	if err := tc.Fleet().UpdateRig(stale, func(r *quarryv1.Rig) { r.GossipStatus = "alive" }); err != nil {
 		t.Fatal(err)
@@ -483,5 +535,67 @@ func TestGossipReconcileMarksStaleRigsUnknown(t *testing.T) {
 	}
 	if got := gossipStatusOf(tc, live); got != "alive" {
 		t.Fatalf("live rig %q", got)
+	}
+}
+
+// A member named after an enrolled rig but holding only the gossip key
+// (its tags unsigned, or signed with some other key) is not taken for the
+// rig: its status is "unverified", it is shown so in ListMembers, and its
+// query answer is dropped, not attributed to the rig.
+func TestGossipImpostorIsNotTheRig(t *testing.T) {
+	tc := gossipController(t, "")
+	for _, tt := range []struct {
+		name   string
+		signer func(t *testing.T) crypto.Signer
+	}{
+		{"unsigned", func(*testing.T) crypto.Signer { return nil }},
+		{"signed with another key", func(t *testing.T) crypto.Signer {
+			other := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
+			return other.id.Signer()
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ag := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
+			rig := ag.id.RigID()
+			tc.gossip.rigCertificate(rig, ag.id.Leaf()) // the real rig has connected once
+			before := tc.gossip.unverified.Load()
+			r := startFakeRig(t, rig, ag.id.Enrollment, true, -1, tt.signer(t))
+			eventually(t, "gossip status unverified", func() bool { return gossipStatusOf(tc, rig) == "unverified" })
+			viewer := gossipClient(t, tc, roleToken(t, tc, fleet.RoleViewer))
+			ml, err := viewer.ListMembers(ctx(t), &quarryv1.ListMembersRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ml.Members {
+				if m.Name == rig && (m.Verified || m.Unverified == "") {
+					t.Fatalf("impostor listed as verified: %v", m)
+				}
+			}
+			operator := gossipClient(t, tc, roleToken(t, tc, fleet.RoleOperator))
+			st, err := operator.FleetQuery(ctx(t), &quarryv1.FleetQueryRequest{Name: "version", Selector: "name=" + rig, TimeoutMs: 2000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum *quarryv1.FleetQuerySummary
+			for {
+				msg, err := st.Recv()
+				if err != nil {
+					break
+				}
+				if a := msg.GetAnswer(); a != nil {
+					t.Fatalf("impostor's answer attributed to %s: %s", a.From, a.Payload)
+				}
+				if s := msg.GetSummary(); s != nil {
+					sum = s
+				}
+			}
+			if sum == nil || !slices.Contains(sum.Unverified, rig) {
+				t.Fatalf("summary %v does not report the unverified answer", sum)
+			}
+			if tc.gossip.unverified.Load() <= before {
+				t.Fatal("unverified claims not counted")
+			}
+			r.crash()
+		})
 	}
 }

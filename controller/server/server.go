@@ -152,7 +152,7 @@ func (c *Controller) open() error {
 		ReportInterval: c.cfg.ReportInterval,
 		Log:            c.log,
 	})
-	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log})
+	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log, OnRevoke: c.gossip.revoked})
 	if err := c.setupJobs(); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -102,12 +103,25 @@ type Config struct {
 	// (used to encrypt), the rest are accepted for decryption during rotation.
 	Keys []string
 	// KeyringFile, when set, persists keyring changes made through
-	// InstallKey/UseKey/RemoveKey; if it exists at start it wins over Keys so
-	// a restarted node keeps a rotated key.
+	// SetKeyring; if it exists at start it wins over Keys so a restarted
+	// node keeps a rotated key. Serf itself never writes it: keyring
+	// queries from other members are undone, not persisted.
 	KeyringFile string
+	// KeyringCheck is how often the live keyring is compared with the one
+	// this node holds to (default 500ms); serf's key queries also trigger
+	// a check at once.
+	KeyringCheck time.Duration
+	// OnKeyringTamper, if set, is called (off the event loop) after a
+	// keyring change by another member was undone.
+	OnKeyringTamper func(KeyringTamper)
 
 	Profile Profile
 	Timings *Timings
+
+	// Identity, when set (agents: the rig certificate's key), signs this
+	// member's name, address and tags (TagSig) and its query answers, so
+	// the controller can tell the rig from a node merely named after it.
+	Identity crypto.Signer
 
 	// SigningKey signs fleet events and queries (controller only).
 	SigningKey ed25519.PrivateKey
@@ -155,6 +169,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReplayCacheSize <= 0 {
 		c.ReplayCacheSize = 4096
+	}
+	if c.KeyringCheck <= 0 {
+		c.KeyringCheck = 500 * time.Millisecond
 	}
 	if c.FailureGrace == 0 {
 		c.FailureGrace = 500 * time.Millisecond
@@ -213,13 +230,16 @@ func (c *Config) Validate() error {
 }
 
 // serfConfig translates c (already defaulted and validated) to serf's config.
-func (c *Config) serfConfig(keyring *memberlist.Keyring, events chan<- serf.Event) *serf.Config {
+// onLog sees every line serf and memberlist log.
+func (c *Config) serfConfig(keyring *memberlist.Keyring, events chan<- serf.Event, onLog func(string)) *serf.Config {
 	sc := serf.DefaultConfig()
 	sc.Init()
 	sc.NodeName = c.NodeName
 	sc.Tags = c.Tags.Map()
 	sc.EventCh = events
-	sc.KeyringFile = c.KeyringFile
+	// Serf would persist keyring changes requested by any member; the node
+	// persists only its own (see SetKeyring).
+	sc.KeyringFile = ""
 	sc.ValidateNodeNames = true
 	sc.UserEventSizeLimit = 2048
 	sc.QuerySizeLimit = 2048
@@ -247,7 +267,7 @@ func (c *Config) serfConfig(keyring *memberlist.Keyring, events chan<- serf.Even
 	}
 	applyTimings(sc, t)
 
-	lw := &logWriter{log: c.Logger.With("component", "serf", "node", c.NodeName)}
+	lw := &logWriter{log: c.Logger.With("component", "serf", "node", c.NodeName), onLine: onLog}
 	logger := newStdLogger(lw)
 	sc.Logger = logger
 	mc.Logger = logger

@@ -191,6 +191,14 @@ func (n *Node) handleQuery(q *serf.Query) {
 		defer cancel()
 		body, err := r.RespondQuery(ctx, req)
 		resp := encodeAnswer(body, err)
+		if n.cfg.Identity != nil {
+			sig, serr := signWith(n.cfg.Identity, answerMessage(e.ID, n.cfg.NodeName, resp))
+			if serr != nil {
+				n.log.Warn("sign query answer", "err", serr)
+			} else {
+				resp = signAnswer(sig, resp)
+			}
+		}
 		if err := q.Respond(resp); err != nil {
 			// Most likely too large; tell the querier rather than go silent.
 			if err2 := q.Respond(encodeAnswer(nil, fmt.Errorf("answer not sent: %w", err))); err2 != nil {
@@ -208,12 +216,23 @@ type Answer struct {
 	Payload []byte
 	// Err is the responder's error message, empty on success.
 	Err string
+	// QueryID and Signature let VerifyAnswer check that From's rig key
+	// signed the answer; Signature is empty for unsigned answers.
+	QueryID   [16]byte
+	Signature []byte
+	signed    []byte
 }
 
 const (
-	answerOK  byte = 0
-	answerErr byte = 1
+	answerOK     byte = 0
+	answerErr    byte = 1
+	answerSigned byte = 0xA5 // then sig length, sig, then an OK or Err answer
 )
+
+func signAnswer(sig, inner []byte) []byte {
+	out := append([]byte{answerSigned, byte(len(sig))}, sig...)
+	return append(out, inner...)
+}
 
 func encodeAnswer(body []byte, err error) []byte {
 	if err != nil {
@@ -222,7 +241,21 @@ func encodeAnswer(body []byte, err error) []byte {
 	return append([]byte{answerOK}, body...)
 }
 
-func decodeAnswer(from string, p []byte) Answer {
+func decodeAnswer(from string, id [16]byte, p []byte) Answer {
+	var sig []byte
+	if len(p) >= 2 && p[0] == answerSigned {
+		l := int(p[1])
+		if len(p) < 2+l {
+			return Answer{From: from, QueryID: id, Err: "malformed signed answer"}
+		}
+		sig, p = p[2:2+l], p[2+l:]
+	}
+	a := decodePlainAnswer(from, p)
+	a.QueryID, a.Signature, a.signed = id, sig, p
+	return a
+}
+
+func decodePlainAnswer(from string, p []byte) Answer {
 	if len(p) == 0 {
 		return Answer{From: from, Err: "empty answer"}
 	}
@@ -315,11 +348,11 @@ func (n *Node) QueryWith(ctx context.Context, spec QuerySpec) (*QueryResult, err
 		expected: expected,
 	}
 	n.wg.Add(1)
-	go n.collect(ctx, resp, res)
+	go n.collect(ctx, resp, res, e.ID)
 	return res, nil
 }
 
-func (n *Node) collect(ctx context.Context, resp *serf.QueryResponse, res *QueryResult) {
+func (n *Node) collect(ctx context.Context, resp *serf.QueryResponse, res *QueryResult, id [16]byte) {
 	defer n.wg.Done()
 	defer close(res.done)
 	defer close(res.answers)
@@ -343,7 +376,7 @@ func (n *Node) collect(ctx context.Context, resp *serf.QueryResponse, res *Query
 				finish()
 				return
 			}
-			a := decodeAnswer(r.From, r.Payload)
+			a := decodeAnswer(r.From, id, r.Payload)
 			select {
 			case res.answers <- a:
 			case <-ctx.Done():

@@ -10,7 +10,8 @@ import (
 // logWriter turns serf's and memberlist's "[LEVEL] component: msg" lines
 // into slog records so they land in the process's structured log.
 type logWriter struct {
-	log *slog.Logger
+	log    *slog.Logger
+	onLine func(string) // may be nil
 }
 
 func newStdLogger(w *logWriter) *log.Logger { return log.New(w, "", 0) }
@@ -33,6 +34,9 @@ func (w *logWriter) Write(p []byte) (int, error) {
 			level, msg = l.level, strings.TrimSpace(rest)
 			break
 		}
+	}
+	if w.onLine != nil {
+		w.onLine(msg)
 	}
 	w.log.Log(context.Background(), level, msg)
 	return len(p), nil

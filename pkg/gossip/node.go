@@ -93,10 +93,13 @@ type Stats struct {
 	// FailedRefuted counts "failed" reports dropped because the member was
 	// alive again within FailureGrace.
 	FailedRefuted uint64
+	// KeyringRestored counts keyring changes by other members that this
+	// node undid.
+	KeyringRestored uint64
 }
 
 type stats struct {
-	eventsAccepted, queriesAnswered, unsigned, badSignature, stale, replayed, malformed, notSelected, failedRefuted atomic.Uint64
+	eventsAccepted, queriesAnswered, unsigned, badSignature, stale, replayed, malformed, notSelected, failedRefuted, keyringRestored atomic.Uint64
 }
 
 // Node is one member of the gossip cluster. Its methods are safe for
@@ -105,6 +108,12 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	keyring *memberlist.Keyring
+
+	// keysMu guards want, the keyring this node holds to, and serialises
+	// changes to the live keyring made by this node.
+	keysMu   sync.Mutex
+	want     []string
+	keyQuery chan struct{} // serf logged a key query: check the keyring
 
 	mu             sync.RWMutex
 	memberHandlers []MemberHandler
@@ -157,6 +166,8 @@ func New(cfg Config) (*Node, error) {
 		cfg:           cfg,
 		log:           cfg.Logger.With("component", "gossip", "node", cfg.NodeName),
 		keyring:       kr,
+		want:          dedupKeys(keys),
+		keyQuery:      make(chan struct{}, 1),
 		eventHandlers: map[string][]EventHandler{},
 		responders:    map[string]QueryResponder{},
 		replay:        newReplayCache(cfg.ReplayCacheSize),
@@ -189,15 +200,23 @@ func (n *Node) Start(ctx context.Context) error {
 	n.events = make(chan serf.Event, 1024)
 	n.confirm = make(chan serf.Member, 64)
 	n.pending = map[string]*time.Timer{}
-	s, err := serf.Create(n.cfg.serfConfig(n.keyring, n.events))
+	s, err := serf.Create(n.cfg.serfConfig(n.keyring, n.events, n.noteLogLine))
 	if err != nil {
 		return fmt.Errorf("gossip: start serf on %s:%d: %w", n.cfg.BindAddr, n.cfg.BindPort, err)
 	}
 	n.serf = s
+	if n.cfg.Identity != nil {
+		// Signed before any join, so no member ever sees this one unsigned.
+		if err := n.setSignedTags(n.cfg.Tags.Map()); err != nil {
+			_ = s.Shutdown()
+			return err
+		}
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stopped = make(chan struct{})
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.loop()
+	go n.guardKeyring()
 	if len(n.cfg.Join) > 0 {
 		n.wg.Add(1)
 		go func() {
@@ -274,8 +293,22 @@ func (n *Node) SetTags(t Tags) error {
 	if n.serf == nil {
 		return ErrNotStarted
 	}
+	if n.cfg.Identity != nil {
+		return n.setSignedTags(t.Map())
+	}
 	if err := n.serf.SetTags(t.Map()); err != nil {
 		return fmt.Errorf("gossip: set tags: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) setSignedTags(m map[string]string) error {
+	signed, err := signTags(n.cfg.Identity, n.cfg.NodeName, n.Addr().String(), m)
+	if err != nil {
+		return err
+	}
+	if err := n.serf.SetTags(signed); err != nil {
+		return fmt.Errorf("gossip: set signed tags: %w", err)
 	}
 	return nil
 }
@@ -329,6 +362,7 @@ func (n *Node) Stats() Stats {
 		Malformed:       s.malformed.Load(),
 		NotSelected:     s.notSelected.Load(),
 		FailedRefuted:   s.failedRefuted.Load(),
+		KeyringRestored: s.keyringRestored.Load(),
 	}
 }
 
@@ -516,4 +550,21 @@ func cloneMap(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// RemoveMember forces name out of the cluster and makes every member
+// forget it (serf's force-leave with prune). A member that is still alive
+// and holds the gossip key refutes this; cut it off first by rotating the
+// key without it.
+func (n *Node) RemoveMember(name string) error {
+	if n.serf == nil {
+		return ErrNotStarted
+	}
+	if name == n.cfg.NodeName {
+		return errors.New("gossip: remove member: that is this node")
+	}
+	if err := n.serf.RemoveFailedNodePrune(name); err != nil {
+		return fmt.Errorf("gossip: remove member %s: %w", name, err)
+	}
+	return nil
 }

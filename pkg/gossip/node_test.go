@@ -198,12 +198,14 @@ func TestSetTagsPropagates(t *testing.T) {
 	}
 }
 
+// Rotation is each member taking the new keyring from its owner (over
+// gRPC in Quarry) with SetKeyring: the cluster keeps talking, the new
+// keyring is persisted, and the old key no longer gets in.
 func TestKeyRotationAcrossCluster(t *testing.T) {
 	keys := newTestKeys(t)
 	dir := t.TempDir()
 	nodes := make([]*testNode, 3)
 	for i := range nodes {
-		i := i
 		nodes[i] = startNode(t, nodeName("n", i), keys, func(c *Config) {
 			c.KeyringFile = filepath.Join(dir, nodeName("keyring", i)+".json")
 		})
@@ -214,18 +216,13 @@ func TestKeyRotationAcrossCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes[0].InstallKey(ctx, newKey); err != nil {
-		t.Fatalf("install: %v", err)
+	for _, n := range nodes {
+		if err := n.SetKeyring([]string{newKey}); err != nil {
+			t.Fatalf("%s: %v", n.Name(), err)
+		}
 	}
-	if _, err := nodes[0].UseKey(ctx, newKey); err != nil {
-		t.Fatalf("use: %v", err)
-	}
-	// Removing the primary must fail, everywhere.
-	if _, err := nodes[1].RemoveKey(ctx, newKey); !errors.Is(err, ErrKeyOp) {
-		t.Fatalf("removing the primary key: %v, want ErrKeyOp", err)
-	}
-	if _, err := nodes[1].RemoveKey(ctx, keys.gossip); err != nil {
-		t.Fatalf("remove old: %v", err)
+	if err := nodes[0].SetKeyring([]string{"not-base64!"}); err == nil {
+		t.Fatal("SetKeyring accepted an invalid key")
 	}
 	res, err := nodes[2].ListKeys(ctx)
 	if err != nil {
@@ -237,6 +234,9 @@ func TestKeyRotationAcrossCluster(t *testing.T) {
 	for _, n := range nodes {
 		if got := n.LocalKeys(); len(got) != 1 || got[0] != newKey {
 			t.Fatalf("%s local keys = %v", n.Name(), got)
+		}
+		if got := n.Keys(); len(got) != 1 || got[0] != newKey {
+			t.Fatalf("%s wanted keys = %v", n.Name(), got)
 		}
 	}
 	// The rotated key was persisted and wins over Config.Keys on restart.
@@ -301,7 +301,7 @@ func TestMethodsBeforeStart(t *testing.T) {
 	checks["SetTags"] = n.SetTags(Tags{})
 	_, checks["Broadcast"] = n.Broadcast(ctx, "pause", "", nil)
 	_, checks["Query"] = n.Query(ctx, "temps", "", time.Second)
-	_, checks["InstallKey"] = n.InstallKey(ctx, keys.gossip)
+	_, checks["ListKeys"] = n.ListKeys(ctx)
 	for name, err := range checks {
 		if !errors.Is(err, ErrNotStarted) {
 			t.Errorf("%s before Start = %v, want ErrNotStarted", name, err)

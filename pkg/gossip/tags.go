@@ -87,6 +87,8 @@ func ParseTags(m map[string]string) Tags {
 			t.GPUModel = v
 		case TagGRPC:
 			t.GRPC = v
+		case TagSig:
+			// Checked by VerifyMember against RawTags; not metadata.
 		default:
 			t.setExtra(k, v)
 		}
@@ -112,7 +114,7 @@ func (t Tags) validate() error {
 	}
 	for k := range t.Extra {
 		switch k {
-		case TagRole, TagRigID, TagVersion, TagGPUCount, TagGPUModel, TagGRPC, selectorNameKey:
+		case TagRole, TagRigID, TagVersion, TagGPUCount, TagGPUModel, TagGRPC, TagSig, selectorNameKey:
 			return fmt.Errorf("extra tag %q collides with a built-in key", k)
 		case "":
 			return fmt.Errorf("extra tag with empty key")

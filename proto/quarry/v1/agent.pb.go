@@ -126,6 +126,7 @@ type ConnectResponse struct {
 	//	*ConnectResponse_Welcome
 	//	*ConnectResponse_Ack
 	//	*ConnectResponse_Command
+	//	*ConnectResponse_Settings
 	Msg           isConnectResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -195,6 +196,15 @@ func (x *ConnectResponse) GetCommand() *Command {
 	return nil
 }
 
+func (x *ConnectResponse) GetSettings() *AgentSettings {
+	if x != nil {
+		if x, ok := x.Msg.(*ConnectResponse_Settings); ok {
+			return x.Settings
+		}
+	}
+	return nil
+}
+
 type isConnectResponse_Msg interface {
 	isConnectResponse_Msg()
 }
@@ -211,11 +221,20 @@ type ConnectResponse_Command struct {
 	Command *Command `protobuf:"bytes,3,opt,name=command,proto3,oneof"`
 }
 
+type ConnectResponse_Settings struct {
+	// settings replaces the rig's settings mid-stream; the controller
+	// sends it when it rotates the gossip keyring, which rigs take only
+	// from this authenticated link.
+	Settings *AgentSettings `protobuf:"bytes,4,opt,name=settings,proto3,oneof"`
+}
+
 func (*ConnectResponse_Welcome) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_Ack) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_Command) isConnectResponse_Msg() {}
+
+func (*ConnectResponse_Settings) isConnectResponse_Msg() {}
 
 type Hello struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -930,11 +949,12 @@ const file_quarry_v1_agent_proto_rawDesc = "" +
 	"\x05hello\x18\x01 \x01(\v2\x10.quarry.v1.HelloH\x00R\x05hello\x12+\n" +
 	"\x06report\x18\x02 \x01(\v2\x11.quarry.v1.ReportH\x00R\x06report\x12A\n" +
 	"\x0ecommand_result\x18\x03 \x01(\v2\x18.quarry.v1.CommandResultH\x00R\rcommandResultB\x05\n" +
-	"\x03msg\"\x9c\x01\n" +
+	"\x03msg\"\xd4\x01\n" +
 	"\x0fConnectResponse\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.quarry.v1.WelcomeH\x00R\awelcome\x12\"\n" +
 	"\x03ack\x18\x02 \x01(\v2\x0e.quarry.v1.AckH\x00R\x03ack\x12.\n" +
-	"\acommand\x18\x03 \x01(\v2\x12.quarry.v1.CommandH\x00R\acommandB\x05\n" +
+	"\acommand\x18\x03 \x01(\v2\x12.quarry.v1.CommandH\x00R\acommand\x126\n" +
+	"\bsettings\x18\x04 \x01(\v2\x18.quarry.v1.AgentSettingsH\x00R\bsettingsB\x05\n" +
 	"\x03msg\"\xae\x01\n" +
 	"\x05Hello\x12\x15\n" +
 	"\x06rig_id\x18\x01 \x01(\tR\x05rigId\x12\x1a\n" +
@@ -1039,26 +1059,27 @@ var file_quarry_v1_agent_proto_depIdxs = []int32{
 	5,  // 3: quarry.v1.ConnectResponse.welcome:type_name -> quarry.v1.Welcome
 	7,  // 4: quarry.v1.ConnectResponse.ack:type_name -> quarry.v1.Ack
 	14, // 5: quarry.v1.ConnectResponse.command:type_name -> quarry.v1.Command
-	3,  // 6: quarry.v1.Hello.inventory:type_name -> quarry.v1.Inventory
-	15, // 7: quarry.v1.Inventory.gpus:type_name -> quarry.v1.GPUStats
-	13, // 8: quarry.v1.Inventory.tags:type_name -> quarry.v1.Inventory.TagsEntry
-	16, // 9: quarry.v1.Report.host:type_name -> quarry.v1.HostStats
-	15, // 10: quarry.v1.Report.gpus:type_name -> quarry.v1.GPUStats
-	17, // 11: quarry.v1.Report.miners:type_name -> quarry.v1.MinerStats
-	18, // 12: quarry.v1.Report.events:type_name -> quarry.v1.Event
-	6,  // 13: quarry.v1.Welcome.settings:type_name -> quarry.v1.AgentSettings
-	19, // 14: quarry.v1.CommandResult.status:type_name -> quarry.v1.CommandStatus
-	0,  // 15: quarry.v1.AgentService.Connect:input_type -> quarry.v1.ConnectRequest
-	9,  // 16: quarry.v1.AgentService.Enroll:input_type -> quarry.v1.EnrollRequest
-	11, // 17: quarry.v1.AgentService.Renew:input_type -> quarry.v1.RenewRequest
-	1,  // 18: quarry.v1.AgentService.Connect:output_type -> quarry.v1.ConnectResponse
-	10, // 19: quarry.v1.AgentService.Enroll:output_type -> quarry.v1.EnrollResponse
-	12, // 20: quarry.v1.AgentService.Renew:output_type -> quarry.v1.RenewResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	6,  // 6: quarry.v1.ConnectResponse.settings:type_name -> quarry.v1.AgentSettings
+	3,  // 7: quarry.v1.Hello.inventory:type_name -> quarry.v1.Inventory
+	15, // 8: quarry.v1.Inventory.gpus:type_name -> quarry.v1.GPUStats
+	13, // 9: quarry.v1.Inventory.tags:type_name -> quarry.v1.Inventory.TagsEntry
+	16, // 10: quarry.v1.Report.host:type_name -> quarry.v1.HostStats
+	15, // 11: quarry.v1.Report.gpus:type_name -> quarry.v1.GPUStats
+	17, // 12: quarry.v1.Report.miners:type_name -> quarry.v1.MinerStats
+	18, // 13: quarry.v1.Report.events:type_name -> quarry.v1.Event
+	6,  // 14: quarry.v1.Welcome.settings:type_name -> quarry.v1.AgentSettings
+	19, // 15: quarry.v1.CommandResult.status:type_name -> quarry.v1.CommandStatus
+	0,  // 16: quarry.v1.AgentService.Connect:input_type -> quarry.v1.ConnectRequest
+	9,  // 17: quarry.v1.AgentService.Enroll:input_type -> quarry.v1.EnrollRequest
+	11, // 18: quarry.v1.AgentService.Renew:input_type -> quarry.v1.RenewRequest
+	1,  // 19: quarry.v1.AgentService.Connect:output_type -> quarry.v1.ConnectResponse
+	10, // 20: quarry.v1.AgentService.Enroll:output_type -> quarry.v1.EnrollResponse
+	12, // 21: quarry.v1.AgentService.Renew:output_type -> quarry.v1.RenewResponse
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_agent_proto_init() }
@@ -1076,6 +1097,7 @@ func file_quarry_v1_agent_proto_init() {
 		(*ConnectResponse_Welcome)(nil),
 		(*ConnectResponse_Ack)(nil),
 		(*ConnectResponse_Command)(nil),
+		(*ConnectResponse_Settings)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -58,11 +58,17 @@ func (*ListMembersRequest) Descriptor() ([]byte, []int) {
 }
 
 type GossipMember struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`     // host:port
-	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"` // alive, leaving, left, failed
-	Tags          map[string]string      `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Addr   string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`     // host:port
+	Status string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"` // alive, leaving, left, failed
+	Tags   map[string]string      `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// verified is true when the member's name, address and tags carry a
+	// valid signature by the rig's certificate key (or it is the controller
+	// itself). Unverified members are never taken for the rig they name.
+	Verified bool `protobuf:"varint,5,opt,name=verified,proto3" json:"verified,omitempty"`
+	// unverified says why, when verified is false.
+	Unverified    string `protobuf:"bytes,6,opt,name=unverified,proto3" json:"unverified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +129,20 @@ func (x *GossipMember) GetTags() map[string]string {
 		return x.Tags
 	}
 	return nil
+}
+
+func (x *GossipMember) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
+func (x *GossipMember) GetUnverified() string {
+	if x != nil {
+		return x.Unverified
+	}
+	return ""
 }
 
 type ListMembersResponse struct {
@@ -410,7 +430,10 @@ type FleetQuerySummary struct {
 	Missing  []string `protobuf:"bytes,2,rep,name=missing,proto3" json:"missing,omitempty"`
 	// unreachable are members the selector picks that gossip knows as failed
 	// or left: the query was not sent to them.
-	Unreachable   []*GossipMember `protobuf:"bytes,3,rep,name=unreachable,proto3" json:"unreachable,omitempty"`
+	Unreachable []*GossipMember `protobuf:"bytes,3,rep,name=unreachable,proto3" json:"unreachable,omitempty"`
+	// unverified names the members whose answers did not carry a valid
+	// signature by their rig's certificate key: those answers were dropped.
+	Unverified    []string `protobuf:"bytes,4,rep,name=unverified,proto3" json:"unverified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -462,6 +485,13 @@ func (x *FleetQuerySummary) GetMissing() []string {
 func (x *FleetQuerySummary) GetUnreachable() []*GossipMember {
 	if x != nil {
 		return x.Unreachable
+	}
+	return nil
+}
+
+func (x *FleetQuerySummary) GetUnverified() []string {
+	if x != nil {
+		return x.Unverified
 	}
 	return nil
 }
@@ -550,10 +580,11 @@ func (*FleetQueryResponse_Summary) isFleetQueryResponse_Msg() {}
 
 type RotateKeysRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// step is install, use, remove or rotate. rotate generates a key,
-	// installs it, makes it primary and removes the previous primary.
+	// step must be rotate: the controller generates a key, hands it to the
+	// rigs that are not revoked over their gRPC link, then switches to it
+	// and drops the old one. Keys made elsewhere are refused.
 	Step          string `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
-	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"` // base64; required by install, use and remove
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"` // must be empty
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -745,12 +776,16 @@ var File_quarry_v1_gossip_proto protoreflect.FileDescriptor
 const file_quarry_v1_gossip_proto_rawDesc = "" +
 	"\n" +
 	"\x16quarry/v1/gossip.proto\x12\tquarry.v1\"\x14\n" +
-	"\x12ListMembersRequest\"\xbe\x01\n" +
+	"\x12ListMembersRequest\"\xfa\x01\n" +
 	"\fGossipMember\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\tR\x06status\x125\n" +
-	"\x04tags\x18\x04 \x03(\v2!.quarry.v1.GossipMember.TagsEntryR\x04tags\x1a7\n" +
+	"\x04tags\x18\x04 \x03(\v2!.quarry.v1.GossipMember.TagsEntryR\x04tags\x12\x1a\n" +
+	"\bverified\x18\x05 \x01(\bR\bverified\x12\x1e\n" +
+	"\n" +
+	"unverified\x18\x06 \x01(\tR\n" +
+	"unverified\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
@@ -771,11 +806,14 @@ const file_quarry_v1_gossip_proto_rawDesc = "" +
 	"\x10FleetQueryAnswer\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\x84\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xa4\x01\n" +
 	"\x11FleetQuerySummary\x12\x1a\n" +
 	"\bexpected\x18\x01 \x03(\tR\bexpected\x12\x18\n" +
 	"\amissing\x18\x02 \x03(\tR\amissing\x129\n" +
-	"\vunreachable\x18\x03 \x03(\v2\x17.quarry.v1.GossipMemberR\vunreachable\"\x8c\x01\n" +
+	"\vunreachable\x18\x03 \x03(\v2\x17.quarry.v1.GossipMemberR\vunreachable\x12\x1e\n" +
+	"\n" +
+	"unverified\x18\x04 \x03(\tR\n" +
+	"unverified\"\x8c\x01\n" +
 	"\x12FleetQueryResponse\x125\n" +
 	"\x06answer\x18\x01 \x01(\v2\x1b.quarry.v1.FleetQueryAnswerH\x00R\x06answer\x128\n" +
 	"\asummary\x18\x02 \x01(\v2\x1c.quarry.v1.FleetQuerySummaryH\x00R\asummaryB\x05\n" +

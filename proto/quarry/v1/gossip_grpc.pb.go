@@ -42,7 +42,8 @@ type GossipServiceClient interface {
 	// FleetQuery signs and sends a query, streams answers as they arrive and
 	// ends with a summary naming the members that did not answer.
 	FleetQuery(ctx context.Context, in *FleetQueryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FleetQueryResponse], error)
-	// RotateKeys changes the gossip keyring of every member.
+	// RotateKeys replaces the gossip key of the controller and of every
+	// rig that is not revoked.
 	RotateKeys(ctx context.Context, in *RotateKeysRequest, opts ...grpc.CallOption) (*RotateKeysResponse, error)
 }
 
@@ -120,7 +121,8 @@ type GossipServiceServer interface {
 	// FleetQuery signs and sends a query, streams answers as they arrive and
 	// ends with a summary naming the members that did not answer.
 	FleetQuery(*FleetQueryRequest, grpc.ServerStreamingServer[FleetQueryResponse]) error
-	// RotateKeys changes the gossip keyring of every member.
+	// RotateKeys replaces the gossip key of the controller and of every
+	// rig that is not revoked.
 	RotateKeys(context.Context, *RotateKeysRequest) (*RotateKeysResponse, error)
 	mustEmbedUnimplementedGossipServiceServer()
 }
