@@ -116,6 +116,11 @@ func TestInstallAgentTwiceThenUpgrade(t *testing.T) {
 	if cfg.Controller != "ctl.example.net:7443" || cfg.ServerName != "ctl.example.net" || cfg.TokenFile != "/etc/quarry/agent.token" || cfg.DataDir != "/var/lib/quarry-agent/agent-data" || cfg.Token != "" {
 		t.Errorf("agent.yaml decodes to %+v", cfg)
 	}
+	// The agent's default miners_dir exists, so a flight sheet has somewhere
+	// to put its binaries.
+	if fi, err := os.Stat(filepath.Join(root, strings.TrimPrefix(cfg.MinersDir, "/"))); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+		t.Errorf("miners_dir %s under the root: %v %v", cfg.MinersDir, fi, err)
+	}
 	if _, err := exec.LookPath("systemctl"); err == nil {
 		if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/quarry-agent.service")); err != nil {
 			t.Errorf("unit not enabled under the root: %v\n%s", err, out)

@@ -237,6 +237,8 @@ fi
 conf_changed=$(put "$TMP/agent.yaml" "$CONF_PATH" 0640)
 [ -n "$conf_changed" ] && say "wrote $CONF_PATH" || say "$CONF_PATH unchanged"
 install -d -m 0700 "$DATA_DIR"
+# The agent runs miner binaries only from here (its default miners_dir).
+install -d -m 0755 "$R/var/lib/quarry/miners"
 
 # 4. Enable and start. The service enrolls with the token on its first
 # start and keeps its certificate in /var/lib/quarry-agent.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/quarryfleet/quarry/pkg/store"
 )
@@ -76,14 +77,16 @@ func RepoBin(t testing.TB, name string) string {
 	return ""
 }
 
-// GoToolchain is the go command of the toolchain running the tests.
+// GoToolchain is the absolute path of the go command on PATH, resolved
+// through its GOROOT so a job with a PATH of its own finds the same one.
 func GoToolchain(t testing.TB) string {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		return RequireTool(t, "go", "install Go 1.26")
+	goCmd := RequireTool(t, "go", "install Go 1.26")
+	out, err := exec.Command(goCmd, "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
 	}
-	return goBin
+	return filepath.Join(strings.TrimSpace(string(out)), "bin", "go")
 }
 
 // OfflineGoEnv is the environment for a build of a fixture module that
@@ -214,7 +217,7 @@ func CheckDB(t testing.TB, db *bbolt.DB) {
 		}
 		return nil
 	})
-	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return
 	}
 	if err != nil {
