@@ -182,7 +182,13 @@ func TestAttackTerminalEscapesFromRig(t *testing.T) {
 	ctrl, _ := adminAttackController(t)
 	const evil = "rig\x1b]0;pwned\x07-\x1b[2Jevil"
 	dir := t.TempDir()
-	id, err := link.Enroll(context.Background(), filepath.Join(dir, "pki"), ctrl.grpc, ctrl.newToken(t), evil)
+	// The hostname is refused outright at enrollment, before a token use
+	// is spent; the rest of the rig's text is cleaned where it is shown.
+	tok := ctrl.newToken(t)
+	if _, err := link.Enroll(context.Background(), filepath.Join(dir, "pki"), ctrl.grpc, tok, evil); err == nil || !strings.Contains(err.Error(), "control characters") {
+		t.Fatalf("enroll with hostname %q: %v, want refused", evil, err)
+	}
+	id, err := link.Enroll(context.Background(), filepath.Join(dir, "pki"), ctrl.grpc, tok, "rig-evil")
 	if err != nil {
 		t.Fatalf("enroll: %v", err)
 	}
@@ -238,9 +244,9 @@ func TestAttackTerminalEscapesFromRig(t *testing.T) {
 		t.Errorf("/metrics lacks the cleaned GPU model")
 	}
 	// JSON stays JSON: the escape arrives escaped, never raw.
-	out, err := ctrl.ctl(t, "rigs", "list", "-o", "json")
+	out, err := ctrl.ctl(t, "rig", "show", rigID, "-o", "json")
 	if err != nil || strings.Contains(out, "\x1b") || !strings.Contains(out, `\u001b`) {
-		t.Errorf("rigs list -o json: %v\n%q", err, out)
+		t.Errorf("rig show -o json: %v\n%q", err, out)
 	}
 }
 

@@ -32,12 +32,12 @@ const (
 // the same transaction.
 func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
 	e.TimeUnixNano = f.opts.Now().UnixNano()
-	e.Who = Truncate(redact.Text(e.Who), maxAuditField)
+	e.Who = redactedField(e.Who, maxAuditField)
 	e.Role = Truncate(e.Role, maxAuditField)
 	e.Action = Truncate(e.Action, maxAuditField)
-	e.Target = Truncate(redact.Text(e.Target), maxAuditField)
-	e.Result = Truncate(redact.Text(e.Result), maxAuditField)
-	e.Detail = Truncate(redact.Text(e.Detail), maxAuditDetail)
+	e.Target = redactedField(e.Target, maxAuditField)
+	e.Result = redactedField(e.Result, maxAuditField)
+	e.Detail = redactedField(e.Detail, maxAuditDetail)
 	b, err := proto.Marshal(e)
 	if err != nil {
 		return err
@@ -160,4 +160,15 @@ func (f *Fleet) AuditPage(since time.Time, limit int, pageToken string) ([]*quar
 		out[i], out[j] = out[j], out[i]
 	}
 	return out, next, err
+}
+
+// redactedField redacts credentials from s and cuts it to max bytes. The
+// text is first cut to a few times max, so that redacting a huge field an
+// anonymous peer sent costs no more than a small one, with room for a
+// credential straddling the final cut to still be recognised whole.
+func redactedField(s string, max int) string {
+	if len(s) <= 4*max {
+		return Truncate(redact.Text(s), max)
+	}
+	return truncateFrom(redact.Text(s[:4*max]), max, len(s))
 }

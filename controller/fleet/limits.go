@@ -136,15 +136,22 @@ func checkScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value, path str
 // Truncate shortens s to at most max bytes (on a rune boundary) and says
 // how much was cut, so a stored value is bounded but visibly incomplete.
 func Truncate(s string, max int) string {
-	if len(s) <= max {
+	return truncateFrom(s, max, len(s))
+}
+
+// truncateFrom is Truncate for s taken from a text of total bytes, which
+// the marker reports.
+func truncateFrom(s string, max, total int) string {
+	if len(s) <= max && total == len(s) {
 		return s
 	}
-	marker := fmt.Sprintf("…[%d bytes cut]", len(s))
+	marker := fmt.Sprintf("…[%d bytes cut]", total)
 	keep := max - len(marker)
 	if keep < 0 {
 		keep = 0
 	}
-	for keep > 0 && !utf8.RuneStart(s[keep]) {
+	keep = min(keep, len(s))
+	for keep > 0 && keep < len(s) && !utf8.RuneStart(s[keep]) {
 		keep--
 	}
 	return s[:keep] + marker

@@ -308,3 +308,16 @@ func TestEnrolledNamesAreUnique(t *testing.T) {
 		}
 	}
 }
+
+// A huge audit field is redacted and cut without redacting all of it, and
+// its marker still says how large it was.
+func TestRedactedFieldBounded(t *testing.T) {
+	huge := "password=hunter2 " + strings.Repeat("x", 3<<20)
+	got := redactedField(huge, maxAuditDetail)
+	if len(got) > maxAuditDetail || strings.Contains(got, "hunter2") || !strings.HasSuffix(got, fmt.Sprintf("…[%d bytes cut]", len(huge))) {
+		t.Fatalf("redactedField = %q (%d bytes)", got[:min(len(got), 80)], len(got))
+	}
+	if got := redactedField("password=hunter2", maxAuditField); strings.Contains(got, "hunter2") || strings.Contains(got, "cut") {
+		t.Fatalf("short field: %q", got)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -136,11 +137,15 @@ func (p *Proxy) SetRates(r map[Fault]float64) {
 	}
 }
 
-// Log returns a copy of every request seen so far.
+// Log returns a copy of every request seen so far, in the order they
+// arrived. Entries are recorded when a request ends, and a request whose
+// connection is dropped after forwarding can end after the next one began.
 func (p *Proxy) Log() []Entry {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Entry(nil), p.log...)
+	log := append([]Entry(nil), p.log...)
+	slices.SortStableFunc(log, func(a, b Entry) int { return a.Time.Compare(b.Time) })
+	return log
 }
 
 func (p *Proxy) pick() Fault {
