@@ -117,6 +117,22 @@ func (b billingBearer) GetRequestMetadata(context.Context, ...string) (map[strin
 }
 func (billingBearer) RequireTransportSecurity() bool { return true }
 
+// enrollBillingRig enrolls a rig named name with the controller and
+// returns its identity and its data directory.
+func enrollBillingRig(t *testing.T, bc *billingTestController, name, hostname string) (*link.Identity, string) {
+	t.Helper()
+	tok, _, err := bc.Fleet().CreateToken(bc.CA().Hash(), time.Minute, 1, name, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentDir := t.TempDir()
+	id, err := link.Enroll(billingCtx(t), filepath.Join(agentDir, "pki"), bc.GRPCAddr(), tok, hostname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, agentDir
+}
+
 func billingCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -276,15 +292,7 @@ func TestBillingMetersReportedPower(t *testing.T) {
 		// allow that much clock skew so they keep their times.
 		c.MaxClockSkew = 10 * time.Minute
 	})
-	tok, _, err := bc.Fleet().CreateToken(bc.CA().Hash(), time.Minute, 1, "meter-rig", "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentDir := t.TempDir()
-	id, err := link.Enroll(billingCtx(t), filepath.Join(agentDir, "pki"), bc.GRPCAddr(), tok, "meter-host")
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, agentDir := enrollBillingRig(t, bc, "meter-rig", "meter-host")
 	db, err := store.Open(filepath.Join(agentDir, "agent.db"), link.Buckets...)
 	if err != nil {
 		t.Fatal(err)
@@ -523,15 +531,7 @@ func TestBillingReplayedReportsAreBilledOnce(t *testing.T) {
 		enableBilling(c)
 		c.Billing.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	})
-	tok, _, err := bc.Fleet().CreateToken(bc.CA().Hash(), time.Minute, 1, "replay-rig", "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentDir := t.TempDir()
-	id, err := link.Enroll(billingCtx(t), filepath.Join(agentDir, "pki"), bc.GRPCAddr(), tok, "replay-host")
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, agentDir := enrollBillingRig(t, bc, "replay-rig", "replay-host")
 	admin := bc.billingClient(t, "")
 	ctx := billingCtx(t)
 	if _, err := admin.CreatePlan(ctx, &quarryv1.CreatePlanRequest{Plan: &quarryv1.BillingPlan{Id: "std", StripeRigPriceId: "price_rig", EnergyMillicentsPerKwh: 10_000}}); err != nil {
