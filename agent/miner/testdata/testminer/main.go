@@ -42,12 +42,13 @@ func main() {
 	}
 	// Like real miners, survive a broken output pipe (the agent died).
 	signal.Ignore(syscall.SIGPIPE)
+	// Before the start line, which tests wait for before they stop it.
+	if *ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	}
 	fmt.Printf("testminer %d started: %s\n", os.Getpid(), strings.Join(os.Args[1:], " "))
 	if *pidFile != "" {
 		appendLine(*pidFile, fmt.Sprint(os.Getpid()))
-	}
-	if *ignoreTerm {
-		signal.Ignore(syscall.SIGTERM)
 	}
 	if *fork {
 		c := exec.Command(os.Args[0], "-sleep-child")
