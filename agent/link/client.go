@@ -106,7 +106,7 @@ func (c *Client) Run(ctx context.Context) error {
 		if status.Code(err) == codes.PermissionDenied {
 			c.Log.Error("controller refused this rig", "err", err)
 		} else {
-			c.Log.Warn("controller link down", "err", err)
+			c.Log.Warn("controller link down", "err", err, "buffered", c.Buffer.Len())
 		}
 		if time.Since(start) > time.Minute {
 			attempt = 0 // the session was healthy; start backing off afresh

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 func TestSelector(t *testing.T) {
@@ -211,12 +213,16 @@ func TestFleetEvents(t *testing.T) {
 	})
 	inject(replayed.marshal(purposeEvent, f.keys.priv)) // same id again
 	want := Stats{EventsAccepted: 1, Unsigned: 1, BadSignature: 1, Stale: 2, Replayed: 1}
-	waitFor(t, 5*time.Second, "rig-02 counts every forgery", func() bool {
-		s := f.agents[2].Stats()
-		s.NotSelected = 0
-		return s == want
+	// Gossip carries the six copies in no particular order; each is counted
+	// exactly once, so once the counts match every copy has been handled
+	// and a wrongly accepted one would already show.
+	testsupport.Poll(t, "rig-02 counts every forgery", 30*time.Second, func() (bool, string) {
+		all := f.agents[2].Stats()
+		// Only the event verdicts matter here; membership counters such as
+		// refuted suspicions move with the machine's load.
+		s := Stats{EventsAccepted: all.EventsAccepted, Unsigned: all.Unsigned, BadSignature: all.BadSignature, Stale: all.Stale, Replayed: all.Replayed, Malformed: all.Malformed}
+		return s == want, fmt.Sprintf("stats %+v, want %+v", s, want)
 	})
-	time.Sleep(100 * time.Millisecond) // let any wrongly accepted copy land
 	if evs := f.agents[2].rec.fleetEvents(); len(evs) != 1 || evs[0].ID != replayed.ID {
 		t.Fatalf("rig-02 handled %d events, want only the genuine one", len(evs))
 	}
