@@ -51,6 +51,9 @@ A rig whose figures are borrowed from identical hardware is marked with *.`,
 				if resp.Options == 0 {
 					fmt.Fprintln(a.Out, "profit switching is idle: no options configured (profit.options in the controller's config)")
 				}
+				if resp.MarketOffline {
+					fmt.Fprintln(a.Out, "market", resp.MarketMode, "(fixed snapshot; its age does not pause switching)")
+				}
 				if resp.Paused {
 					fmt.Fprintln(a.Out, "PAUSED:", resp.PauseReason)
 				}
@@ -306,6 +309,9 @@ func (a *App) marketCmd() *cobra.Command {
 					return a.json(resp)
 				}
 				state := "ok"
+				if resp.Offline {
+					state = "ok, " + resp.Reason
+				}
 				if !resp.Ok {
 					state = "PAUSED: " + resp.Reason
 				}

@@ -103,6 +103,7 @@ func TestPutSheetValidates(t *testing.T) {
 		{"no sha256", strings.Replace(sheet("a", "kawpow"), "  sha256: "+strings.Repeat("ab", 32)+"\n", "", 1), "miner.sha256"},
 		{"unknown miner", strings.Replace(sheet("a", "kawpow"), "name: trex", "name: nosuchminer", 1), "miner.name"},
 		{"relative path", strings.Replace(sheet("a", "kawpow"), "/opt/miners/t-rex", "t-rex", 1), "miner.path"},
+		{"scheme the miner cannot use", strings.Replace(sheet("a", "kawpow"), "stratum+tcp://rvn.example.org:6060", "daemon+http://127.0.0.1:8766", 1), "miner trex cannot use scheme"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,7 +136,7 @@ func TestPutSheetValidates(t *testing.T) {
 	for _, en := range entries {
 		actions = append(actions, en.Action)
 	}
-	if got := strings.Join(actions, ","); strings.Count(got, "flightsheet put") != 6 || !strings.Contains(got, "flightsheet delete") {
+	if got := strings.Join(actions, ","); strings.Count(got, "flightsheet put") != 7 || !strings.Contains(got, "flightsheet delete") {
 		t.Errorf("audit actions %s", got)
 	}
 }

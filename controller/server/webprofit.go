@@ -48,6 +48,9 @@ func (v *switcherView) RigProfit(rigID string) (web.Profit, bool) {
 	return p, ok
 }
 
+// MarketMode implements web.MarketModer.
+func (v *switcherView) MarketMode() string { return v.sw.MarketMode() }
+
 // USDPerDay fits metrics.ProfitFunc.
 func (v *switcherView) USDPerDay(rigID string) (float64, bool) {
 	p, ok := v.RigProfit(rigID)

@@ -24,6 +24,8 @@ import (
 //	  market:
 //	    ttl: 5m
 //	    max_staleness: 2h
+//	    offline: false            # true: switch on a fixed snapshot, fetch nothing
+//	    snapshot: ""              # with offline: a market file; empty = built in
 //	    sources:
 //	      - {kind: whattomine, url: https://whattomine.com/coins.json}
 //	      - {kind: coingecko, url: https://api.coingecko.com/api/v3/simple/price}
@@ -76,6 +78,42 @@ type MarketConfig struct {
 	SourceTimeout  time.Duration     `yaml:"source_timeout" help:"time limit of one source fetch"`
 	JumpFactor     float64           `yaml:"jump_factor" help:"price or difficulty move that is held back until confirmed"`
 	ConfirmFetches int               `yaml:"confirm_fetches" help:"fetches that must show a jump before it is accepted; 1 accepts at once"`
+	// Offline serves one fixed snapshot and switches on it whatever its
+	// age: for sites without internet, and demos.
+	Offline  bool   `yaml:"offline" help:"switch on a fixed market snapshot whatever its age, fetching nothing (sites without internet, demos)"`
+	Snapshot string `yaml:"snapshot" help:"with offline: a market file (quarry-market/v1) to use instead of the built-in snapshot"`
+}
+
+// offlineSnapshot loads the snapshot offline mode serves: the file named
+// by market.snapshot, else the one built into the binary.
+func (m MarketConfig) offlineSnapshot() (*market.Snapshot, error) {
+	if !m.Offline {
+		return nil, nil
+	}
+	var s market.Snapshot
+	var err error
+	if m.Snapshot != "" {
+		s, err = market.LoadSnapshotFile(m.Snapshot)
+	} else {
+		s, err = market.DefaultSnapshot()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Mode describes where market data comes from, for operators.
+func (m MarketConfig) Mode() string {
+	switch {
+	case m.Offline && m.Snapshot != "":
+		return "offline: file " + m.Snapshot
+	case m.Offline:
+		return "offline: embedded snapshot"
+	case len(m.Sources) == 0:
+		return "built-in snapshot only (no sources; switching pauses when it is stale)"
+	}
+	return "live"
 }
 
 // SourceConfig is one market source.
@@ -153,6 +191,16 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.MarketSources(nil); err != nil {
 		bad("market.sources: %w", err)
+	}
+	switch {
+	case c.Market.Offline && len(c.Market.Sources) > 0:
+		bad("market.offline: offline mode fetches nothing; remove market.sources (a local file goes in market.snapshot)")
+	case c.Market.Snapshot != "" && !c.Market.Offline:
+		bad("market.snapshot: only used with market.offline: true; for a file refreshed live use sources: [{kind: file, path: ...}]")
+	case c.Market.Offline:
+		if _, err := c.Market.offlineSnapshot(); err != nil {
+			bad("market.snapshot: %w", err)
+		}
 	}
 	if c.Market.TTL <= 0 || c.Market.MaxStaleness <= 0 {
 		bad("market: ttl %s and max_staleness %s must be positive", c.Market.TTL, c.Market.MaxStaleness)

@@ -62,7 +62,7 @@ func isMove(a string) bool {
 
 // ListProfit implements ProfitService.
 func (v *Service) ListProfit(context.Context, *quarryv1.ListProfitRequest) (*quarryv1.ListProfitResponse, error) {
-	resp := &quarryv1.ListProfitResponse{DryRun: v.S.cfg.DryRun}
+	resp := &quarryv1.ListProfitResponse{DryRun: v.S.cfg.DryRun, MarketOffline: v.S.cfg.Market.Offline, MarketMode: v.S.cfg.Market.Mode()}
 	if e := v.S.engine; e != nil {
 		resp.Options = int32(e.Len())
 	}
@@ -230,8 +230,8 @@ func (v *Service) MarketStatus(context.Context, *quarryv1.MarketStatusRequest) (
 	h := v.S.cache.Health()
 	snap := v.S.cache.Get()
 	resp := &quarryv1.MarketStatusResponse{Ok: h.OK, Reason: h.Reason, Origin: snap.Origin, FetchedUnixNano: snap.Fetched.UnixNano(),
-		AgeSeconds: h.Age.Seconds(), LastError: h.LastError}
-	if !v.S.hasSrc {
+		AgeSeconds: h.Age.Seconds(), LastError: h.LastError, Offline: h.Offline}
+	if !v.S.hasSrc && !h.Offline {
 		resp.LastError = errors.Join(errors.New("no market sources configured (profit.market.sources); serving the built-in snapshot"), nilIfEmpty(h.LastError)).Error()
 	}
 	for _, so := range snap.Sources {

@@ -156,6 +156,10 @@ func New(cfg Config, o Options) (*Switcher, error) {
 		return nil, err
 	}
 	s.hasSrc = len(sources) > 0
+	offline, err := cfg.Market.offlineSnapshot()
+	if err != nil {
+		return nil, err
+	}
 	if o.DB != nil {
 		if err := s.load(); err != nil {
 			return nil, err
@@ -165,13 +169,17 @@ func New(cfg Config, o Options) (*Switcher, error) {
 		Sources: sources, TTL: cfg.Market.TTL, SourceTimeout: cfg.Market.SourceTimeout,
 		MaxStaleness: cfg.Market.MaxStaleness, JumpFactor: cfg.Market.JumpFactor,
 		ConfirmFetches: cfg.Market.ConfirmFetches, DB: o.DB, Bucket: bucketMarket,
-		Logger: o.Logger, Now: o.Now,
+		Logger: o.Logger, Now: o.Now, Offline: offline,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// MarketMode says where market data comes from: "live", or offline with
+// the snapshot named.
+func (s *Switcher) MarketMode() string { return s.cfg.Market.Mode() }
 
 // Market is the switcher's market cache.
 func (s *Switcher) Market() *market.Cache { return s.cache }

@@ -40,7 +40,12 @@ type coinDoc struct {
 // etcPerHash USD/day and one H/s of kawpow rvnPerHash (before fees).
 func writeMarket(t *testing.T, path string, etcUSD, rvnUSD float64) {
 	t.Helper()
-	now := time.Now().UTC()
+	writeMarketAt(t, path, etcUSD, rvnUSD, time.Now().UTC())
+}
+
+// writeMarketAt is writeMarket with the file's fetch time given.
+func writeMarketAt(t *testing.T, path string, etcUSD, rvnUSD float64, now time.Time) {
+	t.Helper()
 	// etc: 86400/10 blocks × 2 coins / 1e14 H/s = 1.728e-10 coins per H/s-day.
 	// rvn: 86400/60 × 2500 / 1e13 = 3.6e-7 coins per H/s-day.
 	doc := map[string]any{
@@ -249,6 +254,76 @@ func TestTickPausesOnStaleMarket(t *testing.T) {
 	}
 }
 
+// In offline mode the switcher acts on a fixed snapshot however old it
+// is, says so in ListProfit and MarketStatus, and fetches nothing; the
+// same snapshot without offline mode pauses switching.
+func TestOfflineMarketActs(t *testing.T) {
+	tests := []struct {
+		name     string
+		snapshot bool // a file snapshot; otherwise the embedded one
+		mode     string
+	}{
+		{"embedded", false, "offline: embedded snapshot"},
+		{"file", true, "offline: file "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, 2)
+			cfg := testConfig(e.mkt)
+			cfg.Market.Sources = nil
+			cfg.Market.Offline = true
+			if tt.snapshot {
+				writeMarketAt(t, e.mkt, 300, 0.02, time.Now().Add(-90*24*time.Hour))
+				cfg.Market.Snapshot = e.mkt
+			} else {
+				// Free power, so that the embedded prices pay.
+				cfg.Sites = map[string]SiteConfig{"default": {Default: 0}}
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			s := e.switcher(cfg)
+			profiles(e, s)
+			tick, err := s.Tick(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tick.Paused {
+				t.Fatalf("offline switcher paused: %s", tick.PauseReason)
+			}
+			for i, id := range e.rigs {
+				if n := len(e.pending(id)); n != 1 {
+					t.Fatalf("%s: %d commands queued, want 1 (decision %s: %s)", id, n, tick.Decisions[i].Action, tick.Decisions[i].Reason)
+				}
+			}
+			svc := &Service{S: s}
+			lp, err := svc.ListProfit(context.Background(), &quarryv1.ListProfitRequest{})
+			if err != nil || !lp.MarketOffline || !strings.HasPrefix(lp.MarketMode, tt.mode) || lp.Paused {
+				t.Fatalf("ListProfit = %v, %v; want offline mode %q", lp, err, tt.mode)
+			}
+			ms, err := svc.MarketStatus(context.Background(), &quarryv1.MarketStatusRequest{})
+			if err != nil || !ms.Ok || !ms.Offline || !strings.Contains(ms.Reason, "offline mode") || ms.LastError != "" {
+				t.Fatalf("MarketStatus = %v, %v", ms, err)
+			}
+			if _, err := s.Market().Refresh(context.Background()); err == nil || !strings.Contains(err.Error(), "offline") {
+				t.Fatalf("Refresh in offline mode = %v, want a refusal", err)
+			}
+
+			// The same embedded snapshot without offline mode pauses.
+			if tt.snapshot {
+				return
+			}
+			e2 := newEnv(t, 1)
+			cfg.Market.Offline = false
+			s2 := e2.switcher(cfg)
+			profiles(e2, s2)
+			if tick, err := s2.Tick(context.Background()); err != nil || !tick.Paused {
+				t.Fatalf("embedded snapshot without offline mode: paused %v err %v, want paused", tick.Paused, err)
+			}
+		})
+	}
+}
+
 // A switch needs the gain to clear the thresholds; losses curtail; dry run
 // decides without sending.
 func TestPolicyActions(t *testing.T) {
@@ -425,6 +500,12 @@ func TestConfigValidate(t *testing.T) {
 		{"option dup", func(c *Config) { c.Options[1] = c.Options[0] }, "listed twice"},
 		{"option fee", func(c *Config) { c.Options[0].PoolFee = 1.5 }, "fees"},
 		{"profile", func(c *Config) { c.Profiles = map[string]AlgoProfiles{"gpu": {"ethash": {Hashrate: -1}}} }, "profiles.gpu"},
+		{"offline with sources", func(c *Config) { c.Market.Offline = true }, "remove market.sources"},
+		{"snapshot without offline", func(c *Config) { c.Market.Snapshot = "/x.json" }, "only used with market.offline"},
+		{"offline missing file", func(c *Config) {
+			c.Market.Sources, c.Market.Offline, c.Market.Snapshot = nil, true, "/nonexistent.json"
+		}, "market.snapshot"},
+		{"offline embedded", func(c *Config) { c.Market.Sources, c.Market.Offline = nil, true }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,6 +50,7 @@ type Overview struct {
 	Hashrate  []AlgoRate `json:"hashrate"`
 	PowerW    float64    `json:"power_w"`
 	ProfitUSD *float64   `json:"profit_usd_per_day,omitempty"`
+	Market    string     `json:"market,omitempty"` // where profit's market data comes from
 	Alerts    []Alert    `json:"alerts"`
 	Rigs      []RigRow   `json:"rigs"`
 	Billing   bool       `json:"billing"`
@@ -260,6 +261,9 @@ func (s *Server) buildOverview() Overview {
 	sort.Slice(ov.Hashrate, func(i, j int) bool { return ov.Hashrate[i].Algorithm < ov.Hashrate[j].Algorithm })
 	if anyProfit {
 		ov.ProfitUSD = &profitSum
+	}
+	if mm, ok := profit.(MarketModer); ok {
+		ov.Market = mm.MarketMode()
 	}
 	return ov
 }

@@ -59,6 +59,13 @@ type ProfitProvider interface {
 	RigProfit(rigID string) (Profit, bool)
 }
 
+// MarketModer is implemented by profit providers that can say where their
+// market data comes from ("live", "offline: embedded snapshot"), so the
+// dashboard shows figures from a fixed snapshot as such.
+type MarketModer interface {
+	MarketMode() string
+}
+
 // Switch is one coin or algorithm switch the controller decided.
 type Switch struct {
 	Time   time.Time `json:"time"`

@@ -130,7 +130,8 @@ type FieldError struct {
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // PoolSchemes are the pool URL schemes miners understand.
-var poolSchemes = []string{"stratum+tcp", "stratum+ssl", "stratum2+tcp", "http", "https"}
+// Which of them a given miner takes is in miners.go.
+var poolSchemes = []string{"stratum+tcp", "stratum+ssl", "stratum2+tcp", "http", "https", SchemeDaemonHTTP, SchemeDaemonHTTPS}
 
 var (
 	sha256Re = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
@@ -200,6 +201,11 @@ func (fs *FlightSheet) Validate(knownMiners []string) error {
 		field := fmt.Sprintf("pools[%d]", i)
 		if err := validatePoolURL(p.URL); err != nil {
 			bad(field+".url", "%v", err)
+		} else if m.Name != "" {
+			u, _ := url.Parse(p.URL) // parsed above
+			if err := checkMinerScheme(m.Name, u.Scheme); err != nil {
+				bad(field+".url", "%v", err)
+			}
 		}
 		switch {
 		case strings.TrimSpace(p.User) == "":
@@ -235,8 +241,9 @@ func validatePoolURL(raw string) error {
 	if u.Hostname() == "" {
 		return fmt.Errorf("%q has no host", raw)
 	}
-	if strings.HasPrefix(u.Scheme, "stratum") {
-		// Stratum has no default port; a missing one is always a mistake.
+	if s := strings.ToLower(u.Scheme); strings.HasPrefix(s, "stratum") || s == SchemeDaemonHTTP || s == SchemeDaemonHTTPS {
+		// Stratum has no default port, and coin daemons each have their
+		// own; a missing one is always a mistake.
 		_, port, err := net.SplitHostPort(u.Host)
 		if err != nil || port == "" {
 			return fmt.Errorf("%q needs a port (host:port)", raw)

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var known = []string{"xmrig", "gminer", "trex", "lolminer", "cgminer"}
+var known = []string{"xmrig", "gminer", "trex", "lolminer", "cgminer", "custom"}
 
 func load(t *testing.T, name string) *FlightSheet {
 	t.Helper()
@@ -141,12 +141,56 @@ func TestValidateAcceptsSchemes(t *testing.T) {
 	for _, u := range []string{
 		"stratum+tcp://a.example:3333", "stratum+ssl://a.example:443", "stratum2+tcp://a.example:3336",
 		"http://127.0.0.1:8545", "https://pool.example/rpc", "STRATUM+TCP://a.example:1",
+		"daemon+http://127.0.0.1:18081", "daemon+https://node.example:18089",
 	} {
 		fs := load(t, "minimal.yaml")
+		fs.Miner.Name = "custom" // takes every scheme
 		fs.Pools[0].URL = u
 		if err := fs.Validate(known); err != nil {
 			t.Errorf("%s: %v", u, err)
 		}
+	}
+}
+
+func TestValidateSchemePerMiner(t *testing.T) {
+	tests := []struct {
+		miner, url string
+		ok         bool
+		detail     string
+	}{
+		{"xmrig", "daemon+http://127.0.0.1:18081", true, ""},
+		{"xmrig", "daemon+https://node.example:18089", true, ""},
+		{"xmrig", "stratum+ssl://pool.example:443", true, ""},
+		{"xmrig", "http://127.0.0.1:18081", false, `miner xmrig cannot use scheme "http"`},
+		{"xmrig", "stratum2+tcp://pool.example:3336", false, "daemon+http://host:rpc-port"},
+		{"xmrig", "daemon+http://127.0.0.1", false, "needs a port"},
+		{"trex", "stratum2+tcp://pool.example:3336", true, ""},
+		{"trex", "daemon+http://127.0.0.1:18081", false, "miner trex cannot use scheme"},
+		{"gminer", "http://127.0.0.1:8545", false, "local stratum endpoint"},
+		{"cgminer", "http://127.0.0.1:8332", true, ""},
+		{"cgminer", "stratum+ssl://pool.example:443", false, "miner cgminer"},
+		{"bmminer", "stratum+ssl://pool.example:443", false, "miner bmminer"},
+		{"bosminer", "stratum2+tcp://pool.example:3336", true, ""},
+		{"nbminer", "daemon+http://127.0.0.1:18081", false, "miner nbminer cannot mine against a daemon"},
+		{"nbminer", "stratum+tcp://pool.example:3333", true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.miner+" "+tt.url, func(t *testing.T) {
+			fs := load(t, "minimal.yaml")
+			fs.Miner.Name = tt.miner
+			fs.Pools[0].URL = tt.url
+			err := fs.Validate(append(known, "bmminer", "bosminer", "nbminer"))
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != "pools[0].url" || !strings.Contains(fe.Msg, tt.detail) {
+				t.Fatalf("error = %v, want pools[0].url mentioning %q", err, tt.detail)
+			}
+		})
 	}
 }
 

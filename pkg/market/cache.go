@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -22,19 +23,37 @@ var defaultSnapshotJSON []byte
 // product has numbers to show before any fetch succeeds. Its age makes it
 // stale, so switching stays paused until live data arrives.
 func DefaultSnapshot() (Snapshot, error) {
-	doc, err := ParseFile(defaultSnapshotJSON, "embedded")
+	return snapshotFromFile(defaultSnapshotJSON, "embedded", OriginEmbedded)
+}
+
+// LoadSnapshotFile reads a market file (the File source's format) as a
+// whole snapshot, for offline mode. Every coin must validate: an offline
+// snapshot has nothing to fall back on, so a bad one is refused at start.
+func LoadSnapshotFile(path string) (Snapshot, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("market: embedded snapshot: %w", err)
+		return Snapshot{}, fmt.Errorf("market: offline snapshot: %w", err)
 	}
-	s := Snapshot{Coins: make(map[string]Coin, len(doc.Coins)), Fetched: doc.Fetched, Origin: OriginEmbedded}
+	return snapshotFromFile(data, "file "+path, OriginFile)
+}
+
+func snapshotFromFile(data []byte, what, origin string) (Snapshot, error) {
+	doc, err := ParseFile(data, origin)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("market: %s snapshot: %w", what, err)
+	}
+	s := Snapshot{Coins: make(map[string]Coin, len(doc.Coins)), Fetched: doc.Fetched, Origin: origin}
 	for _, c := range doc.Coins {
 		if c.NetHash == 0 {
 			c.NetHash = c.DerivedNetHash()
 		}
 		if r := Validate(c); r != "" {
-			return Snapshot{}, fmt.Errorf("market: embedded snapshot: coin %q: %s", c.Tag, r)
+			return Snapshot{}, fmt.Errorf("market: %s snapshot: coin %q: %s", what, c.Tag, r)
 		}
 		s.Coins[c.Tag] = c
+	}
+	if len(s.Coins) == 0 {
+		return Snapshot{}, fmt.Errorf("market: %s snapshot has no coins", what)
 	}
 	return s, nil
 }
@@ -44,6 +63,7 @@ const (
 	OriginFetch    = "fetch"
 	OriginBolt     = "bbolt"
 	OriginEmbedded = "embedded"
+	OriginFile     = "file"
 )
 
 // Defaults for Config's zero values.
@@ -75,6 +95,12 @@ type Config struct {
 	// or difficulty jumps. ConfirmFetches 1 disables it.
 	JumpFactor     float64
 	ConfirmFetches int
+	// Offline, when set, is the only snapshot the cache serves (the
+	// embedded one or a file read with LoadSnapshotFile): nothing is
+	// fetched and its age never pauses switching, because on a machine
+	// without internet an old snapshot is the best there is and the
+	// operator said so. Health reports it as offline.
+	Offline *Snapshot
 	// DB and Bucket, when DB is set, persist the last good snapshot as JSON.
 	DB     *bbolt.DB
 	Bucket string
@@ -115,6 +141,10 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("market: ConfirmFetches %d must not be negative", c.ConfirmFetches)
 	case c.DB != nil && c.Bucket == "":
 		return errors.New("market: Bucket is required with DB")
+	case c.Offline != nil && len(c.Sources) > 0:
+		return errors.New("market: an offline cache fetches nothing; Sources must be empty")
+	case c.Offline != nil && len(c.Offline.Coins) == 0:
+		return errors.New("market: offline snapshot has no coins")
 	}
 	seen := make(map[string]bool)
 	for i, s := range c.Sources {
@@ -155,6 +185,10 @@ func New(cfg Config) (*Cache, error) {
 		cfg:   cfg,
 		kick:  make(chan struct{}, 1),
 		guard: newJumpGuard(cfg.JumpFactor, cfg.ConfirmFetches),
+	}
+	if cfg.Offline != nil {
+		c.snap = *cfg.Offline
+		return c, nil
 	}
 	def, err := DefaultSnapshot()
 	if err != nil {
@@ -275,6 +309,9 @@ func (c *Cache) Run(ctx context.Context) error {
 // publishes and persists the result. When every source fails it returns an
 // error and the previous snapshot stays in place.
 func (c *Cache) Refresh(ctx context.Context) (Snapshot, error) {
+	if c.cfg.Offline != nil {
+		return c.Get(), errors.New("market: offline mode fetches nothing; the snapshot is fixed by configuration")
+	}
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
 
@@ -382,6 +419,9 @@ type Health struct {
 	Coins     int
 	LastError string // last refresh error, even when OK (a partial failure)
 	LastTry   time.Time
+	// Offline is true when the cache serves a fixed snapshot by
+	// configuration: OK does not depend on its age.
+	Offline bool
 }
 
 // Health reports whether switching may use the current snapshot.
@@ -397,6 +437,9 @@ func (c *Cache) Health() Health {
 	switch {
 	case len(s.Coins) == 0:
 		h.OK, h.Reason = false, "no market data"
+	case c.cfg.Offline != nil:
+		h.Offline = true
+		h.Reason = fmt.Sprintf("offline mode: %s snapshot from %s, used whatever its age", s.Origin, s.Fetched.Format("2006-01-02"))
 	case s.StaleAfter(now, c.cfg.MaxStaleness):
 		h.OK = false
 		h.Reason = fmt.Sprintf("market data from %s is %s old (limit %s); switching paused until a fetch succeeds",

@@ -207,3 +207,44 @@ func TestRegistry(t *testing.T) {
 		t.Error("Register leaked into a new Default()")
 	}
 }
+
+func TestXmrigDaemonPool(t *testing.T) {
+	fs := sheet()
+	fs.Algorithm = "rx/0"
+	fs.Pools = []minerapi.Pool{
+		{URL: "daemon+http://127.0.0.1:18081", User: "44Wallet"},
+		{URL: "daemon+https://node.example:18089", User: "44Wallet"},
+		{URL: "stratum+tcp://pool.example:3333", User: "44Wallet"},
+	}
+	l, err := newAdapter(t, "xmrig", minerapi.Options{}).Launch(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Pools []struct {
+			URL, User string
+			TLS       bool `json:"tls"`
+			Daemon    bool `json:"daemon"`
+		} `json:"pools"`
+	}
+	if err := json.Unmarshal(l.Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		url, user   string
+		tls, daemon bool
+	}{
+		{"127.0.0.1:18081", "44Wallet", false, true},
+		{"node.example:18089", "44Wallet", true, true},
+		{"stratum+tcp://pool.example:3333", "44Wallet.rig07", false, false},
+	}
+	if len(cfg.Pools) != len(want) {
+		t.Fatalf("pools = %+v", cfg.Pools)
+	}
+	for i, w := range want {
+		p := cfg.Pools[i]
+		if p.URL != w.url || p.User != w.user || p.TLS != w.tls || p.Daemon != w.daemon {
+			t.Errorf("pool %d = %+v, want %+v", i, p, w)
+		}
+	}
+}

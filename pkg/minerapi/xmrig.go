@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -29,6 +30,7 @@ func (*xmrig) Launch(fs FlightSheet) (Launch, error) {
 		Algo      *string `json:"algo"`
 		Keepalive bool    `json:"keepalive"`
 		TLS       bool    `json:"tls"`
+		Daemon    bool    `json:"daemon,omitempty"`
 	}
 	type cuda struct {
 		Enabled bool `json:"enabled"`
@@ -57,6 +59,12 @@ func (*xmrig) Launch(fs FlightSheet) (Launch, error) {
 	}
 	for _, p := range fs.Pools {
 		pl := pool{URL: p.URL, User: fs.login(p), Pass: fs.password(p), Keepalive: true, TLS: isTLS(p.URL)}
+		if hp, tls, ok := daemonURL(p.URL); ok {
+			// Solo mining: xmrig asks the node for block templates. The
+			// node wants the bare wallet address, so no worker suffix.
+			wallet, _, _ := strings.Cut(fs.login(p), ".")
+			pl = pool{URL: hp, User: wallet, Pass: fs.password(p), TLS: tls, Daemon: true}
+		}
 		if fs.Algorithm != "" {
 			a := fs.Algorithm
 			pl.Algo = &a
@@ -75,6 +83,24 @@ func (*xmrig) Launch(fs FlightSheet) (Launch, error) {
 	}
 	args = append(args, fs.ExtraArgs...)
 	return Launch{Args: args, ConfigName: XmrigConfigName, Config: b}, nil
+}
+
+// daemonURL splits a daemon+http(s)://host:port pool URL into the host:port
+// and TLS flag xmrig's daemon mode wants; ok is false for other schemes.
+func daemonURL(raw string) (hostport string, tls, ok bool) {
+	scheme, rest, found := strings.Cut(raw, "://")
+	if !found {
+		return "", false, false
+	}
+	switch strings.ToLower(scheme) {
+	case "daemon+http":
+	case "daemon+https":
+		tls = true
+	default:
+		return "", false, false
+	}
+	hostport, _, _ = strings.Cut(rest, "/")
+	return hostport, tls, true
 }
 
 func isTLS(u string) bool {

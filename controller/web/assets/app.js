@@ -133,6 +133,9 @@
     const hasProfit = ov.profit_usd_per_day !== undefined;
     $("#ov-profit-tile").hidden = !hasProfit;
     if (hasProfit) $("#ov-profit").textContent = fmtUSD(ov.profit_usd_per_day);
+    const offline = !!ov.market && ov.market.startsWith("offline");
+    $("#ov-market").hidden = !offline;
+    $("#ov-market").textContent = offline ? "market " + ov.market : "";
     $("#ov-alerts-card").hidden = ov.alerts.length === 0;
     $("#ov-alert-count").textContent = "(" + ov.alerts.length + ")";
     $("#ov-alerts").replaceChildren(...ov.alerts.map((a) => el("li", { class: a.severity }, el("a", { href: "#/rig/" + encodeURIComponent(a.rig), text: a.rig_name || a.rig }), " — " + a.message)));

@@ -200,13 +200,17 @@ func (x *ProfitRow) GetCommandId() string {
 }
 
 type ListProfitResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rows          []*ProfitRow           `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
-	Paused        bool                   `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"`
-	PauseReason   string                 `protobuf:"bytes,3,opt,name=pause_reason,json=pauseReason,proto3" json:"pause_reason,omitempty"`
-	DryRun        bool                   `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	TickUnixNano  int64                  `protobuf:"varint,5,opt,name=tick_unix_nano,json=tickUnixNano,proto3" json:"tick_unix_nano,omitempty"`
-	Options       int32                  `protobuf:"varint,6,opt,name=options,proto3" json:"options,omitempty"` // options configured
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Rows         []*ProfitRow           `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	Paused       bool                   `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"`
+	PauseReason  string                 `protobuf:"bytes,3,opt,name=pause_reason,json=pauseReason,proto3" json:"pause_reason,omitempty"`
+	DryRun       bool                   `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	TickUnixNano int64                  `protobuf:"varint,5,opt,name=tick_unix_nano,json=tickUnixNano,proto3" json:"tick_unix_nano,omitempty"`
+	Options      int32                  `protobuf:"varint,6,opt,name=options,proto3" json:"options,omitempty"` // options configured
+	// market_offline says the switcher acts on a fixed snapshot by
+	// configuration (profit.market.offline); market_mode says which one.
+	MarketOffline bool   `protobuf:"varint,7,opt,name=market_offline,json=marketOffline,proto3" json:"market_offline,omitempty"`
+	MarketMode    string `protobuf:"bytes,8,opt,name=market_mode,json=marketMode,proto3" json:"market_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,6 +285,20 @@ func (x *ListProfitResponse) GetOptions() int32 {
 		return x.Options
 	}
 	return 0
+}
+
+func (x *ListProfitResponse) GetMarketOffline() bool {
+	if x != nil {
+		return x.MarketOffline
+	}
+	return false
+}
+
+func (x *ListProfitResponse) GetMarketMode() string {
+	if x != nil {
+		return x.MarketMode
+	}
+	return ""
 }
 
 type ExplainProfitRequest struct {
@@ -1379,6 +1397,7 @@ type MarketStatusResponse struct {
 	Coins           []*CoinFigures         `protobuf:"bytes,8,rep,name=coins,proto3" json:"coins,omitempty"`
 	Dropped         []string               `protobuf:"bytes,9,rep,name=dropped,proto3" json:"dropped,omitempty"`
 	Held            []string               `protobuf:"bytes,10,rep,name=held,proto3" json:"held,omitempty"`
+	Offline         bool                   `protobuf:"varint,11,opt,name=offline,proto3" json:"offline,omitempty"` // a fixed snapshot by configuration; its age never pauses switching
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1483,6 +1502,13 @@ func (x *MarketStatusResponse) GetHeld() []string {
 	return nil
 }
 
+func (x *MarketStatusResponse) GetOffline() bool {
+	if x != nil {
+		return x.Offline
+	}
+	return false
+}
+
 var File_quarry_v1_profit_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_profit_proto_rawDesc = "" +
@@ -1505,14 +1531,17 @@ const file_quarry_v1_profit_proto_rawDesc = "" +
 	"\adry_run\x18\v \x01(\bR\x06dryRun\x12*\n" +
 	"\x11decided_unix_nano\x18\f \x01(\x03R\x0fdecidedUnixNano\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\r \x01(\tR\tcommandId\"\xd2\x01\n" +
+	"command_id\x18\r \x01(\tR\tcommandId\"\x9a\x02\n" +
 	"\x12ListProfitResponse\x12(\n" +
 	"\x04rows\x18\x01 \x03(\v2\x14.quarry.v1.ProfitRowR\x04rows\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x12!\n" +
 	"\fpause_reason\x18\x03 \x01(\tR\vpauseReason\x12\x17\n" +
 	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x12$\n" +
 	"\x0etick_unix_nano\x18\x05 \x01(\x03R\ftickUnixNano\x12\x18\n" +
-	"\aoptions\x18\x06 \x01(\x05R\aoptions\"(\n" +
+	"\aoptions\x18\x06 \x01(\x05R\aoptions\x12%\n" +
+	"\x0emarket_offline\x18\a \x01(\bR\rmarketOffline\x12\x1f\n" +
+	"\vmarket_mode\x18\b \x01(\tR\n" +
+	"marketMode\"(\n" +
 	"\x14ExplainProfitRequest\x12\x10\n" +
 	"\x03rig\x18\x01 \x01(\tR\x03rig\"\xb5\x01\n" +
 	"\tPerfInput\x12\x1c\n" +
@@ -1614,7 +1643,7 @@ const file_quarry_v1_profit_proto_rawDesc = "" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05coins\x18\x03 \x01(\x05R\x05coins\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
-	"\aseconds\x18\x05 \x01(\x01R\aseconds\"\xd1\x02\n" +
+	"\aseconds\x18\x05 \x01(\x01R\aseconds\"\xeb\x02\n" +
 	"\x14MarketStatusResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
@@ -1628,7 +1657,8 @@ const file_quarry_v1_profit_proto_rawDesc = "" +
 	"\x05coins\x18\b \x03(\v2\x16.quarry.v1.CoinFiguresR\x05coins\x12\x18\n" +
 	"\adropped\x18\t \x03(\tR\adropped\x12\x12\n" +
 	"\x04held\x18\n" +
-	" \x03(\tR\x04held2\xa4\x03\n" +
+	" \x03(\tR\x04held\x12\x18\n" +
+	"\aoffline\x18\v \x01(\bR\aoffline2\xa4\x03\n" +
 	"\rProfitService\x12I\n" +
 	"\n" +
 	"ListProfit\x12\x1c.quarry.v1.ListProfitRequest\x1a\x1d.quarry.v1.ListProfitResponse\x12R\n" +
