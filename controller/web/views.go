@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -158,16 +159,6 @@ func rigHashrate(r *quarryv1.Rig) (total float64, algos []string) {
 	return total, algos
 }
 
-func sumPower(gpus []*quarryv1.GPUStats) (w float64, any bool) {
-	for _, g := range gpus {
-		if g.PowerW != nil {
-			w += *g.PowerW
-			any = true
-		}
-	}
-	return w, any
-}
-
 func maxTemp(gpus []*quarryv1.GPUStats) *float64 {
 	var m *float64
 	for _, g := range gpus {
@@ -233,7 +224,7 @@ func (s *Server) buildOverview() Overview {
 			for _, m := range r.Miners {
 				byAlgo[m.Algorithm] += m.Hashrate
 			}
-			if w, ok := sumPower(r.Gpus); ok {
+			if w, ok := figures.PowerW(r.Gpus); ok {
 				row.PowerW = &w
 				ov.PowerW += w
 			}
@@ -374,7 +365,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		for _, m := range rep.Miners {
 			p.Hashrate += m.Hashrate
 		}
-		if w, ok := sumPower(rep.Gpus); ok {
+		if w, ok := figures.PowerW(rep.Gpus); ok {
 			p.PowerW = &w
 		}
 		p.MaxTempC = maxTemp(rep.Gpus)
