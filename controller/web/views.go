@@ -111,6 +111,17 @@ type HostView struct {
 	UptimeS    uint64  `json:"uptime_s"`
 }
 
+// FigureView is what the controller has learned of the rig on one
+// algorithm: the figures profit switching ranks it with.
+type FigureView struct {
+	Algorithm string   `json:"algorithm"`
+	Hashrate  float64  `json:"hashrate"`
+	PowerW    *float64 `json:"power_w,omitempty"` // absent while unknown
+	Source    string   `json:"source"`            // benchmark or live
+	Samples   uint64   `json:"samples"`
+	UpdatedMs int64    `json:"updated_ms"`
+}
+
 // RigView is the rig page.
 type RigView struct {
 	ID         string            `json:"id"`
@@ -129,6 +140,10 @@ type RigView struct {
 	Switches   []Switch          `json:"switches,omitempty"`
 	Profit     *Profit           `json:"profit,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
+	// PowerW is the rig's draw as billing meters it; absent when no GPU
+	// reports power.
+	PowerW  *float64     `json:"power_w,omitempty"`
+	Figures []FigureView `json:"figures,omitempty"`
 }
 
 // Point is one chart sample.
@@ -329,7 +344,27 @@ func (s *Server) buildRig(r *quarryv1.Rig) RigView {
 			v.Profit = &p
 		}
 	}
+	if w, ok := figures.PowerW(r.Gpus); ok {
+		v.PowerW = &w
+	}
+	if fp := s.figureProvider(); fp != nil {
+		v.Figures = figureViews(fp.Figures(r.Id))
+	}
 	return v
+}
+
+func figureViews(m map[string]figures.Figure) []FigureView {
+	out := make([]FigureView, 0, len(m))
+	for algo, f := range m {
+		fv := FigureView{Algorithm: algo, Hashrate: f.HashrateHs, Source: f.Source, Samples: f.Samples, UpdatedMs: f.Updated.UnixMilli()}
+		if f.PowerW > 0 {
+			w := f.PowerW
+			fv.PowerW = &w
+		}
+		out = append(out, fv)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Algorithm < out[j].Algorithm })
+	return out
 }
 
 func (s *Server) rig(w http.ResponseWriter, r *http.Request) {
