@@ -272,6 +272,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitJS(`(() => { const s = document.querySelector("#chart-hashrate svg"); return !!s && Number(s.dataset.points) >= 10 && !!s.querySelector("path.line"); })()`),
 		waitJS(`!!document.querySelector("#chart-power svg path.line")`),
 		waitText("#events", "restarted trex"),
+		waitText("#figure-table", "kawpow"), // learned from the reports
+		waitText("#figure-table", "live"),
 	)
 	model, err := chromedp.Run(ctx, chromedp.Text(css(`#gpu-table tbody tr[data-gpu="1"] td:nth-child(2)`)))
 	must("gpu model", err)

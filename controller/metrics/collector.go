@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 	"github.com/quarryfleet/quarry/pkg/termsafe"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -34,6 +35,7 @@ var (
 	dRigMemTotal   = desc("quarry_rig_memory_total_bytes", "Host memory installed.", rigLabels...)
 	dRigLoad1      = desc("quarry_rig_load1", "Host one-minute load average.", rigLabels...)
 	dRigProfit     = desc("quarry_rig_profit_usd_per_day", "Expected profit after power cost and fees, in US dollars per day.", rigLabels...)
+	dRigPower      = desc("quarry_rig_power_watts", "Rig power draw as billing meters it: the GPUs that report power, lost ones left out.", rigLabels...)
 
 	dMinerHash    = desc("quarry_miner_hashrate_hashes_per_second", "Miner's total hashrate as its stats API reports it.", minerLabels...)
 	dMinerShares  = desc("quarry_miner_shares_total", "Shares the miner submitted, by pool verdict; resets when the miner restarts.", append(append([]string{}, minerLabels...), "result")...)
@@ -62,7 +64,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigProfit,
+	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigProfit, dRigPower,
 	dMinerHash, dMinerShares, dMinerRunning, dMinerUptime,
 	dGPUHash, dGPUShares, dGPUTemp, dGPUMemTemp, dGPUFan, dGPUPower, dGPULimit, dGPUSM, dGPUMem, dGPUUtil, dGPULost,
 	dRigs, dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dOutboxDepth,
@@ -163,6 +165,9 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 			m.emit(dRigMemUsed, prometheus.GaugeValue, float64(h.MemoryUsedBytes), id, name)
 			m.emit(dRigMemTotal, prometheus.GaugeValue, float64(h.MemoryTotalBytes), id, name)
 		}
+	}
+	if w, ok := figures.PowerW(r.Gpus); ok {
+		m.emit(dRigPower, prometheus.GaugeValue, w, id, name)
 	}
 	if profit != nil {
 		if usd, ok := profit(id); ok {

@@ -90,7 +90,7 @@ func TestRigSeries(t *testing.T) {
 	}
 	defer golden.Close()
 	names := []string{
-		"quarry_rig_online", "quarry_rig_info", "quarry_rig_last_report_timestamp_seconds", "quarry_rig_reports_total", "quarry_rig_profit_usd_per_day",
+		"quarry_rig_online", "quarry_rig_info", "quarry_rig_last_report_timestamp_seconds", "quarry_rig_reports_total", "quarry_rig_profit_usd_per_day", "quarry_rig_power_watts",
 		"quarry_rig_cpu_usage_ratio", "quarry_rig_memory_used_bytes",
 		"quarry_miner_hashrate_hashes_per_second", "quarry_miner_shares_total",
 		"quarry_gpu_hashrate_hashes_per_second", "quarry_gpu_temperature_celsius", "quarry_gpu_fan_ratio", "quarry_gpu_power_watts",

@@ -16,6 +16,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/api"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/redact"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -298,7 +299,7 @@ func (s *Server) benchmark(req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenc
 	}
 	algos := make([]string, 0, len(req.Algorithms))
 	for _, a := range req.Algorithms {
-		if a = normAlgo(a); a != "" {
+		if a = market.CanonicalAlgorithm(a); a != "" {
 			algos = append(algos, a)
 		}
 	}
@@ -309,7 +310,7 @@ func (s *Server) benchmark(req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenc
 	p := flightsheet.BenchmarkPayload{DurationSeconds: int64(d / time.Second)}
 	resp := &quarryv1.RunBenchmarkResponse{RigId: id}
 	for _, r := range recs {
-		p.Runs = append(p.Runs, flightsheet.BenchmarkRun{Algorithm: normAlgo(r.Algorithm), Sheet: string(r.Yaml)})
+		p.Runs = append(p.Runs, flightsheet.BenchmarkRun{Algorithm: market.CanonicalAlgorithm(r.Algorithm), Sheet: string(r.Yaml)})
 		resp.Sheets = append(resp.Sheets, r.Name)
 	}
 	b, err := json.Marshal(p)

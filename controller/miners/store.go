@@ -1,9 +1,8 @@
 // Package miners is the controller's side of mining: flight sheets stored
 // by name and applied to the rigs a selector picks, miner logs and
-// benchmarks run through rig commands, and the per-rig, per-algorithm
-// figures (hashrate and power) the profit engine ranks options with.
-// Figures start from benchmarks and are refined with a moving average of
-// the hashrate rigs report while they mine.
+// benchmarks run through rig commands. A finished benchmark's results go
+// to the per-rig, per-algorithm figures (controller/figures) the profit
+// engine ranks options with.
 package miners
 
 import (
@@ -11,17 +10,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/minerapi"
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -29,9 +30,8 @@ import (
 
 // Bucket names in the controller's database.
 const (
-	bucketSheets     = "flight_sheets"
-	bucketBenchmarks = "benchmarks"
-	bucketBenchCmds  = "benchmark_commands"
+	bucketSheets    = "flight_sheets"
+	bucketBenchCmds = "benchmark_commands"
 )
 
 // Errors the service maps to gRPC codes.
@@ -42,42 +42,33 @@ var (
 	ErrOffline  = errors.New("rig is offline")
 )
 
-// Sources of a figure.
-const (
-	SourceBenchmark = "benchmark"
-	SourceLive      = "live"
-)
-
-// Benchmark is what is known of a rig mining one algorithm.
-type Benchmark struct {
-	HashrateHs float64   `json:"hashrate_hs"`
-	PowerW     float64   `json:"power_w"` // 0 when the rig cannot measure power
-	Source     string    `json:"source"`  // SourceBenchmark, or SourceLive once live reports refined it
-	Updated    time.Time `json:"updated"`
-	Samples    uint64    `json:"samples"`
+// Figures is where benchmark results go and what ListBenchmarks lists;
+// *figures.Learner fits.
+type Figures interface {
+	Figures(rigID string) map[string]figures.Figure
+	Rigs() []string
+	PutBenchmark(rigID string, results []flightsheet.BenchmarkResult, at time.Time) (int, error)
 }
 
 // Options tune the store. Zero values take the defaults beside them.
 type Options struct {
-	// Alpha is the weight of each live reading in the moving average
-	// (0.1): a benchmark is worth about ten reports.
-	Alpha float64
-	// Every is how often finished benchmark commands are collected and
-	// live figures written to disk (1s).
+	// Figures receives benchmark results; required.
+	Figures Figures
+	// Every is how often finished benchmark commands are collected (1s).
 	Every  time.Duration
 	Logger *slog.Logger
 }
 
-// Store keeps flight sheets and benchmark figures in the fleet's database.
+// Store keeps flight sheets and running benchmark commands in the fleet's
+// database.
 type Store struct {
 	f    *fleet.Fleet
 	db   *bolt.DB
+	figs Figures
 	opts Options
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	bench   map[string]map[string]*Benchmark // rig → algorithm
-	dirty   map[[2]string]bool
 	pending map[string]string // benchmark command id → rig id
 
 	collectMu  sync.Mutex // one collect at a time
@@ -85,11 +76,11 @@ type Store struct {
 	closeOnce  sync.Once
 }
 
-// Open loads the store and starts collecting benchmark results and live
-// figures. Call Close before closing the database.
+// Open loads the store and starts collecting benchmark results. Call
+// Close before closing the database.
 func Open(f *fleet.Fleet, opts Options) (*Store, error) {
-	if opts.Alpha <= 0 || opts.Alpha > 1 {
-		opts.Alpha = 0.1
+	if opts.Figures == nil {
+		return nil, errors.New("miners: no figures to store benchmark results in")
 	}
 	if opts.Every <= 0 {
 		opts.Every = time.Second
@@ -98,46 +89,30 @@ func Open(f *fleet.Fleet, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		f: f, db: f.DB(), opts: opts, log: opts.Logger,
-		bench: map[string]map[string]*Benchmark{}, dirty: map[[2]string]bool{}, pending: map[string]string{},
+		f: f, db: f.DB(), figs: opts.Figures, opts: opts, log: opts.Logger, pending: map[string]string{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
-	if err := store.EnsureBuckets(s.db, bucketSheets, bucketBenchmarks, bucketBenchCmds); err != nil {
+	if err := store.EnsureBuckets(s.db, bucketSheets, bucketBenchCmds); err != nil {
 		return nil, err
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if err := tx.Bucket([]byte(bucketBenchmarks)).ForEach(func(k, v []byte) error {
-			rig, algo, ok := strings.Cut(string(k), "/")
-			if !ok {
-				return fmt.Errorf("benchmark key %q has no rig/algorithm", k)
-			}
-			b := &Benchmark{}
-			if err := json.Unmarshal(v, b); err != nil {
-				return fmt.Errorf("benchmark %q: %w", k, err)
-			}
-			s.put(rig, algo, b)
-			return nil
-		}); err != nil {
-			return err
-		}
 		return tx.Bucket([]byte(bucketBenchCmds)).ForEach(func(k, v []byte) error {
 			s.pending[string(k)] = string(v)
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load benchmarks: %w", err)
+		return nil, fmt.Errorf("load benchmark commands: %w", err)
 	}
-	f.AddObserver(s)
 	go s.loop()
 	return s, nil
 }
 
-// Close stops collecting and writes what is not yet on disk.
+// Close stops collecting.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.stop) })
 	<-s.done
-	return s.flush()
+	return nil
 }
 
 func (s *Store) loop() {
@@ -150,143 +125,28 @@ func (s *Store) loop() {
 			return
 		case <-t.C:
 			s.collect()
-			if err := s.flush(); err != nil {
-				s.log.Error("write live benchmark figures", "err", err)
-			}
 		}
 	}
 }
 
-func (s *Store) put(rig, algo string, b *Benchmark) {
-	m := s.bench[rig]
-	if m == nil {
-		m = map[string]*Benchmark{}
-		s.bench[rig] = m
-	}
-	m[algo] = b
-}
-
-// Benchmarks returns a copy of what is known of rigID, by algorithm. It is
-// the profit engine's hashrate and power input.
-func (s *Store) Benchmarks(rigID string) map[string]Benchmark {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]Benchmark, len(s.bench[rigID]))
-	for algo, b := range s.bench[rigID] {
-		out[algo] = *b
-	}
-	return out
-}
-
 // All lists every figure, by rig then algorithm.
 func (s *Store) All() []*quarryv1.Benchmark {
-	s.mu.Lock()
-	rigs := make([]string, 0, len(s.bench))
-	for r := range s.bench {
-		rigs = append(rigs, r)
-	}
-	s.mu.Unlock()
-	sort.Strings(rigs)
 	var out []*quarryv1.Benchmark
-	for _, r := range rigs {
+	for _, r := range s.figs.Rigs() {
 		out = append(out, s.list(r)...)
 	}
 	return out
 }
 
 func (s *Store) list(rigID string) []*quarryv1.Benchmark {
-	m := s.Benchmarks(rigID)
-	algos := make([]string, 0, len(m))
-	for a := range m {
-		algos = append(algos, a)
-	}
-	sort.Strings(algos)
-	out := make([]*quarryv1.Benchmark, 0, len(algos))
-	for _, a := range algos {
+	m := s.figs.Figures(rigID)
+	out := make([]*quarryv1.Benchmark, 0, len(m))
+	for _, a := range slices.Sorted(maps.Keys(m)) {
 		b := m[a]
 		out = append(out, &quarryv1.Benchmark{RigId: rigID, Algorithm: a, Hashrate: b.HashrateHs, PowerW: b.PowerW,
 			Source: b.Source, UpdatedUnixNano: b.Updated.UnixNano(), Samples: b.Samples})
 	}
 	return out
-}
-
-// ObserveReport refines the rig's figure for the algorithm it mines with
-// the report's hashrate and total GPU power. Only a running miner's real
-// reading counts: an unreachable API or a miner warming up is skipped. It
-// runs in the fleet's commit path, so it only touches memory.
-func (s *Store) ObserveReport(rigID string, r *quarryv1.Report) {
-	var power float64
-	havePower := false
-	for _, g := range r.Gpus {
-		if g.PowerW != nil && !g.Lost {
-			power += *g.PowerW
-			havePower = true
-		}
-	}
-	now := time.Unix(0, r.TimeUnixNano)
-	if r.TimeUnixNano == 0 {
-		now = s.f.Now()
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range r.Miners {
-		if m.State != "running" || m.Hashrate <= 0 || m.Algorithm == "" {
-			continue
-		}
-		algo := normAlgo(m.Algorithm)
-		b := s.bench[rigID][algo]
-		if b == nil {
-			b = &Benchmark{HashrateHs: m.Hashrate}
-			if havePower {
-				b.PowerW = power
-			}
-			s.put(rigID, algo, b)
-		} else {
-			a := s.opts.Alpha
-			b.HashrateHs = a*m.Hashrate + (1-a)*b.HashrateHs
-			if havePower {
-				if b.PowerW == 0 {
-					b.PowerW = power
-				} else {
-					b.PowerW = a*power + (1-a)*b.PowerW
-				}
-			}
-		}
-		b.Source, b.Updated = SourceLive, now
-		b.Samples++
-		s.dirty[[2]string{rigID, algo}] = true
-	}
-}
-
-func normAlgo(a string) string { return strings.ToLower(strings.TrimSpace(a)) }
-
-// flush writes the figures changed since the last flush.
-func (s *Store) flush() error {
-	s.mu.Lock()
-	if len(s.dirty) == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	vals := make(map[string][]byte, len(s.dirty))
-	for k := range s.dirty {
-		b, err := json.Marshal(s.bench[k[0]][k[1]])
-		if err != nil {
-			s.mu.Unlock()
-			return err
-		}
-		vals[k[0]+"/"+k[1]] = b
-	}
-	s.dirty = map[[2]string]bool{}
-	s.mu.Unlock()
-	return s.db.Update(func(tx *bolt.Tx) error {
-		bk := tx.Bucket([]byte(bucketBenchmarks))
-		for k, v := range vals {
-			if err := bk.Put([]byte(k), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // trackBenchmark remembers a benchmark command until its result is in.
@@ -344,7 +204,7 @@ func (s *Store) collect() {
 	}
 }
 
-// storeResults replaces the rig's figures with a benchmark's measurements.
+// storeResults hands a benchmark's measurements to the figures.
 func (s *Store) storeResults(rigID string, output []byte, at time.Time) (int, error) {
 	if len(output) == 0 {
 		return 0, nil
@@ -353,23 +213,7 @@ func (s *Store) storeResults(rigID string, output []byte, at time.Time) (int, er
 	if err := json.Unmarshal(output, &res); err != nil {
 		return 0, err
 	}
-	n := 0
-	s.mu.Lock()
-	for _, r := range res {
-		if r.Samples <= 0 || r.HashrateHs <= 0 || r.Algorithm == "" {
-			continue
-		}
-		b := &Benchmark{HashrateHs: r.HashrateHs, Source: SourceBenchmark, Updated: at, Samples: uint64(r.Samples)}
-		if r.PowerW != nil {
-			b.PowerW = *r.PowerW
-		}
-		algo := normAlgo(r.Algorithm)
-		s.put(rigID, algo, b)
-		s.dirty[[2]string{rigID, algo}] = true
-		n++
-	}
-	s.mu.Unlock()
-	return n, s.flush()
+	return s.figs.PutBenchmark(rigID, res, at)
 }
 
 // PutSheet validates a flight sheet and stores it under its name.
@@ -465,7 +309,7 @@ func (s *Store) sheetsFor(algos, names []string) ([]*quarryv1.FlightSheetRecord,
 			if err != nil {
 				return nil, err
 			}
-			if len(algos) > 0 && !slices.Contains(algos, normAlgo(rec.Algorithm)) {
+			if len(algos) > 0 && !slices.Contains(algos, market.CanonicalAlgorithm(rec.Algorithm)) {
 				return nil, fmt.Errorf("%w: flight sheet %q mines %s, which is not among the algorithms asked for", ErrInvalid, n, rec.Algorithm)
 			}
 			out = append(out, rec)
@@ -480,7 +324,7 @@ func (s *Store) sheetsFor(algos, names []string) ([]*quarryv1.FlightSheetRecord,
 		return nil, err
 	}
 	for _, a := range algos {
-		i := slices.IndexFunc(all, func(r *quarryv1.FlightSheetRecord) bool { return normAlgo(r.Algorithm) == a })
+		i := slices.IndexFunc(all, func(r *quarryv1.FlightSheetRecord) bool { return market.CanonicalAlgorithm(r.Algorithm) == a })
 		if i < 0 {
 			return nil, fmt.Errorf("%w: no stored flight sheet mines %s; put one first", ErrInvalid, a)
 		}

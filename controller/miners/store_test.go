@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
-	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -27,6 +26,7 @@ type env struct {
 	t    *testing.T
 	path string
 	f    *fleet.Fleet
+	figs *figures.Learner
 	s    *Store
 	srv  *Server
 }
@@ -43,11 +43,16 @@ func open(t *testing.T, path string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(f, Options{Every: 20 * time.Millisecond})
+	figs, err := figures.Open(db, figures.Options{Alpha: 0.1, Every: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, path: path, f: f, s: s, srv: &Server{S: s}}
+	f.AddObserver(figs)
+	s, err := Open(f, Options{Figures: figs, Every: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, path: path, f: f, figs: figs, s: s, srv: &Server{S: s}}
 	t.Cleanup(e.close)
 	return e
 }
@@ -59,6 +64,9 @@ func (e *env) close() {
 	e.f.Close()
 	if err := e.s.Close(); err != nil {
 		e.t.Errorf("Close: %v", err)
+	}
+	if err := e.figs.Close(); err != nil {
+		e.t.Errorf("Close figures: %v", err)
 	}
 	e.f.DB().Close()
 	e.s = nil
@@ -240,27 +248,27 @@ func TestBenchmarkThenLiveRefinement(t *testing.T) {
 	if err != nil || len(list.Benchmarks) != 1 {
 		t.Fatalf("ListBenchmarks = %v, %v", list, err)
 	}
-	if b := list.Benchmarks[0]; b.Source != SourceBenchmark || b.Hashrate != 50e6 || b.PowerW != 230 || b.Samples != 30 {
+	if b := list.Benchmarks[0]; b.Source != figures.SourceBenchmark || b.Hashrate != 50e6 || b.PowerW != 230 || b.Samples != 30 {
 		t.Errorf("benchmark figure %v", b)
 	}
 
 	ingest(t, e.f, "r1", 1, gpuPower(250), &quarryv1.MinerStats{Algorithm: "kawpow", State: "running", Hashrate: 60e6})
 	ingest(t, e.f, "r1", 2, gpuPower(999), &quarryv1.MinerStats{Algorithm: "kawpow", State: "api-unreachable", Error: "refused"})
 	ingest(t, e.f, "r1", 3, nil, &quarryv1.MinerStats{Algorithm: "kawpow", State: "starting"})
-	b := e.s.Benchmarks("r1")["kawpow"]
-	if b.Source != SourceLive || !near(b.HashrateHs, 51e6) || !near(b.PowerW, 232) || b.Samples != 31 {
+	b := e.figs.Figures("r1")["kawpow"]
+	if b.Source != figures.SourceLive || !near(b.HashrateHs, 51e6) || !near(b.PowerW, 232) || b.Samples != 31 {
 		t.Errorf("after one live reading %+v, want 51 MH/s and 232 W", b)
 	}
 	// A new algorithm starts from its first live reading.
 	ingest(t, e.f, "r1", 4, nil, &quarryv1.MinerStats{Algorithm: "Etchash", State: "running", Hashrate: 30e6})
-	if b := e.s.Benchmarks("r1")["etchash"]; b.HashrateHs != 30e6 || b.PowerW != 0 || b.Source != SourceLive {
+	if b := e.figs.Figures("r1")["etchash"]; b.HashrateHs != 30e6 || b.PowerW != 0 || b.Source != figures.SourceLive {
 		t.Errorf("first live etchash %+v", b)
 	}
 
 	path := e.path
 	e.close()
 	e2 := open(t, path)
-	got := e2.s.Benchmarks("r1")
+	got := e2.figs.Figures("r1")
 	if len(got) != 2 || !near(got["kawpow"].HashrateHs, 51e6) || got["etchash"].HashrateHs != 30e6 {
 		t.Errorf("after reopen %+v", got)
 	}
@@ -292,27 +300,4 @@ func TestEventsAndRolesCoverService(t *testing.T) {
 			t.Errorf("%s has no role", full)
 		}
 	}
-}
-
-func TestOpenRejectsCorruptBenchmark(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "quarry.db")
-	db := testsupport.OpenDB(t, path, "benchmarks")
-	if err := store.EnsureBuckets(db, fleet.Buckets...); err != nil {
-		t.Fatal(err)
-	}
-	f, err := fleet.Open(db, fleet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { f.Close(); db.Close() }()
-	if err := putRaw(db, "benchmarks", "no-slash", "{}"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Open(f, Options{}); err == nil || !strings.Contains(err.Error(), "no-slash") {
-		t.Errorf("Open = %v", err)
-	}
-}
-
-func putRaw(db *bolt.DB, bucket, key, val string) error {
-	return db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucket)).Put([]byte(key), []byte(val)) })
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/api"
 	"github.com/quarryfleet/quarry/controller/billing"
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -224,28 +225,13 @@ type energyObserver struct {
 // ObserveReport meters the sum of the GPUs' power. A report without any
 // power reading is skipped rather than metered as zero watts.
 func (o energyObserver) ObserveReport(rigID string, r *quarryv1.Report) {
-	w, ok := reportPowerW(r)
+	w, ok := figures.PowerW(r.GetGpus())
 	if !ok || r.GetTimeUnixNano() == 0 {
 		return
 	}
 	if err := o.meter.Observe(rigID, time.Unix(0, r.GetTimeUnixNano()), w); err != nil {
 		o.log.Warn("billing: power sample not metered", "rig", rigID, "err", err)
 	}
-}
-
-// reportPowerW is the rig's draw in a report: the sum of the power of every
-// GPU that reports one. The host has no power reading of its own.
-func reportPowerW(r *quarryv1.Report) (float64, bool) {
-	var sum float64
-	ok := false
-	for _, g := range r.GetGpus() {
-		if g.GetLost() || g.PowerW == nil {
-			continue
-		}
-		sum += g.GetPowerW()
-		ok = true
-	}
-	return sum, ok
 }
 
 // billingAuditor writes billing's own events (deliveries, webhooks, closed

@@ -452,27 +452,6 @@ func TestCustomerSlug(t *testing.T) {
 	}
 }
 
-func TestReportPowerW(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		r      *quarryv1.Report
-		want   float64
-		wantOK bool
-	}{
-		{"no gpus", &quarryv1.Report{Host: &quarryv1.HostStats{}}, 0, false},
-		{"gpu without power", &quarryv1.Report{Gpus: []*quarryv1.GPUStats{{Index: 0}}}, 0, false},
-		{"sum, lost skipped", powerReport(time.Unix(1, 0), 120.5, 80), 200.5, true},
-		{"zero is a reading", &quarryv1.Report{Gpus: []*quarryv1.GPUStats{{PowerW: proto.Float64(0)}}}, 0, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := reportPowerW(tc.r)
-			if got != tc.want || ok != tc.wantOK {
-				t.Errorf("got %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
-			}
-		})
-	}
-}
-
 // BenchmarkObserveReport is the cost billing adds to each committed report
 // of an 8-GPU rig (the meter is in memory; Flush runs elsewhere).
 func BenchmarkObserveReport(b *testing.B) {

@@ -19,14 +19,14 @@ type profitRuntime struct {
 }
 
 // setupProfit opens the market cache and the switcher on the controller's
-// database, feeds it committed reports and registers ProfitService.
+// database, ranking with the rigs' learned figures, and registers
+// ProfitService.
 func (c *Controller) setupProfit() error {
-	sw, err := switcher.New(c.cfg.Profit, switcher.Options{Fleet: c.fleet, DB: c.db, Logger: c.log.With("component", "profit"), Benchmarks: c.benchmarkFigures, Hold: c.billingHold})
+	sw, err := switcher.New(c.cfg.Profit, switcher.Options{Fleet: c.fleet, DB: c.db, Logger: c.log.With("component", "profit"), Figures: c.figures, Hold: c.billingHold})
 	if err != nil {
 		return err
 	}
 	c.profit = &profitRuntime{sw: sw}
-	c.fleet.AddObserver(sw)
 	c.RegisterService(&quarryv1.ProfitService_ServiceDesc, &switcher.Service{S: sw}, switcher.Roles)
 	return nil
 }
@@ -56,19 +56,6 @@ func (c *Controller) stopProfit() {
 	p.cancel()
 	p.wg.Wait()
 	p.cancel = nil
-}
-
-// benchmarkFigures hands the miners store's benchmarks to the switcher.
-func (c *Controller) benchmarkFigures(rigID string) map[string]switcher.Figure {
-	if c.miners == nil {
-		return nil
-	}
-	bs := c.miners.Benchmarks(rigID)
-	out := make(map[string]switcher.Figure, len(bs))
-	for algo, b := range bs {
-		out[algo] = switcher.Figure{Hashrate: b.HashrateHs, Power: b.PowerW, Source: b.Source, Samples: b.Samples}
-	}
-	return out
 }
 
 // billingHold applies billing's past-due policy to switching.

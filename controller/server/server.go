@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/jobs"
 	"github.com/quarryfleet/quarry/controller/metrics"
@@ -62,6 +63,7 @@ type Controller struct {
 	profit   *profitRuntime
 	jobs     *jobs.Manager
 	miners   *miners.Store
+	figures  *figures.Learner
 	metrics  *metrics.Exporter
 	web      *web.Server
 	gossip   *gossipRuntime

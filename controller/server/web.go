@@ -108,6 +108,9 @@ func (c *Controller) setupWeb() error {
 		c.web = web.New(web.Options{Fleet: c.fleet, Log: c.log.With("component", "web"), SessionTTL: c.cfg.Web.SessionTTL, SecureCookie: c.cfg.Web.SecureCookie, LoginFailures: c.cfg.Web.LoginFailures})
 		c.fleet.AddObserver(c.web)
 		c.web.Mount(c.mux)
+		if c.figures != nil {
+			c.web.SetFigures(c.figures)
+		}
 	}
 	if c.profit != nil {
 		v := &switcherView{sw: c.profit.sw}

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/profit"
+	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -37,7 +40,17 @@ func benchFleet(b *testing.B, nRigs, nAlg, coinsPerAlg int) (*Switcher, []*quarr
 			}
 		}
 	}
-	s, err := New(cfg, Options{})
+	db, err := store.Open(filepath.Join(b.TempDir(), "quarry.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	figs, err := figures.Open(db, figures.Options{Every: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { figs.Close() })
+	s, err := New(cfg, Options{Figures: figs})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,7 +61,7 @@ func benchFleet(b *testing.B, nRigs, nAlg, coinsPerAlg int) (*Switcher, []*quarr
 		rig := &quarryv1.Rig{Id: id, Name: id, Online: true, Labels: map[string]string{"site": []string{"hydro", "city"}[r%2]},
 			Gpus: []*quarryv1.GPUStats{{Name: gpu}, {Name: gpu}}}
 		for a := range nAlg {
-			s.ObserveReport(id, &quarryv1.Report{
+			figs.ObserveReport(id, &quarryv1.Report{
 				Gpus:   []*quarryv1.GPUStats{{Name: gpu, PowerW: proto.Float64(100 + rnd.Float64()*200)}},
 				Miners: []*quarryv1.MinerStats{{Algorithm: fmt.Sprintf("algo%d", a), Hashrate: math.Pow(10, 6+rnd.Float64()*2), State: "running"}},
 			})

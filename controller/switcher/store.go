@@ -15,14 +15,17 @@ import (
 const (
 	bucketMarket    = "market"
 	bucketState     = "profit_state"
-	bucketMeasured  = "profit_measured"
 	bucketProfiles  = "profit_profiles"
 	bucketDecisions = "profit_decisions"
 	bucketSwitches  = "profit_switches"
 )
 
+// bucketMeasured held the switcher's own smoothing of reports, before
+// controller/figures learned them for everyone; load drops it.
+const bucketMeasured = "profit_measured"
+
 // Buckets lists every bucket the switcher owns.
-var Buckets = []string{bucketMarket, bucketState, bucketMeasured, bucketProfiles, bucketDecisions, bucketSwitches}
+var Buckets = []string{bucketMarket, bucketState, bucketProfiles, bucketDecisions, bucketSwitches}
 
 // MaxSwitches bounds the stored switch history; the oldest go first.
 const MaxSwitches = 10000
@@ -64,6 +67,14 @@ func (s *Switcher) load() error {
 	if err := store.EnsureBuckets(s.db, Buckets...); err != nil {
 		return err
 	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte(bucketMeasured)) == nil {
+			return nil
+		}
+		return tx.DeleteBucket([]byte(bucketMeasured))
+	}); err != nil {
+		return err
+	}
 	return s.db.View(func(tx *bolt.Tx) error {
 		if err := tx.Bucket([]byte(bucketState)).ForEach(func(k, v []byte) error {
 			var st rigState
@@ -71,16 +82,6 @@ func (s *Switcher) load() error {
 				return fmt.Errorf("profit state %q: %w", k, err)
 			}
 			s.state[string(k)] = st
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := tx.Bucket([]byte(bucketMeasured)).ForEach(func(k, v []byte) error {
-			var m map[string]*measure
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("measured figures %q: %w", k, err)
-			}
-			s.measured[string(k)] = m
 			return nil
 		}); err != nil {
 			return err
@@ -110,9 +111,8 @@ func (s *Switcher) saveProfile(rigID string, p AlgoProfiles) error {
 	})
 }
 
-// persist writes, in one transaction, the rigs' state, the measured
-// figures that changed, and each decision whose bytes differ from the
-// stored one.
+// persist writes, in one transaction, the rigs' state and each decision
+// whose bytes differ from the stored one.
 func (s *Switcher) persist(t *Tick) error {
 	if s.db == nil {
 		return nil
@@ -123,25 +123,14 @@ func (s *Switcher) persist(t *Tick) error {
 		v, _ := json.Marshal(st)
 		state[id] = v
 	}
-	measured := make(map[string][]byte, len(s.dirty))
-	for id := range s.dirty {
-		v, _ := json.Marshal(s.measured[id])
-		measured[id] = v
-	}
-	clear(s.dirty)
 	s.mu.Unlock()
 	return s.db.Update(func(tx *bolt.Tx) error {
-		sb, mb, db := tx.Bucket([]byte(bucketState)), tx.Bucket([]byte(bucketMeasured)), tx.Bucket([]byte(bucketDecisions))
+		sb, db := tx.Bucket([]byte(bucketState)), tx.Bucket([]byte(bucketDecisions))
 		for id, v := range state {
 			if !bytes.Equal(sb.Get([]byte(id)), v) {
 				if err := sb.Put([]byte(id), v); err != nil {
 					return err
 				}
-			}
-		}
-		for id, v := range measured {
-			if err := mb.Put([]byte(id), v); err != nil {
-				return err
 			}
 		}
 		for i := range t.Decisions {

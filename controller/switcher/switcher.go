@@ -1,6 +1,7 @@
 // Package switcher is the controller's profit switching loop. It keeps the
-// market cache, learns each rig's hash rate and power per algorithm from
-// its reports (or takes a profile an operator sets), ranks every option for
+// market cache, takes each rig's hash rate and power per algorithm from a
+// profile an operator sets or from the figures the controller learns from
+// benchmarks and reports (controller/figures), ranks every option for
 // every rig on all cores with pkg/profit every tick, applies the switching
 // policy, and queues APPLY_FLIGHT_SHEET or STOP_MINER commands in batches.
 //
@@ -27,6 +28,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/profit"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -49,23 +51,20 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
-	// Benchmarks, if set, supplies each rig's benchmarked (and live
-	// refined) figures per algorithm; they rank after operator and config
-	// profiles and before the switcher's own smoothing of reports.
-	Benchmarks func(rigID string) map[string]Figure
+	// Figures, if set, supplies each rig's benchmarked and live-refined
+	// figures per algorithm; they rank after operator and config
+	// profiles and before figures borrowed from identical hardware.
+	Figures Figures
 	// Hold, if set, is asked for every rig before it is moved: billing
 	// holds the rigs of a customer who is not paying. stopMining also
 	// stops the rig's miner.
 	Hold func(rigID string, now time.Time) (hold, stopMining bool, reason string)
 }
 
-// Figure is a rig's hash rate (H/s) and power (W) on one algorithm from a
-// benchmark; Source says how it was obtained.
-type Figure struct {
-	Hashrate float64
-	Power    float64
-	Source   string
-	Samples  uint64
+// Figures is the source of each rig's learned hash rate and power by
+// canonical algorithm name; *figures.Learner fits.
+type Figures interface {
+	Figures(rigID string) map[string]figures.Figure
 }
 
 // Actions beyond the policy's own.
@@ -93,23 +92,13 @@ type Switcher struct {
 	rigCfg   map[string]RigConfig
 	hasSrc   bool
 	kick     chan struct{}
-	bench    func(rigID string) map[string]Figure
+	figures  Figures
 	hold     func(rigID string, now time.Time) (hold, stopMining bool, reason string)
 
 	mu       sync.Mutex
-	measured map[string]map[string]*measure // rig → algorithm
-	profiles map[string]AlgoProfiles        // rig → set through the API
+	profiles map[string]AlgoProfiles // rig → set through the API
 	state    map[string]rigState
-	dirty    map[string]bool // rigs whose measured figures changed
 	last     *Tick
-}
-
-type measure struct {
-	Hashrate   float64   `json:"hashrate"`
-	Power      float64   `json:"power"`
-	PowerKnown bool      `json:"power_known"`
-	Samples    uint32    `json:"samples"`
-	Updated    time.Time `json:"updated"`
 }
 
 // rigState is what a rig mines as far as the switcher knows, by option
@@ -132,8 +121,8 @@ func New(cfg Config, o Options) (*Switcher, error) {
 	}
 	s := &Switcher{
 		cfg: cfg, fleet: o.Fleet, db: o.DB, log: o.Logger, now: o.Now,
-		kick: make(chan struct{}, 1), measured: map[string]map[string]*measure{}, bench: o.Benchmarks, hold: o.Hold,
-		profiles: map[string]AlgoProfiles{}, state: map[string]rigState{}, dirty: map[string]bool{},
+		kick: make(chan struct{}, 1), figures: o.Figures, hold: o.Hold,
+		profiles: map[string]AlgoProfiles{}, state: map[string]rigState{},
 		rigCfg: cfg.Rigs, siteSet: map[string]bool{}, byName: map[string]int{},
 	}
 	var err error
@@ -245,7 +234,7 @@ type RigInput struct {
 
 // PerfSource says where a rig's figures on one algorithm came from.
 type PerfSource struct {
-	Source       string `json:"source"` // profile, benchmark, live, measured, borrowed
+	Source       string `json:"source"` // profile, benchmark, live, borrowed
 	BorrowedFrom string `json:"borrowed_from,omitempty"`
 	Samples      uint32 `json:"samples,omitempty"`
 }
@@ -312,7 +301,7 @@ func Fingerprint(r *quarryv1.Rig) string {
 }
 
 // collect turns the fleet's rigs into ranking inputs: figures by
-// precedence (operator profile, config profile, measured, borrowed),
+// precedence (operator profile, config profile, learned, borrowed),
 // site, rules and the option each rig mines now.
 func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 	s.mu.Lock()
@@ -349,16 +338,11 @@ func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 		for algo, f := range rc.Profile {
 			add(market.CanonicalAlgorithm(algo), profit.Perf{Hashrate: f.Hashrate, Power: f.Power}, PerfSource{Source: "profile"})
 		}
-		if s.bench != nil {
-			for algo, f := range s.bench(r.Id) {
-				if f.Hashrate > 0 {
-					add(market.CanonicalAlgorithm(algo), profit.Perf{Hashrate: f.Hashrate, Power: f.Power}, PerfSource{Source: f.Source, Samples: uint32(min(f.Samples, math.MaxUint32))})
+		if s.figures != nil {
+			for algo, f := range s.figures.Figures(r.Id) {
+				if f.HashrateHs > 0 {
+					add(algo, profit.Perf{Hashrate: f.HashrateHs, Power: f.PowerW}, PerfSource{Source: f.Source, Samples: uint32(min(f.Samples, math.MaxUint32))})
 				}
-			}
-		}
-		for algo, m := range s.measured[r.Id] {
-			if m.Samples > 0 && m.Hashrate > 0 {
-				add(algo, profit.Perf{Hashrate: m.Hashrate, Power: m.Power}, PerfSource{Source: "measured", Samples: m.Samples})
 			}
 		}
 		// A rig the switcher has never moved counts as having dwelt
@@ -594,68 +578,6 @@ func finite(v float64) float64 {
 		return 0
 	}
 	return v
-}
-
-// ObserveReport folds a committed report's miner hash rates and GPU power
-// into the rig's measured figures.
-func (s *Switcher) ObserveReport(rigID string, rep *quarryv1.Report) {
-	hashing := 0
-	for _, m := range rep.Miners {
-		if m.Hashrate > 0 && m.Algorithm != "" {
-			hashing++
-		}
-	}
-	if hashing == 0 {
-		return
-	}
-	power, known := 0.0, false
-	for _, g := range rep.Gpus {
-		if g.PowerW != nil && !g.Lost {
-			power += *g.PowerW
-			known = true
-		}
-	}
-	at := time.Unix(0, rep.TimeUnixNano)
-	a := s.cfg.Smoothing
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ms := s.measured[rigID]
-	if ms == nil {
-		ms = map[string]*measure{}
-		s.measured[rigID] = ms
-	}
-	for _, m := range rep.Miners {
-		if !(m.Hashrate > 0) || m.Algorithm == "" || math.IsInf(m.Hashrate, 0) {
-			continue
-		}
-		algo := market.CanonicalAlgorithm(m.Algorithm)
-		cur := ms[algo]
-		if cur == nil {
-			cur = &measure{}
-			ms[algo] = cur
-		}
-		// Power is attributed only when one miner is hashing: two miners
-		// share the cards and their split is unknown.
-		pw, pk := power, known && hashing == 1
-		if cur.Samples == 0 {
-			cur.Hashrate = m.Hashrate
-			if pk {
-				cur.Power, cur.PowerKnown = pw, true
-			}
-		} else {
-			cur.Hashrate += a * (m.Hashrate - cur.Hashrate)
-			if pk {
-				if cur.PowerKnown {
-					cur.Power += a * (pw - cur.Power)
-				} else {
-					cur.Power, cur.PowerKnown = pw, true
-				}
-			}
-		}
-		cur.Samples++
-		cur.Updated = at
-	}
-	s.dirty[rigID] = true
 }
 
 // SetProfile sets or, with nil, clears a rig's operator profile.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
@@ -90,6 +91,7 @@ type env struct {
 	t     *testing.T
 	db    *bolt.DB
 	fleet *fleet.Fleet
+	figs  *figures.Learner
 	rigs  []string
 	mkt   string
 }
@@ -102,11 +104,18 @@ func newEnv(t *testing.T, rigs int) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, db: db, fleet: f, mkt: filepath.Join(dir, "market.json")}
+	figs, err := figures.Open(db, figures.Options{Alpha: DefaultConfig().Smoothing, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, db: db, fleet: f, figs: figs, mkt: filepath.Join(dir, "market.json")}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() {
 		cancel()
 		f.Close()
+		if err := figs.Close(); err != nil {
+			t.Error(err)
+		}
 		db.Close()
 	})
 	for i := range rigs {
@@ -124,7 +133,7 @@ func newEnv(t *testing.T, rigs int) *env {
 
 func (e *env) switcher(cfg Config) *Switcher {
 	e.t.Helper()
-	s, err := New(cfg, Options{Fleet: e.fleet, DB: e.db})
+	s, err := New(cfg, Options{Fleet: e.fleet, DB: e.db, Figures: e.figs})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -393,8 +402,8 @@ func TestPolicyActions(t *testing.T) {
 	}
 }
 
-// Measured figures come from reports; a rig with the same GPUs and no
-// figures of its own borrows them and is marked so.
+// Figures learned from reports rank the rig; a rig with the same GPUs and
+// no figures of its own borrows them and is marked so.
 func TestMeasuredAndBorrowed(t *testing.T) {
 	e := newEnv(t, 2)
 	writeMarket(t, e.mkt, 300, 0.02)
@@ -408,7 +417,7 @@ func TestMeasuredAndBorrowed(t *testing.T) {
 	for i, h := range []float64{100e6, 120e6} {
 		rep := &quarryv1.Report{TimeUnixNano: int64(i), Gpus: gpus,
 			Miners: []*quarryv1.MinerStats{{Algorithm: "EtcHash", Coin: "ETC", Hashrate: h, State: "running"}}}
-		s.ObserveReport(e.rigs[0], rep)
+		e.figs.ObserveReport(e.rigs[0], rep)
 		if err := e.fleet.UpdateRig(e.rigs[0], func(r *quarryv1.Rig) { r.Miners = rep.Miners }); err != nil {
 			t.Fatal(err)
 		}
@@ -426,8 +435,8 @@ func TestMeasuredAndBorrowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 100 then 120 with smoothing 0.3 = 106 MH/s; power 225 W.
-	if len(own.Perf) != 1 || own.Perf[0].Source != "measured" || own.Perf[0].Hashrate != 106e6 || own.Perf[0].PowerW != 225 || own.Perf[0].Samples != 2 {
-		t.Fatalf("measured perf %+v", own.Perf)
+	if len(own.Perf) != 1 || own.Perf[0].Source != figures.SourceLive || own.Perf[0].Hashrate != 106e6 || own.Perf[0].PowerW != 225 || own.Perf[0].Samples != 2 {
+		t.Fatalf("learned perf %+v", own.Perf)
 	}
 	if own.Row.Current != "etc@pool/lolminer" || own.Row.Action != "stay" {
 		t.Fatalf("a rig already mining the best option: current %s action %s (%s)", own.Row.Current, own.Row.Action, own.Row.Reason)
@@ -559,32 +568,40 @@ func TestRulesFromConfig(t *testing.T) {
 	}
 }
 
-// Benchmarked figures outrank the switcher's own smoothing of reports.
-func TestBenchmarkFiguresOutrankMeasured(t *testing.T) {
+// A benchmark's figure ranks the rig until live reports refine it; both
+// reach the switcher through the one learner, under canonical names.
+func TestBenchmarkThenLiveFigures(t *testing.T) {
 	e := newEnv(t, 1)
 	writeMarket(t, e.mkt, 300, 0.02)
-	s, err := New(testConfig(e.mkt), Options{Fleet: e.fleet, DB: e.db, Benchmarks: func(rig string) map[string]Figure {
-		if rig != e.rigs[0] {
-			return nil
-		}
-		return map[string]Figure{"etchash": {Hashrate: 90e6, Power: 180, Source: "benchmark", Samples: 30}}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.ObserveReport(e.rigs[0], &quarryv1.Report{Miners: []*quarryv1.MinerStats{{Algorithm: "etchash", Hashrate: 50e6}}})
+	s := e.switcher(testConfig(e.mkt))
 	if _, err := s.Market().Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Tick(context.Background()); err != nil {
+	perf := func() *quarryv1.PerfInput {
+		t.Helper()
+		if _, err := s.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got, err := (&Service{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Perf) != 1 {
+			t.Fatalf("perf %+v, want one algorithm", got.Perf)
+		}
+		return got.Perf[0]
+	}
+	if _, err := e.figs.PutBenchmark(e.rigs[0], []flightsheet.BenchmarkResult{{Algorithm: "EtcHash", HashrateHs: 90e6, PowerW: proto.Float64(180), Samples: 30}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := (&Service{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
-	if err != nil {
-		t.Fatal(err)
+	if p := perf(); p.Algorithm != "etchash" || p.Source != figures.SourceBenchmark || p.Hashrate != 90e6 || p.PowerW != 180 || p.Samples != 30 {
+		t.Fatalf("perf %+v, want the benchmark's 90 MH/s at 180 W", p)
 	}
-	if len(got.Perf) != 1 || got.Perf[0].Source != "benchmark" || got.Perf[0].Hashrate != 90e6 || got.Perf[0].PowerW != 180 {
-		t.Fatalf("perf %+v, want the benchmark's 90 MH/s at 180 W", got.Perf)
+	e.figs.ObserveReport(e.rigs[0], &quarryv1.Report{Gpus: []*quarryv1.GPUStats{{PowerW: proto.Float64(200)}},
+		Miners: []*quarryv1.MinerStats{{Algorithm: "ETCHASH", Hashrate: 50e6, State: "running"}}})
+	// 90 then 50 with smoothing 0.3 = 78 MH/s; 180 then 200 W = 186 W.
+	if p := perf(); p.Source != figures.SourceLive || p.Hashrate != 78e6 || p.PowerW != 186 || p.Samples != 31 {
+		t.Fatalf("perf %+v, want the refined 78 MH/s at 186 W", p)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -111,6 +112,17 @@ type HostView struct {
 	UptimeS    uint64  `json:"uptime_s"`
 }
 
+// FigureView is what the controller has learned of the rig on one
+// algorithm: the figures profit switching ranks it with.
+type FigureView struct {
+	Algorithm string   `json:"algorithm"`
+	Hashrate  float64  `json:"hashrate"`
+	PowerW    *float64 `json:"power_w,omitempty"` // absent while unknown
+	Source    string   `json:"source"`            // benchmark or live
+	Samples   uint64   `json:"samples"`
+	UpdatedMs int64    `json:"updated_ms"`
+}
+
 // RigView is the rig page.
 type RigView struct {
 	ID         string            `json:"id"`
@@ -129,6 +141,10 @@ type RigView struct {
 	Switches   []Switch          `json:"switches,omitempty"`
 	Profit     *Profit           `json:"profit,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
+	// PowerW is the rig's draw as billing meters it; absent when no GPU
+	// reports power.
+	PowerW  *float64     `json:"power_w,omitempty"`
+	Figures []FigureView `json:"figures,omitempty"`
 }
 
 // Point is one chart sample.
@@ -157,16 +173,6 @@ func rigHashrate(r *quarryv1.Rig) (total float64, algos []string) {
 	}
 	sort.Strings(algos)
 	return total, algos
-}
-
-func sumPower(gpus []*quarryv1.GPUStats) (w float64, any bool) {
-	for _, g := range gpus {
-		if g.PowerW != nil {
-			w += *g.PowerW
-			any = true
-		}
-	}
-	return w, any
 }
 
 func maxTemp(gpus []*quarryv1.GPUStats) *float64 {
@@ -234,7 +240,7 @@ func (s *Server) buildOverview() Overview {
 			for _, m := range r.Miners {
 				byAlgo[m.Algorithm] += m.Hashrate
 			}
-			if w, ok := sumPower(r.Gpus); ok {
+			if w, ok := figures.PowerW(r.Gpus); ok {
 				row.PowerW = &w
 				ov.PowerW += w
 			}
@@ -342,7 +348,27 @@ func (s *Server) buildRig(r *quarryv1.Rig) RigView {
 			v.Profit = &p
 		}
 	}
+	if w, ok := figures.PowerW(r.Gpus); ok {
+		v.PowerW = &w
+	}
+	if fp := s.figureProvider(); fp != nil {
+		v.Figures = figureViews(fp.Figures(r.Id))
+	}
 	return v
+}
+
+func figureViews(m map[string]figures.Figure) []FigureView {
+	out := make([]FigureView, 0, len(m))
+	for algo, f := range m {
+		fv := FigureView{Algorithm: algo, Hashrate: f.HashrateHs, Source: f.Source, Samples: f.Samples, UpdatedMs: f.Updated.UnixMilli()}
+		if f.PowerW > 0 {
+			w := f.PowerW
+			fv.PowerW = &w
+		}
+		out = append(out, fv)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Algorithm < out[j].Algorithm })
+	return out
 }
 
 func (s *Server) rig(w http.ResponseWriter, r *http.Request) {
@@ -378,7 +404,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		for _, m := range rep.Miners {
 			p.Hashrate += m.Hashrate
 		}
-		if w, ok := sumPower(rep.Gpus); ok {
+		if w, ok := figures.PowerW(rep.Gpus); ok {
 			p.PowerW = &w
 		}
 		p.MaxTempC = maxTemp(rep.Gpus)

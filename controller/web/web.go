@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -89,6 +90,12 @@ type BillingLine struct {
 	EstimateUSD    float64 `json:"estimate_usd"`
 	PendingRecords int     `json:"pending_records"`
 	DeadLetters    int     `json:"dead_letters"`
+}
+
+// FigureProvider gives what the controller has learned of a rig on each
+// algorithm (benchmarks refined by live reports); *figures.Learner fits.
+type FigureProvider interface {
+	Figures(rigID string) map[string]figures.Figure
 }
 
 // BillingProvider reports billing status for every customer.
@@ -160,6 +167,7 @@ type Server struct {
 	profit   ProfitProvider
 	switches SwitchProvider
 	billing  BillingProvider
+	figures  FigureProvider
 }
 
 // New returns the dashboard server. Register it as a fleet report
@@ -188,6 +196,16 @@ func (s *Server) SetProfit(p ProfitProvider) { s.mu.Lock(); s.profit = p; s.mu.U
 
 // SetSwitches sets the switch history provider (nil hides it).
 func (s *Server) SetSwitches(p SwitchProvider) { s.mu.Lock(); s.switches = p; s.mu.Unlock() }
+
+// SetFigures sets the provider of the rigs' learned figures (nil hides
+// them).
+func (s *Server) SetFigures(p FigureProvider) { s.mu.Lock(); s.figures = p; s.mu.Unlock() }
+
+func (s *Server) figureProvider() FigureProvider {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.figures
+}
 
 // SetBilling sets the billing provider (nil hides billing).
 func (s *Server) SetBilling(p BillingProvider) { s.mu.Lock(); s.billing = p; s.mu.Unlock() }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/web"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -235,6 +236,46 @@ func TestProvidersShowWhenSet(t *testing.T) {
 	c.getJSON("/api/billing", &b)
 	if !b.Available || len(b.Customers) != 1 || b.Customers[0].Customer != "cus_1" {
 		t.Errorf("billing %+v", b)
+	}
+}
+
+// The rig page shows the rig's draw as billing meters it (a lost card
+// left out) and the figures the controller learned from its reports, read
+// from the one learner.
+func TestRigPageShowsPowerAndLearnedFigures(t *testing.T) {
+	e := newEnv(t, web.Options{})
+	figs, err := figures.Open(e.fleet.DB(), figures.Options{Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { figs.Close() })
+	e.fleet.AddObserver(figs)
+	e.rig("rig-a", "alpha", true)
+	c := e.login("viewer")
+	var rv web.RigView
+	c.getJSON("/api/rigs/alpha", &rv)
+	if rv.PowerW != nil || rv.Figures != nil {
+		t.Errorf("a rig that never reported: power %v figures %+v", rv.PowerW, rv.Figures)
+	}
+	r := fixture(t, "report_gpus.json")
+	r.Miners[0].Algorithm = "KAWPOW"
+	e.report("rig-a", r)
+	r = fixture(t, "report_gpus.json")
+	r.Gpus[1].Lost = true
+	e.report("rig-a", r)
+	c.getJSON("/api/rigs/alpha", &rv)
+	if rv.PowerW == nil || *rv.PowerW != 118.5 {
+		t.Errorf("rig power %v, want 118.5 W without the lost card", rv.PowerW)
+	}
+	e.web.SetFigures(figs)
+	rv = web.RigView{}
+	c.getJSON("/api/rigs/alpha", &rv)
+	// 339.75 W, then 118.5 W with smoothing 0.3 = 273.375 W.
+	if len(rv.Figures) != 1 {
+		t.Fatalf("figures %+v, want kawpow alone", rv.Figures)
+	}
+	if f := rv.Figures[0]; f.Algorithm != "kawpow" || f.Hashrate != 52e6 || f.PowerW == nil || *f.PowerW != 273.375 || f.Source != figures.SourceLive || f.Samples != 2 {
+		t.Errorf("figure %+v (power %v)", f, f.PowerW)
 	}
 }
 

@@ -198,9 +198,8 @@
     $("#rig-alerts").replaceChildren(...r.alerts.map((a) => el("li", { class: a.severity, text: a.message })));
     const tiles = [];
     const total = r.miners.reduce((s, m) => s + m.hashrate, 0);
-    const power = r.gpus.reduce((s, g) => s + (g.power_w || 0), 0);
     tiles.push(["Hashrate", fmtHash(total)]);
-    if (r.gpus.some((g) => g.power_w !== undefined)) tiles.push(["Power", fmtW(power)]);
+    if (r.power_w !== undefined) tiles.push(["Power", fmtW(r.power_w)]);
     if (r.host) tiles.push(["CPU", r.host.cpu_percent.toFixed(0) + " %"]);
     if (r.profit) tiles.push(["Profit / day", fmtUSD(r.profit.usd_per_day)]);
     $("#rig-tiles").replaceChildren(...tiles.map(([l, v]) => el("div", { class: "tile" }, el("div", { class: "label", text: l }), el("div", { class: "value", text: v }))));
@@ -233,6 +232,11 @@
         p.revenue_usd_per_day ? " · revenue " + fmtUSD(p.revenue_usd_per_day) : "",
         p.power_cost_usd_per_day ? " · power " + fmtUSD(p.power_cost_usd_per_day) : ""));
     }
+    const figs = r.figures || [];
+    $("#figures-card").hidden = figs.length === 0;
+    $("#figure-table tbody").replaceChildren(...figs.map((f) => el("tr", {},
+      el("td", { text: f.algorithm }), el("td", { class: "num", text: fmtHash(f.hashrate) }), el("td", { class: "num", text: fmtW(f.power_w) }),
+      el("td", { text: f.source }), el("td", { class: "num", text: f.samples }), el("td", { text: new Date(f.updated_ms).toLocaleString() }))));
     const sw = r.switches || [];
     $("#switches-card").hidden = sw.length === 0;
     $("#switch-table tbody").replaceChildren(...sw.map((s) => el("tr", {},

@@ -352,11 +352,11 @@ type PerfInput struct {
 	Algorithm string                 `protobuf:"bytes,1,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
 	Hashrate  float64                `protobuf:"fixed64,2,opt,name=hashrate,proto3" json:"hashrate,omitempty"` // H/s
 	PowerW    float64                `protobuf:"fixed64,3,opt,name=power_w,json=powerW,proto3" json:"power_w,omitempty"`
-	// source is "profile" (set by an operator), "measured" (smoothed from
-	// reports) or "borrowed".
+	// source is "profile" (set by an operator), "benchmark" or "live"
+	// (learned from a benchmark, then refined by reports) or "borrowed".
 	Source        string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
 	BorrowedFrom  string `protobuf:"bytes,5,opt,name=borrowed_from,json=borrowedFrom,proto3" json:"borrowed_from,omitempty"` // hardware fingerprint, when borrowed
-	Samples       uint32 `protobuf:"varint,6,opt,name=samples,proto3" json:"samples,omitempty"`                              // reports folded into a measured figure
+	Samples       uint32 `protobuf:"varint,6,opt,name=samples,proto3" json:"samples,omitempty"`                              // readings folded into a learned figure
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
