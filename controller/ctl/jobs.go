@@ -28,9 +28,10 @@ func (a *App) jobRunCmd() *cobra.Command {
 		Use:   "run -f SPEC.yaml",
 		Short: "Start a build job from a YAML spec (where: controller or agent:<selector>)",
 		Long: "Start a build job. The spec names build and test steps, the rule packs that may heal\n" +
-			"it and where it runs: 'controller', or 'agent:<selector>' such as 'agent:name=rig-*'\n" +
-			"or 'agent:tag=site=reykjavik'. With --follow, progress is printed until the job ends\n" +
-			"and the exit status is non-zero unless every run passed.",
+			"it and where it runs: 'controller', or 'agent:<selector>' such as 'agent:name=rig-*',\n" +
+			"'agent:tag=site=reykjavik' or 'agent:rig-07' (one rig by name or id). With --follow,\n" +
+			"progress is printed until the job ends and the exit status is non-zero unless every\n" +
+			"run passed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
