@@ -1,48 +1,38 @@
 package ctl
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
-// callBilling runs fn with a BillingService client.
-func (a *App) callBilling(ctx context.Context, fn func(ctx context.Context, c quarryv1.BillingServiceClient) error) error {
-	return a.callConn(ctx, func(ctx context.Context, conn grpc.ClientConnInterface) error {
-		return fn(ctx, quarryv1.NewBillingServiceClient(conn))
-	})
-}
-
 func (a *App) customerCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "customer", Aliases: []string{"customers"}, Short: "Hosting customers billed through Stripe (admin)"}
+	cmd.AddCommand(a.customerCreateCmd(), a.customerListCmd(), a.customerShowCmd(), a.customerAssignCmd(), a.customerUnassignCmd())
+	return cmd
+}
 
+func (a *App) customerCreateCmd() *cobra.Command {
 	var id, email, plan string
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a customer; the Stripe customer and subscription follow through the outbox",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Id: id, Name: args[0], Email: email, Plan: plan})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				fmt.Fprintf(a.Out, "created customer %s (%s) on plan %s\n", resp.Customer.Id, resp.Customer.Name, resp.Customer.Plan)
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.CreateCustomer,
+				&quarryv1.CreateCustomerRequest{Id: id, Name: args[0], Email: email, Plan: plan})
+			if err != nil {
+				return err
+			}
+			return a.renderDone(resp, "created customer %s (%s) on plan %s", resp.Customer.Id, resp.Customer.Name, resp.Customer.Plan)
 		},
 	}
 	create.Flags().StringVar(&id, "id", "", "customer id (default: derived from NAME)")
@@ -50,108 +40,100 @@ func (a *App) customerCmd() *cobra.Command {
 	create.Flags().StringVar(&plan, "plan", "", "plan id from 'quarryctl plan create' (required)")
 	_ = create.MarkFlagRequired("email")
 	_ = create.MarkFlagRequired("plan")
+	return create
+}
 
-	list := &cobra.Command{
+func (a *App) customerListCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List customers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.ListCustomers(ctx, &quarryv1.ListCustomersRequest{})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNAME\tEMAIL\tPLAN\tRIGS\tSTATUS\tSTRIPE")
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.ListCustomers, &quarryv1.ListCustomersRequest{})
+			if err != nil {
+				return err
+			}
+			return a.renderTable(resp, []string{"ID", "NAME", "EMAIL", "PLAN", "RIGS", "STATUS", "STRIPE"}, func(t *table) {
 				for _, cu := range resp.Customers {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", cu.Id, cu.Name, cu.Email, cu.Plan, len(cu.Rigs), cu.Status, dash(cu.StripeCustomerId))
+					t.row(cu.Id, cu.Name, cu.Email, cu.Plan, len(cu.Rigs), cu.Status, dash(cu.StripeCustomerId))
 				}
-				return tw.Flush()
 			})
 		},
 	}
+}
 
-	show := &cobra.Command{
+func (a *App) customerShowCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one customer",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.GetCustomer(ctx, &quarryv1.GetCustomerRequest{Id: args[0]})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				printCustomer(a.Out, resp.Customer)
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.GetCustomer, &quarryv1.GetCustomerRequest{Id: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error { return printCustomer(a.Out, resp.Customer) })
 		},
 	}
+}
 
-	assign := &cobra.Command{
+func (a *App) customerAssignCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "assign CUSTOMER RIG...",
 		Short: "Give rigs (ids or names) to a customer; energy up to now stays with the previous owner",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.assign(cmd.Context(), args[0], args[1:])
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.AssignRigs,
+				&quarryv1.AssignRigsRequest{Customer: args[0], Rigs: args[1:]})
+			if err != nil {
+				return err
+			}
+			return a.renderDone(resp, "assigned %s to %s (now %d rigs)", strings.Join(resp.RigIds, ", "), args[0], len(resp.Customer.GetRigs()))
 		},
 	}
-	unassign := &cobra.Command{
+}
+
+func (a *App) customerUnassignCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "unassign RIG...",
 		Short: "Take rigs away from their customer",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.assign(cmd.Context(), "", args)
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.AssignRigs, &quarryv1.AssignRigsRequest{Rigs: args})
+			if err != nil {
+				return err
+			}
+			return a.renderDone(resp, "unassigned %s", strings.Join(resp.RigIds, ", "))
 		},
 	}
-	cmd.AddCommand(create, list, show, assign, unassign)
-	return cmd
 }
 
-func (a *App) assign(ctx context.Context, customer string, rigs []string) error {
-	return a.callBilling(ctx, func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-		resp, err := c.AssignRigs(ctx, &quarryv1.AssignRigsRequest{Customer: customer, Rigs: rigs})
-		if err != nil {
-			return err
-		}
-		if a.Opts.Output == "json" {
-			return a.json(resp)
-		}
-		if customer == "" {
-			fmt.Fprintf(a.Out, "unassigned %s\n", strings.Join(resp.RigIds, ", "))
-			return nil
-		}
-		fmt.Fprintf(a.Out, "assigned %s to %s (now %d rigs)\n", strings.Join(resp.RigIds, ", "), customer, len(resp.Customer.GetRigs()))
-		return nil
-	})
-}
-
-func printCustomer(w io.Writer, c *quarryv1.BillingCustomer) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "ID\t%s\n", c.Id)
-	fmt.Fprintf(tw, "Name\t%s\n", c.Name)
-	fmt.Fprintf(tw, "Email\t%s\n", dash(c.Email))
-	fmt.Fprintf(tw, "Plan\t%s\n", c.Plan)
-	fmt.Fprintf(tw, "Status\t%s\n", c.Status)
+func printCustomer(w io.Writer, c *quarryv1.BillingCustomer) error {
+	t := newTable(w)
+	t.row("ID", c.Id)
+	t.row("Name", c.Name)
+	t.row("Email", dash(c.Email))
+	t.row("Plan", c.Plan)
+	t.row("Status", c.Status)
 	if c.PastDueSinceUnixNano != 0 {
-		fmt.Fprintf(tw, "Past due since\t%s\n", time.Unix(0, c.PastDueSinceUnixNano).UTC().Format(time.RFC3339))
+		t.row("Past due since", time.Unix(0, c.PastDueSinceUnixNano).UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(tw, "Rigs\t%s\n", dash(strings.Join(c.Rigs, ", ")))
-	fmt.Fprintf(tw, "Stripe customer\t%s\n", dash(c.StripeCustomerId))
-	fmt.Fprintf(tw, "Stripe subscription\t%s\n", dash(c.StripeSubscriptionId))
+	t.row("Rigs", dash(strings.Join(c.Rigs, ", ")))
+	t.row("Stripe customer", dash(c.StripeCustomerId))
+	t.row("Stripe subscription", dash(c.StripeSubscriptionId))
 	if c.CreatedUnixNano != 0 {
-		fmt.Fprintf(tw, "Created\t%s\n", time.Unix(0, c.CreatedUnixNano).UTC().Format(time.RFC3339))
+		t.row("Created", time.Unix(0, c.CreatedUnixNano).UTC().Format(time.RFC3339))
 	}
-	_ = tw.Flush()
+	return t.flush()
 }
 
 func (a *App) planCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "plan", Aliases: []string{"plans"}, Short: "Hosting plans (admin)"}
+	cmd.AddCommand(a.planCreateCmd())
+	return cmd
+}
+
+func (a *App) planCreateCmd() *cobra.Command {
 	var name, fee, kwh, rigPrice, energyPrice string
 	create := &cobra.Command{
 		Use:   "create ID",
@@ -170,18 +152,12 @@ func (a *App) planCmd() *cobra.Command {
 			}
 			p := &quarryv1.BillingPlan{Id: args[0], Name: name, MonthlyFeePerRigCents: cents, EnergyMillicentsPerKwh: milli,
 				StripeRigPriceId: rigPrice, StripeEnergyPriceId: energyPrice}
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.CreatePlan(ctx, &quarryv1.CreatePlanRequest{Plan: p})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				fmt.Fprintf(a.Out, "plan %s: %s per rig per month, %s per kWh\n", resp.Plan.Id,
-					FormatDecimal(resp.Plan.MonthlyFeePerRigCents, 2), FormatDecimal(resp.Plan.EnergyMillicentsPerKwh, 5))
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.CreatePlan, &quarryv1.CreatePlanRequest{Plan: p})
+			if err != nil {
+				return err
+			}
+			return a.renderDone(resp, "plan %s: %s per rig per month, %s per kWh", resp.Plan.Id,
+				FormatDecimal(resp.Plan.MonthlyFeePerRigCents, 2), FormatDecimal(resp.Plan.EnergyMillicentsPerKwh, 5))
 		},
 	}
 	f := create.Flags()
@@ -193,14 +169,17 @@ func (a *App) planCmd() *cobra.Command {
 	for _, n := range []string{"fee-per-rig", "price-per-kwh", "stripe-price"} {
 		_ = create.MarkFlagRequired(n)
 	}
-	cmd.AddCommand(create)
-	return cmd
+	return create
 }
 
 func (a *App) billingCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "billing", Short: "Billing status, metered energy and the Stripe outbox"}
+	cmd.AddCommand(a.billingStatusCmd(), a.billingUsageCmd(), a.billingOutboxCmd(), a.billingDeadLetterCmd(), a.billingRetryCmd())
+	return cmd
+}
 
-	status := &cobra.Command{
+func (a *App) billingStatusCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "status [CUSTOMER]",
 		Short: "Each customer's standing, month-to-date energy and estimate, and undelivered Stripe calls",
 		Args:  cobra.MaximumNArgs(1),
@@ -209,22 +188,17 @@ func (a *App) billingCmd() *cobra.Command {
 			if len(args) == 1 {
 				req.Customer = args[0]
 			}
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.BillingStatus(ctx, req)
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "CUSTOMER\tSTATUS\tACTION\tPLAN\tRIGS\tENERGY (MONTH)\tESTIMATE\tPENDING\tDEAD\tGAPS\tSTRIPE")
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.BillingStatus, req)
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error {
+				t := newTable(a.Out, "CUSTOMER", "STATUS", "ACTION", "PLAN", "RIGS", "ENERGY (MONTH)", "ESTIMATE", "PENDING", "DEAD", "GAPS", "STRIPE")
 				for _, s := range resp.Customers {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Customer.GetId(), s.Customer.GetStatus(), s.Action,
-						s.Plan.GetId(), s.ActiveRigs, EnergyHuman(s.MonthToDateMilliWh), FormatDecimal(s.EstimateCents, 2),
-						s.PendingRecords, s.DeadLetters, s.GapsThisMonth, dash(s.Customer.GetStripeCustomerId()))
+					t.row(s.Customer.GetId(), s.Customer.GetStatus(), s.Action, s.Plan.GetId(), s.ActiveRigs, EnergyHuman(s.MonthToDateMilliWh),
+						FormatDecimal(s.EstimateCents, 2), s.PendingRecords, s.DeadLetters, s.GapsThisMonth, dash(s.Customer.GetStripeCustomerId()))
 				}
-				if err := tw.Flush(); err != nil {
+				if err := t.flush(); err != nil {
 					return err
 				}
 				if m := resp.Meter; m != nil && (m.Backwards > 0 || m.LateMilliWh > 0 || m.Corrections > 0) {
@@ -235,7 +209,9 @@ func (a *App) billingCmd() *cobra.Command {
 			})
 		},
 	}
+}
 
+func (a *App) billingUsageCmd() *cobra.Command {
 	var customer, rig, since, until string
 	usage := &cobra.Command{
 		Use:   "usage",
@@ -261,100 +237,96 @@ func (a *App) billingCmd() *cobra.Command {
 				}
 				req.UntilUnixNano = t.UnixNano()
 			}
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.Usage(ctx, req)
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "HOUR (UTC)\tRIG\tCUSTOMER\tENERGY\tLATE\tSTATE")
-				for _, h := range resp.Hours {
-					state := "open"
-					if h.Closed {
-						state = fmt.Sprintf("closed, %d Wh sent", h.ValueWh)
-						if h.Corrections > 0 {
-							state += fmt.Sprintf(" (%d corrections)", h.Corrections)
-						}
-						if h.PendingMilliWh > 0 {
-							state += fmt.Sprintf(", %s to correct", EnergyHuman(h.PendingMilliWh))
-						}
-					}
-					late := "-"
-					if h.LateMilliWh > 0 {
-						late = EnergyHuman(h.LateMilliWh)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", time.Unix(0, h.HourUnixNano).UTC().Format("2006-01-02 15:00"), h.Rig,
-						dash(h.Customer), EnergyHuman(h.MilliWh), late, state)
-				}
-				fmt.Fprintf(tw, "TOTAL\t\t\t%s\t%s\t\n", EnergyHuman(resp.TotalMilliWh), EnergyHuman(resp.LateMilliWh))
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				if resp.LateMilliWh > 0 {
-					fmt.Fprintf(a.Out, "\nLATE: energy measured in an earlier hour that arrived after that hour's lateness window; billed in the hour it arrived.\n")
-				}
-				if len(resp.Gaps) > 0 {
-					fmt.Fprintf(a.Out, "\n%d telemetry gap(s), not billed:\n", len(resp.Gaps))
-					tw = tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "RIG\tFROM (UTC)\tTO (UTC)\tLENGTH")
-					for _, g := range resp.Gaps {
-						s, e := time.Unix(0, g.StartUnixNano).UTC(), time.Unix(0, g.EndUnixNano).UTC()
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Rig, s.Format(time.DateTime), e.Format(time.DateTime), e.Sub(s).Round(time.Second))
-					}
-					return tw.Flush()
-				}
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.Usage, req)
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error { return a.printUsage(resp) })
 		},
 	}
 	usage.Flags().StringVar(&customer, "customer", "", "customer id")
 	usage.Flags().StringVar(&rig, "rig", "", "rig id or name")
 	usage.Flags().StringVar(&since, "since", "", "start: a duration back from now (24h), a date (2006-01-02) or RFC 3339 time (default: start of this UTC month)")
 	usage.Flags().StringVar(&until, "until", "", "end, in the same forms (default: end of the current hour)")
+	return usage
+}
 
+// printUsage writes metered hours with their total, then the telemetry
+// gaps that were not billed.
+func (a *App) printUsage(resp *quarryv1.UsageResponse) error {
+	t := newTable(a.Out, "HOUR (UTC)", "RIG", "CUSTOMER", "ENERGY", "LATE", "STATE")
+	for _, h := range resp.Hours {
+		state := "open"
+		if h.Closed {
+			state = fmt.Sprintf("closed, %d Wh sent", h.ValueWh)
+			if h.Corrections > 0 {
+				state += fmt.Sprintf(" (%d corrections)", h.Corrections)
+			}
+			if h.PendingMilliWh > 0 {
+				state += fmt.Sprintf(", %s to correct", EnergyHuman(h.PendingMilliWh))
+			}
+		}
+		late := "-"
+		if h.LateMilliWh > 0 {
+			late = EnergyHuman(h.LateMilliWh)
+		}
+		t.row(time.Unix(0, h.HourUnixNano).UTC().Format("2006-01-02 15:00"), h.Rig, dash(h.Customer), EnergyHuman(h.MilliWh), late, state)
+	}
+	t.row("TOTAL", "", "", EnergyHuman(resp.TotalMilliWh), EnergyHuman(resp.LateMilliWh), "")
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if resp.LateMilliWh > 0 {
+		fmt.Fprintf(a.Out, "\nLATE: energy measured in an earlier hour that arrived after that hour's lateness window; billed in the hour it arrived.\n")
+	}
+	if len(resp.Gaps) == 0 {
+		return nil
+	}
+	fmt.Fprintf(a.Out, "\n%d telemetry gap(s), not billed:\n", len(resp.Gaps))
+	t = newTable(a.Out, "RIG", "FROM (UTC)", "TO (UTC)", "LENGTH")
+	for _, g := range resp.Gaps {
+		s, e := time.Unix(0, g.StartUnixNano).UTC(), time.Unix(0, g.EndUnixNano).UTC()
+		t.row(g.Rig, s.Format(time.DateTime), e.Format(time.DateTime), e.Sub(s).Round(time.Second))
+	}
+	return t.flush()
+}
+
+func (a *App) billingOutboxCmd() *cobra.Command {
 	var all bool
 	outbox := &cobra.Command{
 		Use:   "outbox",
 		Short: "Stripe calls waiting to be delivered (--all includes delivered ones)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.ListOutbox(ctx, &quarryv1.ListOutboxRequest{All: all})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				return printRecords(a.Out, resp.Records)
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.ListOutbox, &quarryv1.ListOutboxRequest{All: all})
+			if err != nil {
+				return err
+			}
+			return a.renderRecords(resp, resp.Records)
 		},
 	}
 	outbox.Flags().BoolVar(&all, "all", false, "include delivered records")
+	return outbox
+}
 
-	dead := &cobra.Command{
+func (a *App) billingDeadLetterCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:     "deadletter",
 		Aliases: []string{"dead-letter", "dead"},
 		Short:   "Stripe calls that gave up; fix the cause, then 'quarryctl billing retry ID'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.ListDeadLetter(ctx, &quarryv1.ListDeadLetterRequest{})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				return printRecords(a.Out, resp.Records)
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.ListDeadLetter, &quarryv1.ListDeadLetterRequest{})
+			if err != nil {
+				return err
+			}
+			return a.renderRecords(resp, resp.Records)
 		},
 	}
+}
 
-	retry := &cobra.Command{
+func (a *App) billingRetryCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "retry ID",
 		Short: "Move a dead-letter record back into the outbox",
 		Args:  cobra.ExactArgs(1),
@@ -363,38 +335,30 @@ func (a *App) billingCmd() *cobra.Command {
 			if err != nil || id == 0 {
 				return fmt.Errorf("record id %q: want a positive number from 'quarryctl billing deadletter'", args[0])
 			}
-			return a.callBilling(cmd.Context(), func(ctx context.Context, c quarryv1.BillingServiceClient) error {
-				resp, err := c.RetryOutbox(ctx, &quarryv1.RetryOutboxRequest{Id: id})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				fmt.Fprintf(a.Out, "record %d queued again\n", id)
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewBillingServiceClient, quarryv1.BillingServiceClient.RetryOutbox, &quarryv1.RetryOutboxRequest{Id: id})
+			if err != nil {
+				return err
+			}
+			return a.renderDone(resp, "record %d queued again", id)
 		},
 	}
-	cmd.AddCommand(status, usage, outbox, dead, retry)
-	return cmd
 }
 
-func printRecords(w io.Writer, recs []*quarryv1.OutboxRecord) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tSTATE\tCUSTOMER\tRIG\tATTEMPTS\tCREATED (UTC)\tRESULT / LAST ERROR")
-	for _, r := range recs {
-		detail := r.Result
-		if r.LastError != "" {
-			detail = r.LastError
+// renderRecords prints outbox records, the answer of both the outbox and
+// the dead-letter listing.
+func (a *App) renderRecords(resp proto.Message, recs []*quarryv1.OutboxRecord) error {
+	return a.renderTable(resp, []string{"ID", "KIND", "STATE", "CUSTOMER", "RIG", "ATTEMPTS", "CREATED (UTC)", "RESULT / LAST ERROR"}, func(t *table) {
+		for _, r := range recs {
+			detail := r.Result
+			if r.LastError != "" {
+				detail = r.LastError
+			}
+			if r.State == "pending" && r.NextAttemptUnixNano != 0 {
+				detail = fmt.Sprintf("next try %s; %s", time.Unix(0, r.NextAttemptUnixNano).UTC().Format(time.TimeOnly), detail)
+			}
+			t.row(r.Id, r.Kind, r.State, r.Customer, dash(r.Rig), r.Attempts, time.Unix(0, r.CreatedUnixNano).UTC().Format(time.DateTime), dash(detail))
 		}
-		if r.State == "pending" && r.NextAttemptUnixNano != 0 {
-			detail = fmt.Sprintf("next try %s; %s", time.Unix(0, r.NextAttemptUnixNano).UTC().Format(time.TimeOnly), detail)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Id, r.Kind, r.State, r.Customer, dash(r.Rig), r.Attempts,
-			time.Unix(0, r.CreatedUnixNano).UTC().Format(time.DateTime), dash(detail))
-	}
-	return tw.Flush()
+	})
 }
 
 // ParseDecimal reads a non-negative decimal amount exactly as an integer

@@ -7,7 +7,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/pkg/pki"
+	"github.com/quarryfleet/quarry/pkg/redact"
 	"github.com/quarryfleet/quarry/pkg/termsafe"
 	"github.com/quarryfleet/quarry/pkg/version"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -71,9 +71,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(app.jobCmd())
 	root.AddCommand(app.customerCmd(), app.planCmd(), app.billingCmd())
 	root.AddCommand(app.profitCmd(), app.marketCmd(), app.backtestCmd())
-	app.addOCCommands(root)
-	app.addMinerCommands(root)
-	root.AddCommand(app.fleetCmd(), app.gossipCmd())
+	root.AddCommand(app.flightSheetCmd(), app.fleetCmd(), app.gossipCmd())
 	return root
 }
 
@@ -130,17 +128,12 @@ func (a *App) versionCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(a.Out, "quarryctl", version.Version)
-			err := a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				v, err := c.GetVersion(ctx, &quarryv1.GetVersionRequest{})
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(a.Out, "controller", v.Version)
-				return nil
-			})
+			v, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.GetVersion, &quarryv1.GetVersionRequest{})
 			if err != nil {
 				fmt.Fprintln(a.Err, "controller: unknown:", err)
+				return nil
 			}
+			fmt.Fprintln(a.Out, "controller", v.Version)
 			return nil
 		},
 	}
@@ -182,24 +175,28 @@ func rigStatus(r *quarryv1.Rig) string {
 
 func (a *App) rigsCmd() *cobra.Command {
 	rigs := &cobra.Command{Use: "rigs", Short: "Work with the list of rigs"}
-	rigs.AddCommand(&cobra.Command{
+	rigs.AddCommand(a.rigsListCmd())
+	return rigs
+}
+
+func (a *App) rigsListCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List rigs with their status and basic figures",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				rigs, err := listRigs(ctx, c)
-				if err != nil {
-					return err
-				}
-				resp := &quarryv1.ListRigsResponse{Rigs: rigs}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				now := time.Now()
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "RIG\tNAME\tHOSTNAME\tSTATUS\tGOSSIP\tLAST SEEN\tCPU\tMEMORY")
-				for _, r := range resp.Rigs {
+			var rigs []*quarryv1.Rig
+			err := a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+				var err error
+				rigs, err = listRigs(ctx, c)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			return a.renderTable(&quarryv1.ListRigsResponse{Rigs: rigs}, []string{"RIG", "NAME", "HOSTNAME", "STATUS", "GOSSIP", "LAST SEEN", "CPU", "MEMORY"}, func(t *table) {
+				for _, r := range rigs {
 					cpu, memory := "-", "-"
 					if h := r.Host; h != nil {
 						cpu = fmt.Sprintf("%.0f%%", h.CpuPercent)
@@ -207,17 +204,11 @@ func (a *App) rigsCmd() *cobra.Command {
 							memory = fmt.Sprintf("%s/%s", bytesHuman(h.MemoryUsedBytes), bytesHuman(h.MemoryTotalBytes))
 						}
 					}
-					g := r.GossipStatus
-					if g == "" {
-						g = "-"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Id, r.Name, r.Hostname, rigStatus(r), g, ago(r.LastSeenUnixNano, now), cpu, memory)
+					t.row(r.Id, r.Name, r.Hostname, rigStatus(r), dash(r.GossipStatus), ago(r.LastSeenUnixNano, now), cpu, memory)
 				}
-				return tw.Flush()
 			})
 		},
-	})
-	return rigs
+	}
 }
 
 // listRigs pages through ListRigs: each answer is bounded by the
@@ -277,25 +268,28 @@ func commandWords() []string {
 
 func (a *App) rigCmd() *cobra.Command {
 	rig := &cobra.Command{Use: "rig", Short: "Inspect and command one rig"}
-	show := &cobra.Command{
+	rig.AddCommand(a.rigShowCmd(), a.rigCommandCmd(), a.rigRevokeCmd(), a.rigLabelCmd(), a.rigOCCmd())
+	rig.AddCommand(a.rigLogsCmd(), a.rigBenchmarkCmd(), a.rigBenchmarksCmd(), a.rigEventsCmd())
+	return rig
+}
+
+func (a *App) rigShowCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:               "show RIG",
 		Short:             "Show a rig's latest state, GPUs, miners and events",
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRigs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.GetRig(ctx, &quarryv1.GetRigRequest{Rig: args[0]})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp.Rig)
-				}
-				printRig(a.Out, resp.Rig, time.Now())
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.GetRig, &quarryv1.GetRigRequest{Rig: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(resp.Rig, func() error { return printRig(a.Out, resp.Rig, time.Now()) })
 		},
 	}
+}
+
+func (a *App) rigCommandCmd() *cobra.Command {
 	var wait bool
 	var ttl time.Duration
 	command := &cobra.Command{
@@ -313,36 +307,46 @@ func (a *App) rigCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("unknown command %q: want one of %s", args[1], strings.Join(commandWords(), ", "))
 			}
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.SendCommand(ctx, &quarryv1.SendCommandRequest{Rig: args[0], Kind: kind, TtlSeconds: int64(ttl / time.Second)})
-				if err != nil {
-					return err
-				}
-				if !wait {
-					fmt.Fprintln(a.Out, resp.CommandId, "queued")
-					return nil
-				}
-				return a.waitCommand(ctx, c, resp.CommandId)
-			})
+			return a.sendCommand(cmd.Context(), &quarryv1.SendCommandRequest{Rig: args[0], Kind: kind, TtlSeconds: int64(ttl / time.Second)}, wait)
 		},
 	}
 	command.Flags().BoolVar(&wait, "wait", true, "wait for the rig's result")
 	command.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the command waits for an offline rig")
-	revoke := &cobra.Command{
+	return command
+}
+
+// sendCommand queues a command and, with wait, prints its result.
+func (a *App) sendCommand(ctx context.Context, req *quarryv1.SendCommandRequest, wait bool) error {
+	return a.call(ctx, func(ctx context.Context, c quarryv1.FleetServiceClient) error {
+		resp, err := c.SendCommand(ctx, req)
+		if err != nil {
+			return err
+		}
+		if !wait {
+			fmt.Fprintln(a.Out, resp.CommandId, "queued")
+			return nil
+		}
+		return a.waitCommand(ctx, c, resp.CommandId)
+	})
+}
+
+func (a *App) rigRevokeCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:               "revoke RIG",
 		Short:             "Revoke a rig's certificate and close its stream now",
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRigs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				if _, err := c.RevokeRig(ctx, &quarryv1.RevokeRigRequest{Rig: args[0]}); err != nil {
-					return err
-				}
-				fmt.Fprintln(a.Out, "revoked", args[0])
-				return nil
-			})
+			if _, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.RevokeRig, &quarryv1.RevokeRigRequest{Rig: args[0]}); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.Out, "revoked", args[0])
+			return nil
 		},
 	}
+}
+
+func (a *App) rigLabelCmd() *cobra.Command {
 	var unset []string
 	label := &cobra.Command{
 		Use:   "label RIG KEY=VALUE... [KEY-...]",
@@ -363,22 +367,15 @@ func (a *App) rigCmd() *cobra.Command {
 					return fmt.Errorf("%q: want KEY=VALUE to set or KEY- to remove", arg)
 				}
 			}
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.SetRigLabels(ctx, req)
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp.Rig)
-				}
-				fmt.Fprintf(a.Out, "%s labels: %s\n", resp.Rig.Name, dash(formatMap(resp.Rig.Labels)))
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.SetRigLabels, req)
+			if err != nil {
+				return err
+			}
+			return a.renderDone(resp.Rig, "%s labels: %s", resp.Rig.Name, dash(formatMap(resp.Rig.Labels)))
 		},
 	}
 	label.Flags().StringSliceVar(&unset, "remove", nil, "label keys to remove")
-	rig.AddCommand(show, command, revoke, label)
-	return rig
+	return label
 }
 
 // formatMap prints k=v pairs sorted by key.
@@ -404,11 +401,7 @@ func (a *App) waitCommand(ctx context.Context, c quarryv1.FleetServiceClient, id
 	}
 	switch rec.Status {
 	case quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
-		if a.Opts.Output == "json" {
-			return a.json(rec)
-		}
-		fmt.Fprintf(a.Out, "%s succeeded: %s\n", id, strings.TrimSpace(string(rec.Output)))
-		return nil
+		return a.renderDone(rec, "%s succeeded: %s", id, strings.TrimSpace(string(rec.Output)))
 	case quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
 		if a.Opts.Output == "json" {
 			_ = a.json(rec)
@@ -427,32 +420,35 @@ func dash(s string) string {
 	return s
 }
 
-func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "Rig:\t%s\n", r.Id)
-	fmt.Fprintf(tw, "Name:\t%s\n", r.Name)
-	fmt.Fprintf(tw, "Hostname:\t%s\n", r.Hostname)
-	fmt.Fprintf(tw, "Status:\t%s\n", rigStatus(r))
+// printRig writes a rig for a person: its record, then a table each for
+// GPUs and miners, then recent events.
+func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) error {
+	t := newTable(w)
+	t.row("Rig:", r.Id)
+	t.row("Name:", r.Name)
+	t.row("Hostname:", r.Hostname)
+	t.row("Status:", rigStatus(r))
 	if r.GossipStatus != "" {
-		fmt.Fprintf(tw, "Gossip:\t%s\n", r.GossipStatus)
+		t.row("Gossip:", r.GossipStatus)
 	}
-	fmt.Fprintf(tw, "Version:\t%s\n", r.Version)
-	fmt.Fprintf(tw, "Labels:\t%s\n", dash(formatMap(r.Labels)))
+	t.row("Version:", r.Version)
+	t.row("Labels:", dash(formatMap(r.Labels)))
 	if len(r.Tags) > 0 {
-		fmt.Fprintf(tw, "Reported tags:\t%s (informational, as the rig reports them)\n", formatMap(r.Tags))
+		t.row("Reported tags:", formatMap(r.Tags)+" (informational, as the rig reports them)")
 	}
-	fmt.Fprintf(tw, "Last seen:\t%s\n", ago(r.LastSeenUnixNano, now))
-	fmt.Fprintf(tw, "Reports:\t%d (last seq %d, gaps %d)\n", r.Reports, r.LastSeq, r.SeqGaps)
+	t.row("Last seen:", ago(r.LastSeenUnixNano, now))
+	t.row("Reports:", fmt.Sprintf("%d (last seq %d, gaps %d)", r.Reports, r.LastSeq, r.SeqGaps))
 	if h := r.Host; h != nil {
-		fmt.Fprintf(tw, "CPU:\t%.1f%%  load %.2f %.2f %.2f\n", h.CpuPercent, h.Load1, h.Load5, h.Load15)
-		fmt.Fprintf(tw, "Memory:\t%s / %s\n", bytesHuman(h.MemoryUsedBytes), bytesHuman(h.MemoryTotalBytes))
-		fmt.Fprintf(tw, "Uptime:\t%s\n", (time.Duration(h.UptimeSeconds) * time.Second).String())
+		t.row("CPU:", fmt.Sprintf("%.1f%%  load %.2f %.2f %.2f", h.CpuPercent, h.Load1, h.Load5, h.Load15))
+		t.row("Memory:", bytesHuman(h.MemoryUsedBytes)+" / "+bytesHuman(h.MemoryTotalBytes))
+		t.row("Uptime:", (time.Duration(h.UptimeSeconds) * time.Second).String())
 	}
-	tw.Flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
 	if len(r.Gpus) > 0 {
 		fmt.Fprintln(w, "\nGPUs:")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "IDX\tBUS\tNAME\tTEMP\tFAN\tPOWER\tCORE\tMEM\tUTIL\tSTATE")
+		t = newTable(w, "IDX", "BUS", "NAME", "TEMP", "FAN", "POWER", "CORE", "MEM", "UTIL", "STATE")
 		for _, g := range r.Gpus {
 			state := "ok"
 			if g.Lost {
@@ -462,19 +458,25 @@ func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) {
 			if len(g.FanPercent) > 0 {
 				fan = fmt.Sprintf("%.0f%%", g.FanPercent[0])
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Index, g.BusId, g.Name,
-				optF(g.TemperatureC, "%.0f°C"), fan, optF(g.PowerW, "%.0f W"), optU(g.SmClockMhz, "%d MHz"), optU(g.MemoryClockMhz, "%d MHz"), optF(g.UtilizationPercent, "%.0f%%"), state)
+			t.row(g.Index, g.BusId, g.Name, optF(g.TemperatureC, "%.0f°C"), fan, optF(g.PowerW, "%.0f W"),
+				optU(g.SmClockMhz, "%d MHz"), optU(g.MemoryClockMhz, "%d MHz"), optF(g.UtilizationPercent, "%.0f%%"), state)
 		}
-		tw.Flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
 	}
 	if len(r.Miners) > 0 {
 		fmt.Fprintln(w, "\nMiners:")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "MINER\tALGO\tCOIN\tHASHRATE\tACCEPTED\tREJECTED\tSTATE")
+		t = newTable(w, "MINER", "VERSION", "ALGO", "COIN", "POOL", "HASHRATE", "ACCEPTED", "REJECTED", "UPTIME", "STATE")
 		for _, m := range r.Miners {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.Miner, m.Algorithm, m.Coin, HashrateHuman(m.Hashrate), m.Accepted, m.Rejected, m.State)
+			// A pool URL may carry a password (user:pass@host); the
+			// screen gets the URL without it.
+			t.row(m.Miner, dash(m.Version), m.Algorithm, m.Coin, dash(redact.Text(m.Pool)), HashrateHuman(m.Hashrate),
+				m.Accepted, m.Rejected, minerUptime(m.UptimeSeconds), m.State)
 		}
-		tw.Flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
 	}
 	if len(r.Events) > 0 {
 		fmt.Fprintln(w, "\nRecent events:")
@@ -482,6 +484,16 @@ func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) {
 			fmt.Fprintf(w, "  %s  %-16s %s\n", time.Unix(0, e.TimeUnixNano).Format(time.DateTime), e.Kind, e.Message)
 		}
 	}
+	return nil
+}
+
+// minerUptime is how long the miner has run by its own stats API; "-"
+// when the miner did not say (stopped, crashed, its API not answering).
+func minerUptime(s uint64) string {
+	if s == 0 {
+		return "-"
+	}
+	return (time.Duration(s) * time.Second).String()
 }
 
 // HashrateHuman prints H/s with an SI prefix.
@@ -511,6 +523,11 @@ func optU(p *uint32, f string) string {
 
 func (a *App) tokenCmd() *cobra.Command {
 	tok := &cobra.Command{Use: "token", Short: "Join tokens for enrolling rigs; admin-API tokens"}
+	tok.AddCommand(a.tokenCreateCmd(), a.tokenAdminCmd(), a.tokenListCmd(), a.tokenRevokeCmd())
+	return tok
+}
+
+func (a *App) tokenCreateCmd() *cobra.Command {
 	var ttl time.Duration
 	var uses uint32
 	var name string
@@ -519,14 +536,12 @@ func (a *App) tokenCmd() *cobra.Command {
 		Short: "Create a join token; run 'quarry-agent --controller HOST:PORT --token TOKEN' on the rig",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.CreateToken(ctx, &quarryv1.CreateTokenRequest{TtlSeconds: int64(ttl / time.Second), Uses: uses, RigName: name})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.CreateToken,
+				&quarryv1.CreateTokenRequest{TtlSeconds: int64(ttl / time.Second), Uses: uses, RigName: name})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error {
 				fmt.Fprintln(a.Out, resp.Token)
 				fmt.Fprintf(a.Err, "valid until %s for %d enrollment(s)\n", time.Unix(0, resp.ExpiresUnixNano).Format(time.RFC3339), max(uses, 1))
 				return nil
@@ -536,24 +551,26 @@ func (a *App) tokenCmd() *cobra.Command {
 	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
 	create.Flags().Uint32Var(&uses, "uses", 1, "how many rigs may enroll with it")
 	create.Flags().StringVar(&name, "rig-name", "", "name for the rig that enrolls (default: its hostname)")
+	return create
+}
+
+func (a *App) tokenAdminCmd() *cobra.Command {
 	var role string
-	var adminTTL time.Duration
+	var ttl time.Duration
 	admin := &cobra.Command{
 		Use:   "admin NAME",
 		Short: "Create an admin-API bearer token with a role (viewer, operator or admin) and a lifetime (admin only)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if adminTTL < time.Second {
-				return fmt.Errorf("--ttl must be at least 1s, got %s", adminTTL)
+			if ttl < time.Second {
+				return fmt.Errorf("--ttl must be at least 1s, got %s", ttl)
 			}
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.CreateAdminToken(ctx, &quarryv1.CreateAdminTokenRequest{Name: args[0], Role: role, TtlSeconds: int64(adminTTL / time.Second)})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.CreateAdminToken,
+				&quarryv1.CreateAdminTokenRequest{Name: args[0], Role: role, TtlSeconds: int64(ttl / time.Second)})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error {
 				fmt.Fprintln(a.Out, resp.Token)
 				fmt.Fprintf(a.Err, "role %s, valid until %s; store it with 'quarryctl login --token TOKEN'\n", role, time.Unix(0, resp.ExpiresUnixNano).Format(time.RFC3339))
 				return nil
@@ -561,51 +578,48 @@ func (a *App) tokenCmd() *cobra.Command {
 		},
 	}
 	admin.Flags().StringVar(&role, "role", "viewer", "viewer, operator or admin")
-	admin.Flags().DurationVar(&adminTTL, "ttl", 90*24*time.Hour, "how long the token is valid (e.g. 720h)")
+	admin.Flags().DurationVar(&ttl, "ttl", 90*24*time.Hour, "how long the token is valid (e.g. 720h)")
 	_ = admin.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"viewer", "operator", "admin"}, cobra.ShellCompDirectiveNoFileComp))
-	list := &cobra.Command{
+	return admin
+}
+
+func (a *App) tokenListCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List admin-API tokens: name, role, created, last used, expiry; never the token (admin only)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.ListAdminTokens(ctx, &quarryv1.ListAdminTokensRequest{})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tBY\tLAST USED\tEXPIRES")
-				now := time.Now()
-				for _, t := range resp.Tokens {
-					exp := stamp(t.ExpiresUnixNano, "never")
-					if t.ExpiresUnixNano != 0 && time.Unix(0, t.ExpiresUnixNano).Before(now) {
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.ListAdminTokens, &quarryv1.ListAdminTokensRequest{})
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			return a.renderTable(resp, []string{"NAME", "ROLE", "CREATED", "BY", "LAST USED", "EXPIRES"}, func(t *table) {
+				for _, tk := range resp.Tokens {
+					exp := stamp(tk.ExpiresUnixNano, "never")
+					if tk.ExpiresUnixNano != 0 && time.Unix(0, tk.ExpiresUnixNano).Before(now) {
 						exp += " (expired)"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, stamp(t.CreatedUnixNano, "-"), dash(t.CreatedBy), stamp(t.LastUsedUnixNano, "never"), exp)
+					t.row(tk.Name, tk.Role, stamp(tk.CreatedUnixNano, "-"), dash(tk.CreatedBy), stamp(tk.LastUsedUnixNano, "never"), exp)
 				}
-				return tw.Flush()
 			})
 		},
 	}
-	revoke := &cobra.Command{
+}
+
+func (a *App) tokenRevokeCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "revoke NAME",
 		Short: "Revoke an admin-API token by name; it is refused from the next call on (admin only)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				if _, err := c.RevokeAdminToken(ctx, &quarryv1.RevokeAdminTokenRequest{Name: args[0]}); err != nil {
-					return err
-				}
-				fmt.Fprintf(a.Out, "revoked admin token %s\n", args[0])
-				return nil
-			})
+			if _, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.RevokeAdminToken, &quarryv1.RevokeAdminTokenRequest{Name: args[0]}); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.Out, "revoked admin token %s\n", args[0])
+			return nil
 		},
 	}
-	tok.AddCommand(create, admin, list, revoke)
-	return tok
 }
 
 // stamp prints a unix-nanosecond time, or none when it is zero.
@@ -649,15 +663,12 @@ func (a *App) auditCmd() *cobra.Command {
 					}
 					req.PageToken = next
 				}
-				if a.Opts.Output == "json" {
-					return a.json(&quarryv1.ListAuditResponse{Entries: entries, NextPageToken: next})
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tWHO\tROLE\tACTION\tTARGET\tRESULT\tDETAIL")
-				for _, e := range entries {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", time.Unix(0, e.TimeUnixNano).Format(time.DateTime), e.Who, e.Role, e.Action, e.Target, e.Result, e.Detail)
-				}
-				if err := tw.Flush(); err != nil {
+				err := a.renderTable(&quarryv1.ListAuditResponse{Entries: entries, NextPageToken: next}, []string{"TIME", "WHO", "ROLE", "ACTION", "TARGET", "RESULT", "DETAIL"}, func(t *table) {
+					for _, e := range entries {
+						t.row(time.Unix(0, e.TimeUnixNano).Format(time.DateTime), e.Who, e.Role, e.Action, e.Target, e.Result, e.Detail)
+					}
+				})
+				if err != nil || a.Opts.Output == "json" {
 					return err
 				}
 				if next != "" {
@@ -679,14 +690,12 @@ func (a *App) whoamiCmd() *cobra.Command {
 		Short: "Show which credential and role quarryctl is using",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.WhoAmI(ctx, &quarryv1.WhoAmIRequest{})
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.Out, "%s (role %s)\n", resp.Who, resp.Role)
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.WhoAmI, &quarryv1.WhoAmIRequest{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.Out, "%s (role %s)\n", resp.Who, resp.Role)
+			return nil
 		},
 	}
 }
@@ -702,11 +711,8 @@ func (a *App) loginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var who *quarryv1.WhoAmIResponse
-			if err := a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				who, err = c.WhoAmI(ctx, &quarryv1.WhoAmIRequest{})
-				return err
-			}); err != nil {
+			who, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.WhoAmI, &quarryv1.WhoAmIRequest{})
+			if err != nil {
 				return err
 			}
 			caPEM, err := a.caPEM()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,37 +34,40 @@ func gossipDisagreement(r *quarryv1.Rig) string {
 
 func (a *App) fleetCmd() *cobra.Command {
 	fleet := &cobra.Command{Use: "fleet", Short: "Reach many rigs at once over gossip (works while their gRPC link is down)"}
-	for _, kind := range []string{"pause", "resume"} {
-		var selector string
-		c := &cobra.Command{
-			Use:   kind,
-			Short: map[string]string{"pause": "Stop mining on the selected rigs", "resume": "Start mining again on the selected rigs"}[kind],
-			Long: "Sends a fleet event signed with the controller's key over gossip. Rigs act on it only\n" +
-				"when the signature verifies. Selector terms: key=glob or key!=glob, comma-separated,\n" +
-				"on name, role, rig, ver, gpus, gpu_model or grpc; empty picks every agent.",
-			Args: cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				return a.callConn(cmd.Context(), func(ctx context.Context, conn grpc.ClientConnInterface) error {
-					resp, err := quarryv1.NewGossipServiceClient(conn).FleetEvent(ctx, &quarryv1.FleetEventRequest{Kind: kind, Selector: selector})
-					if err != nil {
-						return err
-					}
-					if a.Opts.Output == "json" {
-						return a.json(resp)
-					}
-					fmt.Fprintf(a.Out, "%s event %s sent; %d alive agents selected", kind, resp.EventId, len(resp.Targets))
-					if len(resp.Targets) > 0 {
-						fmt.Fprintf(a.Out, ": %s", strings.Join(resp.Targets, ", "))
-					}
-					fmt.Fprintln(a.Out)
-					return nil
-				})
-			},
-		}
-		c.Flags().StringVar(&selector, "selector", "", `which rigs, e.g. "gpu_model=RTX 30*" or "name=rig-0[1-4]"`)
-		fleet.AddCommand(c)
-	}
+	fleet.AddCommand(a.fleetEventCmd("pause", "Stop mining on the selected rigs"), a.fleetEventCmd("resume", "Start mining again on the selected rigs"), a.fleetQueryCmd())
+	return fleet
+}
 
+// fleetEventCmd is 'fleet pause' or 'fleet resume': kind is the event.
+func (a *App) fleetEventCmd(kind, short string) *cobra.Command {
+	var selector string
+	c := &cobra.Command{
+		Use:   kind,
+		Short: short,
+		Long: "Sends a fleet event signed with the controller's key over gossip. Rigs act on it only\n" +
+			"when the signature verifies. Selector terms: key=glob or key!=glob, comma-separated,\n" +
+			"on name, role, rig, ver, gpus, gpu_model or grpc; empty picks every agent.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewGossipServiceClient, quarryv1.GossipServiceClient.FleetEvent, &quarryv1.FleetEventRequest{Kind: kind, Selector: selector})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error {
+				fmt.Fprintf(a.Out, "%s event %s sent; %d alive agents selected", kind, resp.EventId, len(resp.Targets))
+				if len(resp.Targets) > 0 {
+					fmt.Fprintf(a.Out, ": %s", strings.Join(resp.Targets, ", "))
+				}
+				fmt.Fprintln(a.Out)
+				return nil
+			})
+		},
+	}
+	c.Flags().StringVar(&selector, "selector", "", `which rigs, e.g. "gpu_model=RTX 30*" or "name=rig-0[1-4]"`)
+	return c
+}
+
+func (a *App) fleetQueryCmd() *cobra.Command {
 	var selector string
 	var wait time.Duration
 	query := &cobra.Command{
@@ -91,8 +93,7 @@ func (a *App) fleetCmd() *cobra.Command {
 	}
 	query.Flags().StringVar(&selector, "selector", "", "which rigs (see 'fleet pause --help')")
 	query.Flags().DurationVar(&wait, "timeout", 5*time.Second, "how long to wait for answers")
-	fleet.AddCommand(query)
-	return fleet
+	return query
 }
 
 // rigNames maps rig ids to names for display; empty when not allowed.
@@ -170,36 +171,38 @@ func (a *App) printQuery(stream grpc.ServerStreamingClient[quarryv1.FleetQueryRe
 
 func (a *App) gossipCmd() *cobra.Command {
 	g := &cobra.Command{Use: "gossip", Short: "Inspect the gossip cluster and rotate its keys"}
-	g.AddCommand(&cobra.Command{
+	keys := &cobra.Command{Use: "keys", Short: "Replace the gossip key of the controller and every rig that is not revoked (admin)"}
+	keys.AddCommand(a.gossipKeysRotateCmd())
+	g.AddCommand(a.gossipMembersCmd(), keys)
+	return g
+}
+
+func (a *App) gossipMembersCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "members",
 		Short: "List gossip members with their status and tags",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.callConn(cmd.Context(), func(ctx context.Context, conn grpc.ClientConnInterface) error {
-				resp, err := quarryv1.NewGossipServiceClient(conn).ListMembers(ctx, &quarryv1.ListMembersRequest{})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				printMembers(a.Out, resp)
-				return nil
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewGossipServiceClient, quarryv1.GossipServiceClient.ListMembers, &quarryv1.ListMembersRequest{})
+			if err != nil {
+				return err
+			}
+			return a.renderTable(resp, []string{"NAME", "ADDRESS", "STATUS", "ROLE", "VERSION", "GPUS", "GPU MODEL", "GRPC", "OTHER TAGS"}, func(t *table) {
+				memberRows(t, resp)
 			})
 		},
-	})
+	}
+}
 
-	keys := &cobra.Command{Use: "keys", Short: "Replace the gossip key of the controller and every rig that is not revoked (admin)"}
-	keys.AddCommand(&cobra.Command{
+func (a *App) gossipKeysRotateCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "rotate",
 		Short: "Generate a new key, hand it to every rig that is not revoked over gRPC, then switch to it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.rotateKeys(cmd.Context(), "rotate", "")
 		},
-	})
-	g.AddCommand(keys)
-	return g
+	}
 }
 
 // keyOpTimeout covers handing the key to every connected rig.
@@ -207,14 +210,11 @@ const keyOpTimeout = time.Minute
 
 func (a *App) rotateKeys(ctx context.Context, step, key string) error {
 	a.Opts.Timeout = max(a.Opts.Timeout, keyOpTimeout)
-	return a.callConn(ctx, func(ctx context.Context, conn grpc.ClientConnInterface) error {
-		resp, err := quarryv1.NewGossipServiceClient(conn).RotateKeys(ctx, &quarryv1.RotateKeysRequest{Step: step, Key: key})
-		if err != nil {
-			return err
-		}
-		if a.Opts.Output == "json" {
-			return a.json(resp)
-		}
+	resp, err := fetch(a, ctx, quarryv1.NewGossipServiceClient, quarryv1.GossipServiceClient.RotateKeys, &quarryv1.RotateKeysRequest{Step: step, Key: key})
+	if err != nil {
+		return err
+	}
+	return a.render(resp, func() error {
 		for _, s := range resp.Steps {
 			fmt.Fprintf(a.Out, "%-8s key %s: handed to %d of %d connected rigs over gRPC, %d missed\n", s.Step, s.KeyFingerprint, s.Responses, s.Nodes, s.Errors)
 			for _, m := range sortedKeys(s.Messages) {
@@ -235,9 +235,9 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-func printMembers(w io.Writer, resp *quarryv1.ListMembersResponse) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tROLE\tVERSION\tGPUS\tGPU MODEL\tGRPC\tOTHER TAGS")
+// memberRows adds a row per gossip member; tags with a column of their
+// own are left out of OTHER TAGS.
+func memberRows(t *table, resp *quarryv1.ListMembersResponse) {
 	known := map[string]bool{"role": true, "ver": true, "gpus": true, "gpu_model": true, "grpc": true, "rig": true}
 	for _, m := range resp.Members {
 		name := m.Name
@@ -254,8 +254,6 @@ func printMembers(w io.Writer, resp *quarryv1.ListMembersResponse) {
 		if !m.Verified {
 			st += " (unverified)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Addr, st,
-			dash(m.Tags["role"]), dash(m.Tags["ver"]), dash(m.Tags["gpus"]), dash(m.Tags["gpu_model"]), dash(m.Tags["grpc"]), dash(strings.Join(other, ",")))
+		t.row(name, m.Addr, st, dash(m.Tags["role"]), dash(m.Tags["ver"]), dash(m.Tags["gpus"]), dash(m.Tags["gpu_model"]), dash(m.Tags["grpc"]), dash(strings.Join(other, ",")))
 	}
-	tw.Flush()
 }

@@ -7,11 +7,9 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -23,12 +21,6 @@ func (a *App) jobCmd() *cobra.Command {
 	return job
 }
 
-func (a *App) jobs(ctx context.Context, fn func(ctx context.Context, c quarryv1.JobServiceClient) error) error {
-	return a.callConn(ctx, func(ctx context.Context, conn grpc.ClientConnInterface) error {
-		return fn(ctx, quarryv1.NewJobServiceClient(conn))
-	})
-}
-
 func (a *App) jobRunCmd() *cobra.Command {
 	var file string
 	var follow bool
@@ -36,9 +28,10 @@ func (a *App) jobRunCmd() *cobra.Command {
 		Use:   "run -f SPEC.yaml",
 		Short: "Start a build job from a YAML spec (where: controller or agent:<selector>)",
 		Long: "Start a build job. The spec names build and test steps, the rule packs that may heal\n" +
-			"it and where it runs: 'controller', or 'agent:<selector>' such as 'agent:name=rig-*'\n" +
-			"or 'agent:tag=site=reykjavik'. With --follow, progress is printed until the job ends\n" +
-			"and the exit status is non-zero unless every run passed.",
+			"it and where it runs: 'controller', or 'agent:<selector>' such as 'agent:name=rig-*',\n" +
+			"'agent:tag=site=reykjavik' or 'agent:rig-07' (one rig by name or id). With --follow,\n" +
+			"progress is printed until the job ends and the exit status is non-zero unless every\n" +
+			"run passed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -48,24 +41,13 @@ func (a *App) jobRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var j *quarryv1.BuildJob
-			err = a.jobs(cmd.Context(), func(ctx context.Context, c quarryv1.JobServiceClient) error {
-				resp, err := c.RunJob(ctx, &quarryv1.RunJobRequest{SpecYaml: spec})
-				if err != nil {
-					return err
-				}
-				j = resp.Job
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewJobServiceClient, quarryv1.JobServiceClient.RunJob, &quarryv1.RunJobRequest{SpecYaml: spec})
 			if err != nil {
 				return err
 			}
+			j := resp.Job
 			if !follow {
-				if a.Opts.Output == "json" {
-					return a.json(j)
-				}
-				fmt.Fprintf(a.Out, "job %s started (%s, %d run(s)); follow with 'quarryctl job show %s'\n", j.Id, j.Where, len(j.Runs), j.Id)
-				return nil
+				return a.renderDone(j, "job %s started (%s, %d run(s)); follow with 'quarryctl job show %s'", j.Id, j.Where, len(j.Runs), j.Id)
 			}
 			if a.Opts.Output != "json" {
 				fmt.Fprintf(a.Out, "job %s started (%s, %d run(s))\n", j.Id, j.Where, len(j.Runs))
@@ -118,18 +100,11 @@ func (a *App) followJob(ctx context.Context, id string) error {
 			fmt.Fprintln(a.Out, formatJobEvent(resp.Event))
 		}
 	}
-	var j *quarryv1.BuildJob
-	err = a.jobs(ctx, func(ctx context.Context, c quarryv1.JobServiceClient) error {
-		resp, err := c.GetJob(ctx, &quarryv1.GetJobRequest{JobId: id})
-		if err != nil {
-			return err
-		}
-		j = resp.Job
-		return nil
-	})
+	resp, err := fetch(a, ctx, quarryv1.NewJobServiceClient, quarryv1.JobServiceClient.GetJob, &quarryv1.GetJobRequest{JobId: id})
 	if err != nil {
 		return err
 	}
+	j := resp.Job
 	if a.Opts.Output == "json" {
 		if err := a.json(j); err != nil {
 			return err
@@ -178,25 +153,19 @@ func (a *App) jobListCmd() *cobra.Command {
 		Short: "List build jobs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.jobs(cmd.Context(), func(ctx context.Context, c quarryv1.JobServiceClient) error {
-				resp, err := c.ListJobs(ctx, &quarryv1.ListJobsRequest{Limit: limit})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				now := time.Now()
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "JOB\tNAME\tWHERE\tSTATUS\tRUNS\tATTEMPTS\tSTARTED\tBY")
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewJobServiceClient, quarryv1.JobServiceClient.ListJobs, &quarryv1.ListJobsRequest{Limit: limit})
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			return a.renderTable(resp, []string{"JOB", "NAME", "WHERE", "STATUS", "RUNS", "ATTEMPTS", "STARTED", "BY"}, func(t *table) {
 				for _, j := range resp.Jobs {
 					var attempts int32
 					for _, r := range j.Runs {
 						attempts += r.Attempts
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.Id, j.Name, j.Where, j.Status, len(j.Runs), attempts, ago(j.StartedUnixNano, now), dash(j.CreatedBy))
+					t.row(j.Id, j.Name, j.Where, j.Status, len(j.Runs), attempts, ago(j.StartedUnixNano, now), dash(j.CreatedBy))
 				}
-				return tw.Flush()
 			})
 		},
 	}
@@ -210,14 +179,11 @@ func (a *App) jobShowCmd() *cobra.Command {
 		Short: "Show a job's runs and attempts: diagnostics, remediation, diff and output tail",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.jobs(cmd.Context(), func(ctx context.Context, c quarryv1.JobServiceClient) error {
-				resp, err := c.GetJob(ctx, &quarryv1.GetJobRequest{JobId: args[0]})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp.Job)
-				}
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewJobServiceClient, quarryv1.JobServiceClient.GetJob, &quarryv1.GetJobRequest{JobId: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(resp.Job, func() error {
 				printJob(a.Out, resp.Job, time.Now())
 				return nil
 			})
@@ -309,14 +275,11 @@ func (a *App) jobLogsCmd() *cobra.Command {
 		Short: "Print a job's build output",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.jobs(cmd.Context(), func(ctx context.Context, c quarryv1.JobServiceClient) error {
-				resp, err := c.JobLogs(ctx, &quarryv1.JobLogsRequest{JobId: args[0], MaxBytes: maxBytes})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewJobServiceClient, quarryv1.JobServiceClient.JobLogs, &quarryv1.JobLogsRequest{JobId: args[0], MaxBytes: maxBytes})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error {
 				if resp.Truncated {
 					fmt.Fprintln(a.Out, "[... earlier output left out; raise --max-bytes ...]")
 				}
@@ -335,14 +298,11 @@ func (a *App) jobCancelCmd() *cobra.Command {
 		Short: "Stop a running job",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.jobs(cmd.Context(), func(ctx context.Context, c quarryv1.JobServiceClient) error {
-				resp, err := c.CancelJob(ctx, &quarryv1.CancelJobRequest{JobId: args[0]})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp.Job)
-				}
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewJobServiceClient, quarryv1.JobServiceClient.CancelJob, &quarryv1.CancelJobRequest{JobId: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(resp.Job, func() error {
 				fmt.Fprintf(a.Out, "job %s %s\n", resp.Job.Id, resp.Job.Status)
 				for _, r := range resp.Job.Runs {
 					if r.Error != "" {
@@ -361,34 +321,35 @@ func (a *App) jobRevertCmd() *cobra.Command {
 		Short: "Undo every file edit a finished job made",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.jobs(cmd.Context(), func(ctx context.Context, c quarryv1.JobServiceClient) error {
-				resp, err := c.RevertJob(ctx, &quarryv1.RevertJobRequest{JobId: args[0]})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				var failed int
-				for _, r := range resp.Runs {
-					switch {
-					case r.Error != "":
-						failed++
-						fmt.Fprintf(a.Out, "%s: %s\n", r.Target, r.Error)
-					case r.Pending:
-						fmt.Fprintf(a.Out, "%s: revert queued as command %s; the rig has not answered yet\n", r.Target, r.CommandId)
-					default:
-						fmt.Fprintf(a.Out, "%s: restored %d file(s)\n", r.Target, len(r.Restored))
-						for _, p := range r.Restored {
-							fmt.Fprintln(a.Out, "  "+p)
-						}
-					}
-				}
-				if failed > 0 {
-					return fmt.Errorf("%d run(s) could not be reverted", failed)
-				}
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewJobServiceClient, quarryv1.JobServiceClient.RevertJob, &quarryv1.RevertJobRequest{JobId: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error { return a.printRevert(resp) })
 		},
 	}
+}
+
+// printRevert writes each run's revert; it fails when any run could not
+// be reverted.
+func (a *App) printRevert(resp *quarryv1.RevertJobResponse) error {
+	var failed int
+	for _, r := range resp.Runs {
+		switch {
+		case r.Error != "":
+			failed++
+			fmt.Fprintf(a.Out, "%s: %s\n", r.Target, r.Error)
+		case r.Pending:
+			fmt.Fprintf(a.Out, "%s: revert queued as command %s; the rig has not answered yet\n", r.Target, r.CommandId)
+		default:
+			fmt.Fprintf(a.Out, "%s: restored %d file(s)\n", r.Target, len(r.Restored))
+			for _, p := range r.Restored {
+				fmt.Fprintln(a.Out, "  "+p)
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d run(s) could not be reverted", failed)
+	}
+	return nil
 }

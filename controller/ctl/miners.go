@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,24 +14,6 @@ import (
 
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
-
-// addMinerCommands adds 'flightsheet' at the root and 'logs', 'benchmark',
-// 'benchmarks' and 'events' under 'rig'.
-func (a *App) addMinerCommands(root *cobra.Command) {
-	root.AddCommand(a.flightSheetCmd())
-	for _, c := range root.Commands() {
-		if c.Name() == "rig" {
-			c.AddCommand(a.rigLogsCmd(), a.rigBenchmarkCmd(), a.rigBenchmarksCmd(), a.rigEventsCmd())
-			return
-		}
-	}
-}
-
-func (a *App) miners(ctx context.Context, fn func(ctx context.Context, c quarryv1.MinerServiceClient) error) error {
-	return a.callConn(ctx, func(ctx context.Context, conn grpc.ClientConnInterface) error {
-		return fn(ctx, quarryv1.NewMinerServiceClient(conn))
-	})
-}
 
 func readSheetFile(path string) ([]byte, error) {
 	if path == "" {
@@ -47,7 +28,11 @@ func readSheetFile(path string) ([]byte, error) {
 
 func (a *App) flightSheetCmd() *cobra.Command {
 	fsCmd := &cobra.Command{Use: "flightsheet", Aliases: []string{"fs"}, Short: "Store flight sheets and apply them to rigs"}
+	fsCmd.AddCommand(a.flightSheetApplyCmd(), a.flightSheetPutCmd(), a.flightSheetListCmd(), a.flightSheetShowCmd(), a.flightSheetDeleteCmd())
+	return fsCmd
+}
 
+func (a *App) flightSheetApplyCmd() *cobra.Command {
 	var file, rigs string
 	var wait bool
 	var ttl time.Duration
@@ -55,12 +40,13 @@ func (a *App) flightSheetCmd() *cobra.Command {
 		Use:   "apply -f FILE --rigs SELECTOR",
 		Short: "Store a flight sheet and send it to every rig the selector matches",
 		Long: `Stores the flight sheet, then queues it to each rig the selector matches.
-A selector is comma-separated terms that must all match: name=GLOB, tag=GLOB
-(a rig's tags are offered as "key" and "key=value"), gpu=MODEL. An empty
-selector matches every rig. Rigs refuse a sheet whose miner binary does not
-match its sha256.`,
-		Example: "  quarryctl flightsheet apply -f rvn.yaml --rigs 'name=rig-*,gpu=RTX 3070'",
-		Args:    cobra.NoArgs,
+A selector is comma-separated terms that must all match: a rig's name or id
+(a bare word, as 'rig show' takes it), name=GLOB, tag=GLOB (a rig's labels
+are offered as "key" and "key=value"), gpu=MODEL. An empty selector matches
+every rig. Rigs refuse a sheet whose miner binary does not match its sha256.`,
+		Example: "  quarryctl flightsheet apply -f rvn.yaml --rigs 'name=rig-*,gpu=RTX 3070'\n" +
+			"  quarryctl flightsheet apply -f xmr.yaml --rigs rig-07",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := readSheetFile(file)
 			if err != nil {
@@ -80,128 +66,124 @@ match its sha256.`,
 					return a.json(resp)
 				}
 				fmt.Fprintf(a.Out, "flight sheet %s sent to %d rig(s):\n", resp.Sheet.Name, len(resp.Rigs))
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "RIG\tNAME\tCOMMAND\tSTATUS")
+				t := newTable(a.Out, "RIG", "NAME", "COMMAND", "STATUS")
 				for _, r := range resp.Rigs {
 					st := "queued (rig offline)"
 					if r.Online {
 						st = "sent"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.RigId, r.RigName, r.CommandId, st)
+					t.row(r.RigId, r.RigName, r.CommandId, st)
 				}
-				tw.Flush()
-				if !wait {
-					return nil
+				if err := t.flush(); err != nil || !wait {
+					return err
 				}
-				fleetc := quarryv1.NewFleetServiceClient(conn)
-				var errs []error
-				for _, r := range resp.Rigs {
-					rec, err := waitRecord(ctx, fleetc, r.CommandId)
-					if err != nil {
-						return err
-					}
-					switch rec.Status {
-					case quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
-						fmt.Fprintf(a.Out, "%s: %s\n", r.RigName, strings.TrimSpace(string(rec.Output)))
-					case quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
-						fmt.Fprintf(a.Out, "%s: FAILED: %s\n", r.RigName, rec.Error)
-						errs = append(errs, fmt.Errorf("rig %s: %s", r.RigName, rec.Error))
-					default:
-						fmt.Fprintf(a.Out, "%s: still %s\n", r.RigName, statusWord(rec.Status))
-					}
-				}
-				return errors.Join(errs...)
+				return a.waitApplied(ctx, quarryv1.NewFleetServiceClient(conn), resp.Rigs)
 			})
 		},
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "flight sheet YAML file")
-	apply.Flags().StringVar(&rigs, "rigs", "", "selector of the rigs to apply to (empty: every rig)")
+	apply.Flags().StringVar(&rigs, "rigs", "", "which rigs: a rig name or id, or a selector such as 'name=rig-*,tag=site=a' (empty: every rig)")
 	apply.Flags().BoolVar(&wait, "wait", false, "wait for each rig's result")
 	apply.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the command waits for an offline rig")
 	_ = apply.MarkFlagFilename("file", "yaml", "yml")
+	return apply
+}
 
-	var putFile string
+// waitApplied waits for each rig's answer to an applied flight sheet and
+// prints it; it fails when any rig refused the sheet.
+func (a *App) waitApplied(ctx context.Context, c quarryv1.FleetServiceClient, rigs []*quarryv1.AppliedRig) error {
+	var errs []error
+	for _, r := range rigs {
+		rec, err := waitRecord(ctx, c, r.CommandId)
+		if err != nil {
+			return err
+		}
+		switch rec.Status {
+		case quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
+			fmt.Fprintf(a.Out, "%s: %s\n", r.RigName, strings.TrimSpace(string(rec.Output)))
+		case quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
+			fmt.Fprintf(a.Out, "%s: FAILED: %s\n", r.RigName, rec.Error)
+			errs = append(errs, fmt.Errorf("rig %s: %s", r.RigName, rec.Error))
+		default:
+			fmt.Fprintf(a.Out, "%s: still %s\n", r.RigName, statusWord(rec.Status))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *App) flightSheetPutCmd() *cobra.Command {
+	var file string
 	put := &cobra.Command{
 		Use:   "put -f FILE",
 		Short: "Store a flight sheet without applying it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := readSheetFile(putFile)
+			b, err := readSheetFile(file)
 			if err != nil {
 				return err
 			}
-			return a.miners(cmd.Context(), func(ctx context.Context, c quarryv1.MinerServiceClient) error {
-				resp, err := c.PutFlightSheet(ctx, &quarryv1.PutFlightSheetRequest{Yaml: b})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				fmt.Fprintf(a.Out, "stored flight sheet %s (%s %s with %s)\n", resp.Sheet.Name, resp.Sheet.Coin, resp.Sheet.Algorithm, resp.Sheet.Miner)
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewMinerServiceClient, quarryv1.MinerServiceClient.PutFlightSheet, &quarryv1.PutFlightSheetRequest{Yaml: b})
+			if err != nil {
+				return err
+			}
+			return a.renderDone(resp, "stored flight sheet %s (%s %s with %s)", resp.Sheet.Name, resp.Sheet.Coin, resp.Sheet.Algorithm, resp.Sheet.Miner)
 		},
 	}
-	put.Flags().StringVarP(&putFile, "file", "f", "", "flight sheet YAML file")
+	put.Flags().StringVarP(&file, "file", "f", "", "flight sheet YAML file")
+	return put
+}
 
-	list := &cobra.Command{
+func (a *App) flightSheetListCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List stored flight sheets",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.miners(cmd.Context(), func(ctx context.Context, c quarryv1.MinerServiceClient) error {
-				resp, err := c.ListFlightSheets(ctx, &quarryv1.ListFlightSheetsRequest{})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tCOIN\tALGORITHM\tMINER\tPOOLS\tUPDATED\tBY")
-				now := time.Now()
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewMinerServiceClient, quarryv1.MinerServiceClient.ListFlightSheets, &quarryv1.ListFlightSheetsRequest{})
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			return a.renderTable(resp, []string{"NAME", "COIN", "ALGORITHM", "MINER", "POOLS", "UPDATED", "BY"}, func(t *table) {
 				for _, s := range resp.Sheets {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.Coin, s.Algorithm, s.Miner, s.Pools, ago(s.UpdatedUnixNano, now), s.UpdatedBy)
+					t.row(s.Name, s.Coin, s.Algorithm, s.Miner, s.Pools, ago(s.UpdatedUnixNano, now), s.UpdatedBy)
 				}
-				return tw.Flush()
 			})
 		},
 	}
-	show := &cobra.Command{
+}
+
+func (a *App) flightSheetShowCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "show NAME",
 		Short: "Print a stored flight sheet",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.miners(cmd.Context(), func(ctx context.Context, c quarryv1.MinerServiceClient) error {
-				resp, err := c.GetFlightSheet(ctx, &quarryv1.GetFlightSheetRequest{Name: args[0]})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				fmt.Fprintf(a.Out, "# %s, updated %s by %s\n%s", resp.Sheet.Name, time.Unix(0, resp.Sheet.UpdatedUnixNano).Format(time.DateTime), resp.Sheet.UpdatedBy, resp.Sheet.Yaml)
-				return nil
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewMinerServiceClient, quarryv1.MinerServiceClient.GetFlightSheet, &quarryv1.GetFlightSheetRequest{Name: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error {
+				_, err := fmt.Fprintf(a.Out, "# %s, updated %s by %s\n%s", resp.Sheet.Name, time.Unix(0, resp.Sheet.UpdatedUnixNano).Format(time.DateTime), resp.Sheet.UpdatedBy, resp.Sheet.Yaml)
+				return err
 			})
 		},
 	}
-	del := &cobra.Command{
+}
+
+func (a *App) flightSheetDeleteCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a stored flight sheet (rigs mining it keep mining)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.miners(cmd.Context(), func(ctx context.Context, c quarryv1.MinerServiceClient) error {
-				if _, err := c.DeleteFlightSheet(ctx, &quarryv1.DeleteFlightSheetRequest{Name: args[0]}); err != nil {
-					return err
-				}
-				fmt.Fprintln(a.Out, "deleted", args[0])
-				return nil
-			})
+			if _, err := fetch(a, cmd.Context(), quarryv1.NewMinerServiceClient, quarryv1.MinerServiceClient.DeleteFlightSheet, &quarryv1.DeleteFlightSheetRequest{Name: args[0]}); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.Out, "deleted", args[0])
+			return nil
 		},
 	}
-	fsCmd.AddCommand(apply, put, list, show, del)
-	return fsCmd
 }
 
 func statusWord(s quarryv1.CommandStatus) string {
@@ -241,14 +223,11 @@ func (a *App) rigLogsCmd() *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRigs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.miners(cmd.Context(), func(ctx context.Context, c quarryv1.MinerServiceClient) error {
-				resp, err := c.GetRigLogs(ctx, &quarryv1.GetRigLogsRequest{Rig: args[0], Lines: n})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewMinerServiceClient, quarryv1.MinerServiceClient.GetRigLogs, &quarryv1.GetRigLogsRequest{Rig: args[0], Lines: n})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error {
 				for _, l := range resp.Lines {
 					fmt.Fprintln(a.Out, l)
 				}
@@ -290,11 +269,7 @@ engine; live reports refine them afterwards.`,
 					return err
 				}
 				if !wait {
-					if a.Opts.Output == "json" {
-						return a.json(resp)
-					}
-					fmt.Fprintf(a.Out, "%s queued: %s\n", resp.CommandId, strings.Join(resp.Sheets, ", "))
-					return nil
+					return a.renderDone(resp, "%s queued: %s", resp.CommandId, strings.Join(resp.Sheets, ", "))
 				}
 				fmt.Fprintf(a.Err, "benchmarking %s with %s, %s each\n", args[0], strings.Join(resp.Sheets, ", "), d)
 				rec, err := waitRecord(ctx, quarryv1.NewFleetServiceClient(conn), resp.CommandId)
@@ -304,29 +279,7 @@ engine; live reports refine them afterwards.`,
 				if a.Opts.Output == "json" {
 					return a.json(rec)
 				}
-				var res []struct {
-					Algorithm  string   `json:"algorithm"`
-					Sheet      string   `json:"sheet"`
-					HashrateHs float64  `json:"hashrate_hs"`
-					PowerW     *float64 `json:"power_w"`
-					Samples    int      `json:"samples"`
-					Error      string   `json:"error"`
-				}
-				if len(rec.Output) > 0 {
-					if err := json.Unmarshal(rec.Output, &res); err != nil {
-						return fmt.Errorf("benchmark output: %w", err)
-					}
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ALGORITHM\tSHEET\tHASHRATE\tPOWER\tREADINGS\tERROR")
-				for _, r := range res {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Algorithm, r.Sheet, HashrateHuman(r.HashrateHs), optF(r.PowerW, "%.0f W"), r.Samples, r.Error)
-				}
-				tw.Flush()
-				if rec.Status != quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
-					return fmt.Errorf("%s %s: %s", resp.CommandId, statusWord(rec.Status), rec.Error)
-				}
-				return nil
+				return a.printBenchmark(resp.CommandId, rec)
 			})
 		},
 	}
@@ -336,6 +289,33 @@ engine; live reports refine them afterwards.`,
 	f.DurationVar(&d, "duration", 2*time.Minute, "how long to mine each algorithm")
 	f.BoolVar(&wait, "wait", true, "wait for the results")
 	return cmd
+}
+
+// printBenchmark writes the results a rig's benchmark command returned;
+// it fails unless the command succeeded.
+func (a *App) printBenchmark(id string, rec *quarryv1.CommandRecord) error {
+	var res []struct {
+		Algorithm  string   `json:"algorithm"`
+		Sheet      string   `json:"sheet"`
+		HashrateHs float64  `json:"hashrate_hs"`
+		PowerW     *float64 `json:"power_w"`
+		Samples    int      `json:"samples"`
+		Error      string   `json:"error"`
+	}
+	if len(rec.Output) > 0 {
+		if err := json.Unmarshal(rec.Output, &res); err != nil {
+			return fmt.Errorf("benchmark output: %w", err)
+		}
+	}
+	t := newTable(a.Out, "ALGORITHM", "SHEET", "HASHRATE", "POWER", "READINGS", "ERROR")
+	for _, r := range res {
+		t.row(r.Algorithm, r.Sheet, HashrateHuman(r.HashrateHs), optF(r.PowerW, "%.0f W"), r.Samples, r.Error)
+	}
+	_ = t.flush()
+	if rec.Status != quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+		return fmt.Errorf("%s %s: %s", id, statusWord(rec.Status), rec.Error)
+	}
+	return nil
 }
 
 func (a *App) rigBenchmarksCmd() *cobra.Command {
@@ -349,25 +329,19 @@ func (a *App) rigBenchmarksCmd() *cobra.Command {
 			if len(args) == 1 {
 				req.Rig = args[0]
 			}
-			return a.miners(cmd.Context(), func(ctx context.Context, c quarryv1.MinerServiceClient) error {
-				resp, err := c.ListBenchmarks(ctx, req)
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				now := time.Now()
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "RIG\tALGORITHM\tHASHRATE\tPOWER\tSOURCE\tSAMPLES\tUPDATED")
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewMinerServiceClient, quarryv1.MinerServiceClient.ListBenchmarks, req)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			return a.renderTable(resp, []string{"RIG", "ALGORITHM", "HASHRATE", "POWER", "SOURCE", "SAMPLES", "UPDATED"}, func(t *table) {
 				for _, b := range resp.Benchmarks {
 					power := "-"
 					if b.PowerW > 0 {
 						power = fmt.Sprintf("%.0f W", b.PowerW)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.RigId, b.Algorithm, HashrateHuman(b.Hashrate), power, b.Source, b.Samples, ago(b.UpdatedUnixNano, now))
+					t.row(b.RigId, b.Algorithm, HashrateHuman(b.Hashrate), power, b.Source, b.Samples, ago(b.UpdatedUnixNano, now))
 				}
-				return tw.Flush()
 			})
 		},
 	}
@@ -381,20 +355,14 @@ func (a *App) rigEventsCmd() *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRigs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.miners(cmd.Context(), func(ctx context.Context, c quarryv1.MinerServiceClient) error {
-				resp, err := c.ListEvents(ctx, &quarryv1.ListEventsRequest{Rig: args[0], Limit: n})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tKIND\tMESSAGE")
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewMinerServiceClient, quarryv1.MinerServiceClient.ListEvents, &quarryv1.ListEventsRequest{Rig: args[0], Limit: n})
+			if err != nil {
+				return err
+			}
+			return a.renderTable(resp, []string{"TIME", "KIND", "MESSAGE"}, func(t *table) {
 				for _, e := range resp.Events {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", time.Unix(0, e.TimeUnixNano).Format(time.DateTime), e.Kind, e.Message)
+					t.row(time.Unix(0, e.TimeUnixNano).Format(time.DateTime), e.Kind, e.Message)
 				}
-				return tw.Flush()
 			})
 		},
 	}

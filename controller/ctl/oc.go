@@ -2,7 +2,6 @@ package ctl
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,16 +12,6 @@ import (
 	"github.com/quarryfleet/quarry/pkg/ocprofile"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
-
-// addOCCommands adds 'rig oc' under the root's rig command.
-func (a *App) addOCCommands(root *cobra.Command) {
-	for _, c := range root.Commands() {
-		if c.Name() == "rig" {
-			c.AddCommand(a.rigOCCmd())
-			return
-		}
-	}
-}
 
 func (a *App) rigOCCmd() *cobra.Command {
 	var (
@@ -46,20 +35,10 @@ the profiles and puts every card back to its defaults.`,
 			if err != nil {
 				return err
 			}
-			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				resp, err := c.SendCommand(ctx, &quarryv1.SendCommandRequest{
-					Rig: args[0], Kind: quarryv1.CommandKind_COMMAND_KIND_SET_OVERCLOCK,
-					Payload: payload, TtlSeconds: int64(ttl / time.Second),
-				})
-				if err != nil {
-					return err
-				}
-				if !wait {
-					fmt.Fprintln(a.Out, resp.CommandId, "queued")
-					return nil
-				}
-				return a.waitCommand(ctx, c, resp.CommandId)
-			})
+			return a.sendCommand(cmd.Context(), &quarryv1.SendCommandRequest{
+				Rig: args[0], Kind: quarryv1.CommandKind_COMMAND_KIND_SET_OVERCLOCK,
+				Payload: payload, TtlSeconds: int64(ttl / time.Second),
+			}, wait)
 		},
 	}
 	f := cmd.Flags()

@@ -1,27 +1,18 @@
 package ctl
 
 import (
-	"context"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
-
-// profit calls ProfitService.
-func (a *App) profit(ctx context.Context, fn func(ctx context.Context, c quarryv1.ProfitServiceClient) error) error {
-	return a.callConn(ctx, func(ctx context.Context, conn grpc.ClientConnInterface) error {
-		return fn(ctx, quarryv1.NewProfitServiceClient(conn))
-	})
-}
 
 func usd(v float64) string {
 	if math.IsInf(v, 0) || math.IsNaN(v) {
@@ -40,55 +31,54 @@ pool fees and power, the gap between them and what the switcher did.
 A rig whose figures are borrowed from identical hardware is marked with *.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.profit(cmd.Context(), func(ctx context.Context, c quarryv1.ProfitServiceClient) error {
-				resp, err := c.ListProfit(ctx, &quarryv1.ListProfitRequest{})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				if resp.Options == 0 {
-					fmt.Fprintln(a.Out, "profit switching is idle: no options configured (profit.options in the controller's config)")
-				}
-				if resp.MarketOffline {
-					fmt.Fprintln(a.Out, "market", resp.MarketMode, "(fixed snapshot; its age does not pause switching)")
-				}
-				if resp.Paused {
-					fmt.Fprintln(a.Out, "PAUSED:", resp.PauseReason)
-				}
-				if resp.DryRun {
-					fmt.Fprintln(a.Out, "dry run: decisions are recorded, no commands are sent")
-				}
-				if resp.TickUnixNano != 0 {
-					fmt.Fprintf(a.Out, "decided %s\n", ago(resp.TickUnixNano, time.Now()))
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "RIG\tCURRENT\tBEST\t$/DAY NOW\t$/DAY BEST\tGAP\tACTION")
-				for _, r := range resp.Rows {
-					name := r.RigName
-					if name == "" {
-						name = r.RigId
-					}
-					if r.Borrowed {
-						name += "*"
-					}
-					gap := "-"
-					if r.CurrentUsdDay > 0 {
-						gap = fmt.Sprintf("%+.1f%%", r.GapPct)
-					}
-					action := r.Action
-					if r.DryRun {
-						action += " (dry run)"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, r.Current, r.Best, usd(r.CurrentUsdDay), usd(r.BestUsdDay), gap, action)
-				}
-				return tw.Flush()
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewProfitServiceClient, quarryv1.ProfitServiceClient.ListProfit, &quarryv1.ListProfitRequest{})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error { return a.printProfit(resp) })
 		},
 	}
 	cmd.AddCommand(a.profitExplainCmd(), a.profitSetProfileCmd(), a.profitSwitchesCmd())
 	return cmd
+}
+
+// printProfit writes the switcher's state, then a row per rig.
+func (a *App) printProfit(resp *quarryv1.ListProfitResponse) error {
+	if resp.Options == 0 {
+		fmt.Fprintln(a.Out, "profit switching is idle: no options configured (profit.options in the controller's config)")
+	}
+	if resp.MarketOffline {
+		fmt.Fprintln(a.Out, "market", resp.MarketMode, "(fixed snapshot; its age does not pause switching)")
+	}
+	if resp.Paused {
+		fmt.Fprintln(a.Out, "PAUSED:", resp.PauseReason)
+	}
+	if resp.DryRun {
+		fmt.Fprintln(a.Out, "dry run: decisions are recorded, no commands are sent")
+	}
+	if resp.TickUnixNano != 0 {
+		fmt.Fprintf(a.Out, "decided %s\n", ago(resp.TickUnixNano, time.Now()))
+	}
+	t := newTable(a.Out, "RIG", "CURRENT", "BEST", "$/DAY NOW", "$/DAY BEST", "GAP", "ACTION")
+	for _, r := range resp.Rows {
+		name := r.RigName
+		if name == "" {
+			name = r.RigId
+		}
+		if r.Borrowed {
+			name += "*"
+		}
+		gap := "-"
+		if r.CurrentUsdDay > 0 {
+			gap = fmt.Sprintf("%+.1f%%", r.GapPct)
+		}
+		action := r.Action
+		if r.DryRun {
+			action += " (dry run)"
+		}
+		t.row(name, r.Current, r.Best, usd(r.CurrentUsdDay), usd(r.BestUsdDay), gap, action)
+	}
+	return t.flush()
 }
 
 func (a *App) profitExplainCmd() *cobra.Command {
@@ -98,52 +88,49 @@ func (a *App) profitExplainCmd() *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRigs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.profit(cmd.Context(), func(ctx context.Context, c quarryv1.ProfitServiceClient) error {
-				resp, err := c.ExplainProfit(ctx, &quarryv1.ExplainProfitRequest{Rig: args[0]})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				printExplain(a, resp)
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewProfitServiceClient, quarryv1.ProfitServiceClient.ExplainProfit, &quarryv1.ExplainProfitRequest{Rig: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error { return printExplain(a.Out, resp) })
 		},
 	}
 }
 
-func printExplain(a *App, e *quarryv1.ExplainProfitResponse) {
-	w := a.Out
+// printExplain writes every input of a rig's profit decision: the
+// decision, then tables of hash rates, coins and options.
+func printExplain(w io.Writer, e *quarryv1.ExplainProfitResponse) error {
 	r := e.Row
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "Rig:\t%s (%s)\n", r.RigName, r.RigId)
-	fmt.Fprintf(tw, "Decided:\t%s\n", ago(r.DecidedUnixNano, time.Now()))
-	fmt.Fprintf(tw, "Hardware:\t%s\n", dash(e.Fingerprint))
-	fmt.Fprintf(tw, "Site:\t%s, electricity now $%.4f/kWh\n", e.Site, e.ElectricityUsdKwh)
-	fmt.Fprintf(tw, "Market:\t%s data fetched %s\n", e.MarketOrigin, ago(e.MarketFetchedUnixNano, time.Now()))
+	now := time.Now()
+	t := newTable(w)
+	t.row("Rig:", fmt.Sprintf("%s (%s)", r.RigName, r.RigId))
+	t.row("Decided:", ago(r.DecidedUnixNano, now))
+	t.row("Hardware:", dash(e.Fingerprint))
+	t.row("Site:", fmt.Sprintf("%s, electricity now $%.4f/kWh", e.Site, e.ElectricityUsdKwh))
+	t.row("Market:", fmt.Sprintf("%s data fetched %s", e.MarketOrigin, ago(e.MarketFetchedUnixNano, now)))
 	if e.Paused {
-		fmt.Fprintf(tw, "Paused:\t%s\n", e.PauseReason)
+		t.row("Paused:", e.PauseReason)
 	}
-	fmt.Fprintf(tw, "Pinned:\t%s\n", dash(e.Pinned))
-	fmt.Fprintf(tw, "Exclusions:\t%s\n", dash(strings.Join(e.Exclusions, ", ")))
+	t.row("Pinned:", dash(e.Pinned))
+	t.row("Exclusions:", dash(strings.Join(e.Exclusions, ", ")))
 	p := e.Policy
-	fmt.Fprintf(tw, "Policy:\tswitch when gain ≥ %.1f%% and ≥ $%.2f/day after switch cost; min dwell %s; switch downtime %s; curtail below $%.2f/day\n",
+	t.row("Policy:", fmt.Sprintf("switch when gain ≥ %.1f%% and ≥ $%.2f/day after switch cost; min dwell %s; switch downtime %s; curtail below $%.2f/day",
 		p.RelativeThreshold*100, p.AbsoluteThresholdUsdDay, time.Duration(p.MinDwellSeconds)*time.Second,
-		time.Duration(p.SwitchDowntimeSeconds)*time.Second, p.CurtailBelowUsdDay)
-	fmt.Fprintf(tw, "Current:\t%s at $%s/day\n", r.Current, usd(r.CurrentUsdDay))
-	fmt.Fprintf(tw, "Best:\t%s at $%s/day\n", r.Best, usd(r.BestUsdDay))
-	fmt.Fprintf(tw, "Gain:\t$%.2f/day after switch cost $%.2f; dwell %s\n", e.GainUsdDay, e.SwitchCostUsd, time.Duration(e.DwellSeconds)*time.Second)
-	fmt.Fprintf(tw, "Action:\t%s\n", r.Action)
+		time.Duration(p.SwitchDowntimeSeconds)*time.Second, p.CurtailBelowUsdDay))
+	t.row("Current:", fmt.Sprintf("%s at $%s/day", r.Current, usd(r.CurrentUsdDay)))
+	t.row("Best:", fmt.Sprintf("%s at $%s/day", r.Best, usd(r.BestUsdDay)))
+	t.row("Gain:", fmt.Sprintf("$%.2f/day after switch cost $%.2f; dwell %s", e.GainUsdDay, e.SwitchCostUsd, time.Duration(e.DwellSeconds)*time.Second))
+	t.row("Action:", r.Action)
 	if r.CommandId != "" {
-		fmt.Fprintf(tw, "Command:\t%s\n", r.CommandId)
+		t.row("Command:", r.CommandId)
 	}
-	fmt.Fprintf(tw, "Reason:\t%s\n", r.Reason)
-	tw.Flush()
+	t.row("Reason:", r.Reason)
+	if err := t.flush(); err != nil {
+		return err
+	}
 
 	fmt.Fprintln(w, "\nHash rate and power used:")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALGORITHM\tHASHRATE\tPOWER\tSOURCE")
+	t = newTable(w, "ALGORITHM", "HASHRATE", "POWER", "SOURCE")
 	for _, pf := range e.Perf {
 		src := pf.Source
 		switch {
@@ -152,23 +139,26 @@ func printExplain(a *App, e *quarryv1.ExplainProfitResponse) {
 		case pf.Samples > 0:
 			src += fmt.Sprintf(" (%d reports)", pf.Samples)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f W\t%s\n", pf.Algorithm, HashrateHuman(pf.Hashrate), pf.PowerW, src)
+		t.row(pf.Algorithm, HashrateHuman(pf.Hashrate), fmt.Sprintf("%.0f W", pf.PowerW), src)
 	}
-	tw.Flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
 
 	fmt.Fprintln(w, "\nCoins:")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COIN\tALGORITHM\tPRICE $\tBLOCK REWARD\tBLOCK TIME\tNETHASH\tDIFFICULTY\tSOURCE\tUPDATED")
+	t = newTable(w, "COIN", "ALGORITHM", "PRICE $", "BLOCK REWARD", "BLOCK TIME", "NETHASH", "DIFFICULTY", "SOURCE", "UPDATED")
 	for _, c := range e.Coins {
-		fmt.Fprintf(tw, "%s\t%s\t%.6g\t%.6g\t%.4gs\t%s\t%.4g\t%s\t%s\n", c.Tag, c.Algorithm, c.PriceUsd, c.BlockReward, c.BlockTimeS,
-			HashrateHuman(c.Nethash), c.Difficulty, dash(c.Source), ago(c.UpdatedUnixNano, time.Now()))
+		t.row(c.Tag, c.Algorithm, fmt.Sprintf("%.6g", c.PriceUsd), fmt.Sprintf("%.6g", c.BlockReward), fmt.Sprintf("%.4gs", c.BlockTimeS),
+			HashrateHuman(c.Nethash), fmt.Sprintf("%.4g", c.Difficulty), dash(c.Source), ago(c.UpdatedUnixNano, now))
 	}
-	tw.Flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
 
 	fmt.Fprintln(w, "\nOptions, best first:")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "OPTION\tPOOL FEE\tMINER FEE\tCOINS/DAY\tREVENUE $\tPOWER $\tPROFIT $\tNOTE")
+	t = newTable(w, "OPTION", "POOL FEE", "MINER FEE", "COINS/DAY", "REVENUE $", "POWER $", "PROFIT $", "NOTE")
 	for _, o := range e.Options {
+		fees := []any{o.Name, fmt.Sprintf("%.2f%%", o.PoolFee*100), fmt.Sprintf("%.2f%%", o.MinerFee*100)}
 		note := ""
 		switch {
 		case !o.Allowed:
@@ -179,13 +169,12 @@ func printExplain(a *App, e *quarryv1.ExplainProfitResponse) {
 			note = "no hash rate for " + o.Algorithm
 		}
 		if note != "" {
-			fmt.Fprintf(tw, "%s\t%.2f%%\t%.2f%%\t-\t-\t-\t-\t%s\n", o.Name, o.PoolFee*100, o.MinerFee*100, note)
+			t.row(append(fees, "-", "-", "-", "-", note)...)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.2f%%\t%.2f%%\t%.6g\t%s\t%s\t%s\t\n", o.Name, o.PoolFee*100, o.MinerFee*100, o.CoinsPerDay,
-			usd(o.RevenueUsdDay), usd(o.PowerUsdDay), usd(o.ProfitUsdDay))
+		t.row(append(fees, fmt.Sprintf("%.6g", o.CoinsPerDay), usd(o.RevenueUsdDay), usd(o.PowerUsdDay), usd(o.ProfitUsdDay), "")...)
 	}
-	tw.Flush()
+	return t.flush()
 }
 
 // parsePerf reads ALGO=HASHRATE@WATTS, e.g. "etchash=100 MH/s@220".
@@ -231,14 +220,11 @@ func (a *App) profitSetProfileCmd() *cobra.Command {
 				}
 				req.Perf = append(req.Perf, p)
 			}
-			return a.profit(cmd.Context(), func(ctx context.Context, c quarryv1.ProfitServiceClient) error {
-				resp, err := c.SetRigProfile(ctx, req)
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewProfitServiceClient, quarryv1.ProfitServiceClient.SetRigProfile, req)
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error {
 				if len(resp.Perf) == 0 {
 					fmt.Fprintf(a.Out, "profile of %s cleared\n", resp.RigId)
 				}
@@ -265,16 +251,11 @@ func (a *App) profitSwitchesCmd() *cobra.Command {
 			if len(args) == 1 {
 				req.Rig = args[0]
 			}
-			return a.profit(cmd.Context(), func(ctx context.Context, c quarryv1.ProfitServiceClient) error {
-				resp, err := c.ListSwitches(ctx, req)
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tRIG\tACTION\tFROM\tTO\t$/DAY\tCOMMAND\tREASON")
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewProfitServiceClient, quarryv1.ProfitServiceClient.ListSwitches, req)
+			if err != nil {
+				return err
+			}
+			return a.renderTable(resp, []string{"TIME", "RIG", "ACTION", "FROM", "TO", "$/DAY", "COMMAND", "REASON"}, func(t *table) {
 				for _, s := range resp.Switches {
 					command := dash(s.CommandId)
 					if s.DryRun {
@@ -283,10 +264,9 @@ func (a *App) profitSwitchesCmd() *cobra.Command {
 					if s.Error != "" {
 						command = "error: " + s.Error
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s→%s\t%s\t%s\n", time.Unix(0, s.TimeUnixNano).Format(time.DateTime), s.RigId, s.Action,
-						s.From, s.To, usd(s.FromUsdDay), usd(s.ToUsdDay), command, s.Reason)
+					t.row(time.Unix(0, s.TimeUnixNano).Format(time.DateTime), s.RigId, s.Action, s.From, s.To,
+						usd(s.FromUsdDay)+"→"+usd(s.ToUsdDay), command, s.Reason)
 				}
-				return tw.Flush()
 			})
 		},
 	}
@@ -300,48 +280,51 @@ func (a *App) marketCmd() *cobra.Command {
 		Short: "Show the market data the profit switcher uses: health, sources and coins",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.profit(cmd.Context(), func(ctx context.Context, c quarryv1.ProfitServiceClient) error {
-				resp, err := c.MarketStatus(ctx, &quarryv1.MarketStatusRequest{})
-				if err != nil {
-					return err
-				}
-				if a.Opts.Output == "json" {
-					return a.json(resp)
-				}
-				state := "ok"
-				if resp.Offline {
-					state = "ok, " + resp.Reason
-				}
-				if !resp.Ok {
-					state = "PAUSED: " + resp.Reason
-				}
-				fmt.Fprintf(a.Out, "Market: %s\nOrigin: %s, fetched %s\n", state, resp.Origin,
-					ago(resp.FetchedUnixNano, time.Now()))
-				if resp.LastError != "" {
-					fmt.Fprintf(a.Out, "Last error: %s\n", resp.LastError)
-				}
-				tw := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-				if len(resp.Sources) > 0 {
-					fmt.Fprintln(tw, "\nSOURCE\tOK\tCOINS\tTIME\tERROR")
-					for _, s := range resp.Sources {
-						fmt.Fprintf(tw, "%s\t%v\t%d\t%.2fs\t%s\n", s.Name, s.Ok, s.Coins, s.Seconds, s.Error)
-					}
-				}
-				fmt.Fprintln(tw, "\nCOIN\tALGORITHM\tPRICE $\tNETHASH\tBLOCK REWARD\tBLOCK TIME\tSOURCE")
-				for _, c := range resp.Coins {
-					fmt.Fprintf(tw, "%s\t%s\t%.6g\t%s\t%.6g\t%.4gs\t%s\n", c.Tag, c.Algorithm, c.PriceUsd, HashrateHuman(c.Nethash), c.BlockReward, c.BlockTimeS, dash(c.Source))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				for _, d := range resp.Dropped {
-					fmt.Fprintln(a.Out, "dropped:", d)
-				}
-				for _, h := range resp.Held {
-					fmt.Fprintln(a.Out, "held:", h)
-				}
-				return nil
-			})
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewProfitServiceClient, quarryv1.ProfitServiceClient.MarketStatus, &quarryv1.MarketStatusRequest{})
+			if err != nil {
+				return err
+			}
+			return a.render(resp, func() error { return a.printMarket(resp) })
 		},
 	}
+}
+
+// printMarket writes the market's health, then its sources and coins.
+func (a *App) printMarket(resp *quarryv1.MarketStatusResponse) error {
+	state := "ok"
+	if resp.Offline {
+		state = "ok, " + resp.Reason
+	}
+	if !resp.Ok {
+		state = "PAUSED: " + resp.Reason
+	}
+	fmt.Fprintf(a.Out, "Market: %s\nOrigin: %s, fetched %s\n", state, resp.Origin, ago(resp.FetchedUnixNano, time.Now()))
+	if resp.LastError != "" {
+		fmt.Fprintf(a.Out, "Last error: %s\n", resp.LastError)
+	}
+	if len(resp.Sources) > 0 {
+		fmt.Fprintln(a.Out)
+		t := newTable(a.Out, "SOURCE", "OK", "COINS", "TIME", "ERROR")
+		for _, s := range resp.Sources {
+			t.row(s.Name, s.Ok, s.Coins, fmt.Sprintf("%.2fs", s.Seconds), s.Error)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(a.Out)
+	t := newTable(a.Out, "COIN", "ALGORITHM", "PRICE $", "NETHASH", "BLOCK REWARD", "BLOCK TIME", "SOURCE")
+	for _, c := range resp.Coins {
+		t.row(c.Tag, c.Algorithm, fmt.Sprintf("%.6g", c.PriceUsd), HashrateHuman(c.Nethash), fmt.Sprintf("%.6g", c.BlockReward), fmt.Sprintf("%.4gs", c.BlockTimeS), dash(c.Source))
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	for _, d := range resp.Dropped {
+		fmt.Fprintln(a.Out, "dropped:", d)
+	}
+	for _, h := range resp.Held {
+		fmt.Fprintln(a.Out, "held:", h)
+	}
+	return nil
 }

@@ -174,7 +174,8 @@ func TestMinersEndToEnd(t *testing.T) {
 		t.Fatalf("a refused miner runs: %v", pids)
 	}
 
-	out, err = ctrl.ctl(t, "flightsheet", "apply", "-f", good, "--rigs", "name=miner-rig", "--wait")
+	// A bare word picks the rig by name, as 'rig show' does.
+	out, err = ctrl.ctl(t, "flightsheet", "apply", "-f", good, "--rigs", "miner-rig", "--wait")
 	if err != nil || !strings.Contains(out, "flight sheet rvn-fake sent to 1 rig(s)") || !strings.Contains(out, "mining rvn-fake") {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
@@ -183,8 +184,13 @@ func TestMinersEndToEnd(t *testing.T) {
 		ms := ctrl.rigMiners(t, "miner-rig")
 		return len(ms) == 1 && ms[0].State == "running" && ms[0].Hashrate == fakeTrexHashrate && u(ms[0].Accepted) > 0
 	})
-	if out, _ := ctrl.ctl(t, "rig", "show", "miner-rig"); !strings.Contains(out, "54.05 MH/s") || !strings.Contains(out, "kawpow") {
-		t.Errorf("rig show lacks the miner:\n%s", out)
+	// The miner's version and uptime are those of the recorded T-Rex
+	// answer the fake miner serves; the pool is the sheet's.
+	out, _ = ctrl.ctl(t, "rig", "show", "miner-rig")
+	for _, want := range []string{"54.05 MH/s", "kawpow", "0.26.8", "stratum+tcp://rvn.example.org:6060", "50m21s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rig show lacks %q:\n%s", want, out)
+		}
 	}
 	if out, _ := ctrl.ctl(t, "flightsheet", "list"); !strings.Contains(out, "rvn-fake") {
 		t.Errorf("flightsheet list:\n%s", out)

@@ -13,7 +13,7 @@ import (
 // by an operator on the controller; what a rig reports about itself (its
 // tags) never moves it into or out of a selection.
 func SelectorRig(r *quarryv1.Rig) flightsheet.Rig {
-	out := flightsheet.Rig{Name: r.Name}
+	out := flightsheet.Rig{ID: r.Id, Name: r.Name}
 	if out.Name == "" {
 		out.Name = r.Id
 	}

@@ -25,6 +25,9 @@ func TestSelectorMatchesRigs(t *testing.T) {
 		{"site=reykjavik,gpu=RTX 3070", []string{"rig-a"}},
 		{"name=builder-*,site=reykjavik", []string{"rig-a"}},
 		{"site=tokyo", nil},
+		{"builder-2", []string{"rig-b"}}, // a bare word is a rig's name or id
+		{"rig-a", []string{"rig-a"}},
+		{"rig-c,site=reykjavik", []string{"rig-c"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.sel, func(t *testing.T) {
@@ -48,7 +51,7 @@ func TestSelectorMatchesRigs(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"name", "name=[", "gpu="} {
+	for _, bad := range []string{"builder-*", "name=[", "gpu=", "rig-a,"} {
 		if _, err := parseSelector(bad); err == nil {
 			t.Errorf("parseSelector(%q) accepted a bad selector", bad)
 		}

@@ -163,6 +163,8 @@ func TestApplyQueuesToMatchingRigs(t *testing.T) {
 		{"tag=site=reykjavik", "rig-01,rig-03"},
 		{"gpu=rx 6800", "rig-03"},
 		{"", "lab-01,rig-01,rig-02,rig-03"},
+		{"rig-02", "rig-02"}, // a bare word is one rig, by name or id
+		{"r3", "rig-03"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.selector, func(t *testing.T) {
@@ -191,6 +193,12 @@ func TestApplyQueuesToMatchingRigs(t *testing.T) {
 	}
 	if _, err := e.srv.ApplyFlightSheet(context.Background(), &quarryv1.ApplyFlightSheetRequest{Name: "rvn", Selector: "name=["}); code(err) != codes.InvalidArgument {
 		t.Errorf("bad selector = %v", err)
+	}
+	if _, err := e.srv.ApplyFlightSheet(context.Background(), &quarryv1.ApplyFlightSheetRequest{Name: "rvn", Selector: "vm"}); code(err) != codes.FailedPrecondition {
+		t.Errorf("unknown rig name = %v", err)
+	}
+	if _, err := e.srv.ApplyFlightSheet(context.Background(), &quarryv1.ApplyFlightSheetRequest{Name: "rvn", Selector: "rig-*"}); code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "name=rig-*") {
+		t.Errorf("bare pattern = %v", err)
 	}
 	if _, err := e.srv.ApplyFlightSheet(context.Background(), &quarryv1.ApplyFlightSheetRequest{Name: "missing"}); code(err) != codes.NotFound {
 		t.Errorf("unknown sheet = %v", err)

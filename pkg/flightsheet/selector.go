@@ -10,14 +10,17 @@ import (
 // Rig is what a Selector is matched against: the parts of a rig's
 // description that people target flight sheets by.
 type Rig struct {
+	ID   string
 	Name string
 	Tags []string
 	GPUs []string // model names, e.g. "NVIDIA GeForce RTX 3070"
 }
 
-// Selector picks rigs. It is a comma-separated list of key=value terms that
-// must all match: "name=rig-*,tag=hosting,gpu=RTX 3070".
+// Selector picks rigs. It is a comma-separated list of terms that must all
+// match: "name=rig-*,tag=hosting,gpu=RTX 3070", or "rig-07".
 //
+//   - a bare word (no "="): the rig whose name or id it is, exactly, as
+//     'quarryctl rig show' finds a rig; patterns need name=.
 //   - name: glob (path.Match syntax) against the rig name.
 //   - tag: glob against each tag; one matching tag is enough.
 //   - gpu: one GPU model must match. A value with glob characters is a glob
@@ -38,6 +41,9 @@ type term struct {
 
 var selectorKeys = []string{"name", "tag", "gpu"}
 
+// rigKey is the key of a bare-word term; people cannot write it as a key.
+const rigKey = ""
+
 // ParseSelector parses and checks a selector, including its glob patterns,
 // so that a bad pattern is reported when written rather than never matching.
 func ParseSelector(s string) (Selector, error) {
@@ -48,9 +54,17 @@ func ParseSelector(s string) (Selector, error) {
 	for i, part := range strings.Split(sel.text, ",") {
 		k, v, ok := strings.Cut(part, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok {
+			if k == "" {
+				return Selector{}, fmt.Errorf("selector term %d %q: empty; want a rig name or id, or key=value", i+1, part)
+			}
+			if strings.ContainsAny(k, `*?[\`) {
+				return Selector{}, fmt.Errorf("selector term %d %q: a bare word is one rig's name or id; for a pattern write name=%s", i+1, part, k)
+			}
+			sel.terms = append(sel.terms, term{key: rigKey, value: k})
+			continue
+		}
 		switch {
-		case !ok:
-			return Selector{}, fmt.Errorf("selector term %d %q: want key=value", i+1, part)
 		case !slices.Contains(selectorKeys, k):
 			return Selector{}, fmt.Errorf("selector term %d %q: unknown key %q (want one of %s)", i+1, part, k, strings.Join(selectorKeys, ", "))
 		case v == "":
@@ -81,6 +95,8 @@ func (s Selector) Matches(r Rig) bool {
 	for _, t := range s.terms {
 		var ok bool
 		switch t.key {
+		case rigKey:
+			ok = t.value == r.Name || (r.ID != "" && t.value == r.ID)
 		case "name":
 			ok = glob(t.value, r.Name)
 		case "tag":

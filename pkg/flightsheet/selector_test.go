@@ -7,9 +7,9 @@ import (
 
 func TestSelector(t *testing.T) {
 	rigs := map[string]Rig{
-		"a": {Name: "rig-01", Tags: []string{"hosting", "eu"}, GPUs: []string{"NVIDIA GeForce RTX 3070", "NVIDIA GeForce RTX 3070"}},
-		"b": {Name: "rig-02", Tags: []string{"home"}, GPUs: []string{"NVIDIA GeForce RTX 3080"}},
-		"c": {Name: "asic-7", Tags: []string{"hosting"}},
+		"a": {ID: "7f3a", Name: "rig-01", Tags: []string{"hosting", "eu"}, GPUs: []string{"NVIDIA GeForce RTX 3070", "NVIDIA GeForce RTX 3070"}},
+		"b": {ID: "9c1e", Name: "rig-02", Tags: []string{"home"}, GPUs: []string{"NVIDIA GeForce RTX 3080"}},
+		"c": {ID: "asic-7-id", Name: "asic-7", Tags: []string{"hosting"}},
 	}
 	tests := []struct {
 		sel  string
@@ -27,6 +27,16 @@ func TestSelector(t *testing.T) {
 		{"name=rig-*, tag=hosting", "a"},
 		{"name=rig-*,tag=hosting,gpu=RTX 3080", ""},
 		{"name=*", "abc"},
+		// A bare word is one rig by name or id, as 'rig show' takes it.
+		{"rig-02", "b"},
+		{"7f3a", "a"},
+		{" asic-7 ", "c"},
+		{"asic-7-id", "c"},
+		{"rig-0", ""},         // whole names only
+		{"RIG-01", ""},        // names are exact
+		{"rig-01,rig-02", ""}, // every term must match one rig
+		{"rig-01,gpu=RTX 3070", "a"},
+		{"rig-02,tag=hosting", ""},
 	}
 	for _, tt := range tests {
 		sel, err := ParseSelector(tt.sel)
@@ -47,7 +57,9 @@ func TestSelector(t *testing.T) {
 
 func TestSelectorErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"rig-*", "want key=value"},
+		{"rig-*", "for a pattern write name=rig-*"},
+		{"rig-0?", "bare word is one rig's name or id"},
+		{"rig-01, ", "term 2"},
 		{"host=x", `unknown key "host"`},
 		{"name=", "empty value"},
 		{"name=rig-[", "bad pattern"},
