@@ -17,7 +17,7 @@ type Adapter interface {
 	// miners configured by file, the file's contents.
 	Launch(fs FlightSheet) (Launch, error)
 	// Stats reads the miner's stats API once. Errors wrap ErrUnreachable,
-	// ErrAuth or ErrNoHashrate; with ErrNoHashrate the returned Stats is
+	// ErrBadReply, ErrAuth or ErrNoHashrate; with ErrNoHashrate the returned Stats is
 	// filled as far as the reply allowed.
 	Stats(ctx context.Context, ep Endpoint) (Stats, error)
 }
@@ -135,6 +135,11 @@ type Options struct {
 	// Custom is the mapping for the "custom" adapter; other adapters
 	// ignore it.
 	Custom *CustomMapping
+	// Algorithm is the flight sheet's algorithm. ASIC firmware of the
+	// cgminer family names its rate fields "GHS"/"MHS" whatever it hashes;
+	// when the miner does not name its model, the algorithm picks the
+	// units (scrypt and X11: MH/s in GHS fields; Equihash: Sol/s in MHS).
+	Algorithm string
 }
 
 func (o Options) client() *Client {

@@ -132,10 +132,10 @@ func TestFakeMinerCues(t *testing.T) {
 			return err == nil && len(st.GPUs) == 3 && st.GPUs[0].TemperatureC != nil && *st.GPUs[0].TemperatureC == 105, errString(st, err)
 		}},
 		{"garbage http", "lolminer-new", "lolminer", "garbage", func(_ minerapi.Stats, err error) (bool, string) {
-			return errors.Is(err, minerapi.ErrBadReply) && errors.Is(err, minerapi.ErrUnreachable) && !errors.Is(err, minerapi.ErrAuth), errString(minerapi.Stats{}, err)
+			return errors.Is(err, minerapi.ErrBadReply) && !errors.Is(err, minerapi.ErrUnreachable) && !errors.Is(err, minerapi.ErrAuth), errString(minerapi.Stats{}, err)
 		}},
 		{"garbage tcp", "cgminer", "cgminer", "garbage", func(_ minerapi.Stats, err error) (bool, string) {
-			return errors.Is(err, minerapi.ErrBadReply), errString(minerapi.Stats{}, err)
+			return errors.Is(err, minerapi.ErrBadReply) && !errors.Is(err, minerapi.ErrUnreachable), errString(minerapi.Stats{}, err)
 		}},
 	}
 	for _, tc := range tests {

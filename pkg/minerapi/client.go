@@ -141,7 +141,7 @@ func (c *Client) CGMinerCommand(ctx context.Context, addr, command string) ([]by
 }
 
 // readLimited reads r to EOF, failing with ErrTooLarge past maxBytes and
-// with ErrBadReply on an empty reply.
+// with ErrUnreachable on an empty reply.
 func (c *Client) readLimited(r io.Reader) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r, c.maxBytes+1))
 	if err != nil {
@@ -151,7 +151,9 @@ func (c *Client) readLimited(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, c.maxBytes)
 	}
 	if len(bytes.TrimSpace(bytes.Trim(body, "\x00"))) == 0 {
-		return nil, fmt.Errorf("%w: empty reply", ErrBadReply)
+		// A connection closed without a byte is a miner that did not
+		// answer.
+		return nil, fmt.Errorf("%w: empty reply", ErrUnreachable)
 	}
 	return body, nil
 }

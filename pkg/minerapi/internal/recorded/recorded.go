@@ -29,6 +29,17 @@ const (
 	// BMMinerStats keeps the Antminer firmware's missing comma between the
 	// two STATS objects, so it is not valid JSON on purpose.
 	BMMinerStats = "bmminer-stats.txt"
+
+	// Captures from real machines; README.md names where each was
+	// published. The .txt ones keep the firmware's missing comma.
+	AntminerL3PlusStats = "antminer-l3plus-stats.txt"
+	AntminerL3PlusPools = "antminer-l3plus-pools.json"
+	AntminerD3Stats     = "antminer-d3-stats.txt"
+	AntminerD3Summary   = "antminer-d3-summary.json"
+	AntminerZ9Summary   = "antminer-z9mini-summary.json"
+	AntminerZ9Version   = "antminer-z9mini-version.json"
+	InnosiliconA9Stats  = "innosilicon-a9-stats.json"
+	InnosiliconA9Pools  = "innosilicon-a9-pools.json"
 )
 
 // Get returns a fresh copy of the named payload.
