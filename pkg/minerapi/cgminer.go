@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -122,9 +123,9 @@ func (m *cgminer) Stats(ctx context.Context, ep Endpoint) (Stats, error) {
 		return Stats{}, err
 	}
 	addr := ep.addr()
-	sum, err := m.c.CGMinerCommand(ctx, addr, "summary")
-	if err != nil {
-		return Stats{}, err
+	sum, sumErr := m.c.CGMinerCommand(ctx, addr, "summary")
+	if sumErr != nil && !errors.Is(sumErr, ErrBadReply) {
+		return Stats{}, sumErr
 	}
 	r := CGReplies{Summary: sum, Algorithm: m.algorithm}
 	// The other replies make the reading richer but the summary alone is a
@@ -150,8 +151,25 @@ func (m *cgminer) Stats(ctx context.Context, ep Endpoint) (Stats, error) {
 	if m.fl.temps {
 		r.Temps = optional("temps")
 	}
+	if sumErr == nil {
+		if _, err := decodeCG(m.fl.name, "summary", sum); err != nil {
+			sumErr = err
+		}
+	}
+	if sumErr != nil {
+		// Some firmwares (Innosilicon, Antminer builds with a broken
+		// summary) carry the whole reading in "stats"; without it the
+		// summary's error stands.
+		if r.Stats == nil {
+			return Stats{}, sumErr
+		}
+		r.Summary = nil
+	}
 	st, err := ParseCGMinerReplies(r)
 	st.Miner = m.fl.name
+	if err != nil && sumErr != nil {
+		return Stats{}, fmt.Errorf("%w (and stats: %v)", sumErr, err)
+	}
 	return st, err
 }
 
@@ -330,12 +348,15 @@ func ParseCGMiner(summary, devs, pools, stats []byte) (Stats, error) {
 // the unit table for the machine's model, or its algorithm (cgunits.go).
 func ParseCGMinerReplies(r CGReplies) (Stats, error) {
 	const miner = "cgminer"
-	env, err := decodeCG(miner, "summary", r.Summary)
-	if err != nil {
-		return Stats{}, err
-	}
-	if len(env.Summary) == 0 {
-		return Stats{}, badReplyf(miner, "summary: reply has no SUMMARY")
+	var env cgEnvelope
+	if r.Summary != nil || r.Stats == nil {
+		var err error
+		if env, err = decodeCG(miner, "summary", r.Summary); err != nil {
+			return Stats{}, err
+		}
+		if len(env.Summary) == 0 {
+			return Stats{}, badReplyf(miner, "summary: reply has no SUMMARY")
+		}
 	}
 	// Optional replies that cannot be read leave their fields empty; the
 	// summary alone is a reading.
@@ -358,10 +379,21 @@ func ParseCGMinerReplies(r CGReplies) (Stats, error) {
 	model, firmware := cgModel(senv.Stats, venv.Version)
 	units := unitsFor(model, r.Algorithm)
 
-	sum := env.Summary[0]
+	var sum map[string]json.RawMessage
+	var version string
+	switch {
+	case len(env.Summary) > 0:
+		sum, version = env.Summary[0], env.Status[0].Description
+	case len(senv.Stats) > 0:
+		// Without a summary, Antminer's stats object carries the same
+		// "GHS 5s" and "Elapsed"; Innosilicon's only per-board rates.
+		sum, version = cgStatsSummary(senv.Stats), senv.Status[0].Description
+	default:
+		return Stats{}, badReplyf(miner, "stats: reply has no STATS")
+	}
 	st := Stats{
 		Miner:    miner,
-		Version:  env.Status[0].Description,
+		Version:  version,
 		Model:    model,
 		Uptime:   time.Duration(cgNum(sum, "Elapsed").count()) * time.Second,
 		Accepted: cgNum(sum, "Accepted").count(),
@@ -396,6 +428,12 @@ func ParseCGMinerReplies(r CGReplies) (Stats, error) {
 	}
 	if boards := asicBoards(senv.Stats, units); len(boards) > 0 {
 		st.GPUs = boards
+		if !total.OK && len(env.Summary) == 0 {
+			for _, b := range boards {
+				total.V += b.Hashrate
+			}
+			total.OK = true
+		}
 	}
 	st.HottestC = applyTemps(st.GPUs, tenv.Temps)
 	if !total.OK {
@@ -403,6 +441,18 @@ func ParseCGMinerReplies(r CGReplies) (Stats, error) {
 	}
 	st.TotalHashrate = total.V
 	return st, nil
+}
+
+// cgStatsSummary picks the stats object that carries the machine's rate
+// and uptime (Antminer: the one after the version object). Innosilicon has
+// none; its total is the sum of its boards.
+func cgStatsSummary(objs []map[string]json.RawMessage) map[string]json.RawMessage {
+	for _, o := range objs {
+		if _, ok := o["Elapsed"]; ok {
+			return o
+		}
+	}
+	return map[string]json.RawMessage{}
 }
 
 // cgModel finds the machine model ("Antminer L3+") and firmware version in

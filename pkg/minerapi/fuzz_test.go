@@ -68,11 +68,22 @@ func FuzzParseGminer(f *testing.F) {
 }
 
 func FuzzParseCGMiner(f *testing.F) {
-	f.Add(recorded.MustGet(recorded.CGMinerSummary), recorded.MustGet(recorded.CGMinerDevs), recorded.MustGet(recorded.CGMinerPools), []byte(nil))
-	f.Add(recorded.MustGet(recorded.BMMinerSummary), []byte(nil), recorded.MustGet(recorded.BMMinerPools), recorded.MustGet(recorded.BMMinerStats))
-	f.Fuzz(func(t *testing.T, sum, devs, pools, stats []byte) {
-		st, err := minerapi.ParseCGMiner(sum, devs, pools, stats)
+	g := recorded.MustGet
+	f.Add(g(recorded.CGMinerSummary), g(recorded.CGMinerDevs), g(recorded.CGMinerPools), []byte(nil), []byte(nil), []byte(nil), "")
+	f.Add(g(recorded.BMMinerSummary), []byte(nil), g(recorded.BMMinerPools), g(recorded.BMMinerStats), []byte(nil), []byte(nil), "")
+	f.Add([]byte(nil), []byte(nil), g(recorded.AntminerL3PlusPools), g(recorded.AntminerL3PlusStats), []byte(nil), []byte(nil), "scrypt")
+	f.Add(g(recorded.AntminerZ9Summary), []byte(nil), []byte(nil), []byte(nil), g(recorded.AntminerZ9Version), []byte(nil), "equihash")
+	f.Add([]byte(nil), []byte(nil), g(recorded.InnosiliconA9Pools), g(recorded.InnosiliconA9Stats), []byte(nil), []byte(nil), "equihash")
+	f.Add(g(recorded.BOSminerSummary), []byte(nil), g(recorded.BOSminerPools), []byte(nil), g(recorded.BOSminerVersion), g(recorded.BOSminerTemps), "")
+	f.Add(append(g(recorded.AntminerD3Summary), "\x00junk"...), []byte(nil), []byte(nil), g(recorded.AntminerS17Stats), []byte(nil), []byte(nil), "")
+	f.Fuzz(func(t *testing.T, sum, devs, pools, stats, version, temps []byte, algo string) {
+		st, err := minerapi.ParseCGMinerReplies(minerapi.CGReplies{
+			Summary: sum, Devs: devs, Pools: pools, Stats: stats, Version: version, Temps: temps, Algorithm: algo,
+		})
 		checkStats(t, st, err)
+		if st.HottestC != nil && (*st.HottestC <= 0 || *st.HottestC >= 150) {
+			t.Fatalf("HottestC = %v is not a real reading", *st.HottestC)
+		}
 	})
 }
 

@@ -62,7 +62,7 @@ func (m *miner) cues() cues {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fakeminer", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer")
+	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer")
 	listen := fl.String("listen", "127.0.0.1:0", "listen address")
 	portFile := fl.String("port-file", "", "write the bound address to this file")
 	token := fl.String("token", "", "require this Bearer token on HTTP APIs")
@@ -272,7 +272,7 @@ func keys(ks ...string) func(string) bool {
 	return func(k string) bool { return set[k] }
 }
 
-var cgRateRe = regexp.MustCompile(`^([KMGT]HS (5s|30s|1m|5m|15m|av)|chain_rate\d+|total_rate)$`)
+var cgRateRe = regexp.MustCompile(`^([KMGT]HS ([0-9]+[smh]|av)|chain_rate\d+|total_rate)$`)
 
 var apis = map[string]apiSpec{
 	"xmrig": {
@@ -317,6 +317,35 @@ var apis = map[string]apiSpec{
 		accepted: keys("Accepted"),
 		temp:     keys("Temperature"),
 	},
+	"antminer-l3plus": {
+		tcp:      true,
+		routes:   map[string]string{"stats": recorded.AntminerL3PlusStats, "pools": recorded.AntminerL3PlusPools},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     func(k string) bool { return strings.HasPrefix(k, "temp2_") },
+	},
+	"antminer-s17": {
+		tcp:      true,
+		routes:   map[string]string{"stats": recorded.AntminerS17Stats, "pools": recorded.AntminerS17Pools},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     func(k string) bool { return strings.HasPrefix(k, "temp2_") },
+	},
+	"innosilicon-a9": {
+		tcp:      true,
+		routes:   map[string]string{"stats": recorded.InnosiliconA9Stats, "pools": recorded.InnosiliconA9Pools},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     keys("Temp"),
+	},
+	"bosminer": {
+		tcp: true,
+		routes: map[string]string{"summary": recorded.BOSminerSummary, "pools": recorded.BOSminerPools,
+			"version": recorded.BOSminerVersion, "temps": recorded.BOSminerTemps, "fans": recorded.BOSminerFans},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     keys("Board"),
+	},
 	"bmminer": {
 		tcp:      true,
 		routes:   map[string]string{"summary": recorded.BMMinerSummary, "pools": recorded.BMMinerPools, "stats": recorded.BMMinerStats},
@@ -341,7 +370,9 @@ func (m *miner) reply(route string) ([]byte, bool) {
 	m.mu.Lock()
 	shares := m.shares
 	m.mu.Unlock()
-	bmStats := name == recorded.BMMinerStats
+	// The .txt captures keep Antminer's missing comma between the STATS
+	// objects; the fake serves them with it.
+	bmStats := strings.HasSuffix(name, ".txt")
 	if bmStats {
 		raw = bytes.ReplaceAll(raw, []byte("}{"), []byte("},{"))
 	}

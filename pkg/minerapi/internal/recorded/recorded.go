@@ -40,6 +40,13 @@ const (
 	AntminerZ9Version   = "antminer-z9mini-version.json"
 	InnosiliconA9Stats  = "innosilicon-a9-stats.json"
 	InnosiliconA9Pools  = "innosilicon-a9-pools.json"
+	AntminerS17Stats    = "antminer-s17pro-stats.json"
+	AntminerS17Pools    = "antminer-s17pro-pools.json"
+	BOSminerVersion     = "bosminer-s9-version.json"
+	BOSminerSummary     = "bosminer-s9-summary.json"
+	BOSminerPools       = "bosminer-s9-pools.json"
+	BOSminerTemps       = "bosminer-s9-temps.json"
+	BOSminerFans        = "bosminer-s9-fans.json"
 )
 
 // Get returns a fresh copy of the named payload.
