@@ -161,12 +161,13 @@ type Registry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
 
-// Default returns a registry with every built-in adapter: xmrig, trex,
+// Default returns a registry with every built-in adapter: xmrig, wildrig, trex,
 // lolminer, gminer, cgminer, teamredminer, bmminer, bosminer and custom.
 func Default() *Registry {
 	r := NewRegistry()
 	for name, f := range map[string]Factory{
 		"xmrig":        newXmrig,
+		"wildrig":      newWildrig,
 		"trex":         newTrex,
 		"lolminer":     newLolminer,
 		"gminer":       newGminer,

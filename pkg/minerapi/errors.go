@@ -23,6 +23,12 @@ var (
 	// ErrTooLarge is a reply longer than the client's limit. It is a kind
 	// of ErrBadReply.
 	ErrTooLarge = fmt.Errorf("%w: reply too large", ErrBadReply)
+	// ErrNotFound is HTTP 404: the miner answers but not at this path
+	// (an older API version). It is a kind of ErrBadReply.
+	ErrNotFound = fmt.Errorf("%w: 404 not found", ErrBadReply)
+	// ErrNotHTTP is an answer that is not HTTP at all, as from the raw TCP
+	// APIs of older miners (lolMiner 0.x). It is a kind of ErrBadReply.
+	ErrNotHTTP = fmt.Errorf("%w: answer is not HTTP", ErrBadReply)
 
 	// ErrAuth means the miner refused our credentials; restarting the miner
 	// will not help.

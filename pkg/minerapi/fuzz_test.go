@@ -33,6 +33,8 @@ func checkStats(t *testing.T, st minerapi.Stats, err error) {
 func FuzzParseXmrig(f *testing.F) {
 	f.Add(recorded.MustGet(recorded.XmrigSummary), recorded.MustGet(recorded.XmrigBackends))
 	f.Add([]byte(`{"version":"6","hashrate":{"total":[null,null,null]}}`), []byte(`[]`))
+	f.Add(recorded.MustGet(recorded.Xmrig2Summary), []byte(nil))
+	f.Add(recorded.MustGet(recorded.WildRigSummary), []byte(nil))
 	f.Fuzz(func(t *testing.T, sum, back []byte) {
 		st, err := minerapi.ParseXmrig(sum, back)
 		checkStats(t, st, err)
@@ -51,6 +53,7 @@ func FuzzParseTrex(f *testing.F) {
 func FuzzParseLolminer(f *testing.F) {
 	f.Add(recorded.MustGet(recorded.Lolminer1x))
 	f.Add(recorded.MustGet(recorded.LolminerNew))
+	f.Add(recorded.MustGet(recorded.Lolminer041))
 	f.Add([]byte(`{"Algorithms":[{"Total_Performance":1,"Performance_Factor":0,"Performance_Unit":"x"}],"Workers":[{"PCIE_Address":"1:99"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := minerapi.ParseLolminer(b)

@@ -51,6 +51,10 @@ func TestLaunchArgs(t *testing.T) {
 			"--api_listen=127.0.0.1:4067", "-d 0,2", "--extra 1"}},
 		{"xmrig", []string{"--config=xmrig.json", "--cuda-devices=0,2", "--extra 1"}},
 		{"bmminer", []string{"--config bmminer.conf", "--extra 1"}},
+		{"wildrig", []string{"--algo kawpow",
+			"--url stratum+tcp://rvn.2miners.com:6060 --user RWallet.rig07 --pass x",
+			"--url stratum+ssl://rvn-eu.example.org:16060 --user RWallet.rig07 --pass d=8",
+			"--api-port 4067", "--opencl-devices 0,2", "--extra 1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.adapter, func(t *testing.T) {
@@ -177,7 +181,7 @@ func TestLaunchRejectsBadSheets(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := minerapi.Default()
-	want := []string{"bmminer", "bosminer", "cgminer", "custom", "gminer", "lolminer", "teamredminer", "trex", "xmrig"}
+	want := []string{"bmminer", "bosminer", "cgminer", "custom", "gminer", "lolminer", "teamredminer", "trex", "wildrig", "xmrig"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)
 	}

@@ -62,7 +62,7 @@ func (m *miner) cues() cues {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fakeminer", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer")
+	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041")
 	listen := fl.String("listen", "127.0.0.1:0", "listen address")
 	portFile := fl.String("port-file", "", "write the bound address to this file")
 	token := fl.String("token", "", "require this Bearer token on HTTP APIs")
@@ -258,6 +258,7 @@ var garbageReply = []byte("\x1b[31mGPU0 HW error\x00\xff\xfe{{\"hashrate\":[nan,
 // share counters and temperatures.
 type apiSpec struct {
 	tcp      bool
+	raw      bool              // raw TCP: any request gets the "" route's payload, no NUL
 	routes   map[string]string // HTTP path or cgminer command -> payload
 	rate     func(parent, key string) bool
 	accepted func(key string) bool
@@ -316,6 +317,31 @@ var apis = map[string]apiSpec{
 		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
 		accepted: keys("Accepted"),
 		temp:     keys("Temperature"),
+	},
+	"xmrig2": {
+		routes: map[string]string{"/": recorded.Xmrig2Summary},
+		rate: func(parent, key string) bool {
+			return parent == "hashrate" && (key == "total" || key == "threads" || key == "highest")
+		},
+		accepted: keys("shares_good", "shares_total"),
+		temp:     keys("temp"),
+	},
+	"wildrig": {
+		routes: map[string]string{"/": recorded.WildRigSummary},
+		rate: func(parent, key string) bool {
+			return parent == "hashrate" && (key == "total" || key == "threads" || key == "highest")
+		},
+		accepted: keys("shares_good", "shares_total"),
+		temp:     keys("temp"),
+	},
+	"lolminer-041": {
+		tcp: true, raw: true,
+		routes: map[string]string{"": recorded.Lolminer041},
+		rate: func(_, key string) bool {
+			return strings.HasPrefix(key, "TotalSpeed(") || strings.HasPrefix(key, "Speed(")
+		},
+		accepted: keys(),
+		temp:     keys(),
 	},
 	"antminer-l3plus": {
 		tcp:      true,
@@ -499,6 +525,10 @@ func mapScalars(v any, fn func(float64) float64) any {
 }
 
 func (m *miner) serve(ctx context.Context, ln net.Listener) {
+	if apis[m.api].raw {
+		m.serveRaw(ln)
+		return
+	}
 	if apis[m.api].tcp {
 		m.serveCGMiner(ctx, ln)
 		return
@@ -531,6 +561,29 @@ func (m *miner) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
+}
+
+// serveRaw answers like lolMiner 0.x: whatever the client sends, the
+// reply is the JSON document, and the connection closes.
+func (m *miner) serveRaw(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if m.cues().hang {
+				_, _ = io.Copy(io.Discard, conn)
+				return
+			}
+			buf := make([]byte, 512)
+			_, _ = conn.Read(buf)
+			body, _ := m.reply("")
+			_, _ = conn.Write(body)
+		}()
+	}
 }
 
 func (m *miner) serveCGMiner(ctx context.Context, ln net.Listener) {

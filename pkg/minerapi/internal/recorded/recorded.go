@@ -47,6 +47,9 @@ const (
 	BOSminerPools       = "bosminer-s9-pools.json"
 	BOSminerTemps       = "bosminer-s9-temps.json"
 	BOSminerFans        = "bosminer-s9-fans.json"
+	Xmrig2Summary       = "xmrig2-nvidia-summary.json"
+	WildRigSummary      = "wildrig-summary.json"
+	Lolminer041         = "lolminer-041.json"
 )
 
 // Get returns a fresh copy of the named payload.

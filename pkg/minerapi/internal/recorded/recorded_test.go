@@ -10,7 +10,8 @@ func TestPayloadsAreWhatTheyClaim(t *testing.T) {
 	names := []string{XmrigSummary, XmrigBackends, TrexSummary, Lolminer1x, LolminerNew, GminerStat,
 		CGMinerSummary, CGMinerDevs, CGMinerPools, BMMinerSummary, BMMinerPools,
 		AntminerL3PlusPools, AntminerD3Summary, AntminerZ9Summary, AntminerZ9Version, InnosiliconA9Stats, InnosiliconA9Pools,
-		AntminerS17Stats, AntminerS17Pools, BOSminerVersion, BOSminerSummary, BOSminerPools, BOSminerTemps, BOSminerFans}
+		AntminerS17Stats, AntminerS17Pools, BOSminerVersion, BOSminerSummary, BOSminerPools, BOSminerTemps, BOSminerFans,
+		Xmrig2Summary, WildRigSummary, Lolminer041}
 	for _, n := range names {
 		if !json.Valid(MustGet(n)) {
 			t.Errorf("%s is not valid JSON", n)
