@@ -168,6 +168,9 @@ func Default() *Registry {
 	for name, f := range map[string]Factory{
 		"xmrig":        newXmrig,
 		"wildrig":      newWildrig,
+		"claymore":     claymoreFactory("claymore", claymoreArgs),
+		"phoenixminer": claymoreFactory("phoenixminer", phoenixArgs),
+		"ttminer":      claymoreFactory("ttminer", ttminerArgs),
 		"trex":         newTrex,
 		"lolminer":     newLolminer,
 		"gminer":       newGminer,

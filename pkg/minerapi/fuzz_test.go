@@ -90,6 +90,16 @@ func FuzzParseCGMiner(f *testing.F) {
 	})
 }
 
+func FuzzParseClaymore(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.PhoenixGetstat1), "")
+	f.Add(recorded.MustGet(recorded.TTMinerGetstat1), "ethash")
+	f.Add([]byte(`{"result":["x","-1","-5;a;b","off;1e400","","","999;-1;nan","",""]}`), "kawpow")
+	f.Fuzz(func(t *testing.T, b []byte, algo string) {
+		st, err := minerapi.ParseClaymore(b, algo)
+		checkStats(t, st, err)
+	})
+}
+
 func FuzzParseCustom(f *testing.F) {
 	f.Add(recorded.MustGet(recorded.LolminerNew), "Algorithms.0.Total_Performance", "Algorithms.0.Worker_Performance")
 	f.Add([]byte(`{"a":[1,"2",null,{"b":3}]}`), "a.3.b", "a")

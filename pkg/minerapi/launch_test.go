@@ -51,6 +51,13 @@ func TestLaunchArgs(t *testing.T) {
 			"--api_listen=127.0.0.1:4067", "-d 0,2", "--extra 1"}},
 		{"xmrig", []string{"--config=xmrig.json", "--cuda-devices=0,2", "--extra 1"}},
 		{"bmminer", []string{"--config bmminer.conf", "--extra 1"}},
+		{"claymore", []string{"-epool stratum+tcp://rvn.2miners.com:6060 -ewal RWallet.rig07 -epsw x",
+			"-mport -4067", "-di 02", "--extra 1"}},
+		{"phoenixminer", []string{"-pool stratum+tcp://rvn.2miners.com:6060 -wal RWallet.rig07 -pass x",
+			"-pool2 stratum+ssl://rvn-eu.example.org:16060 -wal2 RWallet.rig07 -pass2 d=8",
+			"-cdm 1 -cdmport 4067", "-gpus 02", "--extra 1"}},
+		{"ttminer", []string{"-a kawpow", "-P stratum+tcp://RWallet.rig07:x@rvn.2miners.com:6060",
+			"-P stratum+ssl://RWallet.rig07:d=8@rvn-eu.example.org:16060", "--api-bind 127.0.0.1:4067", "-d 0 2", "--extra 1"}},
 		{"wildrig", []string{"--algo kawpow",
 			"--url stratum+tcp://rvn.2miners.com:6060 --user RWallet.rig07 --pass x",
 			"--url stratum+ssl://rvn-eu.example.org:16060 --user RWallet.rig07 --pass d=8",
@@ -181,7 +188,8 @@ func TestLaunchRejectsBadSheets(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := minerapi.Default()
-	want := []string{"bmminer", "bosminer", "cgminer", "custom", "gminer", "lolminer", "teamredminer", "trex", "wildrig", "xmrig"}
+	want := []string{"bmminer", "bosminer", "cgminer", "claymore", "custom", "gminer", "lolminer", "phoenixminer",
+		"teamredminer", "trex", "ttminer", "wildrig", "xmrig"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)
 	}

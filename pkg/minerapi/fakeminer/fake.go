@@ -62,7 +62,7 @@ func (m *miner) cues() cues {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fakeminer", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041")
+	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer")
 	listen := fl.String("listen", "127.0.0.1:0", "listen address")
 	portFile := fl.String("port-file", "", "write the bound address to this file")
 	token := fl.String("token", "", "require this Bearer token on HTTP APIs")
@@ -340,6 +340,20 @@ var apis = map[string]apiSpec{
 		rate: func(_, key string) bool {
 			return strings.HasPrefix(key, "TotalSpeed(") || strings.HasPrefix(key, "Speed(")
 		},
+		accepted: keys(),
+		temp:     keys(),
+	},
+	"phoenix": {
+		tcp: true, raw: true,
+		routes:   map[string]string{"": recorded.PhoenixGetstat1},
+		rate:     func(string, string) bool { return false }, // rates are inside ";" strings
+		accepted: keys(),
+		temp:     keys(),
+	},
+	"ttminer": {
+		tcp: true, raw: true,
+		routes:   map[string]string{"": recorded.TTMinerGetstat1},
+		rate:     func(string, string) bool { return false },
 		accepted: keys(),
 		temp:     keys(),
 	},

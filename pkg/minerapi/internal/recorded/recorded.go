@@ -50,6 +50,8 @@ const (
 	Xmrig2Summary       = "xmrig2-nvidia-summary.json"
 	WildRigSummary      = "wildrig-summary.json"
 	Lolminer041         = "lolminer-041.json"
+	PhoenixGetstat1     = "phoenix-getstat1.json"
+	TTMinerGetstat1     = "ttminer-getstat1.json"
 )
 
 // Get returns a fresh copy of the named payload.
