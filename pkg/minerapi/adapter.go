@@ -171,6 +171,8 @@ func Default() *Registry {
 		"claymore":     claymoreFactory("claymore", claymoreArgs),
 		"phoenixminer": claymoreFactory("phoenixminer", phoenixArgs),
 		"ttminer":      claymoreFactory("ttminer", ttminerArgs),
+		"ccminer":      ccminerFactory("ccminer", ccminerArgs, "threads", "pool", "hwinfo"),
+		"cpuminer-opt": ccminerFactory("cpuminer-opt", cpuminerArgs, "threads"),
 		"trex":         newTrex,
 		"lolminer":     newLolminer,
 		"gminer":       newGminer,

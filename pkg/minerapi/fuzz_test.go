@@ -100,6 +100,17 @@ func FuzzParseClaymore(f *testing.F) {
 	})
 }
 
+func FuzzParseCCMiner(f *testing.F) {
+	g := recorded.MustGet
+	f.Add(g(recorded.CCMinerSummary), []byte(nil), g(recorded.CCMinerPool), g(recorded.CCMinerHWInfo))
+	f.Add(g(recorded.CPUMinerSummary), g(recorded.CPUMinerThreads), []byte(nil), []byte(nil))
+	f.Add([]byte("NAME=x;KHS=-1|"), []byte("GPU=99999;BUS=300;KHS=1e400;POWER=-5|CPU=-1|"), []byte("|||"), []byte("GPU=0;TEMP=nan|"))
+	f.Fuzz(func(t *testing.T, sum, threads, pool, hw []byte) {
+		st, err := minerapi.ParseCCMiner(minerapi.CCMinerReplies{Summary: sum, Threads: threads, Pool: pool, HWInfo: hw})
+		checkStats(t, st, err)
+	})
+}
+
 func FuzzParseCustom(f *testing.F) {
 	f.Add(recorded.MustGet(recorded.LolminerNew), "Algorithms.0.Total_Performance", "Algorithms.0.Worker_Performance")
 	f.Add([]byte(`{"a":[1,"2",null,{"b":3}]}`), "a.3.b", "a")

@@ -58,6 +58,10 @@ func TestLaunchArgs(t *testing.T) {
 			"-cdm 1 -cdmport 4067", "-gpus 02", "--extra 1"}},
 		{"ttminer", []string{"-a kawpow", "-P stratum+tcp://RWallet.rig07:x@rvn.2miners.com:6060",
 			"-P stratum+ssl://RWallet.rig07:d=8@rvn-eu.example.org:16060", "--api-bind 127.0.0.1:4067", "-d 0 2", "--extra 1"}},
+		{"ccminer", []string{"-a kawpow", "-o stratum+tcp://rvn.2miners.com:6060 -u RWallet.rig07 -p x",
+			"-o stratum+ssl://rvn-eu.example.org:16060 -u RWallet.rig07 -p d=8", "-b 127.0.0.1:4067", "-d 0,2", "--extra 1"}},
+		{"cpuminer-opt", []string{"-a kawpow", "-o stratum+tcp://rvn.2miners.com:6060 -u RWallet.rig07 -p x",
+			"-b 127.0.0.1:4067", "--extra 1"}},
 		{"wildrig", []string{"--algo kawpow",
 			"--url stratum+tcp://rvn.2miners.com:6060 --user RWallet.rig07 --pass x",
 			"--url stratum+ssl://rvn-eu.example.org:16060 --user RWallet.rig07 --pass d=8",
@@ -188,7 +192,7 @@ func TestLaunchRejectsBadSheets(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := minerapi.Default()
-	want := []string{"bmminer", "bosminer", "cgminer", "claymore", "custom", "gminer", "lolminer", "phoenixminer",
+	want := []string{"bmminer", "bosminer", "ccminer", "cgminer", "claymore", "cpuminer-opt", "custom", "gminer", "lolminer", "phoenixminer",
 		"teamredminer", "trex", "ttminer", "wildrig", "xmrig"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)

@@ -62,7 +62,7 @@ func (m *miner) cues() cues {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fakeminer", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer")
+	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer|ccminer|cpuminer")
 	listen := fl.String("listen", "127.0.0.1:0", "listen address")
 	portFile := fl.String("port-file", "", "write the bound address to this file")
 	token := fl.String("token", "", "require this Bearer token on HTTP APIs")
@@ -259,6 +259,7 @@ var garbageReply = []byte("\x1b[31mGPU0 HW error\x00\xff\xfe{{\"hashrate\":[nan,
 type apiSpec struct {
 	tcp      bool
 	raw      bool              // raw TCP: any request gets the "" route's payload, no NUL
+	text     bool              // ccminer text API: "cmd" or "cmd|" selects the route
 	routes   map[string]string // HTTP path or cgminer command -> payload
 	rate     func(parent, key string) bool
 	accepted func(key string) bool
@@ -342,6 +343,15 @@ var apis = map[string]apiSpec{
 		},
 		accepted: keys(),
 		temp:     keys(),
+	},
+	"ccminer": {
+		tcp: true, text: true,
+		routes: map[string]string{"summary": recorded.CCMinerSummary, "pool": recorded.CCMinerPool,
+			"hwinfo": recorded.CCMinerHWInfo},
+	},
+	"cpuminer": {
+		tcp: true, text: true,
+		routes: map[string]string{"summary": recorded.CPUMinerSummary, "threads": recorded.CPUMinerThreads},
 	},
 	"phoenix": {
 		tcp: true, raw: true,
@@ -539,6 +549,10 @@ func mapScalars(v any, fn func(float64) float64) any {
 }
 
 func (m *miner) serve(ctx context.Context, ln net.Listener) {
+	if apis[m.api].text {
+		m.serveText(ln)
+		return
+	}
 	if apis[m.api].raw {
 		m.serveRaw(ln)
 		return
@@ -575,6 +589,51 @@ func (m *miner) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
+}
+
+// serveText answers like ccminer: the request is a command name, maybe
+// followed by "|"; the reply is the recorded text with its rates scaled by
+// the hashrate cue, and the connection closes.
+func (m *miner) serveText(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if m.cues().hang {
+				_, _ = io.Copy(io.Discard, conn)
+				return
+			}
+			buf := make([]byte, 512)
+			n, _ := conn.Read(buf)
+			cmd, _, _ := strings.Cut(strings.TrimSpace(string(buf[:n])), "|")
+			name, ok := apis[m.api].routes[cmd]
+			c := m.cues()
+			switch {
+			case c.garbage:
+				_, _ = conn.Write(garbageReply)
+			case ok:
+				_, _ = conn.Write(scaleText(recorded.MustGet(name), c.scale))
+			}
+		}()
+	}
+}
+
+// textRate matches the rate fields of the ccminer text API.
+var textRate = regexp.MustCompile(`(^|;|\|)(KHS|HS|kH/s|H/s)=([0-9.]+)`)
+
+func scaleText(b []byte, scale float64) []byte {
+	return textRate.ReplaceAllFunc(b, func(m []byte) []byte {
+		sub := textRate.FindSubmatch(m)
+		v, err := strconv.ParseFloat(string(sub[3]), 64)
+		if err != nil {
+			return m
+		}
+		return []byte(string(sub[1]) + string(sub[2]) + "=" + strconv.FormatFloat(v*scale, 'f', -1, 64))
+	})
 }
 
 // serveRaw answers like lolMiner 0.x: whatever the client sends, the

@@ -52,6 +52,11 @@ const (
 	Lolminer041         = "lolminer-041.json"
 	PhoenixGetstat1     = "phoenix-getstat1.json"
 	TTMinerGetstat1     = "ttminer-getstat1.json"
+	CCMinerSummary      = "ccminer-summary.txt"
+	CCMinerPool         = "ccminer-pool.txt"
+	CCMinerHWInfo       = "ccminer-hwinfo.txt"
+	CPUMinerSummary     = "cpuminer-summary.txt"
+	CPUMinerThreads     = "cpuminer-threads.txt"
 )
 
 // Get returns a fresh copy of the named payload.
