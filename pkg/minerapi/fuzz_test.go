@@ -111,6 +111,22 @@ func FuzzParseCCMiner(f *testing.F) {
 	})
 }
 
+func FuzzParseJSONMiners(f *testing.F) {
+	for _, n := range []string{recorded.SRBMinerMulti, recorded.NBMinerStatus, recorded.NanominerStats, recorded.MiniZGetstat} {
+		f.Add(recorded.MustGet(n))
+	}
+	f.Add([]byte(`{"Algorithms":[{"X":{"GPU 99999":{"Hashrate":"-1"},"Total":{"Hashrate":"1e400"}}}],"Devices":[{"GPU -1":{"Pci":"zz"}}]}`))
+	f.Add([]byte(`{"miner":{"devices":[{"hashrate_raw":-3,"fan":300,"pci_bus_id":"ff:1f.7"}]},"gpu_hashrate":[{"GPU-1":1,"total":-2}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, parse := range []func([]byte) (minerapi.Stats, error){
+			minerapi.ParseSRBMiner, minerapi.ParseNBMiner, minerapi.ParseNanominer, minerapi.ParseMiniZ,
+		} {
+			st, err := parse(b)
+			checkStats(t, st, err)
+		}
+	})
+}
+
 func FuzzParseCustom(f *testing.F) {
 	f.Add(recorded.MustGet(recorded.LolminerNew), "Algorithms.0.Total_Performance", "Algorithms.0.Worker_Performance")
 	f.Add([]byte(`{"a":[1,"2",null,{"b":3}]}`), "a.3.b", "a")

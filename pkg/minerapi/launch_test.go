@@ -62,6 +62,13 @@ func TestLaunchArgs(t *testing.T) {
 			"-o stratum+ssl://rvn-eu.example.org:16060 -u RWallet.rig07 -p d=8", "-b 127.0.0.1:4067", "-d 0,2", "--extra 1"}},
 		{"cpuminer-opt", []string{"-a kawpow", "-o stratum+tcp://rvn.2miners.com:6060 -u RWallet.rig07 -p x",
 			"-b 127.0.0.1:4067", "--extra 1"}},
+		{"srbminer", []string{"--algorithm kawpow",
+			"--pool stratum+tcp://rvn.2miners.com:6060,stratum+ssl://rvn-eu.example.org:16060",
+			"--wallet RWallet.rig07,RWallet.rig07 --password x,d=8 --api-enable --api-port 4067", "--gpu-id 0,2", "--extra 1"}},
+		{"miniz", []string{"--par=kawpow", "--url=RWallet.rig07@rvn.2miners.com:6060 --pass=x",
+			"--url=ssl://RWallet.rig07@rvn-eu.example.org:16060 --pass=d=8", "--telemetry=127.0.0.1:4067",
+			"--cuda-devices 0 2", "--extra 1"}},
+		{"nanominer", []string{"config.ini", "--extra 1"}},
 		{"wildrig", []string{"--algo kawpow",
 			"--url stratum+tcp://rvn.2miners.com:6060 --user RWallet.rig07 --pass x",
 			"--url stratum+ssl://rvn-eu.example.org:16060 --user RWallet.rig07 --pass d=8",
@@ -192,7 +199,8 @@ func TestLaunchRejectsBadSheets(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := minerapi.Default()
-	want := []string{"bmminer", "bosminer", "ccminer", "cgminer", "claymore", "cpuminer-opt", "custom", "gminer", "lolminer", "phoenixminer",
+	want := []string{"bmminer", "bosminer", "ccminer", "cgminer", "claymore", "cpuminer-opt", "custom", "gminer", "lolminer",
+		"miniz", "nanominer", "nbminer", "phoenixminer", "srbminer",
 		"teamredminer", "trex", "ttminer", "wildrig", "xmrig"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)
@@ -206,7 +214,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("New(%q) = %v, %v", n, a, err)
 		}
 	}
-	if _, err := r.New("nbminer", minerapi.Options{}); !errors.Is(err, minerapi.ErrConfig) || !strings.Contains(err.Error(), "xmrig") {
+	if _, err := r.New("no-such-miner", minerapi.Options{}); !errors.Is(err, minerapi.ErrConfig) || !strings.Contains(err.Error(), "xmrig") {
 		t.Errorf("unknown adapter err = %v", err)
 	}
 	if _, err := r.New("custom", minerapi.Options{}); !errors.Is(err, minerapi.ErrConfig) {

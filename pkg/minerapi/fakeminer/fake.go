@@ -62,7 +62,7 @@ func (m *miner) cues() cues {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fakeminer", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer|ccminer|cpuminer")
+	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer|ccminer|cpuminer|srbminer|nbminer|nanominer|miniz")
 	listen := fl.String("listen", "127.0.0.1:0", "listen address")
 	portFile := fl.String("port-file", "", "write the bound address to this file")
 	token := fl.String("token", "", "require this Bearer token on HTTP APIs")
@@ -352,6 +352,35 @@ var apis = map[string]apiSpec{
 	"cpuminer": {
 		tcp: true, text: true,
 		routes: map[string]string{"summary": recorded.CPUMinerSummary, "threads": recorded.CPUMinerThreads},
+	},
+	"srbminer": {
+		routes: map[string]string{"/": recorded.SRBMinerMulti},
+		rate: func(parent, key string) bool {
+			return strings.HasPrefix(key, "hashrate_total") || parent == "gpu_hashrate"
+		},
+		accepted: keys("accepted", "total"),
+		temp:     keys("temperature"),
+	},
+	"nbminer": {
+		routes: map[string]string{"/api/v1/status": recorded.NBMinerStatus},
+		rate: func(_, key string) bool {
+			return strings.HasPrefix(key, "hashrate") || strings.HasPrefix(key, "total_hashrate")
+		},
+		accepted: keys("accepted_shares"),
+		temp:     keys("temperature"),
+	},
+	"nanominer": {
+		routes:   map[string]string{"/stats": recorded.NanominerStats},
+		rate:     func(_, key string) bool { return key == "Hashrate" },
+		accepted: keys("Accepted"),
+		temp:     keys("Temperature"),
+	},
+	"miniz": {
+		tcp: true, raw: true,
+		routes:   map[string]string{"": recorded.MiniZGetstat},
+		rate:     func(_, key string) bool { return key == "speed_sps" },
+		accepted: keys("accepted_shares"),
+		temp:     keys("temperature"),
 	},
 	"phoenix": {
 		tcp: true, raw: true,

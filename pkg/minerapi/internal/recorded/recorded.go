@@ -57,6 +57,10 @@ const (
 	CCMinerHWInfo       = "ccminer-hwinfo.txt"
 	CPUMinerSummary     = "cpuminer-summary.txt"
 	CPUMinerThreads     = "cpuminer-threads.txt"
+	SRBMinerMulti       = "srbminer-multi-018.json"
+	NBMinerStatus       = "nbminer-status.json"
+	NanominerStats      = "nanominer-stats.json"
+	MiniZGetstat        = "miniz-getstat.json"
 )
 
 // Get returns a fresh copy of the named payload.
