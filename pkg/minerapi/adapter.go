@@ -185,6 +185,7 @@ func Default() *Registry {
 		"teamredminer": cgminerFactory(teamRedFlavour),
 		"bmminer":      cgminerFactory(bmminerFlavour),
 		"bosminer":     cgminerFactory(bosminerFlavour),
+		"whatsminer":   cgminerFactory(whatsminerFlavour),
 		"custom":       newCustom,
 	} {
 		_ = r.Register(name, f) // names above are distinct

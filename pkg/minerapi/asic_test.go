@@ -278,3 +278,40 @@ func TestASICAdaptersAgainstFakeMiner(t *testing.T) {
 		})
 	}
 }
+
+func TestWhatsminerOnRealCaptures(t *testing.T) {
+	st, err := minerapi.ParseCGMinerReplies(minerapi.CGReplies{
+		Summary: get(recorded.WhatsminerSummary), Pools: get(recorded.WhatsminerPools), Stats: get(recorded.WhatsminerBadCmd),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An M20S is rated 68 TH/s; "MHS 5s":65371302.78 is MH/s.
+	if !near(st.TotalHashrate, 65371302.78e6) || st.Accepted != 33825 || st.Rejected != 185 || st.Stale != 27 ||
+		st.Pool != "stratum+tcp://us-east.stratum.slushpool.com:3333" {
+		t.Errorf("reading = %+v", st)
+	}
+	if st.HottestC == nil || *st.HottestC != 75 {
+		t.Errorf("HottestC = %v, want 75 from the summary", st.HottestC)
+	}
+	// btminer answers an unknown command with a flat STATUS string.
+	_, err = minerapi.ParseCGMiner(get(recorded.WhatsminerBadCmd), nil, nil, nil)
+	if !errors.Is(err, minerapi.ErrBadReply) || !strings.Contains(err.Error(), "invalid cmd") {
+		t.Errorf("err = %v, want a bad reply quoting the miner", err)
+	}
+
+	f := startFake(t, "whatsminer")
+	a := newAdapter(t, "whatsminer", minerapi.Options{})
+	st, err = a.Stats(ctx(t), f.ep)
+	if err != nil || !near(st.TotalHashrate, 65371302.78e6) || st.Miner != "whatsminer" {
+		t.Fatalf("Stats = %+v, %v", st, err)
+	}
+	f.cue(t, "hot 92")
+	eventually(t, "hot", func() (bool, string) {
+		st, err := a.Stats(ctx(t), f.ep)
+		return err == nil && st.HottestC != nil && *st.HottestC == 92, errString(st, err)
+	})
+	if _, err := a.Launch(minerapi.FlightSheet{Pools: []minerapi.Pool{{URL: "stratum+tcp://a:1", User: "u"}}, API: minerapi.Endpoint{Port: 4028}}); !errors.Is(err, minerapi.ErrConfig) {
+		t.Errorf("Launch err = %v, want a refusal: the firmware runs btminer", err)
+	}
+}

@@ -40,6 +40,11 @@ var (
 	teamRedFlavour  = cgFlavour{name: "teamredminer", launch: teamRedArgs}
 	bmminerFlavour  = cgFlavour{name: "bmminer", launch: cgminerConfigFile("bmminer.conf"), statsForBoards: true}
 	bosminerFlavour = cgFlavour{name: "bosminer", launch: cgminerConfigFile("bosminer.conf"), temps: true}
+	// Whatsminer's btminer is the machine's own firmware process: Quarry
+	// reads its API but does not start it.
+	whatsminerFlavour = cgFlavour{name: "whatsminer", launch: func(FlightSheet) (Launch, error) {
+		return Launch{}, configErr("whatsminer: btminer is started by the machine's firmware; set pools on the machine, Quarry only reads its API")
+	}}
 )
 
 func cgminerFactory(fl cgFlavour) Factory {
@@ -436,6 +441,9 @@ func ParseCGMinerReplies(r CGReplies) (Stats, error) {
 		}
 	}
 	st.HottestC = applyTemps(st.GPUs, tenv.Temps)
+	// Whatsminer's btminer puts the machine's board and chip maxima in the
+	// summary itself.
+	st.HottestC = hottest(numOf(st.HottestC), cgNum(sum, "Temperature"), cgNum(sum, "Chip Temp Max"))
 	if !total.OK {
 		return st, noHashrate(miner)
 	}

@@ -78,6 +78,7 @@ func FuzzParseCGMiner(f *testing.F) {
 	f.Add(g(recorded.AntminerZ9Summary), []byte(nil), []byte(nil), []byte(nil), g(recorded.AntminerZ9Version), []byte(nil), "equihash")
 	f.Add([]byte(nil), []byte(nil), g(recorded.InnosiliconA9Pools), g(recorded.InnosiliconA9Stats), []byte(nil), []byte(nil), "equihash")
 	f.Add(g(recorded.BOSminerSummary), []byte(nil), g(recorded.BOSminerPools), []byte(nil), g(recorded.BOSminerVersion), g(recorded.BOSminerTemps), "")
+	f.Add(g(recorded.WhatsminerSummary), []byte(nil), g(recorded.WhatsminerPools), g(recorded.WhatsminerBadCmd), []byte(nil), []byte(nil), "")
 	f.Add(append(g(recorded.AntminerD3Summary), "\x00junk"...), []byte(nil), []byte(nil), g(recorded.AntminerS17Stats), []byte(nil), []byte(nil), "")
 	f.Fuzz(func(t *testing.T, sum, devs, pools, stats, version, temps []byte, algo string) {
 		st, err := minerapi.ParseCGMinerReplies(minerapi.CGReplies{

@@ -201,7 +201,7 @@ func TestRegistry(t *testing.T) {
 	r := minerapi.Default()
 	want := []string{"bmminer", "bosminer", "ccminer", "cgminer", "claymore", "cpuminer-opt", "custom", "gminer", "lolminer",
 		"miniz", "nanominer", "nbminer", "phoenixminer", "srbminer",
-		"teamredminer", "trex", "ttminer", "wildrig", "xmrig"}
+		"teamredminer", "trex", "ttminer", "whatsminer", "wildrig", "xmrig"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)
 	}

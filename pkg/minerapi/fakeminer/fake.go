@@ -62,7 +62,7 @@ func (m *miner) cues() cues {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fakeminer", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer|ccminer|cpuminer|srbminer|nbminer|nanominer|miniz")
+	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer|ccminer|cpuminer|srbminer|nbminer|nanominer|miniz|whatsminer")
 	listen := fl.String("listen", "127.0.0.1:0", "listen address")
 	portFile := fl.String("port-file", "", "write the bound address to this file")
 	token := fl.String("token", "", "require this Bearer token on HTTP APIs")
@@ -352,6 +352,14 @@ var apis = map[string]apiSpec{
 	"cpuminer": {
 		tcp: true, text: true,
 		routes: map[string]string{"summary": recorded.CPUMinerSummary, "threads": recorded.CPUMinerThreads},
+	},
+	"whatsminer": {
+		tcp: true,
+		routes: map[string]string{"summary": recorded.WhatsminerSummary, "pools": recorded.WhatsminerPools,
+			"stats": recorded.WhatsminerBadCmd},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     keys("Temperature"),
 	},
 	"srbminer": {
 		routes: map[string]string{"/": recorded.SRBMinerMulti},

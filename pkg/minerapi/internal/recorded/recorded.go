@@ -61,6 +61,9 @@ const (
 	NBMinerStatus       = "nbminer-status.json"
 	NanominerStats      = "nanominer-stats.json"
 	MiniZGetstat        = "miniz-getstat.json"
+	WhatsminerSummary   = "whatsminer-m20s-summary.json"
+	WhatsminerPools     = "whatsminer-m20s-pools.json"
+	WhatsminerBadCmd    = "whatsminer-invalid-cmd.json"
 )
 
 // Get returns a fresh copy of the named payload.
