@@ -163,7 +163,9 @@ func TestCGMinerBadReplies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ep := tcpServer(t, tc.handle)
-			c := minerapi.NewClient(minerapi.WithTimeout(300*time.Millisecond), minerapi.WithMaxBytes(1<<20))
+			// A small limit keeps the oversized case well inside the
+			// deadline on a loaded machine.
+			c := minerapi.NewClient(minerapi.WithTimeout(300*time.Millisecond), minerapi.WithMaxBytes(64<<10))
 			st, err := newAdapter(t, "cgminer", minerapi.Options{Client: c}).Stats(context.Background(), ep)
 			if tc.want == nil {
 				if err != nil || st.TotalHashrate == 0 {
