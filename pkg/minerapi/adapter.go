@@ -161,8 +161,11 @@ type Registry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
 
-// Default returns a registry with every built-in adapter: xmrig, wildrig, trex,
-// lolminer, gminer, cgminer, teamredminer, bmminer, bosminer and custom.
+// Default returns a registry with every built-in adapter: xmrig, wildrig,
+// trex, lolminer, gminer, nbminer, nanominer, miniz, srbminer, the Claymore
+// protocol (claymore, phoenixminer, ttminer), the ccminer text API (ccminer,
+// cpuminer-opt), the cgminer API (cgminer, teamredminer, bmminer, bosminer,
+// whatsminer) and custom.
 func Default() *Registry {
 	r := NewRegistry()
 	for name, f := range map[string]Factory{

@@ -2,9 +2,8 @@
 // each miner's own reply into one Stats value, and turns a flight sheet into
 // each miner's command line or config file.
 //
-// Build adapters from a Registry (Default() has xmrig, trex, lolminer,
-// gminer, cgminer, teamredminer, bmminer, bosminer and custom), then call
-// Launch to start a miner and Stats to poll it:
+// Build adapters from a Registry (Default() has every built-in adapter; see
+// Default), then call Launch to start a miner and Stats to poll it:
 //
 //	a, err := minerapi.Default().New("xmrig", minerapi.Options{Client: minerapi.NewClient()})
 //	l, err := a.Launch(sheet)               // l.Args, and l.Config to write to l.ConfigName
