@@ -57,6 +57,10 @@ func (m *jsonMiner) Stats(ctx context.Context, ep Endpoint) (Stats, error) {
 	return st, err
 }
 
+// hottestOf fills HottestC from the devices of a parser's result.
+func hottestOf(st Stats, err error) (Stats, error) { return withHottest(st), err }
+
+// withHottest sets HottestC to the hottest device temperature.
 func withHottest(st Stats) Stats {
 	for _, g := range st.GPUs {
 		if g.TemperatureC != nil {

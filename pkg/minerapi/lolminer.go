@@ -133,6 +133,10 @@ func lolBusID(s string) string {
 
 // ParseLolminer reads lolMiner's /summary reply in either shape.
 func ParseLolminer(b []byte) (Stats, error) {
+	return hottestOf(parseLolminer(b))
+}
+
+func parseLolminer(b []byte) (Stats, error) {
 	const miner = "lolminer"
 	var s lolSummary
 	if err := json.Unmarshal(b, &s); err != nil {

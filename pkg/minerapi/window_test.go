@@ -166,3 +166,23 @@ func TestOlderAPIsAgainstFakeMiner(t *testing.T) {
 		})
 	}
 }
+
+func TestGPUMinersReportHottest(t *testing.T) {
+	for name, parse := range map[string]func([]byte) (minerapi.Stats, error){
+		recorded.TrexSummary: minerapi.ParseTrex, recorded.GminerStat: minerapi.ParseGminer, recorded.LolminerNew: minerapi.ParseLolminer,
+	} {
+		st, err := parse(get(name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var want float64
+		for _, g := range st.GPUs {
+			if g.TemperatureC != nil && *g.TemperatureC > want {
+				want = *g.TemperatureC
+			}
+		}
+		if want == 0 || st.HottestC == nil || *st.HottestC != want {
+			t.Errorf("%s: HottestC = %v, want %v", name, st.HottestC, want)
+		}
+	}
+}
