@@ -371,7 +371,7 @@ func ParseNanominer(b []byte) (Stats, error) {
 	var total figures
 	if raw, ok := algo["Total"]; ok {
 		if err := json.Unmarshal(raw, &total); err != nil {
-			return Stats{}, badReply(miner, fmt.Errorf("Total: %w", err))
+			return Stats{}, badReply(miner, fmt.Errorf("field Total: %w", err))
 		}
 	}
 	st.Accepted, st.Rejected = total.Accepted.count(), total.Denied.count()
