@@ -17,7 +17,7 @@ type Adapter interface {
 	// miners configured by file, the file's contents.
 	Launch(fs FlightSheet) (Launch, error)
 	// Stats reads the miner's stats API once. Errors wrap ErrUnreachable,
-	// ErrAuth or ErrNoHashrate; with ErrNoHashrate the returned Stats is
+	// ErrBadReply, ErrAuth or ErrNoHashrate; with ErrNoHashrate the returned Stats is
 	// filled as far as the reply allowed.
 	Stats(ctx context.Context, ep Endpoint) (Stats, error)
 }
@@ -135,6 +135,11 @@ type Options struct {
 	// Custom is the mapping for the "custom" adapter; other adapters
 	// ignore it.
 	Custom *CustomMapping
+	// Algorithm is the flight sheet's algorithm. ASIC firmware of the
+	// cgminer family names its rate fields "GHS"/"MHS" whatever it hashes;
+	// when the miner does not name its model, the algorithm picks the
+	// units (scrypt and X11: MH/s in GHS fields; Equihash: Sol/s in MHS).
+	Algorithm string
 }
 
 func (o Options) client() *Client {
@@ -156,12 +161,26 @@ type Registry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
 
-// Default returns a registry with every built-in adapter: xmrig, trex,
-// lolminer, gminer, cgminer, teamredminer, bmminer, bosminer and custom.
+// Default returns a registry with every built-in adapter: xmrig, wildrig,
+// trex, lolminer, gminer, nbminer, nanominer, miniz, srbminer, the Claymore
+// protocol (claymore, phoenixminer, ttminer), the ccminer text API (ccminer,
+// cpuminer-opt), the cgminer API (cgminer, teamredminer, bmminer, bosminer,
+// whatsminer) and custom.
 func Default() *Registry {
 	r := NewRegistry()
 	for name, f := range map[string]Factory{
 		"xmrig":        newXmrig,
+		"wildrig":      newWildrig,
+		"claymore":     claymoreFactory("claymore", claymoreArgs),
+		"phoenixminer": claymoreFactory("phoenixminer", phoenixArgs),
+		"ttminer":      claymoreFactory("ttminer", ttminerArgs),
+		"ccminer":      ccminerFactory("ccminer", ccminerArgs, "threads", "pool", "hwinfo"),
+		"cpuminer-opt": ccminerFactory("cpuminer-opt", cpuminerArgs, "threads"),
+		"srbminer":     jsonMinerFactory(jsonMiner{name: "srbminer", path: "/", launch: srbminerArgs, parse: ParseSRBMiner}),
+		"nbminer":      jsonMinerFactory(jsonMiner{name: "nbminer", path: "/api/v1/status", launch: nbminerArgs, parse: ParseNBMiner}),
+		"nanominer":    jsonMinerFactory(jsonMiner{name: "nanominer", path: "/stats", launch: nanominerArgs, parse: ParseNanominer}),
+		"miniz": jsonMinerFactory(jsonMiner{name: "miniz", request: []byte(`{"id":"0", "method":"getstat"}` + "\n"),
+			launch: minizArgs, parse: ParseMiniZ}),
 		"trex":         newTrex,
 		"lolminer":     newLolminer,
 		"gminer":       newGminer,
@@ -169,6 +188,7 @@ func Default() *Registry {
 		"teamredminer": cgminerFactory(teamRedFlavour),
 		"bmminer":      cgminerFactory(bmminerFlavour),
 		"bosminer":     cgminerFactory(bosminerFlavour),
+		"whatsminer":   cgminerFactory(whatsminerFlavour),
 		"custom":       newCustom,
 	} {
 		_ = r.Register(name, f) // names above are distinct

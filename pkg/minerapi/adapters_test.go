@@ -132,10 +132,10 @@ func TestFakeMinerCues(t *testing.T) {
 			return err == nil && len(st.GPUs) == 3 && st.GPUs[0].TemperatureC != nil && *st.GPUs[0].TemperatureC == 105, errString(st, err)
 		}},
 		{"garbage http", "lolminer-new", "lolminer", "garbage", func(_ minerapi.Stats, err error) (bool, string) {
-			return errors.Is(err, minerapi.ErrBadReply) && errors.Is(err, minerapi.ErrUnreachable) && !errors.Is(err, minerapi.ErrAuth), errString(minerapi.Stats{}, err)
+			return errors.Is(err, minerapi.ErrBadReply) && !errors.Is(err, minerapi.ErrUnreachable) && !errors.Is(err, minerapi.ErrAuth), errString(minerapi.Stats{}, err)
 		}},
 		{"garbage tcp", "cgminer", "cgminer", "garbage", func(_ minerapi.Stats, err error) (bool, string) {
-			return errors.Is(err, minerapi.ErrBadReply), errString(minerapi.Stats{}, err)
+			return errors.Is(err, minerapi.ErrBadReply) && !errors.Is(err, minerapi.ErrUnreachable), errString(minerapi.Stats{}, err)
 		}},
 	}
 	for _, tc := range tests {
@@ -176,9 +176,19 @@ func TestFakeMinerNoShares(t *testing.T) {
 	first := accepted()
 	eventually(t, "shares grow", func() (bool, string) { return accepted() > first, "" })
 	f.cue(t, "noshares")
-	time.Sleep(250 * time.Millisecond) // let the cue land
+	// The fake logs each change of cues it applies; once it has logged
+	// noshares, the counter must stay where it is.
+	eventually(t, "cue applied", func() (bool, string) {
+		return strings.Contains(f.stderr.String(), "noshares:true"), f.stderr.String()
+	})
 	frozen := accepted()
-	time.Sleep(300 * time.Millisecond) // six log intervals
+	// Its status line is printed once per log interval, where the share
+	// counter would otherwise grow; wait for five more of them.
+	lines := func() int { return strings.Count(f.stdout.String(), "accepted +") }
+	seen := lines()
+	eventually(t, "five more log intervals", func() (bool, string) {
+		return lines() >= seen+5, f.stdout.String()
+	})
 	if got := accepted(); got != frozen {
 		t.Errorf("accepted grew from %d to %d under noshares", frozen, got)
 	}

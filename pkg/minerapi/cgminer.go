@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -17,28 +18,39 @@ import (
 // changes how the miner is launched and whether per-board detail comes from
 // "devs" or from Antminer's "stats".
 type cgminer struct {
-	c  *Client
-	fl cgFlavour
+	c         *Client
+	fl        cgFlavour
+	algorithm string // from Options; picks units when no model is named
 }
 
 type cgFlavour struct {
 	name string
 	// launch builds the miner's arguments or config file.
 	launch func(fs FlightSheet) (Launch, error)
-	// statsForBoards asks "stats" instead of "devs" (Antminer bmminer has
-	// no useful devs).
+	// statsForBoards skips "devs" (Antminer bmminer has no useful devs;
+	// its boards are in "stats").
 	statsForBoards bool
+	// temps asks BOSminer's "temps", the only place it reports board
+	// temperatures.
+	temps bool
 }
 
 var (
 	cgminerFlavour  = cgFlavour{name: "cgminer", launch: cgminerArgs}
 	teamRedFlavour  = cgFlavour{name: "teamredminer", launch: teamRedArgs}
 	bmminerFlavour  = cgFlavour{name: "bmminer", launch: cgminerConfigFile("bmminer.conf"), statsForBoards: true}
-	bosminerFlavour = cgFlavour{name: "bosminer", launch: cgminerConfigFile("bosminer.conf")}
+	bosminerFlavour = cgFlavour{name: "bosminer", launch: cgminerConfigFile("bosminer.conf"), temps: true}
+	// Whatsminer's btminer is the machine's own firmware process: Quarry
+	// reads its API but does not start it.
+	whatsminerFlavour = cgFlavour{name: "whatsminer", launch: func(FlightSheet) (Launch, error) {
+		return Launch{}, configErr("whatsminer: btminer is started by the machine's firmware; set pools on the machine, Quarry only reads its API")
+	}}
 )
 
 func cgminerFactory(fl cgFlavour) Factory {
-	return func(o Options) (Adapter, error) { return &cgminer{c: o.client(), fl: fl}, nil }
+	return func(o Options) (Adapter, error) {
+		return &cgminer{c: o.client(), fl: fl, algorithm: o.Algorithm}, nil
+	}
 }
 
 func (m *cgminer) Name() string { return m.fl.name }
@@ -116,28 +128,53 @@ func (m *cgminer) Stats(ctx context.Context, ep Endpoint) (Stats, error) {
 		return Stats{}, err
 	}
 	addr := ep.addr()
-	sum, err := m.c.CGMinerCommand(ctx, addr, "summary")
-	if err != nil {
-		return Stats{}, err
+	sum, sumErr := m.c.CGMinerCommand(ctx, addr, "summary")
+	if sumErr != nil && !errors.Is(sumErr, ErrBadReply) {
+		return Stats{}, sumErr
 	}
-	// Pools and per-board detail make the reading richer but the summary
-	// alone is a valid reading; a failure here is logged by the caller
-	// through the missing fields, not turned into a failed reading.
-	pools, perr := m.c.CGMinerCommand(ctx, addr, "pools")
-	if perr != nil {
-		pools = nil
+	r := CGReplies{Summary: sum, Algorithm: m.algorithm}
+	// The other replies make the reading richer but the summary alone is a
+	// valid reading; a failure here leaves their fields empty instead of
+	// failing the reading.
+	optional := func(cmd string) []byte {
+		b, err := m.c.CGMinerCommand(ctx, addr, cmd)
+		if err != nil {
+			return nil
+		}
+		return b
 	}
-	var devs, stats []byte
-	if m.fl.statsForBoards {
-		stats, err = m.c.CGMinerCommand(ctx, addr, "stats")
-	} else {
-		devs, err = m.c.CGMinerCommand(ctx, addr, "devs")
+	r.Pools = optional("pools")
+	// "stats" carries Antminer and Innosilicon boards and the model that
+	// picks the units; "version" names the model where stats does not.
+	r.Stats = optional("stats")
+	if !bytes.Contains(r.Stats, []byte(`"Type"`)) {
+		r.Version = optional("version")
 	}
-	if err != nil {
-		devs, stats = nil, nil
+	if !m.fl.statsForBoards {
+		r.Devs = optional("devs")
 	}
-	st, err := ParseCGMiner(sum, devs, pools, stats)
+	if m.fl.temps {
+		r.Temps = optional("temps")
+	}
+	if sumErr == nil {
+		if _, err := decodeCG(m.fl.name, "summary", sum); err != nil {
+			sumErr = err
+		}
+	}
+	if sumErr != nil {
+		// Some firmwares (Innosilicon, Antminer builds with a broken
+		// summary) carry the whole reading in "stats"; without it the
+		// summary's error stands.
+		if r.Stats == nil {
+			return Stats{}, sumErr
+		}
+		r.Summary = nil
+	}
+	st, err := ParseCGMinerReplies(r)
 	st.Miner = m.fl.name
+	if err != nil && sumErr != nil {
+		return Stats{}, fmt.Errorf("%w (and stats: %v)", sumErr, err)
+	}
 	return st, err
 }
 
@@ -149,25 +186,57 @@ type cgStatus struct {
 }
 
 type cgEnvelope struct {
-	Status  []cgStatus                   `json:"STATUS"`
-	Summary []map[string]json.RawMessage `json:"SUMMARY"`
-	Devs    []map[string]json.RawMessage `json:"DEVS"`
-	Pools   []map[string]json.RawMessage `json:"POOLS"`
-	Stats   []map[string]json.RawMessage `json:"STATS"`
+	Status  []cgStatus
+	Summary []map[string]json.RawMessage
+	Devs    []map[string]json.RawMessage
+	Pools   []map[string]json.RawMessage
+	Stats   []map[string]json.RawMessage
+	Version []map[string]json.RawMessage
+	Temps   []map[string]json.RawMessage
 }
 
-// decodeCG parses one cgminer reply, repairing the Antminer "}{" bug and
-// refusing replies whose STATUS is an error.
+// decodeCG parses one cgminer-family reply with the tolerant decoder and
+// refuses replies whose STATUS is an error. Innosilicon firmware numbers
+// its sections ("STATS0", "STATS1", "POOL0"); they are gathered in order
+// into the plain section.
 func decodeCG(miner, what string, b []byte) (cgEnvelope, error) {
 	var env cgEnvelope
-	b = bytes.TrimRight(b, "\x00 \r\n\t")
-	if err := json.Unmarshal(b, &env); err != nil {
-		// Antminer firmware leaves out the comma between the two STATS
-		// objects. Patch only on failure so valid replies are untouched.
-		fixed := bytes.ReplaceAll(b, []byte("}{"), []byte("},{"))
-		if err2 := json.Unmarshal(fixed, &env); err2 != nil {
-			return env, badReply(miner, fmt.Errorf("%s: %w", what, err))
+	var raw map[string]json.RawMessage
+	if err := decodeTolerant(b, &raw); err != nil {
+		return env, badReply(miner, fmt.Errorf("%s: %w", what, err))
+	}
+	sections := map[string]*[]map[string]json.RawMessage{
+		"SUMMARY": &env.Summary, "DEVS": &env.Devs, "POOLS": &env.Pools, "POOL": &env.Pools, "STATS": &env.Stats,
+		"VERSION": &env.Version, "TEMPS": &env.Temps,
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return numberedLess(keys[i], keys[j]) })
+	for _, k := range keys {
+		if k == "STATUS" {
+			if err := json.Unmarshal(raw[k], &env.Status); err != nil {
+				// btminer answers errors flat: {"STATUS":"E","Msg":...}.
+				var one cgStatus
+				if json.Unmarshal(raw[k], &one.Status) != nil {
+					return env, badReplyf(miner, "%s: STATUS is neither a list nor a string", what)
+				}
+				_ = json.Unmarshal(raw["Msg"], &one.Msg)
+				_ = json.Unmarshal(raw["Code"], &one.Code)
+				env.Status = []cgStatus{one}
+			}
+			continue
 		}
+		dst, ok := sections[strings.TrimRight(k, "0123456789")]
+		if !ok {
+			continue
+		}
+		var objs []map[string]json.RawMessage
+		if err := json.Unmarshal(raw[k], &objs); err != nil {
+			return env, badReply(miner, fmt.Errorf("%s: %s: %w", what, k, err))
+		}
+		*dst = append(*dst, objs...)
 	}
 	if len(env.Status) == 0 {
 		return env, badReplyf(miner, "%s: reply has no STATUS", what)
@@ -179,38 +248,55 @@ func decodeCG(miner, what string, b []byte) (cgEnvelope, error) {
 	return env, nil
 }
 
-var cgRateKey = regexp.MustCompile(`^([KMGT])HS (5s|30s|1m|5m|15m|av)$`)
+// numberedLess orders "STATS2" before "STATS10".
+func numberedLess(a, b string) bool {
+	pa, pb := strings.TrimRight(a, "0123456789"), strings.TrimRight(b, "0123456789")
+	if pa != pb || len(a) == len(b) {
+		return a < b
+	}
+	return len(a) < len(b)
+}
 
-// cgRate finds the freshest hashrate in a cgminer object, whatever its unit:
-// cgminer uses "MHS 5s", TeamRedMiner "KHS 30s"/"MHS 30s", bmminer
-// "GHS 5s" as a string.
-func cgRate(miner string, obj map[string]json.RawMessage) (num, error) {
-	rank := map[string]int{"5s": 0, "30s": 1, "1m": 2, "5m": 3, "15m": 4, "av": 5}
-	mult := map[string]float64{"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+// cgWindows ranks the averaging windows cgminer-family miners name their
+// rate fields with, shortest first. A reading uses the shortest one a
+// miner reports (see README, "Averaging window").
+var cgWindows = map[string]int{"5s": 0, "10s": 1, "20s": 2, "30s": 3, "1m": 4, "5m": 5, "15m": 6, "30m": 7, "24h": 8, "av": 9}
+
+var cgRateKey = regexp.MustCompile(`^([KMGT])HS ([0-9]+[smh]|av)$`)
+
+// cgRate finds the rate of the shortest window in a cgminer object, in H/s
+// by units: cgminer uses "MHS 5s", "MHS 20s" (scrypt builds), TeamRedMiner
+// "KHS 30s"/"MHS 30s", bmminer "GHS 5s" as a string. window is the field's
+// window, "" when the object has none.
+func cgRate(miner string, obj map[string]json.RawMessage, u cgUnits) (n num, window string, err error) {
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	best, bestRank := num{}, 99
+	bestRank := len(cgWindows)
 	for _, k := range keys {
 		m := cgRateKey.FindStringSubmatch(k)
-		if m == nil || rank[m[2]] >= bestRank {
+		if m == nil {
 			continue
 		}
-		var n num
-		if err := json.Unmarshal(obj[k], &n); err != nil {
-			return num{}, badReply(miner, fmt.Errorf("%q: %w", k, err))
-		}
-		if !n.OK {
+		rank, ok := cgWindows[m[2]]
+		if !ok || rank >= bestRank {
 			continue
 		}
-		if n.V < 0 {
-			return num{}, badReplyf(miner, "negative %q %g", k, n.V)
+		var v num
+		if err := json.Unmarshal(obj[k], &v); err != nil {
+			return num{}, "", badReply(miner, fmt.Errorf("%q: %w", k, err))
 		}
-		best, bestRank = num{V: n.V * mult[m[1]], OK: true}, rank[m[2]]
+		if !v.OK {
+			continue
+		}
+		if v.V < 0 {
+			return num{}, "", badReplyf(miner, "negative %q %g", k, v.V)
+		}
+		n, window, bestRank = num{V: v.V * u.factor(m[1]), OK: true}, m[2], rank
 	}
-	return best, nil
+	return n, window, nil
 }
 
 func cgNum(obj map[string]json.RawMessage, key string) num {
@@ -243,72 +329,155 @@ func cgBool(obj map[string]json.RawMessage, key string) bool {
 	return b
 }
 
+// CGReplies are the replies one cgminer-family reading is made of. Summary
+// is required; the others may be nil.
+type CGReplies struct {
+	Summary []byte
+	Devs    []byte // cgminer, TeamRedMiner: per-device detail
+	Pools   []byte
+	Stats   []byte // Antminer and Innosilicon: per-board detail and model
+	Version []byte // model, when stats does not name it
+	Temps   []byte // BOSminer: board and chip temperatures
+	// Algorithm is what the flight sheet mines; it picks the units when the
+	// replies name no model the unit table knows.
+	Algorithm string
+}
+
 // ParseCGMiner reads the replies to "summary" and, when not nil, "devs",
 // "pools" and Antminer "stats".
 func ParseCGMiner(summary, devs, pools, stats []byte) (Stats, error) {
+	return ParseCGMinerReplies(CGReplies{Summary: summary, Devs: devs, Pools: pools, Stats: stats})
+}
+
+// ParseCGMinerReplies reads one cgminer-family reading. Rates are scaled by
+// the unit table for the machine's model, or its algorithm (cgunits.go).
+func ParseCGMinerReplies(r CGReplies) (Stats, error) {
 	const miner = "cgminer"
-	env, err := decodeCG(miner, "summary", summary)
-	if err != nil {
-		return Stats{}, err
+	var env cgEnvelope
+	if r.Summary != nil || r.Stats == nil {
+		var err error
+		if env, err = decodeCG(miner, "summary", r.Summary); err != nil {
+			return Stats{}, err
+		}
+		if len(env.Summary) == 0 {
+			return Stats{}, badReplyf(miner, "summary: reply has no SUMMARY")
+		}
 	}
-	if len(env.Summary) == 0 {
-		return Stats{}, badReplyf(miner, "summary: reply has no SUMMARY")
+	// Optional replies that cannot be read leave their fields empty; the
+	// summary alone is a reading.
+	var senv, venv, denv, penv, tenv cgEnvelope
+	if r.Stats != nil {
+		senv, _ = decodeCG(miner, "stats", r.Stats)
 	}
-	sum := env.Summary[0]
+	if r.Version != nil {
+		venv, _ = decodeCG(miner, "version", r.Version)
+	}
+	if r.Devs != nil {
+		denv, _ = decodeCG(miner, "devs", r.Devs)
+	}
+	if r.Pools != nil {
+		penv, _ = decodeCG(miner, "pools", r.Pools)
+	}
+	if r.Temps != nil {
+		tenv, _ = decodeCG(miner, "temps", r.Temps)
+	}
+	model, firmware := cgModel(senv.Stats, venv.Version)
+	units := unitsFor(model, r.Algorithm)
+
+	var sum map[string]json.RawMessage
+	var version string
+	switch {
+	case len(env.Summary) > 0:
+		sum, version = env.Summary[0], env.Status[0].Description
+	case len(senv.Stats) > 0:
+		// Without a summary, Antminer's stats object carries the same
+		// "GHS 5s" and "Elapsed"; Innosilicon's only per-board rates.
+		sum, version = cgStatsSummary(senv.Stats), senv.Status[0].Description
+	default:
+		return Stats{}, badReplyf(miner, "stats: reply has no STATS")
+	}
 	st := Stats{
 		Miner:    miner,
-		Version:  env.Status[0].Description,
+		Version:  version,
+		Model:    model,
 		Uptime:   time.Duration(cgNum(sum, "Elapsed").count()) * time.Second,
 		Accepted: cgNum(sum, "Accepted").count(),
 		Rejected: cgNum(sum, "Rejected").count(),
 		Stale:    cgNum(sum, "Stale").count(),
 	}
-	total, err := cgRate(miner, sum)
+	if firmware != "" {
+		st.Version = firmware
+	}
+	total, _, err := cgRate(miner, sum, units)
 	if err != nil {
 		return Stats{}, err
 	}
-	if pools != nil {
-		if penv, err := decodeCG(miner, "pools", pools); err == nil {
-			st.Pool = cgActivePool(penv.Pools)
+	st.Pool = cgActivePool(penv.Pools)
+	for i, d := range denv.Devs {
+		rate, _, err := cgRate(miner, d, units)
+		if err != nil {
+			return Stats{}, err
 		}
+		idx := cgNum(d, "GPU")
+		if !idx.OK {
+			idx = cgNum(d, "ASC")
+		}
+		if !idx.OK {
+			idx = num{V: float64(i), OK: true}
+		}
+		st.GPUs = append(st.GPUs, GPUStats{
+			Index: int(idx.count()), Hashrate: rate.V,
+			Accepted: cgNum(d, "Accepted").count(), Rejected: cgNum(d, "Rejected").count(),
+			TemperatureC: hottest(cgNum(d, "Temperature")), FanPercent: cgNum(d, "Fan Percent").ptr(),
+		})
 	}
-	if devs != nil {
-		if denv, err := decodeCG(miner, "devs", devs); err == nil {
-			for i, d := range denv.Devs {
-				r, err := cgRate(miner, d)
-				if err != nil {
-					return Stats{}, err
-				}
-				idx := cgNum(d, "GPU")
-				if !idx.OK {
-					idx = cgNum(d, "ASC")
-				}
-				if !idx.OK {
-					idx = num{V: float64(i), OK: true}
-				}
-				fan := cgNum(d, "Fan Percent")
-				st.GPUs = append(st.GPUs, GPUStats{
-					Index: int(idx.count()), Hashrate: r.V,
-					Accepted: cgNum(d, "Accepted").count(), Rejected: cgNum(d, "Rejected").count(),
-					TemperatureC: cgNum(d, "Temperature").ptr(), FanPercent: fan.ptr(),
-				})
+	if boards := asicBoards(senv.Stats, units); len(boards) > 0 {
+		st.GPUs = boards
+		if !total.OK && len(env.Summary) == 0 {
+			for _, b := range boards {
+				total.V += b.Hashrate
 			}
+			total.OK = true
 		}
 	}
-	if stats != nil {
-		if senv, err := decodeCG(miner, "stats", stats); err == nil {
-			boards, ver := antminerBoards(senv.Stats)
-			st.GPUs = append(st.GPUs, boards...)
-			if ver != "" {
-				st.Version = ver
-			}
-		}
-	}
+	st.HottestC = applyTemps(st.GPUs, tenv.Temps)
+	// Whatsminer's btminer puts the machine's board and chip maxima in the
+	// summary itself.
+	st.HottestC = hottest(numOf(st.HottestC), cgNum(sum, "Temperature"), cgNum(sum, "Chip Temp Max"))
 	if !total.OK {
 		return st, noHashrate(miner)
 	}
 	st.TotalHashrate = total.V
 	return st, nil
+}
+
+// cgStatsSummary picks the stats object that carries the machine's rate
+// and uptime (Antminer: the one after the version object). Innosilicon has
+// none; its total is the sum of its boards.
+func cgStatsSummary(objs []map[string]json.RawMessage) map[string]json.RawMessage {
+	for _, o := range objs {
+		if _, ok := o["Elapsed"]; ok {
+			return o
+		}
+	}
+	return map[string]json.RawMessage{}
+}
+
+// cgModel finds the machine model ("Antminer L3+") and firmware version in
+// the stats or version reply.
+func cgModel(stats, version []map[string]json.RawMessage) (model, firmware string) {
+	for _, o := range append(append([]map[string]json.RawMessage{}, stats...), version...) {
+		t := strings.TrimSpace(cgString(o, "Type"))
+		if t == "" {
+			continue
+		}
+		fw := t
+		if m := cgString(o, "Miner"); m != "" {
+			fw += " " + m
+		}
+		return t, strings.TrimSpace(fw)
+	}
+	return "", ""
 }
 
 // cgActivePool picks the pool the miner is mining on: the one with an
@@ -329,30 +498,108 @@ func cgActivePool(pools []map[string]json.RawMessage) string {
 	return best
 }
 
-// antminerBoards reads hash boards from Antminer "stats": chain_rateN in
-// GH/s (string) and the chip temperature temp2_N. Board numbering varies by
-// model, so every N that carries a rate is taken.
-func antminerBoards(objs []map[string]json.RawMessage) ([]GPUStats, string) {
-	var boards []GPUStats
-	ver := ""
-	for _, o := range objs {
-		if t := cgString(o, "Type"); t != "" {
-			ver = t
-			if m := cgString(o, "Miner"); m != "" {
-				ver += " " + m
-			}
+// Temperatures outside this range are how firmwares mark a missing or
+// failed sensor (0, -64, 255), not readings.
+const minRealTempC, maxRealTempC = 0, 150
+
+// hottest returns the highest real reading among ns, or nil when there is
+// none: overheat protection must see the hottest sensor of a board, and a
+// board without a working sensor has no temperature rather than 0 °C.
+func hottest(ns ...num) *float64 {
+	var best *float64
+	for _, n := range ns {
+		if !n.OK || n.V <= minRealTempC || n.V >= maxRealTempC {
+			continue
 		}
-		for n := 1; n <= 16; n++ {
-			rate := cgNum(o, "chain_rate"+strconv.Itoa(n))
-			if !rate.OK || rate.V < 0 {
+		if best == nil || n.V > *best {
+			v := n.V
+			best = &v
+		}
+	}
+	return best
+}
+
+// dashTemps reads Antminer's per-sensor strings such as temp_chip1
+// "48-80-49-70" (one figure per sensor on the board).
+func dashTemps(s string) []num {
+	var out []num
+	for _, f := range strings.Split(s, "-") {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(f), 64); err == nil {
+			out = append(out, num{V: v, OK: true})
+		}
+	}
+	return out
+}
+
+// asicBoards reads hash boards from a "stats" reply: Antminer's numbered
+// fields (chain_rateN, chain_acnN, tempN, temp2_N, temp3_N, temp_chipN,
+// temp_pcbN) or Innosilicon's one object per board ("Num chips",
+// "MHS av", "Temp"). A slot with no chips is an empty slot, not a board.
+func asicBoards(objs []map[string]json.RawMessage, u cgUnits) []GPUStats {
+	var boards []GPUStats
+	for _, o := range objs {
+		if chips, ok := o["Num chips"]; ok {
+			var n num
+			_ = json.Unmarshal(chips, &n)
+			if n.V <= 0 {
 				continue
 			}
-			g := GPUStats{Index: len(boards), Name: "chain " + strconv.Itoa(n), Hashrate: rate.V * 1e9}
-			if t := cgNum(o, "temp2_"+strconv.Itoa(n)); t.OK && t.V > 0 {
-				g.TemperatureC = t.ptr()
+			rate, _, _ := cgRate("cgminer", o, u)
+			boards = append(boards, GPUStats{
+				Index: len(boards), Name: "board " + strconv.Itoa(int(cgNum(o, "STATS").count())), Hashrate: rate.V,
+				TemperatureC: hottest(cgNum(o, "Temp"), cgNum(o, "Temp max")),
+			})
+			continue
+		}
+		for n := 1; n <= 16; n++ {
+			i := strconv.Itoa(n)
+			rate := cgNum(o, "chain_rate"+i)
+			acn, hasACN := o["chain_acn"+i]
+			var chips num
+			if hasACN {
+				_ = json.Unmarshal(acn, &chips)
+			}
+			switch {
+			case hasACN && chips.V <= 0:
+				continue // empty slot
+			case !hasACN && (!rate.OK || rate.V < 0):
+				continue
+			}
+			temps := []num{cgNum(o, "temp"+i), cgNum(o, "temp2_"+i), cgNum(o, "temp3_"+i)}
+			temps = append(temps, dashTemps(cgString(o, "temp_chip"+i))...)
+			temps = append(temps, dashTemps(cgString(o, "temp_pcb"+i))...)
+			g := GPUStats{Index: len(boards), Name: "chain " + i, TemperatureC: hottest(temps...)}
+			if rate.OK && rate.V >= 0 {
+				g.Hashrate = rate.V * u.g
 			}
 			boards = append(boards, g)
 		}
 	}
-	return boards, strings.TrimSpace(ver)
+	return boards
+}
+
+// applyTemps sets board temperatures from BOSminer's "temps" reply, whose
+// entries follow the boards in order; Board and Chip of 0 mean no sensor.
+// It returns the hottest reading among the boards and the temps reply, which
+// counts even when the replies name no boards (BOSminer without "devs").
+func applyTemps(boards []GPUStats, temps []map[string]json.RawMessage) *float64 {
+	var all []num
+	for i, t := range temps {
+		h := hottest(cgNum(t, "Board"), cgNum(t, "Chip"))
+		if h == nil {
+			continue
+		}
+		all = append(all, num{V: *h, OK: true})
+		if i < len(boards) {
+			if cur := boards[i].TemperatureC; cur == nil || *h > *cur {
+				boards[i].TemperatureC = h
+			}
+		}
+	}
+	for _, b := range boards {
+		if b.TemperatureC != nil {
+			all = append(all, num{V: *b.TemperatureC, OK: true})
+		}
+	}
+	return hottest(all...)
 }

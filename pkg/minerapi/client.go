@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -84,6 +85,10 @@ func (c *Client) GetHTTP(ctx context.Context, url, token string) ([]byte, error)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if strings.Contains(err.Error(), "malformed HTTP") {
+			// Something answered, in another protocol.
+			return nil, fmt.Errorf("GET %s: %w: %w", url, ErrNotHTTP, err)
+		}
 		return nil, fmt.Errorf("GET %s: %w: %w", url, ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
@@ -92,6 +97,8 @@ func (c *Client) GetHTTP(ctx context.Context, url, token string) ([]byte, error)
 		return nil, fmt.Errorf("GET %s: %w", url, ErrUnauthorized)
 	case resp.StatusCode == http.StatusForbidden:
 		return nil, fmt.Errorf("GET %s: %w", url, ErrForbidden)
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("GET %s: %w", url, ErrNotFound)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return nil, fmt.Errorf("GET %s: %w: HTTP status %d", url, ErrBadReply, resp.StatusCode)
 	}
@@ -140,8 +147,57 @@ func (c *Client) CGMinerCommand(ctx context.Context, addr, command string) ([]by
 	return bytes.TrimSpace(body), nil
 }
 
+// TCPRead connects to addr, writes send (when not empty) and reads the
+// answer until the peer closes or the bytes read so far are a whole JSON
+// value: the raw stats APIs of older miners (lolMiner 0.x, ccminer) work
+// this way.
+func (c *Client) TCPRead(ctx context.Context, addr string, send []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	conn, err := c.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tcp %s: %w: %w", addr, ErrUnreachable, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	if len(send) > 0 {
+		if _, err := conn.Write(send); err != nil {
+			return nil, fmt.Errorf("tcp %s: %w: %w", addr, ErrUnreachable, ctxErr(ctx, err))
+		}
+	}
+	body, err := c.readLimited(&untilJSON{r: conn})
+	if err != nil {
+		return nil, fmt.Errorf("tcp %s: %w", addr, ctxErr(ctx, err))
+	}
+	return body, nil
+}
+
+// untilJSON reports EOF once the bytes read form one whole JSON value or
+// end with a NUL, so a miner that keeps the socket open costs no timeout.
+type untilJSON struct {
+	r    io.Reader
+	buf  []byte
+	done bool
+}
+
+func (u *untilJSON) Read(p []byte) (int, error) {
+	if u.done {
+		return 0, io.EOF
+	}
+	n, err := u.r.Read(p)
+	u.buf = append(u.buf, p[:n]...)
+	if t := bytes.TrimSpace(u.buf); bytes.IndexByte(p[:n], 0) >= 0 || (len(t) > 0 && (t[0] == '{' || t[0] == '[') && json.Valid(t)) {
+		u.done = true
+	}
+	return n, err
+}
+
 // readLimited reads r to EOF, failing with ErrTooLarge past maxBytes and
-// with ErrBadReply on an empty reply.
+// with ErrUnreachable on an empty reply.
 func (c *Client) readLimited(r io.Reader) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r, c.maxBytes+1))
 	if err != nil {
@@ -151,7 +207,9 @@ func (c *Client) readLimited(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, c.maxBytes)
 	}
 	if len(bytes.TrimSpace(bytes.Trim(body, "\x00"))) == 0 {
-		return nil, fmt.Errorf("%w: empty reply", ErrBadReply)
+		// A connection closed without a byte is a miner that did not
+		// answer.
+		return nil, fmt.Errorf("%w: empty reply", ErrUnreachable)
 	}
 	return body, nil
 }

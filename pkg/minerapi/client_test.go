@@ -38,13 +38,13 @@ func TestHTTPBadReplies(t *testing.T) {
 		notWant error
 	}{
 		{"garbage", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("<html>nginx</html>")) },
-			[]error{minerapi.ErrBadReply, minerapi.ErrUnreachable}, minerapi.ErrAuth},
+			[]error{minerapi.ErrBadReply}, minerapi.ErrUnreachable},
 		{"empty", func(w http.ResponseWriter, _ *http.Request) {},
-			[]error{minerapi.ErrBadReply}, nil},
+			[]error{minerapi.ErrUnreachable}, minerapi.ErrBadReply},
 		{"truncated", func(w http.ResponseWriter, _ *http.Request) { w.Write(summary[:len(summary)/2]) },
 			[]error{minerapi.ErrBadReply}, nil},
 		{"huge", func(w http.ResponseWriter, _ *http.Request) { w.Write(huge) },
-			[]error{minerapi.ErrTooLarge, minerapi.ErrBadReply, minerapi.ErrUnreachable}, nil},
+			[]error{minerapi.ErrTooLarge, minerapi.ErrBadReply}, minerapi.ErrUnreachable},
 		{"slow", func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-r.Context().Done():
@@ -139,8 +139,8 @@ func TestCGMinerBadReplies(t *testing.T) {
 		want   error
 	}{
 		{"garbage", func(c net.Conn) { c.Write([]byte("STATUS=S,When=1|garbage\x00")) }, minerapi.ErrBadReply},
-		{"empty close", func(c net.Conn) {}, minerapi.ErrBadReply},
-		{"only NUL", func(c net.Conn) { c.Write([]byte{0}) }, minerapi.ErrBadReply},
+		{"empty close", func(c net.Conn) {}, minerapi.ErrUnreachable},
+		{"only NUL", func(c net.Conn) { c.Write([]byte{0}) }, minerapi.ErrUnreachable},
 		{"truncated", func(c net.Conn) { c.Write(recorded.MustGet(recorded.CGMinerSummary)[:100]) }, minerapi.ErrBadReply},
 		{"huge", func(c net.Conn) {
 			chunk := bytes.Repeat([]byte("{"), 64<<10)
@@ -163,7 +163,9 @@ func TestCGMinerBadReplies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ep := tcpServer(t, tc.handle)
-			c := minerapi.NewClient(minerapi.WithTimeout(300*time.Millisecond), minerapi.WithMaxBytes(1<<20))
+			// A small limit keeps the oversized case well inside the
+			// deadline on a loaded machine.
+			c := minerapi.NewClient(minerapi.WithTimeout(300*time.Millisecond), minerapi.WithMaxBytes(64<<10))
 			st, err := newAdapter(t, "cgminer", minerapi.Options{Client: c}).Stats(context.Background(), ep)
 			if tc.want == nil {
 				if err != nil || st.TotalHashrate == 0 {
@@ -171,8 +173,14 @@ func TestCGMinerBadReplies(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, tc.want) || !errors.Is(err, minerapi.ErrUnreachable) {
+			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			// A miner that answered is never "unreachable"; one that did
+			// not answer is never a bad reply.
+			answered := errors.Is(err, minerapi.ErrBadReply)
+			if answered == errors.Is(err, minerapi.ErrUnreachable) {
+				t.Fatalf("err = %v is both or neither of unreachable and bad reply", err)
 			}
 			if tc.name == "error status" && !strings.Contains(err.Error(), "Access denied") {
 				t.Errorf("err = %v, want the miner's message", err)

@@ -132,6 +132,10 @@ func (c *custom) Stats(ctx context.Context, ep Endpoint) (Stats, error) {
 
 // ParseCustom reads a reply with a user's mapping.
 func ParseCustom(m CustomMapping, b []byte) (Stats, error) {
+	return hottestOf(parseCustom(m, b))
+}
+
+func parseCustom(m CustomMapping, b []byte) (Stats, error) {
 	const miner = "custom"
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()

@@ -6,19 +6,29 @@ import (
 )
 
 // Error classes. Every error this package returns wraps exactly one of the
-// roots (ErrUnreachable, ErrAuth, ErrNoHashrate, ErrConfig), so a watchdog can
-// decide with errors.Is whether to restart the miner, alert about a wrong
-// token, or just wait for the miner to warm up.
+// roots (ErrUnreachable, ErrBadReply, ErrAuth, ErrNoHashrate, ErrConfig), so
+// a watchdog can decide with errors.Is whether to restart the miner, alert
+// about a wrong token, report a reply it cannot read, or just wait for the
+// miner to warm up.
 var (
-	// ErrUnreachable means the stats API could not be used: connection
-	// refused, timeout, reset, or a reply that is not what the miner serves.
+	// ErrUnreachable means the miner did not answer: connection refused,
+	// timeout, reset, or a connection closed without a byte.
 	ErrUnreachable = errors.New("miner API unreachable")
-	// ErrBadReply is a reply that arrived but cannot be understood (garbage,
-	// empty, truncated, an error status). It is a kind of ErrUnreachable.
-	ErrBadReply = fmt.Errorf("%w: bad reply", ErrUnreachable)
+	// ErrBadReply is a reply that arrived but cannot be understood even
+	// after the known firmware defects are repaired (garbage, truncated, an
+	// error status, an HTTP error). The miner is alive, so it is not
+	// ErrUnreachable: restarting a miner that answers would not fix a
+	// reply this package cannot read.
+	ErrBadReply = errors.New("miner API reply not understood")
 	// ErrTooLarge is a reply longer than the client's limit. It is a kind
 	// of ErrBadReply.
 	ErrTooLarge = fmt.Errorf("%w: reply too large", ErrBadReply)
+	// ErrNotFound is HTTP 404: the miner answers but not at this path
+	// (an older API version). It is a kind of ErrBadReply.
+	ErrNotFound = fmt.Errorf("%w: 404 not found", ErrBadReply)
+	// ErrNotHTTP is an answer that is not HTTP at all, as from the raw TCP
+	// APIs of older miners (lolMiner 0.x). It is a kind of ErrBadReply.
+	ErrNotHTTP = fmt.Errorf("%w: answer is not HTTP", ErrBadReply)
 
 	// ErrAuth means the miner refused our credentials; restarting the miner
 	// will not help.

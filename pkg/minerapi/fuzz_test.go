@@ -33,6 +33,8 @@ func checkStats(t *testing.T, st minerapi.Stats, err error) {
 func FuzzParseXmrig(f *testing.F) {
 	f.Add(recorded.MustGet(recorded.XmrigSummary), recorded.MustGet(recorded.XmrigBackends))
 	f.Add([]byte(`{"version":"6","hashrate":{"total":[null,null,null]}}`), []byte(`[]`))
+	f.Add(recorded.MustGet(recorded.Xmrig2Summary), []byte(nil))
+	f.Add(recorded.MustGet(recorded.WildRigSummary), []byte(nil))
 	f.Fuzz(func(t *testing.T, sum, back []byte) {
 		st, err := minerapi.ParseXmrig(sum, back)
 		checkStats(t, st, err)
@@ -51,6 +53,7 @@ func FuzzParseTrex(f *testing.F) {
 func FuzzParseLolminer(f *testing.F) {
 	f.Add(recorded.MustGet(recorded.Lolminer1x))
 	f.Add(recorded.MustGet(recorded.LolminerNew))
+	f.Add(recorded.MustGet(recorded.Lolminer041))
 	f.Add([]byte(`{"Algorithms":[{"Total_Performance":1,"Performance_Factor":0,"Performance_Unit":"x"}],"Workers":[{"PCIE_Address":"1:99"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := minerapi.ParseLolminer(b)
@@ -68,11 +71,60 @@ func FuzzParseGminer(f *testing.F) {
 }
 
 func FuzzParseCGMiner(f *testing.F) {
-	f.Add(recorded.MustGet(recorded.CGMinerSummary), recorded.MustGet(recorded.CGMinerDevs), recorded.MustGet(recorded.CGMinerPools), []byte(nil))
-	f.Add(recorded.MustGet(recorded.BMMinerSummary), []byte(nil), recorded.MustGet(recorded.BMMinerPools), recorded.MustGet(recorded.BMMinerStats))
-	f.Fuzz(func(t *testing.T, sum, devs, pools, stats []byte) {
-		st, err := minerapi.ParseCGMiner(sum, devs, pools, stats)
+	g := recorded.MustGet
+	f.Add(g(recorded.CGMinerSummary), g(recorded.CGMinerDevs), g(recorded.CGMinerPools), []byte(nil), []byte(nil), []byte(nil), "")
+	f.Add(g(recorded.BMMinerSummary), []byte(nil), g(recorded.BMMinerPools), g(recorded.BMMinerStats), []byte(nil), []byte(nil), "")
+	f.Add([]byte(nil), []byte(nil), g(recorded.AntminerL3PlusPools), g(recorded.AntminerL3PlusStats), []byte(nil), []byte(nil), "scrypt")
+	f.Add(g(recorded.AntminerZ9Summary), []byte(nil), []byte(nil), []byte(nil), g(recorded.AntminerZ9Version), []byte(nil), "equihash")
+	f.Add([]byte(nil), []byte(nil), g(recorded.InnosiliconA9Pools), g(recorded.InnosiliconA9Stats), []byte(nil), []byte(nil), "equihash")
+	f.Add(g(recorded.BOSminerSummary), []byte(nil), g(recorded.BOSminerPools), []byte(nil), g(recorded.BOSminerVersion), g(recorded.BOSminerTemps), "")
+	f.Add(g(recorded.WhatsminerSummary), []byte(nil), g(recorded.WhatsminerPools), g(recorded.WhatsminerBadCmd), []byte(nil), []byte(nil), "")
+	f.Add(append(g(recorded.AntminerD3Summary), "\x00junk"...), []byte(nil), []byte(nil), g(recorded.AntminerS17Stats), []byte(nil), []byte(nil), "")
+	f.Fuzz(func(t *testing.T, sum, devs, pools, stats, version, temps []byte, algo string) {
+		st, err := minerapi.ParseCGMinerReplies(minerapi.CGReplies{
+			Summary: sum, Devs: devs, Pools: pools, Stats: stats, Version: version, Temps: temps, Algorithm: algo,
+		})
 		checkStats(t, st, err)
+		if st.HottestC != nil && (*st.HottestC <= 0 || *st.HottestC >= 150) {
+			t.Fatalf("HottestC = %v is not a real reading", *st.HottestC)
+		}
+	})
+}
+
+func FuzzParseClaymore(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.PhoenixGetstat1), "")
+	f.Add(recorded.MustGet(recorded.TTMinerGetstat1), "ethash")
+	f.Add([]byte(`{"result":["x","-1","-5;a;b","off;1e400","","","999;-1;nan","",""]}`), "kawpow")
+	f.Fuzz(func(t *testing.T, b []byte, algo string) {
+		st, err := minerapi.ParseClaymore(b, algo)
+		checkStats(t, st, err)
+	})
+}
+
+func FuzzParseCCMiner(f *testing.F) {
+	g := recorded.MustGet
+	f.Add(g(recorded.CCMinerSummary), []byte(nil), g(recorded.CCMinerPool), g(recorded.CCMinerHWInfo))
+	f.Add(g(recorded.CPUMinerSummary), g(recorded.CPUMinerThreads), []byte(nil), []byte(nil))
+	f.Add([]byte("NAME=x;KHS=-1|"), []byte("GPU=99999;BUS=300;KHS=1e400;POWER=-5|CPU=-1|"), []byte("|||"), []byte("GPU=0;TEMP=nan|"))
+	f.Fuzz(func(t *testing.T, sum, threads, pool, hw []byte) {
+		st, err := minerapi.ParseCCMiner(minerapi.CCMinerReplies{Summary: sum, Threads: threads, Pool: pool, HWInfo: hw})
+		checkStats(t, st, err)
+	})
+}
+
+func FuzzParseJSONMiners(f *testing.F) {
+	for _, n := range []string{recorded.SRBMinerMulti, recorded.NBMinerStatus, recorded.NanominerStats, recorded.MiniZGetstat} {
+		f.Add(recorded.MustGet(n))
+	}
+	f.Add([]byte(`{"Algorithms":[{"X":{"GPU 99999":{"Hashrate":"-1"},"Total":{"Hashrate":"1e400"}}}],"Devices":[{"GPU -1":{"Pci":"zz"}}]}`))
+	f.Add([]byte(`{"miner":{"devices":[{"hashrate_raw":-3,"fan":300,"pci_bus_id":"ff:1f.7"}]},"gpu_hashrate":[{"GPU-1":1,"total":-2}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, parse := range []func([]byte) (minerapi.Stats, error){
+			minerapi.ParseSRBMiner, minerapi.ParseNBMiner, minerapi.ParseNanominer, minerapi.ParseMiniZ,
+		} {
+			st, err := parse(b)
+			checkStats(t, st, err)
+		}
 	})
 }
 

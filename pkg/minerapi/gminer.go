@@ -78,6 +78,10 @@ type gminerStat struct {
 
 // ParseGminer reads GMiner's /stat reply.
 func ParseGminer(b []byte) (Stats, error) {
+	return hottestOf(parseGminer(b))
+}
+
+func parseGminer(b []byte) (Stats, error) {
 	const miner = "gminer"
 	var s gminerStat
 	if err := json.Unmarshal(b, &s); err != nil {

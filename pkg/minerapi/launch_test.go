@@ -51,6 +51,28 @@ func TestLaunchArgs(t *testing.T) {
 			"--api_listen=127.0.0.1:4067", "-d 0,2", "--extra 1"}},
 		{"xmrig", []string{"--config=xmrig.json", "--cuda-devices=0,2", "--extra 1"}},
 		{"bmminer", []string{"--config bmminer.conf", "--extra 1"}},
+		{"claymore", []string{"-epool stratum+tcp://rvn.2miners.com:6060 -ewal RWallet.rig07 -epsw x",
+			"-mport -4067", "-di 02", "--extra 1"}},
+		{"phoenixminer", []string{"-pool stratum+tcp://rvn.2miners.com:6060 -wal RWallet.rig07 -pass x",
+			"-pool2 stratum+ssl://rvn-eu.example.org:16060 -wal2 RWallet.rig07 -pass2 d=8",
+			"-cdm 1 -cdmport 4067", "-gpus 02", "--extra 1"}},
+		{"ttminer", []string{"-a kawpow", "-P stratum+tcp://RWallet.rig07:x@rvn.2miners.com:6060",
+			"-P stratum+ssl://RWallet.rig07:d=8@rvn-eu.example.org:16060", "--api-bind 127.0.0.1:4067", "-d 0 2", "--extra 1"}},
+		{"ccminer", []string{"-a kawpow", "-o stratum+tcp://rvn.2miners.com:6060 -u RWallet.rig07 -p x",
+			"-o stratum+ssl://rvn-eu.example.org:16060 -u RWallet.rig07 -p d=8", "-b 127.0.0.1:4067", "-d 0,2", "--extra 1"}},
+		{"cpuminer-opt", []string{"-a kawpow", "-o stratum+tcp://rvn.2miners.com:6060 -u RWallet.rig07 -p x",
+			"-b 127.0.0.1:4067", "--extra 1"}},
+		{"srbminer", []string{"--algorithm kawpow",
+			"--pool stratum+tcp://rvn.2miners.com:6060,stratum+ssl://rvn-eu.example.org:16060",
+			"--wallet RWallet.rig07,RWallet.rig07 --password x,d=8 --api-enable --api-port 4067", "--gpu-id 0,2", "--extra 1"}},
+		{"miniz", []string{"--par=kawpow", "--url=RWallet.rig07@rvn.2miners.com:6060 --pass=x",
+			"--url=ssl://RWallet.rig07@rvn-eu.example.org:16060 --pass=d=8", "--telemetry=127.0.0.1:4067",
+			"--cuda-devices 0 2", "--extra 1"}},
+		{"nanominer", []string{"config.ini", "--extra 1"}},
+		{"wildrig", []string{"--algo kawpow",
+			"--url stratum+tcp://rvn.2miners.com:6060 --user RWallet.rig07 --pass x",
+			"--url stratum+ssl://rvn-eu.example.org:16060 --user RWallet.rig07 --pass d=8",
+			"--api-port 4067", "--opencl-devices 0,2", "--extra 1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.adapter, func(t *testing.T) {
@@ -177,7 +199,9 @@ func TestLaunchRejectsBadSheets(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := minerapi.Default()
-	want := []string{"bmminer", "bosminer", "cgminer", "custom", "gminer", "lolminer", "teamredminer", "trex", "xmrig"}
+	want := []string{"bmminer", "bosminer", "ccminer", "cgminer", "claymore", "cpuminer-opt", "custom", "gminer", "lolminer",
+		"miniz", "nanominer", "nbminer", "phoenixminer", "srbminer",
+		"teamredminer", "trex", "ttminer", "whatsminer", "wildrig", "xmrig"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)
 	}
@@ -190,7 +214,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("New(%q) = %v, %v", n, a, err)
 		}
 	}
-	if _, err := r.New("nbminer", minerapi.Options{}); !errors.Is(err, minerapi.ErrConfig) || !strings.Contains(err.Error(), "xmrig") {
+	if _, err := r.New("no-such-miner", minerapi.Options{}); !errors.Is(err, minerapi.ErrConfig) || !strings.Contains(err.Error(), "xmrig") {
 		t.Errorf("unknown adapter err = %v", err)
 	}
 	if _, err := r.New("custom", minerapi.Options{}); !errors.Is(err, minerapi.ErrConfig) {

@@ -1,8 +1,12 @@
 package minerapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +52,10 @@ func (l *lolminer) Stats(ctx context.Context, ep Endpoint) (Stats, error) {
 		return Stats{}, err
 	}
 	b, err := l.c.GetHTTP(ctx, ep.url("/summary"), ep.Token)
+	if errors.Is(err, ErrNotHTTP) {
+		// lolMiner 0.x answers on a raw TCP socket with its flat JSON.
+		b, err = l.c.TCPRead(ctx, ep.addr(), []byte("\n"))
+	}
 	if err != nil {
 		return Stats{}, err
 	}
@@ -125,6 +133,10 @@ func lolBusID(s string) string {
 
 // ParseLolminer reads lolMiner's /summary reply in either shape.
 func ParseLolminer(b []byte) (Stats, error) {
+	return hottestOf(parseLolminer(b))
+}
+
+func parseLolminer(b []byte) (Stats, error) {
 	const miner = "lolminer"
 	var s lolSummary
 	if err := json.Unmarshal(b, &s); err != nil {
@@ -134,6 +146,9 @@ func ParseLolminer(b []byte) (Stats, error) {
 		Miner:   miner,
 		Version: strings.TrimSpace(strings.TrimPrefix(s.Software, "lolMiner")),
 		Uptime:  time.Duration(s.Session.Uptime.count()) * time.Second,
+	}
+	if bytes.Contains(b, []byte(`"TotalSpeed(`)) {
+		return parseLolFlat(st, b)
 	}
 	switch {
 	case s.Algorithms != nil:
@@ -232,5 +247,88 @@ func parseLolNew(st Stats, s *lolSummary) (Stats, error) {
 		return Stats{}, err
 	}
 	st.TotalHashrate = r * f
+	return st, nil
+}
+
+// lolFlatWindows are the windows of lolMiner 0.x's flat format, shortest
+// first.
+var lolFlatWindows = []string{"5s", "60s"}
+
+// parseLolFlat reads lolMiner 0.x's flat reply: "TotalSpeed(5s)",
+// "TotalSpeed(60s)" (a blank string until filled), and one "GPU<n>" object
+// per card with "Speed(5s)"/"Speed(60s)". Speeds are in the algorithm's
+// own unit per second (Sol/s for Equihash, the only family 0.x mined).
+// Total and cards come from the shortest window all of them have.
+func parseLolFlat(st Stats, b []byte) (Stats, error) {
+	const miner = "lolminer"
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return Stats{}, badReply(miner, err)
+	}
+	str := func(k string) string {
+		var v string
+		_ = json.Unmarshal(raw[k], &v)
+		return strings.TrimSpace(v)
+	}
+	st.Algorithm = str("Algorithm")
+	st.Pool = str("ConnectedPool")
+	type gpu struct {
+		idx   int
+		name  string
+		speed map[string]num
+	}
+	var gpus []gpu
+	for k, v := range raw {
+		n, ok := strings.CutPrefix(k, "GPU")
+		idx, err := strconv.Atoi(n)
+		if !ok || err != nil || idx < 0 || idx > 255 {
+			continue
+		}
+		var g struct {
+			Name string `json:"Name"`
+			S5   num    `json:"Speed(5s)"`
+			S60  num    `json:"Speed(60s)"`
+		}
+		if err := json.Unmarshal(v, &g); err != nil {
+			return Stats{}, badReply(miner, fmt.Errorf("%s: %w", k, err))
+		}
+		gpus = append(gpus, gpu{idx: idx, name: g.Name, speed: map[string]num{"5s": g.S5, "60s": g.S60}})
+	}
+	sort.Slice(gpus, func(i, j int) bool { return gpus[i].idx < gpus[j].idx })
+	window := ""
+	var total num
+	for _, w := range lolFlatWindows {
+		var t num
+		if err := json.Unmarshal(raw["TotalSpeed("+w+")"], &t); err != nil && raw["TotalSpeed("+w+")"] != nil {
+			return Stats{}, badReply(miner, fmt.Errorf("TotalSpeed(%s): %w", w, err))
+		}
+		complete := t.OK
+		for _, g := range gpus {
+			complete = complete && g.speed[w].OK
+		}
+		if complete {
+			window, total = w, t
+			break
+		}
+	}
+	for _, g := range gpus {
+		gs := GPUStats{Index: g.idx, Name: g.name}
+		if window != "" {
+			r, err := g.speed[window].rate(miner, "Speed("+window+")")
+			if err != nil {
+				return Stats{}, err
+			}
+			gs.Hashrate = r
+		}
+		st.GPUs = append(st.GPUs, gs)
+	}
+	if window == "" {
+		return st, noHashrate(miner)
+	}
+	r, err := total.rate(miner, "TotalSpeed("+window+")")
+	if err != nil {
+		return Stats{}, err
+	}
+	st.TotalHashrate = r
 	return st, nil
 }

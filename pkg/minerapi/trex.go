@@ -78,6 +78,10 @@ type trexSummary struct {
 
 // ParseTrex reads T-Rex's /summary reply.
 func ParseTrex(b []byte) (Stats, error) {
+	return hottestOf(parseTrex(b))
+}
+
+func parseTrex(b []byte) (Stats, error) {
 	const miner = "trex"
 	var s trexSummary
 	if err := json.Unmarshal(b, &s); err != nil {

@@ -62,7 +62,7 @@ func (m *miner) cues() cues {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fakeminer", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer")
+	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer|ccminer|cpuminer|srbminer|nbminer|nanominer|miniz|whatsminer")
 	listen := fl.String("listen", "127.0.0.1:0", "listen address")
 	portFile := fl.String("port-file", "", "write the bound address to this file")
 	token := fl.String("token", "", "require this Bearer token on HTTP APIs")
@@ -258,6 +258,8 @@ var garbageReply = []byte("\x1b[31mGPU0 HW error\x00\xff\xfe{{\"hashrate\":[nan,
 // share counters and temperatures.
 type apiSpec struct {
 	tcp      bool
+	raw      bool              // raw TCP: any request gets the "" route's payload, no NUL
+	text     bool              // ccminer text API: "cmd" or "cmd|" selects the route
 	routes   map[string]string // HTTP path or cgminer command -> payload
 	rate     func(parent, key string) bool
 	accepted func(key string) bool
@@ -272,7 +274,7 @@ func keys(ks ...string) func(string) bool {
 	return func(k string) bool { return set[k] }
 }
 
-var cgRateRe = regexp.MustCompile(`^([KMGT]HS (5s|30s|1m|5m|15m|av)|chain_rate\d+|total_rate)$`)
+var cgRateRe = regexp.MustCompile(`^([KMGT]HS ([0-9]+[smh]|av)|chain_rate\d+|total_rate)$`)
 
 var apis = map[string]apiSpec{
 	"xmrig": {
@@ -317,6 +319,120 @@ var apis = map[string]apiSpec{
 		accepted: keys("Accepted"),
 		temp:     keys("Temperature"),
 	},
+	"xmrig2": {
+		routes: map[string]string{"/": recorded.Xmrig2Summary},
+		rate: func(parent, key string) bool {
+			return parent == "hashrate" && (key == "total" || key == "threads" || key == "highest")
+		},
+		accepted: keys("shares_good", "shares_total"),
+		temp:     keys("temp"),
+	},
+	"wildrig": {
+		routes: map[string]string{"/": recorded.WildRigSummary},
+		rate: func(parent, key string) bool {
+			return parent == "hashrate" && (key == "total" || key == "threads" || key == "highest")
+		},
+		accepted: keys("shares_good", "shares_total"),
+		temp:     keys("temp"),
+	},
+	"lolminer-041": {
+		tcp: true, raw: true,
+		routes: map[string]string{"": recorded.Lolminer041},
+		rate: func(_, key string) bool {
+			return strings.HasPrefix(key, "TotalSpeed(") || strings.HasPrefix(key, "Speed(")
+		},
+		accepted: keys(),
+		temp:     keys(),
+	},
+	"ccminer": {
+		tcp: true, text: true,
+		routes: map[string]string{"summary": recorded.CCMinerSummary, "pool": recorded.CCMinerPool,
+			"hwinfo": recorded.CCMinerHWInfo},
+	},
+	"cpuminer": {
+		tcp: true, text: true,
+		routes: map[string]string{"summary": recorded.CPUMinerSummary, "threads": recorded.CPUMinerThreads},
+	},
+	"whatsminer": {
+		tcp: true,
+		routes: map[string]string{"summary": recorded.WhatsminerSummary, "pools": recorded.WhatsminerPools,
+			"stats": recorded.WhatsminerBadCmd},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     keys("Temperature"),
+	},
+	"srbminer": {
+		routes: map[string]string{"/": recorded.SRBMinerMulti},
+		rate: func(parent, key string) bool {
+			return strings.HasPrefix(key, "hashrate_total") || parent == "gpu_hashrate"
+		},
+		accepted: keys("accepted", "total"),
+		temp:     keys("temperature"),
+	},
+	"nbminer": {
+		routes: map[string]string{"/api/v1/status": recorded.NBMinerStatus},
+		rate: func(_, key string) bool {
+			return strings.HasPrefix(key, "hashrate") || strings.HasPrefix(key, "total_hashrate")
+		},
+		accepted: keys("accepted_shares"),
+		temp:     keys("temperature"),
+	},
+	"nanominer": {
+		routes:   map[string]string{"/stats": recorded.NanominerStats},
+		rate:     func(_, key string) bool { return key == "Hashrate" },
+		accepted: keys("Accepted"),
+		temp:     keys("Temperature"),
+	},
+	"miniz": {
+		tcp: true, raw: true,
+		routes:   map[string]string{"": recorded.MiniZGetstat},
+		rate:     func(_, key string) bool { return key == "speed_sps" },
+		accepted: keys("accepted_shares"),
+		temp:     keys("temperature"),
+	},
+	"phoenix": {
+		tcp: true, raw: true,
+		routes:   map[string]string{"": recorded.PhoenixGetstat1},
+		rate:     func(string, string) bool { return false }, // rates are inside ";" strings
+		accepted: keys(),
+		temp:     keys(),
+	},
+	"ttminer": {
+		tcp: true, raw: true,
+		routes:   map[string]string{"": recorded.TTMinerGetstat1},
+		rate:     func(string, string) bool { return false },
+		accepted: keys(),
+		temp:     keys(),
+	},
+	"antminer-l3plus": {
+		tcp:      true,
+		routes:   map[string]string{"stats": recorded.AntminerL3PlusStats, "pools": recorded.AntminerL3PlusPools},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     func(k string) bool { return strings.HasPrefix(k, "temp2_") },
+	},
+	"antminer-s17": {
+		tcp:      true,
+		routes:   map[string]string{"stats": recorded.AntminerS17Stats, "pools": recorded.AntminerS17Pools},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     func(k string) bool { return strings.HasPrefix(k, "temp2_") },
+	},
+	"innosilicon-a9": {
+		tcp:      true,
+		routes:   map[string]string{"stats": recorded.InnosiliconA9Stats, "pools": recorded.InnosiliconA9Pools},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     keys("Temp"),
+	},
+	"bosminer": {
+		tcp: true,
+		routes: map[string]string{"summary": recorded.BOSminerSummary, "pools": recorded.BOSminerPools,
+			"version": recorded.BOSminerVersion, "temps": recorded.BOSminerTemps, "fans": recorded.BOSminerFans},
+		rate:     func(_, key string) bool { return cgRateRe.MatchString(key) },
+		accepted: keys("Accepted"),
+		temp:     keys("Board"),
+	},
 	"bmminer": {
 		tcp:      true,
 		routes:   map[string]string{"summary": recorded.BMMinerSummary, "pools": recorded.BMMinerPools, "stats": recorded.BMMinerStats},
@@ -341,7 +457,9 @@ func (m *miner) reply(route string) ([]byte, bool) {
 	m.mu.Lock()
 	shares := m.shares
 	m.mu.Unlock()
-	bmStats := name == recorded.BMMinerStats
+	// The .txt captures keep Antminer's missing comma between the STATS
+	// objects; the fake serves them with it.
+	bmStats := strings.HasSuffix(name, ".txt")
 	if bmStats {
 		raw = bytes.ReplaceAll(raw, []byte("}{"), []byte("},{"))
 	}
@@ -468,6 +586,14 @@ func mapScalars(v any, fn func(float64) float64) any {
 }
 
 func (m *miner) serve(ctx context.Context, ln net.Listener) {
+	if apis[m.api].text {
+		m.serveText(ln)
+		return
+	}
+	if apis[m.api].raw {
+		m.serveRaw(ln)
+		return
+	}
 	if apis[m.api].tcp {
 		m.serveCGMiner(ctx, ln)
 		return
@@ -500,6 +626,74 @@ func (m *miner) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
+}
+
+// serveText answers like ccminer: the request is a command name, maybe
+// followed by "|"; the reply is the recorded text with its rates scaled by
+// the hashrate cue, and the connection closes.
+func (m *miner) serveText(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if m.cues().hang {
+				_, _ = io.Copy(io.Discard, conn)
+				return
+			}
+			buf := make([]byte, 512)
+			n, _ := conn.Read(buf)
+			cmd, _, _ := strings.Cut(strings.TrimSpace(string(buf[:n])), "|")
+			name, ok := apis[m.api].routes[cmd]
+			c := m.cues()
+			switch {
+			case c.garbage:
+				_, _ = conn.Write(garbageReply)
+			case ok:
+				_, _ = conn.Write(scaleText(recorded.MustGet(name), c.scale))
+			}
+		}()
+	}
+}
+
+// textRate matches the rate fields of the ccminer text API.
+var textRate = regexp.MustCompile(`(^|;|\|)(KHS|HS|kH/s|H/s)=([0-9.]+)`)
+
+func scaleText(b []byte, scale float64) []byte {
+	return textRate.ReplaceAllFunc(b, func(m []byte) []byte {
+		sub := textRate.FindSubmatch(m)
+		v, err := strconv.ParseFloat(string(sub[3]), 64)
+		if err != nil {
+			return m
+		}
+		return []byte(string(sub[1]) + string(sub[2]) + "=" + strconv.FormatFloat(v*scale, 'f', -1, 64))
+	})
+}
+
+// serveRaw answers like lolMiner 0.x: whatever the client sends, the
+// reply is the JSON document, and the connection closes.
+func (m *miner) serveRaw(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if m.cues().hang {
+				_, _ = io.Copy(io.Discard, conn)
+				return
+			}
+			buf := make([]byte, 512)
+			_, _ = conn.Read(buf)
+			body, _ := m.reply("")
+			_, _ = conn.Write(body)
+		}()
+	}
 }
 
 func (m *miner) serveCGMiner(ctx context.Context, ln net.Listener) {

@@ -29,6 +29,41 @@ const (
 	// BMMinerStats keeps the Antminer firmware's missing comma between the
 	// two STATS objects, so it is not valid JSON on purpose.
 	BMMinerStats = "bmminer-stats.txt"
+
+	// Captures from real machines; README.md names where each was
+	// published. The .txt ones keep the firmware's missing comma.
+	AntminerL3PlusStats = "antminer-l3plus-stats.txt"
+	AntminerL3PlusPools = "antminer-l3plus-pools.json"
+	AntminerD3Stats     = "antminer-d3-stats.txt"
+	AntminerD3Summary   = "antminer-d3-summary.json"
+	AntminerZ9Summary   = "antminer-z9mini-summary.json"
+	AntminerZ9Version   = "antminer-z9mini-version.json"
+	InnosiliconA9Stats  = "innosilicon-a9-stats.json"
+	InnosiliconA9Pools  = "innosilicon-a9-pools.json"
+	AntminerS17Stats    = "antminer-s17pro-stats.json"
+	AntminerS17Pools    = "antminer-s17pro-pools.json"
+	BOSminerVersion     = "bosminer-s9-version.json"
+	BOSminerSummary     = "bosminer-s9-summary.json"
+	BOSminerPools       = "bosminer-s9-pools.json"
+	BOSminerTemps       = "bosminer-s9-temps.json"
+	BOSminerFans        = "bosminer-s9-fans.json"
+	Xmrig2Summary       = "xmrig2-nvidia-summary.json"
+	WildRigSummary      = "wildrig-summary.json"
+	Lolminer041         = "lolminer-041.json"
+	PhoenixGetstat1     = "phoenix-getstat1.json"
+	TTMinerGetstat1     = "ttminer-getstat1.json"
+	CCMinerSummary      = "ccminer-summary.txt"
+	CCMinerPool         = "ccminer-pool.txt"
+	CCMinerHWInfo       = "ccminer-hwinfo.txt"
+	CPUMinerSummary     = "cpuminer-summary.txt"
+	CPUMinerThreads     = "cpuminer-threads.txt"
+	SRBMinerMulti       = "srbminer-multi-018.json"
+	NBMinerStatus       = "nbminer-status.json"
+	NanominerStats      = "nanominer-stats.json"
+	MiniZGetstat        = "miniz-getstat.json"
+	WhatsminerSummary   = "whatsminer-m20s-summary.json"
+	WhatsminerPools     = "whatsminer-m20s-pools.json"
+	WhatsminerBadCmd    = "whatsminer-invalid-cmd.json"
 )
 
 // Get returns a fresh copy of the named payload.

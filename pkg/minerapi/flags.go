@@ -1,0 +1,133 @@
+package minerapi
+
+import (
+	"slices"
+	"strings"
+)
+
+// OwnedFlag is a command-line option whose value Launch already sets from a
+// flight-sheet field.
+type OwnedFlag struct {
+	Flag  string // as the miner spells it, e.g. "--api-port"
+	Field string // the flight-sheet field that sets it: pools, api, algorithm, devices
+}
+
+// ownedFlags is, per adapter, what the generated arguments or config file
+// set. Giving one of these again in extra_args overrides Quarry's setting:
+// an API port Quarry does not poll, a pool that replaces the failover list.
+var ownedFlags = map[string][]OwnedFlag{
+	"xmrig": flags(
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-O", "--userpass", "--daemon", "--coin", "-c", "--config",
+		"api", "--http-host", "--http-port", "--http-access-token", "--http-enabled", "--http-no-restricted", "--api-worker-id",
+		"algorithm", "-a", "--algo",
+		"devices", "--cuda-devices", "--opencl-devices"),
+	"wildrig": flags(
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-O", "--userpass",
+		"api", "--api-port",
+		"algorithm", "-a", "--algo",
+		"devices", "-d", "--opencl-devices"),
+	"trex": flags(
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-w", "--worker", "-c", "--config",
+		"api", "--api-bind-http", "--api-bind-telnet", "--api-read-only", "--api-key",
+		"algorithm", "-a", "--algo",
+		"devices", "-d", "--devices"),
+	"lolminer": flags(
+		"pools", "--pool", "--user", "--pass", "--tls", "--config",
+		"api", "--apihost", "--apiport",
+		"algorithm", "--algo", "--coin",
+		"devices", "--devices"),
+	"gminer": flags(
+		"pools", "-s", "--server", "-n", "--port", "-u", "--user", "-p", "--pass", "--ssl", "--config",
+		"api", "--api",
+		"algorithm", "-a", "--algo",
+		"devices", "-d", "--devices"),
+	"cgminer": flags(
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-c", "--config",
+		"api", "--api-listen", "--api-port", "--api-allow", "--api-network",
+		"algorithm", "--algo",
+		"devices", "-d", "--device"),
+	"teamredminer": flags(
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass",
+		"api", "--api_listen", "--cm_api_listen",
+		"algorithm", "-a", "--algo",
+		"devices", "-d", "--devices"),
+	"bmminer":  flags("pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-c", "--config", "api", "--api-listen", "--api-port", "--api-allow", "--api-network"),
+	"bosminer": flags("pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-c", "--config", "api", "--api-listen", "--api-port", "--api-allow", "--api-network"),
+	"claymore": flags(
+		"pools", "-epool", "-ewal", "-epsw", "-esm", "-allpools",
+		"api", "-mport",
+		"devices", "-di"),
+	"phoenixminer": flags(
+		"pools", "-pool", "-wal", "-pass", "-pool2", "-wal2", "-pass2", "-worker", "-config",
+		"api", "-cdm", "-cdmport", "-cdmpass",
+		"devices", "-gpus"),
+	"ttminer": flags(
+		"pools", "-P", "-pool", "-o", "-u", "-p", "-w",
+		"api", "--api-bind", "-b",
+		"algorithm", "-a", "--algo",
+		"devices", "-d", "--device"),
+	"ccminer": flags(
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-O", "--userpass", "-c", "--config",
+		"api", "-b", "--api-bind", "--api-remote", "--api-allow",
+		"algorithm", "-a", "--algo",
+		"devices", "-d", "--devices"),
+	"cpuminer-opt": flags(
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-O", "--userpass", "-c", "--config",
+		"api", "-b", "--api-bind",
+		"algorithm", "-a", "--algo"),
+	"srbminer": flags(
+		"pools", "--pool", "--wallet", "--password", "--worker", "--config-file", "--pools-file",
+		"api", "--api-enable", "--api-port", "--api-rig-name", "--api-rig-restricted",
+		"algorithm", "--algorithm", "-a",
+		"devices", "--gpu-id"),
+	"nbminer": flags(
+		"pools", "-o", "--url", "-u", "--user", "-o1", "-u1", "-o2", "-u2", "-c", "--config",
+		"api", "--api",
+		"algorithm", "-a", "--algo",
+		"devices", "-d", "--devices"),
+	"nanominer": flags(
+		"pools", "-c", "--config"),
+	"miniz": flags(
+		"pools", "--url", "--pass", "--server", "--port", "--user",
+		"api", "--telemetry",
+		"algorithm", "--par", "--pers", "--algo",
+		"devices", "--cuda-devices"),
+}
+
+// flags reads "field", flag, flag, ..., "field", flag, ... .
+func flags(spec ...string) []OwnedFlag {
+	var out []OwnedFlag
+	field := ""
+	for _, s := range spec {
+		switch s {
+		case "pools", "api", "algorithm", "devices":
+			field = s
+		default:
+			out = append(out, OwnedFlag{Flag: s, Field: field})
+		}
+	}
+	return out
+}
+
+// OwnedFlags lists the options Launch sets for the named adapter; nil for
+// an adapter that takes no command line of Quarry's (custom, whatsminer).
+func OwnedFlags(adapter string) []OwnedFlag {
+	return slices.Clone(ownedFlags[adapter])
+}
+
+// CheckExtraArgs refuses extra arguments that would override what Launch
+// configured, naming the flight-sheet field to change instead. Both
+// "--flag value" and "--flag=value" spellings are caught.
+func CheckExtraArgs(adapter string, extra []string) error {
+	owned := ownedFlags[adapter]
+	for _, a := range extra {
+		name, _, _ := strings.Cut(a, "=")
+		for _, o := range owned {
+			if name == o.Flag {
+				return configErr("extra_args: %s %s is set by Quarry from the flight sheet's %s; change %s there instead",
+					adapter, o.Flag, o.Field, o.Field)
+			}
+		}
+	}
+	return nil
+}
