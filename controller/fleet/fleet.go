@@ -210,10 +210,6 @@ func (f *Fleet) Close() {
 	<-f.done
 }
 
-// DB exposes the underlying database for packages that keep their own
-// buckets in the same file (billing, jobs, market).
-func (f *Fleet) DB() *bolt.DB { return f.db }
-
 // Now returns the fleet clock.
 func (f *Fleet) Now() time.Time { return f.opts.Now() }
 

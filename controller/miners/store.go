@@ -87,7 +87,7 @@ type Store struct {
 
 // Open loads the store and starts collecting benchmark results and live
 // figures. Call Close before closing the database.
-func Open(f *fleet.Fleet, opts Options) (*Store, error) {
+func Open(db *bolt.DB, f *fleet.Fleet, opts Options) (*Store, error) {
 	if opts.Alpha <= 0 || opts.Alpha > 1 {
 		opts.Alpha = 0.1
 	}
@@ -98,7 +98,7 @@ func Open(f *fleet.Fleet, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		f: f, db: f.DB(), opts: opts, log: opts.Logger,
+		f: f, db: db, opts: opts, log: opts.Logger,
 		bench: map[string]map[string]*Benchmark{}, dirty: map[[2]string]bool{}, pending: map[string]string{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}

@@ -8,12 +8,12 @@ import (
 // setupMiners opens the flight sheet and benchmark store and registers
 // MinerService.
 func (c *Controller) setupMiners() error {
-	s, err := miners.Open(c.fleet, miners.Options{Logger: c.log})
+	s, err := miners.Open(c.db, c.fleet, miners.Options{Logger: c.log})
 	if err != nil {
 		return err
 	}
 	c.miners = s
-	c.RegisterService(&quarryv1.MinerService_ServiceDesc, &miners.Server{S: s, Log: c.log}, miners.Roles)
+	c.RegisterService(&quarryv1.MinerService_ServiceDesc, &miners.MinerServer{S: s}, miners.MinerRoles, miners.MinerAudit)
 	return nil
 }
 

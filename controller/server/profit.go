@@ -27,7 +27,7 @@ func (c *Controller) setupProfit() error {
 	}
 	c.profit = &profitRuntime{sw: sw}
 	c.fleet.AddObserver(sw)
-	c.RegisterService(&quarryv1.ProfitService_ServiceDesc, &switcher.Service{S: sw}, switcher.Roles)
+	c.RegisterService(&quarryv1.ProfitService_ServiceDesc, &switcher.ProfitServer{S: sw}, switcher.ProfitRoles, switcher.ProfitAudit)
 	return nil
 }
 
@@ -73,10 +73,10 @@ func (c *Controller) benchmarkFigures(rigID string) map[string]switcher.Figure {
 
 // billingHold applies billing's past-due policy to switching.
 func (c *Controller) billingHold(rigID string, now time.Time) (hold, stopMining bool, reason string) {
-	if c.billing == nil || c.billing.svc == nil {
+	if c.billing == nil || c.billing.Service() == nil {
 		return false, false, ""
 	}
-	a, customer, err := c.billing.svc.RigAction(rigID, now)
+	a, customer, err := c.billing.Service().RigAction(rigID, now)
 	if err != nil {
 		c.log.Warn("billing policy lookup failed; switching as usual", "rig", rigID, "err", err)
 		return false, false, ""

@@ -231,7 +231,7 @@ func TestTickPausesOnStaleMarket(t *testing.T) {
 			t.Fatalf("%s: %d commands sent while paused", id, n)
 		}
 	}
-	resp, err := (&Service{S: s}).ListProfit(context.Background(), &quarryv1.ListProfitRequest{})
+	resp, err := (&ProfitServer{S: s}).ListProfit(context.Background(), &quarryv1.ListProfitRequest{})
 	if err != nil || !resp.Paused || resp.PauseReason == "" {
 		t.Fatalf("ListProfit while paused: %v %v", resp, err)
 	}
@@ -345,7 +345,7 @@ func TestMeasuredAndBorrowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := &Service{S: s}
+	svc := &ProfitServer{S: s}
 	own, err := svc.ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
 	if err != nil {
 		t.Fatal(err)
@@ -498,7 +498,7 @@ func TestBenchmarkFiguresOutrankMeasured(t *testing.T) {
 	if _, err := s.Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := (&Service{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+	got, err := (&ProfitServer{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
