@@ -194,6 +194,27 @@ func (r *Runtime) Server() *BillingServer { return r.srv }
 // Service is the billing service; nil while billing is off.
 func (r *Runtime) Service() *Service { return r.svc }
 
+// SwitchHold is the past-due policy as the profit switcher applies it:
+// whether to hold a rig's switching, whether to stop it mining, and why.
+// While billing is off, or the lookup fails, rigs switch as usual.
+func (r *Runtime) SwitchHold(rigID string, now time.Time) (hold, stopMining bool, reason string) {
+	if r.svc == nil {
+		return false, false, ""
+	}
+	a, customer, err := r.svc.RigAction(rigID, now)
+	if err != nil {
+		r.log.Warn("billing policy lookup failed; switching as usual", "rig", rigID, "err", err)
+		return false, false, ""
+	}
+	switch a {
+	case ActionStopMining:
+		return true, true, "customer " + customer + " is past due beyond the grace period"
+	case ActionStopSwitching:
+		return true, false, "customer " + customer + " is past due"
+	}
+	return false, false, ""
+}
+
 // Mount puts the Stripe webhook on mux; nothing while billing is off.
 func (r *Runtime) Mount(mux *http.ServeMux) {
 	if r.hook != nil {

@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/switcher"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -71,21 +70,8 @@ func (c *Controller) benchmarkFigures(rigID string) map[string]switcher.Figure {
 	return out
 }
 
-// billingHold applies billing's past-due policy to switching.
+// billingHold is billing's past-due policy, which the switcher applies;
+// billing opens before profit.
 func (c *Controller) billingHold(rigID string, now time.Time) (hold, stopMining bool, reason string) {
-	if c.billing == nil || c.billing.Service() == nil {
-		return false, false, ""
-	}
-	a, customer, err := c.billing.Service().RigAction(rigID, now)
-	if err != nil {
-		c.log.Warn("billing policy lookup failed; switching as usual", "rig", rigID, "err", err)
-		return false, false, ""
-	}
-	switch a {
-	case billing.ActionStopMining:
-		return true, true, "customer " + customer + " is past due beyond the grace period"
-	case billing.ActionStopSwitching:
-		return true, false, "customer " + customer + " is past due"
-	}
-	return false, false, ""
+	return c.billing.SwitchHold(rigID, now)
 }
