@@ -3,7 +3,8 @@ package server
 // component is one part of the controller with an explicit lifecycle.
 // New opens the components in the order components lists them, Serve
 // starts them in that order, and they stop in reverse: at shutdown, or as
-// far as they got when New fails. Any step may be nil.
+// far as they got when New fails. Any step may be nil. An open that fails
+// undoes its own partial work: only components fully open are stopped.
 type component struct {
 	name  string
 	open  func() error
@@ -16,7 +17,9 @@ type component struct {
 func (c *Controller) components() []component {
 	return []component{
 		{name: "database", open: c.openDatabase, stop: c.closeDatabase},
-		{name: "fleet", open: c.openFleet},
+		// The fleet stops committing reports at "report ingest"; stopping
+		// it here again covers a start that failed before that point.
+		{name: "fleet", open: c.openFleet, stop: func() { c.fleet.Close() }},
 		// The CA writes the local credentials and issues the server
 		// certificate the gRPC server needs.
 		{name: "CA", open: c.openCA},
@@ -50,8 +53,10 @@ func (c *Controller) components() []component {
 }
 
 // open opens the components in order and stops at the first that fails.
-func (c *Controller) open() error {
-	c.parts = c.components()
+func (c *Controller) open() error { return c.openParts(c.components()) }
+
+func (c *Controller) openParts(parts []component) error {
+	c.parts = parts
 	for _, p := range c.parts {
 		if p.open != nil {
 			if err := p.open(); err != nil {

@@ -158,6 +158,8 @@ func (c *Controller) openGRPC() error {
 	}
 	c.httpLis, err = net.Listen("tcp", c.cfg.HTTPAddr)
 	if err != nil {
+		c.grpcLis.Close() // this component is not open, so its stop will not run
+		c.grpcLis = nil
 		return fmt.Errorf("http_addr: %w", err)
 	}
 	c.roles, c.audited = map[string]string{}, map[string]string{}
