@@ -1,7 +1,8 @@
 // Package fleet is the controller's durable view of the fleet: rigs and
 // their latest state, report ingestion with exactly-once accounting,
 // commands with delivery tracking, join tokens, admin credentials and the
-// audit log. Everything lives in one bbolt file.
+// audit log. Everything lives in one bbolt file. It serves AgentService
+// to rigs (AgentServer) and FleetService to admins (FleetServer).
 package fleet
 
 import (

@@ -1,5 +1,7 @@
-// Package server wires the controller together: storage, the CA, the gRPC
-// services, the HTTP endpoints, and an orderly shutdown.
+// Package server wires the controller together: its configuration, the
+// components in their start-up order (lifecycle.go), the gRPC services
+// each domain package provides, and the adapters between the domains and
+// the dashboard and metrics.
 package server
 
 import (
