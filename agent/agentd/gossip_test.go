@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/quarryfleet/quarry/controller/gossipd"
 	"github.com/quarryfleet/quarry/controller/server"
 	"github.com/quarryfleet/quarry/pkg/gossip"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -211,7 +212,7 @@ func TestAgentGossipTagsEventsAndQueries(t *testing.T) {
 
 	// Someone holding the gossip key but not the controller's signing key
 	// cannot pause the rig.
-	keys, err := os.ReadFile(filepath.Join(h.dataDir, server.GossipKeyringFile))
+	keys, err := os.ReadFile(filepath.Join(h.dataDir, gossipd.KeyringFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +272,7 @@ func TestAgentCatchesUpOnMissedKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &onDisk); err != nil || server.KeyFingerprint(onDisk[0]) != resp.KeyringFingerprints[0] {
+	if err := json.Unmarshal(b, &onDisk); err != nil || gossip.KeyFingerprint(onDisk[0]) != resp.KeyringFingerprints[0] {
 		t.Fatalf("rig keyring %v (%v), controller primary %s", onDisk, err, resp.KeyringFingerprints[0])
 	}
 }

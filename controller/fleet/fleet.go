@@ -1,7 +1,8 @@
 // Package fleet is the controller's durable view of the fleet: rigs and
 // their latest state, report ingestion with exactly-once accounting,
 // commands with delivery tracking, join tokens, admin credentials and the
-// audit log. Everything lives in one bbolt file.
+// audit log. Everything lives in one bbolt file. It serves AgentService
+// to rigs (AgentServer) and FleetService to admins (FleetServer).
 package fleet
 
 import (
@@ -209,10 +210,6 @@ func (f *Fleet) Close() {
 	f.stopOnce.Do(func() { close(f.stop) })
 	<-f.done
 }
-
-// DB exposes the underlying database for packages that keep their own
-// buckets in the same file (billing, jobs, market).
-func (f *Fleet) DB() *bolt.DB { return f.db }
 
 // Now returns the fleet clock.
 func (f *Fleet) Now() time.Time { return f.opts.Now() }

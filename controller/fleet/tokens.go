@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/quarryfleet/quarry/controller/auth"
 	"slices"
 	"strings"
 	"time"
@@ -154,25 +155,16 @@ func (f *Fleet) registerUnique(id, name, hostname string) (string, error) {
 	return unique, f.RegisterRig(id, unique, hostname)
 }
 
-// Roles, weakest first. A role may do everything the roles before it may.
+// Roles, weakest first; the auth package defines them, so that the
+// services of every domain check them the same way.
 const (
-	RoleViewer   = "viewer"
-	RoleOperator = "operator"
-	RoleAdmin    = "admin"
+	RoleViewer   = auth.RoleViewer
+	RoleOperator = auth.RoleOperator
+	RoleAdmin    = auth.RoleAdmin
 )
 
 // RoleRank orders roles; unknown roles rank below viewer.
-func RoleRank(role string) int {
-	switch role {
-	case RoleViewer:
-		return 1
-	case RoleOperator:
-		return 2
-	case RoleAdmin:
-		return 3
-	}
-	return 0
-}
+func RoleRank(role string) int { return auth.RoleRank(role) }
 
 // DefaultAdminTokenTTL is how long an admin token lives unless its
 // creator says otherwise.

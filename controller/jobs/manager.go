@@ -13,7 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/selfheal"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -22,11 +22,9 @@ import (
 
 // Fleet is what the manager needs from the controller's fleet.
 type Fleet interface {
-	DB() *bolt.DB
 	Rigs() []*quarryv1.Rig
 	QueueCommand(rigID string, kind quarryv1.CommandKind, payload []byte, ttl time.Duration) (*quarryv1.CommandRecord, error)
 	Command(id string) (*quarryv1.CommandRecord, error)
-	Audit(e *quarryv1.AuditEntry) error
 }
 
 // Errors the gRPC layer maps to status codes.
@@ -90,9 +88,9 @@ type Manager struct {
 	closed bool
 }
 
-// Open prepares storage, loads rule packs and resumes following jobs that
+// Open prepares its buckets in db (the controller's database), loads rule packs and resumes following jobs that
 // were waiting on rigs when the controller stopped.
-func Open(f Fleet, opts Options) (*Manager, error) {
+func Open(db *bolt.DB, f Fleet, opts Options) (*Manager, error) {
 	if opts.Config.MaxConcurrent == 0 {
 		opts.Config.MaxConcurrent = DefaultConfig().MaxConcurrent
 	}
@@ -112,16 +110,16 @@ func Open(f Fleet, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs.rule_pack_dir: %w", err)
 	}
-	if err := store.EnsureBuckets(f.DB(), IndexBucket); err != nil {
+	if err := store.EnsureBuckets(db, IndexBucket); err != nil {
 		return nil, err
 	}
-	rec, err := selfheal.NewBoltRecorder(f.DB())
+	rec, err := selfheal.NewBoltRecorder(db)
 	if err != nil {
 		return nil, err
 	}
 	m := &Manager{
 		fleet: f, opts: opts, log: opts.Logger.With("component", "jobs"),
-		ix: index{f.DB()}, rec: rec, packs: packs,
+		ix: index{db}, rec: rec, packs: packs,
 		stateDir: filepath.Join(opts.DataDir, "jobs", "state"),
 		logDir:   filepath.Join(opts.DataDir, "jobs", "logs"),
 		sem:      make(chan struct{}, opts.Config.MaxConcurrent),
@@ -266,14 +264,13 @@ func (m *Manager) Close() {
 
 // Start validates a YAML spec and starts the job. Rig jobs are queued as
 // commands before Start returns, so the job lists its runs at once.
-func (m *Manager) Start(ctx context.Context, specYAML []byte, who api.Caller) (string, error) {
+func (m *Manager) Start(ctx context.Context, specYAML []byte, who auth.Caller) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
 	// Jobs run arbitrary commands: as root on rigs, as jobs.run_as on the
 	// controller. Only admins may start them.
 	if who.Role != fleet.RoleAdmin {
-		m.audit(who, "job.run", "", "denied", "needs role admin")
 		return "", fmt.Errorf("%w: running build jobs needs role admin; %s has role %s", ErrDenied, who.Name, who.Role)
 	}
 	spec, err := selfheal.ParseSpec(specYAML)
@@ -326,7 +323,6 @@ func (m *Manager) Start(ctx context.Context, specYAML []byte, who api.Caller) (s
 		m.dispatch(rec, spec, targets)
 		go m.followRigs(a, rec.ID)
 	}
-	m.audit(who, "job.run", rec.ID, "ok", fmt.Sprintf("%s where=%s runs=%d", spec.Name, spec.Where, len(rec.Runs)))
 	m.log.Info("job started", "job", rec.ID, "name", spec.Name, "where", spec.Where, "runs", len(rec.Runs), "by", who.Name)
 	return rec.ID, nil
 }
@@ -571,7 +567,7 @@ func (m *Manager) matchRigs(selector string) ([]*quarryv1.Rig, error) {
 }
 
 // Cancel stops a running job.
-func (m *Manager) Cancel(ctx context.Context, id string, who api.Caller) error {
+func (m *Manager) Cancel(ctx context.Context, id string, who auth.Caller) error {
 	rec, err := m.ix.get(id)
 	if err != nil {
 		return err
@@ -581,7 +577,6 @@ func (m *Manager) Cancel(ctx context.Context, id string, who api.Caller) error {
 		return fmt.Errorf("%w: job %s already ended %s", ErrState, id, rec.status())
 	}
 	a.cancel(fmt.Errorf("canceled by %s", who.Name))
-	m.audit(who, "job.cancel", id, "ok", rec.Name)
 	select {
 	case <-a.done:
 		return nil
@@ -593,7 +588,7 @@ func (m *Manager) Cancel(ctx context.Context, id string, who api.Caller) error {
 // Revert undoes a finished job's file edits: directly for controller runs,
 // by a RUN_JOB revert command for rig runs, waiting for the rigs' answers
 // until ctx ends.
-func (m *Manager) Revert(ctx context.Context, id string, who api.Caller) ([]*quarryv1.RevertedRun, error) {
+func (m *Manager) Revert(ctx context.Context, id string, who auth.Caller) ([]*quarryv1.RevertedRun, error) {
 	rec, err := m.ix.get(id)
 	if err != nil {
 		return nil, err
@@ -625,7 +620,6 @@ func (m *Manager) Revert(ctx context.Context, id string, who api.Caller) ([]*qua
 		rr.CommandId, rr.Pending = cmd.Command.Id, true
 	}
 	m.waitReverts(ctx, out)
-	m.audit(who, "job.revert", id, "ok", rec.Name)
 	return out, nil
 }
 
@@ -676,11 +670,5 @@ func (m *Manager) waitReverts(ctx context.Context, runs []*quarryv1.RevertedRun)
 			return
 		case <-t.C:
 		}
-	}
-}
-
-func (m *Manager) audit(who api.Caller, action, target, result, detail string) {
-	if err := m.fleet.Audit(&quarryv1.AuditEntry{Who: who.Name, Role: who.Role, Action: action, Target: target, Result: result, Detail: detail}); err != nil {
-		m.log.Warn("audit", "err", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -13,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
@@ -21,11 +20,11 @@ import (
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
-// Roles is the least role each MinerService method needs: changing what
+// MinerRoles is the least role each MinerService method needs: changing what
 // rigs mine is an operator's job; reading it is a viewer's. Fetching a
 // rig's logs is an operator's too: it sends the rig a command, and miner
 // logs can echo pool credentials.
-var Roles = map[string]string{
+var MinerRoles = map[string]string{
 	quarryv1.MinerService_PutFlightSheet_FullMethodName:    fleet.RoleOperator,
 	quarryv1.MinerService_DeleteFlightSheet_FullMethodName: fleet.RoleOperator,
 	quarryv1.MinerService_ApplyFlightSheet_FullMethodName:  fleet.RoleOperator,
@@ -45,14 +44,23 @@ const (
 	maxLogLines      = 5000
 )
 
-// Server is quarry.v1.MinerService.
-type Server struct {
-	quarryv1.UnimplementedMinerServiceServer
-	S   *Store
-	Log *slog.Logger
+// MinerAudit is the audit action of each MinerService method that changes
+// what rigs mine or asks a rig for something.
+var MinerAudit = map[string]string{
+	quarryv1.MinerService_PutFlightSheet_FullMethodName:    "flightsheet put",
+	quarryv1.MinerService_DeleteFlightSheet_FullMethodName: "flightsheet delete",
+	quarryv1.MinerService_ApplyFlightSheet_FullMethodName:  "flightsheet apply",
+	quarryv1.MinerService_RunBenchmark_FullMethodName:      "benchmark",
+	quarryv1.MinerService_GetRigLogs_FullMethodName:        "logs",
 }
 
-var _ quarryv1.MinerServiceServer = (*Server)(nil)
+// MinerServer is quarry.v1.MinerService.
+type MinerServer struct {
+	quarryv1.UnimplementedMinerServiceServer
+	S *Store
+}
+
+var _ quarryv1.MinerServiceServer = (*MinerServer)(nil)
 
 func grpcErr(err error) error {
 	switch {
@@ -70,25 +78,12 @@ func grpcErr(err error) error {
 	return status.Error(codes.Internal, err.Error())
 }
 
-func (s *Server) audit(ctx context.Context, action, target string, err error, detail string) {
-	c := api.CallerFrom(ctx)
-	result := "ok"
-	if err != nil {
-		result = "error: " + err.Error()
-	}
-	if aerr := s.S.f.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: action, Target: target, Result: result, Detail: detail}); aerr != nil && s.Log != nil {
-		s.Log.Error("audit write failed", "action", action, "err", aerr)
-	}
-}
-
 // PutFlightSheet stores a flight sheet.
-func (s *Server) PutFlightSheet(ctx context.Context, req *quarryv1.PutFlightSheetRequest) (*quarryv1.PutFlightSheetResponse, error) {
-	rec, err := s.S.PutSheet(req.Yaml, api.CallerFrom(ctx).Name)
-	name := ""
+func (s *MinerServer) PutFlightSheet(ctx context.Context, req *quarryv1.PutFlightSheetRequest) (*quarryv1.PutFlightSheetResponse, error) {
+	rec, err := s.S.PutSheet(req.Yaml, auth.CallerFrom(ctx).Name)
 	if rec != nil {
-		name = rec.Name
+		auth.Note(ctx).Target = rec.Name
 	}
-	s.audit(ctx, "flightsheet put", name, err, "")
 	if err != nil {
 		return nil, grpcErr(err)
 	}
@@ -97,7 +92,7 @@ func (s *Server) PutFlightSheet(ctx context.Context, req *quarryv1.PutFlightShee
 
 // ListFlightSheets lists stored flight sheets. The list carries no YAML,
 // so nothing secret, whatever the caller's role.
-func (s *Server) ListFlightSheets(context.Context, *quarryv1.ListFlightSheetsRequest) (*quarryv1.ListFlightSheetsResponse, error) {
+func (s *MinerServer) ListFlightSheets(context.Context, *quarryv1.ListFlightSheetsRequest) (*quarryv1.ListFlightSheetsResponse, error) {
 	recs, err := s.S.Sheets()
 	if err != nil {
 		return nil, grpcErr(err)
@@ -108,7 +103,7 @@ func (s *Server) ListFlightSheets(context.Context, *quarryv1.ListFlightSheetsReq
 // GetFlightSheet returns one stored flight sheet.
 // A viewer gets the YAML with pool passwords, API tokens and other
 // credentials replaced.
-func (s *Server) GetFlightSheet(ctx context.Context, req *quarryv1.GetFlightSheetRequest) (*quarryv1.GetFlightSheetResponse, error) {
+func (s *MinerServer) GetFlightSheet(ctx context.Context, req *quarryv1.GetFlightSheetRequest) (*quarryv1.GetFlightSheetResponse, error) {
 	if req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
 	}
@@ -116,19 +111,19 @@ func (s *Server) GetFlightSheet(ctx context.Context, req *quarryv1.GetFlightShee
 	if err != nil {
 		return nil, grpcErr(err)
 	}
-	if !api.SeesSecrets(ctx) {
+	if !auth.SeesSecrets(ctx) {
 		rec.Yaml = redact.YAML(rec.Yaml)
 	}
 	return &quarryv1.GetFlightSheetResponse{Sheet: rec}, nil
 }
 
 // DeleteFlightSheet removes a stored flight sheet.
-func (s *Server) DeleteFlightSheet(ctx context.Context, req *quarryv1.DeleteFlightSheetRequest) (*quarryv1.DeleteFlightSheetResponse, error) {
+func (s *MinerServer) DeleteFlightSheet(ctx context.Context, req *quarryv1.DeleteFlightSheetRequest) (*quarryv1.DeleteFlightSheetResponse, error) {
 	if req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
 	}
+	auth.Note(ctx).Target = req.Name
 	err := s.S.DeleteSheet(req.Name)
-	s.audit(ctx, "flightsheet delete", req.Name, err, "")
 	if err != nil {
 		return nil, grpcErr(err)
 	}
@@ -136,7 +131,7 @@ func (s *Server) DeleteFlightSheet(ctx context.Context, req *quarryv1.DeleteFlig
 }
 
 // ApplyFlightSheet queues the sheet to every matching rig.
-func (s *Server) ApplyFlightSheet(ctx context.Context, req *quarryv1.ApplyFlightSheetRequest) (*quarryv1.ApplyFlightSheetResponse, error) {
+func (s *MinerServer) ApplyFlightSheet(ctx context.Context, req *quarryv1.ApplyFlightSheetRequest) (*quarryv1.ApplyFlightSheetResponse, error) {
 	resp, err := s.apply(ctx, req)
 	target := req.Name
 	if resp != nil && resp.Sheet != nil {
@@ -150,14 +145,15 @@ func (s *Server) ApplyFlightSheet(ctx context.Context, req *quarryv1.ApplyFlight
 		}
 		detail += " rigs=" + strings.Join(rigs, ",")
 	}
-	s.audit(ctx, "flightsheet apply", target, err, detail)
+	a := auth.Note(ctx)
+	a.Target, a.Detail = target, detail+a.Detail
 	if err != nil {
 		return nil, grpcErr(err)
 	}
 	return resp, nil
 }
 
-func (s *Server) apply(ctx context.Context, req *quarryv1.ApplyFlightSheetRequest) (*quarryv1.ApplyFlightSheetResponse, error) {
+func (s *MinerServer) apply(ctx context.Context, req *quarryv1.ApplyFlightSheetRequest) (*quarryv1.ApplyFlightSheetResponse, error) {
 	if req.TtlSeconds < 0 {
 		return nil, fmt.Errorf("%w: ttl_seconds must not be negative", ErrInvalid)
 	}
@@ -177,10 +173,10 @@ func (s *Server) apply(ctx context.Context, req *quarryv1.ApplyFlightSheetReques
 		if len(rigs) == 0 {
 			return nil, fmt.Errorf("%w selector %q", ErrNoRigs, req.Selector)
 		}
-		if rec, err = s.S.PutSheet(req.Yaml, api.CallerFrom(ctx).Name); err != nil {
+		if rec, err = s.S.PutSheet(req.Yaml, auth.CallerFrom(ctx).Name); err != nil {
 			return nil, err
 		}
-		s.audit(ctx, "flightsheet put", rec.Name, nil, "")
+		auth.Note(ctx).Detail = " (sheet stored)"
 	} else {
 		if req.Name == "" {
 			return nil, fmt.Errorf("%w: name or yaml is required", ErrInvalid)
@@ -206,17 +202,18 @@ func (s *Server) apply(ctx context.Context, req *quarryv1.ApplyFlightSheetReques
 }
 
 // GetRigLogs asks the rig for its miner's last lines and waits for them.
-func (s *Server) GetRigLogs(ctx context.Context, req *quarryv1.GetRigLogsRequest) (*quarryv1.GetRigLogsResponse, error) {
+func (s *MinerServer) GetRigLogs(ctx context.Context, req *quarryv1.GetRigLogsRequest) (*quarryv1.GetRigLogsResponse, error) {
 	resp, err := s.rigLogs(ctx, req)
 	detail := ""
 	if resp != nil {
 		detail = resp.CommandId
 	}
-	s.audit(ctx, "logs", req.Rig, err, detail)
+	a := auth.Note(ctx)
+	a.Target, a.Detail = req.Rig, detail
 	return resp, err
 }
 
-func (s *Server) rigLogs(ctx context.Context, req *quarryv1.GetRigLogsRequest) (*quarryv1.GetRigLogsResponse, error) {
+func (s *MinerServer) rigLogs(ctx context.Context, req *quarryv1.GetRigLogsRequest) (*quarryv1.GetRigLogsResponse, error) {
 	id, err := s.S.f.Resolve(req.Rig)
 	if err != nil {
 		return nil, grpcErr(err)
@@ -248,7 +245,7 @@ func (s *Server) rigLogs(ctx context.Context, req *quarryv1.GetRigLogsRequest) (
 }
 
 // wait polls a command until it ends or ctx does.
-func (s *Server) wait(ctx context.Context, id string) (*quarryv1.CommandRecord, error) {
+func (s *MinerServer) wait(ctx context.Context, id string) (*quarryv1.CommandRecord, error) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -269,20 +266,21 @@ func (s *Server) wait(ctx context.Context, id string) (*quarryv1.CommandRecord, 
 }
 
 // RunBenchmark queues a benchmark on one rig.
-func (s *Server) RunBenchmark(ctx context.Context, req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenchmarkResponse, error) {
+func (s *MinerServer) RunBenchmark(ctx context.Context, req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenchmarkResponse, error) {
 	resp, err := s.benchmark(req)
 	detail := ""
 	if resp != nil {
 		detail = resp.CommandId + " sheets=" + strings.Join(resp.Sheets, ",")
 	}
-	s.audit(ctx, "benchmark", req.Rig, err, detail)
+	a := auth.Note(ctx)
+	a.Target, a.Detail = req.Rig, detail
 	if err != nil {
 		return nil, grpcErr(err)
 	}
 	return resp, nil
 }
 
-func (s *Server) benchmark(req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenchmarkResponse, error) {
+func (s *MinerServer) benchmark(req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenchmarkResponse, error) {
 	d := time.Duration(req.DurationSeconds) * time.Second
 	if d == 0 {
 		d = DefaultBenchmark
@@ -330,7 +328,7 @@ func (s *Server) benchmark(req *quarryv1.RunBenchmarkRequest) (*quarryv1.RunBenc
 }
 
 // ListBenchmarks lists the figures of one rig or of every rig.
-func (s *Server) ListBenchmarks(_ context.Context, req *quarryv1.ListBenchmarksRequest) (*quarryv1.ListBenchmarksResponse, error) {
+func (s *MinerServer) ListBenchmarks(_ context.Context, req *quarryv1.ListBenchmarksRequest) (*quarryv1.ListBenchmarksResponse, error) {
 	s.S.collect() // a benchmark that just finished shows at once
 	if req.Rig == "" {
 		return &quarryv1.ListBenchmarksResponse{Benchmarks: s.S.All()}, nil
@@ -343,7 +341,7 @@ func (s *Server) ListBenchmarks(_ context.Context, req *quarryv1.ListBenchmarksR
 }
 
 // ListEvents returns a rig's recent events, oldest first.
-func (s *Server) ListEvents(_ context.Context, req *quarryv1.ListEventsRequest) (*quarryv1.ListEventsResponse, error) {
+func (s *MinerServer) ListEvents(_ context.Context, req *quarryv1.ListEventsRequest) (*quarryv1.ListEventsResponse, error) {
 	id, err := s.S.f.Resolve(req.Rig)
 	if err != nil {
 		return nil, grpcErr(err)

@@ -78,7 +78,7 @@ type Store struct {
 
 // Open loads the store and starts collecting benchmark results. Call
 // Close before closing the database.
-func Open(f *fleet.Fleet, opts Options) (*Store, error) {
+func Open(db *bolt.DB, f *fleet.Fleet, opts Options) (*Store, error) {
 	if opts.Figures == nil {
 		return nil, errors.New("miners: no figures to store benchmark results in")
 	}
@@ -89,7 +89,7 @@ func Open(f *fleet.Fleet, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		f: f, db: f.DB(), figs: opts.Figures, opts: opts, log: opts.Logger, pending: map[string]string{},
+		f: f, db: db, figs: opts.Figures, opts: opts, log: opts.Logger, pending: map[string]string{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if err := store.EnsureBuckets(s.db, bucketSheets, bucketBenchCmds); err != nil {

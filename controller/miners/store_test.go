@@ -9,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
@@ -25,10 +28,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type env struct {
 	t    *testing.T
 	path string
+	db   *bolt.DB
 	f    *fleet.Fleet
 	figs *figures.Learner
 	s    *Store
-	srv  *Server
+	srv  *MinerServer
 }
 
 // open starts a fleet and a store on the database at path (a fresh one
@@ -48,13 +52,24 @@ func open(t *testing.T, path string) *env {
 		t.Fatal(err)
 	}
 	f.AddObserver(figs)
-	s, err := Open(f, Options{Figures: figs, Every: 20 * time.Millisecond})
+	s, err := Open(db, f, Options{Figures: figs, Every: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, path: path, f: f, figs: figs, s: s, srv: &Server{S: s}}
+	e := &env{t: t, path: path, db: db, f: f, figs: figs, s: s, srv: &MinerServer{S: s}}
 	t.Cleanup(e.close)
 	return e
+}
+
+// viaAudit runs call as the controller does a MinerService method: behind
+// the audit interceptor, which writes the method's entry.
+func (e *env) viaAudit(method string, call func(ctx context.Context) error) error {
+	a := auth.Audit{Log: e.f, Actions: MinerAudit}
+	ctx := auth.WithCaller(context.Background(), auth.Caller{Name: "test", Role: auth.RoleAdmin})
+	_, err := a.UnaryInterceptor(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, func(ctx context.Context, _ any) (any, error) {
+		return nil, call(ctx)
+	})
+	return err
 }
 
 func (e *env) close() {
@@ -68,7 +83,7 @@ func (e *env) close() {
 	if err := e.figs.Close(); err != nil {
 		e.t.Errorf("Close figures: %v", err)
 	}
-	e.f.DB().Close()
+	e.db.Close()
 	e.s = nil
 }
 
@@ -115,13 +130,20 @@ func TestPutSheetValidates(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.srv.PutFlightSheet(context.Background(), &quarryv1.PutFlightSheetRequest{Yaml: []byte(tc.yaml)})
+			err := e.viaAudit(quarryv1.MinerService_PutFlightSheet_FullMethodName, func(ctx context.Context) error {
+				_, err := e.srv.PutFlightSheet(ctx, &quarryv1.PutFlightSheetRequest{Yaml: []byte(tc.yaml)})
+				return err
+			})
 			if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("PutFlightSheet = %v, want InvalidArgument naming %s", err, tc.want)
 			}
 		})
 	}
-	resp, err := e.srv.PutFlightSheet(context.Background(), &quarryv1.PutFlightSheetRequest{Yaml: []byte(sheet("rvn", "kawpow"))})
+	var resp *quarryv1.PutFlightSheetResponse
+	err := e.viaAudit(quarryv1.MinerService_PutFlightSheet_FullMethodName, func(ctx context.Context) (err error) {
+		resp, err = e.srv.PutFlightSheet(ctx, &quarryv1.PutFlightSheetRequest{Yaml: []byte(sheet("rvn", "kawpow"))})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,19 +154,23 @@ func TestPutSheetValidates(t *testing.T) {
 	if len(list.Sheets) != 1 || list.Sheets[0].Yaml != nil {
 		t.Errorf("list = %v (YAML must be left out)", list.Sheets)
 	}
-	if _, err := e.srv.DeleteFlightSheet(context.Background(), &quarryv1.DeleteFlightSheetRequest{Name: "rvn"}); err != nil {
+	if err := e.viaAudit(quarryv1.MinerService_DeleteFlightSheet_FullMethodName, func(ctx context.Context) error {
+		_, err := e.srv.DeleteFlightSheet(ctx, &quarryv1.DeleteFlightSheetRequest{Name: "rvn"})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.srv.GetFlightSheet(context.Background(), &quarryv1.GetFlightSheetRequest{Name: "rvn"}); code(err) != codes.NotFound {
 		t.Errorf("get deleted = %v", err)
 	}
-	// Every change is audited.
+	// Every change is audited, refusals with their reason.
 	entries, _ := e.f.AuditLog(time.Time{}, 0)
 	var actions []string
 	for _, en := range entries {
-		actions = append(actions, en.Action)
+		actions = append(actions, en.Action+" "+en.Target+" "+en.Result)
 	}
-	if got := strings.Join(actions, ","); strings.Count(got, "flightsheet put") != 7 || !strings.Contains(got, "flightsheet delete") {
+	if got := strings.Join(actions, ","); strings.Count(got, "flightsheet put") != 6 || !strings.Contains(got, "flightsheet put rvn ok") ||
+		!strings.Contains(got, "flightsheet delete rvn ok") || !strings.Contains(got, "error: ") {
 		t.Errorf("audit actions %s", got)
 	}
 }
@@ -304,7 +330,7 @@ func TestEventsAndRolesCoverService(t *testing.T) {
 	}
 	for _, m := range quarryv1.MinerService_ServiceDesc.Methods {
 		full := "/" + quarryv1.MinerService_ServiceDesc.ServiceName + "/" + m.MethodName
-		if _, ok := Roles[full]; !ok {
+		if _, ok := MinerRoles[full]; !ok {
 			t.Errorf("%s has no role", full)
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/config"
 	"github.com/quarryfleet/quarry/pkg/store"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -150,14 +151,14 @@ func wantStatus(t *testing.T, err error, code codes.Code, substr string) {
 func TestBillingDisabledAnswersFailedPrecondition(t *testing.T) {
 	bc := startBillingController(t, t.TempDir(), nil)
 	conn := bc.conn(t, "")
-	for method := range BillingRoles() {
+	for method := range billing.BillingRoles {
 		t.Run(method[strings.LastIndex(method, "/")+1:], func(t *testing.T) {
 			// An empty message decodes as any request type.
 			err := conn.Invoke(billingCtx(t), method, &quarryv1.GetVersionRequest{}, &quarryv1.GetVersionResponse{})
-			wantStatus(t, err, codes.FailedPrecondition, errBillingDisabled)
+			wantStatus(t, err, codes.FailedPrecondition, billing.DisabledMessage)
 		})
 	}
-	resp, err := http.Post("http://"+bc.HTTPAddr()+WebhookPath, "application/json", strings.NewReader("{}"))
+	resp, err := http.Post("http://"+bc.HTTPAddr()+billing.WebhookPath, "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,17 +271,6 @@ func TestBillingRoles(t *testing.T) {
 	}
 }
 
-// powerReport is a report whose GPUs draw the given watts; a lost GPU's
-// reading must not count.
-func powerReport(at time.Time, watts ...float64) *quarryv1.Report {
-	r := &quarryv1.Report{TimeUnixNano: at.UnixNano(), Host: &quarryv1.HostStats{CpuPercent: 5}}
-	for i, w := range watts {
-		r.Gpus = append(r.Gpus, &quarryv1.GPUStats{Index: uint32(i), PowerW: proto.Float64(w)})
-	}
-	r.Gpus = append(r.Gpus, &quarryv1.GPUStats{Index: uint32(len(watts)), Lost: true, PowerW: proto.Float64(999)})
-	return r
-}
-
 // A rig's reported GPU power is metered for its customer through the
 // controller's real ingest path, survives a restart through the final
 // flush, and a silence longer than max_gap shows as an unbilled gap.
@@ -324,7 +314,7 @@ func TestBillingMetersReportedPower(t *testing.T) {
 	// power reading in between is skipped, not metered as zero.
 	t0 := time.Now().Add(time.Second).Truncate(time.Second)
 	for i := range 11 {
-		if _, err := buf.Append(powerReport(t0.Add(time.Duration(i)*time.Second), 200, 100)); err != nil {
+		if _, err := buf.Append(testsupport.PowerReport(t0.Add(time.Duration(i)*time.Second), 200, 100)); err != nil {
 			t.Fatal(err)
 		}
 		if i == 5 {
@@ -334,7 +324,7 @@ func TestBillingMetersReportedPower(t *testing.T) {
 		}
 	}
 	// Then five minutes of silence (max_gap is 2m): a gap, no energy.
-	if _, err := buf.Append(powerReport(t0.Add(10*time.Second+5*time.Minute), 300)); err != nil {
+	if _, err := buf.Append(testsupport.PowerReport(t0.Add(10*time.Second+5*time.Minute), 300)); err != nil {
 		t.Fatal(err)
 	}
 	const sent = 13
@@ -405,77 +395,6 @@ func TestBillingConfig(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for _, tc := range []struct {
-		name    string
-		mutate  func(*BillingConfig)
-		wantErr string
-	}{
-		{"disabled needs nothing", func(*BillingConfig) {}, ""},
-		{"enabled without key", func(b *BillingConfig) { b.Enabled = true }, "billing.stripe_key: required when billing.enabled is set (env QUARRY_BILLING_STRIPE_KEY)"},
-		{"publishable key", func(b *BillingConfig) { b.Enabled, b.StripeKey = true, "pk_test_x" }, "publishable key"},
-		{"bad url", func(b *BillingConfig) { b.StripeURL = "localhost:12111" }, `billing.stripe_url: "localhost:12111" is not an http(s) URL`},
-		{"flush too often", func(b *BillingConfig) { b.FlushInterval = time.Millisecond }, "billing.flush_interval"},
-		{"max gap", func(b *BillingConfig) { b.MaxGap = 48 * time.Hour }, "billing.max_gap: 48h0m0s is outside 1s..24h"},
-		{"late window past Stripe's limit", func(b *BillingConfig) { b.LateWindow = 35 * 24 * time.Hour }, "billing.late_window: 840h0m0s must be positive and at most 816h0m0s"},
-		{"no late window", func(b *BillingConfig) { b.LateWindow = 0 }, "billing.late_window"},
-		{"attempts", func(b *BillingConfig) { b.MaxAttempts = 0 }, "billing.max_attempts"},
-		{"negative stop", func(b *BillingConfig) { b.PastDue.StopMiningAfter = -time.Hour }, "billing.past_due.stop_mining_after"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			tc.mutate(&cfg.Billing)
-			err := cfg.Validate()
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("got %v, want %q", err, tc.wantErr)
-			}
-		})
-	}
-}
-
-func TestCustomerSlug(t *testing.T) {
-	for in, want := range map[string]string{
-		"Acme":                    "acme",
-		"Acme Hosting, Inc.":      "acme-hosting-inc",
-		"  --Ünïcode mine 42 ":    "n-code-mine-42",
-		"!!!":                     "",
-		strings.Repeat("ab ", 40): strings.TrimRight(strings.Repeat("ab-", 22)[:64], "-"),
-	} {
-		if got := CustomerSlug(in); got != want {
-			t.Errorf("CustomerSlug(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-// BenchmarkObserveReport is the cost billing adds to each committed report
-// of an 8-GPU rig (the meter is in memory; Flush runs elsewhere).
-func BenchmarkObserveReport(b *testing.B) {
-	db, err := store.Open(filepath.Join(b.TempDir(), "b.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	svc, err := billing.New(billing.Config{DB: db, Logger: billingQuietLog()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	o := energyObserver{meter: svc.Meter(), log: billingQuietLog()}
-	t0 := time.Now()
-	reports := make([]*quarryv1.Report, 1024)
-	for i := range reports {
-		reports[i] = powerReport(t0, 180, 175, 190, 185, 170, 178, 182, 188)
-	}
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		r := reports[i%len(reports)]
-		r.TimeUnixNano = t0.Add(time.Duration(i) * time.Second).UnixNano()
-		o.ObserveReport("rig-bench", r)
-	}
 }
 
 // sendBuffer runs an agent link over buf until the controller has
@@ -509,7 +428,7 @@ func TestBillingReplayedReportsAreBilledOnce(t *testing.T) {
 	var offset atomic.Int64
 	bc := startBillingController(t, dir, func(c *Config) {
 		enableBilling(c)
-		c.Billing.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		c.Billing.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	})
 	id, agentDir := enrollBillingRig(t, bc, "replay-rig", "replay-host")
 	admin := bc.billingClient(t, "")
@@ -535,7 +454,7 @@ func TestBillingReplayedReportsAreBilledOnce(t *testing.T) {
 	reports := func(from time.Time, n int) []*quarryv1.Report {
 		var out []*quarryv1.Report
 		for i := range n {
-			out = append(out, powerReport(from.Add(time.Duration(i)*10*time.Second), 150))
+			out = append(out, testsupport.PowerReport(from.Add(time.Duration(i)*10*time.Second), 150))
 		}
 		return out
 	}

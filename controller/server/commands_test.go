@@ -43,9 +43,11 @@ func TestCommandOutlivesControllerRestart(t *testing.T) {
 	}
 	<-h.started
 	tc.stop()
-	tc2 := restartController(t, tc)
+	var streams agentStreams
+	tc2 := restartController(t, tc, streams.options()...)
 	eventually(t, "agent back", func() bool { return tc2.Fleet().Online(rig) })
-	time.Sleep(200 * time.Millisecond) // let the redelivery arrive while it runs
+	// The redelivery goes out while the command still runs on the rig.
+	eventually(t, "command redelivered", func() bool { return streams.timesSent(rec.Command.Id) >= 1 })
 	close(h.release)
 	eventually(t, "result recorded", func() bool {
 		r, err := tc2.Fleet().Command(rec.Command.Id)

@@ -6,7 +6,9 @@ import (
 	"net"
 	"time"
 
+	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/controller/gossipd"
 	"github.com/quarryfleet/quarry/controller/jobs"
 	"github.com/quarryfleet/quarry/controller/switcher"
 )
@@ -14,23 +16,23 @@ import (
 // Config is every controller setting. Defaults let the controller run with
 // no flags on one machine.
 type Config struct {
-	DataDir        string          `yaml:"data_dir" flag:"data-dir" help:"directory for the database, CA and local credentials"`
-	GRPCAddr       string          `yaml:"grpc_addr" flag:"grpc-addr" help:"gRPC listen address for agents and quarryctl"`
-	HTTPAddr       string          `yaml:"http_addr" flag:"http-addr" help:"HTTP listen address for health, metrics, dashboard and webhooks"`
-	ServerNames    []string        `yaml:"server_names" flag:"server-names" help:"extra DNS names or IPs for the server certificate, comma-separated"`
-	ReportInterval time.Duration   `yaml:"report_interval" flag:"report-interval" help:"how often agents report"`
-	AgentCertTTL   time.Duration   `yaml:"agent_cert_ttl" flag:"agent-cert-ttl" help:"lifetime of rig certificates; agents renew at two thirds"`
-	LocalToken     bool            `yaml:"local_token" flag:"local-token" help:"write a join token for an agent on this machine into the data dir"`
-	MaxClockSkew   time.Duration   `yaml:"max_clock_skew" help:"how far ahead of the controller's clock a rig's report may be dated; later ones count as received now"`
-	Audit          AuditConfig     `yaml:"audit"`
-	MaxBatch       int             `yaml:"max_batch" help:"most reports committed in one database transaction"`
-	LogLevel       string          `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
-	ShutdownGrace  time.Duration   `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
-	Jobs           jobs.Config     `yaml:"jobs"`
-	Billing        BillingConfig   `yaml:"billing"`
-	Profit         switcher.Config `yaml:"profit"`
-	Web            WebConfig       `yaml:"web"`
-	Gossip         GossipConfig    `yaml:"gossip"`
+	DataDir        string           `yaml:"data_dir" flag:"data-dir" help:"directory for the database, CA and local credentials"`
+	GRPCAddr       string           `yaml:"grpc_addr" flag:"grpc-addr" help:"gRPC listen address for agents and quarryctl"`
+	HTTPAddr       string           `yaml:"http_addr" flag:"http-addr" help:"HTTP listen address for health, metrics, dashboard and webhooks"`
+	ServerNames    []string         `yaml:"server_names" flag:"server-names" help:"extra DNS names or IPs for the server certificate, comma-separated"`
+	ReportInterval time.Duration    `yaml:"report_interval" flag:"report-interval" help:"how often agents report"`
+	AgentCertTTL   time.Duration    `yaml:"agent_cert_ttl" flag:"agent-cert-ttl" help:"lifetime of rig certificates; agents renew at two thirds"`
+	LocalToken     bool             `yaml:"local_token" flag:"local-token" help:"write a join token for an agent on this machine into the data dir"`
+	MaxClockSkew   time.Duration    `yaml:"max_clock_skew" help:"how far ahead of the controller's clock a rig's report may be dated; later ones count as received now"`
+	Audit          AuditConfig      `yaml:"audit"`
+	MaxBatch       int              `yaml:"max_batch" help:"most reports committed in one database transaction"`
+	LogLevel       string           `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
+	ShutdownGrace  time.Duration    `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
+	Jobs           jobs.Config      `yaml:"jobs"`
+	Billing        billing.Settings `yaml:"billing"`
+	Profit         switcher.Config  `yaml:"profit"`
+	Web            WebConfig        `yaml:"web"`
+	Gossip         gossipd.Config   `yaml:"gossip"`
 }
 
 // AuditConfig bounds the audit log.
@@ -54,10 +56,10 @@ func DefaultConfig() Config {
 		LogLevel:       "info",
 		ShutdownGrace:  10 * time.Second,
 		Jobs:           jobs.DefaultConfig(),
-		Billing:        DefaultBillingConfig(),
+		Billing:        billing.DefaultSettings(),
 		Profit:         switcher.DefaultConfig(),
 		Web:            DefaultWebConfig(),
-		Gossip:         DefaultGossipConfig(),
+		Gossip:         gossipd.DefaultConfig(),
 	}
 }
 
@@ -78,7 +80,7 @@ func (c Config) Validate() error {
 	if c.AgentCertTTL < 2*time.Second {
 		errs = append(errs, fmt.Errorf("agent_cert_ttl: %s is too short to renew in time", c.AgentCertTTL))
 	}
-	if err := c.Billing.validate(); err != nil {
+	if err := c.Billing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Profit.Validate(); err != nil {
@@ -107,7 +109,7 @@ func (c Config) Validate() error {
 	if err := c.Web.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.Gossip.validate(); err != nil {
+	if err := c.Gossip.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

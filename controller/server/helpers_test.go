@@ -8,13 +8,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -67,6 +71,52 @@ func startTestController(t *testing.T, mutate func(*Config), extra ...grpc.Serve
 	go func() { tc.done <- c.Serve(ctx) }()
 	t.Cleanup(tc.stop)
 	return tc
+}
+
+// agentStreams watches the controller's AgentService streams: how many
+// it refused and how often it sent each command.
+type agentStreams struct {
+	refused atomic.Int32
+	mu      sync.Mutex
+	sent    map[string]int
+}
+
+func (w *agentStreams) options() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if info.FullMethod != quarryv1.AgentService_Connect_FullMethodName {
+			return h(srv, ss)
+		}
+		err := h(srv, sendWatch{ss, w})
+		if status.Code(err) == codes.PermissionDenied {
+			w.refused.Add(1)
+		}
+		return err
+	})}
+}
+
+// timesSent is how often the command went out to a rig.
+func (w *agentStreams) timesSent(id string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sent[id]
+}
+
+type sendWatch struct {
+	grpc.ServerStream
+	w *agentStreams
+}
+
+func (s sendWatch) SendMsg(m any) error {
+	err := s.ServerStream.SendMsg(m)
+	if r, ok := m.(*quarryv1.ConnectResponse); ok && err == nil && r.GetCommand() != nil {
+		s.w.mu.Lock()
+		if s.w.sent == nil {
+			s.w.sent = map[string]int{}
+		}
+		s.w.sent[r.GetCommand().Id]++
+		s.w.mu.Unlock()
+	}
+	return err
 }
 
 func (tc *testController) stop() {

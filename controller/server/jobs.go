@@ -7,12 +7,12 @@ import (
 
 // setupJobs opens the build job manager and registers JobService.
 func (c *Controller) setupJobs() error {
-	m, err := jobs.Open(c.fleet, jobs.Options{Config: c.cfg.Jobs, DataDir: c.cfg.DataDir, Logger: c.log})
+	m, err := jobs.Open(c.db, c.fleet, jobs.Options{Config: c.cfg.Jobs, DataDir: c.cfg.DataDir, Logger: c.log})
 	if err != nil {
 		return err
 	}
 	c.jobs = m
-	c.RegisterService(&quarryv1.JobService_ServiceDesc, &jobs.Server{M: m}, jobs.Roles)
+	c.RegisterService(&quarryv1.JobService_ServiceDesc, &jobs.JobServer{M: m}, jobs.JobRoles, jobs.JobAudit)
 	return nil
 }
 

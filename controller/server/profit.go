@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/switcher"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -27,7 +26,7 @@ func (c *Controller) setupProfit() error {
 		return err
 	}
 	c.profit = &profitRuntime{sw: sw}
-	c.RegisterService(&quarryv1.ProfitService_ServiceDesc, &switcher.Service{S: sw}, switcher.Roles)
+	c.RegisterService(&quarryv1.ProfitService_ServiceDesc, &switcher.ProfitServer{S: sw}, switcher.ProfitRoles, switcher.ProfitAudit)
 	return nil
 }
 
@@ -58,21 +57,8 @@ func (c *Controller) stopProfit() {
 	p.cancel = nil
 }
 
-// billingHold applies billing's past-due policy to switching.
+// billingHold is billing's past-due policy, which the switcher applies;
+// billing opens before profit.
 func (c *Controller) billingHold(rigID string, now time.Time) (hold, stopMining bool, reason string) {
-	if c.billing == nil || c.billing.svc == nil {
-		return false, false, ""
-	}
-	a, customer, err := c.billing.svc.RigAction(rigID, now)
-	if err != nil {
-		c.log.Warn("billing policy lookup failed; switching as usual", "rig", rigID, "err", err)
-		return false, false, ""
-	}
-	switch a {
-	case billing.ActionStopMining:
-		return true, true, "customer " + customer + " is past due beyond the grace period"
-	case billing.ActionStopSwitching:
-		return true, false, "customer " + customer + " is past due"
-	}
-	return false, false, ""
+	return c.billing.SwitchHold(rigID, now)
 }

@@ -156,7 +156,8 @@ func TestJoinTokens(t *testing.T) {
 }
 
 func TestValidAgentEndToEndAndRevocation(t *testing.T) {
-	tc := startTestController(t, nil)
+	var streams agentStreams
+	tc := startTestController(t, nil, streams.options()...)
 	a := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
 	a.report(t, 5)
 	a.run(t, tc, pingHandler{})
@@ -179,7 +180,8 @@ func TestValidAgentEndToEndAndRevocation(t *testing.T) {
 	eventually(t, "revoked rig's stream closed", func() bool { return !tc.Fleet().Online(rig) })
 	a.report(t, 3)
 	// The agent keeps retrying; none of its attempts may get through.
-	time.Sleep(500 * time.Millisecond)
+	before := streams.refused.Load()
+	eventually(t, "the agent's retries refused", func() bool { return streams.refused.Load() >= before+2 })
 	if tc.Fleet().Online(rig) || tc.Fleet().LastSeq(rig) != 5 {
 		t.Fatalf("revoked rig got back in: online=%v last_seq=%d", tc.Fleet().Online(rig), tc.Fleet().LastSeq(rig))
 	}
@@ -194,12 +196,12 @@ func TestValidAgentEndToEndAndRevocation(t *testing.T) {
 	wantCode(t, err, codes.PermissionDenied, "revoked")
 }
 
-func restartController(t *testing.T, old *testController) *testController {
+func restartController(t *testing.T, old *testController, extra ...grpc.ServerOption) *testController {
 	t.Helper()
 	return startTestController(t, func(c *Config) {
 		c.DataDir = old.dir
 		c.GRPCAddr = old.GRPCAddr()
-	})
+	}, extra...)
 }
 
 type pingHandler struct{}
@@ -296,10 +298,11 @@ func TestPrivateKeyNeverSentAndRenewalKeepsStream(t *testing.T) {
 	}()
 	eventually(t, "certificate renewed", func() bool { return a.id.Leaf().SerialNumber.Cmp(firstSerial) != 0 })
 	secrets = append(secrets, keyMaterial(t, a.dir)...)
-	time.Sleep(300 * time.Millisecond)
+	rig := a.id.RigID()
+	renewedAt := tc.Fleet().LastSeq(rig)
+	eventually(t, "reports go on after the renewal", func() bool { return tc.Fleet().LastSeq(rig) >= renewedAt+5 })
 	close(stop)
 	<-done
-	rig := a.id.RigID()
 	var made uint64
 	eventually(t, "all reports committed", func() bool {
 		made = uint64(a.buf.Acked())
@@ -378,6 +381,30 @@ func TestRolesForEveryAdminMethod(t *testing.T) {
 	// And without any credential at all.
 	err := invokeEmpty(t, tc, "qat1.nope", quarryv1.FleetService_ListRigs_FullMethodName, false)
 	wantCode(t, err, codes.Unauthenticated, "not valid")
+
+	// Every method that acts (needs more than viewer) is audited, and the
+	// admin's calls above each left their entry, failed ones included.
+	audited := tc.Audited()
+	entries, err := tc.Fleet().AuditLog(time.Time{}, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range methods {
+		action, ok := audited[method]
+		if !ok {
+			if fleet.RoleRank(roles[method]) > fleet.RoleRank(fleet.RoleViewer) {
+				t.Errorf("%s needs role %s but is not audited", method, roles[method])
+			}
+			continue
+		}
+		found := false
+		for _, e := range entries {
+			found = found || (e.Who == "user-admin" && strings.HasPrefix(e.Action, action) && e.Result != "")
+		}
+		if !found {
+			t.Errorf("%s: no audit entry %q by user-admin", method, action)
+		}
+	}
 }
 
 func invokeEmpty(t *testing.T, tc *testController, token, method string, stream bool) error {

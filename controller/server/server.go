@@ -1,5 +1,7 @@
-// Package server wires the controller together: storage, the CA, the gRPC
-// services, the HTTP endpoints, and an orderly shutdown.
+// Package server wires the controller together: its configuration, the
+// components in their start-up order (lifecycle.go), the gRPC services
+// each domain package provides, and the adapters between the domains and
+// the dashboard and metrics.
 package server
 
 import (
@@ -21,9 +23,11 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/auth"
+	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/controller/gossipd"
 	"github.com/quarryfleet/quarry/controller/jobs"
 	"github.com/quarryfleet/quarry/controller/metrics"
 	"github.com/quarryfleet/quarry/controller/miners"
@@ -59,69 +63,96 @@ type Controller struct {
 	serveErr chan error
 	extra    []grpc.ServerOption
 	roles    map[string]string
-	billing  *billingRuntime
+	audited  map[string]string
+	billing  *billing.Runtime
 	profit   *profitRuntime
 	jobs     *jobs.Manager
 	miners   *miners.Store
 	figures  *figures.Learner
 	metrics  *metrics.Exporter
 	web      *web.Server
-	gossip   *gossipRuntime
+	gossip   *gossipd.Runtime
 
 	// metricsLis and metricsSrv serve /metrics alone when
 	// web.metrics_addr is set.
 	metricsLis net.Listener
 	metricsSrv *http.Server
+
+	// parts are the components in start-up order; the first opened of
+	// them are open and stop in reverse. served is set once Serve owns
+	// the listeners.
+	parts  []component
+	opened int
+	served bool
 }
 
-// RegisterService adds an admin gRPC service with its method→role table.
-// Call before Serve.
-func (c *Controller) RegisterService(desc *grpc.ServiceDesc, impl any, roles map[string]string) {
+// RegisterService adds an admin gRPC service with its method→role table
+// and its method→audit-action table. Call before Serve.
+func (c *Controller) RegisterService(desc *grpc.ServiceDesc, impl any, roles, audit map[string]string) {
 	maps.Copy(c.roles, roles)
+	maps.Copy(c.audited, audit)
 	c.grpcSrv.RegisterService(desc, impl)
 }
 
 // Roles is the method→role table of every registered admin service.
 func (c *Controller) Roles() map[string]string { return c.roles }
 
-// New opens storage and listeners. Call Serve to start serving.
-// Extra gRPC server options (interceptors for tests, for instance) are
-// appended to the controller's own.
+// Audited is the method→audit-action table of every registered admin
+// service.
+func (c *Controller) Audited() map[string]string { return c.audited }
+
+// New opens every component in order (see components). Call Serve to
+// start serving. Extra gRPC server options (interceptors for tests, for
+// instance) are appended to the controller's own.
 func New(cfg Config, version string, log *slog.Logger, extra ...grpc.ServerOption) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 3), extra: extra}
 	if err := c.open(); err != nil {
-		c.closeStorage()
+		c.stop()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Controller) open() error {
-	var err error
-	if err = os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
+func (c *Controller) openDatabase() error {
+	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	var err error
 	c.db, err = store.Open(filepath.Join(c.cfg.DataDir, DBFile), fleet.Buckets...)
-	if err != nil {
-		return err
+	return err
+}
+
+func (c *Controller) closeDatabase() {
+	if err := c.db.Close(); err != nil {
+		c.log.Error("close database", "err", err)
 	}
+}
+
+func (c *Controller) openFleet() error {
+	var err error
 	c.fleet, err = fleet.Open(c.db, fleet.Options{MaxBatch: c.cfg.MaxBatch, Logger: c.log,
 		AuditMaxAge: c.cfg.Audit.MaxAge, AuditMaxEntries: c.cfg.Audit.MaxEntries, MaxClockSkew: c.cfg.MaxClockSkew})
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	c.ca, err = pki.LoadOrCreateCA(filepath.Join(c.cfg.DataDir, PKIDir), now)
+	return err
+}
+
+func (c *Controller) openCA() error {
+	var err error
+	c.ca, err = pki.LoadOrCreateCA(filepath.Join(c.cfg.DataDir, PKIDir), time.Now())
 	if err != nil {
 		return fmt.Errorf("CA: %w", err)
 	}
-	if err := c.localCredentials(); err != nil {
-		return err
-	}
-	tlsCfg, err := c.serverTLS(now)
+	return c.localCredentials()
+}
+
+// openGRPC binds both listeners, so that New reports a taken port, and
+// builds the gRPC server with its interceptors: authentication first, so
+// the audit interceptor records the caller it found and never sees a
+// refused call (that one audits itself).
+func (c *Controller) openGRPC() error {
+	tlsCfg, err := c.serverTLS(time.Now())
 	if err != nil {
 		return err
 	}
@@ -131,37 +162,39 @@ func (c *Controller) open() error {
 	}
 	c.httpLis, err = net.Listen("tcp", c.cfg.HTTPAddr)
 	if err != nil {
+		c.grpcLis.Close() // this component is not open, so its stop will not run
+		c.grpcLis = nil
 		return fmt.Errorf("http_addr: %w", err)
 	}
-	c.roles = map[string]string{}
-	maps.Copy(c.roles, api.FleetRoles)
-	auth := api.Authenticator{Fleet: c.fleet, Roles: c.roles}
+	c.roles, c.audited = map[string]string{}, map[string]string{}
+	authn := auth.Authenticator{Tokens: c.fleet, Audit: c.fleet, Roles: c.roles}
+	audit := auth.Audit{Log: c.fleet, Actions: c.audited}
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.ChainUnaryInterceptor(auth.UnaryInterceptor),
-		grpc.ChainStreamInterceptor(auth.StreamInterceptor),
+		grpc.ChainUnaryInterceptor(authn.UnaryInterceptor, audit.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(authn.StreamInterceptor, audit.StreamInterceptor),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(4 << 20),
 	}
 	c.grpcSrv = grpc.NewServer(append(opts, c.extra...)...)
-	if err := c.setupGossip(); err != nil {
-		return err
-	}
-	quarryv1.RegisterAgentServiceServer(c.grpcSrv, &api.AgentServer{
-		Fleet:          c.fleet,
-		Enrollment:     c.gossipEnrollment(api.Enrollment{CA: c.ca, CertTTL: c.cfg.AgentCertTTL}),
-		ReportInterval: c.cfg.ReportInterval,
-		Log:            c.log,
-	})
-	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log, OnRevoke: c.gossip.revoked})
-	if err := c.setupJobs(); err != nil {
-		return err
-	}
-	if err := c.setupMiners(); err != nil {
-		return err
-	}
+	return nil
+}
 
+// closeUnserved closes the listeners Serve never took over (New failed
+// after binding them); served ones close with their servers.
+func (c *Controller) closeUnserved() {
+	if c.served {
+		return
+	}
+	for _, l := range []net.Listener{c.grpcLis, c.httpLis, c.metricsLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+func (c *Controller) openMux() error {
 	c.mux = http.NewServeMux()
 	c.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -173,16 +206,43 @@ func (c *Controller) open() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	if err := c.setupBilling(); err != nil {
+	return nil
+}
+
+func (c *Controller) openBilling() error {
+	var err error
+	if c.billing, err = billing.OpenRuntime(c.cfg.Billing, c.db, c.fleet, c.log); err != nil {
 		return err
 	}
-	if err := c.setupProfit(); err != nil {
+	c.billing.Mount(c.mux)
+	c.RegisterService(&quarryv1.BillingService_ServiceDesc, c.billing.Server(), billing.BillingRoles, billing.BillingAudit)
+	return nil
+}
+
+func (c *Controller) openGossip() error {
+	var err error
+	if c.gossip, err = gossipd.Open(gossipd.Options{Config: c.cfg.Gossip, DataDir: c.cfg.DataDir, Version: c.version, Fleet: c.fleet, Log: c.log}); err != nil {
 		return err
 	}
-	if err := c.setupWeb(); err != nil {
-		return err
-	}
-	c.wireBillingViews()
+	c.RegisterService(&quarryv1.GossipService_ServiceDesc, c.gossip.Server(), gossipd.GossipRoles, gossipd.GossipAudit)
+	return nil
+}
+
+// openFleetServices registers AgentService, which hands rigs the gossip
+// keyring, address and event key, and FleetService, whose revocations
+// also evict the rig from gossip.
+func (c *Controller) openFleetServices() error {
+	quarryv1.RegisterAgentServiceServer(c.grpcSrv, &fleet.AgentServer{
+		Fleet:          c.fleet,
+		Enrollment:     c.gossip.Enrollment(fleet.Enrollment{CA: c.ca, CertTTL: c.cfg.AgentCertTTL}),
+		ReportInterval: c.cfg.ReportInterval,
+		Log:            c.log,
+	})
+	c.RegisterService(&quarryv1.FleetService_ServiceDesc, &fleet.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, OnRevoke: c.gossip.Revoked}, fleet.FleetRoles, fleet.FleetAudit)
+	return nil
+}
+
+func (c *Controller) openServing() error {
 	c.httpSrv = c.cfg.Web.httpServer(c.mux)
 	if c.web != nil {
 		c.httpSrv.RegisterOnShutdown(c.web.Close) // live streams end so Shutdown can finish
@@ -298,10 +358,30 @@ func (c *Controller) GRPCServer() *grpc.Server { return c.grpcSrv }
 func (c *Controller) GRPCAddr() string { return c.grpcLis.Addr().String() }
 func (c *Controller) HTTPAddr() string { return c.httpLis.Addr().String() }
 
-// Serve runs until ctx is cancelled, then shuts down in order: agent
-// streams are ended, reports already accepted are committed, the database
-// is closed. It returns the first serving error, if any.
+// Serve starts every component, in order, and runs until ctx is
+// cancelled; then they stop in reverse: agent streams end, reports already
+// accepted are committed and observed, the database closes last. It
+// returns the first serving error, if any.
 func (c *Controller) Serve(ctx context.Context) error {
+	c.start()
+	c.log.Info("controller serving", "grpc", c.GRPCAddr(), "http", c.HTTPAddr(), "data_dir", c.cfg.DataDir, "ca", c.ca.Hash())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-c.serveErr:
+		if err != nil {
+			err = fmt.Errorf("serve: %w", err)
+		}
+	}
+	c.log.Info("controller shutting down")
+	c.stop()
+	c.log.Info("controller stopped")
+	return err
+}
+
+// startServing serves gRPC and HTTP, and says the controller is ready.
+func (c *Controller) startServing() {
+	c.served = true
 	go func() { c.serveErr <- c.grpcSrv.Serve(c.grpcLis) }()
 	go func() {
 		if err := c.httpSrv.Serve(c.httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -317,28 +397,15 @@ func (c *Controller) Serve(ctx context.Context) error {
 			}
 		}()
 	}
-	c.startBilling()
-	c.startProfit()
-	c.startGossip()
 	c.ready.Store(true)
-	c.log.Info("controller serving", "grpc", c.GRPCAddr(), "http", c.HTTPAddr(), "data_dir", c.cfg.DataDir, "ca", c.ca.Hash())
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-c.serveErr:
-		if err != nil {
-			err = fmt.Errorf("serve: %w", err)
-		}
-	}
-	c.shutdown()
-	return err
 }
 
-func (c *Controller) shutdown() {
+// stopServing ends agent streams and job watches, so that the graceful
+// stop need not wait for them, then stops the servers.
+func (c *Controller) stopServing() {
 	c.ready.Store(false)
-	c.log.Info("controller shutting down")
 	c.fleet.EndSessions()
-	c.closeJobs() // ends job watch streams, so the graceful stop need not wait for them
+	c.closeJobs()
 	stopped := make(chan struct{})
 	go func() {
 		c.grpcSrv.GracefulStop()
@@ -356,32 +423,5 @@ func (c *Controller) shutdown() {
 	_ = c.httpSrv.Shutdown(sctx)
 	if c.metricsSrv != nil {
 		_ = c.metricsSrv.Shutdown(sctx)
-	}
-	c.closeStorage()
-	c.log.Info("controller stopped")
-}
-
-func (c *Controller) closeStorage() {
-	c.stopGossip() // leaves the cluster; status writes end before the database closes
-	c.closeJobs()
-	if c.fleet != nil {
-		c.fleet.Close()
-	}
-	c.closeMiners() // after the last report is observed
-	c.stopProfit()
-	c.stopBilling() // after the last reports are metered, before the database closes
-	if c.db != nil {
-		if err := c.db.Close(); err != nil {
-			c.log.Error("close database", "err", err)
-		}
-	}
-	if c.grpcLis != nil && c.grpcSrv == nil {
-		c.grpcLis.Close()
-	}
-	if c.httpLis != nil && c.httpSrv == nil {
-		c.httpLis.Close()
-	}
-	if c.metricsLis != nil && c.metricsSrv == nil {
-		c.metricsLis.Close()
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/redact"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -90,7 +90,7 @@ func newViewerFixture(t *testing.T) *viewerFixture {
 	}
 	f.cmdID = applied.Rigs[0].CommandId
 	job := fmt.Sprintf("name: secret-env\ndir: /tmp\nbuild: [make]\nrule_packs: []\nwhere: agent:name=%s\nenv:\n  DEPLOY_KEY: %s\n", rig.Name, envSecret)
-	f.jobID, err = tc.jobs.Start(ctx(t), []byte(job), api.Caller{Name: "test", Role: fleet.RoleAdmin})
+	f.jobID, err = tc.jobs.Start(ctx(t), []byte(job), auth.Caller{Name: "test", Role: fleet.RoleAdmin})
 	if err != nil {
 		t.Fatalf("job: %v", err)
 	}

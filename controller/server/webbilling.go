@@ -51,16 +51,16 @@ func (v billingView) outboxDepth() map[string]int {
 // wireBillingViews connects billing to the dashboard and metrics when all
 // are enabled.
 func (c *Controller) wireBillingViews() {
-	if c.billing == nil || c.billing.svc == nil {
+	if c.billing == nil || c.billing.Service() == nil {
 		return
 	}
-	v := billingView{svc: c.billing.svc}
+	v := billingView{svc: c.billing.Service()}
 	if c.web != nil {
 		c.web.SetBilling(v)
 	}
 	if c.metrics != nil {
 		c.metrics.SetOutboxDepth(v.outboxDepth)
-		if err := c.metrics.Registry().Register(meterCollector{m: c.billing.svc.Meter()}); err != nil {
+		if err := c.metrics.Registry().Register(meterCollector{m: c.billing.Service().Meter()}); err != nil {
 			c.log.Error("billing metrics not registered", "err", err)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 // Billing shows on the dashboard and its outbox depth in /metrics.
 func TestBillingReachesDashboardAndMetrics(t *testing.T) {
 	bc := startBillingController(t, t.TempDir(), enableBilling)
-	svc := bc.billing.svc
+	svc := bc.billing.Service()
 	ctx := context.Background()
 	if err := svc.PutPlan(ctx, billing.Plan{ID: "std", Name: "Standard", MonthlyFeePerRigCents: 1500, EnergyMilliCentsPerKWh: 12000, StripeRigPriceID: "price_1"}); err != nil {
 		t.Fatal(err)

@@ -11,15 +11,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/profit"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
-// Roles is the least role each ProfitService method needs.
-var Roles = map[string]string{
+// ProfitRoles is the least role each ProfitService method needs.
+var ProfitRoles = map[string]string{
 	quarryv1.ProfitService_ListProfit_FullMethodName:    fleet.RoleViewer,
 	quarryv1.ProfitService_ExplainProfit_FullMethodName: fleet.RoleViewer,
 	quarryv1.ProfitService_ListSwitches_FullMethodName:  fleet.RoleViewer,
@@ -27,13 +27,19 @@ var Roles = map[string]string{
 	quarryv1.ProfitService_SetRigProfile_FullMethodName: fleet.RoleOperator,
 }
 
-// Service is ProfitService over a switcher.
-type Service struct {
+// ProfitAudit is the audit action of each ProfitService method that
+// changes what the switcher decides.
+var ProfitAudit = map[string]string{
+	quarryv1.ProfitService_SetRigProfile_FullMethodName: "profit.set-profile",
+}
+
+// ProfitServer is ProfitService over a switcher.
+type ProfitServer struct {
 	quarryv1.UnimplementedProfitServiceServer
 	S *Switcher
 }
 
-var _ quarryv1.ProfitServiceServer = (*Service)(nil)
+var _ quarryv1.ProfitServiceServer = (*ProfitServer)(nil)
 
 func (t *Tick) row(i int) *quarryv1.ProfitRow {
 	r, d := t.Rigs[i], t.Decisions[i]
@@ -61,7 +67,7 @@ func isMove(a string) bool {
 }
 
 // ListProfit implements ProfitService.
-func (v *Service) ListProfit(context.Context, *quarryv1.ListProfitRequest) (*quarryv1.ListProfitResponse, error) {
+func (v *ProfitServer) ListProfit(context.Context, *quarryv1.ListProfitRequest) (*quarryv1.ListProfitResponse, error) {
 	resp := &quarryv1.ListProfitResponse{DryRun: v.S.cfg.DryRun, MarketOffline: v.S.cfg.Market.Offline, MarketMode: v.S.cfg.Market.Mode()}
 	if e := v.S.engine; e != nil {
 		resp.Options = int32(e.Len())
@@ -81,7 +87,7 @@ func (v *Service) ListProfit(context.Context, *quarryv1.ListProfitRequest) (*qua
 }
 
 // ExplainProfit implements ProfitService.
-func (v *Service) ExplainProfit(_ context.Context, req *quarryv1.ExplainProfitRequest) (*quarryv1.ExplainProfitResponse, error) {
+func (v *ProfitServer) ExplainProfit(_ context.Context, req *quarryv1.ExplainProfitRequest) (*quarryv1.ExplainProfitResponse, error) {
 	id, err := v.S.fleet.Resolve(req.Rig)
 	if err != nil {
 		return nil, status.Error(codes.NotFound, err.Error())
@@ -171,7 +177,8 @@ func (s *Switcher) explain(t *Tick, i int) *quarryv1.ExplainProfitResponse {
 }
 
 // SetRigProfile implements ProfitService.
-func (v *Service) SetRigProfile(ctx context.Context, req *quarryv1.SetRigProfileRequest) (*quarryv1.SetRigProfileResponse, error) {
+func (v *ProfitServer) SetRigProfile(ctx context.Context, req *quarryv1.SetRigProfileRequest) (*quarryv1.SetRigProfileResponse, error) {
+	auth.Note(ctx).Target = req.Rig
 	id, err := v.S.fleet.Resolve(req.Rig)
 	if err != nil {
 		return nil, status.Error(codes.NotFound, err.Error())
@@ -191,8 +198,8 @@ func (v *Service) SetRigProfile(ctx context.Context, req *quarryv1.SetRigProfile
 	if err := v.S.SetProfile(id, p); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	c := api.CallerFrom(ctx)
-	_ = v.S.fleet.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: "profit.set-profile", Target: id, Result: "ok", Detail: fmt.Sprint(p)})
+	a := auth.Note(ctx)
+	a.Target, a.Detail = id, fmt.Sprint(p)
 	resp := &quarryv1.SetRigProfileResponse{RigId: id}
 	for algo, f := range v.S.Profile(id) {
 		resp.Perf = append(resp.Perf, &quarryv1.PerfInput{Algorithm: algo, Hashrate: f.Hashrate, PowerW: f.Power, Source: "profile"})
@@ -202,7 +209,7 @@ func (v *Service) SetRigProfile(ctx context.Context, req *quarryv1.SetRigProfile
 }
 
 // ListSwitches implements ProfitService.
-func (v *Service) ListSwitches(_ context.Context, req *quarryv1.ListSwitchesRequest) (*quarryv1.ListSwitchesResponse, error) {
+func (v *ProfitServer) ListSwitches(_ context.Context, req *quarryv1.ListSwitchesRequest) (*quarryv1.ListSwitchesResponse, error) {
 	rig := ""
 	if req.Rig != "" {
 		id, err := v.S.fleet.Resolve(req.Rig)
@@ -226,7 +233,7 @@ func (v *Service) ListSwitches(_ context.Context, req *quarryv1.ListSwitchesRequ
 }
 
 // MarketStatus implements ProfitService.
-func (v *Service) MarketStatus(context.Context, *quarryv1.MarketStatusRequest) (*quarryv1.MarketStatusResponse, error) {
+func (v *ProfitServer) MarketStatus(context.Context, *quarryv1.MarketStatusRequest) (*quarryv1.MarketStatusResponse, error) {
 	h := v.S.cache.Health()
 	snap := v.S.cache.Get()
 	resp := &quarryv1.MarketStatusResponse{Ok: h.OK, Reason: h.Reason, Origin: snap.Origin, FetchedUnixNano: snap.Fetched.UnixNano(),

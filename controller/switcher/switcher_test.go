@@ -245,7 +245,7 @@ func TestTickPausesOnStaleMarket(t *testing.T) {
 			t.Fatalf("%s: %d commands sent while paused", id, n)
 		}
 	}
-	resp, err := (&Service{S: s}).ListProfit(context.Background(), &quarryv1.ListProfitRequest{})
+	resp, err := (&ProfitServer{S: s}).ListProfit(context.Background(), &quarryv1.ListProfitRequest{})
 	if err != nil || !resp.Paused || resp.PauseReason == "" {
 		t.Fatalf("ListProfit while paused: %v %v", resp, err)
 	}
@@ -305,7 +305,7 @@ func TestOfflineMarketActs(t *testing.T) {
 					t.Fatalf("%s: %d commands queued, want 1 (decision %s: %s)", id, n, tick.Decisions[i].Action, tick.Decisions[i].Reason)
 				}
 			}
-			svc := &Service{S: s}
+			svc := &ProfitServer{S: s}
 			lp, err := svc.ListProfit(context.Background(), &quarryv1.ListProfitRequest{})
 			if err != nil || !lp.MarketOffline || !strings.HasPrefix(lp.MarketMode, tt.mode) || lp.Paused {
 				t.Fatalf("ListProfit = %v, %v; want offline mode %q", lp, err, tt.mode)
@@ -429,7 +429,7 @@ func TestMeasuredAndBorrowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := &Service{S: s}
+	svc := &ProfitServer{S: s}
 	own, err := svc.ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
 	if err != nil {
 		t.Fatal(err)
@@ -582,7 +582,7 @@ func TestBenchmarkThenLiveFigures(t *testing.T) {
 		if _, err := s.Tick(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		got, err := (&Service{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+		got, err := (&ProfitServer{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
 		if err != nil {
 			t.Fatal(err)
 		}

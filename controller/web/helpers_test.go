@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	bolt "go.etcd.io/bbolt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -26,6 +27,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type env struct {
 	t     *testing.T
+	db    *bolt.DB
 	fleet *fleet.Fleet
 	web   *web.Server
 	srv   *httptest.Server
@@ -57,7 +59,7 @@ func newEnv(t *testing.T, opts web.Options) *env {
 		f.Close()
 		db.Close()
 	})
-	return &env{t: t, fleet: f, web: w, srv: srv, seq: map[string]uint64{}}
+	return &env{t: t, db: db, fleet: f, web: w, srv: srv, seq: map[string]uint64{}}
 }
 
 // fixture loads a report from testdata.

@@ -244,7 +244,7 @@ func TestProvidersShowWhenSet(t *testing.T) {
 // from the one learner.
 func TestRigPageShowsPowerAndLearnedFigures(t *testing.T) {
 	e := newEnv(t, web.Options{})
-	figs, err := figures.Open(e.fleet.DB(), figures.Options{Every: time.Hour})
+	figs, err := figures.Open(e.db, figures.Options{Every: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package server
+package billing
 
 import (
 	"context"
@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/quarryfleet/quarry/controller/api"
-	"github.com/quarryfleet/quarry/controller/billing"
+	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -24,14 +24,14 @@ import (
 // WebhookPath is where Stripe delivers webhook events.
 const WebhookPath = "/webhooks/stripe"
 
-// errBillingDisabled is what every BillingService method answers while
+// DisabledMessage is what every BillingService method answers while
 // billing is off.
-const errBillingDisabled = "billing is not enabled (set billing.enabled and billing.stripe_key)"
+const DisabledMessage = "billing is not enabled (set billing.enabled and billing.stripe_key)"
 
-// BillingConfig is the controller's billing section. The Stripe key and the
+// Settings is the controller's billing section. The Stripe key and the
 // webhook secret are best given as QUARRY_BILLING_STRIPE_KEY and
 // QUARRY_BILLING_WEBHOOK_SECRET so that they stay out of files and flags.
-type BillingConfig struct {
+type Settings struct {
 	Enabled                  bool          `yaml:"enabled" flag:"billing-enabled" help:"bill hosting customers through Stripe (needs billing.stripe_key)"`
 	StripeKey                string        `yaml:"stripe_key" help:"Stripe secret key (sk_... or rk_...)"`
 	StripeURL                string        `yaml:"stripe_url" flag:"billing-stripe-url" help:"Stripe API base URL; empty is Stripe itself (set it for stripe-mock)"`
@@ -45,9 +45,9 @@ type BillingConfig struct {
 	AcceptAPIVersionMismatch bool          `yaml:"accept_api_version_mismatch" help:"accept webhook events rendered for another Stripe API version"`
 	PastDue                  PastDueConfig `yaml:"past_due"`
 
-	// now is the billing clock; nil is time.Now. Tests set it to assign
+	// Now is the billing clock; nil is time.Now. Tests set it to assign
 	// rigs in the past, so that replayed old reports belong to a customer.
-	now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
 // PastDueConfig is what happens to the rigs of a customer who stops paying.
@@ -56,20 +56,20 @@ type PastDueConfig struct {
 	StopMiningAfter time.Duration `yaml:"stop_mining_after" help:"stop a past-due customer's rigs after this long; 0 never stops them"`
 }
 
-// DefaultBillingConfig is billing off, with the billing package's defaults.
-func DefaultBillingConfig() BillingConfig {
-	return BillingConfig{
+// DefaultSettings is billing off, with the billing package's defaults.
+func DefaultSettings() Settings {
+	return Settings{
 		EventName:     "quarry_energy_wh",
 		FlushInterval: 5 * time.Second,
 		MaxGap:        2 * time.Minute,
-		LateWindow:    billing.DefaultLateWindow,
+		LateWindow:    DefaultLateWindow,
 		RetryBase:     time.Second,
 		MaxAttempts:   5,
 	}
 }
 
-// validate names every bad billing setting.
-func (b BillingConfig) validate() error {
+// Validate names every bad billing setting.
+func (b Settings) Validate() error {
 	var errs []error
 	if b.Enabled && b.StripeKey == "" {
 		errs = append(errs, errors.New("billing.stripe_key: required when billing.enabled is set (env QUARRY_BILLING_STRIPE_KEY)"))
@@ -91,8 +91,8 @@ func (b BillingConfig) validate() error {
 	if b.MaxGap < time.Second || b.MaxGap > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("billing.max_gap: %s is outside 1s..24h", b.MaxGap))
 	}
-	if b.LateWindow <= 0 || b.LateWindow > billing.MaxLateWindow {
-		errs = append(errs, fmt.Errorf("billing.late_window: %s must be positive and at most %s (Stripe takes meter events up to 35 days old)", b.LateWindow, billing.MaxLateWindow))
+	if b.LateWindow <= 0 || b.LateWindow > MaxLateWindow {
+		errs = append(errs, fmt.Errorf("billing.late_window: %s must be positive and at most %s (Stripe takes meter events up to 35 days old)", b.LateWindow, MaxLateWindow))
 	}
 	if b.RetryBase < 0 {
 		errs = append(errs, fmt.Errorf("billing.retry_base: %s is negative", b.RetryBase))
@@ -109,70 +109,118 @@ func (b BillingConfig) validate() error {
 // BillingRoles is the least role each BillingService method needs. Status
 // and usage are figures a viewer may see (without customers' emails);
 // customers, plans, assignments and the outbox are admin only.
-func BillingRoles() map[string]string {
-	return map[string]string{
-		quarryv1.BillingService_BillingStatus_FullMethodName:  fleet.RoleViewer,
-		quarryv1.BillingService_Usage_FullMethodName:          fleet.RoleViewer,
-		quarryv1.BillingService_CreatePlan_FullMethodName:     fleet.RoleAdmin,
-		quarryv1.BillingService_CreateCustomer_FullMethodName: fleet.RoleAdmin,
-		quarryv1.BillingService_ListCustomers_FullMethodName:  fleet.RoleAdmin,
-		quarryv1.BillingService_GetCustomer_FullMethodName:    fleet.RoleAdmin,
-		quarryv1.BillingService_AssignRigs_FullMethodName:     fleet.RoleAdmin,
-		quarryv1.BillingService_ListOutbox_FullMethodName:     fleet.RoleAdmin,
-		quarryv1.BillingService_ListDeadLetter_FullMethodName: fleet.RoleAdmin,
-		quarryv1.BillingService_RetryOutbox_FullMethodName:    fleet.RoleAdmin,
-	}
+var BillingRoles = map[string]string{
+	quarryv1.BillingService_BillingStatus_FullMethodName:  auth.RoleViewer,
+	quarryv1.BillingService_Usage_FullMethodName:          auth.RoleViewer,
+	quarryv1.BillingService_CreatePlan_FullMethodName:     auth.RoleAdmin,
+	quarryv1.BillingService_CreateCustomer_FullMethodName: auth.RoleAdmin,
+	quarryv1.BillingService_ListCustomers_FullMethodName:  auth.RoleAdmin,
+	quarryv1.BillingService_GetCustomer_FullMethodName:    auth.RoleAdmin,
+	quarryv1.BillingService_AssignRigs_FullMethodName:     auth.RoleAdmin,
+	quarryv1.BillingService_ListOutbox_FullMethodName:     auth.RoleAdmin,
+	quarryv1.BillingService_ListDeadLetter_FullMethodName: auth.RoleAdmin,
+	quarryv1.BillingService_RetryOutbox_FullMethodName:    auth.RoleAdmin,
 }
 
-// billingRuntime is the running billing subsystem: the service and the
-// relay and flusher goroutines started by Serve.
-type billingRuntime struct {
-	svc    *billing.Service
+// BillingAudit is the audit action of each BillingService method: every
+// call is audited, reads included, since they show customers' money.
+var BillingAudit = map[string]string{
+	quarryv1.BillingService_BillingStatus_FullMethodName:  "billing.status",
+	quarryv1.BillingService_Usage_FullMethodName:          "billing.usage",
+	quarryv1.BillingService_CreatePlan_FullMethodName:     "billing.create-plan",
+	quarryv1.BillingService_CreateCustomer_FullMethodName: "billing.create-customer",
+	quarryv1.BillingService_ListCustomers_FullMethodName:  "billing.list-customers",
+	quarryv1.BillingService_GetCustomer_FullMethodName:    "billing.get-customer",
+	quarryv1.BillingService_AssignRigs_FullMethodName:     "billing.assign-rigs",
+	quarryv1.BillingService_ListOutbox_FullMethodName:     "billing.list-outbox",
+	quarryv1.BillingService_ListDeadLetter_FullMethodName: "billing.list-dead-letter",
+	quarryv1.BillingService_RetryOutbox_FullMethodName:    "billing.retry",
+}
+
+// Runtime is billing as the controller runs it: the service (nil while
+// billing is off), BillingService over it, and the relay and flusher
+// goroutines between Start and Stop.
+type Runtime struct {
+	srv    *BillingServer
+	svc    *Service
+	hook   http.Handler
 	flush  time.Duration
+	log    *slog.Logger
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-// setupBilling registers BillingService and, when billing is enabled,
-// opens the billing service on the controller's database, meters reports
-// and mounts the Stripe webhook.
-func (c *Controller) setupBilling() error {
-	srv := &billingServer{fleet: c.fleet, log: c.log}
-	bc := c.cfg.Billing
-	if bc.Enabled {
-		svc, err := billing.New(billing.Config{
-			DB:                       c.db,
-			Stripe:                   billing.NewStripeClient(bc.StripeKey, bc.StripeURL, nil),
-			EventName:                bc.EventName,
-			MaxGap:                   bc.MaxGap,
-			LateWindow:               bc.LateWindow,
-			RetryBase:                bc.RetryBase,
-			MaxAttempts:              bc.MaxAttempts,
-			WebhookSecret:            bc.WebhookSecret,
-			AcceptAPIVersionMismatch: bc.AcceptAPIVersionMismatch,
-			PastDue:                  billing.PastDuePolicy{StopSwitching: bc.PastDue.StopSwitching, StopMiningAfter: bc.PastDue.StopMiningAfter},
-			Audit:                    billingAuditor(c.fleet, c.log),
-			Logger:                   c.log.With("component", "billing"),
-			Now:                      bc.now,
-		})
-		if err != nil {
-			return err
-		}
-		srv.svc = svc
-		c.billing = &billingRuntime{svc: svc, flush: bc.FlushInterval}
-		c.fleet.AddObserver(energyObserver{meter: svc.Meter(), log: c.log})
-		var hook http.Handler = svc.Handler()
-		if bc.WebhookSecret == "" {
-			c.log.Warn("billing.webhook_secret is not set: Stripe webhooks are refused and customer status will not follow payments")
-			hook = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				http.Error(w, "billing.webhook_secret is not set on the controller; webhooks are refused", http.StatusServiceUnavailable)
-			})
-		}
-		c.mux.Handle("POST "+WebhookPath, hook)
-		c.log.Info("billing enabled", "stripe_url", stripeURLForLog(bc.StripeURL), "event_name", bc.EventName)
+// OpenRuntime opens, when billing is enabled, the billing service on the
+// controller's database and meters the reports the fleet commits; while
+// billing is off, BillingService still answers, with a clear refusal.
+func OpenRuntime(bc Settings, db *bolt.DB, f *fleet.Fleet, log *slog.Logger) (*Runtime, error) {
+	r := &Runtime{srv: &BillingServer{fleet: f}, log: log}
+	if !bc.Enabled {
+		return r, nil
 	}
-	c.RegisterService(&quarryv1.BillingService_ServiceDesc, srv, BillingRoles())
-	return nil
+	svc, err := New(Config{
+		DB:                       db,
+		Stripe:                   NewStripeClient(bc.StripeKey, bc.StripeURL, nil),
+		EventName:                bc.EventName,
+		MaxGap:                   bc.MaxGap,
+		LateWindow:               bc.LateWindow,
+		RetryBase:                bc.RetryBase,
+		MaxAttempts:              bc.MaxAttempts,
+		WebhookSecret:            bc.WebhookSecret,
+		AcceptAPIVersionMismatch: bc.AcceptAPIVersionMismatch,
+		PastDue:                  PastDuePolicy{StopSwitching: bc.PastDue.StopSwitching, StopMiningAfter: bc.PastDue.StopMiningAfter},
+		Audit:                    auditor(f),
+		Logger:                   log.With("component", "billing"),
+		Now:                      bc.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.srv.svc, r.svc, r.flush = svc, svc, bc.FlushInterval
+	f.AddObserver(energyObserver{meter: svc.Meter(), log: log})
+	r.hook = svc.Handler()
+	if bc.WebhookSecret == "" {
+		log.Warn("billing.webhook_secret is not set: Stripe webhooks are refused and customer status will not follow payments")
+		r.hook = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "billing.webhook_secret is not set on the controller; webhooks are refused", http.StatusServiceUnavailable)
+		})
+	}
+	log.Info("billing enabled", "stripe_url", stripeURLForLog(bc.StripeURL), "event_name", bc.EventName)
+	return r, nil
+}
+
+// Server is BillingService, to register on the controller's gRPC server.
+func (r *Runtime) Server() *BillingServer { return r.srv }
+
+// Service is the billing service; nil while billing is off.
+func (r *Runtime) Service() *Service { return r.svc }
+
+// SwitchHold is the past-due policy as the profit switcher applies it:
+// whether to hold a rig's switching, whether to stop it mining, and why.
+// While billing is off, or the lookup fails, rigs switch as usual.
+func (r *Runtime) SwitchHold(rigID string, now time.Time) (hold, stopMining bool, reason string) {
+	if r.svc == nil {
+		return false, false, ""
+	}
+	a, customer, err := r.svc.RigAction(rigID, now)
+	if err != nil {
+		r.log.Warn("billing policy lookup failed; switching as usual", "rig", rigID, "err", err)
+		return false, false, ""
+	}
+	switch a {
+	case ActionStopMining:
+		return true, true, "customer " + customer + " is past due beyond the grace period"
+	case ActionStopSwitching:
+		return true, false, "customer " + customer + " is past due"
+	}
+	return false, false, ""
+}
+
+// Mount puts the Stripe webhook on mux; nothing while billing is off.
+func (r *Runtime) Mount(mux *http.ServeMux) {
+	if r.hook != nil {
+		mux.Handle("POST "+WebhookPath, r.hook)
+	}
 }
 
 func stripeURLForLog(u string) string {
@@ -182,43 +230,41 @@ func stripeURLForLog(u string) string {
 	return u
 }
 
-// startBilling runs the outbox relay and the meter flusher.
-func (c *Controller) startBilling() {
-	b := c.billing
-	if b == nil || b.cancel != nil {
+// Start runs the outbox relay and the meter flusher.
+func (r *Runtime) Start() {
+	if r.svc == nil || r.cancel != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
-	b.wg.Add(2)
+	r.cancel = cancel
+	r.wg.Add(2)
 	go func() {
-		defer b.wg.Done()
-		if err := b.svc.RunRelay(ctx); err != nil {
-			c.log.Error("billing relay stopped", "err", err)
+		defer r.wg.Done()
+		if err := r.svc.RunRelay(ctx); err != nil {
+			r.log.Error("billing relay stopped", "err", err)
 		}
 	}()
 	go func() {
-		defer b.wg.Done()
-		b.svc.Meter().RunFlusher(ctx, b.flush)
+		defer r.wg.Done()
+		r.svc.Meter().RunFlusher(ctx, r.flush)
 	}()
 }
 
-// stopBilling stops the relay and the flusher, which flushes the meter one
-// last time. Call it after the fleet has committed its last reports and
-// before the database closes.
-func (c *Controller) stopBilling() {
-	b := c.billing
-	if b == nil || b.cancel == nil {
+// Stop stops the relay and the flusher, which flushes the meter one last
+// time. Call it after the fleet has committed its last reports and before
+// the database closes.
+func (r *Runtime) Stop() {
+	if r.cancel == nil {
 		return
 	}
-	b.cancel()
-	b.wg.Wait()
-	b.cancel = nil
+	r.cancel()
+	r.wg.Wait()
+	r.cancel = nil
 }
 
 // energyObserver feeds each committed report's power draw to the meter.
 type energyObserver struct {
-	meter *billing.Meter
+	meter *Meter
 	log   *slog.Logger
 }
 
@@ -234,13 +280,13 @@ func (o energyObserver) ObserveReport(rigID string, r *quarryv1.Report) {
 	}
 }
 
-// billingAuditor writes billing's own events (deliveries, webhooks, closed
+// auditor writes billing's own events (deliveries, webhooks, closed
 // hours) into the controller's audit log, attributed to the caller when
 // they happen inside an API call.
-func billingAuditor(f *fleet.Fleet, log *slog.Logger) billing.AuditFunc {
-	return func(ctx context.Context, e billing.AuditEvent) {
-		who, role := "billing", "system"
-		if c := api.CallerFrom(ctx); c.Name != "" {
+func auditor(f *fleet.Fleet) AuditFunc {
+	return func(ctx context.Context, e AuditEvent) {
+		who, role := "billing", auth.RoleSystem
+		if c := auth.CallerFrom(ctx); c.Name != "" {
 			who, role = c.Name, c.Role
 		}
 		target := e.Customer
@@ -251,35 +297,20 @@ func billingAuditor(f *fleet.Fleet, log *slog.Logger) billing.AuditFunc {
 		if e.Kind == "outbox.dead" {
 			result = "failed"
 		}
-		if err := f.Audit(&quarryv1.AuditEntry{Who: who, Role: role, Action: "billing " + e.Kind, Target: target, Result: result, Detail: e.Detail}); err != nil {
-			log.Error("billing audit write failed", "kind", e.Kind, "err", err)
-		}
+		_ = f.Audit(&quarryv1.AuditEntry{Who: who, Role: role, Action: "billing " + e.Kind, Target: target, Result: result, Detail: e.Detail})
 	}
 }
 
-// billingServer implements BillingService; svc is nil while billing is off.
-type billingServer struct {
+// BillingServer implements BillingService; svc is nil while billing is off.
+type BillingServer struct {
 	quarryv1.UnimplementedBillingServiceServer
 	fleet *fleet.Fleet
-	svc   *billing.Service
-	log   *slog.Logger
+	svc   *Service
 }
 
-// audit records one BillingService call in the controller's audit log.
-func (s *billingServer) audit(ctx context.Context, action, target string, err error, detail string) {
-	c := api.CallerFrom(ctx)
-	result := "ok"
-	if err != nil {
-		result = "error: " + status.Convert(err).Message()
-	}
-	if aerr := s.fleet.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: "billing." + action, Target: target, Result: result, Detail: detail}); aerr != nil {
-		s.log.Error("audit write failed", "action", action, "err", aerr)
-	}
-}
-
-func (s *billingServer) enabled() error {
+func (s *BillingServer) enabled() error {
 	if s.svc == nil {
-		return status.Error(codes.FailedPrecondition, errBillingDisabled)
+		return status.Error(codes.FailedPrecondition, DisabledMessage)
 	}
 	return nil
 }
@@ -288,11 +319,11 @@ func billingErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, billing.ErrNotFound), errors.Is(err, fleet.ErrUnknownRig):
+	case errors.Is(err, ErrNotFound), errors.Is(err, fleet.ErrUnknownRig):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, billing.ErrExists):
+	case errors.Is(err, ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, billing.ErrInvalid):
+	case errors.Is(err, ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if _, ok := status.FromError(err); ok {
@@ -301,9 +332,9 @@ func billingErr(err error) error {
 	return status.Error(codes.Internal, err.Error())
 }
 
-func (s *billingServer) CreatePlan(ctx context.Context, req *quarryv1.CreatePlanRequest) (resp *quarryv1.CreatePlanResponse, err error) {
+func (s *BillingServer) CreatePlan(ctx context.Context, req *quarryv1.CreatePlanRequest) (resp *quarryv1.CreatePlanResponse, err error) {
 	p := req.GetPlan()
-	defer func() { s.audit(ctx, "create-plan", p.GetId(), err, "") }()
+	auth.Note(ctx).Target = p.GetId()
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -320,27 +351,27 @@ func (s *billingServer) CreatePlan(ctx context.Context, req *quarryv1.CreatePlan
 	return &quarryv1.CreatePlanResponse{Plan: planPB(bp)}, nil
 }
 
-func (s *billingServer) CreateCustomer(ctx context.Context, req *quarryv1.CreateCustomerRequest) (resp *quarryv1.CreateCustomerResponse, err error) {
+func (s *BillingServer) CreateCustomer(ctx context.Context, req *quarryv1.CreateCustomerRequest) (resp *quarryv1.CreateCustomerResponse, err error) {
 	id := req.GetId()
 	if id == "" {
 		id = CustomerSlug(req.GetName())
 	}
-	defer func() { s.audit(ctx, "create-customer", id, err, "plan "+req.GetPlan()) }()
+	a := auth.Note(ctx)
+	a.Target, a.Detail = id, "plan "+req.GetPlan()
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "a customer name (or id) is required")
 	}
-	c, err := s.svc.CreateCustomer(ctx, billing.Customer{ID: id, Name: req.GetName(), Email: req.GetEmail(), Plan: req.GetPlan()})
+	c, err := s.svc.CreateCustomer(ctx, Customer{ID: id, Name: req.GetName(), Email: req.GetEmail(), Plan: req.GetPlan()})
 	if err != nil {
 		return nil, billingErr(err)
 	}
 	return &quarryv1.CreateCustomerResponse{Customer: customerPB(c, true)}, nil
 }
 
-func (s *billingServer) ListCustomers(ctx context.Context, _ *quarryv1.ListCustomersRequest) (resp *quarryv1.ListCustomersResponse, err error) {
-	defer func() { s.audit(ctx, "list-customers", "", err, "") }()
+func (s *BillingServer) ListCustomers(ctx context.Context, _ *quarryv1.ListCustomersRequest) (resp *quarryv1.ListCustomersResponse, err error) {
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -355,8 +386,8 @@ func (s *billingServer) ListCustomers(ctx context.Context, _ *quarryv1.ListCusto
 	return resp, nil
 }
 
-func (s *billingServer) GetCustomer(ctx context.Context, req *quarryv1.GetCustomerRequest) (resp *quarryv1.GetCustomerResponse, err error) {
-	defer func() { s.audit(ctx, "get-customer", req.GetId(), err, "") }()
+func (s *BillingServer) GetCustomer(ctx context.Context, req *quarryv1.GetCustomerRequest) (resp *quarryv1.GetCustomerResponse, err error) {
+	auth.Note(ctx).Target = req.GetId()
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -367,11 +398,11 @@ func (s *billingServer) GetCustomer(ctx context.Context, req *quarryv1.GetCustom
 	return &quarryv1.GetCustomerResponse{Customer: customerPB(c, true)}, nil
 }
 
-func (s *billingServer) AssignRigs(ctx context.Context, req *quarryv1.AssignRigsRequest) (resp *quarryv1.AssignRigsResponse, err error) {
+func (s *BillingServer) AssignRigs(ctx context.Context, req *quarryv1.AssignRigsRequest) (resp *quarryv1.AssignRigsResponse, err error) {
 	var ids []string
-	defer func() {
-		s.audit(ctx, "assign-rigs", req.GetCustomer(), err, "rigs "+strings.Join(ids, ","))
-	}()
+	a := auth.Note(ctx)
+	a.Target = req.GetCustomer()
+	defer func() { a.Detail = "rigs " + strings.Join(ids, ",") }()
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -399,8 +430,8 @@ func (s *billingServer) AssignRigs(ctx context.Context, req *quarryv1.AssignRigs
 	return resp, nil
 }
 
-func (s *billingServer) BillingStatus(ctx context.Context, req *quarryv1.BillingStatusRequest) (resp *quarryv1.BillingStatusResponse, err error) {
-	defer func() { s.audit(ctx, "status", req.GetCustomer(), err, "") }()
+func (s *BillingServer) BillingStatus(ctx context.Context, req *quarryv1.BillingStatusRequest) (resp *quarryv1.BillingStatusResponse, err error) {
+	auth.Note(ctx).Target = req.GetCustomer()
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -415,7 +446,7 @@ func (s *billingServer) BillingStatus(ctx context.Context, req *quarryv1.Billing
 			ids = append(ids, c.ID)
 		}
 	}
-	withEmail := fleet.RoleRank(api.CallerFrom(ctx).Role) >= fleet.RoleRank(fleet.RoleAdmin)
+	withEmail := fleet.RoleRank(auth.CallerFrom(ctx).Role) >= fleet.RoleRank(auth.RoleAdmin)
 	now := time.Now()
 	ms := s.svc.Meter().Stats()
 	resp = &quarryv1.BillingStatusResponse{Meter: &quarryv1.MeterStats{Backwards: ms.Backwards, LateMilliWh: ms.LateMilliWh, Gaps: ms.Gaps,
@@ -440,12 +471,12 @@ func (s *billingServer) BillingStatus(ctx context.Context, req *quarryv1.Billing
 	return resp, nil
 }
 
-func (s *billingServer) Usage(ctx context.Context, req *quarryv1.UsageRequest) (resp *quarryv1.UsageResponse, err error) {
+func (s *BillingServer) Usage(ctx context.Context, req *quarryv1.UsageRequest) (resp *quarryv1.UsageResponse, err error) {
 	target := req.GetCustomer()
 	if req.GetRig() != "" {
 		target = strings.TrimSpace(target + " rig " + req.GetRig())
 	}
-	defer func() { s.audit(ctx, "usage", target, err, "") }()
+	auth.Note(ctx).Target = target
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -465,7 +496,7 @@ func (s *billingServer) Usage(ctx context.Context, req *quarryv1.UsageRequest) (
 	if req.GetUntilUnixNano() != 0 {
 		to = time.Unix(0, req.GetUntilUnixNano())
 	}
-	u, err := s.svc.Usage(billing.UsageQuery{Customer: req.GetCustomer(), Rig: rig, From: from, To: to})
+	u, err := s.svc.Usage(UsageQuery{Customer: req.GetCustomer(), Rig: rig, From: from, To: to})
 	if err != nil {
 		return nil, billingErr(err)
 	}
@@ -481,8 +512,7 @@ func (s *billingServer) Usage(ctx context.Context, req *quarryv1.UsageRequest) (
 	return resp, nil
 }
 
-func (s *billingServer) ListOutbox(ctx context.Context, req *quarryv1.ListOutboxRequest) (resp *quarryv1.ListOutboxResponse, err error) {
-	defer func() { s.audit(ctx, "list-outbox", "", err, "") }()
+func (s *BillingServer) ListOutbox(ctx context.Context, req *quarryv1.ListOutboxRequest) (resp *quarryv1.ListOutboxResponse, err error) {
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -497,8 +527,7 @@ func (s *billingServer) ListOutbox(ctx context.Context, req *quarryv1.ListOutbox
 	return &quarryv1.ListOutboxResponse{Records: recordsPB(recs)}, nil
 }
 
-func (s *billingServer) ListDeadLetter(ctx context.Context, _ *quarryv1.ListDeadLetterRequest) (resp *quarryv1.ListDeadLetterResponse, err error) {
-	defer func() { s.audit(ctx, "list-dead-letter", "", err, "") }()
+func (s *BillingServer) ListDeadLetter(ctx context.Context, _ *quarryv1.ListDeadLetterRequest) (resp *quarryv1.ListDeadLetterResponse, err error) {
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -509,8 +538,8 @@ func (s *billingServer) ListDeadLetter(ctx context.Context, _ *quarryv1.ListDead
 	return &quarryv1.ListDeadLetterResponse{Records: recordsPB(recs)}, nil
 }
 
-func (s *billingServer) RetryOutbox(ctx context.Context, req *quarryv1.RetryOutboxRequest) (resp *quarryv1.RetryOutboxResponse, err error) {
-	defer func() { s.audit(ctx, "retry", fmt.Sprintf("record %d", req.GetId()), err, "") }()
+func (s *BillingServer) RetryOutbox(ctx context.Context, req *quarryv1.RetryOutboxRequest) (resp *quarryv1.RetryOutboxResponse, err error) {
+	auth.Note(ctx).Target = fmt.Sprintf("record %d", req.GetId())
 	if err := s.enabled(); err != nil {
 		return nil, err
 	}
@@ -550,13 +579,13 @@ func CustomerSlug(name string) string {
 	return s
 }
 
-func planFromPB(p *quarryv1.BillingPlan) billing.Plan {
-	return billing.Plan{ID: p.GetId(), Name: p.GetName(), MonthlyFeePerRigCents: p.GetMonthlyFeePerRigCents(),
+func planFromPB(p *quarryv1.BillingPlan) Plan {
+	return Plan{ID: p.GetId(), Name: p.GetName(), MonthlyFeePerRigCents: p.GetMonthlyFeePerRigCents(),
 		EnergyMilliCentsPerKWh: p.GetEnergyMillicentsPerKwh(), StripeRigPriceID: p.GetStripeRigPriceId(),
 		StripeEnergyPriceID: p.GetStripeEnergyPriceId()}
 }
 
-func planPB(p billing.Plan) *quarryv1.BillingPlan {
+func planPB(p Plan) *quarryv1.BillingPlan {
 	return &quarryv1.BillingPlan{Id: p.ID, Name: p.Name, MonthlyFeePerRigCents: p.MonthlyFeePerRigCents,
 		EnergyMillicentsPerKwh: p.EnergyMilliCentsPerKWh, StripeRigPriceId: p.StripeRigPriceID, StripeEnergyPriceId: p.StripeEnergyPriceID}
 }
@@ -568,7 +597,7 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func customerPB(c billing.Customer, withEmail bool) *quarryv1.BillingCustomer {
+func customerPB(c Customer, withEmail bool) *quarryv1.BillingCustomer {
 	out := &quarryv1.BillingCustomer{Id: c.ID, Name: c.Name, Plan: c.Plan, Rigs: c.Rigs, Status: string(c.Status),
 		StripeCustomerId: c.StripeCustomerID, StripeSubscriptionId: c.StripeSubscriptionID,
 		StripeSubscriptionItemId: c.StripeSubscriptionItemID, CreatedUnixNano: unixNano(c.CreatedAt),
@@ -579,7 +608,7 @@ func customerPB(c billing.Customer, withEmail bool) *quarryv1.BillingCustomer {
 	return out
 }
 
-func recordsPB(recs []billing.Record) []*quarryv1.OutboxRecord {
+func recordsPB(recs []Record) []*quarryv1.OutboxRecord {
 	out := make([]*quarryv1.OutboxRecord, 0, len(recs))
 	for _, r := range recs {
 		out = append(out, &quarryv1.OutboxRecord{Id: r.ID, Kind: string(r.Kind), State: string(r.State), Customer: r.Customer,

@@ -1,7 +1,4 @@
-// Package api serves the controller's gRPC services: AgentService for rigs
-// and FleetService for quarryctl and the dashboard, with the
-// authentication and role checks both need.
-package api
+package fleet
 
 import (
 	"context"
@@ -15,12 +12,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -49,7 +45,7 @@ type Enrollment struct {
 type AgentServer struct {
 	quarryv1.UnimplementedAgentServiceServer
 
-	Fleet          *fleet.Fleet
+	Fleet          *Fleet
 	Enrollment     Enrollment
 	ReportInterval time.Duration
 	Log            *slog.Logger
@@ -77,27 +73,6 @@ func (s *AgentServer) limiter() *failureLimiter {
 	return s.enrollFails
 }
 
-// peerIdentity returns the verified client certificate's identity.
-func peerIdentity(ctx context.Context) (pki.Identity, *x509.Certificate, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "no peer information")
-	}
-	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "connection is not TLS")
-	}
-	if len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "a client certificate issued by this controller is required")
-	}
-	leaf := ti.State.VerifiedChains[0][0]
-	id, err := pki.IdentityOf(leaf)
-	if err != nil {
-		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, err.Error())
-	}
-	return id, leaf, nil
-}
-
 func (s *AgentServer) rigIdentity(ctx context.Context) (string, error) {
 	id, _, err := s.rigCertificate(ctx)
 	return id, err
@@ -106,7 +81,7 @@ func (s *AgentServer) rigIdentity(ctx context.Context) (string, error) {
 // rigCertificate is rigIdentity with the verified certificate, whose key
 // signs the rig's gossip identity.
 func (s *AgentServer) rigCertificate(ctx context.Context) (string, *x509.Certificate, error) {
-	id, leaf, err := peerIdentity(ctx)
+	id, leaf, err := auth.PeerIdentity(ctx)
 	if err != nil {
 		return "", nil, err
 	}
@@ -115,7 +90,7 @@ func (s *AgentServer) rigCertificate(ctx context.Context) (string, *x509.Certifi
 	}
 	known, revoked := s.Fleet.Known(id.Name)
 	if revoked {
-		return "", nil, status.Errorf(codes.PermissionDenied, "rig %s: %v", id.Name, fleet.ErrRevoked)
+		return "", nil, status.Errorf(codes.PermissionDenied, "rig %s: %v", id.Name, ErrRevoked)
 	}
 	if !known {
 		return "", nil, status.Errorf(codes.PermissionDenied, "rig %s is not enrolled with this controller", id.Name)
@@ -141,13 +116,13 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 	if hello.RigId != "" && hello.RigId != rigID {
 		return status.Errorf(codes.PermissionDenied, "Hello claims rig %q but the certificate is for %q", hello.RigId, rigID)
 	}
-	if err := fleet.CheckLimits(hello); err != nil {
+	if err := CheckLimits(hello); err != nil {
 		s.Log.Warn("hello refused", "rig", rigID, "err", err)
 		return status.Errorf(codes.InvalidArgument, "Hello refused: %v", err)
 	}
 	sess, err := s.Fleet.Attach(ctx, rigID)
 	if err != nil {
-		if errors.Is(err, fleet.ErrRevoked) {
+		if errors.Is(err, ErrRevoked) {
 			return status.Error(codes.PermissionDenied, err.Error())
 		}
 		return status.Error(codes.NotFound, err.Error())
@@ -188,10 +163,10 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 	}
 	cause := context.Cause(sess.Context())
 	switch {
-	case errors.Is(cause, fleet.ErrRevoked):
+	case errors.Is(cause, ErrRevoked):
 		log.Info("agent stream closed: rig revoked")
 		return status.Error(codes.PermissionDenied, cause.Error())
-	case errors.Is(cause, fleet.ErrReplaced):
+	case errors.Is(cause, ErrReplaced):
 		log.Info("agent stream closed: replaced by a newer one")
 		return status.Error(codes.Aborted, cause.Error())
 	case ctx.Err() != nil:
@@ -200,7 +175,7 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 	return status.Error(codes.Unavailable, "controller is shutting down")
 }
 
-func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer, log *slog.Logger) error {
+func (s *AgentServer) recvLoop(sess *Session, stream quarryv1.AgentService_ConnectServer, log *slog.Logger) error {
 	ctx := sess.Context()
 	for {
 		msg, err := stream.Recv()
@@ -218,7 +193,7 @@ func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService
 			}
 			// Refusing ends only this rig's stream; nothing of the report
 			// is stored, and other rigs' reports commit as usual.
-			if err := fleet.CheckLimits(m.Report); err != nil {
+			if err := CheckLimits(m.Report); err != nil {
 				log.Warn("report refused", "seq", m.Report.GetSeq(), "err", err)
 				return status.Errorf(codes.InvalidArgument, "report %d refused: %v", m.Report.GetSeq(), err)
 			}
@@ -227,9 +202,9 @@ func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService
 			}
 		case *quarryv1.ConnectRequest_CommandResult:
 			res := m.CommandResult
-			if err := fleet.CheckLimits(res); err != nil {
+			if err := CheckLimits(res); err != nil {
 				log.Warn("command result refused", "err", err)
-				res = &quarryv1.CommandResult{CommandId: fleet.Truncate(res.CommandId, fleet.MaxFieldBytes),
+				res = &quarryv1.CommandResult{CommandId: Truncate(res.CommandId, MaxFieldBytes),
 					Status: quarryv1.CommandStatus_COMMAND_STATUS_FAILED, Error: "the rig's result was refused: " + err.Error()}
 			}
 			if err := s.Fleet.CompleteCommand(sess.RigID, res); err != nil {
@@ -246,7 +221,7 @@ func (s *AgentServer) recvLoop(sess *fleet.Session, stream quarryv1.AgentService
 // sendLoop writes commands and acks until the session ends (false, nil),
 // the receive side fails (true, its error) or a send fails (false, that
 // error).
-func (s *AgentServer) sendLoop(sess *fleet.Session, stream quarryv1.AgentService_ConnectServer, recvErr <-chan error, keysChanged <-chan struct{}) (fromRecv bool, err error) {
+func (s *AgentServer) sendLoop(sess *Session, stream quarryv1.AgentService_ConnectServer, recvErr <-chan error, keysChanged <-chan struct{}) (fromRecv bool, err error) {
 	pending, perr := s.Fleet.PendingCommands(sess.RigID)
 	if perr != nil {
 		return false, status.Errorf(codes.Internal, "%v", perr)
@@ -339,8 +314,8 @@ func (s *AgentServer) Enroll(ctx context.Context, req *quarryv1.EnrollRequest) (
 	rigID, name, err := s.Fleet.Redeem(req.Token, e.CA.Hash(), req.Hostname)
 	if err != nil {
 		switch {
-		case errors.Is(err, pki.ErrMalformedToken), errors.Is(err, fleet.ErrTokenUnknown),
-			errors.Is(err, fleet.ErrTokenExpired), errors.Is(err, fleet.ErrTokenUsedUp), errors.Is(err, fleet.ErrTokenCA):
+		case errors.Is(err, pki.ErrMalformedToken), errors.Is(err, ErrTokenUnknown),
+			errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenUsedUp), errors.Is(err, ErrTokenCA):
 			return nil, refuse(codes.PermissionDenied, err)
 		}
 		s.audit("", "enroll", req.Hostname, "error", err.Error())
@@ -374,10 +349,11 @@ func (s *AgentServer) Renew(ctx context.Context, req *quarryv1.RenewRequest) (*q
 	return &quarryv1.RenewResponse{CertificateDer: der}, nil
 }
 
-func (s *AgentServer) audit(who, action, target, result, detail string) {
-	if err := s.Fleet.Audit(&quarryv1.AuditEntry{Who: who, Role: "rig", Action: action, Target: target, Result: result, Detail: detail}); err != nil {
-		s.Log.Error("audit", "err", fmt.Errorf("%s: %w", action, err))
-	}
+// audit records an enrolment attempt. AgentService is not an admin
+// service, so the audit interceptor leaves it alone: its one audited
+// method says here who the caller turned out to be.
+func (s *AgentServer) audit(rig, action, target, result, detail string) {
+	_ = s.Fleet.Audit(&quarryv1.AuditEntry{Who: rig, Role: auth.RoleRig, Action: action, Target: target, Result: result, Detail: detail})
 }
 
 // gossipKeys is the current gossip keyring, so a rig that missed a key

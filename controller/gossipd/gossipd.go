@@ -1,4 +1,8 @@
-package server
+// Package gossipd runs the controller's side of fleet gossip: its serf
+// node, the keyring it hands rigs and rotates, the rig gossip status it
+// records from membership, and GossipService, which sends signed fleet
+// events and queries.
+package gossipd
 
 import (
 	"context"
@@ -21,7 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/gossip"
 	"github.com/quarryfleet/quarry/pkg/pki"
@@ -30,30 +34,31 @@ import (
 
 // Files the gossip node keeps in the data dir, readable only by the owner.
 const (
-	// GossipKeyringFile is the serf keyring (JSON array of base64 keys,
+	// KeyringFile is the serf keyring (JSON array of base64 keys,
 	// primary first), the format `serf agent -keyring-file` reads.
-	GossipKeyringFile = "gossip-keyring.json"
-	// GossipEventKeyFile is the ed25519 key that signs fleet events and
+	KeyringFile = "gossip-keyring.json"
+	// EventKeyFile is the ed25519 key that signs fleet events and
 	// queries (PEM PKCS#8).
-	GossipEventKeyFile = "gossip-event.key"
+	EventKeyFile = "gossip-event.key"
 )
 
 // Fleet event kinds and query names agents act on.
 var (
-	gossipEventKinds = []string{"pause", "resume"}
-	gossipQueryNames = []string{"temps", "hashrate", "version"}
-	defaultQueryWait = 5 * time.Second
-	maxQueryWait     = time.Minute
-	gossipReconcile  = 15 * time.Second
-	// gossipSettle is how long after start a rig still recorded alive but
-	// unknown to gossip is taken to be stale (it died while the controller
-	// was down, so no one will report it failed).
-	gossipSettle      = time.Minute
+	gossipEventKinds  = []string{"pause", "resume"}
+	gossipQueryNames  = []string{"temps", "hashrate", "version"}
+	defaultQueryWait  = 5 * time.Second
+	maxQueryWait      = time.Minute
+	gossipReconcile   = 15 * time.Second
 	gossipLeaveBudget = 5 * time.Second
 )
 
-// GossipConfig configures the controller's gossip node.
-type GossipConfig struct {
+// Settle is how long after start a rig still recorded alive but unknown to
+// gossip is taken to be stale (it died while the controller was down, so
+// no one will report it failed).
+const Settle = time.Minute
+
+// Config configures the controller's gossip node.
+type Config struct {
 	Enabled     bool          `yaml:"enabled" flag:"gossip-enabled" help:"run a serf gossip node for failure detection, fleet events and queries"`
 	NodeName    string        `yaml:"node_name" flag:"gossip-name" help:"gossip member name (default controller-<hostname>)"`
 	BindAddr    string        `yaml:"bind_addr" flag:"gossip-bind" help:"IP the gossip port listens on"`
@@ -64,9 +69,9 @@ type GossipConfig struct {
 	EventMaxAge time.Duration `yaml:"event_max_age" help:"oldest signed fleet event or query this node accepts"`
 }
 
-// DefaultGossipConfig is gossip on loopback at serf's conventional port.
-func DefaultGossipConfig() GossipConfig {
-	return GossipConfig{
+// DefaultConfig is gossip on loopback at serf's conventional port.
+func DefaultConfig() Config {
+	return Config{
 		Enabled:     true,
 		BindAddr:    "127.0.0.1",
 		BindPort:    gossip.DefaultPort,
@@ -75,7 +80,8 @@ func DefaultGossipConfig() GossipConfig {
 	}
 }
 
-func (g GossipConfig) validate() error {
+// Validate names a bad gossip setting.
+func (g Config) Validate() error {
 	if !g.Enabled {
 		return nil
 	}
@@ -85,13 +91,14 @@ func (g GossipConfig) validate() error {
 	return gossip.Settings{BindAddr: g.BindAddr, BindPort: g.BindPort, Advertise: g.Advertise, Join: g.Join, Profile: g.Profile, EventMaxAge: g.EventMaxAge}.Validate()
 }
 
-// gossipRuntime is the controller's gossip node and the goroutine that
-// turns member events into rig gossip status.
-type gossipRuntime struct {
-	cfg   GossipConfig
-	dir   string
-	log   *slog.Logger
-	fleet *fleet.Fleet
+// Runtime is the controller's gossip node and the goroutine that turns
+// member events into rig gossip status.
+type Runtime struct {
+	cfg     Config
+	dir     string
+	version string
+	log     *slog.Logger
+	fleet   *fleet.Fleet
 
 	signer ed25519.PrivateKey
 	node   atomic.Pointer[gossip.Node]
@@ -125,7 +132,7 @@ type gossipRuntime struct {
 // verifyMember says whether m may be taken for the rig it names: its
 // identity tag must be signed with the key of the certificate that rig
 // presented on its gRPC link.
-func (g *gossipRuntime) verifyMember(m gossip.Member) (bool, string) {
+func (g *Runtime) verifyMember(m gossip.Member) (bool, string) {
 	if n := g.node.Load(); n != nil && m.Name == n.Name() {
 		return true, ""
 	}
@@ -141,7 +148,7 @@ func (g *gossipRuntime) verifyMember(m gossip.Member) (bool, string) {
 	return true, ""
 }
 
-func (g *gossipRuntime) verifyAnswer(a gossip.Answer) error {
+func (g *Runtime) verifyAnswer(a gossip.Answer) error {
 	g.rigKeysMu.Lock()
 	pub := g.rigKeys[a.From]
 	g.rigKeysMu.Unlock()
@@ -151,7 +158,9 @@ func (g *gossipRuntime) verifyAnswer(a gossip.Answer) error {
 	return gossip.VerifyAnswer(pub, a)
 }
 
-func (g *gossipRuntime) rigCertificate(rigID string, cert *x509.Certificate) {
+// RigCertificate records the certificate a rig presented on its gRPC
+// stream: its key must sign the rig's gossip identity.
+func (g *Runtime) RigCertificate(rigID string, cert *x509.Certificate) {
 	g.rigKeysMu.Lock()
 	defer g.rigKeysMu.Unlock()
 	g.rigKeys[rigID] = cert.PublicKey
@@ -164,50 +173,85 @@ var rotateDeliverWait = 10 * time.Second
 
 type gossipStatus struct{ rig, status string }
 
-// setupGossip loads or creates the keyring and the event signing key and
-// registers GossipService. The node itself starts in Serve.
-func (c *Controller) setupGossip() error {
-	g := &gossipRuntime{cfg: c.cfg.Gossip, dir: c.cfg.DataDir, log: c.log.With("component", "gossip"), fleet: c.fleet, updates: make(chan gossipStatus, 4096),
+// Options is what the runtime needs from the controller.
+type Options struct {
+	Config  Config
+	DataDir string
+	Version string
+	Fleet   *fleet.Fleet
+	Log     *slog.Logger
+}
+
+// Open loads or creates the keyring and the event signing key. The node
+// itself starts in Start; GossipService answers either way.
+func Open(o Options) (*Runtime, error) {
+	g := &Runtime{cfg: o.Config, dir: o.DataDir, version: o.Version, log: o.Log.With("component", "gossip"), fleet: o.Fleet, updates: make(chan gossipStatus, 4096),
 		keysChanged: make(chan struct{}), sent: map[string]string{}, rigKeys: map[string]crypto.PublicKey{}}
-	c.gossip = g
-	c.RegisterService(&quarryv1.GossipService_ServiceDesc, &gossipServer{g: g, log: g.log}, GossipRoles)
 	if !g.cfg.Enabled {
-		return nil
+		return g, nil
 	}
-	keys, err := ensureKeyring(filepath.Join(g.dir, GossipKeyringFile))
+	keys, err := ensureKeyring(filepath.Join(g.dir, KeyringFile))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	g.handout = keys
-	signer, err := loadOrCreateEventKey(filepath.Join(g.dir, GossipEventKeyFile))
+	signer, err := loadOrCreateEventKey(filepath.Join(g.dir, EventKeyFile))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	g.signer = signer
-	return nil
+	return g, nil
 }
+
+// Node is the running gossip node; nil while gossip is off or did not
+// start.
+func (g *Runtime) Node() *gossip.Node { return g.node.Load() }
+
+// EventPublicKey is the key rigs check fleet events and queries with; nil
+// while gossip is off.
+func (g *Runtime) EventPublicKey() ed25519.PublicKey {
+	if g.signer == nil {
+		return nil
+	}
+	return g.signer.Public().(ed25519.PublicKey)
+}
+
+// Unverified counts member claims and query answers that did not verify.
+func (g *Runtime) Unverified() uint64 { return g.unverified.Load() }
+
+// Server is GossipService over this runtime.
+func (g *Runtime) Server() *GossipServer { return &GossipServer{g: g, log: g.log} }
 
 // GossipRoles is the least role each GossipService method needs.
 var GossipRoles = map[string]string{
-	quarryv1.GossipService_ListMembers_FullMethodName: fleet.RoleViewer,
-	quarryv1.GossipService_FleetEvent_FullMethodName:  fleet.RoleOperator,
-	quarryv1.GossipService_FleetQuery_FullMethodName:  fleet.RoleOperator,
-	quarryv1.GossipService_RotateKeys_FullMethodName:  fleet.RoleAdmin,
+	quarryv1.GossipService_ListMembers_FullMethodName: auth.RoleViewer,
+	quarryv1.GossipService_FleetEvent_FullMethodName:  auth.RoleOperator,
+	quarryv1.GossipService_FleetQuery_FullMethodName:  auth.RoleOperator,
+	quarryv1.GossipService_RotateKeys_FullMethodName:  auth.RoleAdmin,
 }
 
-// gossipEnrollment is what enrollment and Welcome hand to agents: the
+// GossipAudit is the audit action of each GossipService method: every
+// call is audited, since what the gossip mesh says is a fleet's secret
+// too; handlers add the event kind, query name or rotation step.
+var GossipAudit = map[string]string{
+	quarryv1.GossipService_ListMembers_FullMethodName: "gossip.members",
+	quarryv1.GossipService_FleetEvent_FullMethodName:  "gossip.event",
+	quarryv1.GossipService_FleetQuery_FullMethodName:  "gossip.query",
+	quarryv1.GossipService_RotateKeys_FullMethodName:  "gossip.keys",
+}
+
+// Enrollment is what enrollment and Welcome hand to agents: the
 // current keyring, the controller's gossip address and the key that signs
 // fleet events. All empty while gossip is not running.
 //
 // The keyring handed out is the one the controller created and stored,
 // never its live serf keyring, which another member's key query could
 // have changed for a moment.
-func (c *Controller) gossipEnrollment(e api.Enrollment) api.Enrollment {
-	g := c.gossip
+func (g *Runtime) Enrollment(e fleet.Enrollment) fleet.Enrollment {
 	e.GossipKeys = g.handoutKeys
 	e.GossipKeysChanged = g.handoutChanged
 	e.GossipKeysSent = g.keysSent
-	e.RigCertificate = g.rigCertificate
+	e.RigCertificate = g.RigCertificate
 	e.GossipJoin = func() []string {
 		if n := g.node.Load(); n != nil {
 			return []string{n.Addr().String()}
@@ -277,15 +321,14 @@ func loadOrCreateEventKey(path string) (ed25519.PrivateKey, error) {
 	return k, nil
 }
 
-// startGossip starts the node. A node that cannot start (the port is
+// Start starts the node. A node that cannot start (the port is
 // taken, say) is logged as an error and reported by GossipService; the
 // controller's other duties go on without it.
-func (c *Controller) startGossip() {
-	g := c.gossip
-	if g == nil || !g.cfg.Enabled || g.cancel != nil {
+func (g *Runtime) Start() {
+	if !g.cfg.Enabled || g.cancel != nil {
 		return
 	}
-	n, err := g.newNode(c.version)
+	n, err := g.newNode(g.version)
 	if err == nil {
 		err = gossip.CheckPortFree(g.cfg.BindAddr, g.cfg.BindPort)
 	}
@@ -312,7 +355,7 @@ func (c *Controller) startGossip() {
 	}()
 }
 
-func (g *gossipRuntime) newNode(version string) (*gossip.Node, error) {
+func (g *Runtime) newNode(version string) (*gossip.Node, error) {
 	name := g.cfg.NodeName
 	if name == "" {
 		name = "controller-" + hostname()
@@ -330,7 +373,7 @@ func (g *gossipRuntime) newNode(version string) (*gossip.Node, error) {
 		AdvertisePort: advPort,
 		Join:          g.cfg.Join,
 		Tags:          gossip.Tags{Role: gossip.RoleController, Version: version},
-		KeyringFile:   filepath.Join(g.dir, GossipKeyringFile),
+		KeyringFile:   filepath.Join(g.dir, KeyringFile),
 		Profile:       gossip.Profile(g.cfg.Profile),
 		SigningKey:    g.signer,
 		TrustedKeys:   []ed25519.PublicKey{g.signer.Public().(ed25519.PublicKey)},
@@ -355,11 +398,10 @@ func hostname() string {
 	return h
 }
 
-// stopGossip leaves the cluster (quickly, without a leave when no one else
+// Stop leaves the cluster (quickly, without a leave when no one else
 // is there to hear it) and ends the status goroutine.
-func (c *Controller) stopGossip() {
-	g := c.gossip
-	if g == nil || g.cancel == nil {
+func (g *Runtime) Stop() {
+	if g.cancel == nil {
 		return
 	}
 	n := g.node.Load()
@@ -377,7 +419,7 @@ func (c *Controller) stopGossip() {
 }
 
 // onMembers runs on the gossip event loop, so it only queues.
-func (g *gossipRuntime) onMembers(e gossip.MemberEvent) {
+func (g *Runtime) onMembers(e gossip.MemberEvent) {
 	var st string
 	switch e.Type {
 	case gossip.MemberJoin, gossip.MemberUpdate:
@@ -412,7 +454,7 @@ func (g *gossipRuntime) onMembers(e gossip.MemberEvent) {
 // statusLoop writes member changes into the rigs' gossip status as they
 // come, and reconciles every rig with serf's member list periodically and
 // whenever updates were dropped.
-func (g *gossipRuntime) statusLoop(ctx context.Context) {
+func (g *Runtime) statusLoop(ctx context.Context) {
 	t := time.NewTicker(gossipReconcile)
 	defer t.Stop()
 	for {
@@ -422,15 +464,15 @@ func (g *gossipRuntime) statusLoop(ctx context.Context) {
 		case u := <-g.updates:
 			g.setStatus(u.rig, u.status)
 		case <-t.C:
-			g.reconcile()
+			g.Reconcile(time.Now())
 		}
 		if g.dirty.Swap(false) {
-			g.reconcile()
+			g.Reconcile(time.Now())
 		}
 	}
 }
 
-func (g *gossipRuntime) setStatus(rigID, st string) {
+func (g *Runtime) setStatus(rigID, st string) {
 	r, err := g.fleet.Rig(rigID)
 	if err != nil || r.GossipStatus == st {
 		return // not a rig of this fleet (a stock serf agent, say), or unchanged
@@ -442,7 +484,10 @@ func (g *gossipRuntime) setStatus(rigID, st string) {
 	g.log.Info("rig gossip status", "rig", rigID, "status", st, "was", r.GossipStatus)
 }
 
-func (g *gossipRuntime) reconcile() {
+// Reconcile sets every rig's gossip status from serf's member list as of
+// now; the status loop calls it periodically and whenever updates were
+// dropped.
+func (g *Runtime) Reconcile(now time.Time) {
 	n := g.node.Load()
 	if n == nil {
 		return
@@ -465,7 +510,7 @@ func (g *gossipRuntime) reconcile() {
 		}
 		g.setStatus(m.Name, st)
 	}
-	if time.Since(g.started) < gossipSettle {
+	if now.Sub(g.started) < Settle {
 		return
 	}
 	for _, r := range g.fleet.Rigs() {
@@ -476,15 +521,16 @@ func (g *gossipRuntime) reconcile() {
 }
 
 // gossipServer implements GossipService.
-type gossipServer struct {
+// GossipServer implements GossipService.
+type GossipServer struct {
 	quarryv1.UnimplementedGossipServiceServer
-	g   *gossipRuntime
+	g   *Runtime
 	log *slog.Logger
 }
 
-var _ quarryv1.GossipServiceServer = (*gossipServer)(nil)
+var _ quarryv1.GossipServiceServer = (*GossipServer)(nil)
 
-func (s *gossipServer) nodeOrErr() (*gossip.Node, error) {
+func (s *GossipServer) nodeOrErr() (*gossip.Node, error) {
 	if n := s.g.node.Load(); n != nil {
 		return n, nil
 	}
@@ -494,19 +540,7 @@ func (s *gossipServer) nodeOrErr() (*gossip.Node, error) {
 	return nil, status.Error(codes.FailedPrecondition, "gossip is off on this controller (gossip.enabled)")
 }
 
-func (s *gossipServer) audit(ctx context.Context, action, target string, err error, detail string) {
-	c := api.CallerFrom(ctx)
-	result := "ok"
-	if err != nil {
-		result = "error: " + status.Convert(err).Message()
-	}
-	if aerr := s.g.fleet.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: "gossip." + action, Target: target, Result: result, Detail: detail}); aerr != nil {
-		s.log.Error("audit write failed", "action", action, "err", aerr)
-	}
-}
-
-func (s *gossipServer) ListMembers(ctx context.Context, _ *quarryv1.ListMembersRequest) (resp *quarryv1.ListMembersResponse, err error) {
-	defer func() { s.audit(ctx, "members", "", err, "") }()
+func (s *GossipServer) ListMembers(ctx context.Context, _ *quarryv1.ListMembersRequest) (resp *quarryv1.ListMembersResponse, err error) {
 	n, err := s.nodeOrErr()
 	if err != nil {
 		return nil, err
@@ -540,9 +574,9 @@ func agentSelector(sel string) (string, gossip.Selector, error) {
 	return sel, parsed, nil
 }
 
-func (s *gossipServer) FleetEvent(ctx context.Context, req *quarryv1.FleetEventRequest) (resp *quarryv1.FleetEventResponse, err error) {
-	detail := ""
-	defer func() { s.audit(ctx, "event."+req.GetKind(), req.GetSelector(), err, detail) }()
+func (s *GossipServer) FleetEvent(ctx context.Context, req *quarryv1.FleetEventRequest) (resp *quarryv1.FleetEventResponse, err error) {
+	a := auth.Note(ctx)
+	a.Action, a.Target = "gossip.event."+req.GetKind(), req.GetSelector()
 	if !slices.Contains(gossipEventKinds, req.GetKind()) {
 		return nil, status.Errorf(codes.InvalidArgument, "event kind %q: want pause or resume", req.GetKind())
 	}
@@ -561,19 +595,19 @@ func (s *gossipServer) FleetEvent(ctx context.Context, req *quarryv1.FleetEventR
 		}
 	}
 	slices.Sort(targets)
-	body, _ := json.Marshal(map[string]string{"by": api.CallerFrom(ctx).Name})
+	body, _ := json.Marshal(map[string]string{"by": auth.CallerFrom(ctx).Name})
 	id, err := n.Broadcast(ctx, req.GetKind(), sel, body)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	detail = fmt.Sprintf("event %s to %d alive agents", id, len(targets))
+	a.Detail = fmt.Sprintf("event %s to %d alive agents", id, len(targets))
 	return &quarryv1.FleetEventResponse{EventId: id, Targets: targets}, nil
 }
 
-func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.ServerStreamingServer[quarryv1.FleetQueryResponse]) (err error) {
+func (s *GossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.ServerStreamingServer[quarryv1.FleetQueryResponse]) (err error) {
 	ctx := stream.Context()
-	detail := ""
-	defer func() { s.audit(ctx, "query."+req.GetName(), req.GetSelector(), err, detail) }()
+	a := auth.Note(ctx)
+	a.Action, a.Target = "gossip.query."+req.GetName(), req.GetSelector()
 	if !slices.Contains(gossipQueryNames, req.GetName()) {
 		return status.Errorf(codes.InvalidArgument, "query %q: want temps, hashrate or version", req.GetName())
 	}
@@ -629,16 +663,13 @@ func (s *gossipServer) FleetQuery(req *quarryv1.FleetQueryRequest, stream grpc.S
 			missing = append(missing, u)
 		}
 	}
-	detail = fmt.Sprintf("%d answers, %d of %d expected missing, %d unreachable, %d unverified dropped", answered, len(missing), len(res.Expected()), len(unreachable), len(unverified))
+	a.Detail = fmt.Sprintf("%d answers, %d of %d expected missing, %d unreachable, %d unverified dropped", answered, len(missing), len(res.Expected()), len(unreachable), len(unverified))
 	return stream.Send(&quarryv1.FleetQueryResponse{Msg: &quarryv1.FleetQueryResponse_Summary{Summary: &quarryv1.FleetQuerySummary{Expected: res.Expected(), Missing: missing, Unreachable: unreachable, Unverified: unverified}}})
 }
 
-// KeyFingerprint names a gossip key without revealing it.
-func KeyFingerprint(key string) string { return gossip.KeyFingerprint(key) }
-
-func (s *gossipServer) RotateKeys(ctx context.Context, req *quarryv1.RotateKeysRequest) (resp *quarryv1.RotateKeysResponse, err error) {
-	detail := ""
-	defer func() { s.audit(ctx, "keys."+req.GetStep(), "", err, detail) }()
+func (s *GossipServer) RotateKeys(ctx context.Context, req *quarryv1.RotateKeysRequest) (resp *quarryv1.RotateKeysResponse, err error) {
+	a := auth.Note(ctx)
+	a.Action = "gossip.keys." + req.GetStep()
 	switch req.GetStep() {
 	case "rotate":
 		if req.GetKey() != "" {
@@ -657,16 +688,16 @@ func (s *gossipServer) RotateKeys(ctx context.Context, req *quarryv1.RotateKeysR
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	step := &quarryv1.KeyStepResult{Step: "rotate", KeyFingerprint: KeyFingerprint(r.key), Nodes: int32(len(r.connected)), Responses: int32(len(r.connected) - len(r.missed)), Errors: int32(len(r.missed)), Messages: map[string]string{}}
+	step := &quarryv1.KeyStepResult{Step: "rotate", KeyFingerprint: gossip.KeyFingerprint(r.key), Nodes: int32(len(r.connected)), Responses: int32(len(r.connected) - len(r.missed)), Errors: int32(len(r.missed)), Messages: map[string]string{}}
 	for _, rig := range r.missed {
 		step.Messages[rig] = "not handed the new key in time; it takes it when its gRPC link reconnects"
 	}
 	resp = &quarryv1.RotateKeysResponse{Steps: []*quarryv1.KeyStepResult{step}}
 	for _, k := range n.Keys() {
-		resp.KeyringFingerprints = append(resp.KeyringFingerprints, KeyFingerprint(k))
+		resp.KeyringFingerprints = append(resp.KeyringFingerprints, gossip.KeyFingerprint(k))
 	}
-	detail = fmt.Sprintf("new key %s handed to %d of %d connected rigs over gRPC; old key %s removed; %d revoked members evicted",
-		step.KeyFingerprint, step.Responses, step.Nodes, KeyFingerprint(r.old), r.evicted)
+	a.Detail = fmt.Sprintf("new key %s handed to %d of %d connected rigs over gRPC; old key %s removed; %d revoked members evicted",
+		step.KeyFingerprint, step.Responses, step.Nodes, gossip.KeyFingerprint(r.old), r.evicted)
 	return resp, nil
 }
 
@@ -683,7 +714,7 @@ type rotation struct {
 // only then does the controller switch to it and drop the old key, in
 // one step: a keyring holding both keys would hand the new one to a
 // member that still has the old one (serf's list-keys query).
-func (g *gossipRuntime) rotate(ctx context.Context, n *gossip.Node) (rotation, error) {
+func (g *Runtime) rotate(ctx context.Context, n *gossip.Node) (rotation, error) {
 	g.rotateMu.Lock()
 	defer g.rotateMu.Unlock()
 	r := rotation{old: n.Keys()[0]}
@@ -726,13 +757,13 @@ func (g *gossipRuntime) rotate(ctx context.Context, n *gossip.Node) (rotation, e
 		g.setHandout(n.Keys())
 		return r, err
 	}
-	g.log.Info("gossip key rotated", "key", KeyFingerprint(key), "old", KeyFingerprint(r.old), "rigs_handed", len(r.connected)-len(r.missed), "rigs_missed", len(r.missed))
+	g.log.Info("gossip key rotated", "key", gossip.KeyFingerprint(key), "old", gossip.KeyFingerprint(r.old), "rigs_handed", len(r.connected)-len(r.missed), "rigs_missed", len(r.missed))
 	return r, nil
 }
 
 // setHandout changes the keyring rigs are given and wakes every stream
 // to push it.
-func (g *gossipRuntime) setHandout(keys []string) {
+func (g *Runtime) setHandout(keys []string) {
 	g.keysMu.Lock()
 	defer g.keysMu.Unlock()
 	g.handout = keys
@@ -740,7 +771,7 @@ func (g *gossipRuntime) setHandout(keys []string) {
 	g.keysChanged = make(chan struct{})
 }
 
-func (g *gossipRuntime) handoutKeys() []string {
+func (g *Runtime) handoutKeys() []string {
 	if g.node.Load() == nil {
 		return nil // no gossip node (yet) for the rig to join
 	}
@@ -749,13 +780,13 @@ func (g *gossipRuntime) handoutKeys() []string {
 	return slices.Clone(g.handout)
 }
 
-func (g *gossipRuntime) handoutChanged() <-chan struct{} {
+func (g *Runtime) handoutChanged() <-chan struct{} {
 	g.keysMu.Lock()
 	defer g.keysMu.Unlock()
 	return g.keysChanged
 }
 
-func (g *gossipRuntime) keysSent(rig string, keys []string) {
+func (g *Runtime) keysSent(rig string, keys []string) {
 	g.keysMu.Lock()
 	defer g.keysMu.Unlock()
 	g.sent[rig] = keys[0]
@@ -765,7 +796,7 @@ func (g *gossipRuntime) keysSent(rig string, keys []string) {
 // cluster (and from every member's list). A revoked rig that is still
 // running refutes the removal while it holds the key; the next rotation
 // cuts it off and then the removal holds.
-func (g *gossipRuntime) evictRevoked(n *gossip.Node) int {
+func (g *Runtime) evictRevoked(n *gossip.Node) int {
 	c := 0
 	for _, m := range n.Members() {
 		if m.Status == "left" || m.Tags.Role == gossip.RoleController || !g.fleet.Revoked(m.Name) {
@@ -783,7 +814,7 @@ func (g *gossipRuntime) evictRevoked(n *gossip.Node) int {
 
 // revoked removes a just-revoked rig from gossip, in the background: the
 // removal waits for serf's broadcast.
-func (g *gossipRuntime) revoked(rigID string) {
+func (g *Runtime) Revoked(rigID string) {
 	g.keysMu.Lock()
 	delete(g.sent, rigID)
 	g.keysMu.Unlock()
@@ -802,8 +833,6 @@ func (g *gossipRuntime) revoked(rigID string) {
 }
 
 // auditSystem records something the controller did on its own.
-func (g *gossipRuntime) auditSystem(action, result, detail string) {
-	if err := g.fleet.Audit(&quarryv1.AuditEntry{Who: "controller", Role: "system", Action: action, Result: result, Detail: detail}); err != nil {
-		g.log.Error("audit write failed", "action", action, "err", err)
-	}
+func (g *Runtime) auditSystem(action, result, detail string) {
+	_ = g.fleet.Audit(&quarryv1.AuditEntry{Who: "controller", Role: auth.RoleSystem, Action: action, Result: result, Detail: detail})
 }

@@ -1,65 +1,41 @@
-package api
+package auth
 
 import (
 	"context"
+	"crypto/x509"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
-// FleetRoles is the least role each FleetService method needs. Every admin
-// service has such a table; a method missing from all of them is refused
-// for everyone, and a test fails, so no new method ships without a decision.
-var FleetRoles = map[string]string{
-	quarryv1.FleetService_GetVersion_FullMethodName:       fleet.RoleViewer,
-	quarryv1.FleetService_WhoAmI_FullMethodName:           fleet.RoleViewer,
-	quarryv1.FleetService_ListRigs_FullMethodName:         fleet.RoleViewer,
-	quarryv1.FleetService_GetRig_FullMethodName:           fleet.RoleViewer,
-	quarryv1.FleetService_GetCommand_FullMethodName:       fleet.RoleViewer,
-	quarryv1.FleetService_SendCommand_FullMethodName:      fleet.RoleOperator,
-	quarryv1.FleetService_SetRigLabels_FullMethodName:     fleet.RoleOperator,
-	quarryv1.FleetService_CreateToken_FullMethodName:      fleet.RoleAdmin,
-	quarryv1.FleetService_RevokeRig_FullMethodName:        fleet.RoleAdmin,
-	quarryv1.FleetService_ListAudit_FullMethodName:        fleet.RoleAdmin,
-	quarryv1.FleetService_CreateAdminToken_FullMethodName: fleet.RoleAdmin,
-	quarryv1.FleetService_ListAdminTokens_FullMethodName:  fleet.RoleAdmin,
-	quarryv1.FleetService_RevokeAdminToken_FullMethodName: fleet.RoleAdmin,
+// Tokens checks admin bearer tokens; the fleet's token store is the one in
+// use.
+type Tokens interface {
+	CheckAdminToken(tok string) (name, role string, err error)
 }
 
-// Caller is an authenticated admin-API client.
-type Caller struct {
-	Name string
-	Role string
-}
-
-type callerKey struct{}
-
-// CallerFrom returns the caller the interceptor authenticated.
-func CallerFrom(ctx context.Context) Caller {
-	c, _ := ctx.Value(callerKey{}).(Caller)
-	return c
-}
-
-// SeesSecrets reports whether the caller may read secrets: pool
-// passwords, miner API tokens, command payloads and outputs, job
-// environments. Viewers may not; operators, who can set them, may.
-func SeesSecrets(ctx context.Context) bool {
-	return fleet.RoleRank(CallerFrom(ctx).Role) >= fleet.RoleRank(fleet.RoleOperator)
+// Auditor stores audit entries; the fleet's audit log is the one in use.
+// It redacts, caps and logs its own write failures, so callers need not.
+type Auditor interface {
+	Audit(e *quarryv1.AuditEntry) error
 }
 
 // Authenticator resolves the caller of an admin-API request and checks
 // the role it needs.
 type Authenticator struct {
-	Fleet *fleet.Fleet
+	Tokens Tokens
+	Audit  Auditor
 	// Roles maps full method names of every admin service to the least
-	// role allowed to call them.
+	// role allowed to call them. A method missing from it is refused for
+	// everyone, so no new method ships without a decision.
 	Roles map[string]string
 }
 
@@ -72,17 +48,17 @@ func (a Authenticator) Authenticate(ctx context.Context) (Caller, error) {
 		}
 		// Checked against the database on every call: a revoked or
 		// expired token fails on its very next use.
-		name, role, err := a.Fleet.CheckAdminToken(strings.TrimSpace(tok))
+		name, role, err := a.Tokens.CheckAdminToken(strings.TrimSpace(tok))
 		if err != nil {
 			return Caller{}, status.Error(codes.Unauthenticated, err.Error())
 		}
 		return Caller{Name: name, Role: role}, nil
 	}
-	id, _, err := peerIdentity(ctx)
+	id, _, err := PeerIdentity(ctx)
 	if err != nil {
 		return Caller{}, status.Error(codes.Unauthenticated, "the admin API needs an admin client certificate or a bearer token (run 'quarryctl login')")
 	}
-	if id.Unit != pki.OUAdmin || fleet.RoleRank(id.Role) == 0 {
+	if id.Unit != pki.OUAdmin || RoleRank(id.Role) == 0 {
 		return Caller{}, status.Error(codes.PermissionDenied, "certificate is not an admin certificate")
 	}
 	return Caller{Name: id.Name, Role: id.Role}, nil
@@ -97,11 +73,32 @@ func (a Authenticator) authorize(ctx context.Context, method string) (context.Co
 	if err != nil {
 		return nil, err
 	}
-	if fleet.RoleRank(c.Role) < fleet.RoleRank(need) {
-		a.Fleet.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: "authorize", Target: method, Result: "denied", Detail: "needs role " + need})
+	if RoleRank(c.Role) < RoleRank(need) {
+		_ = a.Audit.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: "authorize", Target: method, Result: "denied", Detail: "needs role " + need})
 		return nil, status.Errorf(codes.PermissionDenied, "%s needs role %s; %s has role %s", shortMethod(method), need, c.Name, c.Role)
 	}
-	return context.WithValue(ctx, callerKey{}, c), nil
+	return WithCaller(ctx, c), nil
+}
+
+// PeerIdentity returns the verified client certificate's identity.
+func PeerIdentity(ctx context.Context) (pki.Identity, *x509.Certificate, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "no peer information")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "connection is not TLS")
+	}
+	if len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, "a client certificate issued by this controller is required")
+	}
+	leaf := ti.State.VerifiedChains[0][0]
+	id, err := pki.IdentityOf(leaf)
+	if err != nil {
+		return pki.Identity{}, nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	return id, leaf, nil
 }
 
 func shortMethod(m string) string {
@@ -111,16 +108,16 @@ func shortMethod(m string) string {
 	return m
 }
 
-// isAdminMethod is true for everything but AgentService, which has its
+// IsAdminMethod is true for everything but AgentService, which has its
 // own certificate-based identity, and the standard health service.
-func isAdminMethod(m string) bool {
+func IsAdminMethod(m string) bool {
 	return !strings.HasPrefix(m, "/"+quarryv1.AgentService_ServiceDesc.ServiceName+"/") &&
 		!strings.HasPrefix(m, "/grpc.health.v1.Health/")
 }
 
-// UnaryInterceptor authenticates and authorises FleetService calls.
+// UnaryInterceptor authenticates and authorises admin calls.
 func (a Authenticator) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if !isAdminMethod(info.FullMethod) {
+	if !IsAdminMethod(info.FullMethod) {
 		return handler(ctx, req)
 	}
 	ctx, err := a.authorize(ctx, info.FullMethod)
@@ -130,9 +127,9 @@ func (a Authenticator) UnaryInterceptor(ctx context.Context, req any, info *grpc
 	return handler(ctx, req)
 }
 
-// StreamInterceptor does the same for streaming FleetService calls.
+// StreamInterceptor does the same for streaming admin calls.
 func (a Authenticator) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if !isAdminMethod(info.FullMethod) {
+	if !IsAdminMethod(info.FullMethod) {
 		return handler(srv, ss)
 	}
 	ctx, err := a.authorize(ss.Context(), info.FullMethod)
