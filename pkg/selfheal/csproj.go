@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,30 +47,49 @@ func (w *workspace) projectCandidate(d Diagnostic) (string, error) {
 			return p, nil
 		}
 	}
-	var found []string
-	for _, pat := range []string{"*.csproj", "*/*.csproj", "*/*/*.csproj"} {
-		m, _ := filepath.Glob(filepath.Join(w.dir, pat))
-		found = append(found, m...)
-		if len(found) > 0 {
-			break
-		}
+	tree, err := scanTree(w.realDir)
+	if err != nil {
+		return "", err
 	}
-	switch len(found) {
+	switch len(tree.projects) {
 	case 0:
 		return "", fmt.Errorf("%w: no .csproj in %s", errNotApplicable, w.dir)
 	case 1:
-		return found[0], nil
+		return tree.projects[0].path, nil
 	}
-	// Several projects: the one whose directory holds the failing file.
-	if d.File != "" {
-		f := filepath.Join(w.dir, filepath.FromSlash(strings.ReplaceAll(d.File, `\`, "/")))
-		for _, p := range found {
-			if strings.HasPrefix(f, filepath.Dir(p)+string(filepath.Separator)) {
-				return p, nil
-			}
+	// Several projects and no project named: xbuild at minimal verbosity
+	// prints the file relative to its project, so the project is the one
+	// whose folder holds that relative path, preferring one that lists it.
+	if d.File == "" {
+		return "", fmt.Errorf("%w: %d projects and the diagnostic names neither a project nor a file; build at normal verbosity so the project is named", errNotApplicable, len(tree.projects))
+	}
+	rel := filepath.FromSlash(strings.ReplaceAll(d.File, `\`, "/"))
+	if filepath.IsAbs(rel) {
+		if p := tree.projectOf(filepath.Clean(rel)); p != nil {
+			return p.path, nil
 		}
 	}
-	return "", fmt.Errorf("%w: %d projects and no way to tell which one failed", errNotApplicable, len(found))
+	var holds, lists []*csProject
+	for _, p := range tree.projects {
+		f := rel
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(p.dir, rel)
+		}
+		if _, err := os.Stat(f); err != nil {
+			continue
+		}
+		holds = append(holds, p)
+		if p.compiles[strings.ToLower(f)] {
+			lists = append(lists, p)
+		}
+	}
+	switch {
+	case len(lists) == 1:
+		return lists[0].path, nil
+	case len(holds) == 1:
+		return holds[0].path, nil
+	}
+	return "", fmt.Errorf("%w: %d projects hold %s and the log does not say which one failed; build at normal verbosity so the project is named", errNotApplicable, len(holds), d.File)
 }
 
 var (
@@ -110,83 +128,6 @@ func insertItem(src string, itemRe *regexp.Regexp, item string) (string, error) 
 	}
 	group := "  <ItemGroup>\n    " + item + "\n  </ItemGroup>\n"
 	return src[:loc[0]] + group + src[loc[0]:], nil
-}
-
-// addCompile adds the .cs file that defines the missing type.
-func (w *workspace) addCompile(d Diagnostic) (string, error) {
-	name := d.Subject
-	if name == "" {
-		return "", fmt.Errorf("%w: diagnostic names no type", errNotApplicable)
-	}
-	if i := strings.LastIndexByte(name, '.'); i >= 0 {
-		name = name[i+1:]
-	}
-	if j := strings.IndexByte(name, '<'); j >= 0 {
-		name = name[:j]
-	}
-	proj, err := w.findProject(d)
-	if err != nil {
-		return "", err
-	}
-	src, err := os.ReadFile(proj)
-	if err != nil {
-		return "", fmt.Errorf("read project: %w", err)
-	}
-	projDir := filepath.Dir(proj)
-	included := map[string]bool{}
-	for _, m := range compileItemRe.FindAllStringSubmatch(string(src), -1) {
-		included[strings.ToLower(strings.ReplaceAll(m[2], `\`, "/"))] = true
-	}
-	defRe, err := regexp.Compile(`\b(?:class|struct|interface|enum|record|delegate\s+[\w<>\[\],.\s]+?)\s+` + regexp.QuoteMeta(name) + `\b`)
-	if err != nil {
-		return "", fmt.Errorf("type name %q: %w", name, err)
-	}
-	var candidates []string
-	err = filepath.WalkDir(projDir, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if de.IsDir() {
-			if p != projDir && (de.Name() == "bin" || de.Name() == "obj" || strings.HasPrefix(de.Name(), ".")) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.EqualFold(filepath.Ext(p), ".cs") {
-			return nil
-		}
-		rel, _ := filepath.Rel(projDir, p)
-		if included[strings.ToLower(filepath.ToSlash(rel))] {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if defRe.Match(stripComments(b)) {
-			candidates = append(candidates, rel)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("search sources: %w", err)
-	}
-	switch len(candidates) {
-	case 0:
-		return "", fmt.Errorf("%w: no .cs file outside the project defines %s", errNotApplicable, name)
-	case 1:
-	default:
-		return "", fmt.Errorf("%w: %s is defined in several files not in the project (%s); a person must choose", errNotApplicable, name, strings.Join(candidates, ", "))
-	}
-	inc := strings.ReplaceAll(candidates[0], "/", `\`)
-	out, err := insertItem(string(src), compileItemRe, `<Compile Include="`+xmlAttr(inc)+`" />`)
-	if err != nil {
-		return "", err
-	}
-	if err := w.writeFile(proj, []byte(out)); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s is defined in %s, which exists on disk but was not compiled; added <Compile Include=%q /> to %s", name, inc, inc, w.rel(proj)), nil
 }
 
 var lineCommentRe = regexp.MustCompile(`(?m)//.*$`)

@@ -117,6 +117,7 @@ func (w *workspace) writeFile(path string, data []byte) error {
 	if err := w.journal.save(path); err != nil {
 		return err
 	}
+	data = keepLineEndings(old, data)
 	mode := fs.FileMode(0o644)
 	owner, err := os.Stat(path)
 	if err == nil {
@@ -146,6 +147,8 @@ func (w *workspace) apply(ctx context.Context, r *Rule, d Diagnostic) (Change, e
 		desc, err = w.addCompile(d)
 	case ActionCsprojAddReference:
 		desc, err = w.addReference(d)
+	case ActionCsprojAddProjectRef:
+		desc, err = w.addProjectReference(d)
 	case ActionCsprojRepointHint:
 		desc, err = w.repointHintPath(d)
 	case ActionCsprojSetFramework:

@@ -109,18 +109,78 @@ func TestRepairXML(t *testing.T) {
 	}
 }
 
-func TestAddCompileRefusesAmbiguity(t *testing.T) {
-	dir := t.TempDir()
-	write(t, filepath.Join(dir, "App.csproj"), "<Project>\n  <ItemGroup>\n    <Compile Include=\"Program.cs\" />\n  </ItemGroup>\n</Project>\n")
-	write(t, filepath.Join(dir, "A.cs"), "namespace X { class Greeter {} }")
-	write(t, filepath.Join(dir, "Old", "A.cs"), "namespace Y { public class Greeter {} }")
-	write(t, filepath.Join(dir, "C.cs"), "// class Pool is gone\n")
-	ws := newWS(t, dir, "")
-	if _, err := ws.addCompile(Diagnostic{Subject: "Greeter"}); err == nil || !strings.Contains(err.Error(), "a person must choose") {
-		t.Errorf("ambiguous definition: err = %v", err)
+// TestAddCompileDecisions checks that a source file is added only where a
+// careful developer would add it, and that every refusal says why.
+func TestAddCompileDecisions(t *testing.T) {
+	const proj = "<Project>\r\n  <ItemGroup>\r\n    <Compile Include=\"Program.cs\" />\r\n  </ItemGroup>\r\n</Project>\r\n"
+	const prog = "using System;\nusing App.Util;\nnamespace App { class Program { static void Main() { new Greeter(); } } }\n"
+	cases := []struct {
+		name  string
+		files map[string]string
+		diag  Diagnostic
+		want  string // in the description, or in the error when refused
+		added bool
+	}{
+		{"file in the project folder", map[string]string{"Util/Greeter.cs": "namespace App.Util { class Greeter {} }"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter"}, `<Compile Include="Util\Greeter.cs" />`, true},
+		{"global namespace fits", map[string]string{"Greeter.cs": "class Greeter {}"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter"}, `<Compile Include="Greeter.cs" />`, true},
+		{"unknown name is a typo, not a missing file", map[string]string{"Greeter.cs": "namespace App { class Greeter {} }"},
+			Diagnostic{Code: "CS0103", Subject: "Greeter"}, "not a missing type", false},
+		{"two candidates", map[string]string{"A.cs": "namespace App { class Greeter {} }", "B.cs": "namespace App.Util { public class Greeter {} }"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter"}, "a person must choose", false},
+		{"commented out", map[string]string{"C.cs": "// class Greeter is gone\n/* class Greeter {} */"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter"}, "no .cs file outside the project declares Greeter", false},
+		{"obsolete folder", map[string]string{"Obsolete/Greeter.cs": "namespace App { class Greeter {} }"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter"}, `in "Obsolete", which marks it as set aside`, false},
+		{"explorer copy", map[string]string{"Greeter - Copy.cs": "namespace App { class Greeter {} }"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter"}, "set aside on purpose", false},
+		{"backup folder", map[string]string{"Backup/Greeter.cs": "namespace App { class Greeter {} }"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter"}, "set aside on purpose", false},
+		{"namespace does not fit", map[string]string{"Greeter.cs": "namespace Other.Tools { class Greeter {} }"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter"}, `namespace "Other.Tools", which the failing file does not use`, false},
+		{"listed in another project", map[string]string{"Greeter.cs": "namespace App { class Greeter {} }",
+			"Tools.csproj": "<Project>\n  <ItemGroup>\n    <Compile Include=\"Greeter.cs\" />\n  </ItemGroup>\n</Project>"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter", Project: "App.csproj"}, "belongs to project Tools.csproj", false},
+		{"folder with its own project", map[string]string{"Lib/Greeter.cs": "namespace App { class Greeter {} }",
+			"Lib/Lib.csproj": "<Project><ItemGroup><Compile Include=\"Other.cs\" /></ItemGroup></Project>"},
+			Diagnostic{Code: "CS0246", Subject: "Greeter", Project: "App.csproj", File: "Program.cs"}, "under a folder with its own project", false},
 	}
-	if _, err := ws.addCompile(Diagnostic{Subject: "Pool"}); err == nil {
-		t.Error("a commented-out class was taken as a definition")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, filepath.Join(dir, "App.csproj"), proj)
+			write(t, filepath.Join(dir, "Program.cs"), prog)
+			for name, body := range tc.files {
+				write(t, filepath.Join(dir, filepath.FromSlash(name)), body)
+			}
+			d := tc.diag
+			if d.File == "" {
+				d.File = "Program.cs"
+			}
+			d.Tool = "csc"
+			ws := newWS(t, dir, "")
+			desc, err := ws.addCompile(d)
+			got, _ := os.ReadFile(filepath.Join(dir, "App.csproj"))
+			if !tc.added {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("err = %v, want a refusal mentioning %q", err, tc.want)
+				}
+				if string(got) != proj {
+					t.Errorf("project edited although refused:\n%s", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(got), tc.want+"\r\n") || strings.Count(string(got), "\n") != strings.Count(string(got), "\r\n") {
+				t.Errorf("project lacks %q with CRLF kept:\n%q", tc.want, got)
+			}
+			if desc == "" {
+				t.Error("no description")
+			}
+		})
 	}
 }
 
