@@ -43,19 +43,19 @@ type Remediation struct {
 
 // Attempt is one build (and test) run plus what was done about its failure.
 type Attempt struct {
-	Number      int           `json:"number"`
-	Phase       string        `json:"phase"` // build or test
-	Step        string        `json:"step,omitempty"`
-	ExitCode    int           `json:"exit_code"`
-	Diagnostics []Diagnostic  `json:"diagnostics,omitempty"`
-	Fingerprint string        `json:"fingerprint,omitempty"`
-	Remediation *Remediation  `json:"remediation,omitempty"`
-	OutputTail  string        `json:"output_tail,omitempty"`
+	Number      int          `json:"number"`
+	Phase       string       `json:"phase"` // build or test
+	Step        string       `json:"step,omitempty"`
+	ExitCode    int          `json:"exit_code"`
+	Diagnostics []Diagnostic `json:"diagnostics,omitempty"`
+	Fingerprint string       `json:"fingerprint,omitempty"`
+	Remediation *Remediation `json:"remediation,omitempty"`
+	OutputTail  string       `json:"output_tail,omitempty"`
 	// BuildOutput and TestOutput are the tails of the build steps' and the
 	// test and check steps' output, so a reviewer can compare a healed
 	// run with the failed one.
-	BuildOutput string `json:"build_output,omitempty"`
-	TestOutput  string `json:"test_output,omitempty"`
+	BuildOutput string        `json:"build_output,omitempty"`
+	TestOutput  string        `json:"test_output,omitempty"`
 	Started     time.Time     `json:"started"`
 	Duration    time.Duration `json:"duration"`
 }
