@@ -1,6 +1,7 @@
 package selfheal
 
 import (
+	"archive/zip"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -266,8 +267,70 @@ func corpusSetup(t *testing.T, c corpusCase, work string) map[string]string {
 	switch c.Setup {
 	case "":
 		return nil
+	case "feed":
+		// A local feed folder beside the tree, holding Acme.Units 1.0.0
+		// only, packed from the assembly the known-good twin commits.
+		dlls, _ := filepath.Glob(filepath.Join(work, "good", "packages", "Acme.Units.*", "lib", "net45", "Acme.Units.dll"))
+		if len(dlls) != 1 {
+			t.Fatalf("feed setup: want one Acme.Units.dll in the twin, have %v", dlls)
+		}
+		dll, err := os.ReadFile(dlls[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeNupkg(t, filepath.Join(work, "feed", "acme.units.1.0.0.nupkg"), "Acme.Units", "1.0.0", map[string][]byte{"lib/net45/Acme.Units.dll": dll})
+		return nil
+	case "future-obj":
+		// Build output newer than every source, as after a checkout of old
+		// sources over a newer build: xbuild then skips the compiler.
+		future := time.Now().Add(time.Hour)
+		for _, out := range []string{"obj", "bin"} {
+			_ = filepath.WalkDir(filepath.Join(work, "broken", out), func(p string, de fs.DirEntry, err error) error {
+				if err == nil {
+					_ = os.Chtimes(p, future, future)
+				}
+				return nil
+			})
+		}
+		return nil
 	default:
 		t.Fatalf("unknown setup %q", c.Setup)
 	}
 	return nil
+}
+
+// writeNupkg writes a minimal package as nuget pack lays it out.
+func writeNupkg(t *testing.T, path, id, version string, files map[string][]byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	add := func(name string, data []byte) {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(id+".nuspec", []byte(`<?xml version="1.0"?><package><metadata><id>`+id+`</id><version>`+version+`</version><authors>quarry</authors><description>test</description></metadata></package>`))
+	add("[Content_Types].xml", []byte(`<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`))
+	add("_rels/.rels", []byte(`<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"/>`))
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		add(n, files[n])
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

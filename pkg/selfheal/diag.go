@@ -295,7 +295,8 @@ func parseMSBuild(t string) (Diagnostic, bool) {
 var (
 	fwVersionRe  = regexp.MustCompile(`(?:TargetFrameworkVersion '|Version=)(v\d+(?:\.\d+)*)`)
 	nuPkgRe      = regexp.MustCompile(`Unable to find package '?([^\s.']+(?:\.[^\s.']+)*?)'?(?:\.\s|\s|$)`)
-	missingRefRe = regexp.MustCompile("Are you missing [`'‘]([^'’]+)['’] assembly reference")
+	missingRefRe = regexp.MustCompile("(?:Are you missing [`'‘]([^'’]+)['’] assembly reference|Consider adding a reference to assembly [`'‘]([^,'’]+))")
+	notResolvRe  = regexp.MustCompile(`^Reference '([^']+)' not resolved`)
 )
 
 // subjectOf pulls the entity a rule needs out of the message.
@@ -309,12 +310,16 @@ func subjectOf(d Diagnostic) string {
 		if len(q) > 0 {
 			return q[0][1]
 		}
-	case "CS0234":
+	case "CS0234", "CS0012":
 		if m := missingRefRe.FindStringSubmatch(d.Message); m != nil {
-			return m[1]
+			return m[1] + m[2]
 		}
 		if len(q) >= 2 {
 			return q[1][1] + "." + q[0][1]
+		}
+	case "CS2001", "CS0009":
+		if len(q) > 0 {
+			return q[0][1]
 		}
 	case "MSB3245", "MSB3246":
 		if len(q) > 0 {
@@ -330,6 +335,10 @@ func subjectOf(d Diagnostic) string {
 			return m[1]
 		}
 	case "":
+		if m := notResolvRe.FindStringSubmatch(d.Message); m != nil {
+			name, _, _ := strings.Cut(m[1], ",")
+			return strings.TrimSpace(name)
+		}
 		if d.Tool == "msbuild" {
 			if m := fwVersionRe.FindStringSubmatch(d.Message); m != nil {
 				return m[1]

@@ -446,6 +446,9 @@ func (e *engine) runAttempt(ctx context.Context) (Attempt, bool, error) {
 			}
 			if code != 0 {
 				a.Diagnostics = ParseLog(out)
+				if d, ok := e.ws.staleOutput(phase.name, a.BuildOutput); ok {
+					a.Diagnostics = append([]Diagnostic{d}, a.Diagnostics...)
+				}
 				a.Fingerprint = Fingerprint(a.Diagnostics)
 				if countErrors(a.Diagnostics) == 0 {
 					// Nothing parsed: the exit code and the last lines are the failure.

@@ -36,6 +36,7 @@ type workspace struct {
 	baseEnv  []string
 	serial   bool // lower-parallelism applied
 	runTool  func(ctx context.Context, argv []string, env []string) (string, int, error)
+	fx       frameworkIndex
 
 	diff  strings.Builder
 	files []string
@@ -149,6 +150,10 @@ func (w *workspace) apply(ctx context.Context, r *Rule, d Diagnostic) (Change, e
 		desc, err = w.addReference(d)
 	case ActionCsprojAddProjectRef:
 		desc, err = w.addProjectReference(d)
+	case ActionCsprojFixCase:
+		desc, err = w.fixCompileCase(d)
+	case ActionNuGetRestoreLocal:
+		desc, err = w.restoreLocal(d)
 	case ActionCsprojRepointHint:
 		desc, err = w.repointHintPath(d)
 	case ActionCsprojSetFramework:

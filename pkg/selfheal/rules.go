@@ -24,6 +24,8 @@ const (
 	ActionCsprojAddCompile    = "csproj-add-compile"
 	ActionCsprojAddReference  = "csproj-add-reference"
 	ActionCsprojAddProjectRef = "csproj-add-project-reference"
+	ActionCsprojFixCase       = "csproj-fix-compile-case"
+	ActionNuGetRestoreLocal   = "nuget-restore-local"
 	ActionCsprojRepointHint   = "csproj-repoint-hintpath"
 	ActionCsprojSetFramework  = "csproj-set-framework"
 	ActionXMLRepair           = "xml-repair"
@@ -37,7 +39,7 @@ const (
 // KnownAction reports whether name is in the closed set of remediations.
 func KnownAction(name string) bool {
 	switch name {
-	case ActionCsprojAddCompile, ActionCsprojAddReference, ActionCsprojAddProjectRef, ActionCsprojRepointHint,
+	case ActionCsprojAddCompile, ActionCsprojAddReference, ActionCsprojAddProjectRef, ActionCsprojFixCase, ActionNuGetRestoreLocal, ActionCsprojRepointHint,
 		ActionCsprojSetFramework, ActionXMLRepair, ActionCleanOutput, ActionLowerParallelism,
 		ActionRunWhitelisted, ActionSetEnv, ActionReport:
 		return true
