@@ -84,12 +84,14 @@ func runCorpus(t *testing.T, all bool) {
 	}
 	sort.Strings(names)
 	start := time.Now()
-	t.Cleanup(func() { t.Logf("corpus: %d cases in %v", len(names), time.Since(start).Round(time.Second)) })
+	ran := 0
+	t.Cleanup(func() { t.Logf("corpus: %d of %d cases in %v", ran, len(names), time.Since(start).Round(time.Second)) })
 	for _, name := range names {
 		c := cases[name]
 		if !all && !c.Subset {
 			continue
 		}
+		ran++
 		t.Run(name, func(t *testing.T) {
 			// Every case builds in its own copies; xbuild and mono share nothing
 			// but read-only framework files, so cases can run side by side.
