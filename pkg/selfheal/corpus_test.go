@@ -270,8 +270,9 @@ func corpusSetup(t *testing.T, c corpusCase, work string) map[string]string {
 	case "":
 		return nil
 	case "feed":
-		// A local feed folder beside the tree, holding Acme.Units 1.0.0
-		// only, packed from the assembly the known-good twin commits.
+		// A local feed folder in the tree (remediations read nothing
+		// outside it), holding Acme.Units 1.0.0 only, packed from the
+		// assembly the known-good twin commits.
 		dlls, _ := filepath.Glob(filepath.Join(work, "good", "packages", "Acme.Units.*", "lib", "net45", "Acme.Units.dll"))
 		if len(dlls) != 1 {
 			t.Fatalf("feed setup: want one Acme.Units.dll in the twin, have %v", dlls)
@@ -280,7 +281,7 @@ func corpusSetup(t *testing.T, c corpusCase, work string) map[string]string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeNupkg(t, filepath.Join(work, "feed", "acme.units.1.0.0.nupkg"), "Acme.Units", "1.0.0", map[string][]byte{"lib/net45/Acme.Units.dll": dll})
+		writeNupkg(t, filepath.Join(work, "broken", "feed", "acme.units.1.0.0.nupkg"), "Acme.Units", "1.0.0", map[string][]byte{"lib/net45/Acme.Units.dll": dll})
 		return nil
 	case "future-obj":
 		// Build output newer than every source, as after a checkout of old

@@ -74,7 +74,7 @@ func (w *workspace) addCompile(d Diagnostic) (string, error) {
 		rel := w.rel(s.path)
 		fits := visible[ns]
 		if qual != "" {
-			fits = ns == qual || visible[qual+"."+ns] || strings.HasSuffix(ns, "."+qual)
+			fits = ns == qual || strings.HasSuffix(ns, "."+qual)
 		}
 		switch {
 		case !fits:

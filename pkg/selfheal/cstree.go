@@ -19,8 +19,12 @@ import (
 // sources than this is not guessed about.
 const maxTreeFiles = 20000
 
-// maxSourceBytes skips generated or vendored giants.
-const maxSourceBytes = 2 << 20
+// maxSourceBytes skips generated or vendored giants; maxTreeBytes bounds
+// what one scan reads in all.
+const (
+	maxSourceBytes = 2 << 20
+	maxTreeBytes   = 256 << 20
+)
 
 type csProject struct {
 	path     string          // absolute
@@ -100,6 +104,7 @@ func skipDir(name string) bool {
 func scanTree(root string) (*csTree, error) {
 	t := &csTree{root: root}
 	n := 0
+	var total int64
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -124,8 +129,12 @@ func scanTree(root string) (*csTree, error) {
 			}
 			t.projects = append(t.projects, pr)
 		case ".cs":
-			if info, err := de.Info(); err != nil || info.Size() > maxSourceBytes {
+			info, err := de.Info()
+			if err != nil || info.Size() > maxSourceBytes {
 				return nil
+			}
+			if total += info.Size(); total > maxTreeBytes {
+				return fmt.Errorf("%w: more than %d bytes of C# source under %s", errNotApplicable, maxTreeBytes, root)
 			}
 			b, err := os.ReadFile(p)
 			if err != nil {

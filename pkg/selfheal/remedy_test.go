@@ -149,6 +149,13 @@ func TestRestoreLocalRefusals(t *testing.T) {
 			t.Errorf("err = %v, want the package and the feed named", err)
 		}
 	})
+	t.Run("feed outside the job directory", func(t *testing.T) {
+		dir, ws := setup(t, map[string][]byte{"lib/net45/Acme.Units.dll": []byte("MZ")})
+		write(t, filepath.Join(dir, "nuget.config"), `<configuration><packageSources><add key="l" value="/etc" /></packageSources></configuration>`)
+		if _, err := ws.restoreLocal(d); err == nil || !strings.Contains(err.Error(), "outside the job directory") {
+			t.Errorf("err = %v, want the outside feed refused", err)
+		}
+	})
 	t.Run("zip slip", func(t *testing.T) {
 		dir, ws := setup(t, map[string][]byte{"../../../evil.txt": []byte("x")})
 		if _, err := ws.restoreLocal(d); err == nil || !strings.Contains(err.Error(), "leaves the package folder") {

@@ -44,8 +44,7 @@ func readPackagesConfig(path string) ([]pkgRef, error) {
 
 // localFeeds lists the folder feeds nuget.config files name, from the
 // project's folder up to the job directory.
-func (w *workspace) localFeeds(projDir string) []string {
-	var feeds []string
+func (w *workspace) localFeeds(projDir string) (feeds, outside []string) {
 	for dir := projDir; ; dir = filepath.Dir(dir) {
 		for _, name := range []string{"nuget.config", "NuGet.Config", "NuGet.config"} {
 			b, err := os.ReadFile(filepath.Join(dir, name))
@@ -64,7 +63,13 @@ func (w *workspace) localFeeds(projDir string) []string {
 				if s.Value == "" || strings.Contains(s.Value, "://") {
 					continue
 				}
-				feeds = append(feeds, projectPath(dir, s.Value))
+				// Remediations read only the job's own tree: a feed folder
+				// elsewhere on the machine is not opened.
+				if f, err := w.confine(projectPath(dir, s.Value)); err == nil {
+					feeds = append(feeds, f)
+				} else {
+					outside = append(outside, s.Value)
+				}
 			}
 			break
 		}
@@ -72,7 +77,7 @@ func (w *workspace) localFeeds(projDir string) []string {
 			break
 		}
 	}
-	return feeds
+	return feeds, outside
 }
 
 // restoreLocal restores the package that provides a reference xbuild could
@@ -138,8 +143,11 @@ func (w *workspace) restoreLocal(d Diagnostic) (string, error) {
 	if _, err := os.Stat(projectPath(projDir, hint)); err == nil {
 		return "", fmt.Errorf("%w: %s is already restored", errNotApplicable, hint)
 	}
-	feeds := w.localFeeds(projDir)
+	feeds, outside := w.localFeeds(projDir)
 	if len(feeds) == 0 {
+		if len(outside) > 0 {
+			return "", fmt.Errorf("%w: package %s %s is missing and the feed folders nuget.config names (%s) are outside the job directory, which remediations do not read", errNotApplicable, pkg.ID, pkg.Version, strings.Join(outside, ", "))
+		}
 		return "", fmt.Errorf("%w: package %s %s is missing and no nuget.config names a local feed folder to restore it from", errNotApplicable, pkg.ID, pkg.Version)
 	}
 	nupkg := findNupkg(feeds, pkg.ID, pkg.Version)
