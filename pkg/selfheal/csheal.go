@@ -247,7 +247,9 @@ func (w *workspace) addProjectReference(d Diagnostic) (string, error) {
 // Visual Studio writes CRLF, and a file of mixed endings is a diff on
 // every line for the next person.
 func keepLineEndings(old, data []byte) []byte {
-	if len(old) == 0 || !strings.Contains(string(old), "\r\n") {
+	crlf := strings.Count(string(old), "\r\n")
+	if crlf == 0 || crlf != strings.Count(string(old), "\n") {
+		// LF, or already mixed: normalising would touch lines the edit did not.
 		return data
 	}
 	s := strings.ReplaceAll(string(data), "\r\n", "\n")
