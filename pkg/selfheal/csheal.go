@@ -383,9 +383,13 @@ var skippedCompileRe = regexp.MustCompile(`Skipping target "CoreCompile" because
 // a diagnostic the stale-output rule answers with one clean rebuild.
 func (w *workspace) staleOutput(phase, buildOut string) (Diagnostic, bool) {
 	var zero []string
+	n := 0
 	_ = filepath.WalkDir(w.realDir, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
+		}
+		if n++; n > maxTreeFiles {
+			return filepath.SkipAll
 		}
 		if de.IsDir() {
 			if (p != w.realDir && strings.HasPrefix(de.Name(), ".")) || strings.Count(w.rel(p), "/") > 6 {

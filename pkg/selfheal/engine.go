@@ -416,6 +416,20 @@ func (e *engine) remediate(ctx context.Context, a Attempt, tried map[string]bool
 	return nil, "no rule can fix this. " + e.describe(a)
 }
 
+// wantsStale reports whether a selected rule answers stale build output,
+// so the tree is only searched for it when something would act on it.
+func (e *engine) wantsStale() bool {
+	probe := Diagnostic{Tool: "msbuild", Code: "stale-output", Severity: "error"}
+	for _, p := range e.packs {
+		for i := range p.Rules {
+			if r := &p.Rules[i]; r.re.code != nil && r.matches(probe) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // maxRefusals bounds the refusals a diagnosis lists.
 const maxRefusals = 6
 
@@ -446,8 +460,10 @@ func (e *engine) runAttempt(ctx context.Context) (Attempt, bool, error) {
 			}
 			if code != 0 {
 				a.Diagnostics = ParseLog(out)
-				if d, ok := e.ws.staleOutput(phase.name, a.BuildOutput); ok {
-					a.Diagnostics = append([]Diagnostic{d}, a.Diagnostics...)
+				if e.wantsStale() {
+					if d, ok := e.ws.staleOutput(phase.name, a.BuildOutput); ok {
+						a.Diagnostics = append([]Diagnostic{d}, a.Diagnostics...)
+					}
 				}
 				a.Fingerprint = Fingerprint(a.Diagnostics)
 				if countErrors(a.Diagnostics) == 0 {
