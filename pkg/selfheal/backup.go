@@ -117,6 +117,10 @@ func Revert(ctx context.Context, stateDir, jobID string) ([]string, error) {
 	ents, err := readManifest(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			// The job ran here and edited nothing: there is nothing to undo.
+			if _, rerr := os.Stat(filepath.Join(dir, rootName)); rerr == nil {
+				return nil, nil
+			}
 			return nil, fmt.Errorf("revert job %s: no backups (nothing was edited, or wrong state dir): %w", jobID, err)
 		}
 		return nil, fmt.Errorf("revert job %s: %w", jobID, err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,30 +47,65 @@ func (w *workspace) projectCandidate(d Diagnostic) (string, error) {
 			return p, nil
 		}
 	}
-	var found []string
-	for _, pat := range []string{"*.csproj", "*/*.csproj", "*/*/*.csproj"} {
-		m, _ := filepath.Glob(filepath.Join(w.dir, pat))
-		found = append(found, m...)
-		if len(found) > 0 {
-			break
-		}
+	tree, err := scanTree(w.realDir)
+	if err != nil {
+		return "", err
 	}
-	switch len(found) {
+	switch len(tree.projects) {
 	case 0:
 		return "", fmt.Errorf("%w: no .csproj in %s", errNotApplicable, w.dir)
 	case 1:
-		return found[0], nil
+		return tree.projects[0].path, nil
 	}
-	// Several projects: the one whose directory holds the failing file.
-	if d.File != "" {
-		f := filepath.Join(w.dir, filepath.FromSlash(strings.ReplaceAll(d.File, `\`, "/")))
-		for _, p := range found {
-			if strings.HasPrefix(f, filepath.Dir(p)+string(filepath.Separator)) {
-				return p, nil
-			}
+	// Several projects and no project named: xbuild at minimal verbosity
+	// prints the file relative to its project, so the project is the one
+	// whose folder holds that relative path, preferring one that lists it.
+	if d.File == "" {
+		return "", fmt.Errorf("%w: %d projects and the diagnostic names neither a project nor a file; build at normal verbosity so the project is named", errNotApplicable, len(tree.projects))
+	}
+	rel := filepath.FromSlash(strings.ReplaceAll(d.File, `\`, "/"))
+	if filepath.IsAbs(rel) {
+		if p := tree.projectOf(filepath.Clean(rel)); p != nil {
+			return p.path, nil
 		}
 	}
-	return "", fmt.Errorf("%w: %d projects and no way to tell which one failed", errNotApplicable, len(found))
+	var holds, lists []*csProject
+	for _, p := range tree.projects {
+		f := rel
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(p.dir, rel)
+		}
+		if _, err := os.Stat(f); err != nil {
+			continue
+		}
+		holds = append(holds, p)
+		if p.compiles[strings.ToLower(f)] {
+			lists = append(lists, p)
+		}
+	}
+	switch {
+	case len(lists) == 1:
+		return lists[0].path, nil
+	case len(holds) == 1:
+		return holds[0].path, nil
+	}
+	// Same relative name in several projects: the one whose file has the
+	// name the compiler could not resolve at the line and column it gave.
+	if name, _ := typeSubject(d.Subject); name != "" && d.Line > 0 {
+		if i := strings.LastIndexByte(d.Subject, '.'); d.Code == "CS0234" && i >= 0 {
+			name = d.Subject[i+1:]
+		}
+		var at []*csProject
+		for _, p := range holds {
+			if tokenAt(filepath.Join(p.dir, rel), d.Line, d.Col, name) {
+				at = append(at, p)
+			}
+		}
+		if len(at) == 1 {
+			return at[0].path, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %d projects hold %s and the log does not say which one failed; build at normal verbosity so the project is named", errNotApplicable, len(holds), d.File)
 }
 
 var (
@@ -112,83 +146,6 @@ func insertItem(src string, itemRe *regexp.Regexp, item string) (string, error) 
 	return src[:loc[0]] + group + src[loc[0]:], nil
 }
 
-// addCompile adds the .cs file that defines the missing type.
-func (w *workspace) addCompile(d Diagnostic) (string, error) {
-	name := d.Subject
-	if name == "" {
-		return "", fmt.Errorf("%w: diagnostic names no type", errNotApplicable)
-	}
-	if i := strings.LastIndexByte(name, '.'); i >= 0 {
-		name = name[i+1:]
-	}
-	if j := strings.IndexByte(name, '<'); j >= 0 {
-		name = name[:j]
-	}
-	proj, err := w.findProject(d)
-	if err != nil {
-		return "", err
-	}
-	src, err := os.ReadFile(proj)
-	if err != nil {
-		return "", fmt.Errorf("read project: %w", err)
-	}
-	projDir := filepath.Dir(proj)
-	included := map[string]bool{}
-	for _, m := range compileItemRe.FindAllStringSubmatch(string(src), -1) {
-		included[strings.ToLower(strings.ReplaceAll(m[2], `\`, "/"))] = true
-	}
-	defRe, err := regexp.Compile(`\b(?:class|struct|interface|enum|record|delegate\s+[\w<>\[\],.\s]+?)\s+` + regexp.QuoteMeta(name) + `\b`)
-	if err != nil {
-		return "", fmt.Errorf("type name %q: %w", name, err)
-	}
-	var candidates []string
-	err = filepath.WalkDir(projDir, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if de.IsDir() {
-			if p != projDir && (de.Name() == "bin" || de.Name() == "obj" || strings.HasPrefix(de.Name(), ".")) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.EqualFold(filepath.Ext(p), ".cs") {
-			return nil
-		}
-		rel, _ := filepath.Rel(projDir, p)
-		if included[strings.ToLower(filepath.ToSlash(rel))] {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if defRe.Match(stripComments(b)) {
-			candidates = append(candidates, rel)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("search sources: %w", err)
-	}
-	switch len(candidates) {
-	case 0:
-		return "", fmt.Errorf("%w: no .cs file outside the project defines %s", errNotApplicable, name)
-	case 1:
-	default:
-		return "", fmt.Errorf("%w: %s is defined in several files not in the project (%s); a person must choose", errNotApplicable, name, strings.Join(candidates, ", "))
-	}
-	inc := strings.ReplaceAll(candidates[0], "/", `\`)
-	out, err := insertItem(string(src), compileItemRe, `<Compile Include="`+xmlAttr(inc)+`" />`)
-	if err != nil {
-		return "", err
-	}
-	if err := w.writeFile(proj, []byte(out)); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s is defined in %s, which exists on disk but was not compiled; added <Compile Include=%q /> to %s", name, inc, inc, w.rel(proj)), nil
-}
-
 var lineCommentRe = regexp.MustCompile(`(?m)//.*$`)
 
 // stripComments keeps a commented-out class from counting as a definition.
@@ -215,12 +172,12 @@ func xmlAttr(s string) string {
 
 var frameworkRe = regexp.MustCompile(`<TargetFrameworkVersion>\s*(v[0-9.]+)\s*</TargetFrameworkVersion>`)
 
-// addReference adds a framework assembly reference, but only for an
-// assembly that really is part of an installed framework.
+// addReference adds a framework assembly reference, for the assembly the
+// installed reference assemblies say defines the missing namespace.
 func (w *workspace) addReference(d Diagnostic) (string, error) {
-	asm := d.Subject
-	if asm == "" || strings.ContainsAny(asm, `/\"<>`) {
-		return "", fmt.Errorf("%w: diagnostic names no assembly", errNotApplicable)
+	subject := d.Subject
+	if subject == "" || strings.ContainsAny(subject, `/\"<>`) {
+		return "", fmt.Errorf("%w: diagnostic names no namespace or assembly", errNotApplicable)
 	}
 	proj, err := w.findProject(d)
 	if err != nil {
@@ -230,22 +187,50 @@ func (w *workspace) addReference(d Diagnostic) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read project: %w", err)
 	}
+	referenced := map[string]bool{}
 	for _, m := range refItemRe.FindAllStringSubmatch(string(src), -1) {
 		n, _, _ := strings.Cut(m[2], ",")
-		if strings.EqualFold(strings.TrimSpace(n), asm) {
-			return "", fmt.Errorf("%w: %s is already referenced", errNotApplicable, asm)
-		}
+		referenced[strings.ToLower(strings.TrimSpace(n))] = true
 	}
 	dirs := w.apiDirs(string(src))
-	where := ""
-	for _, dir := range dirs {
-		if _, err := os.Stat(filepath.Join(dir, asm+".dll")); err == nil {
-			where = dir
-			break
-		}
+	if len(dirs) == 0 {
+		return "", fmt.Errorf("%w: no reference assemblies installed under %s", errNotApplicable, w.monoRoot)
 	}
-	if where == "" {
-		return "", fmt.Errorf("%w: %s.dll is not a framework assembly under %s", errNotApplicable, asm, w.monoRoot)
+	dir := dirs[0]
+	var asm, why string
+	if m := missingRefRe.FindStringSubmatch(d.Message); m != nil {
+		// The compiler named the assembly itself.
+		asm = m[1] + m[2]
+		if _, err := os.Stat(filepath.Join(dir, asm+".dll")); err != nil {
+			return "", fmt.Errorf("%w: %s.dll is not a framework assembly in %s", errNotApplicable, asm, dir)
+		}
+		why = "the compiler asked for it"
+	} else {
+		file := w.diagSource(d, proj)
+		ns := usingNamespace(file, d.Line, subject)
+		var cands []string
+		for _, a := range w.fx.lookup(dir, ns) {
+			if !referenced[strings.ToLower(a)] && !strings.EqualFold(a, "mscorlib") {
+				cands = append(cands, a)
+			}
+		}
+		if len(cands) > 1 {
+			// Several assemblies add types to the namespace: keep those
+			// defining a type the failing file names.
+			cands = definingUsedTypes(file, cands, w.fx.types(dir, ns))
+		}
+		switch len(cands) {
+		case 0:
+			return "", fmt.Errorf("%w: no unreferenced assembly in %s defines namespace %s", errNotApplicable, dir, ns)
+		case 1:
+		default:
+			return "", fmt.Errorf("%w: namespace %s is defined in several framework assemblies (%s); a person must choose", errNotApplicable, ns, strings.Join(cands, ", "))
+		}
+		asm = cands[0]
+		why = "its reference assembly defines namespace " + ns
+	}
+	if referenced[strings.ToLower(asm)] {
+		return "", fmt.Errorf("%w: %s is already referenced", errNotApplicable, asm)
 	}
 	out, err := insertItem(string(src), refItemRe, `<Reference Include="`+xmlAttr(asm)+`" />`)
 	if err != nil {
@@ -254,7 +239,25 @@ func (w *workspace) addReference(d Diagnostic) (string, error) {
 	if err := w.writeFile(proj, []byte(out)); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("the code uses %s, a framework assembly (found in %s) the project did not reference; added <Reference Include=%q /> to %s", asm, where, asm, w.rel(proj)), nil
+	return fmt.Sprintf("the code uses %s from framework assembly %s (%s, in %s), which the project did not reference; added <Reference Include=%q /> to %s", subject, asm, why, dir, asm, w.rel(proj)), nil
+}
+
+// usingNamespace returns the namespace of the using directive on line of
+// file when it starts with subject (the compiler names only the first
+// missing part), else subject.
+func usingNamespace(file string, line int, subject string) string {
+	b, err := os.ReadFile(file)
+	if err != nil || line < 1 {
+		return subject
+	}
+	lines := strings.Split(string(b), "\n")
+	if line > len(lines) {
+		return subject
+	}
+	if m := usingRe.FindStringSubmatch(lines[line-1]); m != nil && (m[1] == subject || strings.HasPrefix(m[1], subject+".")) {
+		return m[1]
+	}
+	return subject
 }
 
 // apiDirs lists reference-assembly dirs, the project's framework first.
@@ -407,12 +410,25 @@ func (w *workspace) repointHintPath(d Diagnostic) (string, error) {
 		}
 		newRel, version, err := findPackageAssembly(projDir, old, asm)
 		if err != nil {
-			return "", err
+			// Not another version in the same packages folder: the DLL may
+			// have moved within the repository.
+			found, ferr := w.findAssemblyInTree(asm)
+			if ferr != nil {
+				return "", fmt.Errorf("%w; %v", err, ferr)
+			}
+			rel, rerr := filepath.Rel(projDir, found)
+			if rerr != nil {
+				return "", fmt.Errorf("%w: %v", errNotApplicable, rerr)
+			}
+			newRel, version = strings.ReplaceAll(rel, "/", `\`), "the only "+asm+".dll in the repository"
 		}
 		start := loc[1] + h[4]
 		out := s[:start] + newRel + s[loc[1]+h[5]:]
 		if err := w.writeFile(proj, []byte(out)); err != nil {
 			return "", err
+		}
+		if strings.HasPrefix(version, "the only ") {
+			return fmt.Sprintf("HintPath %s for %s does not exist; repointed to %s, %s, in %s", old, asm, newRel, version, w.rel(proj)), nil
 		}
 		return fmt.Sprintf("HintPath %s for %s does not exist; repointed to %s (version %s, the newest available locally) in %s", old, asm, newRel, version, w.rel(proj)), nil
 	}
@@ -509,7 +525,16 @@ type openElem struct {
 	parent     string
 }
 
+var conflictRe = regexp.MustCompile(`(?m)^(<<<<<<<|=======|>>>>>>>)(\s|$)`)
+
 func repairXML(src []byte) ([]byte, string, error) {
+	if loc := conflictRe.FindIndex(src); loc != nil {
+		line := 1 + strings.Count(string(src[:loc[0]]), "\n")
+		return nil, "", fmt.Errorf("%w: the project has merge-conflict markers (<<<<<<<, =======, >>>>>>>) from line %d: a merge was committed unresolved; choose between the two sides by hand", errNotApplicable, line)
+	}
+	if out, n := escapeRawAmpersands(src); n > 0 && checkXML(out) == nil {
+		return out, fmt.Sprintf("%d raw '&' in text escaped as &amp;", n), nil
+	}
 	dec := xml.NewDecoder(strings.NewReader(string(src)))
 	dec.Strict = true
 	var stack []*openElem
@@ -562,6 +587,17 @@ func repairXML(src []byte) ([]byte, string, error) {
 				stack = stack[:n-1]
 				continue
 			}
+			// A misspelled end tag: it closes nothing that is open, and it
+			// is one or two letters from the element that is.
+			if !openNamed(stack, t.Name.Local) && similarName(top.name, t.Name.Local) {
+				endTag := string(src[off:dec.InputOffset()])
+				fixedTag := strings.Replace(endTag, t.Name.Local, top.name, 1)
+				out := string(src[:off]) + fixedTag + string(src[dec.InputOffset():])
+				if checkXML([]byte(out)) == nil {
+					line := 1 + strings.Count(string(src[:off]), "\n")
+					return []byte(out), fmt.Sprintf("the end tag </%s> on line %d matched no open element; corrected it to </%s>, the element it closes", t.Name.Local, line, top.name), nil
+				}
+			}
 			// Mismatch: top was left open. Safe only for an item inside an
 			// ItemGroup whose "children" are all items, and when the end tag
 			// closes its parent.
@@ -596,4 +632,88 @@ func checkXML(b []byte) error {
 			return err
 		}
 	}
+}
+
+func openNamed(stack []*openElem, name string) bool {
+	for _, e := range stack {
+		if e.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// similarName reports names at most two edits apart (or differing only
+// in case): a typo, not a different element.
+func similarName(a, b string) bool {
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	la, lb := len(a), len(b)
+	if la-lb > 2 || lb-la > 2 {
+		return false
+	}
+	prev := make([]int, lb+1)
+	cur := make([]int, lb+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= la; i++ {
+		cur[0] = i
+		for j := 1; j <= lb; j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[lb] <= 2
+}
+
+var entityRe = regexp.MustCompile(`^&(amp|lt|gt|quot|apos|#[0-9]+|#x[0-9A-Fa-f]+);`)
+
+// escapeRawAmpersands escapes every '&' that does not start an entity.
+func escapeRawAmpersands(src []byte) ([]byte, int) {
+	var b strings.Builder
+	n := 0
+	s := string(src)
+	for i := 0; i < len(s); i++ {
+		if s[i] == '&' && !entityRe.MatchString(s[i:]) {
+			b.WriteString("&amp;")
+			n++
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return []byte(b.String()), n
+}
+
+var identRe = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+
+// definingUsedTypes keeps the assemblies that define a type whose name the
+// source file uses; when none or all do, the list is returned unchanged.
+func definingUsedTypes(file string, asms []string, types map[string][]string) []string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return asms
+	}
+	used := map[string]bool{}
+	for _, id := range identRe.FindAllString(cleanCode(b), -1) {
+		used[id] = true
+	}
+	var out []string
+	for _, a := range asms {
+		for _, t := range types[a] {
+			if used[t] {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return asms
+	}
+	return out
 }

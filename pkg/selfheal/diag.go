@@ -91,9 +91,13 @@ const maxParseLine = 64 << 10
 func ParseLog(log string) []Diagnostic {
 	var out []Diagnostic
 	seen := map[string]bool{}
+	var ctx projectContext
 	add := func(d Diagnostic) {
 		d.Subject = subjectOf(d)
-		k := d.Tool + "\x00" + d.File + "\x00" + strconv.Itoa(d.Line) + "\x00" + strconv.Itoa(d.Col) + "\x00" + d.Code + "\x00" + d.Message
+		if d.Project == "" && (d.Tool == "csc" || d.Tool == "msbuild" || d.Tool == "nuget") {
+			d.Project = ctx.current()
+		}
+		k := d.Tool + "\x00" + d.File + "\x00" + strconv.Itoa(d.Line) + "\x00" + strconv.Itoa(d.Col) + "\x00" + d.Code + "\x00" + d.Message + "\x00" + d.Project
 		if seen[k] {
 			return
 		}
@@ -107,6 +111,9 @@ func ParseLog(log string) []Diagnostic {
 	for i, raw := range lines {
 		ln := strings.TrimRight(prefixRe.ReplaceAllString(raw, ""), "\r")
 		t := strings.TrimSpace(ln)
+		if ctx.observe(t) {
+			continue
+		}
 		if t == "" || !mayBeDiagnostic(t) {
 			continue
 		}
@@ -187,6 +194,60 @@ func ParseLog(log string) []Diagnostic {
 	return out
 }
 
+// projectContext follows which project MSBuild or xbuild is building, so a
+// diagnostic printed with a path relative to its project (xbuild names no
+// project on the line) is attributed to it. At normal verbosity both print
+// `Project "X" (default target(s)):` ... `Done building project "X"`, and
+// the error summary names the project in an `X (default targets) ->` line.
+type projectContext struct {
+	stack   []string
+	summary string
+}
+
+var (
+	ctxStartRe   = regexp.MustCompile(`^Project "([^"]+)" \(.*\):$`)
+	ctxDoneRe    = regexp.MustCompile(`^Done building project "([^"]+)"`)
+	ctxSummaryRe = regexp.MustCompile(`^(\S.*?) \([^()]*targets?\) ->$`)
+	projExtRe    = regexp.MustCompile(`(?i)\.(cs|vb|fs)proj$`)
+)
+
+// observe consumes a context line and reports whether t was one.
+func (c *projectContext) observe(t string) bool {
+	if !strings.HasPrefix(t, "Project \"") && !strings.HasPrefix(t, "Done building project") && !strings.HasSuffix(t, "->") {
+		return false
+	}
+	if m := ctxStartRe.FindStringSubmatch(t); m != nil {
+		c.stack = append(c.stack, m[1])
+		return true
+	}
+	if m := ctxDoneRe.FindStringSubmatch(t); m != nil {
+		for i := len(c.stack) - 1; i >= 0; i-- {
+			if c.stack[i] == m[1] {
+				c.stack = c.stack[:i]
+				break
+			}
+		}
+		return true
+	}
+	if m := ctxSummaryRe.FindStringSubmatch(t); m != nil {
+		if projExtRe.MatchString(m[1]) {
+			c.summary = m[1]
+		}
+		return true
+	}
+	return false
+}
+
+// current is the innermost project file (not a solution) being built.
+func (c *projectContext) current() string {
+	for i := len(c.stack) - 1; i >= 0; i-- {
+		if projExtRe.MatchString(c.stack[i]) {
+			return c.stack[i]
+		}
+	}
+	return c.summary
+}
+
 // mayBeDiagnostic is a cheap filter: most build output is progress chatter,
 // and running every pattern over it dominates parsing time.
 func mayBeDiagnostic(t string) bool {
@@ -234,7 +295,8 @@ func parseMSBuild(t string) (Diagnostic, bool) {
 var (
 	fwVersionRe  = regexp.MustCompile(`(?:TargetFrameworkVersion '|Version=)(v\d+(?:\.\d+)*)`)
 	nuPkgRe      = regexp.MustCompile(`Unable to find package '?([^\s.']+(?:\.[^\s.']+)*?)'?(?:\.\s|\s|$)`)
-	missingRefRe = regexp.MustCompile("Are you missing [`'‘]([^'’]+)['’] assembly reference")
+	missingRefRe = regexp.MustCompile("(?:Are you missing [`'‘]([^'’]+)['’] assembly reference|Consider adding a reference to assembly [`'‘]([^,'’]+))")
+	notResolvRe  = regexp.MustCompile(`^Reference '([^']+)' not resolved`)
 )
 
 // subjectOf pulls the entity a rule needs out of the message.
@@ -248,12 +310,16 @@ func subjectOf(d Diagnostic) string {
 		if len(q) > 0 {
 			return q[0][1]
 		}
-	case "CS0234":
+	case "CS0234", "CS0012":
 		if m := missingRefRe.FindStringSubmatch(d.Message); m != nil {
-			return m[1]
+			return m[1] + m[2]
 		}
 		if len(q) >= 2 {
 			return q[1][1] + "." + q[0][1]
+		}
+	case "CS2001", "CS0009":
+		if len(q) > 0 {
+			return q[0][1]
 		}
 	case "MSB3245", "MSB3246":
 		if len(q) > 0 {
@@ -269,6 +335,10 @@ func subjectOf(d Diagnostic) string {
 			return m[1]
 		}
 	case "":
+		if m := notResolvRe.FindStringSubmatch(d.Message); m != nil {
+			name, _, _ := strings.Cut(m[1], ",")
+			return strings.TrimSpace(name)
+		}
 		if d.Tool == "msbuild" {
 			if m := fwVersionRe.FindStringSubmatch(d.Message); m != nil {
 				return m[1]

@@ -190,3 +190,31 @@ func BenchmarkParseLog(b *testing.B) {
 		ParseLog(big)
 	}
 }
+
+// TestParseLogAttributesProjects: xbuild prints paths relative to the
+// project it builds without naming it; the project context lines and the
+// error summary name it.
+func TestParseLogAttributesProjects(t *testing.T) {
+	log := "Project \"/w/App.sln\" (default target(s)):\n" +
+		"\tTarget Build:\n" +
+		"\t\tProject \"/w/Lib/Lib.csproj\" (default target(s)):\n" +
+		"Program.cs(3,7): error CS0246: The type or namespace name `Foo' could not be found. Are you missing an assembly reference?\n" +
+		"\t\tDone building project \"/w/Lib/Lib.csproj\".-- FAILED\n" +
+		"\t\tProject \"/w/App/App.csproj\" (default target(s)):\n" +
+		"Program.cs(3,7): error CS0246: The type or namespace name `Foo' could not be found. Are you missing an assembly reference?\n" +
+		"\t\tDone building project \"/w/App/App.csproj\".-- FAILED\n" +
+		"Done building project \"/w/App.sln\".-- FAILED\n" +
+		"Errors:\n\n/w/App.sln (default targets) ->\n(Build target) ->\n/w/App/App.csproj (default targets) ->\n" +
+		"/usr/lib/mono/xbuild/14.0/bin/Microsoft.CSharp.targets (CoreCompile target) ->\n\n" +
+		"\tProgram.cs(3,7): error CS0246: The type or namespace name `Foo' could not be found. Are you missing an assembly reference?\n" +
+		"Bar.cs(1,1): error CS1002: ; expected [/w/Other/Other.csproj]\n"
+	ds := ParseLog(log)
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.File+"@"+d.Project)
+	}
+	want := []string{"Program.cs@/w/Lib/Lib.csproj", "Program.cs@/w/App/App.csproj", "Bar.cs@/w/Other/Other.csproj"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("attributed %v, want %v", got, want)
+	}
+}

@@ -43,14 +43,19 @@ type Remediation struct {
 
 // Attempt is one build (and test) run plus what was done about its failure.
 type Attempt struct {
-	Number      int           `json:"number"`
-	Phase       string        `json:"phase"` // build or test
-	Step        string        `json:"step,omitempty"`
-	ExitCode    int           `json:"exit_code"`
-	Diagnostics []Diagnostic  `json:"diagnostics,omitempty"`
-	Fingerprint string        `json:"fingerprint,omitempty"`
-	Remediation *Remediation  `json:"remediation,omitempty"`
-	OutputTail  string        `json:"output_tail,omitempty"`
+	Number      int          `json:"number"`
+	Phase       string       `json:"phase"` // build or test
+	Step        string       `json:"step,omitempty"`
+	ExitCode    int          `json:"exit_code"`
+	Diagnostics []Diagnostic `json:"diagnostics,omitempty"`
+	Fingerprint string       `json:"fingerprint,omitempty"`
+	Remediation *Remediation `json:"remediation,omitempty"`
+	OutputTail  string       `json:"output_tail,omitempty"`
+	// BuildOutput and TestOutput are the tails of the build steps' and the
+	// test and check steps' output, so a reviewer can compare a healed
+	// run with the failed one.
+	BuildOutput string        `json:"build_output,omitempty"`
+	TestOutput  string        `json:"test_output,omitempty"`
 	Started     time.Time     `json:"started"`
 	Duration    time.Duration `json:"duration"`
 }
@@ -64,6 +69,12 @@ type Job struct {
 	Started   time.Time `json:"started"`
 	Finished  time.Time `json:"finished,omitzero"`
 	Attempts  int       `json:"attempts"`
+	// BuildOutputBefore is the first attempt's build output; BuildOutputAfter
+	// and TestOutputAfter are the last attempt's, set when a remediation was
+	// applied, so what changed in behaviour can be reviewed.
+	BuildOutputBefore string `json:"build_output_before,omitempty"`
+	BuildOutputAfter  string `json:"build_output_after,omitempty"`
+	TestOutputAfter   string `json:"test_output_after,omitempty"`
 }
 
 // Result is what Run returns.
@@ -258,9 +269,23 @@ func (e *engine) run(ctx context.Context) (Result, error) {
 				return Result{}, err
 			}
 			if healed {
-				return e.finish(ctx, StatusHealed, e.healedSummary(), nil)
+				sum := e.healedSummary()
+				if len(e.spec.Test) == 0 && len(e.spec.Checks) == 0 {
+					sum += " (unverified: the job has no test step or check, so only the build is known to pass)"
+				}
+				return e.finish(ctx, StatusHealed, sum, nil)
 			}
 			return e.finish(ctx, StatusSucceeded, "", nil)
+		}
+		if a.Phase == "check" {
+			if err := e.record(ctx, a); err != nil {
+				return Result{}, err
+			}
+			msg := fmt.Sprintf("check %q failed (exit %d): the job's own check does not hold", a.Step, a.ExitCode)
+			if healed {
+				msg += " after " + strings.TrimPrefix(e.healedSummary(), "healed: ") + "; the build and tests pass but behaviour changed, so this is not a heal. Review the diff, and revert the job if the change is wrong"
+			}
+			return e.finish(ctx, StatusFailed, msg+".", nil)
 		}
 		if prevRemedy != nil && a.Fingerprint == prevFP {
 			if err := e.record(ctx, a); err != nil {
@@ -335,6 +360,19 @@ func countErrors(ds []Diagnostic) int {
 // must end here.
 func (e *engine) remediate(ctx context.Context, a Attempt, tried map[string]bool) (*Remediation, string) {
 	var refused []string
+	seen := map[string]bool{}
+	refuse := func(msg string) {
+		if !seen[msg] && len(refused) < maxRefusals {
+			refused = append(refused, msg)
+		}
+		seen[msg] = true
+	}
+	withRefusals := func(msg string) string {
+		if len(refused) > 0 {
+			msg += " Rules that matched but refused: " + strings.Join(refused, "; ") + "."
+		}
+		return msg
+	}
 	for _, p := range e.packs {
 		for i := range p.Rules {
 			r := &p.Rules[i]
@@ -345,21 +383,23 @@ func (e *engine) remediate(ctx context.Context, a Attempt, tried map[string]bool
 				name := p.Name + "/" + r.ID
 				switch {
 				case r.Action == ActionReport:
-					return nil, r.expand(r.Report, d, p.Lookup) + " [rule " + name + "]"
+					return nil, withRefusals(r.expand(r.Report, d, p.Lookup) + " [rule " + name + "]")
 				case !KnownAction(r.Action):
-					refused = append(refused, fmt.Sprintf("rule %s asks for action %q, which is not in the safe set; not executed", name, r.Action))
+					refuse(fmt.Sprintf("rule %s asks for action %q, which is not in the safe set; not executed", name, r.Action))
 					continue
 				}
-				key := name + "\x00" + d.Subject + "\x00" + d.File
+				key := name + "\x00" + d.Subject + "\x00" + d.File + "\x00" + d.Project
 				if tried[key] {
 					continue
 				}
 				ch, err := e.ws.apply(ctx, r, d)
 				if err != nil {
 					e.log.Info("remediation not applied", "rule", name, "err", err)
-					if !errors.Is(err, errNotApplicable) {
-						refused = append(refused, fmt.Sprintf("rule %s: %v", name, err))
+					what := d.Code
+					if d.Subject != "" {
+						what += " " + d.Subject
 					}
+					refuse(fmt.Sprintf("rule %s (%s) refused: %s", name, strings.TrimSpace(what), strings.TrimPrefix(err.Error(), errNotApplicable.Error()+": ")))
 					continue
 				}
 				tried[key] = true
@@ -370,12 +410,28 @@ func (e *engine) remediate(ctx context.Context, a Attempt, tried map[string]bool
 			}
 		}
 	}
-	msg := "no rule can fix this. " + e.describe(a)
 	if len(refused) > 0 {
-		msg += " Refused: " + strings.Join(refused, "; ") + "."
+		return nil, withRefusals("nothing was changed. " + e.describe(a))
 	}
-	return nil, msg
+	return nil, "no rule can fix this. " + e.describe(a)
 }
+
+// wantsStale reports whether a selected rule answers stale build output,
+// so the tree is only searched for it when something would act on it.
+func (e *engine) wantsStale() bool {
+	probe := Diagnostic{Tool: "msbuild", Code: "stale-output", Severity: "error"}
+	for _, p := range e.packs {
+		for i := range p.Rules {
+			if r := &p.Rules[i]; r.re.code != nil && r.matches(probe) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxRefusals bounds the refusals a diagnosis lists.
+const maxRefusals = 6
 
 // runAttempt builds, then tests. ok reports success of both.
 func (e *engine) runAttempt(ctx context.Context) (Attempt, bool, error) {
@@ -384,7 +440,7 @@ func (e *engine) runAttempt(ctx context.Context) (Attempt, bool, error) {
 	for _, phase := range []struct {
 		name  string
 		steps []Step
-	}{{"build", e.spec.Build}, {"test", e.spec.Test}} {
+	}{{"build", e.spec.Build}, {"test", e.spec.Test}, {"check", e.spec.Checks}} {
 		for _, st := range phase.steps {
 			if e.ws.serial {
 				st = serialStep(st)
@@ -393,12 +449,22 @@ func (e *engine) runAttempt(ctx context.Context) (Attempt, bool, error) {
 			out, code, err := e.runProcess(ctx, st, env, phase.name)
 			a.ExitCode = code
 			a.OutputTail = tail(out, OutputTailBytes)
+			if phase.name == "build" {
+				a.BuildOutput = tail(a.BuildOutput+out, OutputTailBytes)
+			} else {
+				a.TestOutput = tail(a.TestOutput+out, OutputTailBytes)
+			}
 			if err != nil {
 				a.Duration = time.Since(a.Started)
 				return a, false, err
 			}
 			if code != 0 {
 				a.Diagnostics = ParseLog(out)
+				if e.wantsStale() {
+					if d, ok := e.ws.staleOutput(phase.name, a.BuildOutput); ok {
+						a.Diagnostics = append([]Diagnostic{d}, a.Diagnostics...)
+					}
+				}
 				a.Fingerprint = Fingerprint(a.Diagnostics)
 				if countErrors(a.Diagnostics) == 0 {
 					// Nothing parsed: the exit code and the last lines are the failure.
@@ -409,8 +475,12 @@ func (e *engine) runAttempt(ctx context.Context) (Attempt, bool, error) {
 			}
 		}
 	}
-	a.Phase = "test"
-	if len(e.spec.Test) == 0 {
+	switch {
+	case len(e.spec.Checks) > 0:
+		a.Phase = "check"
+	case len(e.spec.Test) > 0:
+		a.Phase = "test"
+	default:
 		a.Phase = "build"
 	}
 	a.Duration = time.Since(a.Started)
@@ -434,6 +504,13 @@ func (e *engine) finish(ctx context.Context, st Status, diagnosis string, cause 
 	e.job.Diagnosis = diagnosis
 	e.job.Finished = time.Now()
 	e.job.Attempts = len(e.attempts)
+	if n := len(e.attempts); n > 0 {
+		e.job.BuildOutputBefore = e.attempts[0].BuildOutput
+		if n > 1 {
+			e.job.BuildOutputAfter = e.attempts[n-1].BuildOutput
+			e.job.TestOutputAfter = e.attempts[n-1].TestOutput
+		}
+	}
 	e.emit(EventDone, "", string(st)+": "+diagnosis)
 	e.log.Info("job finished", "status", st, "attempts", e.job.Attempts, "diagnosis", diagnosis)
 	res := Result{Job: e.job, AttemptLog: e.attempts}

@@ -163,3 +163,37 @@ func TestLowerParallelismAfterOOM(t *testing.T) {
 		t.Fatalf("%s: %s", res.Status, res.Diagnosis)
 	}
 }
+
+// TestHealCountsOnlyWhenChecksHold: a remediation that makes the build and
+// tests pass but breaks the job's own check is not a heal.
+func TestHealCountsOnlyWhenChecksHold(t *testing.T) {
+	build := `[ "$SOURCE_DATE_EPOCH" = 1 ] || { echo "main.go:3:1: needs FOO"; exit 1; }; echo built`
+	cases := []struct {
+		name   string
+		check  string
+		status Status
+		diag   string
+	}{
+		{"check holds", `echo checked`, StatusHealed, "set SOURCE_DATE_EPOCH=1"},
+		{"check fails", `[ "$SOURCE_DATE_EPOCH" = 2 ]`, StatusFailed, "the job's own check does not hold after site/needs-foo"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := Spec{Name: "t", Dir: t.TempDir(), Build: []Step{{Shell: build}}, Test: []Step{{Shell: "echo tested"}},
+				Checks: []Step{{Shell: tc.check}}, RulePacks: []string{"site"}, MaxAttempts: 4}
+			res, err := Run(t.Context(), spec, Options{Packs: sitePacks(t), Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != tc.status || !strings.Contains(res.Diagnosis, tc.diag) {
+				t.Fatalf("%s: %s, want %s with %q", tc.name, res.Status, tc.status, tc.diag)
+			}
+			if res.Attempts != 2 {
+				t.Errorf("%d attempts, want 2 (a failing check is never remediated)", res.Attempts)
+			}
+			if !strings.Contains(res.BuildOutputBefore, "needs FOO") || !strings.Contains(res.BuildOutputAfter, "built") {
+				t.Errorf("build output before %q / after %q not recorded", res.BuildOutputBefore, res.BuildOutputAfter)
+			}
+		})
+	}
+}

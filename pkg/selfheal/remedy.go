@@ -36,6 +36,7 @@ type workspace struct {
 	baseEnv  []string
 	serial   bool // lower-parallelism applied
 	runTool  func(ctx context.Context, argv []string, env []string) (string, int, error)
+	fx       frameworkIndex
 
 	diff  strings.Builder
 	files []string
@@ -117,6 +118,7 @@ func (w *workspace) writeFile(path string, data []byte) error {
 	if err := w.journal.save(path); err != nil {
 		return err
 	}
+	data = keepLineEndings(old, data)
 	mode := fs.FileMode(0o644)
 	owner, err := os.Stat(path)
 	if err == nil {
@@ -146,6 +148,12 @@ func (w *workspace) apply(ctx context.Context, r *Rule, d Diagnostic) (Change, e
 		desc, err = w.addCompile(d)
 	case ActionCsprojAddReference:
 		desc, err = w.addReference(d)
+	case ActionCsprojAddProjectRef:
+		desc, err = w.addProjectReference(d)
+	case ActionCsprojFixCase:
+		desc, err = w.fixCompileCase(d)
+	case ActionNuGetRestoreLocal:
+		desc, err = w.restoreLocal(d)
 	case ActionCsprojRepointHint:
 		desc, err = w.repointHintPath(d)
 	case ActionCsprojSetFramework:

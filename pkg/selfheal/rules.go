@@ -21,22 +21,25 @@ var builtinPacks embed.FS
 // Remediation actions. This is the closed set: a rule naming anything else
 // loads, but when it matches it is reported and never executed.
 const (
-	ActionCsprojAddCompile   = "csproj-add-compile"
-	ActionCsprojAddReference = "csproj-add-reference"
-	ActionCsprojRepointHint  = "csproj-repoint-hintpath"
-	ActionCsprojSetFramework = "csproj-set-framework"
-	ActionXMLRepair          = "xml-repair"
-	ActionCleanOutput        = "clean-output"
-	ActionLowerParallelism   = "lower-parallelism"
-	ActionRunWhitelisted     = "run-whitelisted"
-	ActionSetEnv             = "set-env"
-	ActionReport             = "report" // explain, change nothing, stop
+	ActionCsprojAddCompile    = "csproj-add-compile"
+	ActionCsprojAddReference  = "csproj-add-reference"
+	ActionCsprojAddProjectRef = "csproj-add-project-reference"
+	ActionCsprojFixCase       = "csproj-fix-compile-case"
+	ActionNuGetRestoreLocal   = "nuget-restore-local"
+	ActionCsprojRepointHint   = "csproj-repoint-hintpath"
+	ActionCsprojSetFramework  = "csproj-set-framework"
+	ActionXMLRepair           = "xml-repair"
+	ActionCleanOutput         = "clean-output"
+	ActionLowerParallelism    = "lower-parallelism"
+	ActionRunWhitelisted      = "run-whitelisted"
+	ActionSetEnv              = "set-env"
+	ActionReport              = "report" // explain, change nothing, stop
 )
 
 // KnownAction reports whether name is in the closed set of remediations.
 func KnownAction(name string) bool {
 	switch name {
-	case ActionCsprojAddCompile, ActionCsprojAddReference, ActionCsprojRepointHint,
+	case ActionCsprojAddCompile, ActionCsprojAddReference, ActionCsprojAddProjectRef, ActionCsprojFixCase, ActionNuGetRestoreLocal, ActionCsprojRepointHint,
 		ActionCsprojSetFramework, ActionXMLRepair, ActionCleanOutput, ActionLowerParallelism,
 		ActionRunWhitelisted, ActionSetEnv, ActionReport:
 		return true

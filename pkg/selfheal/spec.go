@@ -28,6 +28,10 @@ type Spec struct {
 	Build []Step `yaml:"build" json:"build"`
 	// Test steps run after a successful build.
 	Test []Step `yaml:"test,omitempty" json:"test,omitempty"`
+	// Checks run after the tests and are the job owner's own assertions
+	// (a program's output, a file's checksum). They are never remediated:
+	// a failing check ends the job, and a heal counts only when they pass.
+	Checks []Step `yaml:"checks,omitempty" json:"checks,omitempty"`
 	// RulePacks names the packs whose rules may heal this job, in priority order.
 	RulePacks []string `yaml:"rule_packs" json:"rule_packs"`
 	// MaxAttempts counts builds, the first one included.
@@ -143,6 +147,7 @@ func (s Spec) Validate() error {
 	}
 	checkSteps("build", s.Build)
 	checkSteps("test", s.Test)
+	checkSteps("checks", s.Checks)
 	for i, p := range s.RulePacks {
 		if strings.TrimSpace(p) == "" {
 			bad(fmt.Sprintf("rule_packs[%d]", i), "is empty")

@@ -1,0 +1,4 @@
+﻿namespace Payout.Tools
+{
+    public class Parser { public string Name = "parser"; }
+}

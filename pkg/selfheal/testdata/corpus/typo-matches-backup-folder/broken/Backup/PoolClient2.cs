@@ -1,0 +1,4 @@
+﻿namespace Payout
+{
+    public class PoolClient2 { public string Url = "stratum+tcp://old:1"; }
+}

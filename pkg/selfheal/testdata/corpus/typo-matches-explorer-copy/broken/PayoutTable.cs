@@ -1,0 +1,4 @@
+﻿namespace Payout
+{
+    public sealed class PayoutTable { public override string ToString() { return "table"; } }
+}

@@ -1,0 +1,13 @@
+﻿using System;
+
+namespace Payout
+{
+    public static class Program
+    {
+        public static int Main(string[] args)
+        {
+            Console.WriteLine(new PayoutTableOld());
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,11 @@
+﻿namespace RigReport
+{
+    // Kept for reference; replaced by HashrateFormatter.
+    public sealed class HashrateFormater
+    {
+        public string Format(double hashesPerSecond)
+        {
+            return hashesPerSecond + " H/s";
+        }
+    }
+}

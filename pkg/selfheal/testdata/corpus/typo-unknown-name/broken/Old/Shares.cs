@@ -1,0 +1,4 @@
+﻿namespace PayoutCalc
+{
+    static class Old { public static decimal sharez = 1m; }
+}
