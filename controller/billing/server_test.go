@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
