@@ -111,10 +111,11 @@ func shortMethod(m string) string {
 	return m
 }
 
-// isAdminMethod is true for everything but AgentService, which has its
-// own certificate-based identity, and the standard health service.
+// isAdminMethod is true for everything but AgentService and
+// MinerDownloadService, which identify rigs by their certificates, and the standard health service.
 func isAdminMethod(m string) bool {
 	return !strings.HasPrefix(m, "/"+quarryv1.AgentService_ServiceDesc.ServiceName+"/") &&
+		!strings.HasPrefix(m, "/"+quarryv1.MinerDownloadService_ServiceDesc.ServiceName+"/") &&
 		!strings.HasPrefix(m, "/grpc.health.v1.Health/")
 }
 

@@ -21,7 +21,7 @@ func (c *Controller) setupMiners() error {
 		return err
 	}
 	c.miners = s
-	c.RegisterService(&quarryv1.MinerService_ServiceDesc, &miners.Server{S: s, Log: c.log}, miners.Roles)
+	c.RegisterService(&quarryv1.MinerService_ServiceDesc, &miners.Server{S: s, Log: c.log, Resolve: c.catalogue.ResolveYAML}, miners.Roles)
 	return nil
 }
 

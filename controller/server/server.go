@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/quarryfleet/quarry/controller/api"
+	"github.com/quarryfleet/quarry/controller/catalogue"
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/jobs"
@@ -49,24 +50,25 @@ type Controller struct {
 	fleet *fleet.Fleet
 	ca    *pki.CA
 
-	grpcLis  net.Listener
-	httpLis  net.Listener
-	grpcSrv  *grpc.Server
-	httpSrv  *http.Server
-	ready    atomic.Bool
-	mux      *http.ServeMux
-	version  string
-	serveErr chan error
-	extra    []grpc.ServerOption
-	roles    map[string]string
-	billing  *billingRuntime
-	profit   *profitRuntime
-	jobs     *jobs.Manager
-	miners   *miners.Store
-	figures  *figures.Learner
-	metrics  *metrics.Exporter
-	web      *web.Server
-	gossip   *gossipRuntime
+	grpcLis   net.Listener
+	httpLis   net.Listener
+	grpcSrv   *grpc.Server
+	httpSrv   *http.Server
+	ready     atomic.Bool
+	mux       *http.ServeMux
+	version   string
+	serveErr  chan error
+	extra     []grpc.ServerOption
+	roles     map[string]string
+	billing   *billingRuntime
+	profit    *profitRuntime
+	jobs      *jobs.Manager
+	miners    *miners.Store
+	catalogue *catalogue.Store
+	figures   *figures.Learner
+	metrics   *metrics.Exporter
+	web       *web.Server
+	gossip    *gossipRuntime
 
 	// metricsLis and metricsSrv serve /metrics alone when
 	// web.metrics_addr is set.
@@ -156,6 +158,9 @@ func (c *Controller) open() error {
 	})
 	quarryv1.RegisterFleetServiceServer(c.grpcSrv, &api.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, Log: c.log, OnRevoke: c.gossip.revoked})
 	if err := c.setupJobs(); err != nil {
+		return err
+	}
+	if err := c.setupCatalogue(); err != nil {
 		return err
 	}
 	if err := c.setupMiners(); err != nil {
