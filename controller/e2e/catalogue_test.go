@@ -47,7 +47,7 @@ func TestCatalogueEndToEnd(t *testing.T) {
 			archivetest.Member{Name: "fake-1.0/", Dir: true},
 			archivetest.Member{Name: "fake-1.0/fakeminer", Body: prog, Mode: 0o755},
 			archivetest.Member{Name: "fake-1.0/README", Body: []byte("a fake miner")}),
-		"fake-1.1.zip": archivetest.Zip(archivetest.Member{Name: "fakeminer", Body: prog, Mode: 0o755}),
+		"fake-1.1.zip":    archivetest.Zip(archivetest.Member{Name: "fakeminer", Body: prog, Mode: 0o755}),
 		"fake-9.0.tar.gz": archivetest.TarGz(archivetest.Member{Name: "fakeminer", Body: prog, Mode: 0o755}),
 	}
 	control := filepath.Join(dir, "control")
