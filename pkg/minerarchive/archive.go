@@ -100,7 +100,7 @@ func CleanName(name string) (string, error) {
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == ".." {
-			return "", fmt.Errorf("%w: member %q climbs out with ..", ErrUnsafe, name)
+			return "", fmt.Errorf("%w: member %q climbs out of the directory (..)", ErrUnsafe, name)
 		}
 	}
 	c := path.Clean(name)
@@ -251,7 +251,7 @@ func walkTarGz(name string, w *walker, fn func(Entry, io.Reader) error) error {
 		}
 		e := Entry{Name: h.Name, Mode: fs.FileMode(h.Mode), Size: h.Size, Target: h.Linkname}
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // the reader reports old-style regular files as TypeReg too
 			e.Kind = KindFile
 		case tar.TypeDir:
 			e.Kind = KindDir
