@@ -371,10 +371,10 @@ func (in *Installer) prune(name, current string, keep func(string) bool) {
 	}
 }
 
-// Installed lists the catalogue miners unpacked on this rig, newest first.
+// Installed lists the catalogue miners unpacked on this rig, newest
+// first. It takes no lock, so the agent's Hello never waits for a
+// download: manifests are replaced whole, by rename.
 func (in *Installer) Installed() []*quarryv1.InstalledMiner {
-	in.mu.Lock()
-	defer in.mu.Unlock()
 	var out []*quarryv1.InstalledMiner
 	for _, mf := range in.manifests() {
 		out = append(out, &quarryv1.InstalledMiner{Name: mf.Name, Version: mf.Version, Sha256: mf.SHA256})
