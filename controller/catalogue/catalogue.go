@@ -46,6 +46,7 @@ var (
 	ErrNotFound = errors.New("not in the catalogue")
 	ErrExists   = errors.New("already in the catalogue")
 	ErrInvalid  = errors.New("invalid")
+	ErrInUse    = errors.New("named by stored flight sheets")
 )
 
 // NameRe and VersionRe: the pair names a directory on every rig

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,6 +38,8 @@ func grpcErr(err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrInUse):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}
@@ -51,6 +54,10 @@ type CatalogueServer struct {
 	quarryv1.UnimplementedCatalogueServiceServer
 	S   *Store
 	Log *slog.Logger
+	// SheetsUsing, if set, names the stored flight sheets that run a
+	// catalogue version; such a version is not removed, so that applying
+	// them keeps working.
+	SheetsUsing func(name, version string) ([]string, error)
 }
 
 func (s *CatalogueServer) audit(ctx context.Context, action, target string, err error, detail string) {
@@ -135,12 +142,28 @@ func (s *CatalogueServer) ListMiners(_ context.Context, req *quarryv1.ListMiners
 
 // RemoveMiner deletes one version.
 func (s *CatalogueServer) RemoveMiner(ctx context.Context, req *quarryv1.RemoveMinerRequest) (*quarryv1.RemoveMinerResponse, error) {
-	err := s.S.Remove(req.Name, req.Version)
+	err := s.remove(req)
 	s.audit(ctx, "miner remove", req.Name+" "+req.Version, err, "")
 	if err != nil {
 		return nil, grpcErr(err)
 	}
 	return &quarryv1.RemoveMinerResponse{}, nil
+}
+
+func (s *CatalogueServer) remove(req *quarryv1.RemoveMinerRequest) error {
+	if _, err := s.S.Get(req.Name, req.Version); err != nil {
+		return err
+	}
+	if s.SheetsUsing != nil {
+		names, err := s.SheetsUsing(req.Name, req.Version)
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			return fmt.Errorf("miner %s %s is %w: %s; change or delete them first", req.Name, req.Version, ErrInUse, strings.Join(names, ", "))
+		}
+	}
+	return s.S.Remove(req.Name, req.Version)
 }
 
 // DownloadServer is quarry.v1.MinerDownloadService: any enrolled,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/quarryfleet/quarry/controller/catalogue"
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -13,10 +14,36 @@ func (c *Controller) setupCatalogue() error {
 		return err
 	}
 	c.catalogue = s
-	c.RegisterService(&quarryv1.CatalogueService_ServiceDesc, &catalogue.CatalogueServer{S: s, Log: c.log}, catalogue.CatalogueRoles)
+	c.RegisterService(&quarryv1.CatalogueService_ServiceDesc, &catalogue.CatalogueServer{S: s, Log: c.log, SheetsUsing: c.sheetsUsing}, catalogue.CatalogueRoles)
 	quarryv1.RegisterMinerDownloadServiceServer(c.grpcSrv, &catalogue.DownloadServer{S: s, Log: c.log})
 	return nil
 }
 
 // Catalogue is the miner catalogue.
 func (c *Controller) Catalogue() *catalogue.Store { return c.catalogue }
+
+// sheetsUsing names the stored flight sheets that run a catalogue version.
+func (c *Controller) sheetsUsing(name, version string) ([]string, error) {
+	if c.miners == nil {
+		return nil, nil
+	}
+	recs, err := c.miners.Sheets()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range recs {
+		if r.Miner != name {
+			continue
+		}
+		full, err := c.miners.Sheet(r.Name)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		fs, err := flightsheet.Parse(full.Yaml)
+		if err == nil && fs.Miner.FromCatalogue() && fs.Miner.Version == version {
+			out = append(out, r.Name)
+		}
+	}
+	return out, nil
+}

@@ -148,6 +148,16 @@ func TestCatalogueAddListRemoveAndRoles(t *testing.T) {
 	_, err = stream.CloseAndRecv()
 	wantCode(t, err, codes.InvalidArgument, "only https")
 
+	// A version a stored sheet names stays until the sheet changes.
+	sheet := "name: xmr\ncoin: XMR\nalgorithm: rx/0\nminer: {name: xmrig, version: \"1.1\"}\npools: [{url: 'stratum+tcp://pool.example:3333', user: w}]\n"
+	if _, err := quarryv1.NewMinerServiceClient(admin).PutFlightSheet(ctx(t), &quarryv1.PutFlightSheetRequest{Yaml: []byte(sheet)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = quarryv1.NewCatalogueServiceClient(admin).RemoveMiner(ctx(t), &quarryv1.RemoveMinerRequest{Name: "xmrig", Version: "1.1"})
+	wantCode(t, err, codes.FailedPrecondition, "flight sheets: xmr")
+	if _, err := quarryv1.NewMinerServiceClient(admin).DeleteFlightSheet(ctx(t), &quarryv1.DeleteFlightSheetRequest{Name: "xmr"}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := quarryv1.NewCatalogueServiceClient(admin).RemoveMiner(ctx(t), &quarryv1.RemoveMinerRequest{Name: "xmrig", Version: "1.1"}); err != nil {
 		t.Fatal(err)
 	}
