@@ -42,6 +42,8 @@ type Agent struct {
 	tick     chan struct{}
 	hooks    []func(context.Context, *quarryv1.Report)
 	gossip   *gossipAgent
+	// installed lists the catalogue miners unpacked here, for Hello.
+	installed func() []*quarryv1.InstalledMiner
 }
 
 // CommandFunc runs one kind of command.
@@ -167,6 +169,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			h := &quarryv1.Hello{Hostname: hostname(), Version: a.version}
 			if a.sampler != nil {
 				h.Inventory = a.sampler.Inventory(ctx)
+			}
+			if a.installed != nil {
+				if h.Inventory == nil {
+					h.Inventory = &quarryv1.Inventory{}
+				}
+				h.Inventory.InstalledMiners = a.installed()
 			}
 			return h
 		},

@@ -28,7 +28,7 @@ func (m *Miners) benchmarkCommand(ctx context.Context, payload []byte) ([]byte, 
 	}
 	sheets := make([]*flightsheet.FlightSheet, len(p.Runs))
 	for i, r := range p.Runs {
-		s, err := m.prepare([]byte(r.Sheet))
+		s, err := m.prepare(ctx, []byte(r.Sheet))
 		if err != nil {
 			return nil, fmt.Errorf("benchmark %s: refused: %w", r.Algorithm, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/agent/miner"
+	"github.com/quarryfleet/quarry/agent/minerfetch"
 	"github.com/quarryfleet/quarry/agent/watchdog"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/minerapi"
@@ -114,6 +115,7 @@ type Miners struct {
 	state   string // path of MinerStateFile
 	stopRun context.CancelFunc
 	runDone chan struct{}
+	fetch   *minerfetch.Installer // nil without a rig certificate
 
 	mu      sync.Mutex
 	sheet   *flightsheet.FlightSheet // what the miner runs now (a benchmark's sheet during one)
@@ -142,7 +144,7 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watch
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Miners{
-		a: a, cfg: a.cfg.Miners, log: log.With("part", "miner"),
+		a: a, cfg: a.cfg.Miners, log: log.With("part", "miner"), fetch: newInstaller(a, log),
 		reg: minerapi.Default(), client: minerapi.NewClient(minerapi.WithTimeout(statsTimeout)),
 		state: filepath.Join(a.cfg.DataDir, MinerStateFile),
 	}
@@ -187,6 +189,7 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watch
 func (m *Miners) Close(ctx context.Context) error {
 	m.stopRun()
 	<-m.runDone
+	defer m.closeInstaller()
 	return m.sup.Close(ctx)
 }
 
@@ -208,7 +211,7 @@ func (m *Miners) resume(ctx context.Context) {
 		m.log.Error("miner state unreadable; not resuming", "file", m.state, "err", err)
 		return
 	}
-	sheet, err := m.prepare([]byte(st.Sheet))
+	sheet, err := m.prepare(ctx, []byte(st.Sheet))
 	if err != nil {
 		m.log.Error("stored flight sheet refused; not resuming", "err", err)
 		m.event("miner_resume_refused", "stored flight sheet refused: "+err.Error(), nil)
@@ -228,7 +231,7 @@ func (m *Miners) resume(ctx context.Context) {
 
 // prepare parses and validates a flight sheet, checks its binary against
 // the pinned sha256 and picks a free API port when the sheet names none.
-func (m *Miners) prepare(payload []byte) (*flightsheet.FlightSheet, error) {
+func (m *Miners) prepare(ctx context.Context, payload []byte) (*flightsheet.FlightSheet, error) {
 	if len(payload) == 0 {
 		return nil, errors.New("empty flight sheet")
 	}
@@ -238,6 +241,11 @@ func (m *Miners) prepare(payload []byte) (*flightsheet.FlightSheet, error) {
 	}
 	if err := sheet.Validate(m.reg.Names()); err != nil {
 		return nil, fmt.Errorf("flight sheet %q: %w", sheet.Name, err)
+	}
+	if sheet.Miner.FromCatalogue() {
+		if err := m.installCatalogue(ctx, sheet); err != nil {
+			return nil, fmt.Errorf("flight sheet %q: %w", sheet.Name, err)
+		}
 	}
 	// Security policy: only a binary inside miners_dir (symlinks resolved)
 	// that is no shell or interpreter and matches its pinned sha256 runs,
@@ -312,7 +320,7 @@ func endpoint(s *flightsheet.FlightSheet) minerapi.Endpoint {
 }
 
 func (m *Miners) saveState(sheet *flightsheet.FlightSheet, stopped bool) error {
-	y, err := sheet.Marshal()
+	y, err := catalogueForm(sheet).Marshal()
 	if err != nil {
 		return err
 	}
@@ -327,7 +335,7 @@ func (m *Miners) saveState(sheet *flightsheet.FlightSheet, stopped bool) error {
 // flight sheet YAML. The running miner is replaced only by a sheet that
 // validates and whose binary matches its sha256.
 func (m *Miners) applyCommand(ctx context.Context, payload []byte) ([]byte, error) {
-	sheet, err := m.prepare(payload)
+	sheet, err := m.prepare(ctx, payload)
 	if err != nil {
 		m.event("flight_sheet_refused", "flight sheet refused: "+err.Error(), nil)
 		return nil, fmt.Errorf("refused, nothing changed: %w", err)

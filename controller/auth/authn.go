@@ -108,10 +108,12 @@ func shortMethod(m string) string {
 	return m
 }
 
-// IsAdminMethod is true for everything but AgentService, which has its
-// own certificate-based identity, and the standard health service.
+// IsAdminMethod is true for everything but AgentService and
+// MinerDownloadService, which identify rigs by their certificates, and the
+// standard health service.
 func IsAdminMethod(m string) bool {
 	return !strings.HasPrefix(m, "/"+quarryv1.AgentService_ServiceDesc.ServiceName+"/") &&
+		!strings.HasPrefix(m, "/"+quarryv1.MinerDownloadService_ServiceDesc.ServiceName+"/") &&
 		!strings.HasPrefix(m, "/grpc.health.v1.Health/")
 }
 

@@ -98,6 +98,12 @@ func (s *AgentServer) rigCertificate(ctx context.Context) (string, *x509.Certifi
 	return id.Name, leaf, nil
 }
 
+// RigFrom returns the id of the enrolled, unrevoked rig whose verified
+// certificate made the call, for rig-facing services besides this one.
+func RigFrom(ctx context.Context, f *Fleet) (string, error) {
+	return (&AgentServer{Fleet: f}).rigIdentity(ctx)
+}
+
 // Connect is the agent's long-lived stream.
 func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error {
 	ctx := stream.Context()

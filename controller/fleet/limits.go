@@ -42,6 +42,7 @@ var listLimits = map[protoreflect.FullName]int{
 	"quarry.v1.Report.miners":              32,
 	"quarry.v1.Report.events":              64,
 	"quarry.v1.Inventory.tags":             32,
+	"quarry.v1.Inventory.installed_miners": 64,
 	"quarry.v1.Event.fields":               16,
 	"quarry.v1.HostStats.cpu_core_percent": 1024,
 	"quarry.v1.HostStats.sensors":          128,

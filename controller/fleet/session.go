@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -118,10 +120,12 @@ func (f *Fleet) Online(rigID string) bool {
 // rig.
 func (f *Fleet) SetHello(rigID string, h *quarryv1.Hello) error {
 	tags := h.GetInventory().GetTags()
+	installed := h.GetInventory().GetInstalledMiners()
 	f.mu.Lock()
 	r, ok := f.rigs[rigID]
 	changed := ok && ((h.Hostname != "" && r.Hostname != h.Hostname) || r.Version != h.Version ||
-		(len(tags) > 0 && !maps.Equal(r.Tags, tags)))
+		(len(tags) > 0 && !maps.Equal(r.Tags, tags)) ||
+		!slices.EqualFunc(r.InstalledMiners, installed, func(a, b *quarryv1.InstalledMiner) bool { return proto.Equal(a, b) }))
 	f.mu.Unlock()
 	if !changed {
 		return nil
@@ -134,6 +138,7 @@ func (f *Fleet) SetHello(rigID string, h *quarryv1.Hello) error {
 		if len(tags) > 0 {
 			r.Tags = tags
 		}
+		r.InstalledMiners = installed
 	})
 }
 

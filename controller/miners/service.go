@@ -58,6 +58,20 @@ var MinerAudit = map[string]string{
 type MinerServer struct {
 	quarryv1.UnimplementedMinerServiceServer
 	S *Store
+	// Resolve, if set, turns a sheet naming a catalogue miner into the
+	// sheet rigs get, with the catalogue's pins written in.
+	Resolve func(yaml []byte) ([]byte, error)
+}
+
+func (s *MinerServer) resolve(y []byte) ([]byte, error) {
+	if s.Resolve == nil {
+		return y, nil
+	}
+	out, err := s.Resolve(y)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return out, nil
 }
 
 var _ quarryv1.MinerServiceServer = (*MinerServer)(nil)
@@ -188,10 +202,14 @@ func (s *MinerServer) apply(ctx context.Context, req *quarryv1.ApplyFlightSheetR
 			return nil, fmt.Errorf("%w selector %q", ErrNoRigs, req.Selector)
 		}
 	}
+	payload, err := s.resolve(rec.Yaml)
+	if err != nil {
+		return nil, err
+	}
 	resp := &quarryv1.ApplyFlightSheetResponse{Sheet: rec}
 	var errs []error
 	for _, r := range rigs {
-		cmd, err := s.S.f.QueueCommand(r.Id, quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, rec.Yaml, time.Duration(req.TtlSeconds)*time.Second)
+		cmd, err := s.S.f.QueueCommand(r.Id, quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, payload, time.Duration(req.TtlSeconds)*time.Second)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rig %s: %w", r.Name, err))
 			continue
@@ -308,7 +326,11 @@ func (s *MinerServer) benchmark(req *quarryv1.RunBenchmarkRequest) (*quarryv1.Ru
 	p := flightsheet.BenchmarkPayload{DurationSeconds: int64(d / time.Second)}
 	resp := &quarryv1.RunBenchmarkResponse{RigId: id}
 	for _, r := range recs {
-		p.Runs = append(p.Runs, flightsheet.BenchmarkRun{Algorithm: market.CanonicalAlgorithm(r.Algorithm), Sheet: string(r.Yaml)})
+		y, err := s.resolve(r.Yaml)
+		if err != nil {
+			return nil, err
+		}
+		p.Runs = append(p.Runs, flightsheet.BenchmarkRun{Algorithm: market.CanonicalAlgorithm(r.Algorithm), Sheet: string(y)})
 		resp.Sheets = append(resp.Sheets, r.Name)
 	}
 	b, err := json.Marshal(p)

@@ -169,7 +169,7 @@ func TestPutSheetValidates(t *testing.T) {
 	for _, en := range entries {
 		actions = append(actions, en.Action+" "+en.Target+" "+en.Result)
 	}
-	if got := strings.Join(actions, ","); strings.Count(got, "flightsheet put") != 6 || !strings.Contains(got, "flightsheet put rvn ok") ||
+	if got := strings.Join(actions, ","); strings.Count(got, "flightsheet put") != 7 || !strings.Contains(got, "flightsheet put rvn ok") ||
 		!strings.Contains(got, "flightsheet delete rvn ok") || !strings.Contains(got, "error: ") {
 		t.Errorf("audit actions %s", got)
 	}

@@ -32,6 +32,9 @@ func (c *Controller) components() []component {
 		{name: "jobs", open: c.setupJobs, stop: c.closeJobs},
 		// Learned figures observe reports before anything reads them.
 		{name: "figures", open: c.openFigures, stop: c.closeFigures},
+		// The catalogue before miners, which resolves sheets naming its
+		// versions.
+		{name: "catalogue", open: c.setupCatalogue},
 		{name: "miners", open: c.setupMiners, stop: c.closeMiners},
 		{name: "billing", open: c.openBilling, start: func() { c.billing.Start() }, stop: func() { c.billing.Stop() }},
 		// After figures and billing: the switcher ranks with the learned

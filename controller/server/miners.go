@@ -38,7 +38,7 @@ func (c *Controller) setupMiners() error {
 		return err
 	}
 	c.miners = s
-	c.RegisterService(&quarryv1.MinerService_ServiceDesc, &miners.MinerServer{S: s}, miners.MinerRoles, miners.MinerAudit)
+	c.RegisterService(&quarryv1.MinerService_ServiceDesc, &miners.MinerServer{S: s, Resolve: c.catalogue.ResolveYAML}, miners.MinerRoles, miners.MinerAudit)
 	return nil
 }
 

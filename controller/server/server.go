@@ -25,6 +25,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/billing"
+	"github.com/quarryfleet/quarry/controller/catalogue"
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/gossipd"
@@ -53,25 +54,26 @@ type Controller struct {
 	fleet *fleet.Fleet
 	ca    *pki.CA
 
-	grpcLis  net.Listener
-	httpLis  net.Listener
-	grpcSrv  *grpc.Server
-	httpSrv  *http.Server
-	ready    atomic.Bool
-	mux      *http.ServeMux
-	version  string
-	serveErr chan error
-	extra    []grpc.ServerOption
-	roles    map[string]string
-	audited  map[string]string
-	billing  *billing.Runtime
-	profit   *profitRuntime
-	jobs     *jobs.Manager
-	miners   *miners.Store
-	figures  *figures.Learner
-	metrics  *metrics.Exporter
-	web      *web.Server
-	gossip   *gossipd.Runtime
+	grpcLis   net.Listener
+	httpLis   net.Listener
+	grpcSrv   *grpc.Server
+	httpSrv   *http.Server
+	ready     atomic.Bool
+	mux       *http.ServeMux
+	version   string
+	serveErr  chan error
+	extra     []grpc.ServerOption
+	roles     map[string]string
+	audited   map[string]string
+	billing   *billing.Runtime
+	profit    *profitRuntime
+	jobs      *jobs.Manager
+	miners    *miners.Store
+	catalogue *catalogue.Store
+	figures   *figures.Learner
+	metrics   *metrics.Exporter
+	web       *web.Server
+	gossip    *gossipd.Runtime
 
 	// metricsLis and metricsSrv serve /metrics alone when
 	// web.metrics_addr is set.

@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/quarryfleet/quarry/pkg/minerarchive"
 )
 
 // MaxSize bounds the size of a flight sheet document. Real ones are a few
@@ -44,12 +46,30 @@ type FlightSheet struct {
 }
 
 // Miner pins the mining program and tells how to reach its stats API.
+// Either Path and SHA256 name a binary already on the rig, or Path is left
+// out and Name and Version name a miner in the controller's catalogue,
+// which fills SHA256 and Archive when it sends the sheet to rigs.
 type Miner struct {
-	Name    string `yaml:"name"` // adapter name, e.g. "xmrig"
-	Version string `yaml:"version,omitempty"`
-	Path    string `yaml:"path"`
-	SHA256  string `yaml:"sha256"` // of the binary at Path, lower or upper hex
-	API     API    `yaml:"api,omitempty"`
+	Name    string   `yaml:"name"` // adapter name, e.g. "xmrig"
+	Version string   `yaml:"version,omitempty"`
+	Path    string   `yaml:"path,omitempty"`
+	SHA256  string   `yaml:"sha256,omitempty"` // of the binary at Path, lower or upper hex
+	API     API      `yaml:"api,omitempty"`
+	Archive *Archive `yaml:"archive,omitempty"`
+}
+
+// Archive is a catalogue miner's archive as the controller pinned it.
+type Archive struct {
+	SHA256 string `yaml:"sha256"` // of the archive file
+	Size   int64  `yaml:"size"`
+	Binary string `yaml:"binary"` // the program, slash-separated, inside the archive
+}
+
+// FromCatalogue reports whether the miner comes from the controller's
+// catalogue rather than a path on the rig: no path, a version, and either
+// no sha256 (as written) or the controller's archive pin (as sent).
+func (m Miner) FromCatalogue() bool {
+	return m.Path == "" && m.Version != "" && (m.SHA256 == "" || m.Archive != nil)
 }
 
 // API is where the miner serves its stats. Port 0 means the adapter's
@@ -172,9 +192,14 @@ func (fs *FlightSheet) Validate(knownMiners []string) error {
 		}
 		bad("miner.name", "unknown miner %q (known: %s)", m.Name, known)
 	}
+	cat := m.FromCatalogue()
 	switch {
+	case cat:
+		validateArchive(m.Archive, bad)
+	case m.Archive != nil:
+		bad("miner.archive", "is filled by the controller for catalogue miners; leave it out when miner.path is set")
 	case m.Path == "":
-		bad("miner.path", "is required")
+		bad("miner.path", "is required (or leave it out and give miner.version to use the controller's catalogue)")
 	case !filepath.IsAbs(m.Path):
 		// Relative paths would depend on the agent's working directory.
 		bad("miner.path", "%q must be an absolute path", m.Path)
@@ -182,6 +207,8 @@ func (fs *FlightSheet) Validate(knownMiners []string) error {
 		bad("miner.path", "%s is a shell or interpreter, which never runs as a miner; name the miner binary in the rig's miners directory", m.Path)
 	}
 	switch {
+	case m.SHA256 == "" && cat:
+		// The controller pins it from the catalogue at apply.
 	case m.SHA256 == "":
 		bad("miner.sha256", "is required: agents only run pinned binaries")
 	case !sha256Re.MatchString(m.SHA256):
@@ -225,6 +252,21 @@ func (fs *FlightSheet) Validate(knownMiners []string) error {
 		bad("expected_hashrate", "must be a positive rate or left out")
 	}
 	return errors.Join(errs...)
+}
+
+func validateArchive(a *Archive, bad func(field, format string, args ...any)) {
+	if a == nil {
+		return
+	}
+	if !sha256Re.MatchString(a.SHA256) {
+		bad("miner.archive.sha256", "must be 64 hex digits, got %d characters", len(a.SHA256))
+	}
+	if a.Size <= 0 {
+		bad("miner.archive.size", "must be positive")
+	}
+	if c, err := minerarchive.CleanName(a.Binary); err != nil || c == "" || c != a.Binary {
+		bad("miner.archive.binary", "%q must be a clean relative path inside the archive", a.Binary)
+	}
 }
 
 func validatePoolURL(raw string) error {

@@ -269,3 +269,45 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestValidateCatalogueMiner(t *testing.T) {
+	const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		name  string
+		miner Miner
+		field string // empty: valid
+	}{
+		{"as written", Miner{Name: "xmrig", Version: "6.26.0"}, ""},
+		{"as sent", Miner{Name: "xmrig", Version: "6.26.0", SHA256: hex64, Archive: &Archive{SHA256: hex64, Size: 10, Binary: "xmrig-6.26.0/xmrig"}}, ""},
+		{"no version no path", Miner{Name: "xmrig"}, "miner.path"},
+		{"sha without path or archive", Miner{Name: "xmrig", Version: "1", SHA256: hex64}, "miner.path"},
+		{"archive with path", Miner{Name: "xmrig", Version: "1", Path: "/x/xmrig", SHA256: hex64, Archive: &Archive{SHA256: hex64, Size: 1, Binary: "x"}}, "miner.archive"},
+		{"binary escapes", Miner{Name: "xmrig", Version: "1", SHA256: hex64, Archive: &Archive{SHA256: hex64, Size: 1, Binary: "../x"}}, "miner.archive.binary"},
+		{"binary absolute", Miner{Name: "xmrig", Version: "1", SHA256: hex64, Archive: &Archive{SHA256: hex64, Size: 1, Binary: "/bin/sh"}}, "miner.archive.binary"},
+		{"archive short sha", Miner{Name: "xmrig", Version: "1", SHA256: hex64, Archive: &Archive{SHA256: "ab", Size: 1, Binary: "x"}}, "miner.archive.sha256"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fs := &FlightSheet{Name: "s", Coin: "XMR", Algorithm: "randomx", Miner: c.miner,
+				Pools: []Pool{{URL: "stratum+tcp://pool.example:3333", User: "wallet.w"}}}
+			err := fs.Validate([]string{"xmrig"})
+			if c.field == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				b, err := fs.Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				back, err := Parse(b)
+				if err != nil || back.Miner.FromCatalogue() != true {
+					t.Fatalf("round trip: %v, %+v", err, back)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.field+":") {
+				t.Fatalf("err = %v, want one naming %s", err, c.field)
+			}
+		})
+	}
+}

@@ -321,8 +321,10 @@ type Inventory struct {
 	MemoryTotalBytes uint64                 `protobuf:"varint,5,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
 	Gpus             []*GPUStats            `protobuf:"bytes,6,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	Tags             map[string]string      `protobuf:"bytes,7,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// installed_miners are the catalogue miners unpacked in miners_dir.
+	InstalledMiners []*InstalledMiner `protobuf:"bytes,8,rep,name=installed_miners,json=installedMiners,proto3" json:"installed_miners,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Inventory) Reset() {
@@ -400,6 +402,13 @@ func (x *Inventory) GetGpus() []*GPUStats {
 func (x *Inventory) GetTags() map[string]string {
 	if x != nil {
 		return x.Tags
+	}
+	return nil
+}
+
+func (x *Inventory) GetInstalledMiners() []*InstalledMiner {
+	if x != nil {
+		return x.InstalledMiners
 	}
 	return nil
 }
@@ -944,7 +953,7 @@ var File_quarry_v1_agent_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x15quarry/v1/agent.proto\x12\tquarry.v1\x1a\x15quarry/v1/types.proto\"\xb1\x01\n" +
+	"\x15quarry/v1/agent.proto\x12\tquarry.v1\x1a\x19quarry/v1/catalogue.proto\x1a\x15quarry/v1/types.proto\"\xb1\x01\n" +
 	"\x0eConnectRequest\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.quarry.v1.HelloH\x00R\x05hello\x12+\n" +
 	"\x06report\x18\x02 \x01(\v2\x11.quarry.v1.ReportH\x00R\x06report\x12A\n" +
@@ -961,7 +970,7 @@ const file_quarry_v1_agent_proto_rawDesc = "" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x122\n" +
 	"\tinventory\x18\x04 \x01(\v2\x14.quarry.v1.InventoryR\tinventory\x12$\n" +
-	"\x0elast_acked_seq\x18\x05 \x01(\x04R\flastAckedSeq\"\xb1\x02\n" +
+	"\x0elast_acked_seq\x18\x05 \x01(\x04R\flastAckedSeq\"\xf7\x02\n" +
 	"\tInventory\x12\x0e\n" +
 	"\x02os\x18\x01 \x01(\tR\x02os\x12\x16\n" +
 	"\x06kernel\x18\x02 \x01(\tR\x06kernel\x12\x1b\n" +
@@ -969,7 +978,8 @@ const file_quarry_v1_agent_proto_rawDesc = "" +
 	"\tcpu_cores\x18\x04 \x01(\rR\bcpuCores\x12,\n" +
 	"\x12memory_total_bytes\x18\x05 \x01(\x04R\x10memoryTotalBytes\x12'\n" +
 	"\x04gpus\x18\x06 \x03(\v2\x13.quarry.v1.GPUStatsR\x04gpus\x122\n" +
-	"\x04tags\x18\a \x03(\v2\x1e.quarry.v1.Inventory.TagsEntryR\x04tags\x1a7\n" +
+	"\x04tags\x18\a \x03(\v2\x1e.quarry.v1.Inventory.TagsEntryR\x04tags\x12D\n" +
+	"\x10installed_miners\x18\b \x03(\v2\x19.quarry.v1.InstalledMinerR\x0finstalledMiners\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
@@ -1047,10 +1057,11 @@ var file_quarry_v1_agent_proto_goTypes = []any{
 	nil,                     // 13: quarry.v1.Inventory.TagsEntry
 	(*Command)(nil),         // 14: quarry.v1.Command
 	(*GPUStats)(nil),        // 15: quarry.v1.GPUStats
-	(*HostStats)(nil),       // 16: quarry.v1.HostStats
-	(*MinerStats)(nil),      // 17: quarry.v1.MinerStats
-	(*Event)(nil),           // 18: quarry.v1.Event
-	(CommandStatus)(0),      // 19: quarry.v1.CommandStatus
+	(*InstalledMiner)(nil),  // 16: quarry.v1.InstalledMiner
+	(*HostStats)(nil),       // 17: quarry.v1.HostStats
+	(*MinerStats)(nil),      // 18: quarry.v1.MinerStats
+	(*Event)(nil),           // 19: quarry.v1.Event
+	(CommandStatus)(0),      // 20: quarry.v1.CommandStatus
 }
 var file_quarry_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: quarry.v1.ConnectRequest.hello:type_name -> quarry.v1.Hello
@@ -1063,23 +1074,24 @@ var file_quarry_v1_agent_proto_depIdxs = []int32{
 	3,  // 7: quarry.v1.Hello.inventory:type_name -> quarry.v1.Inventory
 	15, // 8: quarry.v1.Inventory.gpus:type_name -> quarry.v1.GPUStats
 	13, // 9: quarry.v1.Inventory.tags:type_name -> quarry.v1.Inventory.TagsEntry
-	16, // 10: quarry.v1.Report.host:type_name -> quarry.v1.HostStats
-	15, // 11: quarry.v1.Report.gpus:type_name -> quarry.v1.GPUStats
-	17, // 12: quarry.v1.Report.miners:type_name -> quarry.v1.MinerStats
-	18, // 13: quarry.v1.Report.events:type_name -> quarry.v1.Event
-	6,  // 14: quarry.v1.Welcome.settings:type_name -> quarry.v1.AgentSettings
-	19, // 15: quarry.v1.CommandResult.status:type_name -> quarry.v1.CommandStatus
-	0,  // 16: quarry.v1.AgentService.Connect:input_type -> quarry.v1.ConnectRequest
-	9,  // 17: quarry.v1.AgentService.Enroll:input_type -> quarry.v1.EnrollRequest
-	11, // 18: quarry.v1.AgentService.Renew:input_type -> quarry.v1.RenewRequest
-	1,  // 19: quarry.v1.AgentService.Connect:output_type -> quarry.v1.ConnectResponse
-	10, // 20: quarry.v1.AgentService.Enroll:output_type -> quarry.v1.EnrollResponse
-	12, // 21: quarry.v1.AgentService.Renew:output_type -> quarry.v1.RenewResponse
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 10: quarry.v1.Inventory.installed_miners:type_name -> quarry.v1.InstalledMiner
+	17, // 11: quarry.v1.Report.host:type_name -> quarry.v1.HostStats
+	15, // 12: quarry.v1.Report.gpus:type_name -> quarry.v1.GPUStats
+	18, // 13: quarry.v1.Report.miners:type_name -> quarry.v1.MinerStats
+	19, // 14: quarry.v1.Report.events:type_name -> quarry.v1.Event
+	6,  // 15: quarry.v1.Welcome.settings:type_name -> quarry.v1.AgentSettings
+	20, // 16: quarry.v1.CommandResult.status:type_name -> quarry.v1.CommandStatus
+	0,  // 17: quarry.v1.AgentService.Connect:input_type -> quarry.v1.ConnectRequest
+	9,  // 18: quarry.v1.AgentService.Enroll:input_type -> quarry.v1.EnrollRequest
+	11, // 19: quarry.v1.AgentService.Renew:input_type -> quarry.v1.RenewRequest
+	1,  // 20: quarry.v1.AgentService.Connect:output_type -> quarry.v1.ConnectResponse
+	10, // 21: quarry.v1.AgentService.Enroll:output_type -> quarry.v1.EnrollResponse
+	12, // 22: quarry.v1.AgentService.Renew:output_type -> quarry.v1.RenewResponse
+	20, // [20:23] is the sub-list for method output_type
+	17, // [17:20] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_agent_proto_init() }
@@ -1087,6 +1099,7 @@ func file_quarry_v1_agent_proto_init() {
 	if File_quarry_v1_agent_proto != nil {
 		return
 	}
+	file_quarry_v1_catalogue_proto_init()
 	file_quarry_v1_types_proto_init()
 	file_quarry_v1_agent_proto_msgTypes[0].OneofWrappers = []any{
 		(*ConnectRequest_Hello)(nil),

@@ -479,9 +479,12 @@ type Rig struct {
 	// labels are set by an operator on the controller; selectors, the
 	// electricity site and billing use them. tags above are what the rig
 	// reports about itself and are informational only.
-	Labels        map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Labels map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// installed_miners are the catalogue miners the rig said it holds when
+	// it last connected.
+	InstalledMiners []*InstalledMiner `protobuf:"bytes,18,rep,name=installed_miners,json=installedMiners,proto3" json:"installed_miners,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Rig) Reset() {
@@ -629,6 +632,13 @@ func (x *Rig) GetEvents() []*Event {
 func (x *Rig) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *Rig) GetInstalledMiners() []*InstalledMiner {
+	if x != nil {
+		return x.InstalledMiners
 	}
 	return nil
 }
@@ -1706,7 +1716,7 @@ var File_quarry_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x15quarry/v1/fleet.proto\x12\tquarry.v1\x1a\x15quarry/v1/types.proto\"b\n" +
+	"\x15quarry/v1/fleet.proto\x12\tquarry.v1\x1a\x19quarry/v1/catalogue.proto\x1a\x15quarry/v1/types.proto\"b\n" +
 	"\x17CreateAdminTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -1732,7 +1742,7 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\x18RevokeAdminTokenResponse\"\x13\n" +
 	"\x11GetVersionRequest\".\n" +
 	"\x12GetVersionResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\tR\aversion\"\xb7\x05\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\"\xfd\x05\n" +
 	"\x03Rig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -1751,7 +1761,8 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\x04tags\x18\x0e \x03(\v2\x18.quarry.v1.Rig.TagsEntryR\x04tags\x12#\n" +
 	"\rgossip_status\x18\x0f \x01(\tR\fgossipStatus\x12(\n" +
 	"\x06events\x18\x10 \x03(\v2\x10.quarry.v1.EventR\x06events\x122\n" +
-	"\x06labels\x18\x11 \x03(\v2\x1a.quarry.v1.Rig.LabelsEntryR\x06labels\x1a7\n" +
+	"\x06labels\x18\x11 \x03(\v2\x1a.quarry.v1.Rig.LabelsEntryR\x06labels\x12D\n" +
+	"\x10installed_miners\x18\x12 \x03(\v2\x19.quarry.v1.InstalledMinerR\x0finstalledMiners\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -1899,9 +1910,10 @@ var file_quarry_v1_fleet_proto_goTypes = []any{
 	(*GPUStats)(nil),                 // 34: quarry.v1.GPUStats
 	(*MinerStats)(nil),               // 35: quarry.v1.MinerStats
 	(*Event)(nil),                    // 36: quarry.v1.Event
-	(CommandKind)(0),                 // 37: quarry.v1.CommandKind
-	(*Command)(nil),                  // 38: quarry.v1.Command
-	(CommandStatus)(0),               // 39: quarry.v1.CommandStatus
+	(*InstalledMiner)(nil),           // 37: quarry.v1.InstalledMiner
+	(CommandKind)(0),                 // 38: quarry.v1.CommandKind
+	(*Command)(nil),                  // 39: quarry.v1.Command
+	(CommandStatus)(0),               // 40: quarry.v1.CommandStatus
 }
 var file_quarry_v1_fleet_proto_depIdxs = []int32{
 	2,  // 0: quarry.v1.ListAdminTokensResponse.tokens:type_name -> quarry.v1.AdminToken
@@ -1911,46 +1923,47 @@ var file_quarry_v1_fleet_proto_depIdxs = []int32{
 	30, // 4: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
 	36, // 5: quarry.v1.Rig.events:type_name -> quarry.v1.Event
 	31, // 6: quarry.v1.Rig.labels:type_name -> quarry.v1.Rig.LabelsEntry
-	9,  // 7: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
-	32, // 8: quarry.v1.SetRigLabelsRequest.set:type_name -> quarry.v1.SetRigLabelsRequest.SetEntry
-	9,  // 9: quarry.v1.SetRigLabelsResponse.rig:type_name -> quarry.v1.Rig
-	9,  // 10: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
-	37, // 11: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
-	38, // 12: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
-	39, // 13: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
-	19, // 14: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
-	26, // 15: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
-	7,  // 16: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
-	10, // 17: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
-	14, // 18: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
-	16, // 19: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
-	18, // 20: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
-	21, // 21: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
-	23, // 22: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
-	25, // 23: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
-	28, // 24: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
-	0,  // 25: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
-	3,  // 26: quarry.v1.FleetService.ListAdminTokens:input_type -> quarry.v1.ListAdminTokensRequest
-	5,  // 27: quarry.v1.FleetService.RevokeAdminToken:input_type -> quarry.v1.RevokeAdminTokenRequest
-	12, // 28: quarry.v1.FleetService.SetRigLabels:input_type -> quarry.v1.SetRigLabelsRequest
-	8,  // 29: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
-	11, // 30: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
-	15, // 31: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
-	17, // 32: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
-	20, // 33: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
-	22, // 34: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
-	24, // 35: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
-	27, // 36: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
-	29, // 37: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
-	1,  // 38: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
-	4,  // 39: quarry.v1.FleetService.ListAdminTokens:output_type -> quarry.v1.ListAdminTokensResponse
-	6,  // 40: quarry.v1.FleetService.RevokeAdminToken:output_type -> quarry.v1.RevokeAdminTokenResponse
-	13, // 41: quarry.v1.FleetService.SetRigLabels:output_type -> quarry.v1.SetRigLabelsResponse
-	29, // [29:42] is the sub-list for method output_type
-	16, // [16:29] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	37, // 7: quarry.v1.Rig.installed_miners:type_name -> quarry.v1.InstalledMiner
+	9,  // 8: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
+	32, // 9: quarry.v1.SetRigLabelsRequest.set:type_name -> quarry.v1.SetRigLabelsRequest.SetEntry
+	9,  // 10: quarry.v1.SetRigLabelsResponse.rig:type_name -> quarry.v1.Rig
+	9,  // 11: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
+	38, // 12: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
+	39, // 13: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
+	40, // 14: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
+	19, // 15: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
+	26, // 16: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
+	7,  // 17: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
+	10, // 18: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
+	14, // 19: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
+	16, // 20: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
+	18, // 21: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
+	21, // 22: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
+	23, // 23: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
+	25, // 24: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
+	28, // 25: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
+	0,  // 26: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
+	3,  // 27: quarry.v1.FleetService.ListAdminTokens:input_type -> quarry.v1.ListAdminTokensRequest
+	5,  // 28: quarry.v1.FleetService.RevokeAdminToken:input_type -> quarry.v1.RevokeAdminTokenRequest
+	12, // 29: quarry.v1.FleetService.SetRigLabels:input_type -> quarry.v1.SetRigLabelsRequest
+	8,  // 30: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
+	11, // 31: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
+	15, // 32: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
+	17, // 33: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
+	20, // 34: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
+	22, // 35: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
+	24, // 36: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
+	27, // 37: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
+	29, // 38: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
+	1,  // 39: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
+	4,  // 40: quarry.v1.FleetService.ListAdminTokens:output_type -> quarry.v1.ListAdminTokensResponse
+	6,  // 41: quarry.v1.FleetService.RevokeAdminToken:output_type -> quarry.v1.RevokeAdminTokenResponse
+	13, // 42: quarry.v1.FleetService.SetRigLabels:output_type -> quarry.v1.SetRigLabelsResponse
+	30, // [30:43] is the sub-list for method output_type
+	17, // [17:30] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_fleet_proto_init() }
@@ -1958,6 +1971,7 @@ func file_quarry_v1_fleet_proto_init() {
 	if File_quarry_v1_fleet_proto != nil {
 		return
 	}
+	file_quarry_v1_catalogue_proto_init()
 	file_quarry_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
