@@ -33,6 +33,12 @@ const (
 	maxLogLines        = 5000
 	maxBenchmarkPerRun = 30 * time.Minute
 	statsTimeout       = 2 * time.Second
+	// Apply checks; the API wait stays under quarryctl's wait so that the
+	// operator sees the rig's verdict, not a client timeout.
+	defaultApplySettle  = 5 * time.Second
+	defaultApplyAPIWait = 45 * time.Second
+	applyLogLines       = 15
+	applyLogLineMax     = 300
 )
 
 // MinersConfig configures the miner supervisor and watchdog. Zero values
@@ -43,6 +49,11 @@ type MinersConfig struct {
 	BackoffMax    time.Duration `yaml:"backoff_max" help:"longest delay before restarting a miner that died (default 2m)"`
 	LogMaxBytes   int64         `yaml:"log_max_bytes" help:"size of each miner log file before rotation (default 1 MiB)"`
 	RebootCommand []string      `yaml:"reboot_command" help:"command the REBOOT command and the watchdog's restart-storm rule run; empty turns reboots off"`
+	// ApplySettle and ApplyAPIWait decide when an applied flight sheet
+	// counts as working: the miner must stay up for ApplySettle and its
+	// stats API must answer within ApplyAPIWait of the start.
+	ApplySettle  time.Duration `yaml:"apply_settle" help:"how long a newly applied miner must stay up before the apply succeeds (default 5s)"`
+	ApplyAPIWait time.Duration `yaml:"apply_api_wait" help:"how long an apply waits for the miner's stats API to answer (default 45s)"`
 	// Watchdog tunes the rules that restart, move or stop the miner.
 	Watchdog WatchdogSettings `yaml:"watchdog"`
 	// Custom is the stats mapping and command line for flight sheets whose
@@ -80,7 +91,8 @@ func (c MinersConfig) watchdogConfig() watchdog.Config {
 // Validate names the bad miners setting.
 func (c MinersConfig) Validate() error {
 	var errs []error
-	for name, d := range map[string]time.Duration{"stop_grace": c.StopGrace, "backoff_min": c.BackoffMin, "backoff_max": c.BackoffMax} {
+	for name, d := range map[string]time.Duration{"stop_grace": c.StopGrace, "backoff_min": c.BackoffMin, "backoff_max": c.BackoffMax,
+		"apply_settle": c.ApplySettle, "apply_api_wait": c.ApplyAPIWait} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("miners.%s: must not be negative, got %s", name, d))
 		}
@@ -339,9 +351,97 @@ func (m *Miners) applyCommand(ctx context.Context, payload []byte) ([]byte, erro
 	if err := m.sup.Start(ctx, sheet); err != nil {
 		return nil, fmt.Errorf("start miner: %w", err)
 	}
-	st := m.sup.Status()
-	return fmt.Appendf(nil, "mining %s: %s %s on %s, pid %d, stats API port %d",
-		sheet.Name, sheet.Miner.Name, sheet.Algorithm, st.Pool, st.PID, sheet.Miner.API.Port), nil
+	st, err := m.settle(ctx, sheet)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, "mining %s: %s %s on %s, pid %d, up %s, stats API answering on port %d",
+		sheet.Name, sheet.Miner.Name, sheet.Algorithm, st.Pool, st.PID, time.Since(st.Since).Round(100*time.Millisecond), sheet.Miner.API.Port), nil
+}
+
+// settle waits until a just-started miner has stayed up for the settling
+// time and its stats API has answered (any reply, warming included: the
+// miner is alive and the agent can read it). A miner that exits, or never
+// answers, fails the apply with how it ended and its last log lines; the
+// sheet stays applied and the supervisor keeps restarting it with backoff.
+func (m *Miners) settle(ctx context.Context, sheet *flightsheet.FlightSheet) (miner.Status, error) {
+	settleFor, apiWait := m.cfg.ApplySettle, m.cfg.ApplyAPIWait
+	if settleFor <= 0 {
+		settleFor = defaultApplySettle
+	}
+	if apiWait <= 0 {
+		apiWait = defaultApplyAPIWait
+	}
+	first := m.sup.Status()
+	if first.State != miner.StateRunning {
+		return first, m.applyFailed(sheet, first, "did not start")
+	}
+	start := first.Since // when this run began
+	answered := false
+	t := time.NewTicker(min(250*time.Millisecond, settleFor/4+time.Millisecond))
+	defer t.Stop()
+	for {
+		st := m.sup.Status()
+		if st.State != miner.StateRunning || st.PID != first.PID {
+			how := st.LastExit // how the run that began at start ended
+			if how == "" {
+				how = "ended"
+			}
+			return st, m.applyFailed(sheet, st, fmt.Sprintf("%s within %s of its start", how, time.Since(start).Round(time.Millisecond)))
+		}
+		if !answered {
+			answered = m.apiAnswers(ctx, sheet)
+		}
+		up := time.Since(start)
+		switch {
+		case answered && up >= settleFor:
+			return st, nil
+		case !answered && up >= apiWait:
+			return st, m.applyFailed(sheet, st, fmt.Sprintf("is running (pid %d) but its stats API at %s did not answer within %s",
+				st.PID, net.JoinHostPort(endpoint(sheet).Host, strconv.Itoa(sheet.Miner.API.Port)), apiWait))
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("miner started (pid %d) but the apply was cut short before it settled: %w", st.PID, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// apiAnswers reports whether the miner's stats API gave any reply.
+func (m *Miners) apiAnswers(ctx context.Context, sheet *flightsheet.FlightSheet) bool {
+	ad, err := m.adapterFor(sheet.Miner.Name)
+	if err != nil {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	_, err = ad.Stats(cctx, endpoint(sheet))
+	return err == nil || !errors.Is(err, minerapi.ErrUnreachable)
+}
+
+// applyFailed is the error of an apply whose miner did not settle: what
+// happened and the miner's last log lines.
+func (m *Miners) applyFailed(sheet *flightsheet.FlightSheet, st miner.Status, what string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "miner %s for flight sheet %q %s", sheet.Miner.Name, sheet.Name, what)
+	if st.LastError != "" {
+		fmt.Fprintf(&b, " (%s)", st.LastError)
+	}
+	b.WriteString("; the sheet stays applied and the agent keeps restarting the miner with backoff")
+	lines, _ := m.sup.Tail(applyLogLines)
+	if len(lines) == 0 {
+		b.WriteString("; the miner wrote no output")
+	} else {
+		b.WriteString("; its last output:")
+		for _, l := range lines {
+			if len(l) > applyLogLineMax {
+				l = l[:applyLogLineMax] + "…"
+			}
+			b.WriteString("\n  " + l)
+		}
+	}
+	return errors.New(b.String())
 }
 
 func (m *Miners) restartCommand(ctx context.Context, _ []byte) ([]byte, error) {

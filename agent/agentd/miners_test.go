@@ -70,7 +70,8 @@ func minerAgent(t *testing.T, dataDir, minersDir string) (*Agent, *Miners) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.Insecure, cfg.RigID, cfg.MinersDir = dataDir, true, "rig-test", minersDir
-	cfg.Miners = MinersConfig{StopGrace: 2 * time.Second, BackoffMin: 50 * time.Millisecond, Custom: fakeMinerMapping()}
+	cfg.Miners = MinersConfig{StopGrace: 2 * time.Second, BackoffMin: 50 * time.Millisecond, Custom: fakeMinerMapping(),
+		ApplySettle: 600 * time.Millisecond, ApplyAPIWait: 3 * time.Second}
 	cfg.Miners.Watchdog.PollInterval = time.Hour // the rules are tested in package watchdog
 	a, err := New(context.Background(), cfg, "test", nil, testLogger(t))
 	if err != nil {
@@ -142,6 +143,54 @@ func gone(pid int) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// An apply succeeds only once the miner has stayed up for the settling
+// time and its API answered; a miner that exits at once, or never opens
+// its API, fails the apply with how it ended and its last output.
+func TestApplyWaitsForMinerToSettle(t *testing.T) {
+	path, sum := buildFakeMiner(t)
+	dir := t.TempDir()
+	a, m := minerAgent(t, filepath.Join(dir, "agent"), filepath.Dir(path))
+	defer closeMinerAgent(t, a, m)
+	withArgs := func(name string, args ...string) []byte {
+		s := string(sheetYAML(name, path, sum, filepath.Join(dir, "control")))
+		return []byte(strings.Replace(s, `extra_args: ["-control", "`+filepath.Join(dir, "control")+`"]`,
+			`extra_args: ["`+strings.Join(args, `", "`)+`"]`, 1))
+	}
+	tests := []struct {
+		name  string
+		sheet []byte
+		want  []string // all in the result; nil: success
+	}{
+		{"exits at once", withArgs("crash", "-crash-after", "40ms", "-exit-code", "2"),
+			[]string{"exited with code 2", "simulated crash after 40ms", "keeps restarting"}},
+		{"API never opens", withArgs("deaf", "-startup-delay", "1h"),
+			[]string{"is running (pid", "did not answer within 3s"}},
+		{"settles", withArgs("ok"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := command(t, a, quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, tt.sheet)
+			if tt.want == nil {
+				if err != nil || !strings.Contains(out, "stats API answering") {
+					t.Fatalf("apply = %q, %v; want success", out, err)
+				}
+				if st := m.sup.Status(); st.State != miner.StateRunning || time.Since(st.Since) < 600*time.Millisecond {
+					t.Fatalf("success reported for a miner %+v that has not settled", st)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("apply succeeded: %q", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("apply error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
 }
 
 func TestMinersLifecycle(t *testing.T) {

@@ -67,7 +67,9 @@ match its sha256.`,
 				return err
 			}
 			if wait {
-				a.Opts.Timeout = max(a.Opts.Timeout, time.Minute)
+				// The rig answers once the miner has settled and its
+				// API answered (up to the agent's apply_api_wait).
+				a.Opts.Timeout = max(a.Opts.Timeout, 2*time.Minute)
 			}
 			return a.callConn(cmd.Context(), func(ctx context.Context, conn grpc.ClientConnInterface) error {
 				resp, err := quarryv1.NewMinerServiceClient(conn).ApplyFlightSheet(ctx, &quarryv1.ApplyFlightSheetRequest{

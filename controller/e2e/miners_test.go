@@ -21,6 +21,7 @@ const fakeMinerAgentConfig = `miners:
   stop_grace: 2s
   backoff_min: 1s
   backoff_max: 2s
+  apply_settle: 1s
   watchdog:
     poll_interval: 100ms
     startup_grace: 500ms
@@ -172,6 +173,18 @@ func TestMinersEndToEnd(t *testing.T) {
 	}
 	if pids := minerPIDs(t, fake); len(pids) != 0 {
 		t.Fatalf("a refused miner runs: %v", pids)
+	}
+
+	// A miner that exits at once fails the apply, with its exit code and
+	// its last output, instead of reporting success with a dead pid.
+	crashing := filepath.Join(dir, "crash.yaml")
+	if err := os.WriteFile(crashing, []byte(strings.Replace(minerSheet(fake, sum, control), `extra_args: ["-control", "`+control+`"]`,
+		`extra_args: ["-crash-after", "40ms", "-exit-code", "2"]`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = ctrl.ctl(t, "flightsheet", "apply", "-f", crashing, "--rigs", "name=miner-rig", "--wait")
+	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "exited with code 2") || !strings.Contains(out, "simulated crash after 40ms") {
+		t.Fatalf("apply of a miner that exits at once: %v\n%s", err, out)
 	}
 
 	out, err = ctrl.ctl(t, "flightsheet", "apply", "-f", good, "--rigs", "name=miner-rig", "--wait")
