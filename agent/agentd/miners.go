@@ -611,7 +611,9 @@ func (m *Miners) minerStats(ctx context.Context) *quarryv1.MinerStats {
 	case err == nil:
 		ms.State = "running"
 	case errors.Is(err, minerapi.ErrNoHashrate):
-		ms.State, ms.Error = "starting", err.Error()
+		// The miner answers but has no reading yet: warming up (a DAG
+		// build, xmrig's first 10 s window), not unreachable.
+		ms.State, ms.Error = quarryv1.MinerWarming, "warming up: "+err.Error()
 	default:
 		ms.State, ms.Error = "api-unreachable", err.Error()
 		return ms

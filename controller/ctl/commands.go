@@ -472,7 +472,7 @@ func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "MINER\tALGO\tCOIN\tHASHRATE\tACCEPTED\tREJECTED\tSTATE")
 		for _, m := range r.Miners {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.Miner, m.Algorithm, m.Coin, HashrateHuman(m.Hashrate), m.Accepted, m.Rejected, m.State)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.Miner, m.Algorithm, m.Coin, MinerHashrate(m), m.Accepted, m.Rejected, m.State)
 		}
 		tw.Flush()
 	}

@@ -403,3 +403,16 @@ func (a *App) rigEventsCmd() *cobra.Command {
 	cmd.Flags().Uint32VarP(&n, "limit", "n", 0, "newest events only (0: all kept)")
 	return cmd
 }
+
+// MinerHashrate is a miner's hashrate for text output; an unknown one says
+// why ("— (api-unreachable)") instead of showing zero.
+func MinerHashrate(m *quarryv1.MinerStats) string {
+	if m.HashrateKnown() {
+		return HashrateHuman(m.Hashrate)
+	}
+	why := m.GetState()
+	if why == "" {
+		why = "no reading"
+	}
+	return "— (" + why + ")"
+}

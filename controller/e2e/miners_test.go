@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,6 +209,36 @@ func TestMinersEndToEnd(t *testing.T) {
 		t.Errorf("rig logs: %v\n%s", err, out)
 	}
 
+	// An API that answers garbage: the hashrate is unknown, not zero, in
+	// rig show and in /metrics.
+	if err := os.WriteFile(control, []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "unknown hashrate shown as such", 15*time.Second, func() bool {
+		out, _ := ctrl.ctl(t, "rig", "show", "miner-rig")
+		return strings.Contains(out, "— (api-unreachable)") && !strings.Contains(out, "0.00 H/s")
+	})
+	resp, err := http.Get("http://" + ctrl.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(prom), `quarry_miner_up{algorithm="kawpow",coin="RVN",miner="custom",name="miner-rig"`) ||
+		strings.Contains(string(prom), "quarry_miner_hashrate_hashes_per_second{") {
+		t.Errorf("/metrics for an unreachable miner:\n%s", grepLines(string(prom), "quarry_miner_"))
+	}
+	for _, l := range strings.Split(string(prom), "\n") {
+		if strings.HasPrefix(l, "quarry_miner_up{") && !strings.HasSuffix(l, " 0") {
+			t.Errorf("unreachable miner: %s, want 0", l)
+		}
+	}
+	os.WriteFile(control, nil, 0o600)
+	eventually(t, "readings again", 15*time.Second, func() bool {
+		ms := ctrl.rigMiners(t, "miner-rig")
+		return len(ms) == 1 && ms[0].State == "running"
+	})
+
 	// Crash: the supervisor restarts the miner.
 	if err := os.WriteFile(control, []byte("crash\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -264,4 +296,15 @@ func TestMinersEndToEnd(t *testing.T) {
 	if err != nil || !strings.Contains(out, "flightsheet apply") {
 		t.Errorf("audit lacks the apply: %v\n%s", err, out)
 	}
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -38,6 +38,7 @@ var (
 	dMinerHash    = desc("quarry_miner_hashrate_hashes_per_second", "Miner's total hashrate as its stats API reports it.", minerLabels...)
 	dMinerShares  = desc("quarry_miner_shares_total", "Shares the miner submitted, by pool verdict; resets when the miner restarts.", append(append([]string{}, minerLabels...), "result")...)
 	dMinerRunning = desc("quarry_miner_running", "1 when the miner's state is running.", minerLabels...)
+	dMinerUp      = desc("quarry_miner_up", "1 when the miner's hashrate is known (its stats API gave a reading); 0 when it is warming, unreachable, crashed or stopped, and then no hashrate sample is exported.", minerLabels...)
 	dMinerUptime  = desc("quarry_miner_uptime_seconds", "Seconds since the miner started.", minerLabels...)
 
 	dGPUHash    = desc("quarry_gpu_hashrate_hashes_per_second", "One GPU's hashrate as the miner reports it.", gpuHashLbl...)
@@ -63,7 +64,7 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigProfit,
-	dMinerHash, dMinerShares, dMinerRunning, dMinerUptime,
+	dMinerHash, dMinerShares, dMinerRunning, dMinerUp, dMinerUptime,
 	dGPUHash, dGPUShares, dGPUTemp, dGPUMemTemp, dGPUFan, dGPUPower, dGPULimit, dGPUSM, dGPUMem, dGPUUtil, dGPULost,
 	dRigs, dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dOutboxDepth,
 }
@@ -200,7 +201,13 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 
 	for _, mn := range r.Miners {
 		ml := []string{id, name, mn.Miner, mn.Coin, mn.Algorithm}
-		m.emit(dMinerHash, prometheus.GaugeValue, mn.Hashrate, ml...)
+		// An unknown hashrate has no sample: a zero would read as a miner
+		// that mines nothing, and would drag sums and alerts.
+		known := mn.HashrateKnown()
+		if known {
+			m.emit(dMinerHash, prometheus.GaugeValue, mn.Hashrate, ml...)
+		}
+		m.emit(dMinerUp, prometheus.GaugeValue, b2f(known), ml...)
 		m.emit(dMinerRunning, prometheus.GaugeValue, b2f(mn.State == "running"), ml...)
 		m.emit(dMinerUptime, prometheus.GaugeValue, float64(mn.UptimeSeconds), ml...)
 		m.emit(dMinerShares, prometheus.CounterValue, float64(mn.Accepted), append(ml, "accepted")...)
@@ -215,7 +222,9 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 				}
 			}
 			hl := []string{id, name, gpu, model, mn.Miner, mn.Coin, mn.Algorithm}
-			m.emit(dGPUHash, prometheus.GaugeValue, mg.Hashrate, hl...)
+			if known {
+				m.emit(dGPUHash, prometheus.GaugeValue, mg.Hashrate, hl...)
+			}
 			m.emit(dGPUShares, prometheus.CounterValue, float64(mg.Accepted), append(hl, "accepted")...)
 			m.emit(dGPUShares, prometheus.CounterValue, float64(mg.Rejected), append(hl, "rejected")...)
 		}

@@ -197,9 +197,9 @@
     $("#rig-actions").hidden = !(state.session && state.session.can_act);
     $("#rig-alerts").replaceChildren(...r.alerts.map((a) => el("li", { class: a.severity, text: a.message })));
     const tiles = [];
-    const total = r.miners.reduce((s, m) => s + m.hashrate, 0);
+    const total = r.miners.reduce((s, m) => s + (m.hashrate || 0), 0);
     const power = r.gpus.reduce((s, g) => s + (g.power_w || 0), 0);
-    tiles.push(["Hashrate", fmtHash(total)]);
+    tiles.push(["Hashrate", r.miners.some((m) => m.hashrate !== undefined) ? fmtHash(total) : "–"]);
     if (r.gpus.some((g) => g.power_w !== undefined)) tiles.push(["Power", fmtW(power)]);
     if (r.host) tiles.push(["CPU", r.host.cpu_percent.toFixed(0) + " %"]);
     if (r.profit) tiles.push(["Profit / day", fmtUSD(r.profit.usd_per_day)]);
@@ -222,7 +222,7 @@
     $("#miners-card").hidden = r.miners.length === 0;
     $("#miner-table tbody").replaceChildren(...r.miners.map((m) => el("tr", {},
       el("td", { text: m.miner + (m.version ? " " + m.version : "") }), el("td", { text: m.coin }), el("td", { text: m.algorithm }),
-      el("td", { class: "num", text: fmtHash(m.hashrate) }), el("td", { class: "num", text: m.accepted }), el("td", { class: "num", text: m.rejected }),
+      el("td", { class: "num", text: m.hashrate !== undefined ? fmtHash(m.hashrate) : "— (" + m.state + ")" }), el("td", { class: "num", text: m.accepted }), el("td", { class: "num", text: m.rejected }),
       el("td", { text: m.state + (m.error ? ": " + m.error : "") }), el("td", { text: m.pool || "" }))));
 
     $("#profit-card").hidden = !r.profit;
@@ -305,9 +305,19 @@
       lbl.textContent = new Date(t).toLocaleTimeString();
       s.append(lbl);
     }
-    const d = pts.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p[key]).toFixed(1)).join(" ");
-    s.append(svg("path", { class: "area " + cls, d: d + ` L${x(t1).toFixed(1)} ${y(0)} L${x(t0).toFixed(1)} ${y(0)} Z` }));
-    s.append(svg("path", { class: "line " + cls, d }));
+    // A point without a reading breaks the line: unknown is a gap, not 0.
+    const runs = [];
+    let run = [];
+    for (const p of points) {
+      if (p[key] === undefined || p[key] === null) { if (run.length) runs.push(run); run = []; } else run.push(p);
+    }
+    if (run.length) runs.push(run);
+    for (const r of runs) {
+      const d = r.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p[key]).toFixed(1)).join(" ");
+      const a = x(r[0].t).toFixed(1), b = x(r[r.length - 1].t).toFixed(1);
+      s.append(svg("path", { class: "area " + cls, d: d + ` L${b} ${y(0)} L${a} ${y(0)} Z` }));
+      s.append(svg("path", { class: "line " + cls, d }));
+    }
     host.replaceChildren(s);
   }
 

@@ -671,9 +671,11 @@ type MinerStats struct {
 	Rejected      uint64                 `protobuf:"varint,8,opt,name=rejected,proto3" json:"rejected,omitempty"`
 	Stale         uint64                 `protobuf:"varint,9,opt,name=stale,proto3" json:"stale,omitempty"`
 	UptimeSeconds uint64                 `protobuf:"varint,10,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
-	State         string                 `protobuf:"bytes,11,opt,name=state,proto3" json:"state,omitempty"` // running, starting, stopped, api-unreachable, crashed
-	Error         string                 `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
-	Gpus          []*MinerGPU            `protobuf:"bytes,13,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	// running, warming, api-unreachable, crashed, stopped, failed; hashrate
+	// is a reading only when running (see minerstate.go).
+	State         string      `protobuf:"bytes,11,opt,name=state,proto3" json:"state,omitempty"`
+	Error         string      `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	Gpus          []*MinerGPU `protobuf:"bytes,13,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
