@@ -28,7 +28,6 @@ const MinerStateFile = "miner-state.json"
 
 // Bounds of what the miner commands accept.
 const (
-	maxEvents          = 256
 	defaultLogLines    = 100
 	maxLogLines        = 5000
 	maxBenchmarkPerRun = 30 * time.Minute
@@ -127,11 +126,12 @@ type Miners struct {
 	stopRun context.CancelFunc
 	runDone chan struct{}
 
+	closeOnce sync.Once
+	closeErr  error
+
 	mu      sync.Mutex
 	sheet   *flightsheet.FlightSheet // what the miner runs now (a benchmark's sheet during one)
 	adapter minerapi.Adapter
-	events  []*quarryv1.Event
-	dropped int
 	gpus    []watchdog.GPU
 	power   *float64 // total GPU power of the latest report, when known
 	powerAt time.Time
@@ -183,6 +183,13 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watch
 	a.Handle(quarryv1.CommandKind_COMMAND_KIND_PAUSE, m.stopCommand)
 	a.Handle(quarryv1.CommandKind_COMMAND_KIND_RESUME, m.resumeCommand)
 	a.OnReport(m.fillReport)
+	// A clean agent stop ends the miner while the link is still up, so
+	// the miner_stopped event goes out in the agent's last report.
+	a.OnStop(func(ctx context.Context) {
+		if err := m.Close(ctx); err != nil {
+			m.log.Error("stop miner", "err", err)
+		}
+	})
 
 	m.resume(ctx)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -197,9 +204,12 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watch
 // Close stops the watchdog and the miner (SIGTERM to its process group,
 // SIGKILL after the grace period).
 func (m *Miners) Close(ctx context.Context) error {
-	m.stopRun()
-	<-m.runDone
-	return m.sup.Close(ctx)
+	m.closeOnce.Do(func() {
+		m.stopRun()
+		<-m.runDone
+		m.closeErr = m.sup.Close(ctx)
+	})
+	return m.closeErr
 }
 
 // Supervisor is the miner supervisor, for status and tests.
@@ -517,8 +527,8 @@ func (m *Miners) onMinerEvent(e miner.Event) {
 	m.queue(&quarryv1.Event{TimeUnixNano: e.Time.UnixNano(), Kind: string(e.Kind), Message: e.Message, Fields: e.Fields})
 }
 
+// onWatchdogEvent forwards a watchdog action; the watchdog has logged it.
 func (m *Miners) onWatchdogEvent(e watchdog.Event) {
-	m.log.Warn(e.Message, "kind", e.Kind)
 	m.queue(&quarryv1.Event{TimeUnixNano: e.Time.UnixNano(), Kind: e.Kind, Message: e.Message, Fields: e.Fields})
 }
 
@@ -526,34 +536,16 @@ func (m *Miners) event(kind, msg string, fields map[string]string) {
 	m.queue(&quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: kind, Message: msg, Fields: fields})
 }
 
-// queue keeps events for the next report, dropping the oldest beyond a
-// bound (and saying so) while reports cannot be made.
-func (m *Miners) queue(e *quarryv1.Event) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.events) >= maxEvents {
-		m.events = m.events[1:]
-		m.dropped++
-	}
-	m.events = append(m.events, e)
-}
+// queue keeps an event durably for the next report (see Agent.Event).
+func (m *Miners) queue(e *quarryv1.Event) { m.a.Event(e) }
 
-// fillReport adds the miner's stats and the queued events to a report and
-// keeps its GPU readings for the watchdog and benchmarks.
+// fillReport adds the miner's stats to a report and keeps its GPU readings
+// for the watchdog and benchmarks. (Events join the report in the buffer.)
 func (m *Miners) fillReport(ctx context.Context, r *quarryv1.Report) {
 	m.observeGPUs(r.Gpus)
 	if ms := m.minerStats(ctx); ms != nil {
 		r.Miners = append(r.Miners, ms)
 	}
-	m.mu.Lock()
-	if m.dropped > 0 {
-		r.Events = append(r.Events, &quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "events_dropped",
-			Message: fmt.Sprintf("%d older miner events were dropped while reports could not be made", m.dropped)})
-		m.dropped = 0
-	}
-	r.Events = append(r.Events, m.events...)
-	m.events = nil
-	m.mu.Unlock()
 }
 
 func (m *Miners) observeGPUs(gpus []*quarryv1.GPUStats) {

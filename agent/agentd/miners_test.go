@@ -108,10 +108,15 @@ func command(t *testing.T, a *Agent, kind quarryv1.CommandKind, payload []byte) 
 	return string(out), err
 }
 
+// report builds a report as the agent's report loop does: hooks, then the
+// durable buffer, which adds the pending events.
 func report(a *Agent) *quarryv1.Report {
 	r := &quarryv1.Report{}
 	for _, fn := range a.hooks {
 		fn(context.Background(), r)
+	}
+	if _, err := a.buf.Append(r); err != nil {
+		panic(err)
 	}
 	return r
 }

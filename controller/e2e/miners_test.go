@@ -283,10 +283,22 @@ func TestMinersEndToEnd(t *testing.T) {
 	})
 	last := onePID(t, fake)
 
-	// The agent stops its miner on the way out.
+	// Each watchdog action is logged once, by the watchdog.
+	for _, l := range strings.Split(agent.output(), "\n") {
+		if strings.Contains(l, "watchdog_") && strings.Contains(l, "kind=watchdog_") {
+			t.Errorf("watchdog action logged a second time: %s", l)
+		}
+	}
+	stoppedBefore := strings.Count(eventsText(t, ctrl, "miner-rig"), "miner_stopped")
+
+	// The agent stops its miner on the way out, and the miner_stopped
+	// event of that clean stop reaches the controller, once.
 	agent.stop()
 	if !gonePID(last) {
 		t.Errorf("miner %d outlived the agent", last)
+	}
+	if n := strings.Count(eventsText(t, ctrl, "miner-rig"), "miner_stopped"); n != stoppedBefore+1 {
+		t.Errorf("miner_stopped events at the controller: %d before the agent stopped, %d after; want one more", stoppedBefore, n)
 	}
 	if pids := minerPIDs(t, fake); len(pids) != 0 {
 		t.Errorf("miner processes left behind: %v", pids)
@@ -307,4 +319,14 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// eventsText is 'rig events RIG' output.
+func eventsText(t *testing.T, c *controller, rig string) string {
+	t.Helper()
+	out, err := c.ctl(t, "rig", "events", rig)
+	if err != nil {
+		t.Fatalf("rig events: %v\n%s", err, out)
+	}
+	return out
 }
