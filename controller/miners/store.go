@@ -211,18 +211,12 @@ func (s *Store) list(rigID string) []*quarryv1.Benchmark {
 }
 
 // ObserveReport refines the rig's figure for the algorithm it mines with
-// the report's hashrate and total GPU power. Only a running miner's real
+// the report's hashrate and measured power (GPUs and CPU package). Only a running miner's real
 // reading counts: an unreachable API or a miner warming up is skipped. It
 // runs in the fleet's commit path, so it only touches memory.
 func (s *Store) ObserveReport(rigID string, r *quarryv1.Report) {
-	var power float64
-	havePower := false
-	for _, g := range r.Gpus {
-		if g.PowerW != nil && !g.Lost {
-			power += *g.PowerW
-			havePower = true
-		}
-	}
+	// GPUs plus the CPU package: a CPU rig's power is its CPU's.
+	power, havePower := r.MeasuredPowerW()
 	now := time.Unix(0, r.TimeUnixNano)
 	if r.TimeUnixNano == 0 {
 		now = s.f.Now()

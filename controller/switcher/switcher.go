@@ -601,20 +601,15 @@ func finite(v float64) float64 {
 func (s *Switcher) ObserveReport(rigID string, rep *quarryv1.Report) {
 	hashing := 0
 	for _, m := range rep.Miners {
-		if m.Hashrate > 0 && m.Algorithm != "" {
+		if m.HashrateKnown() && m.Hashrate > 0 && m.Algorithm != "" {
 			hashing++
 		}
 	}
 	if hashing == 0 {
 		return
 	}
-	power, known := 0.0, false
-	for _, g := range rep.Gpus {
-		if g.PowerW != nil && !g.Lost {
-			power += *g.PowerW
-			known = true
-		}
-	}
+	// GPUs plus the CPU package, so a CPU rig's power is not zero.
+	power, known := rep.MeasuredPowerW()
 	at := time.Unix(0, rep.TimeUnixNano)
 	a := s.cfg.Smoothing
 	s.mu.Lock()
@@ -625,7 +620,7 @@ func (s *Switcher) ObserveReport(rigID string, rep *quarryv1.Report) {
 		s.measured[rigID] = ms
 	}
 	for _, m := range rep.Miners {
-		if !(m.Hashrate > 0) || m.Algorithm == "" || math.IsInf(m.Hashrate, 0) {
+		if !m.HashrateKnown() || !(m.Hashrate > 0) || m.Algorithm == "" || math.IsInf(m.Hashrate, 0) {
 			continue
 		}
 		algo := market.CanonicalAlgorithm(m.Algorithm)

@@ -254,6 +254,32 @@ func TestTickPausesOnStaleMarket(t *testing.T) {
 	}
 }
 
+// A rig without GPU power readings is measured by its CPU package power
+// (RAPL or configured); a miner without a reading adds nothing.
+func TestCPUPowerMeasured(t *testing.T) {
+	e := newEnv(t, 1)
+	writeMarket(t, e.mkt, 300, 0.02)
+	s := e.switcher(testConfig(e.mkt))
+	for i, st := range []string{quarryv1.MinerRunning, quarryv1.MinerAPIUnreachable} {
+		rep := &quarryv1.Report{TimeUnixNano: int64(i), Host: &quarryv1.HostStats{CpuPowerW: proto.Float64(65), CpuPowerSource: "rapl"},
+			Miners: []*quarryv1.MinerStats{{Algorithm: "etchash", Coin: "ETC", Hashrate: 1e6 * float64(i+1), State: st}}}
+		s.ObserveReport(e.rigs[0], rep)
+	}
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&Service{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Perf) != 1 || got.Perf[0].PowerW != 65 || got.Perf[0].Hashrate != 1e6 || got.Perf[0].Samples != 1 {
+		t.Fatalf("measured perf %+v, want 1 MH/s at 65 W from one reading", got.Perf)
+	}
+}
+
 // In offline mode the switcher acts on a fixed snapshot however old it
 // is, says so in ListProfit and MarketStatus, and fetches nothing; the
 // same snapshot without offline mode pauses switching.
@@ -572,7 +598,7 @@ func TestBenchmarkFiguresOutrankMeasured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.ObserveReport(e.rigs[0], &quarryv1.Report{Miners: []*quarryv1.MinerStats{{Algorithm: "etchash", Hashrate: 50e6}}})
+	s.ObserveReport(e.rigs[0], &quarryv1.Report{Miners: []*quarryv1.MinerStats{{Algorithm: "etchash", Hashrate: 50e6, State: quarryv1.MinerRunning}}})
 	if _, err := s.Market().Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
