@@ -280,6 +280,35 @@ func TestCPUPowerMeasured(t *testing.T) {
 	}
 }
 
+// An option's miner fee defaults to the miner's known dev fee (lolMiner
+// 0.7 % on etchash, 1 % on kawpow); miner_fee overrides it, zero included.
+func TestMinerFeeDefaults(t *testing.T) {
+	e := newEnv(t, 1)
+	writeMarket(t, e.mkt, 300, 0.02)
+	cfg := testConfig(e.mkt)
+	zero := 0.0
+	cfg.Options[1].MinerFee = &zero
+	s := e.switcher(cfg)
+	profiles(e, s)
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&Service{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fees := map[string]float64{}
+	for _, o := range got.Options {
+		fees[o.Algorithm] = o.MinerFee
+	}
+	if fees["etchash"] != 0.007 || fees["kawpow"] != 0 {
+		t.Fatalf("miner fees %v, want etchash 0.007 (lolMiner's) and kawpow 0 (set)", fees)
+	}
+}
+
 // In offline mode the switcher acts on a fixed snapshot however old it
 // is, says so in ListProfit and MarketStatus, and fetches nothing; the
 // same snapshot without offline mode pauses switching.

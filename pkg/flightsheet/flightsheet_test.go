@@ -314,3 +314,30 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestDevFee(t *testing.T) {
+	tests := []struct {
+		miner, algo string
+		args        []string
+		want        float64
+	}{
+		{"xmrig", "rx/0", nil, 0.01},
+		{"xmrig", "rx/0", []string{"--donate-level", "5"}, 0.05},
+		{"xmrig", "rx/0", []string{"--donate-level=0"}, 0},
+		{"xmrig", "rx/0", []string{"--donate-level", "lots"}, 0.01},
+		{"trex", "kawpow", nil, 0.01},
+		{"lolminer", "etchash", nil, 0.007},
+		{"lolminer", "autolykos2", nil, 0.01},
+		{"gminer", "etchash", nil, 0.0065},
+		{"gminer", "kawpow", nil, 0.02},
+		{"teamredminer", "ethash", nil, 0.0075},
+		{"teamredminer", "kawpow", nil, 0.025},
+		{"bmminer", "sha256", nil, 0},
+		{"custom", "kawpow", nil, 0},
+	}
+	for _, tt := range tests {
+		if got := DevFee(tt.miner, tt.algo, tt.args); got != tt.want {
+			t.Errorf("DevFee(%s, %s, %q) = %v, want %v", tt.miner, tt.algo, tt.args, got, tt.want)
+		}
+	}
+}

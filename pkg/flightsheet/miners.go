@@ -2,6 +2,7 @@ package flightsheet
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -182,4 +183,63 @@ func checkMinerScheme(miner, scheme string) error {
 		msg += "; " + r.solo
 	}
 	return fmt.Errorf("%s", msg)
+}
+
+// DevFee is the share of hashing time a miner program keeps for its
+// authors, as a fraction, at its default settings: xmrig's donate-level
+// (1 %, or what --donate-level in extra_args sets), T-Rex 1 %, lolMiner
+// 1 % (0.7 % on Ethash-family), GMiner 2 % (0.65 % on Ethash-family),
+// TeamRedMiner 2.5 % (0.75 % on Ethash-family), none for cgminer-family
+// and custom miners. Profit applies it unless the option sets miner_fee.
+func DevFee(miner, algorithm string, extraArgs []string) float64 {
+	ethash := false
+	switch strings.ToLower(strings.ReplaceAll(algorithm, "-", "")) {
+	case "ethash", "etchash", "ethashb3":
+		ethash = true
+	}
+	switch miner {
+	case "xmrig":
+		if lvl, ok := xmrigDonateLevel(extraArgs); ok {
+			return lvl / 100
+		}
+		return 0.01
+	case "trex":
+		return 0.01
+	case "lolminer":
+		if ethash {
+			return 0.007
+		}
+		return 0.01
+	case "gminer":
+		if ethash {
+			return 0.0065
+		}
+		return 0.02
+	case "teamredminer":
+		if ethash {
+			return 0.0075
+		}
+		return 0.025
+	}
+	return 0
+}
+
+// xmrigDonateLevel reads --donate-level N or --donate-level=N.
+func xmrigDonateLevel(args []string) (float64, bool) {
+	for i, a := range args {
+		v, found := "", false
+		switch {
+		case strings.HasPrefix(a, "--donate-level="):
+			v, found = strings.TrimPrefix(a, "--donate-level="), true
+		case a == "--donate-level" && i+1 < len(args):
+			v, found = args[i+1], true
+		}
+		if !found {
+			continue
+		}
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 && n <= 99 {
+			return n, true
+		}
+	}
+	return 0, false
 }

@@ -29,7 +29,8 @@
   }
   const fmtW = (w) => (w === undefined || w === null ? "–" : w >= 10000 ? (w / 1000).toFixed(1) + " kW" : Math.round(w) + " W");
   const fmtC = (c) => (c === undefined || c === null ? "–" : Math.round(c) + " °C");
-  const fmtUSD = (v) => (v === undefined || v === null ? "–" : (v < 0 ? "−$" : "$") + Math.abs(v).toFixed(2));
+  // Small amounts (a CPU rig makes cents a day) keep three significant digits.
+  const fmtUSD = (v) => (v === undefined || v === null ? "–" : (v < 0 ? "−$" : "$") + (Math.abs(v) >= 1 || v === 0 || Math.abs(v) < 1e-9 ? Math.abs(v).toFixed(2) : Math.abs(v).toPrecision(3)));
   const fmtMHz = (v) => (v === undefined || v === null ? "–" : v + " MHz");
   function ago(ms) {
     if (!ms) return "never";
