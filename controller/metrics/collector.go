@@ -33,6 +33,7 @@ var (
 	dRigMemUsed    = desc("quarry_rig_memory_used_bytes", "Host memory in use.", rigLabels...)
 	dRigMemTotal   = desc("quarry_rig_memory_total_bytes", "Host memory installed.", rigLabels...)
 	dRigLoad1      = desc("quarry_rig_load1", "Host one-minute load average.", rigLabels...)
+	dRigCPUPower   = desc("quarry_rig_cpu_power_watts", "CPU package power, from RAPL or the agent's configured figure; absent when unknown.", rigLabels...)
 	dRigProfit     = desc("quarry_rig_profit_usd_per_day", "Expected profit after power cost and fees, in US dollars per day.", rigLabels...)
 
 	dMinerHash    = desc("quarry_miner_hashrate_hashes_per_second", "Miner's total hashrate as its stats API reports it.", minerLabels...)
@@ -63,7 +64,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigProfit,
+	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigCPUPower, dRigProfit,
 	dMinerHash, dMinerShares, dMinerRunning, dMinerUp, dMinerUptime,
 	dGPUHash, dGPUShares, dGPUTemp, dGPUMemTemp, dGPUFan, dGPUPower, dGPULimit, dGPUSM, dGPUMem, dGPUUtil, dGPULost,
 	dRigs, dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dOutboxDepth,
@@ -160,6 +161,9 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 	if h := r.Host; h != nil {
 		m.emit(dRigCPU, prometheus.GaugeValue, h.CpuPercent/100, id, name)
 		m.emit(dRigLoad1, prometheus.GaugeValue, h.Load1, id, name)
+		if h.CpuPowerW != nil {
+			m.emit(dRigCPUPower, prometheus.GaugeValue, *h.CpuPowerW, id, name)
+		}
 		if h.MemoryTotalBytes > 0 {
 			m.emit(dRigMemUsed, prometheus.GaugeValue, float64(h.MemoryUsedBytes), id, name)
 			m.emit(dRigMemTotal, prometheus.GaugeValue, float64(h.MemoryTotalBytes), id, name)

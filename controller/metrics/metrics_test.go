@@ -172,6 +172,27 @@ quarry_miner_up{algorithm="rx/0",coin="XMR",miner="xmrig",name="alpha",rig="rig-
 	}
 }
 
+// CPU package power is exported when the rig reports it, and only then.
+func TestCPUPowerSeries(t *testing.T) {
+	f := openFleet(t)
+	for _, id := range []string{"rig-a", "rig-b"} {
+		if err := f.RegisterRig(id, id, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := 65.5
+	commit(t, f, "rig-a", &quarryv1.Report{Seq: 1, TimeUnixNano: 1, Host: &quarryv1.HostStats{CpuPowerW: &w, CpuPowerSource: "rapl"}})
+	commit(t, f, "rig-b", &quarryv1.Report{Seq: 1, TimeUnixNano: 1, Host: &quarryv1.HostStats{CpuPercent: 50}})
+	e := metrics.New(f, metrics.Options{})
+	exp := `# HELP quarry_rig_cpu_power_watts CPU package power, from RAPL or the agent's configured figure; absent when unknown.
+# TYPE quarry_rig_cpu_power_watts gauge
+quarry_rig_cpu_power_watts{name="rig-a",rig="rig-a"} 65.5
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(exp), "quarry_rig_cpu_power_watts"); err != nil {
+		t.Error(err)
+	}
+}
+
 // A live scrape of a real controller passes promtool's metric lint.
 func TestPromtoolCheckLiveScrape(t *testing.T) {
 	promtool := testsupport.RequireTool(t, "promtool", "apt-get install prometheus, or make tools")

@@ -164,12 +164,18 @@ func rigHashrate(r *quarryv1.Rig) (total float64, algos []string) {
 	return total, algos
 }
 
-func sumPower(gpus []*quarryv1.GPUStats) (w float64, any bool) {
+// sumPower is the GPUs' power plus the CPU package's when the host
+// reports it (a CPU rig has no other reading).
+func sumPower(gpus []*quarryv1.GPUStats, host *quarryv1.HostStats) (w float64, any bool) {
 	for _, g := range gpus {
 		if g.PowerW != nil {
 			w += *g.PowerW
 			any = true
 		}
+	}
+	if host != nil && host.CpuPowerW != nil {
+		w += *host.CpuPowerW
+		any = true
 	}
 	return w, any
 }
@@ -241,7 +247,7 @@ func (s *Server) buildOverview() Overview {
 					byAlgo[m.Algorithm] += m.Hashrate
 				}
 			}
-			if w, ok := sumPower(r.Gpus); ok {
+			if w, ok := sumPower(r.Gpus, r.Host); ok {
 				row.PowerW = &w
 				ov.PowerW += w
 			}
@@ -399,7 +405,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 				p.Hashrate = &h
 			}
 		}
-		if w, ok := sumPower(rep.Gpus); ok {
+		if w, ok := sumPower(rep.Gpus, rep.Host); ok {
 			p.PowerW = &w
 		}
 		p.MaxTempC = maxTemp(rep.Gpus)
