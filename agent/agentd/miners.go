@@ -363,7 +363,10 @@ func (m *Miners) applyCommand(ctx context.Context, payload []byte) ([]byte, erro
 	}
 	st, err := m.settle(ctx, sheet)
 	if err != nil {
-		return nil, err
+		// The miner's output goes in the command output, which only
+		// operators read (like rig logs); the error, which viewers see,
+		// says what happened without it.
+		return m.lastOutput(), err
 	}
 	return fmt.Appendf(nil, "mining %s: %s %s on %s, pid %d, up %s, stats API answering on port %d",
 		sheet.Name, sheet.Miner.Name, sheet.Algorithm, st.Pool, st.PID, time.Since(st.Since).Round(100*time.Millisecond), sheet.Miner.API.Port), nil
@@ -431,27 +434,31 @@ func (m *Miners) apiAnswers(ctx context.Context, sheet *flightsheet.FlightSheet)
 }
 
 // applyFailed is the error of an apply whose miner did not settle: what
-// happened and the miner's last log lines.
+// happened, with the exit code or signal.
 func (m *Miners) applyFailed(sheet *flightsheet.FlightSheet, st miner.Status, what string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "miner %s for flight sheet %q %s", sheet.Miner.Name, sheet.Name, what)
 	if st.LastError != "" {
 		fmt.Fprintf(&b, " (%s)", st.LastError)
 	}
-	b.WriteString("; the sheet stays applied and the agent keeps restarting the miner with backoff")
+	b.WriteString("; the sheet stays applied and the agent keeps restarting the miner with backoff; its last output is in the command's output (rig logs)")
+	return errors.New(b.String())
+}
+
+// lastOutput is the miner's last log lines, bounded, for a failed apply.
+func (m *Miners) lastOutput() []byte {
 	lines, _ := m.sup.Tail(applyLogLines)
 	if len(lines) == 0 {
-		b.WriteString("; the miner wrote no output")
-	} else {
-		b.WriteString("; its last output:")
-		for _, l := range lines {
-			if len(l) > applyLogLineMax {
-				l = l[:applyLogLineMax] + "…"
-			}
-			b.WriteString("\n  " + l)
-		}
+		return []byte("(the miner wrote no output)")
 	}
-	return errors.New(b.String())
+	var b strings.Builder
+	for _, l := range lines {
+		if len(l) > applyLogLineMax {
+			l = l[:applyLogLineMax] + "…"
+		}
+		b.WriteString(l + "\n")
+	}
+	return []byte(b.String())
 }
 
 func (m *Miners) restartCommand(ctx context.Context, _ []byte) ([]byte, error) {

@@ -164,15 +164,16 @@ func TestApplyWaitsForMinerToSettle(t *testing.T) {
 			`extra_args: ["`+strings.Join(args, `", "`)+`"]`, 1))
 	}
 	tests := []struct {
-		name  string
-		sheet []byte
-		want  []string // all in the result; nil: success
+		name    string
+		sheet   []byte
+		want    []string // all in the error; nil: success
+		wantOut string   // in the output: the miner's last lines
 	}{
 		{"exits at once", withArgs("crash", "-crash-after", "40ms", "-exit-code", "2"),
-			[]string{"exited with code 2", "simulated crash after 40ms", "keeps restarting"}},
+			[]string{"exited with code 2", "keeps restarting"}, "simulated crash after 40ms"},
 		{"API never opens", withArgs("deaf", "-startup-delay", "1h"),
-			[]string{"is running (pid", "did not answer within 3s"}},
-		{"settles", withArgs("ok"), nil},
+			[]string{"is running (pid", "did not answer within 3s"}, ""},
+		{"settles", withArgs("ok"), nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,6 +194,13 @@ func TestApplyWaitsForMinerToSettle(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("apply error does not mention %q:\n%v", w, err)
 				}
+			}
+			if !strings.Contains(out, tt.wantOut) {
+				t.Errorf("apply output lacks %q:\n%s", tt.wantOut, out)
+			}
+			// Viewers read command errors; the miner's output is not in it.
+			if strings.Contains(err.Error(), "fakeminer") {
+				t.Errorf("miner output in the error: %v", err)
 			}
 		})
 	}

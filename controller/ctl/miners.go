@@ -107,6 +107,10 @@ match its sha256.`,
 						fmt.Fprintf(a.Out, "%s: %s\n", r.RigName, strings.TrimSpace(string(rec.Output)))
 					case quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
 						fmt.Fprintf(a.Out, "%s: FAILED: %s\n", r.RigName, rec.Error)
+						if out := strings.TrimSpace(string(rec.Output)); out != "" {
+							// The miner's last output (operators only).
+							fmt.Fprintf(a.Out, "%s: last miner output:\n  %s\n", r.RigName, strings.ReplaceAll(out, "\n", "\n  "))
+						}
 						errs = append(errs, fmt.Errorf("rig %s: %s", r.RigName, rec.Error))
 					default:
 						fmt.Fprintf(a.Out, "%s: still %s\n", r.RigName, statusWord(rec.Status))
