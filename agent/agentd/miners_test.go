@@ -263,6 +263,16 @@ func TestMinersLifecycle(t *testing.T) {
 	os.WriteFile(control, nil, 0o600)
 	waitMiner(t, a, "recovery", func(ms *quarryv1.MinerStats) bool { return ms.State == "running" })
 
+	// An API that answers without a reading yet is warming, not
+	// unreachable, and has no hashrate.
+	os.WriteFile(control, []byte("warming\n"), 0o600)
+	ms = waitMiner(t, a, "warming", func(ms *quarryv1.MinerStats) bool { return ms.State == quarryv1.MinerWarming })
+	if ms.Hashrate != 0 || ms.HashrateKnown() || !strings.Contains(ms.Error, "warming up") {
+		t.Errorf("warming stats %v", ms)
+	}
+	os.WriteFile(control, nil, 0o600)
+	waitMiner(t, a, "readings after warm-up", func(ms *quarryv1.MinerStats) bool { return ms.State == "running" })
+
 	// A benchmark measures the sheet, then the miner runs the old sheet again.
 	bp, _ := json.Marshal(flightsheet.BenchmarkPayload{DurationSeconds: 1, Runs: []flightsheet.BenchmarkRun{{Algorithm: "kawpow", Sheet: string(sheetYAML("bench", path, sum, control))}}})
 	out, err = command(t, a, quarryv1.CommandKind_COMMAND_KIND_BENCHMARK, bp)
