@@ -41,10 +41,19 @@ type Agent struct {
 	interval atomic.Int64
 	tick     chan struct{}
 	hooks    []func(context.Context, *quarryv1.Report)
+	stoppers []func(context.Context)
 	gossip   *gossipAgent
 	// installed lists the catalogue miners unpacked here, for Hello.
 	installed func() []*quarryv1.InstalledMiner
+	linkUp    atomic.Bool
 }
+
+// Bounds of a clean stop: what OnStop functions may take, and how long the
+// last report may wait for the controller's acknowledgement.
+const (
+	stopTimeout  = 30 * time.Second
+	flushTimeout = 3 * time.Second
+)
 
 // CommandFunc runs one kind of command.
 type CommandFunc func(ctx context.Context, payload []byte) ([]byte, error)
@@ -119,6 +128,20 @@ func (a *Agent) Handle(kind quarryv1.CommandKind, fn CommandFunc) { a.handlers[k
 // Call before Run.
 func (a *Agent) OnReport(fn func(context.Context, *quarryv1.Report)) { a.hooks = append(a.hooks, fn) }
 
+// OnStop registers fn to run at a clean stop, after the last regular
+// report and before a final one, while the controller link is still up:
+// events fn records (a miner stopping) reach the controller in that final
+// report. Functions run in reverse order of registration.
+func (a *Agent) OnStop(fn func(context.Context)) { a.stoppers = append(a.stoppers, fn) }
+
+// Event records e durably for the next report: it survives an agent
+// restart and reaches the controller exactly once.
+func (a *Agent) Event(e *quarryv1.Event) {
+	if err := a.buf.AddEvent(e); err != nil {
+		a.log.Error("event lost: could not store it", "kind", e.Kind, "message", e.Message, "err", err)
+	}
+}
+
 // RigID is this rig's id.
 func (a *Agent) RigID() string {
 	if a.id == nil {
@@ -178,7 +201,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			return h
 		},
-		OnState: a.gossip.linkState,
+		OnState: func(up bool) {
+			a.linkUp.Store(up)
+			a.gossip.linkState(up)
+		},
 		OnSettings: func(s *quarryv1.AgentSettings) {
 			a.gossip.settings(s)
 			if a.cfg.ReportInterval == 0 && s.ReportIntervalSeconds > 0 {
@@ -191,13 +217,47 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		},
 	}
+	// The link outlives ctx until the final report of a clean stop is
+	// acknowledged (or flushTimeout passes).
+	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLink()
 	linkDone := make(chan error, 1)
-	go func() { linkDone <- client.Run(ctx) }()
+	go func() { linkDone <- client.Run(linkCtx) }()
 	a.log.Info("agent running", "rig", a.RigID(), "controller", a.cfg.Controller, "data_dir", a.cfg.DataDir)
 	a.reportLoop(ctx)
+	a.finish(ctx)
+	stopLink()
 	err := <-linkDone
 	a.log.Info("agent stopped", "buffered_reports", a.buf.Len())
 	return err
+}
+
+// finish is a clean stop: the OnStop functions run, one last report
+// carries what they recorded, and while the link is up the agent waits
+// briefly for the controller to acknowledge it. What is not acknowledged
+// stays buffered for the next start.
+func (a *Agent) finish(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	for i := len(a.stoppers) - 1; i >= 0; i-- {
+		a.stoppers[i](sctx)
+	}
+	seq := a.reportOnce(sctx)
+	if seq == 0 || !a.linkUp.Load() {
+		return
+	}
+	fctx, fcancel := context.WithTimeout(sctx, flushTimeout)
+	defer fcancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for a.buf.Acked() < seq && a.linkUp.Load() {
+		select {
+		case <-fctx.Done():
+			a.log.Warn("stopping before the controller acknowledged the last report; it stays buffered", "seq", seq)
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (a *Agent) reportLoop(ctx context.Context) {
@@ -215,7 +275,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 	}
 }
 
-func (a *Agent) reportOnce(ctx context.Context) {
+func (a *Agent) reportOnce(ctx context.Context) uint64 {
 	r := &quarryv1.Report{}
 	if a.sampler != nil {
 		s, err := a.sampler.Sample(ctx)
@@ -229,9 +289,11 @@ func (a *Agent) reportOnce(ctx context.Context) {
 		fn(ctx, r)
 	}
 	r.TimeUnixNano = time.Now().UnixNano()
-	if _, err := a.buf.Append(r); err != nil {
+	seq, err := a.buf.Append(r)
+	if err != nil {
 		a.log.Error("buffer report", "err", err)
 	}
+	return seq
 }
 
 func hostname() string {

@@ -29,6 +29,7 @@ type Config struct {
 	SysfsRoot      string        `yaml:"sysfs_root" flag:"path.sysfs" help:"sysfs mount point read for AMD GPUs and sensors (default /sys)"`
 	ProcfsRoot     string        `yaml:"procfs_root" flag:"path.procfs" help:"procfs mount point read for host figures (default /proc)"`
 	OCProfiles     string        `yaml:"oc_profiles" flag:"oc-profiles" help:"overclock profile file applied at start until the controller sends one"`
+	CPUPowerW      float64       `yaml:"cpu_power_w" flag:"cpu-power-w" help:"CPU package power in watts, reported when RAPL cannot be read (no powercap, or a kernel that lets only root read it); 0 = unknown"`
 	MinersDir      string        `yaml:"miners_dir" flag:"miners-dir" help:"directory of the miner binaries flight sheets may run; anything outside it (symlinks resolved), or any shell or interpreter, is refused"`
 	Miners         MinersConfig  `yaml:"miners"`
 	Gossip         GossipConfig  `yaml:"gossip"`
@@ -55,6 +56,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Controller); err != nil {
 		errs = append(errs, fmt.Errorf("controller: %q is not host:port: %w", c.Controller, err))
+	}
+	if !(c.CPUPowerW >= 0 && c.CPUPowerW <= 10000) {
+		errs = append(errs, fmt.Errorf("cpu_power_w: %v must be between 0 and 10000 watts", c.CPUPowerW))
 	}
 	if c.ReportInterval != 0 && c.ReportInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("report_interval: %s is too short", c.ReportInterval))

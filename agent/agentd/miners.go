@@ -29,11 +29,16 @@ const MinerStateFile = "miner-state.json"
 
 // Bounds of what the miner commands accept.
 const (
-	maxEvents          = 256
 	defaultLogLines    = 100
 	maxLogLines        = 5000
 	maxBenchmarkPerRun = 30 * time.Minute
 	statsTimeout       = 2 * time.Second
+	// Apply checks; the API wait stays under quarryctl's wait so that the
+	// operator sees the rig's verdict, not a client timeout.
+	defaultApplySettle  = 5 * time.Second
+	defaultApplyAPIWait = 45 * time.Second
+	applyLogLines       = 15
+	applyLogLineMax     = 300
 )
 
 // MinersConfig configures the miner supervisor and watchdog. Zero values
@@ -44,6 +49,11 @@ type MinersConfig struct {
 	BackoffMax    time.Duration `yaml:"backoff_max" help:"longest delay before restarting a miner that died (default 2m)"`
 	LogMaxBytes   int64         `yaml:"log_max_bytes" help:"size of each miner log file before rotation (default 1 MiB)"`
 	RebootCommand []string      `yaml:"reboot_command" help:"command the REBOOT command and the watchdog's restart-storm rule run; empty turns reboots off"`
+	// ApplySettle and ApplyAPIWait decide when an applied flight sheet
+	// counts as working: the miner must stay up for ApplySettle and its
+	// stats API must answer within ApplyAPIWait of the start.
+	ApplySettle  time.Duration `yaml:"apply_settle" help:"how long a newly applied miner must stay up before the apply succeeds (default 5s)"`
+	ApplyAPIWait time.Duration `yaml:"apply_api_wait" help:"how long an apply waits for the miner's stats API to answer (default 45s)"`
 	// Watchdog tunes the rules that restart, move or stop the miner.
 	Watchdog WatchdogSettings `yaml:"watchdog"`
 	// Custom is the stats mapping and command line for flight sheets whose
@@ -81,7 +91,8 @@ func (c MinersConfig) watchdogConfig() watchdog.Config {
 // Validate names the bad miners setting.
 func (c MinersConfig) Validate() error {
 	var errs []error
-	for name, d := range map[string]time.Duration{"stop_grace": c.StopGrace, "backoff_min": c.BackoffMin, "backoff_max": c.BackoffMax} {
+	for name, d := range map[string]time.Duration{"stop_grace": c.StopGrace, "backoff_min": c.BackoffMin, "backoff_max": c.BackoffMax,
+		"apply_settle": c.ApplySettle, "apply_api_wait": c.ApplyAPIWait} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("miners.%s: must not be negative, got %s", name, d))
 		}
@@ -117,11 +128,12 @@ type Miners struct {
 	runDone chan struct{}
 	fetch   *minerfetch.Installer // nil without a rig certificate
 
+	closeOnce sync.Once
+	closeErr  error
+
 	mu      sync.Mutex
 	sheet   *flightsheet.FlightSheet // what the miner runs now (a benchmark's sheet during one)
 	adapter minerapi.Adapter
-	events  []*quarryv1.Event
-	dropped int
 	gpus    []watchdog.GPU
 	power   *float64 // total GPU power of the latest report, when known
 	powerAt time.Time
@@ -173,6 +185,13 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watch
 	a.Handle(quarryv1.CommandKind_COMMAND_KIND_PAUSE, m.stopCommand)
 	a.Handle(quarryv1.CommandKind_COMMAND_KIND_RESUME, m.resumeCommand)
 	a.OnReport(m.fillReport)
+	// A clean agent stop ends the miner while the link is still up, so
+	// the miner_stopped event goes out in the agent's last report.
+	a.OnStop(func(ctx context.Context) {
+		if err := m.Close(ctx); err != nil {
+			m.log.Error("stop miner", "err", err)
+		}
+	})
 
 	m.resume(ctx)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -187,10 +206,13 @@ func StartMiners(ctx context.Context, a *Agent, log *slog.Logger, power ...watch
 // Close stops the watchdog and the miner (SIGTERM to its process group,
 // SIGKILL after the grace period).
 func (m *Miners) Close(ctx context.Context) error {
-	m.stopRun()
-	<-m.runDone
-	defer m.closeInstaller()
-	return m.sup.Close(ctx)
+	m.closeOnce.Do(func() {
+		m.stopRun()
+		<-m.runDone
+		defer m.closeInstaller()
+		m.closeErr = m.sup.Close(ctx)
+	})
+	return m.closeErr
 }
 
 // Supervisor is the miner supervisor, for status and tests.
@@ -347,9 +369,104 @@ func (m *Miners) applyCommand(ctx context.Context, payload []byte) ([]byte, erro
 	if err := m.sup.Start(ctx, sheet); err != nil {
 		return nil, fmt.Errorf("start miner: %w", err)
 	}
-	st := m.sup.Status()
-	return fmt.Appendf(nil, "mining %s: %s %s on %s, pid %d, stats API port %d",
-		sheet.Name, sheet.Miner.Name, sheet.Algorithm, st.Pool, st.PID, sheet.Miner.API.Port), nil
+	st, err := m.settle(ctx, sheet)
+	if err != nil {
+		// The miner's output goes in the command output, which only
+		// operators read (like rig logs); the error, which viewers see,
+		// says what happened without it.
+		return m.lastOutput(), err
+	}
+	return fmt.Appendf(nil, "mining %s: %s %s on %s, pid %d, up %s, stats API answering on port %d",
+		sheet.Name, sheet.Miner.Name, sheet.Algorithm, st.Pool, st.PID, time.Since(st.Since).Round(100*time.Millisecond), sheet.Miner.API.Port), nil
+}
+
+// settle waits until a just-started miner has stayed up for the settling
+// time and its stats API has answered (any reply, warming included: the
+// miner is alive and the agent can read it). A miner that exits, or never
+// answers, fails the apply with how it ended and its last log lines; the
+// sheet stays applied and the supervisor keeps restarting it with backoff.
+func (m *Miners) settle(ctx context.Context, sheet *flightsheet.FlightSheet) (miner.Status, error) {
+	settleFor, apiWait := m.cfg.ApplySettle, m.cfg.ApplyAPIWait
+	if settleFor <= 0 {
+		settleFor = defaultApplySettle
+	}
+	if apiWait <= 0 {
+		apiWait = defaultApplyAPIWait
+	}
+	first := m.sup.Status()
+	if first.State != miner.StateRunning {
+		return first, m.applyFailed(sheet, first, "did not start")
+	}
+	start := first.Since // when this run began
+	answered := false
+	t := time.NewTicker(min(250*time.Millisecond, settleFor/4+time.Millisecond))
+	defer t.Stop()
+	for {
+		st := m.sup.Status()
+		if st.State != miner.StateRunning || st.PID != first.PID {
+			how := st.LastExit // how the run that began at start ended
+			if how == "" {
+				how = "ended"
+			}
+			return st, m.applyFailed(sheet, st, fmt.Sprintf("%s within %s of its start", how, time.Since(start).Round(time.Millisecond)))
+		}
+		if !answered {
+			answered = m.apiAnswers(ctx, sheet)
+		}
+		up := time.Since(start)
+		switch {
+		case answered && up >= settleFor:
+			return st, nil
+		case !answered && up >= apiWait:
+			return st, m.applyFailed(sheet, st, fmt.Sprintf("is running (pid %d) but its stats API at %s did not answer within %s",
+				st.PID, net.JoinHostPort(endpoint(sheet).Host, strconv.Itoa(sheet.Miner.API.Port)), apiWait))
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("miner started (pid %d) but the apply was cut short before it settled: %w", st.PID, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// apiAnswers reports whether the miner's stats API gave any reply.
+func (m *Miners) apiAnswers(ctx context.Context, sheet *flightsheet.FlightSheet) bool {
+	ad, err := m.adapterFor(sheet.Miner.Name)
+	if err != nil {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	_, err = ad.Stats(cctx, endpoint(sheet))
+	return err == nil || !errors.Is(err, minerapi.ErrUnreachable)
+}
+
+// applyFailed is the error of an apply whose miner did not settle: what
+// happened, with the exit code or signal.
+func (m *Miners) applyFailed(sheet *flightsheet.FlightSheet, st miner.Status, what string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "miner %s for flight sheet %q %s", sheet.Miner.Name, sheet.Name, what)
+	if st.LastError != "" {
+		fmt.Fprintf(&b, " (%s)", st.LastError)
+	}
+	b.WriteString("; the sheet stays applied and the agent keeps restarting the miner with backoff; its last output is in the command's output (rig logs)")
+	return errors.New(b.String())
+}
+
+// lastOutput is the miner's last log lines, bounded, for a failed apply.
+func (m *Miners) lastOutput() []byte {
+	lines, _ := m.sup.Tail(applyLogLines)
+	if len(lines) == 0 {
+		return []byte("(the miner wrote no output)")
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		if len(l) > applyLogLineMax {
+			l = l[:applyLogLineMax] + "…"
+		}
+		b.WriteString(l + "\n")
+	}
+	return []byte(b.String())
 }
 
 func (m *Miners) restartCommand(ctx context.Context, _ []byte) ([]byte, error) {
@@ -425,8 +542,8 @@ func (m *Miners) onMinerEvent(e miner.Event) {
 	m.queue(&quarryv1.Event{TimeUnixNano: e.Time.UnixNano(), Kind: string(e.Kind), Message: e.Message, Fields: e.Fields})
 }
 
+// onWatchdogEvent forwards a watchdog action; the watchdog has logged it.
 func (m *Miners) onWatchdogEvent(e watchdog.Event) {
-	m.log.Warn(e.Message, "kind", e.Kind)
 	m.queue(&quarryv1.Event{TimeUnixNano: e.Time.UnixNano(), Kind: e.Kind, Message: e.Message, Fields: e.Fields})
 }
 
@@ -434,34 +551,16 @@ func (m *Miners) event(kind, msg string, fields map[string]string) {
 	m.queue(&quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: kind, Message: msg, Fields: fields})
 }
 
-// queue keeps events for the next report, dropping the oldest beyond a
-// bound (and saying so) while reports cannot be made.
-func (m *Miners) queue(e *quarryv1.Event) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.events) >= maxEvents {
-		m.events = m.events[1:]
-		m.dropped++
-	}
-	m.events = append(m.events, e)
-}
+// queue keeps an event durably for the next report (see Agent.Event).
+func (m *Miners) queue(e *quarryv1.Event) { m.a.Event(e) }
 
-// fillReport adds the miner's stats and the queued events to a report and
-// keeps its GPU readings for the watchdog and benchmarks.
+// fillReport adds the miner's stats to a report and keeps its GPU readings
+// for the watchdog and benchmarks. (Events join the report in the buffer.)
 func (m *Miners) fillReport(ctx context.Context, r *quarryv1.Report) {
 	m.observeGPUs(r.Gpus)
 	if ms := m.minerStats(ctx); ms != nil {
 		r.Miners = append(r.Miners, ms)
 	}
-	m.mu.Lock()
-	if m.dropped > 0 {
-		r.Events = append(r.Events, &quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "events_dropped",
-			Message: fmt.Sprintf("%d older miner events were dropped while reports could not be made", m.dropped)})
-		m.dropped = 0
-	}
-	r.Events = append(r.Events, m.events...)
-	m.events = nil
-	m.mu.Unlock()
 }
 
 func (m *Miners) observeGPUs(gpus []*quarryv1.GPUStats) {
@@ -519,7 +618,9 @@ func (m *Miners) minerStats(ctx context.Context) *quarryv1.MinerStats {
 	case err == nil:
 		ms.State = "running"
 	case errors.Is(err, minerapi.ErrNoHashrate):
-		ms.State, ms.Error = "starting", err.Error()
+		// The miner answers but has no reading yet: warming up (a DAG
+		// build, xmrig's first 10 s window), not unreachable.
+		ms.State, ms.Error = quarryv1.MinerWarming, "warming up: "+err.Error()
 	default:
 		ms.State, ms.Error = "api-unreachable", err.Error()
 		return ms

@@ -70,7 +70,8 @@ func minerAgent(t *testing.T, dataDir, minersDir string) (*Agent, *Miners) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.Insecure, cfg.RigID, cfg.MinersDir = dataDir, true, "rig-test", minersDir
-	cfg.Miners = MinersConfig{StopGrace: 2 * time.Second, BackoffMin: 50 * time.Millisecond, Custom: fakeMinerMapping()}
+	cfg.Miners = MinersConfig{StopGrace: 2 * time.Second, BackoffMin: 50 * time.Millisecond, Custom: fakeMinerMapping(),
+		ApplySettle: 600 * time.Millisecond, ApplyAPIWait: 3 * time.Second}
 	cfg.Miners.Watchdog.PollInterval = time.Hour // the rules are tested in package watchdog
 	a, err := New(context.Background(), cfg, "test", nil, testLogger(t))
 	if err != nil {
@@ -107,10 +108,15 @@ func command(t *testing.T, a *Agent, kind quarryv1.CommandKind, payload []byte) 
 	return string(out), err
 }
 
+// report builds a report as the agent's report loop does: hooks, then the
+// durable buffer, which adds the pending events.
 func report(a *Agent) *quarryv1.Report {
 	r := &quarryv1.Report{}
 	for _, fn := range a.hooks {
 		fn(context.Background(), r)
+	}
+	if _, err := a.buf.Append(r); err != nil {
+		panic(err)
 	}
 	return r
 }
@@ -142,6 +148,62 @@ func gone(pid int) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// An apply succeeds only once the miner has stayed up for the settling
+// time and its API answered; a miner that exits at once, or never opens
+// its API, fails the apply with how it ended and its last output.
+func TestApplyWaitsForMinerToSettle(t *testing.T) {
+	path, sum := buildFakeMiner(t)
+	dir := t.TempDir()
+	a, m := minerAgent(t, filepath.Join(dir, "agent"), filepath.Dir(path))
+	defer closeMinerAgent(t, a, m)
+	withArgs := func(name string, args ...string) []byte {
+		s := string(sheetYAML(name, path, sum, filepath.Join(dir, "control")))
+		return []byte(strings.Replace(s, `extra_args: ["-control", "`+filepath.Join(dir, "control")+`"]`,
+			`extra_args: ["`+strings.Join(args, `", "`)+`"]`, 1))
+	}
+	tests := []struct {
+		name    string
+		sheet   []byte
+		want    []string // all in the error; nil: success
+		wantOut string   // in the output: the miner's last lines
+	}{
+		{"exits at once", withArgs("crash", "-crash-after", "40ms", "-exit-code", "2"),
+			[]string{"exited with code 2", "keeps restarting"}, "simulated crash after 40ms"},
+		{"API never opens", withArgs("deaf", "-startup-delay", "1h"),
+			[]string{"is running (pid", "did not answer within 3s"}, ""},
+		{"settles", withArgs("ok"), nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := command(t, a, quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, tt.sheet)
+			if tt.want == nil {
+				if err != nil || !strings.Contains(out, "stats API answering") {
+					t.Fatalf("apply = %q, %v; want success", out, err)
+				}
+				if st := m.sup.Status(); st.State != miner.StateRunning || time.Since(st.Since) < 600*time.Millisecond {
+					t.Fatalf("success reported for a miner %+v that has not settled", st)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("apply succeeded: %q", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("apply error does not mention %q:\n%v", w, err)
+				}
+			}
+			if !strings.Contains(out, tt.wantOut) {
+				t.Errorf("apply output lacks %q:\n%s", tt.wantOut, out)
+			}
+			// Viewers read command errors; the miner's output is not in it.
+			if strings.Contains(err.Error(), "fakeminer") {
+				t.Errorf("miner output in the error: %v", err)
+			}
+		})
+	}
 }
 
 func TestMinersLifecycle(t *testing.T) {
@@ -200,6 +262,16 @@ func TestMinersLifecycle(t *testing.T) {
 	}
 	os.WriteFile(control, nil, 0o600)
 	waitMiner(t, a, "recovery", func(ms *quarryv1.MinerStats) bool { return ms.State == "running" })
+
+	// An API that answers without a reading yet is warming, not
+	// unreachable, and has no hashrate.
+	os.WriteFile(control, []byte("warming\n"), 0o600)
+	ms = waitMiner(t, a, "warming", func(ms *quarryv1.MinerStats) bool { return ms.State == quarryv1.MinerWarming })
+	if ms.Hashrate != 0 || ms.HashrateKnown() || !strings.Contains(ms.Error, "warming up") {
+		t.Errorf("warming stats %v", ms)
+	}
+	os.WriteFile(control, nil, 0o600)
+	waitMiner(t, a, "readings after warm-up", func(ms *quarryv1.MinerStats) bool { return ms.State == "running" })
 
 	// A benchmark measures the sheet, then the miner runs the old sheet again.
 	bp, _ := json.Marshal(flightsheet.BenchmarkPayload{DurationSeconds: 1, Runs: []flightsheet.BenchmarkRun{{Algorithm: "kawpow", Sheet: string(sheetYAML("bench", path, sum, control))}}})

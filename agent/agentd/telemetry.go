@@ -23,7 +23,8 @@ import (
 type Hardware struct {
 	log     *slog.Logger
 	dataDir string
-	ocFile  string // oc_profiles from the configuration
+	ocFile  string  // oc_profiles from the configuration
+	cpuW    float64 // cpu_power_w: the CPU figure when RAPL gives none
 
 	sampler *telemetry.Sampler
 	applier *oc.Applier
@@ -78,7 +79,7 @@ func OpenHardware(ctx context.Context, cfg Config, log *slog.Logger, opts ...Har
 	for _, opt := range opts {
 		opt(&o)
 	}
-	h := &Hardware{log: log, dataDir: cfg.DataDir, ocFile: cfg.OCProfiles, warned: map[string]bool{}}
+	h := &Hardware{log: log, dataDir: cfg.DataDir, ocFile: cfg.OCProfiles, cpuW: cfg.CPUPowerW, warned: map[string]bool{}}
 	if err := h.openOC(o); err != nil {
 		return nil, err
 	}
@@ -114,6 +115,12 @@ func OpenHardware(ctx context.Context, cfg Config, log *slog.Logger, opts ...Har
 func (h *Hardware) Sample(ctx context.Context) (*quarryv1.Report, error) {
 	s, err := h.sample(ctx)
 	r := ReportFromSample(s)
+	if hs := r.Host; hs != nil && hs.CpuPowerW == nil && h.cpuW > 0 {
+		// Without RAPL a CPU rig would report no power and profit would
+		// ignore its electricity; the operator's figure stands in.
+		w := h.cpuW
+		hs.CpuPowerW, hs.CpuPowerSource = &w, "configured"
+	}
 	if err != nil {
 		if ctx.Err() != nil || (r.Host == nil && len(r.Gpus) == 0) {
 			return r, err
@@ -224,6 +231,10 @@ func hostStats(h *telemetry.Host) *quarryv1.HostStats {
 	}
 	if m := h.Swap; m != nil {
 		out.SwapUsedBytes, out.SwapTotalBytes = m.Used, m.Total
+	}
+	if h.CPUPowerW != nil {
+		w := *h.CPUPowerW
+		out.CpuPowerW, out.CpuPowerSource = &w, h.CPUPowerSource
 	}
 	// The root filesystem is the rig's disk; the data dir stands in when
 	// the root cannot be read.

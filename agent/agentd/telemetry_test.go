@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -293,5 +296,64 @@ func TestPartialSampleStillReported(t *testing.T) {
 	defer hw2.Close(ctx)
 	if _, err := hw2.Sample(ctx); err == nil || !strings.Contains(err.Error(), "hwmon vanished") {
 		t.Errorf("empty sample error = %v", err)
+	}
+}
+
+// A CPU rig reports package power from RAPL where the kernel exposes it,
+// else the configured cpu_power_w, else none.
+func TestCPUPower(t *testing.T) {
+	ctx := context.Background()
+	zone := func(sys string, energy int) {
+		dir := filepath.Join(sys, "class", "powercap", "intel-rapl:0")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, v := range map[string]string{"name": "package-0", "energy_uj": strconv.Itoa(energy), "max_energy_range_uj": "262143328850"} {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(v+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tests := []struct {
+		name       string
+		rapl       bool
+		configured float64
+		source     string // "" = no figure
+	}{
+		{"rapl", true, 65, "rapl"},
+		{"configured", false, 65, "configured"},
+		{"unknown", false, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.DataDir, cfg.SysfsRoot, cfg.CPUPowerW = t.TempDir(), t.TempDir(), tt.configured
+			if tt.rapl {
+				zone(cfg.SysfsRoot, 1_000_000)
+			}
+			hw, err := OpenHardware(ctx, cfg, nil, WithCollector("nvidia", fixed(noGPUs{})), WithCollector("amdgpu", fixed(noGPUs{})), WithOCBackend(noCards{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hw.Close(ctx)
+			var r *quarryv1.Report
+			for i := range 2 { // RAPL needs two readings
+				if tt.rapl {
+					zone(cfg.SysfsRoot, 1_000_000+i*50_000_000)
+				}
+				if r, err = hw.Sample(ctx); err != nil || r.Host == nil {
+					t.Fatalf("sample: %v %v", r, err)
+				}
+			}
+			h := r.Host
+			switch {
+			case tt.source == "" && h.CpuPowerW != nil:
+				t.Fatalf("CPU power %v from %q with neither RAPL nor a configured figure", *h.CpuPowerW, h.CpuPowerSource)
+			case tt.source != "" && (h.CpuPowerW == nil || h.CpuPowerSource != tt.source || !(*h.CpuPowerW > 0)):
+				t.Fatalf("CPU power %v from %q, want a figure from %s", h.CpuPowerW, h.CpuPowerSource, tt.source)
+			case tt.source == "configured" && *h.CpuPowerW != tt.configured:
+				t.Fatalf("configured CPU power %v, want %v", *h.CpuPowerW, tt.configured)
+			}
+		})
 	}
 }

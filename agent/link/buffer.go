@@ -21,16 +21,28 @@ const (
 	bucketReports  = "reports"
 	bucketMeta     = "meta"
 	bucketExecuted = "executed_commands"
+	bucketEvents   = "pending_events"
+)
+
+// Bounds of the pending event queue: events wait there until a report
+// carries them, at most eventsPerReport in one report.
+const (
+	maxPendingEvents = 1024
+	eventsPerReport  = 64
 )
 
 var (
 	keyNextSeq = []byte("next_seq")
 	keyAcked   = []byte("acked_seq")
 	keyDropped = []byte("dropped")
+	// keyEventSeq orders pending events; keyEventsDropped counts those
+	// dropped because the queue was full, until a report says so.
+	keyEventSeq      = []byte("next_event_seq")
+	keyEventsDropped = []byte("events_dropped")
 )
 
 // Buckets are the agent database buckets this package owns.
-var Buckets = []string{bucketReports, bucketMeta, bucketExecuted}
+var Buckets = []string{bucketReports, bucketMeta, bucketExecuted, bucketEvents}
 
 // Buffer keeps reports until the controller acknowledges them. It is
 // bounded: when full, the oldest report is dropped, counted and logged.
@@ -62,13 +74,104 @@ func OpenBuffer(db *bolt.DB, max int, log *slog.Logger) (*Buffer, error) {
 	return b, err
 }
 
-// Append stamps r with the next sequence number and stores it durably.
+// AddEvent stores an event durably until a report carries it: the next
+// Append moves it into its report in the same transaction, so an event is
+// sent exactly once (the controller drops replayed reports by sequence)
+// and survives an agent restart. When the queue is full the oldest event
+// is dropped and the next report says how many were.
+func (b *Buffer) AddEvent(e *quarryv1.Event) error {
+	v, err := proto.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("queue event: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		meta, eb := tx.Bucket([]byte(bucketMeta)), tx.Bucket([]byte(bucketEvents))
+		seq := store.ParseU64(meta.Get(keyEventSeq)) + 1
+		if err := meta.Put(keyEventSeq, store.U64(seq)); err != nil {
+			return err
+		}
+		if err := eb.Put(store.U64(seq), v); err != nil {
+			return err
+		}
+		dropped := 0
+		for n := countKeys(eb); n > maxPendingEvents; n-- {
+			k, _ := eb.Cursor().First()
+			if err := eb.Delete(k); err != nil {
+				return err
+			}
+			dropped++
+		}
+		if dropped > 0 {
+			return meta.Put(keyEventsDropped, store.U64(store.ParseU64(meta.Get(keyEventsDropped))+uint64(dropped)))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue event: %w", err)
+	}
+	return nil
+}
+
+// PendingEvents is how many events wait for a report.
+func (b *Buffer) PendingEvents() int {
+	n := 0
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		n = countKeys(tx.Bucket([]byte(bucketEvents)))
+		return nil
+	})
+	return n
+}
+
+func countKeys(b *bolt.Bucket) int {
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+// takeEvents moves up to eventsPerReport pending events into r within tx.
+func takeEvents(tx *bolt.Tx, r *quarryv1.Report) error {
+	meta, eb := tx.Bucket([]byte(bucketMeta)), tx.Bucket([]byte(bucketEvents))
+	if n := store.ParseU64(meta.Get(keyEventsDropped)); n > 0 {
+		r.Events = append(r.Events, &quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "events_dropped",
+			Message: fmt.Sprintf("%d older events were dropped while reports could not be made", n)})
+		if err := meta.Delete(keyEventsDropped); err != nil {
+			return err
+		}
+	}
+	c := eb.Cursor()
+	for k, v := c.First(); k != nil && len(r.Events) < eventsPerReport; k, v = c.First() {
+		e := &quarryv1.Event{}
+		if err := proto.Unmarshal(v, e); err != nil {
+			// A record this build cannot read is dropped rather than
+			// blocking every later event.
+			e = &quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "event_unreadable", Message: "a queued event could not be read: " + err.Error()}
+		}
+		r.Events = append(r.Events, e)
+		if err := eb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Append stamps r with the next sequence number, moves pending events into
+// it and stores it durably.
 func (b *Buffer) Append(r *quarryv1.Report) (uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var seq uint64
 	droppedNow := 0
+	nEvents := len(r.Events)
 	err := b.db.Update(func(tx *bolt.Tx) error {
+		r.Events = r.Events[:nEvents] // a retried transaction starts over
+		if err := takeEvents(tx, r); err != nil {
+			return err
+		}
 		meta := tx.Bucket([]byte(bucketMeta))
 		seq = store.ParseU64(meta.Get(keyNextSeq))
 		if seq == 0 {
@@ -101,6 +204,7 @@ func (b *Buffer) Append(r *quarryv1.Report) (uint64, error) {
 		return nil
 	})
 	if err != nil {
+		r.Events = r.Events[:nEvents]
 		return 0, fmt.Errorf("buffer report: %w", err)
 	}
 	b.count += 1 - droppedNow

@@ -1,8 +1,10 @@
 package link
 
 import (
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +71,73 @@ func TestBufferDropsOldestWhenFullAndCounts(t *testing.T) {
 	got, _ := b.Range(0, 10)
 	if got[0].Seq != 3 {
 		t.Fatalf("oldest kept is %d, want 3", got[0].Seq)
+	}
+}
+
+// Events wait durably, survive a restart, and travel in exactly one
+// report each, at most eventsPerReport at a time; a full queue drops the
+// oldest and the next report says so.
+func TestEventsAreDurableAndSentOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.db")
+	b, db := openBuffer(t, path, 100)
+	for i := range eventsPerReport + 3 {
+		if err := b.AddEvent(&quarryv1.Event{Kind: "k", Message: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	b, db = openBuffer(t, path, 100)
+	if n := b.PendingEvents(); n != eventsPerReport+3 {
+		t.Fatalf("%d events pending after a restart, want %d", n, eventsPerReport+3)
+	}
+	own := &quarryv1.Report{Events: []*quarryv1.Event{{Kind: "own"}}}
+	if _, err := b.Append(own); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Append(&quarryv1.Report{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Append(&quarryv1.Report{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	b, db = openBuffer(t, path, 100)
+	defer db.Close()
+	got, err := b.Range(1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, r := range got {
+		for _, e := range r.Events {
+			msgs = append(msgs, e.Message)
+		}
+	}
+	if len(got) != 3 || len(got[0].Events) != eventsPerReport || got[0].Events[0].Kind != "own" || len(got[1].Events) != 4 || len(got[2].Events) != 0 {
+		t.Fatalf("events per report %d/%d/%d", len(got[0].Events), len(got[1].Events), len(got[2].Events))
+	}
+	for i, m := range msgs[1:] {
+		if m != fmt.Sprint(i) {
+			t.Fatalf("event %d is %q: events lost, repeated or reordered: %q", i, m, msgs)
+		}
+	}
+	if n := b.PendingEvents(); n != 0 {
+		t.Fatalf("%d events still pending", n)
+	}
+
+	for i := range maxPendingEvents + 2 {
+		if err := b.AddEvent(&quarryv1.Event{Kind: "flood", Message: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &quarryv1.Report{}
+	if _, err := b.Append(r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Events[0].Kind != "events_dropped" || !strings.Contains(r.Events[0].Message, "2 older events") || r.Events[1].Message != "2" {
+		t.Fatalf("after a flood the report starts %v %v", r.Events[0], r.Events[1])
 	}
 }
 

@@ -770,9 +770,30 @@ func describeExit(p *proc) string {
 		return "ended"
 	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return "killed by " + ws.Signal().String()
+		return "killed by " + signalName(ws.Signal())
 	}
 	return "exited with code " + strconv.Itoa(st.ExitCode())
+}
+
+// signalName is "SIGKILL", or "SIGSEGV (segmentation fault)" where the
+// description adds something; Go's own String is only the description
+// ("killed"), which made "killed by killed".
+func signalName(sig syscall.Signal) string {
+	names := map[syscall.Signal]string{
+		syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM", syscall.SIGINT: "SIGINT", syscall.SIGHUP: "SIGHUP",
+		syscall.SIGQUIT: "SIGQUIT", syscall.SIGABRT: "SIGABRT", syscall.SIGSEGV: "SIGSEGV", syscall.SIGBUS: "SIGBUS",
+		syscall.SIGILL: "SIGILL", syscall.SIGFPE: "SIGFPE", syscall.SIGPIPE: "SIGPIPE", syscall.SIGUSR1: "SIGUSR1",
+		syscall.SIGUSR2: "SIGUSR2", syscall.SIGXCPU: "SIGXCPU",
+	}
+	name, ok := names[sig]
+	if !ok {
+		return fmt.Sprintf("signal %d (%s)", int(sig), sig)
+	}
+	switch sig {
+	case syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT:
+		return name
+	}
+	return name + " (" + sig.String() + ")"
 }
 
 // verifyChecksum hashes the file at path and compares it with want.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -120,8 +121,36 @@ func TestIgnoredSIGTERMGetsSIGKILL(t *testing.T) {
 		t.Errorf("killed event fields = %v", e.Fields)
 	}
 	assertGroupGone(t, pid)
-	if got := h.s.Status().LastExit; got != "killed by killed" {
+	if got := h.s.Status().LastExit; got != "killed by SIGKILL" {
 		t.Errorf("LastExit = %q", got)
+	}
+}
+
+// A miner killed from outside is reported by signal name, once:
+// "miner killed by SIGKILL after 1.2s", not "killed by killed".
+func TestExitBySignalWording(t *testing.T) {
+	h := newHarness(t, Config{Launcher: argsFrom()})
+	if err := h.s.Start(context.Background(), sheetFor(testMiner)); err != nil {
+		t.Fatal(err)
+	}
+	waitTail(t, h.s, "testminer")
+	if err := syscall.Kill(h.s.Status().PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e := h.ev.waitFor(t, EventExited)
+	if !regexp.MustCompile(`^miner killed by SIGKILL after [0-9.]+m?s$`).MatchString(e.Message) || e.Fields["exit"] != "killed by SIGKILL" {
+		t.Errorf("exit event %q %v", e.Message, e.Fields)
+	}
+}
+
+func TestSignalName(t *testing.T) {
+	for sig, want := range map[syscall.Signal]string{
+		syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM",
+		syscall.SIGSEGV: "SIGSEGV (segmentation fault)", syscall.Signal(40): "signal 40 (signal 40)",
+	} {
+		if got := signalName(sig); got != want {
+			t.Errorf("signalName(%d) = %q, want %q", int(sig), got, want)
+		}
 	}
 }
 

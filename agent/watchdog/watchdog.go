@@ -290,7 +290,12 @@ func reconcile(acts []Action) []Action {
 func (w *Watchdog) evalStats(now time.Time, st minerapi.Stats, err error) []Action {
 	var acts []Action
 	inGrace := now.Sub(w.runStart) < w.cfg.StartupGrace
-	if err != nil {
+	// A reply without a reading is a miner warming up (building its DAG,
+	// filling xmrig's 10 s window): its API answers, so it is not
+	// unreachable. Past the startup grace it still counts as no hashrate
+	// for the low-hashrate rule, so a miner stuck warming is restarted.
+	warming := err != nil && errors.Is(err, minerapi.ErrNoHashrate)
+	if err != nil && !warming {
 		if !w.unreachable {
 			w.unreachable, w.unreachableSince = true, now
 			// Not zero hashrate: we just cannot see it.
@@ -313,6 +318,9 @@ func (w *Watchdog) evalStats(now time.Time, st minerapi.Stats, err error) []Acti
 			h += g.Hashrate
 		}
 	}
+	if warming {
+		h = 0 // whatever partial figure came with it is no reading
+	}
 	if floor := w.cfg.LowHashrateFraction * w.expected; w.expected > 0 && w.cfg.LowHashrateFor > 0 && !inGrace {
 		if h < floor {
 			if w.lowSince.IsZero() {
@@ -321,6 +329,9 @@ func (w *Watchdog) evalStats(now time.Time, st minerapi.Stats, err error) []Acti
 			if d := now.Sub(w.lowSince); d >= w.cfg.LowHashrateFor {
 				acts = append(acts, Action{Kind: ActionRestartMiner, Reason: fmt.Sprintf(
 					"hashrate %.4g H/s below %.0f%% of expected %.4g H/s for %v", h, w.cfg.LowHashrateFraction*100, w.expected, d.Round(time.Second))})
+				if warming {
+					acts[len(acts)-1].Reason = fmt.Sprintf("no hashrate reading (still warming up) %v after the startup grace", d.Round(time.Second))
+				}
 			}
 		} else {
 			w.lowSince = time.Time{}

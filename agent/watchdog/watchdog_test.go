@@ -3,6 +3,7 @@ package watchdog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -66,6 +67,13 @@ func (c *calls) LowerPowerLimit(_ context.Context, bus string) error {
 
 func stats(h float64, accepted uint64) reading {
 	return reading{stats: minerapi.Stats{Miner: "xmrig", TotalHashrate: h, Accepted: accepted}}
+}
+
+// warmingUp is a reply with no reading yet, as xmrig gives for its first
+// seconds; a partial figure may come with it.
+func warmingUp(accepted uint64) reading {
+	return reading{stats: minerapi.Stats{Miner: "xmrig", TotalHashrate: 445, Accepted: accepted},
+		statsErr: fmt.Errorf("xmrig: hashrate window not full: %w", minerapi.ErrNoHashrate)}
 }
 
 func gpus(temps ...float64) []GPU {
@@ -151,6 +159,23 @@ func TestRules(t *testing.T) {
 				{after: 2 * time.Minute, in: reading{statsErr: errUnreachable}, want: []string{"stats_unreachable"}},
 				{after: 2 * time.Minute, in: reading{statsErr: errUnreachable}},
 				{after: time.Minute, in: reading{statsErr: errUnreachable}, want: []string{"restart_miner"}, because: "unreachable for 3m0s"},
+			},
+		},
+		{
+			name: "warming up is not unreachable",
+			steps: []step{
+				{start: true, in: warmingUp(0)},
+				{after: time.Minute, in: warmingUp(0)},
+				{after: 2 * time.Minute, in: warmingUp(1)},
+				{after: time.Minute, in: stats(1000, 2)},
+			},
+		},
+		{
+			name: "stuck warming past the grace restarts",
+			steps: []step{
+				{start: true, in: warmingUp(0)},
+				{after: 2 * time.Minute, in: warmingUp(0)},
+				{after: 5 * time.Minute, in: warmingUp(0), want: []string{"restart_miner"}, because: "no hashrate reading (still warming up)"},
 			},
 		},
 		{

@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/quarryfleet/quarry/controller/auth"
-	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -271,7 +270,7 @@ type energyObserver struct {
 // ObserveReport meters the sum of the GPUs' power. A report without any
 // power reading is skipped rather than metered as zero watts.
 func (o energyObserver) ObserveReport(rigID string, r *quarryv1.Report) {
-	w, ok := figures.PowerW(r.GetGpus())
+	w, ok := r.MeasuredPowerW()
 	if !ok || r.GetTimeUnixNano() == 0 {
 		return
 	}

@@ -472,7 +472,7 @@ func printRig(w io.Writer, r *quarryv1.Rig, now time.Time) error {
 		for _, m := range r.Miners {
 			// A pool URL may carry a password (user:pass@host); the
 			// screen gets the URL without it.
-			t.row(m.Miner, dash(m.Version), m.Algorithm, m.Coin, dash(redact.Text(m.Pool)), HashrateHuman(m.Hashrate),
+			t.row(m.Miner, dash(m.Version), m.Algorithm, m.Coin, dash(redact.Text(m.Pool)), MinerHashrate(m),
 				m.Accepted, m.Rejected, minerUptime(m.UptimeSeconds), m.State)
 		}
 		if err := t.flush(); err != nil {

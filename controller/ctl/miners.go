@@ -53,7 +53,9 @@ every rig. Rigs refuse a sheet whose miner binary does not match its sha256.`,
 				return err
 			}
 			if wait {
-				a.Opts.Timeout = max(a.Opts.Timeout, time.Minute)
+				// The rig answers once the miner has settled and its
+				// API answered (up to the agent's apply_api_wait).
+				a.Opts.Timeout = max(a.Opts.Timeout, 2*time.Minute)
 			}
 			return a.callConn(cmd.Context(), func(ctx context.Context, conn grpc.ClientConnInterface) error {
 				resp, err := quarryv1.NewMinerServiceClient(conn).ApplyFlightSheet(ctx, &quarryv1.ApplyFlightSheetRequest{
@@ -103,6 +105,10 @@ func (a *App) waitApplied(ctx context.Context, c quarryv1.FleetServiceClient, ri
 			fmt.Fprintf(a.Out, "%s: %s\n", r.RigName, strings.TrimSpace(string(rec.Output)))
 		case quarryv1.CommandStatus_COMMAND_STATUS_FAILED, quarryv1.CommandStatus_COMMAND_STATUS_EXPIRED:
 			fmt.Fprintf(a.Out, "%s: FAILED: %s\n", r.RigName, rec.Error)
+			if out := strings.TrimSpace(string(rec.Output)); out != "" {
+				// The miner's last output (operators only).
+				fmt.Fprintf(a.Out, "%s: last miner output:\n  %s\n", r.RigName, strings.ReplaceAll(out, "\n", "\n  "))
+			}
 			errs = append(errs, fmt.Errorf("rig %s: %s", r.RigName, rec.Error))
 		default:
 			fmt.Fprintf(a.Out, "%s: still %s\n", r.RigName, statusWord(rec.Status))
@@ -368,4 +374,17 @@ func (a *App) rigEventsCmd() *cobra.Command {
 	}
 	cmd.Flags().Uint32VarP(&n, "limit", "n", 0, "newest events only (0: all kept)")
 	return cmd
+}
+
+// MinerHashrate is a miner's hashrate for text output; an unknown one says
+// why ("— (api-unreachable)") instead of showing zero.
+func MinerHashrate(m *quarryv1.MinerStats) string {
+	if m.HashrateKnown() {
+		return HashrateHuman(m.Hashrate)
+	}
+	why := m.GetState()
+	if why == "" {
+		why = "no reading"
+	}
+	return "— (" + why + ")"
 }

@@ -14,11 +14,17 @@ import (
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
+// usd prints dollars with cents, and a small amount (a CPU rig makes
+// cents a day) with three significant digits rather than as 0.00.
 func usd(v float64) string {
 	if math.IsInf(v, 0) || math.IsNaN(v) {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f", v)
+	a := math.Abs(v)
+	if a >= 1 || a == 0 || a < 1e-9 {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return strconv.FormatFloat(v, 'f', 2-int(math.Floor(math.Log10(a))), 64)
 }
 
 func (a *App) profitCmd() *cobra.Command {

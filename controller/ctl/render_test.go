@@ -97,7 +97,9 @@ func TestPrintRigShowsMinerVersionPoolAndUptime(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"MINER  VERSION  ALGO  COIN  POOL",
-		"xmrig  6.26.0   rx/0  XMR   stratum+tcp://wallet:[redacted]@pool.example:3333  19.30 kH/s  4         0         1h2m5s  running",
+		"xmrig  6.26.0   rx/0  XMR   stratum+tcp://wallet:[redacted]@pool.example:3333  19.30 kH/s           4         0         1h2m5s  running",
+		// Unknown is said, never shown as zero.
+		"— (api-unreachable)  0         0         -       api-unreachable",
 		// A miner that did not say shows "-", never an invented zero.
 		"xmrig  -        rx/0  XMR   -",
 		"Last seen:  3s ago",

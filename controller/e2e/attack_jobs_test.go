@@ -239,7 +239,10 @@ func TestAttackOperatorRootOnRigViaFlightSheet(t *testing.T) {
 		t.Skipf("no /bin/sh: %v", err)
 	}
 	marker := filepath.Join(dir, "rooted")
-	sheet := func(name, path string) string {
+	// shellFlag is sh's "-c"; the linked sheet spells it "-ec" (sh takes
+	// combined flags), which xmrig's own flags do not cover, so that the
+	// controller passes the sheet on and the agent's refusal is tested.
+	sheet := func(name, path, shellFlag string) string {
 		f := filepath.Join(dir, name+".yaml")
 		body := fmt.Sprintf(`name: %s
 coin: XMR
@@ -248,8 +251,8 @@ miner: {name: xmrig, path: %s, sha256: %s}
 pools:
   - url: stratum+tcp://pool.example.org:3333
     user: wallet.rig
-extra_args: ["-c", "touch %s"]
-`, name, path, shSum, marker)
+extra_args: ["%s", "touch %s"]
+`, name, path, shSum, shellFlag, marker)
 		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +276,7 @@ extra_args: ["-c", "touch %s"]
 	defer cancel()
 
 	// /bin/sh by name: the controller refuses to store or send it.
-	out, err := operator("flightsheet", "apply", "-f", sheet("shell", "/bin/sh"), "--rigs", "name=victim", "--wait")
+	out, err := operator("flightsheet", "apply", "-f", sheet("shell", "/bin/sh", "-c"), "--rigs", "name=victim", "--wait")
 	if err == nil || !strings.Contains(out, "shell or interpreter") {
 		t.Fatalf("operator apply of /bin/sh: want a refusal naming the shell, got %v\n%s", err, out)
 	}
@@ -299,7 +302,7 @@ extra_args: ["-c", "touch %s"]
 
 	// A symlink in miners_dir to the shell: the controller cannot tell,
 	// the agent resolves it and refuses.
-	out, err = operator("flightsheet", "apply", "-f", sheet("linked", link), "--rigs", "name=victim", "--wait")
+	out, err = operator("flightsheet", "apply", "-f", sheet("linked", link, "-ec"), "--rigs", "name=victim", "--wait")
 	if err == nil || !strings.Contains(out, "outside the miners directory") {
 		t.Fatalf("apply of a symlink out of miners_dir: want the agent's refusal, got %v\n%s", err, out)
 	}

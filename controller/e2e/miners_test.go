@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ const fakeMinerAgentConfig = `miners:
   stop_grace: 2s
   backoff_min: 1s
   backoff_max: 2s
+  apply_settle: 1s
   watchdog:
     poll_interval: 100ms
     startup_grace: 500ms
@@ -174,6 +177,18 @@ func TestMinersEndToEnd(t *testing.T) {
 		t.Fatalf("a refused miner runs: %v", pids)
 	}
 
+	// A miner that exits at once fails the apply, with its exit code and
+	// its last output, instead of reporting success with a dead pid.
+	crashing := filepath.Join(dir, "crash.yaml")
+	if err := os.WriteFile(crashing, []byte(strings.Replace(minerSheet(fake, sum, control), `extra_args: ["-control", "`+control+`"]`,
+		`extra_args: ["-crash-after", "40ms", "-exit-code", "2"]`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = ctrl.ctl(t, "flightsheet", "apply", "-f", crashing, "--rigs", "name=miner-rig", "--wait")
+	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "exited with code 2") || !strings.Contains(out, "simulated crash after 40ms") {
+		t.Fatalf("apply of a miner that exits at once: %v\n%s", err, out)
+	}
+
 	// A bare word picks the rig by name, as 'rig show' does.
 	out, err = ctrl.ctl(t, "flightsheet", "apply", "-f", good, "--rigs", "miner-rig", "--wait")
 	if err != nil || !strings.Contains(out, "flight sheet rvn-fake sent to 1 rig(s)") || !strings.Contains(out, "mining rvn-fake") {
@@ -199,6 +214,36 @@ func TestMinersEndToEnd(t *testing.T) {
 	if err != nil || !strings.Contains(out, "fakeminer trex") {
 		t.Errorf("rig logs: %v\n%s", err, out)
 	}
+
+	// An API that answers garbage: the hashrate is unknown, not zero, in
+	// rig show and in /metrics.
+	if err := os.WriteFile(control, []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "unknown hashrate shown as such", 15*time.Second, func() bool {
+		out, _ := ctrl.ctl(t, "rig", "show", "miner-rig")
+		return strings.Contains(out, "— (api-unreachable)") && !strings.Contains(out, "0.00 H/s")
+	})
+	resp, err := http.Get("http://" + ctrl.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(prom), `quarry_miner_up{algorithm="kawpow",coin="RVN",miner="custom",name="miner-rig"`) ||
+		strings.Contains(string(prom), "quarry_miner_hashrate_hashes_per_second{") {
+		t.Errorf("/metrics for an unreachable miner:\n%s", grepLines(string(prom), "quarry_miner_"))
+	}
+	for _, l := range strings.Split(string(prom), "\n") {
+		if strings.HasPrefix(l, "quarry_miner_up{") && !strings.HasSuffix(l, " 0") {
+			t.Errorf("unreachable miner: %s, want 0", l)
+		}
+	}
+	os.WriteFile(control, nil, 0o600)
+	eventually(t, "readings again", 15*time.Second, func() bool {
+		ms := ctrl.rigMiners(t, "miner-rig")
+		return len(ms) == 1 && ms[0].State == "running"
+	})
 
 	// Crash: the supervisor restarts the miner.
 	if err := os.WriteFile(control, []byte("crash\n"), 0o600); err != nil {
@@ -244,10 +289,22 @@ func TestMinersEndToEnd(t *testing.T) {
 	})
 	last := onePID(t, fake)
 
-	// The agent stops its miner on the way out.
+	// Each watchdog action is logged once, by the watchdog.
+	for _, l := range strings.Split(agent.output(), "\n") {
+		if strings.Contains(l, "watchdog_") && strings.Contains(l, "kind=watchdog_") {
+			t.Errorf("watchdog action logged a second time: %s", l)
+		}
+	}
+	stoppedBefore := strings.Count(eventsText(t, ctrl, "miner-rig"), "miner_stopped")
+
+	// The agent stops its miner on the way out, and the miner_stopped
+	// event of that clean stop reaches the controller, once.
 	agent.stop()
 	if !gonePID(last) {
 		t.Errorf("miner %d outlived the agent", last)
+	}
+	if n := strings.Count(eventsText(t, ctrl, "miner-rig"), "miner_stopped"); n != stoppedBefore+1 {
+		t.Errorf("miner_stopped events at the controller: %d before the agent stopped, %d after; want one more", stoppedBefore, n)
 	}
 	if pids := minerPIDs(t, fake); len(pids) != 0 {
 		t.Errorf("miner processes left behind: %v", pids)
@@ -257,4 +314,25 @@ func TestMinersEndToEnd(t *testing.T) {
 	if err != nil || !strings.Contains(out, "flightsheet apply") {
 		t.Errorf("audit lacks the apply: %v\n%s", err, out)
 	}
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// eventsText is 'rig events RIG' output.
+func eventsText(t *testing.T, c *controller, rig string) string {
+	t.Helper()
+	out, err := c.ctl(t, "rig", "events", rig)
+	if err != nil {
+		t.Fatalf("rig events: %v\n%s", err, out)
+	}
+	return out
 }

@@ -229,21 +229,6 @@ func (l *Learner) Rigs() []string {
 	return out
 }
 
-// PowerW is a rig's draw in a report: the sum of the power of every GPU
-// that reports one and is not lost. ok is false when no GPU reports power
-// (the host has no reading of its own), so a caller never takes missing
-// telemetry for a rig drawing nothing.
-func PowerW(gpus []*quarryv1.GPUStats) (w float64, ok bool) {
-	for _, g := range gpus {
-		if g.GetLost() || g.PowerW == nil {
-			continue
-		}
-		w += g.GetPowerW()
-		ok = true
-	}
-	return w, ok
-}
-
 // sample is one report's reading of an algorithm.
 type sample struct {
 	hashrate float64
@@ -300,7 +285,7 @@ func (l *Learner) ObserveReport(rigID string, r *quarryv1.Report) {
 	if len(algos) == 0 {
 		return
 	}
-	power, havePower := PowerW(r.GetGpus())
+	power, havePower := r.MeasuredPowerW()
 	havePower = havePower && powerAlgo != "" && power > 0 && !math.IsInf(power, 0)
 	at := time.Unix(0, r.GetTimeUnixNano())
 	if r.GetTimeUnixNano() == 0 {

@@ -235,23 +235,32 @@ func TestAlgorithmsPerRigBounded(t *testing.T) {
 	}
 }
 
-func TestPowerW(t *testing.T) {
+// The one power helper every consumer uses: GPUs that report power and are
+// not lost, plus the CPU package.
+func TestMeasuredPowerW(t *testing.T) {
 	lost := gpus(120.5, 80, 500)
 	lost[2].Lost = true
 	for _, tc := range []struct {
 		name   string
 		gpus   []*quarryv1.GPUStats
+		cpuW   *float64
 		want   float64
 		wantOK bool
 	}{
-		{"no gpus", nil, 0, false},
-		{"gpu without power", []*quarryv1.GPUStats{{Index: 0}}, 0, false},
-		{"sum, lost skipped", lost, 200.5, true},
-		{"zero is a reading", gpus(0), 0, true},
-		{"only a lost gpu", []*quarryv1.GPUStats{{PowerW: proto.Float64(10), Lost: true}}, 0, false},
+		{"no gpus", nil, nil, 0, false},
+		{"gpu without power", []*quarryv1.GPUStats{{Index: 0}}, nil, 0, false},
+		{"sum, lost skipped", lost, nil, 200.5, true},
+		{"zero is a reading", gpus(0), nil, 0, true},
+		{"only a lost gpu", []*quarryv1.GPUStats{{PowerW: proto.Float64(10), Lost: true}}, nil, 0, false},
+		{"cpu package only", nil, proto.Float64(65), 65, true},
+		{"gpus and cpu package", gpus(100, 50), proto.Float64(30), 180, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := PowerW(tc.gpus)
+			r := &quarryv1.Report{Gpus: tc.gpus}
+			if tc.cpuW != nil {
+				r.Host = &quarryv1.HostStats{CpuPowerW: tc.cpuW}
+			}
+			got, ok := r.MeasuredPowerW()
 			if got != tc.want || ok != tc.wantOK {
 				t.Errorf("got %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
 			}

@@ -530,7 +530,7 @@ func applyReport(r *quarryv1.Rig, rep *quarryv1.Report, maxEvents int) {
 func rollup(rep *quarryv1.Report) *quarryv1.Report {
 	out := &quarryv1.Report{Seq: rep.Seq, TimeUnixNano: rep.TimeUnixNano}
 	if h := rep.Host; h != nil {
-		out.Host = &quarryv1.HostStats{CpuPercent: h.CpuPercent, MemoryUsedBytes: h.MemoryUsedBytes, MemoryTotalBytes: h.MemoryTotalBytes, Load1: h.Load1}
+		out.Host = &quarryv1.HostStats{CpuPercent: h.CpuPercent, MemoryUsedBytes: h.MemoryUsedBytes, MemoryTotalBytes: h.MemoryTotalBytes, Load1: h.Load1, CpuPowerW: h.CpuPowerW}
 	}
 	for _, g := range rep.Gpus {
 		out.Gpus = append(out.Gpus, &quarryv1.GPUStats{Index: g.Index, BusId: g.BusId, TemperatureC: g.TemperatureC, PowerW: g.PowerW, FanPercent: g.FanPercent, SmClockMhz: g.SmClockMhz, MemoryClockMhz: g.MemoryClockMhz, Lost: g.Lost})

@@ -6,7 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 	"github.com/quarryfleet/quarry/pkg/termsafe"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -34,12 +33,14 @@ var (
 	dRigMemUsed    = desc("quarry_rig_memory_used_bytes", "Host memory in use.", rigLabels...)
 	dRigMemTotal   = desc("quarry_rig_memory_total_bytes", "Host memory installed.", rigLabels...)
 	dRigLoad1      = desc("quarry_rig_load1", "Host one-minute load average.", rigLabels...)
+	dRigCPUPower   = desc("quarry_rig_cpu_power_watts", "CPU package power, from RAPL or the agent's configured figure; absent when unknown.", rigLabels...)
 	dRigProfit     = desc("quarry_rig_profit_usd_per_day", "Expected profit after power cost and fees, in US dollars per day.", rigLabels...)
 	dRigPower      = desc("quarry_rig_power_watts", "Rig power draw as billing meters it: the GPUs that report power, lost ones left out.", rigLabels...)
 
 	dMinerHash    = desc("quarry_miner_hashrate_hashes_per_second", "Miner's total hashrate as its stats API reports it.", minerLabels...)
 	dMinerShares  = desc("quarry_miner_shares_total", "Shares the miner submitted, by pool verdict; resets when the miner restarts.", append(append([]string{}, minerLabels...), "result")...)
 	dMinerRunning = desc("quarry_miner_running", "1 when the miner's state is running.", minerLabels...)
+	dMinerUp      = desc("quarry_miner_up", "1 when the miner's hashrate is known (its stats API gave a reading); 0 when it is warming, unreachable, crashed or stopped, and then no hashrate sample is exported.", minerLabels...)
 	dMinerUptime  = desc("quarry_miner_uptime_seconds", "Seconds since the miner started.", minerLabels...)
 
 	dGPUHash    = desc("quarry_gpu_hashrate_hashes_per_second", "One GPU's hashrate as the miner reports it.", gpuHashLbl...)
@@ -64,8 +65,8 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigProfit, dRigPower,
-	dMinerHash, dMinerShares, dMinerRunning, dMinerUptime,
+	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigCPUPower, dRigProfit, dRigPower,
+	dMinerHash, dMinerShares, dMinerRunning, dMinerUp, dMinerUptime,
 	dGPUHash, dGPUShares, dGPUTemp, dGPUMemTemp, dGPUFan, dGPUPower, dGPULimit, dGPUSM, dGPUMem, dGPUUtil, dGPULost,
 	dRigs, dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dOutboxDepth,
 }
@@ -161,12 +162,15 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 	if h := r.Host; h != nil {
 		m.emit(dRigCPU, prometheus.GaugeValue, h.CpuPercent/100, id, name)
 		m.emit(dRigLoad1, prometheus.GaugeValue, h.Load1, id, name)
+		if h.CpuPowerW != nil {
+			m.emit(dRigCPUPower, prometheus.GaugeValue, *h.CpuPowerW, id, name)
+		}
 		if h.MemoryTotalBytes > 0 {
 			m.emit(dRigMemUsed, prometheus.GaugeValue, float64(h.MemoryUsedBytes), id, name)
 			m.emit(dRigMemTotal, prometheus.GaugeValue, float64(h.MemoryTotalBytes), id, name)
 		}
 	}
-	if w, ok := figures.PowerW(r.Gpus); ok {
+	if w, ok := r.MeasuredPowerW(); ok {
 		m.emit(dRigPower, prometheus.GaugeValue, w, id, name)
 	}
 	if profit != nil {
@@ -205,7 +209,13 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 
 	for _, mn := range r.Miners {
 		ml := []string{id, name, mn.Miner, mn.Coin, mn.Algorithm}
-		m.emit(dMinerHash, prometheus.GaugeValue, mn.Hashrate, ml...)
+		// An unknown hashrate has no sample: a zero would read as a miner
+		// that mines nothing, and would drag sums and alerts.
+		known := mn.HashrateKnown()
+		if known {
+			m.emit(dMinerHash, prometheus.GaugeValue, mn.Hashrate, ml...)
+		}
+		m.emit(dMinerUp, prometheus.GaugeValue, b2f(known), ml...)
 		m.emit(dMinerRunning, prometheus.GaugeValue, b2f(mn.State == "running"), ml...)
 		m.emit(dMinerUptime, prometheus.GaugeValue, float64(mn.UptimeSeconds), ml...)
 		m.emit(dMinerShares, prometheus.CounterValue, float64(mn.Accepted), append(ml, "accepted")...)
@@ -220,7 +230,9 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 				}
 			}
 			hl := []string{id, name, gpu, model, mn.Miner, mn.Coin, mn.Algorithm}
-			m.emit(dGPUHash, prometheus.GaugeValue, mg.Hashrate, hl...)
+			if known {
+				m.emit(dGPUHash, prometheus.GaugeValue, mg.Hashrate, hl...)
+			}
 			m.emit(dGPUShares, prometheus.CounterValue, float64(mg.Accepted), append(hl, "accepted")...)
 			m.emit(dGPUShares, prometheus.CounterValue, float64(mg.Rejected), append(hl, "rejected")...)
 		}

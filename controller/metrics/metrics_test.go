@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -121,6 +122,74 @@ func TestAbsentReadingsHaveNoSeries(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(e, "quarry_gpu_lost"); n != 1 {
 		t.Errorf("quarry_gpu_lost: %d series, want 1", n)
+	}
+}
+
+// A miner whose hashrate is unknown (warming, unreachable, crashed,
+// stopped) has no hashrate sample, miner or GPU, and quarry_miner_up 0; a
+// running one has both and up 1.
+func TestUnknownHashrateHasNoSample(t *testing.T) {
+	tests := []struct {
+		state string
+		up    float64
+	}{
+		{quarryv1.MinerRunning, 1},
+		{quarryv1.MinerWarming, 0},
+		{quarryv1.MinerAPIUnreachable, 0},
+		{quarryv1.MinerCrashed, 0},
+		{quarryv1.MinerStopped, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.state, func(t *testing.T) {
+			f := openFleet(t)
+			if err := f.RegisterRig("rig-a", "alpha", "alpha.local"); err != nil {
+				t.Fatal(err)
+			}
+			ms := &quarryv1.MinerStats{Miner: "xmrig", Algorithm: "rx/0", Coin: "XMR", State: tt.state,
+				Gpus: []*quarryv1.MinerGPU{{BusId: "0000:01:00.0"}}}
+			if tt.state == quarryv1.MinerRunning {
+				ms.Hashrate, ms.Gpus[0].Hashrate = 19.2, 19.2
+			}
+			commit(t, f, "rig-a", &quarryv1.Report{Seq: 1, TimeUnixNano: 1, Miners: []*quarryv1.MinerStats{ms}})
+			e := metrics.New(f, metrics.Options{})
+			want := 0
+			if tt.up == 1 {
+				want = 1
+			}
+			for _, name := range []string{"quarry_miner_hashrate_hashes_per_second", "quarry_gpu_hashrate_hashes_per_second"} {
+				if n := testutil.CollectAndCount(e, name); n != want {
+					t.Errorf("%s: %d samples, want %d", name, n, want)
+				}
+			}
+			exp := fmt.Sprintf(`# HELP quarry_miner_up 1 when the miner's hashrate is known (its stats API gave a reading); 0 when it is warming, unreachable, crashed or stopped, and then no hashrate sample is exported.
+# TYPE quarry_miner_up gauge
+quarry_miner_up{algorithm="rx/0",coin="XMR",miner="xmrig",name="alpha",rig="rig-a"} %g
+`, tt.up)
+			if err := testutil.CollectAndCompare(e, strings.NewReader(exp), "quarry_miner_up"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// CPU package power is exported when the rig reports it, and only then.
+func TestCPUPowerSeries(t *testing.T) {
+	f := openFleet(t)
+	for _, id := range []string{"rig-a", "rig-b"} {
+		if err := f.RegisterRig(id, id, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := 65.5
+	commit(t, f, "rig-a", &quarryv1.Report{Seq: 1, TimeUnixNano: 1, Host: &quarryv1.HostStats{CpuPowerW: &w, CpuPowerSource: "rapl"}})
+	commit(t, f, "rig-b", &quarryv1.Report{Seq: 1, TimeUnixNano: 1, Host: &quarryv1.HostStats{CpuPercent: 50}})
+	e := metrics.New(f, metrics.Options{})
+	exp := `# HELP quarry_rig_cpu_power_watts CPU package power, from RAPL or the agent's configured figure; absent when unknown.
+# TYPE quarry_rig_cpu_power_watts gauge
+quarry_rig_cpu_power_watts{name="rig-a",rig="rig-a"} 65.5
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(exp), "quarry_rig_cpu_power_watts"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -288,7 +288,7 @@ func TestBenchmarkThenLiveRefinement(t *testing.T) {
 
 	ingest(t, e.f, "r1", 1, gpuPower(250), &quarryv1.MinerStats{Algorithm: "kawpow", State: "running", Hashrate: 60e6})
 	ingest(t, e.f, "r1", 2, gpuPower(999), &quarryv1.MinerStats{Algorithm: "kawpow", State: "api-unreachable", Error: "refused"})
-	ingest(t, e.f, "r1", 3, nil, &quarryv1.MinerStats{Algorithm: "kawpow", State: "starting"})
+	ingest(t, e.f, "r1", 3, nil, &quarryv1.MinerStats{Algorithm: "kawpow", State: quarryv1.MinerWarming})
 	b := e.figs.Figures("r1")["kawpow"]
 	if b.Source != figures.SourceLive || !near(b.HashrateHs, 51e6) || !near(b.PowerW, 232) || b.Samples != 31 {
 		t.Errorf("after one live reading %+v, want 51 MH/s and 232 W", b)

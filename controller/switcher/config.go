@@ -141,11 +141,13 @@ type RigConfig struct {
 // OptionConfig is one thing rigs may mine. Coin and algorithm default
 // from the flight sheet, which is what APPLY_FLIGHT_SHEET carries.
 type OptionConfig struct {
-	Coin        string                  `yaml:"coin"`
-	Algorithm   string                  `yaml:"algorithm"`
-	Pool        string                  `yaml:"pool"` // short name; default the first pool's host
-	PoolFee     float64                 `yaml:"pool_fee"`
-	MinerFee    float64                 `yaml:"miner_fee"`
+	Coin      string  `yaml:"coin"`
+	Algorithm string  `yaml:"algorithm"`
+	Pool      string  `yaml:"pool"` // short name; default the first pool's host
+	PoolFee   float64 `yaml:"pool_fee"`
+	// MinerFee is the miner program's dev fee; unset takes the fee the
+	// miner is known to keep (flightsheet.DevFee).
+	MinerFee    *float64                `yaml:"miner_fee"`
 	FlightSheet flightsheet.FlightSheet `yaml:"flight_sheet"`
 }
 
@@ -293,7 +295,11 @@ func (c Config) options() (*profit.Engine, [][]byte, error) {
 		if pool == "" {
 			pool = poolHost(fs.Pools[0].URL)
 		}
-		o := profit.Option{Coin: coin, Algorithm: algo, Pool: pool, PoolFee: oc.PoolFee, Miner: fs.Miner.Name, MinerFee: oc.MinerFee}
+		minerFee := flightsheet.DevFee(fs.Miner.Name, algo, fs.ExtraArgs)
+		if oc.MinerFee != nil {
+			minerFee = *oc.MinerFee
+		}
+		o := profit.Option{Coin: coin, Algorithm: algo, Pool: pool, PoolFee: oc.PoolFee, Miner: fs.Miner.Name, MinerFee: minerFee}
 		if _, dup := byOpt[o]; dup {
 			return nil, nil, fmt.Errorf("%d: %s is listed twice", i, o)
 		}

@@ -398,7 +398,7 @@ func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 // for rigs the switcher has never moved.
 func (s *Switcher) runningOption(r *quarryv1.Rig) int {
 	for _, m := range r.Miners {
-		if m.Coin == "" || (m.State != "" && m.State != "running" && m.State != "starting") {
+		if m.Coin == "" || (m.State != "" && m.State != quarryv1.MinerRunning && m.State != quarryv1.MinerWarming && m.State != "starting") {
 			continue
 		}
 		coin, algo := strings.ToLower(m.Coin), market.CanonicalAlgorithm(m.Algorithm)

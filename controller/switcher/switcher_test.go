@@ -263,6 +263,61 @@ func TestTickPausesOnStaleMarket(t *testing.T) {
 	}
 }
 
+// A rig without GPU power readings is measured by its CPU package power
+// (RAPL or configured); a miner without a reading adds nothing.
+func TestCPUPowerMeasured(t *testing.T) {
+	e := newEnv(t, 1)
+	writeMarket(t, e.mkt, 300, 0.02)
+	s := e.switcher(testConfig(e.mkt))
+	for i, st := range []string{quarryv1.MinerRunning, quarryv1.MinerAPIUnreachable} {
+		rep := &quarryv1.Report{TimeUnixNano: int64(i), Host: &quarryv1.HostStats{CpuPowerW: proto.Float64(65), CpuPowerSource: "rapl"},
+			Miners: []*quarryv1.MinerStats{{Algorithm: "etchash", Coin: "ETC", Hashrate: 1e6 * float64(i+1), State: st}}}
+		e.figs.ObserveReport(e.rigs[0], rep)
+	}
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&ProfitServer{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Perf) != 1 || got.Perf[0].PowerW != 65 || got.Perf[0].Hashrate != 1e6 || got.Perf[0].Samples != 1 {
+		t.Fatalf("measured perf %+v, want 1 MH/s at 65 W from one reading", got.Perf)
+	}
+}
+
+// An option's miner fee defaults to the miner's known dev fee (lolMiner
+// 0.7 % on etchash, 1 % on kawpow); miner_fee overrides it, zero included.
+func TestMinerFeeDefaults(t *testing.T) {
+	e := newEnv(t, 1)
+	writeMarket(t, e.mkt, 300, 0.02)
+	cfg := testConfig(e.mkt)
+	zero := 0.0
+	cfg.Options[1].MinerFee = &zero
+	s := e.switcher(cfg)
+	profiles(e, s)
+	if _, err := s.Market().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&ProfitServer{S: s}).ExplainProfit(context.Background(), &quarryv1.ExplainProfitRequest{Rig: e.rigs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fees := map[string]float64{}
+	for _, o := range got.Options {
+		fees[o.Algorithm] = o.MinerFee
+	}
+	if fees["etchash"] != 0.007 || fees["kawpow"] != 0 {
+		t.Fatalf("miner fees %v, want etchash 0.007 (lolMiner's) and kawpow 0 (set)", fees)
+	}
+}
+
 // In offline mode the switcher acts on a fixed snapshot however old it
 // is, says so in ListProfit and MarketStatus, and fetches nothing; the
 // same snapshot without offline mode pauses switching.

@@ -81,18 +81,19 @@ type GPUView struct {
 
 // MinerView is one miner on the rig page.
 type MinerView struct {
-	Miner     string  `json:"miner"`
-	Version   string  `json:"version,omitempty"`
-	Algorithm string  `json:"algorithm"`
-	Coin      string  `json:"coin"`
-	Pool      string  `json:"pool,omitempty"`
-	Hashrate  float64 `json:"hashrate"`
-	Accepted  uint64  `json:"accepted"`
-	Rejected  uint64  `json:"rejected"`
-	Stale     uint64  `json:"stale"`
-	UptimeS   uint64  `json:"uptime_s"`
-	State     string  `json:"state"`
-	Error     string  `json:"error,omitempty"`
+	Miner     string `json:"miner"`
+	Version   string `json:"version,omitempty"`
+	Algorithm string `json:"algorithm"`
+	Coin      string `json:"coin"`
+	Pool      string `json:"pool,omitempty"`
+	// Hashrate is absent when unknown (state other than running).
+	Hashrate *float64 `json:"hashrate,omitempty"`
+	Accepted uint64   `json:"accepted"`
+	Rejected uint64   `json:"rejected"`
+	Stale    uint64   `json:"stale"`
+	UptimeS  uint64   `json:"uptime_s"`
+	State    string   `json:"state"`
+	Error    string   `json:"error,omitempty"`
 }
 
 // EventView is one watchdog or agent event.
@@ -149,8 +150,10 @@ type RigView struct {
 
 // Point is one chart sample.
 type Point struct {
-	TimeMs   int64    `json:"t"`
-	Hashrate float64  `json:"hashrate"`
+	TimeMs int64 `json:"t"`
+	// Hashrate sums the miners with a reading; absent (a gap in the
+	// chart) when none had one.
+	Hashrate *float64 `json:"hashrate,omitempty"`
 	PowerW   *float64 `json:"power_w,omitempty"`
 	MaxTempC *float64 `json:"max_temp_c,omitempty"`
 }
@@ -165,7 +168,9 @@ func busKey(id string) string {
 func rigHashrate(r *quarryv1.Rig) (total float64, algos []string) {
 	seen := map[string]bool{}
 	for _, m := range r.Miners {
-		total += m.Hashrate
+		if m.HashrateKnown() {
+			total += m.Hashrate
+		}
 		if m.Algorithm != "" && !seen[m.Algorithm] {
 			seen[m.Algorithm] = true
 			algos = append(algos, m.Algorithm)
@@ -238,9 +243,11 @@ func (s *Server) buildOverview() Overview {
 		row := RigRow{ID: r.Id, Name: r.Name, Online: r.Online, Hashrate: hr, Algorithms: strings.Join(algos, ", "), GPUs: len(r.Gpus), MaxTempC: maxTemp(r.Gpus), LastSeenMs: r.LastSeenUnixNano / 1e6}
 		if r.Online {
 			for _, m := range r.Miners {
-				byAlgo[m.Algorithm] += m.Hashrate
+				if m.HashrateKnown() {
+					byAlgo[m.Algorithm] += m.Hashrate
+				}
 			}
-			if w, ok := figures.PowerW(r.Gpus); ok {
+			if w, ok := r.MeasuredPowerW(); ok {
 				row.PowerW = &w
 				ov.PowerW += w
 			}
@@ -315,8 +322,16 @@ func (s *Server) buildRig(r *quarryv1.Rig) RigView {
 	}
 	perBus := map[string]share{}
 	for _, m := range r.Miners {
-		v.Miners = append(v.Miners, MinerView{Miner: m.Miner, Version: m.Version, Algorithm: m.Algorithm, Coin: m.Coin, Pool: m.Pool, Hashrate: m.Hashrate,
-			Accepted: m.Accepted, Rejected: m.Rejected, Stale: m.Stale, UptimeS: m.UptimeSeconds, State: m.State, Error: m.Error})
+		mv := MinerView{Miner: m.Miner, Version: m.Version, Algorithm: m.Algorithm, Coin: m.Coin, Pool: m.Pool,
+			Accepted: m.Accepted, Rejected: m.Rejected, Stale: m.Stale, UptimeS: m.UptimeSeconds, State: m.State, Error: m.Error}
+		if m.HashrateKnown() {
+			hr := m.Hashrate
+			mv.Hashrate = &hr
+		}
+		v.Miners = append(v.Miners, mv)
+		if !m.HashrateKnown() {
+			continue
+		}
 		for _, g := range m.Gpus {
 			k := busKey(g.BusId)
 			sh := perBus[k]
@@ -348,7 +363,7 @@ func (s *Server) buildRig(r *quarryv1.Rig) RigView {
 			v.Profit = &p
 		}
 	}
-	if w, ok := figures.PowerW(r.Gpus); ok {
+	if w, ok := r.MeasuredPowerW(); ok {
 		v.PowerW = &w
 	}
 	if fp := s.figureProvider(); fp != nil {
@@ -402,9 +417,15 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	for _, rep := range reps {
 		p := Point{TimeMs: rep.TimeUnixNano / 1e6}
 		for _, m := range rep.Miners {
-			p.Hashrate += m.Hashrate
+			if m.HashrateKnown() {
+				h := m.Hashrate
+				if p.Hashrate != nil {
+					h += *p.Hashrate
+				}
+				p.Hashrate = &h
+			}
 		}
-		if w, ok := figures.PowerW(rep.Gpus); ok {
+		if w, ok := rep.MeasuredPowerW(); ok {
 			p.PowerW = &w
 		}
 		p.MaxTempC = maxTemp(rep.Gpus)

@@ -246,6 +246,8 @@ func (fs *FlightSheet) Validate(knownMiners []string) error {
 	for i, a := range fs.ExtraArgs {
 		if strings.ContainsAny(a, "\x00\n") {
 			bad(fmt.Sprintf("extra_args[%d]", i), "must not contain NUL or newline")
+		} else if err := checkExtraArg(m.Name, a); err != nil {
+			bad(fmt.Sprintf("extra_args[%d]", i), "%v", err)
 		}
 	}
 	if h := float64(fs.ExpectedHashrate); h < 0 || math.IsNaN(h) || math.IsInf(h, 0) {

@@ -32,6 +32,10 @@ type Host struct {
 	Net          []NetRate     `json:"net,omitempty"`
 	NetTotal     *NetRate      `json:"net_total,omitempty"`
 	Temperatures []TempSensor  `json:"temperatures,omitempty"`
+	// CPUPowerW is the CPU package power, from RAPL or configured (see
+	// CPUPowerSource: "rapl" or "configured"); nil when unknown.
+	CPUPowerW      *float64 `json:"cpu_power_w,omitempty"`
+	CPUPowerSource string   `json:"cpu_power_source,omitempty"`
 }
 
 // LoadAvg is the 1, 5 and 15 minute run-queue average.

@@ -29,7 +29,8 @@
   }
   const fmtW = (w) => (w === undefined || w === null ? "–" : w >= 10000 ? (w / 1000).toFixed(1) + " kW" : Math.round(w) + " W");
   const fmtC = (c) => (c === undefined || c === null ? "–" : Math.round(c) + " °C");
-  const fmtUSD = (v) => (v === undefined || v === null ? "–" : (v < 0 ? "−$" : "$") + Math.abs(v).toFixed(2));
+  // Small amounts (a CPU rig makes cents a day) keep three significant digits.
+  const fmtUSD = (v) => (v === undefined || v === null ? "–" : (v < 0 ? "−$" : "$") + (Math.abs(v) >= 1 || v === 0 || Math.abs(v) < 1e-9 ? Math.abs(v).toFixed(2) : Math.abs(v).toPrecision(3)));
   const fmtMHz = (v) => (v === undefined || v === null ? "–" : v + " MHz");
   function ago(ms) {
     if (!ms) return "never";
@@ -197,8 +198,8 @@
     $("#rig-actions").hidden = !(state.session && state.session.can_act);
     $("#rig-alerts").replaceChildren(...r.alerts.map((a) => el("li", { class: a.severity, text: a.message })));
     const tiles = [];
-    const total = r.miners.reduce((s, m) => s + m.hashrate, 0);
-    tiles.push(["Hashrate", fmtHash(total)]);
+    const total = r.miners.reduce((s, m) => s + (m.hashrate || 0), 0);
+    tiles.push(["Hashrate", r.miners.some((m) => m.hashrate !== undefined) ? fmtHash(total) : "–"]);
     if (r.power_w !== undefined) tiles.push(["Power", fmtW(r.power_w)]);
     if (r.host) tiles.push(["CPU", r.host.cpu_percent.toFixed(0) + " %"]);
     if (r.profit) tiles.push(["Profit / day", fmtUSD(r.profit.usd_per_day)]);
@@ -221,7 +222,7 @@
     $("#miners-card").hidden = r.miners.length === 0;
     $("#miner-table tbody").replaceChildren(...r.miners.map((m) => el("tr", {},
       el("td", { text: m.miner + (m.version ? " " + m.version : "") }), el("td", { text: m.coin }), el("td", { text: m.algorithm }),
-      el("td", { class: "num", text: fmtHash(m.hashrate) }), el("td", { class: "num", text: m.accepted }), el("td", { class: "num", text: m.rejected }),
+      el("td", { class: "num", text: m.hashrate !== undefined ? fmtHash(m.hashrate) : "— (" + m.state + ")" }), el("td", { class: "num", text: m.accepted }), el("td", { class: "num", text: m.rejected }),
       el("td", { text: m.state + (m.error ? ": " + m.error : "") }), el("td", { text: m.pool || "" }))));
 
     $("#profit-card").hidden = !r.profit;
@@ -309,9 +310,19 @@
       lbl.textContent = new Date(t).toLocaleTimeString();
       s.append(lbl);
     }
-    const d = pts.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p[key]).toFixed(1)).join(" ");
-    s.append(svg("path", { class: "area " + cls, d: d + ` L${x(t1).toFixed(1)} ${y(0)} L${x(t0).toFixed(1)} ${y(0)} Z` }));
-    s.append(svg("path", { class: "line " + cls, d }));
+    // A point without a reading breaks the line: unknown is a gap, not 0.
+    const runs = [];
+    let run = [];
+    for (const p of points) {
+      if (p[key] === undefined || p[key] === null) { if (run.length) runs.push(run); run = []; } else run.push(p);
+    }
+    if (run.length) runs.push(run);
+    for (const r of runs) {
+      const d = r.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p[key]).toFixed(1)).join(" ");
+      const a = x(r[0].t).toFixed(1), b = x(r[r.length - 1].t).toFixed(1);
+      s.append(svg("path", { class: "area " + cls, d: d + ` L${b} ${y(0)} L${a} ${y(0)} Z` }));
+      s.append(svg("path", { class: "line " + cls, d }));
+    }
     host.replaceChildren(s);
   }
 

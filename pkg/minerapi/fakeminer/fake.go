@@ -33,6 +33,7 @@ type cues struct {
 	hot      float64
 	garbage  bool
 	hang     bool
+	warming  bool // hashrates are null, as in a miner's first seconds
 }
 
 type miner struct {
@@ -213,6 +214,8 @@ func (m *miner) readControl(path string) (int, bool) {
 			c.hang = true
 		case "garbage":
 			c.garbage = true
+		case "warming":
+			c.warming = true
 		case "noshares":
 			c.noshares = true
 		case "hashrate":
@@ -540,6 +543,8 @@ func (mu *mutator) field(parent, key string, v any) any {
 		}
 	}
 	switch {
+	case mu.spec.rate(parent, key) && mu.c.warming:
+		return nullScalars(v)
 	case mu.spec.rate(parent, key):
 		return mapScalars(v, func(f float64) float64 { return f * mu.c.scale })
 	case mu.spec.accepted(key):
@@ -552,6 +557,21 @@ func (mu *mutator) field(parent, key string, v any) any {
 			mu.hotDone = true
 			return mu.c.hot
 		})
+	}
+	return v
+}
+
+// nullScalars replaces a number, a numeric string or each of an array of
+// them with null: a reading the miner does not have yet.
+func nullScalars(v any) any {
+	switch x := v.(type) {
+	case json.Number, string:
+		return nil
+	case []any:
+		for i := range x {
+			x[i] = nullScalars(x[i])
+		}
+		return x
 	}
 	return v
 }

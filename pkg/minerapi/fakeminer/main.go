@@ -38,6 +38,7 @@
 //	noshares         share counters stop growing
 //	hot 95           first GPU reports 95 C
 //	garbage          answer garbage
+//	warming          hashrates are null, as while a miner warms up
 //	exit N           exit with status N at once
 //
 // Signals: SIGTERM and SIGINT exit 0 (unless -ignore-sigterm); SIGUSR1

@@ -39,6 +39,7 @@ type Collector struct {
 	prevCPU  []cpu.TimesStat
 	prevNet  map[string]net.IOCountersStat
 	prevTime time.Time
+	rapl     rapl
 }
 
 var _ telemetry.Collector = (*Collector)(nil)
@@ -50,7 +51,11 @@ func Factory(cfg telemetry.Config) (telemetry.Collector, error) {
 
 // New reads the static host facts once.
 func New(ctx context.Context, cfg telemetry.Config) (*Collector, error) {
-	c := &Collector{env: common.EnvMap{}, dataDir: cfg.DataDir, now: time.Now}
+	sys := cfg.SysRoot
+	if sys == "" {
+		sys = "/sys"
+	}
+	c := &Collector{env: common.EnvMap{}, dataDir: cfg.DataDir, now: time.Now, rapl: rapl{root: sys}}
 	if cfg.ProcRoot != "" {
 		c.env[common.HostProcEnvKey] = cfg.ProcRoot
 	}
@@ -136,6 +141,9 @@ func (c *Collector) Update(ctx context.Context, s *telemetry.Sample) error {
 	// with nothing to show is worth reporting.
 	if err != nil && len(temps) == 0 && !isNotExist(err) {
 		fail("sensors", err)
+	}
+	if w, ok := c.rapl.power(now); ok {
+		h.CPUPowerW, h.CPUPowerSource = telemetry.Ptr(w), "rapl"
 	}
 	c.prevTime = now
 	s.Host = &h

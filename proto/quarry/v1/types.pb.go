@@ -173,8 +173,12 @@ type HostStats struct {
 	NetTxBytesPerSecond float64                `protobuf:"fixed64,13,opt,name=net_tx_bytes_per_second,json=netTxBytesPerSecond,proto3" json:"net_tx_bytes_per_second,omitempty"`
 	CpuCorePercent      []float64              `protobuf:"fixed64,14,rep,packed,name=cpu_core_percent,json=cpuCorePercent,proto3" json:"cpu_core_percent,omitempty"`
 	Sensors             []*Sensor              `protobuf:"bytes,15,rep,name=sensors,proto3" json:"sensors,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// CPU package power: from RAPL ("rapl") or the agent's configured
+	// cpu_power_w ("configured"); absent when unknown.
+	CpuPowerW      *float64 `protobuf:"fixed64,16,opt,name=cpu_power_w,json=cpuPowerW,proto3,oneof" json:"cpu_power_w,omitempty"`
+	CpuPowerSource string   `protobuf:"bytes,17,opt,name=cpu_power_source,json=cpuPowerSource,proto3" json:"cpu_power_source,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HostStats) Reset() {
@@ -310,6 +314,20 @@ func (x *HostStats) GetSensors() []*Sensor {
 		return x.Sensors
 	}
 	return nil
+}
+
+func (x *HostStats) GetCpuPowerW() float64 {
+	if x != nil && x.CpuPowerW != nil {
+		return *x.CpuPowerW
+	}
+	return 0
+}
+
+func (x *HostStats) GetCpuPowerSource() string {
+	if x != nil {
+		return x.CpuPowerSource
+	}
+	return ""
 }
 
 type Sensor struct {
@@ -671,9 +689,11 @@ type MinerStats struct {
 	Rejected      uint64                 `protobuf:"varint,8,opt,name=rejected,proto3" json:"rejected,omitempty"`
 	Stale         uint64                 `protobuf:"varint,9,opt,name=stale,proto3" json:"stale,omitempty"`
 	UptimeSeconds uint64                 `protobuf:"varint,10,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
-	State         string                 `protobuf:"bytes,11,opt,name=state,proto3" json:"state,omitempty"` // running, starting, stopped, api-unreachable, crashed
-	Error         string                 `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
-	Gpus          []*MinerGPU            `protobuf:"bytes,13,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	// running, warming, api-unreachable, crashed, stopped, failed; hashrate
+	// is a reading only when running (see minerstate.go).
+	State         string      `protobuf:"bytes,11,opt,name=state,proto3" json:"state,omitempty"`
+	Error         string      `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	Gpus          []*MinerGPU `protobuf:"bytes,13,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1017,7 +1037,7 @@ var File_quarry_v1_types_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15quarry/v1/types.proto\x12\tquarry.v1\"\xd8\x04\n" +
+	"\x15quarry/v1/types.proto\x12\tquarry.v1\"\xb7\x05\n" +
 	"\tHostStats\x12\x1f\n" +
 	"\vcpu_percent\x18\x01 \x01(\x01R\n" +
 	"cpuPercent\x12*\n" +
@@ -1035,7 +1055,10 @@ const file_quarry_v1_types_proto_rawDesc = "" +
 	"\x17net_rx_bytes_per_second\x18\f \x01(\x01R\x13netRxBytesPerSecond\x124\n" +
 	"\x17net_tx_bytes_per_second\x18\r \x01(\x01R\x13netTxBytesPerSecond\x12(\n" +
 	"\x10cpu_core_percent\x18\x0e \x03(\x01R\x0ecpuCorePercent\x12+\n" +
-	"\asensors\x18\x0f \x03(\v2\x11.quarry.v1.SensorR\asensors\"6\n" +
+	"\asensors\x18\x0f \x03(\v2\x11.quarry.v1.SensorR\asensors\x12#\n" +
+	"\vcpu_power_w\x18\x10 \x01(\x01H\x00R\tcpuPowerW\x88\x01\x01\x12(\n" +
+	"\x10cpu_power_source\x18\x11 \x01(\tR\x0ecpuPowerSourceB\x0e\n" +
+	"\f_cpu_power_w\"6\n" +
 	"\x06Sensor\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acelsius\x18\x02 \x01(\x01R\acelsius\"\x94\x0e\n" +
@@ -1199,6 +1222,7 @@ func file_quarry_v1_types_proto_init() {
 	if File_quarry_v1_types_proto != nil {
 		return
 	}
+	file_quarry_v1_types_proto_msgTypes[0].OneofWrappers = []any{}
 	file_quarry_v1_types_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
