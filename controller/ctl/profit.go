@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	"github.com/quarryfleet/quarry/pkg/market"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -22,6 +23,9 @@ func (a *App) profit(ctx context.Context, fn func(ctx context.Context, c quarryv
 		return fn(ctx, quarryv1.NewProfitServiceClient(conn))
 	})
 }
+
+// offlineNote says that switching runs on data built into the controller.
+const offlineNote = "OFFLINE market: numbers built into the controller (offline or demo source), not live prices"
 
 func usd(v float64) string {
 	if math.IsInf(v, 0) || math.IsNaN(v) {
@@ -53,6 +57,9 @@ A rig whose figures are borrowed from identical hardware is marked with *.`,
 				}
 				if resp.Paused {
 					fmt.Fprintln(a.Out, "PAUSED:", resp.PauseReason)
+				}
+				if m, err := c.MarketStatus(ctx, &quarryv1.MarketStatusRequest{}); err == nil && m.Origin == market.OriginOffline {
+					fmt.Fprintln(a.Out, offlineNote)
 				}
 				if resp.DryRun {
 					fmt.Fprintln(a.Out, "dry run: decisions are recorded, no commands are sent")
@@ -311,6 +318,9 @@ func (a *App) marketCmd() *cobra.Command {
 				}
 				fmt.Fprintf(a.Out, "Market: %s\nOrigin: %s, fetched %s\n", state, resp.Origin,
 					ago(resp.FetchedUnixNano, time.Now()))
+				if resp.Origin == market.OriginOffline {
+					fmt.Fprintln(a.Out, offlineNote)
+				}
 				if resp.LastError != "" {
 					fmt.Fprintf(a.Out, "Last error: %s\n", resp.LastError)
 				}

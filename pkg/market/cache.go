@@ -305,6 +305,9 @@ func (c *Cache) Refresh(ctx context.Context) (Snapshot, error) {
 	prev := c.Get()
 	next := c.build(prev, results, now)
 	next.Sources = statuses
+	if allOffline(results, c.cfg.Sources) {
+		next.Origin = OriginOffline
+	}
 	if len(next.Coins) == 0 {
 		err := fmt.Errorf("market: sources answered but no coin passed validation (%d dropped)", len(next.Dropped))
 		c.mu.Lock()
@@ -379,6 +382,9 @@ type Health struct {
 	Reason    string
 	Age       time.Duration
 	Origin    string
+	// Offline is set while the data comes from offline sources only: good
+	// enough to switch on, but not live.
+	Offline   bool
 	Coins     int
 	LastError string // last refresh error, even when OK (a partial failure)
 	LastTry   time.Time
@@ -390,7 +396,7 @@ func (c *Cache) Health() Health {
 	s, lastErr, lastTry := c.snap, c.lastErr, c.lastTry
 	c.mu.RUnlock()
 	now := c.cfg.Now()
-	h := Health{OK: true, Age: now.Sub(s.Fetched), Origin: s.Origin, Coins: len(s.Coins), LastTry: lastTry}
+	h := Health{OK: true, Age: now.Sub(s.Fetched), Origin: s.Origin, Offline: s.Origin == OriginOffline, Coins: len(s.Coins), LastTry: lastTry}
 	if lastErr != nil {
 		h.LastError = lastErr.Error()
 	}
