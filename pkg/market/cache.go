@@ -379,9 +379,9 @@ func (c *Cache) build(prev Snapshot, results []sourceResult, now time.Time) Snap
 type Health struct {
 	OK bool // false: switching must pause
 	// Reason explains a pause in words fit for an operator.
-	Reason    string
-	Age       time.Duration
-	Origin    string
+	Reason string
+	Age    time.Duration
+	Origin string
 	// Offline is set while the data comes from offline sources only: good
 	// enough to switch on, but not live.
 	Offline   bool
