@@ -43,9 +43,7 @@ echo "== ingest: rigs reporting every 10 s (mutual TLS, 4 or 6 GPUs a report) ==
 for n in $SIZES; do sim "$n" "r$n" -interval 10s -duration "$DURATION"; done
 if [ "$SATURATION" -gt 0 ]; then
   echo "== ingest: saturation (each rig sends its next report when the last is acknowledged) =="
-  kill -USR1 $ctrl
-  sim "$SATURATION" sat -saturate -duration 20s
-  kill -USR1 $ctrl
+  sim "$SATURATION" sat -saturate -duration 20s -profile-controller
   sleep 1
   echo "profiles: $OUT/controller-cpu.pprof $OUT/controller-heap.pprof (go tool pprof -top bin/quarry-controller FILE)"
   go tool pprof -top -nodecount 25 "$BIN/quarry-controller" "$OUT/controller-cpu.pprof" 2>/dev/null | head -32 >"$OUT/controller-cpu-top.txt" || true

@@ -37,6 +37,7 @@ func run() error {
 	var tokenFile, profileFile, logLevel string
 	var duration, warmup time.Duration
 	var ctrlPID int
+	var profileCtrl bool
 	flag.StringVar(&o.Addr, "controller", "127.0.0.1:7443", "controller gRPC address")
 	flag.StringVar(&o.ServerName, "server-name", "", "name in the controller's certificate (default: the address's host)")
 	flag.StringVar(&tokenFile, "token-file", "", "file holding a join token with enough uses for the rigs not yet enrolled ('quarryctl token create --uses N')")
@@ -51,6 +52,7 @@ func run() error {
 	flag.DurationVar(&duration, "duration", 0, "measure for this long once every rig is connected, print the figures and exit (0: run until stopped)")
 	flag.DurationVar(&warmup, "warmup", 5*time.Second, "with -duration: run this long before measuring")
 	flag.IntVar(&ctrlPID, "controller-pid", 0, "with -duration: the controller's process id, to read its CPU time and memory from /proc")
+	flag.BoolVar(&profileCtrl, "profile-controller", false, "with -controller-pid: send the controller SIGUSR1 as the measured window starts and ends (a controller started with QUARRY_PROFILE_DIR profiles exactly that window)")
 	flag.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
 
@@ -105,6 +107,14 @@ func run() error {
 	connected := time.Since(start)
 	time.Sleep(warmup)
 
+	signalCtrl := func() {
+		if profileCtrl && ctrlPID > 0 {
+			if err := syscall.Kill(ctrlPID, syscall.SIGUSR1); err != nil {
+				o.Log.Warn("signal the controller", "err", err)
+			}
+		}
+	}
+	signalCtrl()
 	st.Measure(true)
 	cpu0, _ := procCPU(ctrlPID)
 	acked0, t0 := st.Acked(), time.Now()
@@ -115,6 +125,7 @@ func run() error {
 	acked1, elapsed := st.Acked(), time.Since(t0)
 	cpu1, cpuErr := procCPU(ctrlPID)
 	lat := st.Measure(false)
+	signalCtrl()
 	rss, anon := procMem(ctrlPID)
 	cancel()
 	<-done
