@@ -39,8 +39,10 @@ type Options struct {
 	// Shards is how many database files hold the rigs' buffers and state.
 	Shards     int
 	BufferSize int // reports kept per rig while the controller is away
-	Version    string
-	Log        *slog.Logger
+	// Ramp is how many rigs may be connecting at once; default 64.
+	Ramp    int
+	Version string
+	Log     *slog.Logger
 	// Seed makes noise and random failures repeatable.
 	Seed uint64
 }
@@ -59,6 +61,7 @@ type simRig struct {
 	buf      *link.Buffer
 	interval atomic.Int64
 	up       atomic.Bool
+	wasUp    atomic.Bool
 	ackCh    chan struct{}
 
 	mu      sync.Mutex
@@ -69,6 +72,7 @@ type simRig struct {
 // Stats counts what the fleet's rigs saw; safe for concurrent use.
 type Stats struct {
 	connected atomic.Int64
+	ever      atomic.Int64
 	acked     atomic.Uint64
 	made      atomic.Uint64
 
@@ -79,6 +83,9 @@ type Stats struct {
 
 // Connected is how many rigs have their session up now.
 func (s *Stats) Connected() int { return int(s.connected.Load()) }
+
+// EverConnected is how many rigs have had a session up since Run began.
+func (s *Stats) EverConnected() int { return int(s.ever.Load()) }
 
 // Acked is how many reports the controller has acknowledged (committed).
 func (s *Stats) Acked() uint64 { return s.acked.Load() }
@@ -125,6 +132,9 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	}
 	if o.BufferSize <= 0 {
 		o.BufferSize = 1000
+	}
+	if o.Ramp <= 0 {
+		o.Ramp = 64
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -231,10 +241,22 @@ func (f *Fleet) Close() {
 // or one of its GPUs fall off the bus, for demonstrations and tests.
 func (f *Fleet) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	// Rigs connect at most Ramp at a time, the next when one is up (or
+	// has failed once), as a real fleet coming online does; thousands of
+	// TLS handshakes at once only time each other out.
+	ramp := make(chan struct{}, max(1, f.opts.Ramp))
 	for _, r := range f.rigs {
-		wg.Add(2)
-		go func() { defer wg.Done(); f.link(ctx, r) }()
+		wg.Add(1)
 		go func() { defer wg.Done(); f.report(ctx, r) }()
+	}
+	for _, r := range f.rigs {
+		select {
+		case ramp <- struct{}{}:
+		case <-ctx.Done():
+		}
+		var once sync.Once
+		wg.Add(1)
+		go func() { defer wg.Done(); f.link(ctx, r, func() { once.Do(func() { <-ramp }) }) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); f.watchCues(ctx) }()
@@ -242,7 +264,8 @@ func (f *Fleet) Run(ctx context.Context) error {
 	return nil
 }
 
-func (f *Fleet) link(ctx context.Context, r *simRig) {
+func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
+	defer settled()
 	c := &link.Client{
 		Addr: f.opts.Addr, ServerName: f.opts.ServerName, Identity: r.id, Buffer: r.buf, Handler: r.Rig,
 		Log: f.opts.Log.With("rig", r.Name),
@@ -250,6 +273,10 @@ func (f *Fleet) link(ctx context.Context, r *simRig) {
 			return &quarryv1.Hello{Hostname: r.Name, Version: f.opts.Version, Inventory: r.Inventory()}
 		},
 		OnState: func(up bool) {
+			settled()
+			if up && !r.wasUp.Swap(true) {
+				f.stats.ever.Add(1)
+			}
 			if r.up.Swap(up) != up {
 				if up {
 					f.stats.connected.Add(1)
