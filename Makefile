@@ -23,9 +23,9 @@ SERF_VERSION ?= v0.11.0
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build quarry-agent, quarry-controller and quarryctl into bin/
+build: ## build quarry-agent, quarry-controller, quarryctl and quarry-sim into bin/
 	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/quarry-agent
-	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./controller/cmd/quarry-controller ./controller/cmd/quarryctl
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./controller/cmd/quarry-controller ./controller/cmd/quarryctl ./controller/cmd/quarry-sim
 
 run: build ## start a controller and an agent on this machine (Ctrl-C stops both)
 	@scripts/run-local.sh
@@ -53,11 +53,11 @@ check: proto ## fail if regenerating code leaves a diff
 	@git diff --exit-code -- proto || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
 	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "make proto created untracked files" && exit 1)
 
-bench: build ## run benchmarks (ingest at 1k and 10k rigs, profit ranking, telemetry, gossip detection)
+bench: build ## run benchmarks (quarry-sim ingest at 1k and 10k rigs over mTLS, profiles in bench-out/, then package benchmarks)
 	scripts/bench.sh
 
 soak: build ## longer load and failure runs
 	QUARRY_SOAK=1 $(GO) test -count=1 -timeout 60m -run Soak ./...
 
 clean: ## remove build outputs
-	rm -rf $(BIN)/quarry-agent $(BIN)/quarry-controller $(BIN)/quarryctl
+	rm -rf $(BIN)/quarry-agent $(BIN)/quarry-controller $(BIN)/quarryctl $(BIN)/quarry-sim

@@ -1,46 +1,55 @@
 #!/usr/bin/env bash
-# Benchmarks: controller ingest with simulated fleets over real gRPC, then
-# the packages' Go benchmarks. Figures print to stdout. Simulated rigs enroll
-# with a join token and report over their own mutual-TLS streams, as real
-# agents do. BENCH_RIGS (default "1000 10000") picks the fleet sizes.
+# Benchmarks: controller ingest with simulated fleets (quarry-sim) over
+# mutual TLS, then the packages' Go benchmarks. Every simulated rig enrolls
+# with a join token (its own key and certificate) and reports through the
+# agent's own link code. Figures print to stdout; the controller's CPU and
+# heap profiles of the saturation run are kept in BENCH_OUT (default
+# bench-out/). BENCH_RIGS (default "1000 10000") picks the fleet sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/bin"
-go build -o "$BIN/" ./controller/cmd/quarry-loadgen
 DURATION=${BENCH_DURATION:-30s}
 SIZES=${BENCH_RIGS:-1000 10000}
-SATURATION=${BENCH_SATURATION_RIGS:-5000}
+SATURATION=${BENCH_SATURATION_RIGS:-1000}
+OUT=${BENCH_OUT:-$PWD/bench-out}
+mkdir -p "$OUT"
 
 work=$(mktemp -d)
-trap 'kill $ctrl 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+ctrl=
+trap '[ -n "$ctrl" ] && kill $ctrl 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 cat >"$work/controller.yaml" <<YAML
 data_dir: $work/data
 grpc_addr: 127.0.0.1:17443
 http_addr: 127.0.0.1:17080
 local_token: false
 log_level: warn
+report_interval: 10s
 YAML
-"$BIN/quarry-controller" -config "$work/controller.yaml" &
+QUARRY_PROFILE_DIR="$OUT" "$BIN/quarry-controller" -config "$work/controller.yaml" &
 ctrl=$!
-for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/17080) 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/17080) 2>/dev/null && break; sleep 0.1; done
 
-rss() { awk '/VmRSS/ {print $2 " kB"}' /proc/$ctrl/status; }
-# loadgen RIGS INTERVAL DURATION PREFIX: a join token for RIGS enrolments,
-# then the run.
-loadgen() {
+# sim RIGS PREFIX ARGS...: a join token for RIGS enrolments, then a
+# measured run of that many simulated rigs.
+sim() {
+  local n=$1 prefix=$2
+  shift 2
   "$BIN/quarryctl" --controller 127.0.0.1:17443 --data-dir "$work/data" --config "$work/none.yaml" \
-    token create --uses "$1" --ttl 1h >"$work/token" 2>/dev/null
-  "$BIN/quarry-loadgen" -addr 127.0.0.1:17443 -ca "$work/data/ca.crt" -token-file "$work/token" \
-    -rigs "$1" -interval "$2" -duration "$3" -prefix "$4"
-  echo "controller RSS $(rss)"
+    token create --uses "$n" --ttl 2h 2>/dev/null | head -1 >"$work/token"
+  "$BIN/quarry-sim" -controller 127.0.0.1:17443 -token-file "$work/token" -data-dir "$work/sim-$prefix" \
+    -rigs "$n" -prefix "$prefix" -controller-pid "$ctrl" -warmup 10s -log-level error "$@"
 }
-echo "== ingest: rigs reporting every 10s (6 GPUs each, mutual TLS) =="
-for n in $SIZES; do loadgen "$n" 10s "$DURATION" "r$n"; done
+echo "== ingest: rigs reporting every 10 s (mutual TLS, 4 or 6 GPUs a report) =="
+for n in $SIZES; do sim "$n" "r$n" -interval 10s -duration "$DURATION"; done
 if [ "$SATURATION" -gt 0 ]; then
   echo "== ingest: saturation (each rig sends its next report when the last is acknowledged) =="
-  loadgen "$SATURATION" 0 20s sat
+  sim "$SATURATION" sat -saturate -duration 20s -profile-controller
+  sleep 1
+  echo "profiles: $OUT/controller-cpu.pprof $OUT/controller-heap.pprof (go tool pprof -top bin/quarry-controller FILE)"
+  go tool pprof -top -nodecount 25 "$BIN/quarry-controller" "$OUT/controller-cpu.pprof" 2>/dev/null | head -32 >"$OUT/controller-cpu-top.txt" || true
 fi
 kill $ctrl; wait $ctrl 2>/dev/null || true
+ctrl=
 
 [ "${BENCH_PACKAGES:-1}" = 0 ] && exit 0
 echo "== package benchmarks =="

@@ -50,6 +50,8 @@ type Buffer struct {
 	db  *bolt.DB
 	max int
 	log *slog.Logger
+	// Bucket names; a prefix lets many buffers share one database.
+	reports, meta, executed, events []byte
 
 	mu      sync.Mutex
 	count   int
@@ -59,16 +61,25 @@ type Buffer struct {
 
 // OpenBuffer opens the buffer in db, keeping at most max reports.
 func OpenBuffer(db *bolt.DB, max int, log *slog.Logger) (*Buffer, error) {
+	return OpenBufferPrefixed(db, "", max, log)
+}
+
+// OpenBufferPrefixed opens a buffer whose buckets are named with prefix in
+// front, so that many buffers (one per simulated rig) share one database
+// file instead of holding a file each.
+func OpenBufferPrefixed(db *bolt.DB, prefix string, max int, log *slog.Logger) (*Buffer, error) {
 	if max < 1 {
 		return nil, fmt.Errorf("buffer size must be at least 1, got %d", max)
 	}
-	if err := store.EnsureBuckets(db, Buckets...); err != nil {
+	b := &Buffer{db: db, max: max, log: log, notify: make(chan struct{}, 1),
+		reports: []byte(prefix + bucketReports), meta: []byte(prefix + bucketMeta), executed: []byte(prefix + bucketExecuted),
+		events: []byte(prefix + bucketEvents)}
+	if err := store.EnsureBuckets(db, string(b.reports), string(b.meta), string(b.executed), string(b.events)); err != nil {
 		return nil, err
 	}
-	b := &Buffer{db: db, max: max, log: log, notify: make(chan struct{}, 1)}
 	err := db.View(func(tx *bolt.Tx) error {
-		b.count = tx.Bucket([]byte(bucketReports)).Stats().KeyN
-		b.dropped = store.ParseU64(tx.Bucket([]byte(bucketMeta)).Get(keyDropped))
+		b.count = tx.Bucket(b.reports).Stats().KeyN
+		b.dropped = store.ParseU64(tx.Bucket(b.meta).Get(keyDropped))
 		return nil
 	})
 	return b, err
@@ -87,7 +98,7 @@ func (b *Buffer) AddEvent(e *quarryv1.Event) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err = b.db.Update(func(tx *bolt.Tx) error {
-		meta, eb := tx.Bucket([]byte(bucketMeta)), tx.Bucket([]byte(bucketEvents))
+		meta, eb := tx.Bucket(b.meta), tx.Bucket(b.events)
 		seq := store.ParseU64(meta.Get(keyEventSeq)) + 1
 		if err := meta.Put(keyEventSeq, store.U64(seq)); err != nil {
 			return err
@@ -118,7 +129,7 @@ func (b *Buffer) AddEvent(e *quarryv1.Event) error {
 func (b *Buffer) PendingEvents() int {
 	n := 0
 	_ = b.db.View(func(tx *bolt.Tx) error {
-		n = countKeys(tx.Bucket([]byte(bucketEvents)))
+		n = countKeys(tx.Bucket(b.events))
 		return nil
 	})
 	return n
@@ -134,8 +145,8 @@ func countKeys(b *bolt.Bucket) int {
 }
 
 // takeEvents moves up to eventsPerReport pending events into r within tx.
-func takeEvents(tx *bolt.Tx, r *quarryv1.Report) error {
-	meta, eb := tx.Bucket([]byte(bucketMeta)), tx.Bucket([]byte(bucketEvents))
+func (b *Buffer) takeEvents(tx *bolt.Tx, r *quarryv1.Report) error {
+	meta, eb := tx.Bucket(b.meta), tx.Bucket(b.events)
 	if n := store.ParseU64(meta.Get(keyEventsDropped)); n > 0 {
 		r.Events = append(r.Events, &quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "events_dropped",
 			Message: fmt.Sprintf("%d older events were dropped while reports could not be made", n)})
@@ -169,10 +180,10 @@ func (b *Buffer) Append(r *quarryv1.Report) (uint64, error) {
 	nEvents := len(r.Events)
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		r.Events = r.Events[:nEvents] // a retried transaction starts over
-		if err := takeEvents(tx, r); err != nil {
+		if err := b.takeEvents(tx, r); err != nil {
 			return err
 		}
-		meta := tx.Bucket([]byte(bucketMeta))
+		meta := tx.Bucket(b.meta)
 		seq = store.ParseU64(meta.Get(keyNextSeq))
 		if seq == 0 {
 			seq = 1
@@ -182,7 +193,7 @@ func (b *Buffer) Append(r *quarryv1.Report) (uint64, error) {
 		if err != nil {
 			return err
 		}
-		rb := tx.Bucket([]byte(bucketReports))
+		rb := tx.Bucket(b.reports)
 		if err := rb.Put(store.U64(seq), v); err != nil {
 			return err
 		}
@@ -226,7 +237,7 @@ func (b *Buffer) Notify() <-chan struct{} { return b.notify }
 func (b *Buffer) Range(from uint64, limit int) ([]*quarryv1.Report, error) {
 	var out []*quarryv1.Report
 	err := b.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket([]byte(bucketReports)).Cursor()
+		c := tx.Bucket(b.reports).Cursor()
 		for k, v := c.Seek(store.U64(from)); k != nil && len(out) < limit; k, v = c.Next() {
 			r := &quarryv1.Report{}
 			if err := proto.Unmarshal(v, r); err != nil {
@@ -245,13 +256,13 @@ func (b *Buffer) AckUpTo(upTo uint64) error {
 	defer b.mu.Unlock()
 	removed := 0
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket([]byte(bucketMeta))
+		meta := tx.Bucket(b.meta)
 		if store.ParseU64(meta.Get(keyAcked)) < upTo {
 			if err := meta.Put(keyAcked, store.U64(upTo)); err != nil {
 				return err
 			}
 		}
-		rb := tx.Bucket([]byte(bucketReports))
+		rb := tx.Bucket(b.reports)
 		c := rb.Cursor()
 		for k, _ := c.First(); k != nil && store.ParseU64(k) <= upTo; k, _ = c.First() {
 			if err := rb.Delete(k); err != nil {
@@ -272,7 +283,7 @@ func (b *Buffer) AckUpTo(upTo uint64) error {
 func (b *Buffer) Acked() uint64 {
 	var n uint64
 	_ = b.db.View(func(tx *bolt.Tx) error {
-		n = store.ParseU64(tx.Bucket([]byte(bucketMeta)).Get(keyAcked))
+		n = store.ParseU64(tx.Bucket(b.meta).Get(keyAcked))
 		return nil
 	})
 	return n
@@ -302,7 +313,7 @@ func (b *Buffer) BeginCommand(id string) (*quarryv1.CommandResult, bool, error) 
 	var prior *quarryv1.CommandResult
 	seen := false
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		eb := tx.Bucket([]byte(bucketExecuted))
+		eb := tx.Bucket(b.executed)
 		v := eb.Get([]byte(id))
 		if v != nil {
 			seen = true
@@ -325,7 +336,7 @@ func (b *Buffer) FinishCommand(res *quarryv1.CommandResult) error {
 		return err
 	}
 	return b.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bucketExecuted)).Put([]byte(res.CommandId), append(store.U64(uint64(time.Now().UnixNano())), v...))
+		return tx.Bucket(b.executed).Put([]byte(res.CommandId), append(store.U64(uint64(time.Now().UnixNano())), v...))
 	})
 }
 
@@ -334,7 +345,7 @@ func (b *Buffer) FinishCommand(res *quarryv1.CommandResult) error {
 func (b *Buffer) PruneCommands(age time.Duration) error {
 	cut := uint64(time.Now().Add(-age).UnixNano())
 	return b.db.Update(func(tx *bolt.Tx) error {
-		eb := tx.Bucket([]byte(bucketExecuted))
+		eb := tx.Bucket(b.executed)
 		var old [][]byte
 		_ = eb.ForEach(func(k, v []byte) error {
 			if len(v) >= 8 && store.ParseU64(v[:8]) < cut {

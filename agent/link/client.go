@@ -45,6 +45,9 @@ type Client struct {
 	OnSettings func(*quarryv1.AgentSettings)
 	// OnState is told when the link goes up or down.
 	OnState func(connected bool)
+	// OnAck, if set, is told each acknowledgement after the buffer has
+	// dropped what it covers.
+	OnAck func(upTo uint64)
 
 	BackoffBase  time.Duration // default 500ms
 	BackoffMax   time.Duration // default 30s
@@ -318,6 +321,9 @@ func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_Conn
 		case *quarryv1.ConnectResponse_Ack:
 			if err := c.Buffer.AckUpTo(m.Ack.UpToSeq); err != nil {
 				return err
+			}
+			if c.OnAck != nil {
+				c.OnAck(m.Ack.UpToSeq)
 			}
 		case *quarryv1.ConnectResponse_Command:
 			if err := c.accept(ctx, m.Command); err != nil {

@@ -41,14 +41,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// bins builds the three binaries once per test run.
+// bins builds the binaries once per test run.
 func bins(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		cmd := exec.Command("go", "build", "-o", binDir+"/",
 			"github.com/quarryfleet/quarry/agent/cmd/quarry-agent",
 			"github.com/quarryfleet/quarry/controller/cmd/quarry-controller",
-			"github.com/quarryfleet/quarry/controller/cmd/quarryctl")
+			"github.com/quarryfleet/quarry/controller/cmd/quarryctl",
+			"github.com/quarryfleet/quarry/controller/cmd/quarry-sim")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("build: %v\n%s", err, out)

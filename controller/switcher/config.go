@@ -118,10 +118,15 @@ func (m MarketConfig) Mode() string {
 
 // SourceConfig is one market source.
 type SourceConfig struct {
-	Kind string `yaml:"kind"` // whattomine, minerstat, coingecko, file
+	Kind string `yaml:"kind"` // whattomine, minerstat, coingecko, file, offline, demo
 	URL  string `yaml:"url"`
 	Path string `yaml:"path"` // file
 	Name string `yaml:"name"` // label; default the kind
+	// Swing and Period move the demo market's prices: a sine wave of
+	// relative amplitude Swing (default 0.4) and the given period (default
+	// 5m), each coin at its own phase.
+	Swing  float64       `yaml:"swing"`
+	Period time.Duration `yaml:"period"`
 }
 
 // SiteConfig is a site's electricity tariff in USD/kWh.
@@ -369,8 +374,21 @@ func (c Config) MarketSources(client *http.Client) ([]market.Source, error) {
 				return nil, err
 			}
 			out = append(out, &market.File{Path: s.Path, Label: name})
+		case "offline":
+			// The built-in snapshot as today's market: switching works
+			// without network, and every view marks the data offline.
+			out = append(out, &market.Offline{Label: name})
+		case "demo":
+			swing := s.Swing
+			if swing == 0 {
+				swing = 0.4
+			}
+			if !(swing > 0 && swing <= 0.9) || s.Period < 0 {
+				return nil, fmt.Errorf("%d (demo): swing %v must be in (0, 0.9] and period %s not negative", i, s.Swing, s.Period)
+			}
+			out = append(out, &market.Offline{Label: name, Swing: swing, Period: s.Period})
 		default:
-			return nil, fmt.Errorf("%d: kind %q is not whattomine, minerstat, coingecko or file", i, s.Kind)
+			return nil, fmt.Errorf("%d: kind %q is not whattomine, minerstat, coingecko, file, offline or demo", i, s.Kind)
 		}
 	}
 	return out, nil

@@ -69,6 +69,10 @@ func isMove(a string) bool {
 // ListProfit implements ProfitService.
 func (v *ProfitServer) ListProfit(context.Context, *quarryv1.ListProfitRequest) (*quarryv1.ListProfitResponse, error) {
 	resp := &quarryv1.ListProfitResponse{DryRun: v.S.cfg.DryRun, MarketOffline: v.S.cfg.Market.Offline, MarketMode: v.S.cfg.Market.Mode()}
+	if !resp.MarketOffline && v.S.Market().Health().Offline {
+		// Offline or demo sources: built-in numbers, not live prices.
+		resp.MarketOffline, resp.MarketMode = true, "offline: built-in numbers from offline or demo sources, not live prices"
+	}
 	if e := v.S.engine; e != nil {
 		resp.Options = int32(e.Len())
 	}

@@ -342,6 +342,9 @@ func (c *Cache) Refresh(ctx context.Context) (Snapshot, error) {
 	prev := c.Get()
 	next := c.build(prev, results, now)
 	next.Sources = statuses
+	if allOffline(results, c.cfg.Sources) {
+		next.Origin = OriginOffline
+	}
 	if len(next.Coins) == 0 {
 		err := fmt.Errorf("market: sources answered but no coin passed validation (%d dropped)", len(next.Dropped))
 		c.mu.Lock()
@@ -413,15 +416,16 @@ func (c *Cache) build(prev Snapshot, results []sourceResult, now time.Time) Snap
 type Health struct {
 	OK bool // false: switching must pause
 	// Reason explains a pause in words fit for an operator.
-	Reason    string
-	Age       time.Duration
-	Origin    string
+	Reason string
+	Age    time.Duration
+	Origin string
+	// Offline is set while the data is not live: the cache serves a fixed
+	// snapshot by configuration (OK does not depend on its age), or every
+	// source is an offline or demo one.
+	Offline   bool
 	Coins     int
 	LastError string // last refresh error, even when OK (a partial failure)
 	LastTry   time.Time
-	// Offline is true when the cache serves a fixed snapshot by
-	// configuration: OK does not depend on its age.
-	Offline bool
 }
 
 // Health reports whether switching may use the current snapshot.
@@ -430,7 +434,7 @@ func (c *Cache) Health() Health {
 	s, lastErr, lastTry := c.snap, c.lastErr, c.lastTry
 	c.mu.RUnlock()
 	now := c.cfg.Now()
-	h := Health{OK: true, Age: now.Sub(s.Fetched), Origin: s.Origin, Coins: len(s.Coins), LastTry: lastTry}
+	h := Health{OK: true, Age: now.Sub(s.Fetched), Origin: s.Origin, Offline: s.Origin == OriginOffline, Coins: len(s.Coins), LastTry: lastTry}
 	if lastErr != nil {
 		h.LastError = lastErr.Error()
 	}

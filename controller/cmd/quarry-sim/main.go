@@ -1,0 +1,219 @@
+// Command quarry-sim runs simulated rigs against a controller: each one
+// enrolled with a join token and its own certificate, reporting over its
+// own mutual-TLS stream through the agent's link code, and obeying the
+// controller's commands. With -duration it measures the controller
+// instead: committed reports per second, the time from making a report to
+// its acknowledgement (sent only after the durable commit), and, given the
+// controller's pid, the controller's CPU time per committed report.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quarryfleet/quarry/controller/sim"
+	"github.com/quarryfleet/quarry/pkg/version"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "quarry-sim:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var o sim.Options
+	var tokenFile, profileFile, logLevel string
+	var duration, warmup time.Duration
+	var ctrlPID int
+	var profileCtrl bool
+	flag.StringVar(&o.Addr, "controller", "127.0.0.1:7443", "controller gRPC address")
+	flag.StringVar(&o.ServerName, "server-name", "", "name in the controller's certificate (default: the address's host)")
+	flag.StringVar(&tokenFile, "token-file", "", "file holding a join token with enough uses for the rigs not yet enrolled ('quarryctl token create --uses N')")
+	flag.StringVar(&o.DataDir, "data-dir", "quarry-sim-data", "rig certificates, buffers and state; reused on the next start")
+	flag.IntVar(&o.Rigs, "rigs", 5, "simulated rigs")
+	flag.StringVar(&o.Prefix, "prefix", "sim", "rig names are PREFIX-1 … PREFIX-N")
+	flag.StringVar(&profileFile, "profile", "", "hardware profile YAML (default: the built-in one)")
+	flag.DurationVar(&o.Interval, "interval", 0, "report period (default: the controller's report_interval)")
+	flag.BoolVar(&o.Saturate, "saturate", false, "send each rig's next report as soon as the last one is acknowledged")
+	flag.IntVar(&o.Shards, "shards", 16, "database files holding the rigs' buffers")
+	flag.IntVar(&o.Ramp, "ramp", 64, "most rigs connecting at once")
+	flag.Uint64Var(&o.Seed, "seed", 1, "seed of noise and random failures")
+	flag.DurationVar(&duration, "duration", 0, "measure for this long once every rig is connected, print the figures and exit (0: run until stopped)")
+	flag.DurationVar(&warmup, "warmup", 5*time.Second, "with -duration: run this long before measuring")
+	flag.IntVar(&ctrlPID, "controller-pid", 0, "with -duration: the controller's process id, to read its CPU time and memory from /proc")
+	flag.BoolVar(&profileCtrl, "profile-controller", false, "with -controller-pid: send the controller SIGUSR1 as the measured window starts and ends (a controller started with QUARRY_PROFILE_DIR profiles exactly that window)")
+	flag.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
+	flag.Parse()
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	o.Version = version.Version + " (simulated)"
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return fmt.Errorf("-token-file: %w", err)
+		}
+		o.Token = strings.TrimSpace(string(b))
+	}
+	if profileFile != "" {
+		p, err := sim.LoadProfile(profileFile)
+		if err != nil {
+			return err
+		}
+		o.Profile = p
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	start := time.Now()
+	f, err := sim.New(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	enrolled := time.Since(start)
+	o.Log.Info("rigs ready", "rigs", o.Rigs, "took", enrolled)
+	if duration <= 0 {
+		return f.Run(ctx)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(runCtx) }()
+	st := f.Stats()
+	start = time.Now()
+	// Every rig has had its session up once; under load a few may be
+	// reconnecting at any moment, which the figures then include.
+	lastLog := time.Now()
+	for st.EverConnected() < o.Rigs {
+		if ctx.Err() != nil || time.Since(start) > 20*time.Minute {
+			cancel()
+			<-done
+			return fmt.Errorf("only %d of %d rigs connected", st.EverConnected(), o.Rigs)
+		}
+		if time.Since(lastLog) > 15*time.Second {
+			fmt.Fprintf(os.Stderr, "quarry-sim: %d of %d rigs connected so far, %d up now\n", st.EverConnected(), o.Rigs, st.Connected())
+			lastLog = time.Now()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	connected := time.Since(start)
+	time.Sleep(warmup)
+
+	signalCtrl := func() {
+		if profileCtrl && ctrlPID > 0 {
+			if err := syscall.Kill(ctrlPID, syscall.SIGUSR1); err != nil {
+				o.Log.Warn("signal the controller", "err", err)
+			}
+		}
+	}
+	signalCtrl()
+	st.Measure(true)
+	cpu0, _ := procCPU(ctrlPID)
+	acked0, t0 := st.Acked(), time.Now()
+	select {
+	case <-ctx.Done():
+	case <-time.After(duration):
+	}
+	acked1, elapsed := st.Acked(), time.Since(t0)
+	cpu1, cpuErr := procCPU(ctrlPID)
+	lat := st.Measure(false)
+	signalCtrl()
+	rss, anon := procMem(ctrlPID)
+	upAtEnd := st.Connected()
+	cancel()
+	<-done
+
+	committed := acked1 - acked0
+	mode := "every " + o.Interval.String()
+	if o.Saturate {
+		mode = "saturating"
+	}
+	fmt.Printf("rigs=%d (%s, %d up at the end): %d reports committed in %s = %.0f reports/s; made→committed p50=%s p99=%s max=%s (enroll %s, connect %s)\n",
+		o.Rigs, mode, upAtEnd, committed, elapsed.Round(time.Millisecond), float64(committed)/elapsed.Seconds(),
+		q(lat, 0.50), q(lat, 0.99), q(lat, 1), enrolled.Round(time.Millisecond), connected.Round(time.Millisecond))
+	if ctrlPID > 0 && cpuErr == nil && committed > 0 {
+		fmt.Printf("  controller: %.1f µs CPU per committed report (%.2f cores busy); RSS %d MiB (anonymous %d MiB, %.1f KiB per rig)\n",
+			float64((cpu1-cpu0).Microseconds())/float64(committed), (cpu1-cpu0).Seconds()/elapsed.Seconds(),
+			rss>>20, anon>>20, float64(anon)/1024/float64(o.Rigs))
+	}
+	return nil
+}
+
+// q is the p quantile of d (sorted in place).
+func q(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	if !slices.IsSorted(d) {
+		slices.Sort(d)
+	}
+	return d[min(len(d)-1, int(p*float64(len(d))))].Round(10 * time.Microsecond)
+}
+
+// procCPU is a process's user plus system CPU time from /proc/PID/stat,
+// so the simulator's own share is not counted.
+func procCPU(pid int) (time.Duration, error) {
+	if pid <= 0 {
+		return 0, errors.New("no pid")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; fields start after its ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	// utime and stime are fields 14 and 15 of the line, in clock ticks
+	// (100 per second on Linux).
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	stt, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(ut+stt) * 10 * time.Millisecond, nil
+}
+
+// procMem is a process's resident and anonymous resident memory in bytes.
+func procMem(pid int) (rss, anon uint64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = n << 10
+		case "RssAnon":
+			anon = n << 10
+		}
+	}
+	return rss, anon
+}

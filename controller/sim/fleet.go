@@ -1,0 +1,421 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/quarryfleet/quarry/agent/link"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// Options describe a simulated fleet.
+type Options struct {
+	Addr       string // controller gRPC address
+	ServerName string // default: Addr's host
+	Token      string // join token with enough uses for the rigs not yet enrolled
+	DataDir    string // identities, buffers and rig state; reused across runs
+	Rigs       int
+	Prefix     string // rig names are Prefix-1 … Prefix-N
+	Profile    *Profile
+	// Interval is the report period; 0 takes the controller's setting,
+	// and Saturate sends each rig's next report as soon as the last one
+	// is acknowledged.
+	Interval time.Duration
+	Saturate bool
+	// Shards is how many database files hold the rigs' buffers and state.
+	Shards     int
+	BufferSize int // reports kept per rig while the controller is away
+	// Ramp is how many rigs may be connecting at once; default 64.
+	Ramp    int
+	Version string
+	Log     *slog.Logger
+	// Seed makes noise and random failures repeatable.
+	Seed uint64
+}
+
+// Fleet is a running simulated fleet.
+type Fleet struct {
+	opts  Options
+	rigs  []*simRig
+	dbs   []*bolt.DB
+	stats *Stats
+}
+
+type simRig struct {
+	*Rig
+	id       *link.Identity
+	buf      *link.Buffer
+	interval atomic.Int64
+	up       atomic.Bool
+	wasUp    atomic.Bool
+	ackCh    chan struct{}
+
+	mu      sync.Mutex
+	sentAt  map[uint64]time.Time
+	lastAck uint64
+}
+
+// Stats counts what the fleet's rigs saw; safe for concurrent use.
+type Stats struct {
+	connected atomic.Int64
+	ever      atomic.Int64
+	acked     atomic.Uint64
+	made      atomic.Uint64
+
+	mu      sync.Mutex
+	measure bool
+	lat     []time.Duration
+}
+
+// Connected is how many rigs have their session up now.
+func (s *Stats) Connected() int { return int(s.connected.Load()) }
+
+// EverConnected is how many rigs have had a session up since Run began.
+func (s *Stats) EverConnected() int { return int(s.ever.Load()) }
+
+// Acked is how many reports the controller has acknowledged (committed).
+func (s *Stats) Acked() uint64 { return s.acked.Load() }
+
+// Made is how many reports the rigs made.
+func (s *Stats) Made() uint64 { return s.made.Load() }
+
+// Measure starts (true) or stops keeping each report's time from being
+// made until its acknowledgement, and returns those kept so far.
+func (s *Stats) Measure(on bool) []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.lat
+	s.measure, s.lat = on, nil
+	return out
+}
+
+func (s *Stats) add(d time.Duration) {
+	s.mu.Lock()
+	if s.measure {
+		s.lat = append(s.lat, d)
+	}
+	s.mu.Unlock()
+}
+
+// New opens the fleet's storage and enrolls every rig that has no
+// certificate yet.
+func New(ctx context.Context, o Options) (*Fleet, error) {
+	if o.Rigs < 1 {
+		return nil, errors.New("at least one rig is required")
+	}
+	if o.Profile == nil {
+		p, err := DefaultProfile()
+		if err != nil {
+			return nil, err
+		}
+		o.Profile = p
+	}
+	if o.Prefix == "" {
+		o.Prefix = "sim"
+	}
+	if o.Shards <= 0 {
+		o.Shards = 16
+	}
+	if o.BufferSize <= 0 {
+		o.BufferSize = 1000
+	}
+	if o.Ramp <= 0 {
+		o.Ramp = 64
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.ServerName == "" {
+		host, _, err := net.SplitHostPort(o.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("controller address %q: %w", o.Addr, err)
+		}
+		o.ServerName = host
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	f := &Fleet{opts: o, stats: &Stats{}}
+	for i := range o.Shards {
+		// Without fsync: a killed simulator loses nothing the kernel
+		// already has, which is what its tests kill it for, and a
+		// thousand rigs' fsyncs would measure the simulator's disk
+		// rather than the controller.
+		db, err := bolt.Open(filepath.Join(o.DataDir, fmt.Sprintf("rigs-%02d.db", i)), 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open rig store %d (is another simulator using %s?): %w", i, o.DataDir, err)
+		}
+		f.dbs = append(f.dbs, db)
+	}
+	f.rigs = make([]*simRig, o.Rigs)
+	var g errgroup.Group
+	g.SetLimit(16)
+	for i := range o.Rigs {
+		name := fmt.Sprintf("%s-%d", o.Prefix, i+1)
+		h := fnv.New32a()
+		h.Write([]byte(name))
+		db := f.dbs[int(h.Sum32())%len(f.dbs)]
+		prefix := name + "/"
+		g.Go(func() error {
+			r, err := newRig(name, i, o.Profile, db, prefix, o.Seed)
+			if err != nil {
+				return err
+			}
+			buf, err := link.OpenBufferPrefixed(db, prefix, o.BufferSize, o.Log.With("rig", name))
+			if err != nil {
+				return fmt.Errorf("rig %s buffer: %w", name, err)
+			}
+			id, err := f.identity(ctx, name)
+			if err != nil {
+				return err
+			}
+			sr := &simRig{Rig: r, id: id, buf: buf, sentAt: map[uint64]time.Time{}, ackCh: make(chan struct{}, 1), lastAck: buf.Acked()}
+			sr.interval.Store(int64(o.Interval))
+			f.rigs[i] = sr
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Fleet) identity(ctx context.Context, name string) (*link.Identity, error) {
+	dir := filepath.Join(f.opts.DataDir, "pki", name)
+	id, err := link.LoadIdentity(dir)
+	if err == nil || !errors.Is(err, link.ErrNotEnrolled) {
+		return id, err
+	}
+	if f.opts.Token == "" {
+		return nil, fmt.Errorf("rig %s is not enrolled and no join token was given", name)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	id, err = link.Enroll(ctx, dir, f.opts.Addr, f.opts.Token, name)
+	if err != nil {
+		return nil, fmt.Errorf("rig %s: %w", name, err)
+	}
+	return id, nil
+}
+
+// Stats is the fleet's counters.
+func (f *Fleet) Stats() *Stats { return f.stats }
+
+// Rig returns the rig named name, or nil.
+func (f *Fleet) Rig(name string) *Rig {
+	for _, r := range f.rigs {
+		if r.Name == name {
+			return r.Rig
+		}
+	}
+	return nil
+}
+
+// Close closes the fleet's storage; call it after Run returns.
+func (f *Fleet) Close() {
+	for _, db := range f.dbs {
+		db.Close()
+	}
+}
+
+// Run connects every rig and reports until ctx ends. Cue files dropped in
+// DataDir/cues ("crash-NAME", "lose-gpu-NAME") make that rig's miner crash
+// or one of its GPUs fall off the bus, for demonstrations and tests.
+func (f *Fleet) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	// Rigs connect at most Ramp at a time, the next when one is up (or
+	// has failed once), as a real fleet coming online does; thousands of
+	// TLS handshakes at once only time each other out.
+	ramp := make(chan struct{}, max(1, f.opts.Ramp))
+	for _, r := range f.rigs {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.report(ctx, r) }()
+	}
+	for _, r := range f.rigs {
+		select {
+		case ramp <- struct{}{}:
+		case <-ctx.Done():
+		}
+		var once sync.Once
+		wg.Add(1)
+		go func() { defer wg.Done(); f.link(ctx, r, func() { once.Do(func() { <-ramp }) }) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); f.watchCues(ctx) }()
+	wg.Wait()
+	return nil
+}
+
+func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
+	defer settled()
+	c := &link.Client{
+		Addr: f.opts.Addr, ServerName: f.opts.ServerName, Identity: r.id, Buffer: r.buf, Handler: r.Rig,
+		Log: f.opts.Log.With("rig", r.Name),
+		Hello: func() *quarryv1.Hello {
+			return &quarryv1.Hello{Hostname: r.Name, Version: f.opts.Version, Inventory: r.Inventory()}
+		},
+		OnState: func(up bool) {
+			settled()
+			if up && !r.wasUp.Swap(true) {
+				f.stats.ever.Add(1)
+			}
+			if r.up.Swap(up) != up {
+				if up {
+					f.stats.connected.Add(1)
+				} else {
+					f.stats.connected.Add(-1)
+				}
+			}
+		},
+		OnSettings: func(s *quarryv1.AgentSettings) {
+			if f.opts.Interval == 0 && s.ReportIntervalSeconds > 0 {
+				r.interval.Store(int64(time.Duration(s.ReportIntervalSeconds) * time.Second))
+			}
+		},
+		OnAck: func(upTo uint64) { f.acked(r, upTo) },
+	}
+	if err := c.Run(ctx); err != nil {
+		f.opts.Log.Error("rig link stopped", "rig", r.Name, "err", err)
+	}
+	if r.up.Swap(false) {
+		f.stats.connected.Add(-1)
+	}
+}
+
+func (f *Fleet) acked(r *simRig, upTo uint64) {
+	now := time.Now()
+	r.mu.Lock()
+	if upTo > r.lastAck {
+		f.stats.acked.Add(upTo - r.lastAck)
+		for seq := r.lastAck + 1; seq <= upTo; seq++ {
+			if t, ok := r.sentAt[seq]; ok {
+				f.stats.add(now.Sub(t))
+				delete(r.sentAt, seq)
+			}
+		}
+		r.lastAck = upTo
+	}
+	r.mu.Unlock()
+	select {
+	case r.ackCh <- struct{}{}:
+	default:
+	}
+}
+
+// report makes the rig's reports: on a timer whose first tick is spread
+// over the interval, as a real fleet's are, or back to back when
+// saturating.
+func (f *Fleet) report(ctx context.Context, r *simRig) {
+	if f.opts.Saturate {
+		for ctx.Err() == nil {
+			seq := f.makeReport(r)
+			for {
+				r.mu.Lock()
+				done := r.lastAck >= seq
+				r.mu.Unlock()
+				if done || seq == 0 {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-r.ackCh:
+				}
+			}
+		}
+		return
+	}
+	wait := func() time.Duration {
+		if d := time.Duration(r.interval.Load()); d > 0 {
+			return d
+		}
+		return 10 * time.Second
+	}
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(wait()))))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.makeReport(r)
+		t.Reset(wait())
+	}
+}
+
+func (f *Fleet) makeReport(r *simRig) uint64 {
+	now := time.Now()
+	rep := r.Report(now)
+	rep.TimeUnixNano = now.UnixNano()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seq, err := r.buf.Append(rep)
+	if err != nil {
+		f.opts.Log.Error("buffer report", "rig", r.Name, "err", err)
+		return 0
+	}
+	f.stats.made.Add(1)
+	// Bounded by the buffer: entries past its size are forgotten.
+	if len(r.sentAt) < f.opts.BufferSize {
+		r.sentAt[seq] = now
+	}
+	return seq
+}
+
+func (f *Fleet) watchCues(ctx context.Context) {
+	dir := filepath.Join(f.opts.DataDir, "cues")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		f.opts.Log.Warn("cue directory", "err", err)
+		return
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			name := e.Name()
+			_ = os.Remove(filepath.Join(dir, name))
+			switch {
+			case strings.HasPrefix(name, "crash-"):
+				if r := f.Rig(strings.TrimPrefix(name, "crash-")); r != nil {
+					f.opts.Log.Info("cue: miner crash", "rig", r.Name)
+					r.Crash()
+				}
+			case strings.HasPrefix(name, "lose-gpu-"):
+				if r := f.Rig(strings.TrimPrefix(name, "lose-gpu-")); r != nil {
+					f.opts.Log.Info("cue: GPU lost", "rig", r.Name)
+					r.LoseGPU()
+				}
+			default:
+				f.opts.Log.Warn("unknown cue ignored", "file", name)
+			}
+		}
+	}
+}
