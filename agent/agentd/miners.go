@@ -283,7 +283,7 @@ func (m *Miners) prepare(ctx context.Context, payload []byte) (*flightsheet.Flig
 	if !strings.EqualFold(got, sheet.Miner.SHA256) {
 		return nil, &miner.ChecksumError{Path: sheet.Miner.Path, Want: strings.ToLower(sheet.Miner.SHA256), Got: got}
 	}
-	if _, err := m.adapterFor(sheet.Miner.Name); err != nil {
+	if _, err := m.adapterFor(sheet.Miner.Name, sheet.Algorithm); err != nil {
 		return nil, fmt.Errorf("flight sheet %q: %w", sheet.Name, err)
 	}
 	if sheet.Miner.API.Port == 0 {
@@ -296,8 +296,10 @@ func (m *Miners) prepare(ctx context.Context, payload []byte) (*flightsheet.Flig
 	return sheet, nil
 }
 
-func (m *Miners) adapterFor(name string) (minerapi.Adapter, error) {
-	opts := minerapi.Options{Client: m.client}
+func (m *Miners) adapterFor(name, algorithm string) (minerapi.Adapter, error) {
+	// The algorithm picks ASIC firmware's units when it does not name its
+	// model.
+	opts := minerapi.Options{Client: m.client, Algorithm: algorithm}
 	if name == "custom" {
 		if m.cfg.Custom.URL == "" {
 			return nil, errors.New(`miner "custom" needs the agent's miners.custom mapping, which is not set`)
@@ -322,7 +324,7 @@ func freePort(host string) (int, error) {
 }
 
 func (m *Miners) setActive(sheet *flightsheet.FlightSheet) {
-	ad, err := m.adapterFor(sheet.Miner.Name)
+	ad, err := m.adapterFor(sheet.Miner.Name, sheet.Algorithm)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sheet, m.adapter = sheet, ad
@@ -431,7 +433,7 @@ func (m *Miners) settle(ctx context.Context, sheet *flightsheet.FlightSheet) (mi
 
 // apiAnswers reports whether the miner's stats API gave any reply.
 func (m *Miners) apiAnswers(ctx context.Context, sheet *flightsheet.FlightSheet) bool {
-	ad, err := m.adapterFor(sheet.Miner.Name)
+	ad, err := m.adapterFor(sheet.Miner.Name, sheet.Algorithm)
 	if err != nil {
 		return false
 	}
@@ -621,6 +623,10 @@ func (m *Miners) minerStats(ctx context.Context) *quarryv1.MinerStats {
 		// The miner answers but has no reading yet: warming up (a DAG
 		// build, xmrig's first 10 s window), not unreachable.
 		ms.State, ms.Error = quarryv1.MinerWarming, "warming up: "+err.Error()
+	case errors.Is(err, minerapi.ErrBadReply):
+		// It answered, so it is not unreachable; what it said is unread.
+		ms.State, ms.Error = quarryv1.MinerBadReply, err.Error()
+		return ms
 	default:
 		ms.State, ms.Error = "api-unreachable", err.Error()
 		return ms
@@ -675,7 +681,7 @@ func (r supervisorRef) Stop(ctx context.Context) error { return r.m.sup.Stop(ctx
 type launcher struct{ m *Miners }
 
 func (l launcher) Launch(fs *flightsheet.FlightSheet) (miner.Launch, error) {
-	ad, err := l.m.adapterFor(fs.Miner.Name)
+	ad, err := l.m.adapterFor(fs.Miner.Name, fs.Algorithm)
 	if err != nil {
 		return miner.Launch{}, err
 	}

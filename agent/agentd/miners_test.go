@@ -254,11 +254,12 @@ func TestMinersLifecycle(t *testing.T) {
 		t.Error("negative line count accepted")
 	}
 
-	// An API that answers garbage is unreachable, not zero hashrate.
+	// An API that answers garbage is a bad reply: neither unreachable
+	// (it answered) nor zero hashrate.
 	os.WriteFile(control, []byte("garbage\n"), 0o600)
-	ms = waitMiner(t, a, "unreachable", func(ms *quarryv1.MinerStats) bool { return ms.State == "api-unreachable" })
-	if ms.Hashrate != 0 || ms.Error == "" {
-		t.Errorf("unreachable stats %v", ms)
+	ms = waitMiner(t, a, "bad reply", func(ms *quarryv1.MinerStats) bool { return ms.State == quarryv1.MinerBadReply })
+	if ms.Hashrate != 0 || ms.Error == "" || ms.HashrateKnown() {
+		t.Errorf("bad-reply stats %v", ms)
 	}
 	os.WriteFile(control, nil, 0o600)
 	waitMiner(t, a, "recovery", func(ms *quarryv1.MinerStats) bool { return ms.State == "running" })

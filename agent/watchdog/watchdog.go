@@ -115,6 +115,10 @@ type Watchdog struct {
 	// stats API
 	unreachable      bool
 	unreachableSince time.Time
+	badReply         bool
+	// machineHot: the miner's own hottest sensor (ASIC boards and chips,
+	// which NVML does not see) is at or above the critical temperature.
+	machineHot bool
 	// pool login
 	loginLine   string
 	loginSwitch time.Time
@@ -287,6 +291,32 @@ func reconcile(acts []Action) []Action {
 	return out
 }
 
+// evalMachineHeat protects machines whose temperatures only the miner
+// reports (ASIC chips and boards): its hottest real sensor at or above the
+// critical temperature stops the miner when the watchdog stops on
+// overheat. Nothing here can lower such a machine's power, and a stopped
+// miner reports no temperature, so it stays stopped until restarted.
+func (w *Watchdog) evalMachineHeat(st minerapi.Stats) []Action {
+	if len(w.known) > 0 {
+		return nil // NVML or sysfs sees the cards; the GPU rule covers them
+	}
+	if st.HottestC == nil || *st.HottestC < w.cfg.CriticalTempC {
+		if st.HottestC != nil && *st.HottestC < w.cfg.CriticalTempC-w.cfg.CoolDownC {
+			w.machineHot = false
+		}
+		return nil
+	}
+	if w.machineHot {
+		return nil
+	}
+	w.machineHot = true
+	reason := fmt.Sprintf("miner reports its hottest sensor at %.0f °C, critical is %.0f °C", *st.HottestC, w.cfg.CriticalTempC)
+	if w.cfg.OnOverheat == OverheatStop && w.running {
+		return []Action{{Kind: ActionStopMiner, Reason: reason + "; restart it once the machine has cooled"}}
+	}
+	return []Action{{Kind: ActionReport, Topic: "miner_overheat", Reason: reason}}
+}
+
 func (w *Watchdog) evalStats(now time.Time, st minerapi.Stats, err error) []Action {
 	var acts []Action
 	inGrace := now.Sub(w.runStart) < w.cfg.StartupGrace
@@ -295,6 +325,17 @@ func (w *Watchdog) evalStats(now time.Time, st minerapi.Stats, err error) []Acti
 	// unreachable. Past the startup grace it still counts as no hashrate
 	// for the low-hashrate rule, so a miner stuck warming is restarted.
 	warming := err != nil && errors.Is(err, minerapi.ErrNoHashrate)
+	if err != nil && !warming && errors.Is(err, minerapi.ErrBadReply) {
+		// The miner answered, so restarting it for an unreachable API
+		// would be wrong; its reading is unknown, not low.
+		w.lowSince = time.Time{}
+		if !w.badReply {
+			w.badReply = true
+			acts = append(acts, Action{Kind: ActionReport, Topic: "stats_bad_reply", Reason: "miner stats API answered with a reply that cannot be read: " + err.Error()})
+		}
+		return acts
+	}
+	w.badReply = false
 	if err != nil && !warming {
 		if !w.unreachable {
 			w.unreachable, w.unreachableSince = true, now
@@ -311,6 +352,7 @@ func (w *Watchdog) evalStats(now time.Time, st minerapi.Stats, err error) []Acti
 		w.unreachable = false
 		acts = append(acts, Action{Kind: ActionReport, Topic: "stats_reachable", Reason: "miner stats API answering again"})
 	}
+	acts = append(acts, w.evalMachineHeat(st)...)
 
 	h := st.TotalHashrate
 	if h == 0 {

@@ -76,6 +76,17 @@ func warmingUp(accepted uint64) reading {
 		statsErr: fmt.Errorf("xmrig: hashrate window not full: %w", minerapi.ErrNoHashrate)}
 }
 
+// badReply is a miner that answers with bytes no repair makes readable.
+func badReply() reading {
+	return reading{statsErr: fmt.Errorf("cgminer: summary: %w: invalid character 'x'", minerapi.ErrBadReply)}
+}
+
+// asicAt is an ASIC whose hottest chip the miner reports at c °C; NVML sees
+// no cards on such a machine.
+func asicAt(c float64) reading {
+	return reading{stats: minerapi.Stats{Miner: "bmminer", TotalHashrate: 1000, Accepted: 1, HottestC: &c}}
+}
+
 func gpus(temps ...float64) []GPU {
 	var out []GPU
 	for i, t := range temps {
@@ -159,6 +170,26 @@ func TestRules(t *testing.T) {
 				{after: 2 * time.Minute, in: reading{statsErr: errUnreachable}, want: []string{"stats_unreachable"}},
 				{after: 2 * time.Minute, in: reading{statsErr: errUnreachable}},
 				{after: time.Minute, in: reading{statsErr: errUnreachable}, want: []string{"restart_miner"}, because: "unreachable for 3m0s"},
+			},
+		},
+		{
+			name: "an unreadable reply is not an unreachable miner",
+			steps: []step{
+				{start: true, in: stats(1000, 1)},
+				{after: 2 * time.Minute, in: badReply(), want: []string{"stats_bad_reply"}, because: "cannot be read"},
+				{after: 5 * time.Minute, in: badReply()},
+				{after: 5 * time.Minute, in: badReply()},
+				{after: time.Minute, in: stats(1000, 2)},
+			},
+		},
+		{
+			name: "the miner's own hottest sensor stops a machine NVML does not see",
+			steps: []step{
+				{start: true, in: asicAt(95), want: []string{"stop_miner"}, because: "hottest sensor at 95 °C"},
+				// Restarted by hand once cool; hot again, stopped again, once.
+				{after: time.Hour, start: true, in: asicAt(70)},
+				{after: time.Minute, in: asicAt(93), want: []string{"stop_miner"}, because: "hottest sensor at 93 °C"},
+				{after: time.Minute, start: true, in: asicAt(96)},
 			},
 		},
 		{

@@ -222,7 +222,7 @@ func TestMinersEndToEnd(t *testing.T) {
 	}
 	eventually(t, "unknown hashrate shown as such", 15*time.Second, func() bool {
 		out, _ := ctrl.ctl(t, "rig", "show", "miner-rig")
-		return strings.Contains(out, "— (api-unreachable)") && !strings.Contains(out, "0.00 H/s")
+		return strings.Contains(out, "— (bad-reply)") && !strings.Contains(out, "0.00 H/s")
 	})
 	resp, err := http.Get("http://" + ctrl.http + "/metrics")
 	if err != nil {

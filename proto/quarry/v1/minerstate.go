@@ -7,6 +7,7 @@ const (
 	MinerRunning        = "running"         // the stats API gave a reading
 	MinerWarming        = "warming"         // the API answers but has no reading yet (DAG build, xmrig's first 10 s)
 	MinerAPIUnreachable = "api-unreachable" // the process is up, its API does not answer
+	MinerBadReply       = "bad-reply"       // the API answers with something that cannot be read
 	MinerCrashed        = "crashed"         // exited; the supervisor restarts it after a backoff
 	MinerStopped        = "stopped"         // stopped on purpose
 	MinerFailed         = "failed"          // cannot start (binary refused, checksum)
