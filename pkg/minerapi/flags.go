@@ -2,14 +2,16 @@ package minerapi
 
 import (
 	"slices"
-	"strings"
 )
 
 // OwnedFlag is a command-line option whose value Launch already sets from a
 // flight-sheet field.
 type OwnedFlag struct {
-	Flag  string // as the miner spells it, e.g. "--api-port"
-	Field string // the flight-sheet field that sets it: pools, api, algorithm, devices
+	Flag string // as the miner spells it, e.g. "--api-port"
+	// Field is what sets it: the flight-sheet field (pools, api,
+	// algorithm, devices), or config (the config file Quarry writes) and
+	// foreground (Quarry supervises the miner in the foreground).
+	Field string
 }
 
 // ownedFlags is, per adapter, what the generated arguments or config file
@@ -17,33 +19,39 @@ type OwnedFlag struct {
 // an API port Quarry does not poll, a pool that replaces the failover list.
 var ownedFlags = map[string][]OwnedFlag{
 	"xmrig": flags(
-		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-O", "--userpass", "--daemon", "--coin", "-c", "--config",
-		"api", "--http-host", "--http-port", "--http-access-token", "--http-enabled", "--http-no-restricted", "--api-worker-id",
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-O", "--userpass", "--daemon", "--coin", "--tls", "--nicehash", "-x", "--proxy",
+		"api", "--http-host", "--http-port", "--http-access-token", "--http-enabled", "--http-no-restricted", "--api-worker-id", "--api-port", "--api-access-token",
 		"algorithm", "-a", "--algo",
-		"devices", "--cuda-devices", "--opencl-devices"),
+		"devices", "--cuda-devices", "--opencl-devices",
+		"config", "-c", "--config",
+		"foreground", "-B", "--background"),
 	"wildrig": flags(
 		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-O", "--userpass",
 		"api", "--api-port",
 		"algorithm", "-a", "--algo",
 		"devices", "-d", "--opencl-devices"),
 	"trex": flags(
-		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-w", "--worker", "-c", "--config",
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-w", "--worker",
 		"api", "--api-bind-http", "--api-bind-telnet", "--api-read-only", "--api-key",
 		"algorithm", "-a", "--algo",
-		"devices", "-d", "--devices"),
+		"devices", "-d", "--devices",
+		"config", "-c", "--config"),
 	"lolminer": flags(
-		"pools", "--pool", "--user", "--pass", "--tls", "--config",
+		"pools", "-p", "--pool", "-u", "--user", "--pass", "--tls", "--worker",
 		"api", "--apihost", "--apiport",
-		"algorithm", "--algo", "--coin",
-		"devices", "--devices"),
+		"algorithm", "-a", "--algo", "--coin",
+		"devices", "--devices",
+		"config", "--config", "--profile"),
 	"gminer": flags(
-		"pools", "-s", "--server", "-n", "--port", "-u", "--user", "-p", "--pass", "--ssl", "--config",
+		"pools", "-s", "--server", "-n", "--port", "-u", "--user", "-p", "--pass", "--ssl", "-w", "--worker", "--proto",
+		"config", "--config",
 		"api", "--api",
 		"algorithm", "-a", "--algo",
 		"devices", "-d", "--devices"),
 	"cgminer": flags(
-		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-c", "--config",
-		"api", "--api-listen", "--api-port", "--api-allow", "--api-network",
+		"pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-O", "--userpass",
+		"config", "-c", "--config",
+		"api", "--api-listen", "--api-port", "--api-allow", "--api-network", "--api-mcast",
 		"algorithm", "--algo",
 		"devices", "-d", "--device"),
 	"teamredminer": flags(
@@ -51,8 +59,8 @@ var ownedFlags = map[string][]OwnedFlag{
 		"api", "--api_listen", "--cm_api_listen",
 		"algorithm", "-a", "--algo",
 		"devices", "-d", "--devices"),
-	"bmminer":  flags("pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-c", "--config", "api", "--api-listen", "--api-port", "--api-allow", "--api-network"),
-	"bosminer": flags("pools", "-o", "--url", "-u", "--user", "-p", "--pass", "-c", "--config", "api", "--api-listen", "--api-port", "--api-allow", "--api-network"),
+	"bmminer":  flags("pools", "-o", "--url", "-u", "--user", "-p", "--pass", "config", "-c", "--config", "api", "--api-listen", "--api-port", "--api-allow", "--api-network"),
+	"bosminer": flags("pools", "-o", "--url", "-u", "--user", "-p", "--pass", "config", "-c", "--config", "api", "--api-listen", "--api-port", "--api-allow", "--api-network"),
 	"claymore": flags(
 		"pools", "-epool", "-ewal", "-epsw", "-esm", "-allpools",
 		"api", "-mport",
@@ -100,7 +108,7 @@ func flags(spec ...string) []OwnedFlag {
 	field := ""
 	for _, s := range spec {
 		switch s {
-		case "pools", "api", "algorithm", "devices":
+		case "pools", "api", "algorithm", "devices", "config", "foreground":
 			field = s
 		default:
 			out = append(out, OwnedFlag{Flag: s, Field: field})
@@ -113,21 +121,4 @@ func flags(spec ...string) []OwnedFlag {
 // an adapter that takes no command line of Quarry's (custom, whatsminer).
 func OwnedFlags(adapter string) []OwnedFlag {
 	return slices.Clone(ownedFlags[adapter])
-}
-
-// CheckExtraArgs refuses extra arguments that would override what Launch
-// configured, naming the flight-sheet field to change instead. Both
-// "--flag value" and "--flag=value" spellings are caught.
-func CheckExtraArgs(adapter string, extra []string) error {
-	owned := ownedFlags[adapter]
-	for _, a := range extra {
-		name, _, _ := strings.Cut(a, "=")
-		for _, o := range owned {
-			if name == o.Flag {
-				return configErr("extra_args: %s %s is set by Quarry from the flight sheet's %s; change %s there instead",
-					adapter, o.Flag, o.Field, o.Field)
-			}
-		}
-	}
-	return nil
 }

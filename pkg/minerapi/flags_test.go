@@ -1,7 +1,6 @@
 package minerapi_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -47,35 +46,6 @@ func TestOwnedFlagsCoverLaunch(t *testing.T) {
 			if _, ok := owned[flag]; !ok && !cosmetic[flag] {
 				t.Errorf("%s: Launch emits %s, which extra_args could override", name, flag)
 			}
-		}
-	}
-}
-
-func TestCheckExtraArgs(t *testing.T) {
-	tests := []struct {
-		adapter string
-		extra   []string
-		field   string // "" = accepted
-	}{
-		{"xmrig", []string{"--http-port", "9999"}, "api"},
-		{"xmrig", []string{"--http-access-token=abc"}, "api"},
-		{"xmrig", []string{"-o", "pool:1"}, "pools"},
-		{"xmrig", []string{"--randomx-1gb-pages", "--cpu-priority=2"}, ""},
-		{"trex", []string{"--api-bind-http", "0.0.0.0:1"}, "api"},
-		{"lolminer", []string{"--algo", "ETHASH"}, "algorithm"},
-		{"gminer", []string{"--devices", "0"}, "devices"},
-		{"phoenixminer", []string{"-cdmport", "1"}, "api"},
-		{"nbminer", []string{"-o1", "x"}, "pools"},
-		{"ccminer", []string{"--intensity=21"}, ""},
-		{"custom", []string{"--anything"}, ""},
-	}
-	for _, tc := range tests {
-		err := minerapi.CheckExtraArgs(tc.adapter, tc.extra)
-		switch {
-		case tc.field == "" && err != nil:
-			t.Errorf("%s %q: %v, want accepted", tc.adapter, tc.extra, err)
-		case tc.field != "" && (!errors.Is(err, minerapi.ErrConfig) || !strings.Contains(err.Error(), "flight sheet's "+tc.field)):
-			t.Errorf("%s %q: err = %v, want a refusal naming %s", tc.adapter, tc.extra, err, tc.field)
 		}
 	}
 }
