@@ -4,12 +4,14 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 // BenchmarkCheck is one poll of an 8-GPU rig with healthy readings: the
 // watchdog's steady-state cost on the agent.
 func BenchmarkCheck(b *testing.B) {
-	clock := &fakeClock{t: time.Unix(0, 0)}
+	clock := testsupport.NewClock(time.Unix(0, 0))
 	src := &script{r: stats(1000, 1)}
 	src.r.gpus = gpus(60, 61, 62, 63, 64, 65, 66, 67)
 	w, err := New(Config{}, Deps{Stats: src, GPUs: src, Miner: &calls{}, Clock: clock, Logger: quiet})

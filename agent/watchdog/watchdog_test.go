@@ -14,24 +14,8 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/pkg/minerapi"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // reading is what the scripted sources hand out on the next Check.
 type reading struct {
@@ -335,7 +319,7 @@ func TestRules(t *testing.T) {
 			if tt.cfg != nil {
 				tt.cfg(&cfg)
 			}
-			clock := &fakeClock{t: time.Date(2026, 11, 29, 21, 0, 0, 0, time.UTC)}
+			clock := testsupport.NewClock(time.Date(2026, 11, 29, 21, 0, 0, 0, time.UTC))
 			src := &script{}
 			c := &calls{}
 			var events []Event
@@ -390,7 +374,7 @@ func TestRules(t *testing.T) {
 }
 
 func TestActionsReachTheMiner(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(0, 0)}
+	clock := testsupport.NewClock(time.Unix(0, 0))
 	src := &script{r: stats(1000, 1)}
 	c := &calls{}
 	w, err := New(Config{OnOverheat: OverheatPowerLimit}, Deps{Stats: src, GPUs: src, Miner: c, Power: c, Clock: clock, Logger: quiet})
@@ -409,7 +393,7 @@ func TestActionsReachTheMiner(t *testing.T) {
 
 func TestRebootRunsCommand(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "rebooted")
-	clock := &fakeClock{t: time.Unix(0, 0)}
+	clock := testsupport.NewClock(time.Unix(0, 0))
 	var events []Event
 	cfg := Config{MaxRestarts: 2, RebootCommand: []string{"sh", "-c", `echo "reboot requested" > "$0"; echo done`, marker}}
 	w, err := New(cfg, Deps{Miner: &calls{}, Clock: clock, Logger: quiet, OnEvent: func(e Event) { events = append(events, e) }})

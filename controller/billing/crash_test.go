@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/controller/billing/faultproxy"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.etcd.io/bbolt"
 )
 
@@ -70,7 +71,7 @@ func TestCrashRecoveryDeliversEveryFactOnce(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "billing.db")
 	db := openDB(t, path)
-	s := newTestService(t, db, Config{Now: newClock(t10.Add(-time.Hour)).Now})
+	s := newTestService(t, db, Config{Now: testsupport.NewClock(t10.Add(-time.Hour)).Now})
 	ctx := context.Background()
 	for c := range 5 {
 		cust := fmt.Sprintf("cust%d", c)

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 func TestMain(m *testing.M) {
@@ -31,32 +32,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// testClock is a settable clock.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *testClock { return &testClock{t: t} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // openDB opens a bbolt file under dir and checks its consistency when the

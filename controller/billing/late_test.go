@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/controller/billing/faultproxy"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.etcd.io/bbolt"
 )
 
@@ -72,7 +73,7 @@ func (sc scenario) run(t *testing.T) scenarioResult {
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
 	path := filepath.Join(t.TempDir(), "b.db")
-	clk := newClock(t10.Add(-time.Hour))
+	clk := testsupport.NewClock(t10.Add(-time.Hour))
 	open := func() (*Service, *bbolt.DB) {
 		db := openDB(t, path)
 		return newTestService(t, db, Config{Stripe: NewStripeClient("sk_test_123", proxy.URL(), testHTTPClient(t, 5*time.Second)),
@@ -101,7 +102,7 @@ func (sc scenario) run(t *testing.T) scenarioResult {
 			if len(pending) == 0 {
 				return
 			}
-			clk.Add(10 * time.Millisecond)
+			clk.Advance(10 * time.Millisecond)
 		}
 		t.Fatal("outbox not drained")
 	}
@@ -473,7 +474,7 @@ func TestLateWindowIsValidated(t *testing.T) {
 // old counters carry over.
 func TestLateCorrectionOfAnHourSentByAnEarlierVersion(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "b.db")
-	clk := newClock(t10.Add(-time.Hour))
+	clk := testsupport.NewClock(t10.Add(-time.Hour))
 	db := openDB(t, path)
 	s := newTestService(t, db, Config{Now: clk.Now})
 	ctx := context.Background()

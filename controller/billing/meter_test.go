@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 var t10 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
@@ -62,7 +64,7 @@ func TestMeterIntegrals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: newClock(t10).Now})
+			s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: testsupport.NewClock(t10).Now})
 			m := s.Meter()
 			for _, sm := range tc.samples {
 				if err := m.Observe("rig1", t10.Add(sm.at), sm.w); err != nil {
@@ -92,7 +94,7 @@ func TestMeterIntegrals(t *testing.T) {
 }
 
 func TestMeterRejectsBadSamples(t *testing.T) {
-	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: newClock(t10).Now})
+	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: testsupport.NewClock(t10).Now})
 	m := s.Meter()
 	if err := m.Observe("rig1", t10, 1000); err != nil {
 		t.Fatal(err)
@@ -120,7 +122,7 @@ func TestMeterRejectsBadSamples(t *testing.T) {
 }
 
 func TestMeterRigMovedMidHour(t *testing.T) {
-	clk := newClock(t10)
+	clk := testsupport.NewClock(t10)
 	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: clk.Now})
 	ctx := context.Background()
 	mustCustomer(t, s, "alice")
@@ -173,7 +175,7 @@ func TestMeterSurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "b.db")
 	ctx := context.Background()
 	db := openDB(t, path)
-	s := newTestService(t, db, Config{Now: newClock(t10.Add(-time.Hour)).Now})
+	s := newTestService(t, db, Config{Now: testsupport.NewClock(t10.Add(-time.Hour)).Now})
 	mustCustomer(t, s, "alice")
 	if err := s.AssignRigs(ctx, "alice", "rig1"); err != nil {
 		t.Fatal(err)
@@ -192,7 +194,7 @@ func TestMeterSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = newTestService(t, openDB(t, path), Config{Now: newClock(t10.Add(31 * time.Minute)).Now})
+	s = newTestService(t, openDB(t, path), Config{Now: testsupport.NewClock(t10.Add(31 * time.Minute)).Now})
 	for d := 30*time.Minute + 20*time.Second; d <= time.Hour; d += 10 * time.Second {
 		if err := s.Meter().Observe("rig1", t10.Add(d), 2000); err != nil {
 			t.Fatal(err)
@@ -207,7 +209,7 @@ func TestMeterSurvivesRestart(t *testing.T) {
 }
 
 func TestMeterSilentRigHourClosesAfterItEnds(t *testing.T) {
-	clk := newClock(t10)
+	clk := testsupport.NewClock(t10)
 	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: clk.Now})
 	ctx := context.Background()
 	mustCustomer(t, s, "alice")
@@ -257,7 +259,7 @@ func TestMeterNoDriftOverAMonth(t *testing.T) {
 		t.Skip("month-long integration")
 	}
 	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: newClock(start.Add(-time.Hour)).Now})
+	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{Now: testsupport.NewClock(start.Add(-time.Hour)).Now})
 	ctx := context.Background()
 	mustCustomer(t, s, "alice")
 	if err := s.AssignRigs(ctx, "alice", "rig1"); err != nil {

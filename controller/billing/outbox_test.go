@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/controller/billing/faultproxy"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 type auditLog struct {
@@ -37,7 +38,7 @@ func (a *auditLog) kinds(kind string) int {
 type harness struct {
 	s     *Service
 	proxy *faultproxy.Proxy
-	clk   *testClock
+	clk   *testsupport.Clock
 	audit *auditLog
 }
 
@@ -48,7 +49,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
-	h := &harness{proxy: proxy, clk: newClock(t10.Add(-time.Hour)), audit: &auditLog{}}
+	h := &harness{proxy: proxy, clk: testsupport.NewClock(t10.Add(-time.Hour)), audit: &auditLog{}}
 	h.s = newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{
 		Stripe: NewStripeClient("sk_test_123", proxy.URL(), testHTTPClient(t, 5*time.Second)),
 		Now:    h.clk.Now, RetryBase: time.Second, Audit: h.audit})
@@ -65,7 +66,7 @@ func (h *harness) drain(t *testing.T) {
 		if recs, _ := h.s.Outbox(); len(recs) == 0 {
 			return
 		}
-		h.clk.Add(time.Minute)
+		h.clk.Advance(time.Minute)
 	}
 	recs, _ := h.s.Outbox()
 	t.Fatalf("outbox not drained: %+v", recs)
@@ -228,7 +229,7 @@ func TestOutboxReconcilesPastTheIdempotencyWindow(t *testing.T) {
 	mustCustomer(t, h.s, "alice")
 	h.proxy.Next(faultproxy.DropAfter)
 	h.drainOnce(t)
-	h.clk.Add(25 * time.Hour)
+	h.clk.Advance(25 * time.Hour)
 	h.drain(t)
 	var seq []string
 	for _, e := range h.proxy.Log() {

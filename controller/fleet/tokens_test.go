@@ -5,27 +5,16 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestAdminTokenLifecycle(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testsupport.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	f, db := openFleet(t, filepath.Join(t.TempDir(), "f.db"), Options{Now: clock.Now})
 	defer db.Close()
 	defer f.Close()
@@ -55,12 +44,12 @@ func TestAdminTokenLifecycle(t *testing.T) {
 
 	// Last use is written at most once a minute.
 	used := ts[0].LastUsed
-	clock.Add(30 * time.Second)
+	clock.Advance(30 * time.Second)
 	_, _, _ = f.CheckAdminToken(tok)
 	if ts, _ := f.AdminTokens(); !ts[0].LastUsed.Equal(used) {
 		t.Fatalf("last use rewritten within a minute: %s", ts[0].LastUsed)
 	}
-	clock.Add(31 * time.Second)
+	clock.Advance(31 * time.Second)
 	_, _, _ = f.CheckAdminToken(tok)
 	if ts, _ := f.AdminTokens(); !ts[0].LastUsed.Equal(clock.Now()) {
 		t.Fatalf("last use not updated after a minute: %s", ts[0].LastUsed)
@@ -71,7 +60,7 @@ func TestAdminTokenLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock.Add(time.Hour)
+	clock.Advance(time.Hour)
 	if _, _, err := f.CheckAdminToken(short); !errors.Is(err, ErrAdminTokenExpired) {
 		t.Fatalf("expired token: %v", err)
 	}
@@ -94,7 +83,7 @@ func TestAdminTokenLifecycle(t *testing.T) {
 // gets the default lifetime from then.
 func TestAdminTokenMigration(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "f.db")
-	clock := &fakeClock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testsupport.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
 	f, db := openFleet(t, path, Options{Now: clock.Now})
 	tok := adminTokenPrefix + "00112233445566778899aabbccddeeff0011223344556677"
 	old, _ := json.Marshal(map[string]string{"name": "legacy", "role": RoleAdmin})
@@ -114,7 +103,7 @@ func TestAdminTokenMigration(t *testing.T) {
 	if len(ts) != 1 || !ts[0].Expires.Equal(clock.Now().Add(DefaultAdminTokenTTL)) {
 		t.Fatalf("legacy token expiry: %+v", ts)
 	}
-	clock.Add(DefaultAdminTokenTTL)
+	clock.Advance(DefaultAdminTokenTTL)
 	if _, _, err := f.CheckAdminToken(tok); !errors.Is(err, ErrAdminTokenExpired) {
 		t.Fatalf("legacy token after its default lifetime: %v", err)
 	}

@@ -12,28 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
-
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock(t time.Time) *testClock { return &testClock{now: t} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 type mutableSource struct {
 	name  string
@@ -140,7 +122,7 @@ func openDB(t *testing.T, path string) *bbolt.DB {
 }
 
 func TestCacheStartsFromEmbeddedAndPausesSwitching(t *testing.T) {
-	clock := newClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := testsupport.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := newTestCache(t, Config{Now: clock.Now})
 	s := c.Get()
 	if s.Origin != OriginEmbedded || len(s.Coins) < 10 {
@@ -157,7 +139,7 @@ func TestCacheStartsFromEmbeddedAndPausesSwitching(t *testing.T) {
 
 func TestCacheRefreshFromHTTP(t *testing.T) {
 	m, srv, client := newMarket(t)
-	clock := newClock(t0)
+	clock := testsupport.NewClock(t0)
 	c := newTestCache(t, Config{Sources: sources(srv, client), Now: clock.Now})
 	s, err := c.Refresh(context.Background())
 	if err != nil {
@@ -177,7 +159,7 @@ func TestCacheRefreshFromHTTP(t *testing.T) {
 	// The market moves within the hold-back factor: the next refresh shows it.
 	m.setWTM("EthereumClassic", "exchange_rate", 0.0005)
 	m.setWTM("Ravencoin", "block_time", "not-a-number")
-	clock.Add(6 * time.Minute)
+	clock.Advance(6 * time.Minute)
 	s, err = c.Refresh(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -195,14 +177,14 @@ func TestCacheRefreshFromHTTP(t *testing.T) {
 
 func TestCacheSourceFailureKeepsLastGood(t *testing.T) {
 	m, srv, client := newMarket(t)
-	clock := newClock(t0)
+	clock := testsupport.NewClock(t0)
 	c := newTestCache(t, Config{Sources: sources(srv, client), Now: clock.Now})
 	good, err := c.Refresh(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.fail(http.StatusServiceUnavailable)
-	clock.Add(10 * time.Minute)
+	clock.Advance(10 * time.Minute)
 	_, err = c.Refresh(context.Background())
 	if err == nil || !errors.Is(err, ErrHTTPStatus) {
 		t.Fatalf("refresh against a failing site: err = %v, want ErrHTTPStatus", err)
@@ -214,7 +196,7 @@ func TestCacheSourceFailureKeepsLastGood(t *testing.T) {
 	if !h.OK || !strings.Contains(h.LastError, "503") {
 		t.Errorf("health 10 min into an outage = %+v, want OK with the error noted", h)
 	}
-	clock.Add(2 * time.Hour)
+	clock.Advance(2 * time.Hour)
 	h = c.Health()
 	if h.OK || !strings.Contains(h.Reason, "503") {
 		t.Errorf("health past max staleness = %+v, want a pause naming the failure", h)
@@ -224,7 +206,7 @@ func TestCacheSourceFailureKeepsLastGood(t *testing.T) {
 func TestCacheRestartFromBolt(t *testing.T) {
 	_, srv, client := newMarket(t)
 	path := filepath.Join(t.TempDir(), "quarry.db")
-	clock := newClock(t0)
+	clock := testsupport.NewClock(t0)
 
 	db := openDB(t, path)
 	c := newTestCache(t, Config{Sources: sources(srv, client), Now: clock.Now, DB: db, Bucket: "market"})
@@ -325,7 +307,7 @@ func TestSnapshotStale(t *testing.T) {
 
 func TestCacheGetTriggersRevalidation(t *testing.T) {
 	m, srv, client := newMarket(t)
-	clock := newClock(t0)
+	clock := testsupport.NewClock(t0)
 	// A TTL of an hour on a fake clock: the Run timer cannot fire during the
 	// test, so only Get's request can cause the second fetch.
 	c := newTestCache(t, Config{Sources: sources(srv, client), Now: clock.Now, TTL: time.Hour})
@@ -338,7 +320,7 @@ func TestCacheGetTriggersRevalidation(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	m.setWTM("Monero", "exchange_rate", 0.003)
-	clock.Add(61 * time.Minute)
+	clock.Advance(61 * time.Minute)
 	old := c.Get() // returns at once with the old snapshot and asks for a refresh
 	if !old.Fetched.Equal(t0) {
 		t.Fatalf("Get returned %v, want the existing snapshot from %v", old.Fetched, t0)
@@ -361,7 +343,7 @@ func (hangingSource) Fetch(ctx context.Context) ([]Coin, error) {
 func TestCacheSourceTimeout(t *testing.T) {
 	src := &mutableSource{name: "ok"}
 	src.set(goodCoin())
-	c := newTestCache(t, Config{Sources: []Source{hangingSource{}, src}, SourceTimeout: 50 * time.Millisecond, Now: newClock(t0).Now})
+	c := newTestCache(t, Config{Sources: []Source{hangingSource{}, src}, SourceTimeout: 50 * time.Millisecond, Now: testsupport.NewClock(t0).Now})
 	s, err := c.Refresh(context.Background())
 	if err != nil {
 		t.Fatal(err)

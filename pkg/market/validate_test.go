@@ -6,6 +6,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
 func goodCoin() Coin {
@@ -160,7 +162,7 @@ func TestJumpHoldBack(t *testing.T) {
 		return c
 	}
 	src := &mutableSource{name: "s"}
-	clock := newClock(t0)
+	clock := testsupport.NewClock(t0)
 	c := newTestCache(t, Config{Sources: []Source{src}, Now: clock.Now})
 	steps := []struct {
 		in        Coin
@@ -178,7 +180,7 @@ func TestJumpHoldBack(t *testing.T) {
 		{at(104, 0.5e15), 104, 9.1e15, []string{"difficulty"}}, // drop beyond 1/3 also held
 	}
 	for i, st := range steps {
-		clock.Add(time.Minute)
+		clock.Advance(time.Minute)
 		src.set(st.in)
 		s, err := c.Refresh(context.Background())
 		if err != nil {
@@ -205,7 +207,7 @@ func TestJumpHoldBack(t *testing.T) {
 }
 
 func TestJumpNotHeldAgainstStaleBaseline(t *testing.T) {
-	clock := newClock(t0)
+	clock := testsupport.NewClock(t0)
 	src := &mutableSource{name: "s"}
 	c := newTestCache(t, Config{Sources: []Source{src}, Now: clock.Now})
 	a := goodCoin()
@@ -213,7 +215,7 @@ func TestJumpNotHeldAgainstStaleBaseline(t *testing.T) {
 	if _, err := c.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	clock.Add(3 * time.Hour) // outage longer than MaxStaleness
+	clock.Advance(3 * time.Hour) // outage longer than MaxStaleness
 	a.PriceUSD *= 10
 	a.UpdatedAt = clock.Now()
 	src.set(a)
