@@ -295,22 +295,23 @@ func (f *Fleet) Rigs() []*quarryv1.Rig {
 }
 
 // EachRig calls fn with a view of every rig, in no particular order, under
-// the fleet's lock. A view shares its report fields with the fleet's own
-// record, so fn must neither keep nor change it nor call into the fleet;
-// in return a caller that only summarises the fleet (the dashboard's
-// overview of 100,000 rigs) copies nothing.
+// the fleet's lock. The view is valid only during the call and shares its
+// fields with the fleet's own record, so fn must neither keep nor change
+// it nor call into the fleet; in return a caller that only summarises the
+// fleet (the dashboard's overview of 100,000 rigs) copies nothing.
 func (f *Fleet) EachRig(fn func(r *quarryv1.Rig)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// One view, refilled for each rig, since fn keeps none.
+	v := &quarryv1.Rig{}
 	for id, r := range f.rigs {
-		_, online := f.sessions[id]
-		fn(&quarryv1.Rig{
-			Id: r.Id, Name: r.Name, Hostname: r.Hostname, Version: r.Version,
-			LastSeenUnixNano: r.LastSeenUnixNano, LastSeq: r.LastSeq, Reports: r.Reports,
-			Host: r.Host, Gpus: r.Gpus, Miners: r.Miners, Events: r.Events, Labels: r.Labels, Tags: r.Tags,
-			SeqGaps: r.SeqGaps, GossipStatus: r.GossipStatus, InstalledMiners: r.InstalledMiners,
-			Online: online, Revoked: f.revoked[id],
-		})
+		_, v.Online = f.sessions[id]
+		v.Revoked = f.revoked[id]
+		v.Id, v.Name, v.Hostname, v.Version = r.Id, r.Name, r.Hostname, r.Version
+		v.LastSeenUnixNano, v.LastSeq, v.Reports, v.SeqGaps = r.LastSeenUnixNano, r.LastSeq, r.Reports, r.SeqGaps
+		v.Host, v.Gpus, v.Miners, v.Events = r.Host, r.Gpus, r.Miners, r.Events
+		v.Labels, v.Tags, v.GossipStatus, v.InstalledMiners = r.Labels, r.Tags, r.GossipStatus, r.InstalledMiners
+		fn(v)
 	}
 }
 
