@@ -57,7 +57,7 @@ ctrl=
 STORE_RIGS=${BENCH_STORE_RIGS:-100000}
 if [ "$STORE_RIGS" -gt 0 ]; then
   echo "== controller with $STORE_RIGS rigs in its store (cold start, rigs list, overview) =="
-  QUARRY_BENCH_FLEET_RIGS=$STORE_RIGS go test -run '^$' -bench 'Fleet100k' -benchtime 3x -benchmem -timeout 30m \
+  QUARRY_BENCH_FLEET_RIGS=$STORE_RIGS go test -run '^$' -bench 'Fleet100k' -benchtime 3x -benchmem -v -timeout 30m \
     ./controller/server 2>&1 | grep -E '^(Benchmark|ok|FAIL|pkg:|\s+scale_bench)'
 fi
 
