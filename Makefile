@@ -53,7 +53,7 @@ check: proto ## fail if regenerating code leaves a diff
 	@git diff --exit-code -- proto || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
 	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "make proto created untracked files" && exit 1)
 
-bench: build ## run benchmarks (quarry-sim ingest at 1k and 10k rigs over mTLS, profiles in bench-out/, then package benchmarks)
+bench: build ## run benchmarks (quarry-sim ingest at 1k and 10k rigs over mTLS, profiles in bench-out/; the controller with 100k rigs in its store; package benchmarks)
 	scripts/bench.sh
 
 soak: build ## longer load and failure runs

@@ -5,6 +5,9 @@
 # agent's own link code. Figures print to stdout; the controller's CPU and
 # heap profiles of the saturation run are kept in BENCH_OUT (default
 # bench-out/). BENCH_RIGS (default "1000 10000") picks the fleet sizes.
+# Then the controller with a large fleet in its store (BENCH_STORE_RIGS,
+# default 100000; 0 skips it): cold start of the real binary, rig list
+# pages over mutual TLS, and the dashboard overview.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/bin"
@@ -50,6 +53,13 @@ if [ "$SATURATION" -gt 0 ]; then
 fi
 kill $ctrl; wait $ctrl 2>/dev/null || true
 ctrl=
+
+STORE_RIGS=${BENCH_STORE_RIGS:-100000}
+if [ "$STORE_RIGS" -gt 0 ]; then
+  echo "== controller with $STORE_RIGS rigs in its store (cold start, rigs list, overview) =="
+  QUARRY_BENCH_FLEET_RIGS=$STORE_RIGS go test -run '^$' -bench 'Fleet100k' -benchtime 3x -benchmem -v -timeout 30m \
+    ./controller/server 2>&1 | grep -E '^(Benchmark|ok|FAIL|pkg:|\s+scale_bench)'
+fi
 
 [ "${BENCH_PACKAGES:-1}" = 0 ] && exit 0
 echo "== package benchmarks =="

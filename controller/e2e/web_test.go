@@ -253,8 +253,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitText("#ov-hashrate", "kawpow"),
 		waitText("#ov-alerts", "GPU 1 at 88 °C"),
 	)
-	// Sorting: a click on Hashrate puts the GPU rig first.
-	do("sort", chromedp.Click(css(`#rig-table th[data-key="hashrate"]`)))
+	// Sorting: a click on Hashrate puts the GPU rig first. The server
+	// sorts, so the new order arrives with the next answer.
+	do("sort", chromedp.Click(css(`#rig-table th[data-key="hashrate"]`)),
+		waitJS(`document.querySelector("#rig-table th[data-key=hashrate]").classList.contains("desc")`),
+		waitText("#rig-table tbody tr:first-child td:first-child", "gpu-rig"))
 	first, err := chromedp.Run(ctx, chromedp.Text(css("#rig-table tbody tr:first-child td:first-child")))
 	must("first row", err)
 	if first != "gpu-rig" {

@@ -52,7 +52,7 @@ type testController struct {
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func startTestController(t *testing.T, mutate func(*Config), extra ...grpc.ServerOption) *testController {
+func startTestController(t testing.TB, mutate func(*Config), extra ...grpc.ServerOption) *testController {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
@@ -201,7 +201,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // adminConn dials FleetService with the local admin token, or with the
 // given token if not empty.
-func adminConn(t *testing.T, tc *testController, token string) quarryv1.FleetServiceClient {
+func adminConn(t testing.TB, tc *testController, token string) quarryv1.FleetServiceClient {
 	t.Helper()
 	if token == "" {
 		b, err := os.ReadFile(filepath.Join(tc.dir, AdminTokenFile))

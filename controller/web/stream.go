@@ -10,14 +10,20 @@ import (
 
 const keepAlive = 15 * time.Second
 
-// stream sends the overview (and, with ?rig=ID, that rig's page) as
-// Server-Sent Events whenever it changes: woken by committed reports,
+// stream sends the overview, with the page of the rig table that the
+// query asks for as /api/overview takes it (and, with ?rig=ID, that rig's
+// page), as Server-Sent Events whenever it changes: woken by committed reports,
 // checked every PollInterval for changes no report announces (a rig going
 // offline), and never more often than UpdateInterval.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		return
+	}
+	q, err := parseOverviewQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	rigParam := r.URL.Query().Get("rig")
@@ -51,7 +57,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		_ = rc.SetWriteDeadline(time.Now().Add(2 * keepAlive))
 		changed := s.changedCh() // before reading state, so no change is missed
 		sent := false
-		ov, err := json.Marshal(s.buildOverview())
+		ov, err := json.Marshal(s.buildOverview(q))
 		if err == nil && !bytes.Equal(ov, lastOverview) {
 			writeEvent(w, "overview", ov)
 			lastOverview, sent = ov, true

@@ -1,8 +1,14 @@
 package web
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
+	"maps"
+	"math"
 	"net/http"
+	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,9 +58,15 @@ type Overview struct {
 	PowerW    float64    `json:"power_w"`
 	ProfitUSD *float64   `json:"profit_usd_per_day,omitempty"`
 	Market    string     `json:"market,omitempty"` // where profit's market data comes from
-	Alerts    []Alert    `json:"alerts"`
-	Rigs      []RigRow   `json:"rigs"`
-	Billing   bool       `json:"billing"`
+	// Alerts are the first MaxOverviewAlerts of AlertCount, by rig name.
+	Alerts     []Alert `json:"alerts"`
+	AlertCount int     `json:"alert_count"`
+	// Rigs is one page of the rig table: Limit rows from Offset, in the
+	// order asked for; Total says how many rows there are.
+	Rigs    []RigRow `json:"rigs"`
+	Offset  int      `json:"offset"`
+	Limit   int      `json:"limit"`
+	Billing bool     `json:"billing"`
 }
 
 // GPUView is one GPU on the rig page.
@@ -223,15 +235,106 @@ func (s *Server) alerts(r *quarryv1.Rig) []Alert {
 	return out
 }
 
-func (s *Server) buildOverview() Overview {
-	profit, _, billing := s.providers()
-	ov := Overview{Hashrate: []AlgoRate{}, Alerts: []Alert{}, Rigs: []RigRow{}, Billing: billing != nil}
-	byAlgo := map[string]float64{}
-	var profitSum float64
-	var anyProfit bool
-	for _, r := range s.fleet.Rigs() {
-		if r.Revoked {
+// Overview pages: the totals, hashrate, power and profit cover the whole
+// fleet, but the rig table is one sorted page and the alert list is
+// bounded, so the answer stays small however many rigs there are.
+const (
+	DefaultOverviewRigs = 100
+	MaxOverviewRigs     = 500
+	MaxOverviewAlerts   = 100
+)
+
+// overviewQuery is which page of the rig table the client shows.
+type overviewQuery struct {
+	sort   string
+	desc   bool
+	offset int
+	limit  int
+}
+
+// overviewSorts are the rig table's sortable columns.
+var overviewSorts = map[string]func(a, b *RigRow) int{
+	"name":               func(a, b *RigRow) int { return strings.Compare(a.Name, b.Name) },
+	"online":             func(a, b *RigRow) int { return cmpBool(a.Online, b.Online) },
+	"hashrate":           func(a, b *RigRow) int { return cmp.Compare(a.Hashrate, b.Hashrate) },
+	"algorithms":         func(a, b *RigRow) int { return strings.Compare(a.Algorithms, b.Algorithms) },
+	"gpus":               func(a, b *RigRow) int { return cmp.Compare(a.GPUs, b.GPUs) },
+	"max_temp_c":         func(a, b *RigRow) int { return cmpOpt(a.MaxTempC, b.MaxTempC) },
+	"power_w":            func(a, b *RigRow) int { return cmpOpt(a.PowerW, b.PowerW) },
+	"profit_usd_per_day": func(a, b *RigRow) int { return cmpOpt(a.ProfitUSD, b.ProfitUSD) },
+	"last_seen_ms":       func(a, b *RigRow) int { return cmp.Compare(a.LastSeenMs, b.LastSeenMs) },
+	"alerts":             func(a, b *RigRow) int { return cmp.Compare(a.Alerts, b.Alerts) },
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// cmpOpt orders an absent figure before every present one.
+func cmpOpt(a, b *float64) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return cmp.Compare(*a, *b)
+}
+
+// parseOverviewQuery reads sort (a column), dir (asc or desc), offset and
+// limit; anything else is refused with a message saying what is allowed.
+func parseOverviewQuery(v url.Values) (overviewQuery, error) {
+	q := overviewQuery{sort: "name", limit: DefaultOverviewRigs}
+	if s := v.Get("sort"); s != "" {
+		if _, ok := overviewSorts[s]; !ok {
+			return q, fmt.Errorf("sort %q: want one of %s", s, strings.Join(slices.Sorted(maps.Keys(overviewSorts)), ", "))
+		}
+		q.sort = s
+	}
+	switch v.Get("dir") {
+	case "", "asc":
+	case "desc":
+		q.desc = true
+	default:
+		return q, fmt.Errorf("dir %q: want asc or desc", v.Get("dir"))
+	}
+	for _, p := range []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{{"offset", &q.offset, 0, math.MaxInt32}, {"limit", &q.limit, 1, MaxOverviewRigs}} {
+		s := v.Get(p.name)
+		if s == "" {
 			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < p.min || n > p.max {
+			return q, fmt.Errorf("%s %q: want a whole number from %d to %d", p.name, s, p.min, p.max)
+		}
+		*p.dst = n
+	}
+	return q, nil
+}
+
+func (s *Server) buildOverview(q overviewQuery) Overview {
+	profit, _, billing := s.providers()
+	ov := Overview{Hashrate: []AlgoRate{}, Alerts: []Alert{}, Rigs: []RigRow{}, Billing: billing != nil, Offset: q.offset, Limit: q.limit}
+	byAlgo := map[string]float64{}
+	var rows []RigRow
+	var alerts []Alert
+	// Rows are computed from views under the fleet's lock, so no rig is
+	// copied; the profit provider is asked afterwards, outside it.
+	s.fleet.EachRig(func(r *quarryv1.Rig) {
+		if r.Revoked {
+			return
 		}
 		ov.Total++
 		if r.Online {
@@ -252,18 +355,61 @@ func (s *Server) buildOverview() Overview {
 				ov.PowerW += w
 			}
 		}
-		if profit != nil {
-			if p, ok := profit.RigProfit(r.Id); ok {
+		al := s.alerts(r)
+		row.Alerts = len(al)
+		alerts = append(alerts, al...)
+		rows = append(rows, row)
+	})
+	if profit != nil {
+		var profitSum float64
+		var anyProfit bool
+		for i := range rows {
+			if p, ok := profit.RigProfit(rows[i].ID); ok {
 				v := p.USDPerDay
-				row.ProfitUSD = &v
+				rows[i].ProfitUSD = &v
 				profitSum += v
 				anyProfit = true
 			}
 		}
-		al := s.alerts(r)
-		row.Alerts = len(al)
-		ov.Alerts = append(ov.Alerts, al...)
-		ov.Rigs = append(ov.Rigs, row)
+		if anyProfit {
+			ov.ProfitUSD = &profitSum
+		}
+	}
+	// Sorting pointers keeps the comparisons free of copies and
+	// allocations, which at 100,000 rows is most of the work.
+	order := make([]*RigRow, len(rows))
+	for i := range rows {
+		order[i] = &rows[i]
+	}
+	by := overviewSorts[q.sort]
+	slices.SortFunc(order, func(a, b *RigRow) int {
+		c := by(a, b)
+		if q.desc {
+			c = -c
+		}
+		if c == 0 {
+			if c = strings.Compare(a.Name, b.Name); c == 0 {
+				c = strings.Compare(a.ID, b.ID)
+			}
+		}
+		return c
+	})
+	if q.offset < len(order) {
+		for _, r := range order[q.offset:min(len(order), q.offset+q.limit)] {
+			ov.Rigs = append(ov.Rigs, *r)
+		}
+	}
+	// Alerts in rig-name order, each rig's in the order found, up to the
+	// bound; AlertCount says how many there are in all.
+	slices.SortStableFunc(alerts, func(a, b Alert) int {
+		if c := strings.Compare(a.RigName, b.RigName); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Rig, b.Rig)
+	})
+	ov.AlertCount = len(alerts)
+	if len(alerts) > 0 {
+		ov.Alerts = alerts[:min(len(alerts), MaxOverviewAlerts)]
 	}
 	for a, h := range byAlgo {
 		if a == "" {
@@ -272,17 +418,19 @@ func (s *Server) buildOverview() Overview {
 		ov.Hashrate = append(ov.Hashrate, AlgoRate{Algorithm: a, Hashrate: h})
 	}
 	sort.Slice(ov.Hashrate, func(i, j int) bool { return ov.Hashrate[i].Algorithm < ov.Hashrate[j].Algorithm })
-	if anyProfit {
-		ov.ProfitUSD = &profitSum
-	}
 	if mm, ok := profit.(MarketModer); ok {
 		ov.Market = mm.MarketMode()
 	}
 	return ov
 }
 
-func (s *Server) overview(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, s.buildOverview())
+func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
+	q, err := parseOverviewQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, s.buildOverview(q))
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*quarryv1.Rig, bool) {

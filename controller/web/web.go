@@ -32,7 +32,7 @@ var assetFS embed.FS
 
 // Fleet is what the dashboard needs from the fleet; *fleet.Fleet fits.
 type Fleet interface {
-	Rigs() []*quarryv1.Rig
+	EachRig(fn func(r *quarryv1.Rig))
 	Rig(id string) (*quarryv1.Rig, error)
 	Resolve(idOrName string) (string, error)
 	History(rigID string, limit int) ([]*quarryv1.Report, error)

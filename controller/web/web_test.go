@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -194,6 +195,65 @@ func TestOverview(t *testing.T) {
 	}
 	if len(ov.Rigs) != 3 || ov.Rigs[0].GPUs != 2 || *ov.Rigs[0].MaxTempC != 88 || ov.Rigs[1].PowerW != nil {
 		t.Errorf("rig rows %+v", ov.Rigs)
+	}
+}
+
+// The overview's rig table is sorted and paged by the server and its alert
+// list is bounded, while the totals cover every rig: a large fleet's
+// dashboard receives one page.
+func TestOverviewPages(t *testing.T) {
+	e := newEnv(t, web.Options{})
+	const n = web.MaxOverviewAlerts + 5
+	for i := range n {
+		e.rig(fmt.Sprintf("rig-%03d", i), fmt.Sprintf("r%03d", i), false) // offline: one alert each
+	}
+	e.rig("rig-on", "zulu", true)
+	e.report("rig-on", &quarryv1.Report{Miners: []*quarryv1.MinerStats{{Miner: "t-rex", Algorithm: "kawpow", Hashrate: 5e7, State: "running"}}})
+	c := e.login("viewer")
+	names := func(ov web.Overview) string {
+		var out []string
+		for _, r := range ov.Rigs {
+			out = append(out, r.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	cases := []struct {
+		query     string
+		wantRigs  string
+		wantCount int
+	}{
+		{"", "", web.DefaultOverviewRigs},
+		{"?limit=3", "r000,r001,r002", 3},
+		{"?limit=2&offset=3", "r003,r004", 2},
+		{"?sort=hashrate&dir=desc&limit=2", "zulu,r000", 2},
+		{"?sort=name&dir=desc&limit=2", "zulu,r104", 2},
+		{fmt.Sprintf("?offset=%d", n), "zulu", 1},
+		{fmt.Sprintf("?offset=%d", n+10), "", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.query, func(t *testing.T) {
+			var ov web.Overview
+			c.getJSON("/api/overview"+tc.query, &ov)
+			if ov.Total != n+1 || ov.Online != 1 || ov.Offline != n {
+				t.Errorf("counts total/online/offline = %d/%d/%d, want %d/1/%d", ov.Total, ov.Online, ov.Offline, n+1, n)
+			}
+			if len(ov.Rigs) != tc.wantCount || (tc.wantRigs != "" && names(ov) != tc.wantRigs) {
+				t.Errorf("%d rows %s, want %d starting %s", len(ov.Rigs), names(ov), tc.wantCount, tc.wantRigs)
+			}
+			if ov.AlertCount != n || len(ov.Alerts) != web.MaxOverviewAlerts || ov.Alerts[0].RigName != "r000" {
+				t.Errorf("%d alerts of %d, first %+v; want %d of %d from r000", len(ov.Alerts), ov.AlertCount, ov.Alerts[0], web.MaxOverviewAlerts, n)
+			}
+			if len(ov.Hashrate) != 1 || ov.Hashrate[0].Hashrate != 5e7 {
+				t.Errorf("fleet hashrate %v, want the online rig's 5e7 whatever the page", ov.Hashrate)
+			}
+		})
+	}
+	for _, bad := range []string{"?limit=0", fmt.Sprintf("?limit=%d", web.MaxOverviewRigs+1), "?offset=-1", "?offset=x", "?sort=id", "?dir=up"} {
+		for _, path := range []string{"/api/overview", "/api/stream"} {
+			if code, body := c.do("GET", path+bad, ""); code != http.StatusBadRequest {
+				t.Errorf("GET %s%s: %d %s, want 400", path, bad, code, body)
+			}
+		}
 	}
 }
 

@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
-  const state = { session: null, es: null, rigId: null, sort: { key: "name", dir: 1 }, overview: null, histTimer: null, histBusy: false };
+  const state = { session: null, es: null, rigId: null, sort: { key: "name", dir: 1 }, offset: 0, limit: 100, overview: null, histTimer: null, histBusy: false };
 
   // ---------- helpers ----------
   function el(tag, attrs, ...kids) {
@@ -94,7 +94,7 @@
   }
   function openStream() {
     closeStream();
-    const url = "/api/stream" + (state.rigId ? "?rig=" + encodeURIComponent(state.rigId) : "");
+    const url = "/api/stream?" + overviewQuery() + (state.rigId ? "&rig=" + encodeURIComponent(state.rigId) : "");
     const es = new EventSource(url);
     state.es = es;
     const bump = () => { document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1); };
@@ -116,13 +116,27 @@
       api("/api/rigs/" + encodeURIComponent(state.rigId)).then(renderRig).catch((e) => { $("#rig-name").textContent = e.message; });
       loadHistory();
     } else {
-      api("/api/overview").then(renderOverview).catch(() => {});
+      loadOverview();
     }
     openStream();
   }
   window.addEventListener("hashchange", route);
 
   // ---------- overview ----------
+  // The server sorts and pages the rig table, so a fleet of any size
+  // sends one page; the query names the page and its order.
+  function overviewQuery() {
+    return "sort=" + encodeURIComponent(state.sort.key) + "&dir=" + (state.sort.dir === 1 ? "asc" : "desc") +
+      "&offset=" + state.offset + "&limit=" + state.limit;
+  }
+  function loadOverview() {
+    return api("/api/overview?" + overviewQuery()).then(renderOverview).catch(() => {});
+  }
+  // reloadOverview fetches the page now shown and follows it live.
+  function reloadOverview() {
+    loadOverview();
+    openStream();
+  }
   function renderOverview(ov) {
     state.overview = ov;
     $("#ov-online").textContent = ov.online;
@@ -137,8 +151,8 @@
     const offline = !!ov.market && ov.market.startsWith("offline");
     $("#ov-market").hidden = !offline;
     $("#ov-market").textContent = offline ? "market " + ov.market : "";
-    $("#ov-alerts-card").hidden = ov.alerts.length === 0;
-    $("#ov-alert-count").textContent = "(" + ov.alerts.length + ")";
+    $("#ov-alerts-card").hidden = ov.alert_count === 0;
+    $("#ov-alert-count").textContent = "(" + ov.alert_count + (ov.alert_count > ov.alerts.length ? ", first " + ov.alerts.length + " shown" : "") + ")";
     $("#ov-alerts").replaceChildren(...ov.alerts.map((a) => el("li", { class: a.severity }, el("a", { href: "#/rig/" + encodeURIComponent(a.rig), text: a.rig_name || a.rig }), " — " + a.message)));
     document.querySelectorAll(".col-profit").forEach((c) => { c.hidden = !hasProfit; });
     renderRigTable();
@@ -148,13 +162,12 @@
     const ov = state.overview;
     if (!ov) return;
     const { key, dir } = state.sort;
-    const rows = ov.rigs.slice().sort((a, b) => {
-      let x = a[key], y = b[key];
-      if (x === undefined || x === null) x = -Infinity;
-      if (y === undefined || y === null) y = -Infinity;
-      if (typeof x === "string" || typeof y === "string") return dir * String(x).localeCompare(String(y));
-      return dir * ((x > y) - (x < y)) || a.name.localeCompare(b.name);
-    });
+    const rows = ov.rigs;
+    const first = ov.total === 0 ? 0 : ov.offset + 1;
+    $("#rig-range").textContent = first + "–" + (ov.offset + rows.length) + " of " + ov.total;
+    $("#rig-prev").disabled = ov.offset === 0;
+    $("#rig-next").disabled = ov.offset + rows.length >= ov.total;
+    $("#rig-pager").hidden = ov.total <= ov.limit && ov.offset === 0;
     const hasProfit = ov.profit_usd_per_day !== undefined;
     $("#rig-table tbody").replaceChildren(...rows.map((r) => {
       const hot = r.max_temp_c !== undefined && r.max_temp_c >= 85;
@@ -177,8 +190,11 @@
   document.querySelectorAll("#rig-table th").forEach((th) => th.addEventListener("click", () => {
     const k = th.dataset.key;
     state.sort = { key: k, dir: state.sort.key === k ? -state.sort.dir : (k === "name" || k === "algorithms" ? 1 : -1) };
-    renderRigTable();
+    state.offset = 0;
+    reloadOverview();
   }));
+  $("#rig-prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); reloadOverview(); });
+  $("#rig-next").addEventListener("click", () => { state.offset += state.limit; reloadOverview(); });
   async function loadBilling() {
     try {
       const b = await api("/api/billing");
