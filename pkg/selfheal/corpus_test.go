@@ -108,7 +108,7 @@ func runCorpusCase(t *testing.T, name string, c corpusCase) {
 	broken := filepath.Join(work, "broken")
 	testsupport.CopyTree(t, filepath.Join(base, "good"), good)
 	testsupport.CopyTree(t, filepath.Join(base, "broken"), broken)
-	env := corpusSetup(t, c, work)
+	env := corpusSetup(t, c, base, work)
 
 	// The twin must build and run as it is: it defines the expected output.
 	want := buildAndRun(t, good, c, env)
@@ -264,7 +264,7 @@ func diffHashes(a, b map[string]string) []string {
 
 // corpusSetup prepares what a case needs outside its tree and returns the
 // environment its builds run with.
-func corpusSetup(t *testing.T, c corpusCase, work string) map[string]string {
+func corpusSetup(t *testing.T, c corpusCase, base, work string) map[string]string {
 	t.Helper()
 	switch c.Setup {
 	case "":
@@ -282,6 +282,37 @@ func corpusSetup(t *testing.T, c corpusCase, work string) map[string]string {
 			t.Fatal(err)
 		}
 		writeNupkg(t, filepath.Join(work, "broken", "feed", "acme.units.1.0.0.nupkg"), "Acme.Units", "1.0.0", map[string][]byte{"lib/net45/Acme.Units.dll": dll})
+		return nil
+	case "feed-mcs":
+		// The package is built here from the case's Acme.Units.cs with mcs,
+		// once per lib folder, and packed into a local feed folder in the
+		// broken tree; the known-good twin gets the net45 build where a
+		// packages.config restore would put it.
+		needTools(t, "mcs")
+		files := map[string][]byte{}
+		for _, fw := range []string{"net40", "net45", "net472"} {
+			out := filepath.Join(work, "lib-"+fw, "Acme.Units.dll")
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mcs := exec.CommandContext(t.Context(), "mcs", "-nologo", "-target:library", "-define:"+strings.ToUpper(fw), "-out:"+out, filepath.Join(base, "Acme.Units.cs"))
+			if b, err := mcs.CombinedOutput(); err != nil {
+				t.Fatalf("mcs: %v\n%s", err, b)
+			}
+			dll, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files["lib/"+fw+"/Acme.Units.dll"] = dll
+		}
+		twin := filepath.Join(work, "good", "packages", "Acme.Units.1.0.0", "lib", "net45", "Acme.Units.dll")
+		if err := os.MkdirAll(filepath.Dir(twin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(twin, files["lib/net45/Acme.Units.dll"], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		writeNupkg(t, filepath.Join(work, "broken", "feed", "acme.units.1.0.0.nupkg"), "Acme.Units", "1.0.0", files)
 		return nil
 	case "future-obj":
 		// Build output newer than every source, as after a checkout of old

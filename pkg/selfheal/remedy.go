@@ -154,6 +154,8 @@ func (w *workspace) apply(ctx context.Context, r *Rule, d Diagnostic) (Change, e
 		desc, err = w.fixCompileCase(d)
 	case ActionNuGetRestoreLocal:
 		desc, err = w.restoreLocal(d)
+	case ActionPackageRefRestore:
+		desc, err = w.restorePackageReferences(d)
 	case ActionCsprojRepointHint:
 		desc, err = w.repointHintPath(d)
 	case ActionCsprojSetFramework:

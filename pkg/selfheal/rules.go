@@ -26,6 +26,7 @@ const (
 	ActionCsprojAddProjectRef = "csproj-add-project-reference"
 	ActionCsprojFixCase       = "csproj-fix-compile-case"
 	ActionNuGetRestoreLocal   = "nuget-restore-local"
+	ActionPackageRefRestore   = "package-reference-restore-local"
 	ActionCsprojRepointHint   = "csproj-repoint-hintpath"
 	ActionCsprojSetFramework  = "csproj-set-framework"
 	ActionXMLRepair           = "xml-repair"
@@ -39,7 +40,7 @@ const (
 // KnownAction reports whether name is in the closed set of remediations.
 func KnownAction(name string) bool {
 	switch name {
-	case ActionCsprojAddCompile, ActionCsprojAddReference, ActionCsprojAddProjectRef, ActionCsprojFixCase, ActionNuGetRestoreLocal, ActionCsprojRepointHint,
+	case ActionCsprojAddCompile, ActionCsprojAddReference, ActionCsprojAddProjectRef, ActionCsprojFixCase, ActionNuGetRestoreLocal, ActionPackageRefRestore, ActionCsprojRepointHint,
 		ActionCsprojSetFramework, ActionXMLRepair, ActionCleanOutput, ActionLowerParallelism,
 		ActionRunWhitelisted, ActionSetEnv, ActionReport:
 		return true
