@@ -39,13 +39,14 @@ var (
 
 type packageReference struct {
 	id, version string
+	indent      string
 	start, end  int // the item's lines in the project source
 }
 
 func packageReferences(src string) []packageReference {
 	var out []packageReference
 	for _, m := range pkgRefItemRe.FindAllStringSubmatchIndex(src, -1) {
-		p := packageReference{id: src[m[4]:m[5]], start: m[0], end: m[1]}
+		p := packageReference{id: src[m[4]:m[5]], indent: src[m[2]:m[3]], start: m[0], end: m[1]}
 		if v := versionAttrRe.FindStringSubmatch(src[m[6]:m[7]]); v != nil {
 			p.version = v[1]
 		} else if m[10] >= 0 {
@@ -190,7 +191,7 @@ func (w *workspace) restorePackageReferences(d Diagnostic) (string, error) {
 	var did []string
 	for i := len(plans) - 1; i >= 0; i-- {
 		p := plans[i]
-		indent := src[p.ref.start : p.ref.start+len(src[p.ref.start:])-len(strings.TrimLeft(src[p.ref.start:], " \t"))]
+		indent := p.ref.indent
 		var b strings.Builder
 		for _, dll := range p.dlls {
 			asm := strings.TrimSuffix(dll, filepath.Ext(dll))
