@@ -567,15 +567,11 @@ func (m *Miners) fillReport(ctx context.Context, r *quarryv1.Report) {
 
 func (m *Miners) observeGPUs(gpus []*quarryv1.GPUStats) {
 	out := make([]watchdog.GPU, 0, len(gpus))
-	var power float64
-	havePower := false
 	for _, g := range gpus {
 		out = append(out, watchdog.GPU{BusID: g.BusId, TemperatureC: g.GetTemperatureC(), Lost: g.Lost})
-		if g.PowerW != nil {
-			power += *g.PowerW
-			havePower = true
-		}
 	}
+	// The same sum the controller meters and learns from.
+	power, havePower := quarryv1.MeasuredPowerW(gpus, nil)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gpus = out
