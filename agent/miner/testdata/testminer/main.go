@@ -42,9 +42,14 @@ func main() {
 	}
 	// Like real miners, survive a broken output pipe (the agent died).
 	signal.Ignore(syscall.SIGPIPE)
-	// Before the start line, which tests wait for before they stop it.
+	// Before the start line, which tests wait for before they stop it: a
+	// SIGTERM that arrives right after it must find its handler in place.
+	sig := make(chan os.Signal, 1)
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
+		signal.Notify(sig, syscall.SIGINT)
+	} else {
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	}
 	fmt.Printf("testminer %d started: %s\n", os.Getpid(), strings.Join(os.Args[1:], " "))
 	if *pidFile != "" {
@@ -98,15 +103,14 @@ func main() {
 		go http.Serve(ln, mux)
 	}
 	if *crashAfter > 0 {
-		time.Sleep(*crashAfter)
+		select {
+		case s := <-sig:
+			fmt.Println("testminer: got", s, "- exiting")
+			return
+		case <-time.After(*crashAfter):
+		}
 		fmt.Fprintln(os.Stderr, "testminer: simulated crash")
 		os.Exit(3)
-	}
-	sig := make(chan os.Signal, 1)
-	if *ignoreTerm {
-		signal.Notify(sig, syscall.SIGINT)
-	} else {
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	}
 	for {
 		select {
