@@ -272,7 +272,11 @@ func TestAttackRevokedRigKeepsGossiping(t *testing.T) {
 	if out, err := f.ctrl.ctl(t, "fleet", "pause"); err != nil {
 		t.Fatalf("fleet pause: %v\n%s", err, out)
 	}
-	eventually(t, "the kept rig acted on the pause", 30*time.Second, func() bool { return actedOn(kept.proc.output(), "pause") })
+	// Gossip delivers a fleet event by broadcast, and to a rig the
+	// broadcast missed (its retransmissions went to members failing just
+	// then) by a later push/pull state exchange, which carries recent
+	// events: allow several push/pull rounds.
+	eventually(t, "the kept rig acted on the pause", 90*time.Second, func() bool { return actedOn(kept.proc.output(), "pause") })
 	if actedOn(revoked.proc.output(), "pause") {
 		t.Fatal("the revoked rig acted on a fleet event sent after the rotation")
 	}

@@ -199,14 +199,15 @@ func TestFleetPauseReachesAgentWithoutGRPC(t *testing.T) {
 	if err != nil || !strings.Contains(out, "1 alive agents selected: "+r.id) {
 		t.Fatalf("fleet pause: %v\n%s", err, out)
 	}
-	eventually(t, "agent acted on the pause", 15*time.Second, func() bool {
+	// Broadcast, or a later push/pull exchange if the broadcast missed.
+	eventually(t, "agent acted on the pause", 60*time.Second, func() bool {
 		return actedOn(r.proc.output(), "pause")
 	})
 	out, err = f.ctrl.ctl(t, "fleet", "resume")
 	if err != nil {
 		t.Fatalf("fleet resume: %v\n%s", err, out)
 	}
-	eventually(t, "agent acted on the resume", 15*time.Second, func() bool {
+	eventually(t, "agent acted on the resume", 60*time.Second, func() bool {
 		return actedOn(r.proc.output(), "resume")
 	})
 	audit, err := f.ctrl.ctl(t, "audit", "-o", "json")
