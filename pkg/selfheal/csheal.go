@@ -48,17 +48,9 @@ func (w *workspace) addCompile(d Diagnostic) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("%w: diagnostic names no type", errNotApplicable)
 	}
-	proj, err := w.findProject(d)
+	proj, tree, self, err := w.projectInTree(d)
 	if err != nil {
 		return "", err
-	}
-	tree, err := scanTree(w.realDir)
-	if err != nil {
-		return "", err
-	}
-	self := tree.projectAt(proj)
-	if self == nil {
-		return "", fmt.Errorf("%w: %s was not found in the tree", errNotApplicable, w.rel(proj))
 	}
 	if self.wildcard {
 		return "", fmt.Errorf("%w: %s compiles a wildcard, so a missing file is not the cause", errNotApplicable, w.rel(proj))
@@ -146,17 +138,9 @@ func (w *workspace) addProjectReference(d Diagnostic) (string, error) {
 	if d.Subject == "" {
 		return "", fmt.Errorf("%w: diagnostic names no namespace or type", errNotApplicable)
 	}
-	proj, err := w.findProject(d)
+	proj, tree, self, err := w.projectInTree(d)
 	if err != nil {
 		return "", err
-	}
-	tree, err := scanTree(w.realDir)
-	if err != nil {
-		return "", err
-	}
-	self := tree.projectAt(proj)
-	if self == nil {
-		return "", fmt.Errorf("%w: %s was not found in the tree", errNotApplicable, w.rel(proj))
 	}
 	cands := map[*csProject]string{}
 	// As a namespace (using Lib.Math; -> CS0246 `Lib' or CS0234 `Math' in `Lib').

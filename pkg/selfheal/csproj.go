@@ -28,7 +28,34 @@ func (w *workspace) findProject(d Diagnostic) (string, error) {
 	return w.confine(p)
 }
 
+// projectInTree is findProject for rules that also need the scanned tree:
+// the tree is walked once, for both.
+func (w *workspace) projectInTree(d Diagnostic) (string, *csTree, *csProject, error) {
+	tree, err := scanTree(w.realDir)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	p, err := w.projectCandidateIn(d, tree)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if p, err = w.confine(p); err != nil {
+		return "", nil, nil, err
+	}
+	self := tree.projectAt(p)
+	if self == nil {
+		return "", nil, nil, fmt.Errorf("%w: %s was not found in the tree", errNotApplicable, w.rel(p))
+	}
+	return p, tree, self, nil
+}
+
 func (w *workspace) projectCandidate(d Diagnostic) (string, error) {
+	return w.projectCandidateIn(d, nil)
+}
+
+// projectCandidateIn finds the diagnostic's project, scanning the tree only
+// when it needs one and none was given.
+func (w *workspace) projectCandidateIn(d Diagnostic, tree *csTree) (string, error) {
 	if d.Project != "" {
 		p := filepath.FromSlash(strings.ReplaceAll(d.Project, `\`, "/"))
 		if !filepath.IsAbs(p) {
@@ -47,9 +74,11 @@ func (w *workspace) projectCandidate(d Diagnostic) (string, error) {
 			return p, nil
 		}
 	}
-	tree, err := scanTree(w.realDir)
-	if err != nil {
-		return "", err
+	if tree == nil {
+		var err error
+		if tree, err = scanTree(w.realDir); err != nil {
+			return "", err
+		}
 	}
 	switch len(tree.projects) {
 	case 0:
