@@ -9,8 +9,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -21,16 +20,7 @@ import (
 // exactly one of the two; this is what lets `quarryctl job run --follow`
 // print each line once.
 func TestWatchDeliversEachEventOnce(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "quarry.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	m, err := Open(db, nil, Options{Config: DefaultConfig(), DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
+	m := openWatchManager(t)
 
 	const id = "job-watch-once"
 	// Fewer events than the replay window and the watcher's buffer hold,
@@ -117,16 +107,7 @@ func TestWatchDeliversEachEventOnce(t *testing.T) {
 
 // A job that has ended is watched as its job-done event alone.
 func TestWatchFinishedJobIsOneEvent(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "quarry.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	m, err := Open(db, nil, Options{Config: DefaultConfig(), DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
+	m := openWatchManager(t)
 	const id = "job-done-before"
 	if err := m.ix.put(&record{ID: id, Where: TargetController, Started: time.Now(), Runs: []run{{Target: TargetController, Status: "succeeded"}}}); err != nil {
 		t.Fatal(err)
@@ -138,4 +119,17 @@ func TestWatchFinishedJobIsOneEvent(t *testing.T) {
 	if len(evs) != 1 || evs[0].Kind != "job-done" || evs[0].Text != "succeeded" {
 		t.Errorf("events %v, want one job-done succeeded", evs)
 	}
+}
+
+// openWatchManager opens a job manager on a fresh database that is
+// integrity-checked when the test ends.
+func openWatchManager(t *testing.T) *Manager {
+	t.Helper()
+	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"))
+	m, err := Open(db, nil, Options{Config: DefaultConfig(), DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
 }
