@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
@@ -36,24 +35,19 @@ var CatalogueAudit = map[string]string{
 const chunkSize = 256 << 10
 
 func grpcErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrExists):
-		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrInUse):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(codes.Internal, err.Error())
+	return auth.StatusError(err, func(err error) (codes.Code, bool) {
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return codes.NotFound, true
+		case errors.Is(err, ErrExists):
+			return codes.AlreadyExists, true
+		case errors.Is(err, ErrInvalid):
+			return codes.InvalidArgument, true
+		case errors.Is(err, ErrInUse):
+			return codes.FailedPrecondition, true
+		}
+		return codes.OK, false
+	})
 }
 
 // CatalogueServer is quarry.v1.CatalogueService.

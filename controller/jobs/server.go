@@ -45,23 +45,21 @@ var _ quarryv1.JobServiceServer = (*JobServer)(nil)
 
 // grpcErr maps the manager's errors to status codes.
 func grpcErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrDenied):
-		return status.Error(codes.PermissionDenied, err.Error())
-	case errors.Is(err, ErrNoRigs), errors.Is(err, ErrState), errors.Is(err, ErrDisabled):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrShutdown):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
-	}
-	return status.Error(codes.Internal, err.Error())
+	return auth.StatusError(err, func(err error) (codes.Code, bool) {
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return codes.NotFound, true
+		case errors.Is(err, ErrInvalid):
+			return codes.InvalidArgument, true
+		case errors.Is(err, ErrDenied):
+			return codes.PermissionDenied, true
+		case errors.Is(err, ErrNoRigs), errors.Is(err, ErrState), errors.Is(err, ErrDisabled):
+			return codes.FailedPrecondition, true
+		case errors.Is(err, ErrShutdown):
+			return codes.Unavailable, true
+		}
+		return codes.OK, false
+	})
 }
 
 func needID(id string) error {
