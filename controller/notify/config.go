@@ -122,14 +122,14 @@ const (
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("notify."+format, a...)) }
-	if c.Interval < 100*time.Millisecond {
-		bad("interval: %s is below the 100ms minimum", c.Interval)
+	if c.Interval < 10*time.Millisecond {
+		bad("interval: %s is below the 10ms minimum", c.Interval)
 	}
 	if c.HoldDown < 0 {
 		bad("hold_down: %s is negative", c.HoldDown)
 	}
-	if c.MaxBackoff < 100*time.Millisecond {
-		bad("max_backoff: %s is below the 100ms minimum", c.MaxBackoff)
+	if c.MaxBackoff < 10*time.Millisecond {
+		bad("max_backoff: %s is below the 10ms minimum", c.MaxBackoff)
 	}
 	if c.GiveUpAfter < time.Second {
 		bad("give_up_after: %s is below the 1s minimum", c.GiveUpAfter)

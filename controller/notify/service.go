@@ -40,7 +40,7 @@ func (s *NotifyServer) ListAlerts(_ context.Context, req *quarryv1.ListAlertsReq
 	for _, r := range s.N.Firing() {
 		resp.Alerts = append(resp.Alerts, AlertProto(r))
 	}
-	for _, r := range s.N.Resolved(int(min(req.Resolved, maxListResolved))) {
+	for _, r := range s.N.Resolved(int(min(req.GetResolved(), maxListResolved))) {
 		resp.Alerts = append(resp.Alerts, AlertProto(r))
 	}
 	return resp, nil
