@@ -179,7 +179,7 @@ func newMailer(s SMTP, roots *x509.CertPool, now func() time.Time) (*mailer, err
 	if err != nil {
 		return nil, fmt.Errorf("notify.smtp.addr: %w", err)
 	}
-	m := &mailer{cfg: s, host: host, startTLS: s.StartTLS == nil || *s.StartTLS, roots: roots, now: now}
+	m := &mailer{cfg: s, host: host, startTLS: s.StartTLS, roots: roots, now: now}
 	if s.PasswordFile != "" {
 		b, err := readSecret("smtp.password_file", s.PasswordFile, 1)
 		if err != nil {

@@ -21,52 +21,52 @@ type Config struct {
 	GiveUpAfter  time.Duration `yaml:"give_up_after" help:"a message still undelivered this long after it was queued is dropped (and shown as dropped)"`
 	KeepResolved int           `yaml:"keep_resolved" help:"how many resolved alerts are kept for the alert list"`
 	Rules        Rules         `yaml:"rules"`
-	Webhooks     []Webhook     `yaml:"webhooks"`
-	SMTP         *SMTP         `yaml:"smtp"`
+	Webhooks     []Webhook     `yaml:"webhooks" help:"HTTP(S) endpoints sent every message as signed JSON: a list of {url, secret_file}"`
+	SMTP         SMTP          `yaml:"smtp"`
 }
 
 // Rules switches each alert rule on or off and sets its threshold.
 type Rules struct {
 	Offline     OfflineRule   `yaml:"offline"`
 	GPUHot      GPUHotRule    `yaml:"gpu_hot"`
-	GPULost     Toggle        `yaml:"gpu_lost"`
-	MinerDown   Toggle        `yaml:"miner_down"`
+	GPULost     Toggle        `yaml:"gpu_lost" help:"alert when a rig reports a GPU lost"`
+	MinerDown   Toggle        `yaml:"miner_down" help:"alert when a miner is crashed or its stats API does not answer"`
 	CrashLoop   CrashLoopRule `yaml:"crash_loop"`
 	HashrateLow HashrateRule  `yaml:"hashrate_low"`
-	BillingDue  Toggle        `yaml:"billing_past_due"`
-	MarketStale Toggle        `yaml:"market_stale"`
+	BillingDue  Toggle        `yaml:"billing_past_due" help:"alert when a hosting customer is past due"`
+	MarketStale Toggle        `yaml:"market_stale" help:"alert when profit switching pauses on stale market data"`
 }
 
 // Toggle is a rule with no threshold.
 type Toggle struct {
-	Enabled bool `yaml:"enabled"`
+	Enabled bool `yaml:"enabled" help:"evaluate this rule"`
 }
 
 // OfflineRule fires for a rig without a live stream for After.
 type OfflineRule struct {
-	Enabled bool          `yaml:"enabled"`
-	After   time.Duration `yaml:"after"`
+	Enabled bool          `yaml:"enabled" help:"alert when a rig has no live connection"`
+	After   time.Duration `yaml:"after" help:"how long a rig must be offline (counted from its last report, or from the controller's start) before the alert fires"`
 }
 
 // GPUHotRule fires for a GPU at or above TempC.
 type GPUHotRule struct {
-	Enabled bool    `yaml:"enabled"`
-	TempC   float64 `yaml:"temp_c"`
+	Enabled bool    `yaml:"enabled" help:"alert when a GPU runs hot"`
+	TempC   float64 `yaml:"temp_c" help:"GPU temperature in degrees C at which the alert fires"`
 }
 
 // CrashLoopRule fires for a rig whose miner exited on its own Crashes
 // times within Window.
 type CrashLoopRule struct {
-	Enabled bool          `yaml:"enabled"`
-	Crashes int           `yaml:"crashes"`
-	Window  time.Duration `yaml:"window"`
+	Enabled bool          `yaml:"enabled" help:"alert when a rig's miner keeps exiting on its own"`
+	Crashes int           `yaml:"crashes" help:"exits within window that make a crash loop"`
+	Window  time.Duration `yaml:"window" help:"the window exits are counted in"`
 }
 
 // HashrateRule fires for a running miner below Percent of the hashrate
 // the controller expects of the rig on that algorithm.
 type HashrateRule struct {
-	Enabled bool    `yaml:"enabled"`
-	Percent float64 `yaml:"percent"`
+	Enabled bool    `yaml:"enabled" help:"alert when a running miner is below the hashrate the controller has learned for the rig on that algorithm"`
+	Percent float64 `yaml:"percent" help:"alert below this percentage of the expected hashrate"`
 }
 
 // Webhook is one HTTP(S) endpoint that receives every message as JSON,
@@ -76,16 +76,15 @@ type Webhook struct {
 	SecretFile string `yaml:"secret_file"`
 }
 
-// SMTP is the mail relay messages go through.
+// SMTP is the mail relay messages go through; mail is off while Addr is
+// empty.
 type SMTP struct {
-	Addr         string   `yaml:"addr"`
-	From         string   `yaml:"from"`
-	To           []string `yaml:"to"`
-	Username     string   `yaml:"username"`
-	PasswordFile string   `yaml:"password_file"`
-	// StartTLS, when true (the default), refuses a server that does not
-	// offer STARTTLS. It may be turned off only for a relay on loopback.
-	StartTLS *bool `yaml:"starttls"`
+	Addr         string   `yaml:"addr" help:"mail relay host:port; empty: no mail"`
+	From         string   `yaml:"from" help:"sender address"`
+	To           []string `yaml:"to" help:"recipient addresses"`
+	Username     string   `yaml:"username" help:"AUTH PLAIN user; empty: no authentication"`
+	PasswordFile string   `yaml:"password_file" help:"file holding the AUTH PLAIN password"`
+	StartTLS     bool     `yaml:"starttls" help:"refuse a relay that does not offer STARTTLS; false is allowed only for a relay on loopback"`
 }
 
 // DefaultHotC is the GPU temperature the hot rule fires at by default.
@@ -107,6 +106,7 @@ func DefaultConfig() Config {
 			BillingDue:  Toggle{Enabled: true},
 			MarketStale: Toggle{Enabled: true},
 		},
+		SMTP: SMTP{StartTLS: true},
 	}
 }
 
@@ -161,7 +161,7 @@ func (c Config) Validate() error {
 			bad("webhooks[%d].secret_file: required (messages are signed)", i)
 		}
 	}
-	if s := c.SMTP; s != nil {
+	if s := c.SMTP; s.Addr != "" {
 		host, _, err := net.SplitHostPort(s.Addr)
 		if err != nil {
 			bad("smtp.addr: %q is not host:port", s.Addr)
@@ -180,7 +180,7 @@ func (c Config) Validate() error {
 		if (s.Username == "") != (s.PasswordFile == "") {
 			bad("smtp: username and password_file go together")
 		}
-		if s.StartTLS != nil && !*s.StartTLS && err == nil && !isLoopback(host) {
+		if !s.StartTLS && err == nil && !isLoopback(host) {
 			bad("smtp.starttls: may be false only for a relay on loopback, not %q", host)
 		}
 	}

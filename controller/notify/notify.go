@@ -129,8 +129,8 @@ func Open(cfg Config, o Options) (*Notifier, error) {
 		}
 		n.channels = append(n.channels, h)
 	}
-	if cfg.SMTP != nil {
-		m, err := newMailer(*cfg.SMTP, o.SMTPRoots, o.Now)
+	if cfg.SMTP.Addr != "" {
+		m, err := newMailer(cfg.SMTP, o.SMTPRoots, o.Now)
 		if err != nil {
 			return nil, err
 		}

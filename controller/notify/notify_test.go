@@ -16,8 +16,6 @@ import (
 
 const smtpPassword = "smtp-password-s3cr3t"
 
-func boolp(b bool) *bool { return &b }
-
 // A rig that goes offline and comes back gives exactly one firing and one
 // resolved message on each channel: a signed webhook and mail through a
 // relay that offers STARTTLS and wants a password. More ticks and a
@@ -29,7 +27,7 @@ func TestOfflineRigFiresAndResolvesOncePerChannel(t *testing.T) {
 
 	e := newEnv(t, testConfig())
 	e.cfg.Webhooks = []notify.Webhook{e.webhook(hook.srv.URL + "/hooks/token-in-path")}
-	e.cfg.SMTP = &notify.SMTP{Addr: mail.Addr, From: "quarry@example.org", To: []string{"ops@example.org", "oncall@example.org"},
+	e.cfg.SMTP = notify.SMTP{StartTLS: true, Addr: mail.Addr, From: "quarry@example.org", To: []string{"ops@example.org", "oncall@example.org"},
 		Username: "quarry", PasswordFile: e.secretFile("smtp.pass", smtpPassword)}
 	e.opts.SMTPRoots = roots
 	e.rig("rig-1", true)
@@ -179,7 +177,7 @@ func TestFailedDeliveryIsRetriedAndReported(t *testing.T) {
 
 	e := newEnv(t, testConfig())
 	e.cfg.Webhooks = []notify.Webhook{e.webhook(hook.srv.URL), e.webhook(deadURL + "/x")}
-	e.cfg.SMTP = &notify.SMTP{Addr: mail.Addr, From: "quarry@example.org", To: []string{"ops@example.org"}, StartTLS: boolp(false)}
+	e.cfg.SMTP = notify.SMTP{Addr: mail.Addr, From: "quarry@example.org", To: []string{"ops@example.org"}}
 	e.rig("rig-1", false)
 	e.start()
 

@@ -153,7 +153,7 @@ func TestWebhookRefusesRedirectToAnotherHost(t *testing.T) {
 func TestSMTPRequiresStartTLS(t *testing.T) {
 	plain := notifytest.NewSMTPServer(t, nil, "")
 	e := newEnv(t, testConfig())
-	e.cfg.SMTP = &notify.SMTP{Addr: plain.Addr, From: "q@example.org", To: []string{"ops@example.org"}}
+	e.cfg.SMTP = notify.SMTP{StartTLS: true, Addr: plain.Addr, From: "q@example.org", To: []string{"ops@example.org"}}
 	n := e.open()
 	res, err := n.SendTest(context.Background(), "alice")
 	if err != nil || len(res) != 1 || res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "does not offer STARTTLS") {
@@ -162,7 +162,7 @@ func TestSMTPRequiresStartTLS(t *testing.T) {
 	if len(plain.Mails()) != 0 {
 		t.Errorf("mail sent in the clear: %+v", plain.Mails())
 	}
-	e.cfg.SMTP.StartTLS = boolp(false)
+	e.cfg.SMTP.StartTLS = false
 	n = e.open()
 	res, _ = n.SendTest(context.Background(), "alice")
 	if res[0].Err != nil || len(plain.Mails()) != 1 || !strings.Contains(plain.Mails()[0].Data, "test notification requested by alice") {
@@ -184,9 +184,9 @@ func TestConfigValidate(t *testing.T) {
 		{"webhook ftp", func(c *notify.Config) { c.Webhooks = []notify.Webhook{{URL: "ftp://x/y", SecretFile: "s"}} }, "webhooks[0].url: scheme"},
 		{"webhook credentials", func(c *notify.Config) { c.Webhooks = []notify.Webhook{{URL: "https://u:p@x/y", SecretFile: "s"}} }, "must not carry a user"},
 		{"webhook unsigned", func(c *notify.Config) { c.Webhooks = []notify.Webhook{{URL: "https://x/y"}} }, "secret_file: required"},
-		{"smtp no recipients", func(c *notify.Config) { c.SMTP = &notify.SMTP{Addr: "127.0.0.1:25", From: "a@b.c"} }, "smtp.to"},
+		{"smtp no recipients", func(c *notify.Config) { c.SMTP = notify.SMTP{StartTLS: true, Addr: "127.0.0.1:25", From: "a@b.c"} }, "smtp.to"},
 		{"smtp user without password", func(c *notify.Config) {
-			c.SMTP = &notify.SMTP{Addr: "127.0.0.1:25", From: "a@b.c", To: []string{"d@e.f"}, Username: "u"}
+			c.SMTP = notify.SMTP{StartTLS: true, Addr: "127.0.0.1:25", From: "a@b.c", To: []string{"d@e.f"}, Username: "u"}
 		}, "username and password_file"},
 		{"hot threshold", func(c *notify.Config) { c.Rules.GPUHot.TempC = 5 }, "rules.gpu_hot.temp_c"},
 		{"hashrate percent", func(c *notify.Config) { c.Rules.HashrateLow.Percent = 100 }, "rules.hashrate_low.percent"},

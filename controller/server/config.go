@@ -10,6 +10,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/gossipd"
 	"github.com/quarryfleet/quarry/controller/jobs"
+	"github.com/quarryfleet/quarry/controller/notify"
 	"github.com/quarryfleet/quarry/controller/switcher"
 )
 
@@ -33,6 +34,7 @@ type Config struct {
 	Profit         switcher.Config  `yaml:"profit"`
 	Web            WebConfig        `yaml:"web"`
 	Gossip         gossipd.Config   `yaml:"gossip"`
+	Notify         notify.Config    `yaml:"notify"`
 }
 
 // AuditConfig bounds the audit log.
@@ -60,6 +62,7 @@ func DefaultConfig() Config {
 		Profit:         switcher.DefaultConfig(),
 		Web:            DefaultWebConfig(),
 		Gossip:         gossipd.DefaultConfig(),
+		Notify:         notify.DefaultConfig(),
 	}
 }
 
@@ -110,6 +113,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Gossip.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Notify.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -40,6 +40,10 @@ func (c *Controller) components() []component {
 		// After figures and billing: the switcher ranks with the learned
 		// figures and applies the past-due hold.
 		{name: "profit", open: c.setupProfit, start: c.startProfit, stop: c.stopProfit},
+		// After figures, billing and profit, whose hashrate expectations,
+		// past-due customers and market health its rules read; before
+		// the web, which shows its alerts.
+		{name: "notify", open: c.openNotify, start: c.startNotify, stop: c.stopNotify},
 		// After every report observer (miners, billing, profit): when
 		// the fleet stops, it commits its last reports while they still
 		// observe them.

@@ -74,6 +74,7 @@ type Controller struct {
 	metrics   *metrics.Exporter
 	web       *web.Server
 	gossip    *gossipd.Runtime
+	notify    *notifyRuntime
 
 	// metricsLis and metricsSrv serve /metrics alone when
 	// web.metrics_addr is set.
