@@ -287,8 +287,11 @@ func (n *Notifier) Tick(ctx context.Context) error {
 		if _, ok := cur[key]; ok {
 			continue
 		}
-		if (offline[old.RigID] && keepWhileOffline(old.Rule)) || (old.Rule == RuleBillingDue && !billingKnown) {
-			continue // cannot be judged now
+		// Cannot be judged now: what an offline rig last said is old, a
+		// rig still offline has not come back (it may only be inside the
+		// grace after a controller restart), and billing did not answer.
+		if (offline[old.RigID] && (keepWhileOffline(old.Rule) || old.Rule == RuleOffline)) || (old.Rule == RuleBillingDue && !billingKnown) {
+			continue
 		}
 		r := clone(old)
 		if r.ClearSince.IsZero() {

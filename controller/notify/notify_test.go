@@ -243,3 +243,42 @@ func TestFailedDeliveryIsRetriedAndReported(t *testing.T) {
 		t.Errorf("restart sent again: %d webhook, %d mail", len(hook.got()), len(mail.Mails()))
 	}
 }
+
+// An alert firing when the controller stops is still firing after the
+// restart, even while the restarted notifier waits out the offline grace
+// for the rig, and nothing is queued again.
+func TestRestartWhileFiringKeepsTheAlert(t *testing.T) {
+	clock := testsupport.NewClock(time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC))
+	cfg := testConfig()
+	cfg.Rules.Offline.After = 2 * time.Minute
+	cfg.HoldDown = time.Minute
+	e := newEnv(t, cfg)
+	e.opts.Now = clock.Now
+	hook := newReceiver(t, 0)
+	e.cfg.Webhooks = []notify.Webhook{e.webhook(hook.srv.URL)}
+	e.rig("rig-1", false)
+	ctx := context.Background()
+	clock.Advance(3 * time.Minute)
+	n := e.open()
+	clock.Advance(3 * time.Minute)
+	if err := n.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Firing()) != 1 {
+		t.Fatalf("firing %v", n.Firing())
+	}
+	since := n.Firing()[0].Since
+
+	// Restart: the rig is still offline, inside the new grace.
+	n = e.open()
+	for range 3 {
+		clock.Advance(time.Minute)
+		if err := n.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f := n.Firing()
+		if len(f) != 1 || !f[0].Since.Equal(since) || len(f[0].Deliveries) != 1 || !f[0].ClearSince.IsZero() {
+			t.Fatalf("after restart: %+v", f)
+		}
+	}
+}
