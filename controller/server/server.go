@@ -54,17 +54,20 @@ type Controller struct {
 	fleet *fleet.Fleet
 	ca    *pki.CA
 
-	grpcLis   net.Listener
-	httpLis   net.Listener
-	grpcSrv   *grpc.Server
-	httpSrv   *http.Server
-	ready     atomic.Bool
-	mux       *http.ServeMux
-	version   string
-	serveErr  chan error
-	extra     []grpc.ServerOption
-	roles     map[string]string
-	audited   map[string]string
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	grpcSrv  *grpc.Server
+	httpSrv  *http.Server
+	ready    atomic.Bool
+	mux      *http.ServeMux
+	version  string
+	serveErr chan error
+	extra    []grpc.ServerOption
+	roles    map[string]string
+	audited  map[string]string
+	// gateway lets the dashboard call the registered admin services with
+	// the same roles and audit as gRPC clients.
+	gateway   *auth.Gateway
 	billing   *billing.Runtime
 	profit    *profitRuntime
 	jobs      *jobs.Manager
@@ -94,6 +97,7 @@ func (c *Controller) RegisterService(desc *grpc.ServiceDesc, impl any, roles, au
 	maps.Copy(c.roles, roles)
 	maps.Copy(c.audited, audit)
 	c.grpcSrv.RegisterService(desc, impl)
+	c.gateway.Register(desc, impl)
 }
 
 // Roles is the method→role table of every registered admin service.
@@ -171,6 +175,7 @@ func (c *Controller) openGRPC() error {
 	c.roles, c.audited = map[string]string{}, map[string]string{}
 	authn := auth.Authenticator{Tokens: c.fleet, Audit: c.fleet, Roles: c.roles}
 	audit := auth.Audit{Log: c.fleet, Actions: c.audited}
+	c.gateway = auth.NewGateway(authn, audit)
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(authn.UnaryInterceptor, audit.UnaryInterceptor),
