@@ -32,6 +32,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/jobs"
 	"github.com/quarryfleet/quarry/controller/metrics"
 	"github.com/quarryfleet/quarry/controller/miners"
+	"github.com/quarryfleet/quarry/controller/snapshot"
 	"github.com/quarryfleet/quarry/controller/web"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -67,7 +68,10 @@ type Controller struct {
 	audited  map[string]string
 	// gateway lets the dashboard call the registered admin services with
 	// the same roles and audit as gRPC clients.
-	gateway   *auth.Gateway
+	gateway *auth.Gateway
+	// restored says, once the database came from a staged snapshot at
+	// this start, where the replaced one was kept.
+	restored  string
 	billing   *billing.Runtime
 	profit    *profitRuntime
 	jobs      *jobs.Manager
@@ -126,8 +130,15 @@ func (c *Controller) openDatabase() error {
 	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	var err error
-	c.db, err = store.Open(filepath.Join(c.cfg.DataDir, DBFile), fleet.Buckets...)
+	path := filepath.Join(c.cfg.DataDir, DBFile)
+	applied, kept, err := snapshot.ApplyStaged(path, time.Now(), c.log)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if applied {
+		c.restored = "replaced database kept as " + filepath.Base(kept)
+	}
+	c.db, err = store.Open(path, fleet.Buckets...)
 	return err
 }
 
@@ -141,7 +152,11 @@ func (c *Controller) openFleet() error {
 	var err error
 	c.fleet, err = fleet.Open(c.db, fleet.Options{MaxBatch: c.cfg.MaxBatch, Logger: c.log,
 		AuditMaxAge: c.cfg.Audit.MaxAge, AuditMaxEntries: c.cfg.Audit.MaxEntries, MaxClockSkew: c.cfg.MaxClockSkew})
-	return err
+	if err != nil || c.restored == "" {
+		return err
+	}
+	// The restore's own audit entry stayed in the database it replaced.
+	return c.fleet.Audit(&quarryv1.AuditEntry{Who: "controller", Role: auth.RoleSystem, Action: "snapshot restore applied", Target: DBFile, Result: "ok", Detail: c.restored})
 }
 
 func (c *Controller) openCA() error {
