@@ -88,6 +88,12 @@ var ownedFlags = map[string][]OwnedFlag{
 		"api", "--api-enable", "--api-port", "--api-rig-name", "--api-rig-restricted",
 		"algorithm", "--algorithm", "-a",
 		"devices", "--gpu-id"),
+	"rigel": flags(
+		"pools", "-o", "--url", "-u", "--username", "-p", "--password", "-w", "--worker",
+		"api", "--api-bind",
+		"algorithm", "-a", "--algorithm", "--a1", "--a2", "--a3",
+		"devices", "-d", "--devices",
+		"foreground", "--no-tui", "--no-watchdog"),
 	"nbminer": flags(
 		"pools", "-o", "--url", "-u", "--user", "-o1", "-u1", "-o2", "-u2", "-c", "--config",
 		"api", "--api",

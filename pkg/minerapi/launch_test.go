@@ -200,7 +200,7 @@ func TestLaunchRejectsBadSheets(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	r := minerapi.Default()
 	want := []string{"bmminer", "bosminer", "ccminer", "cgminer", "claymore", "cpuminer-opt", "custom", "gminer", "lolminer",
-		"miniz", "nanominer", "nbminer", "phoenixminer", "srbminer",
+		"miniz", "nanominer", "nbminer", "phoenixminer", "rigel", "srbminer",
 		"teamredminer", "trex", "ttminer", "whatsminer", "wildrig", "xmrig"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)
