@@ -72,22 +72,37 @@ func withHottest(st Stats) Stats {
 
 // --- SRBMiner-Multi -------------------------------------------------------
 
-// srbminerArgs: SRBMiner-Multi takes failover pools as comma-separated
-// lists in --pool/--wallet/--password, and serves its API with
-// --api-enable --api-port.
+// srbminerArgs: SRBMiner-Multi takes failover pools as lists: --pool
+// host:port and --wallet separated by ",", --password separated by "!"
+// (a "," may be part of a password), --tls true/false per pool; ";"
+// separates algorithms in all of them. It serves its JSON API on
+// --api-port once --api-enable is given (it has no option for the listen
+// address).
 func srbminerArgs(fs FlightSheet) (Launch, error) {
 	if err := fs.needAlgorithm(); err != nil {
 		return Launch{}, err
 	}
-	var urls, users, passes []string
-	for _, p := range fs.Pools {
-		if strings.Contains(p.URL+fs.login(p)+fs.password(p), ",") {
-			return Launch{}, configErr("srbminer: pool fields must not contain a comma (it separates failover pools)")
-		}
-		urls, users, passes = append(urls, p.URL), append(users, fs.login(p)), append(passes, fs.password(p))
+	if strings.ContainsAny(fs.Algorithm, ";,") {
+		return Launch{}, configErr("srbminer: algorithm %q: name one algorithm", fs.Algorithm)
 	}
-	args := []string{"--algorithm", fs.Algorithm, "--pool", strings.Join(urls, ","), "--wallet", strings.Join(users, ","),
-		"--password", strings.Join(passes, ","), "--api-enable", "--api-port", strconv.Itoa(fs.API.Port)}
+	var hosts, users, passes, tls []string
+	for i, p := range fs.Pools {
+		hp, err := hostPort(p.URL)
+		if err != nil {
+			return Launch{}, err
+		}
+		if strings.ContainsAny(hp+fs.login(p), ",;!#") {
+			return Launch{}, configErr("srbminer: pools[%d] url and user must not contain , ; ! or # (SRBMiner uses them to separate pools and algorithms)", i)
+		}
+		if strings.ContainsAny(fs.password(p), ";!#") {
+			return Launch{}, configErr("srbminer: pools[%d].password must not contain ; ! or # (SRBMiner uses them to separate pools and algorithms)", i)
+		}
+		hosts, users, passes = append(hosts, hp), append(users, fs.login(p)), append(passes, fs.password(p))
+		tls = append(tls, strconv.FormatBool(isTLS(p.URL)))
+	}
+	args := []string{"--algorithm", fs.Algorithm, "--pool", strings.Join(hosts, ","), "--wallet", strings.Join(users, ","),
+		"--password", strings.Join(passes, "!"), "--tls", strings.Join(tls, ","),
+		"--api-enable", "--api-port", strconv.Itoa(fs.API.Port)}
 	if len(fs.Devices) > 0 {
 		args = append(args, "--gpu-id", fs.deviceList(","))
 	}

@@ -2,6 +2,7 @@ package minerapi_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,3 +211,42 @@ func TestSRBMinerUnknownIsNotZero(t *testing.T) {
 
 // is reports whether an optional reading is present and equal to want.
 func is(p *float64, want float64) bool { return p != nil && *p == want }
+
+// TestSRBMinerLaunchSeparators: SRBMiner splits its pool lists on "," (and
+// passwords on "!", algorithms on ";"), so a field holding one would be
+// read as a different pool list; such sheets are refused, a comma in a
+// password is not.
+func TestSRBMinerLaunchSeparators(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*minerapi.FlightSheet)
+		want string // "" = refused
+	}{
+		{"comma in a password is kept", func(f *minerapi.FlightSheet) { f.Pools[1].Password = "d=8,m=solo" }, "x!d=8,m=solo"},
+		{"bang in a password", func(f *minerapi.FlightSheet) { f.Pools[1].Password = "a!b" }, ""},
+		{"semicolon in a wallet", func(f *minerapi.FlightSheet) { f.Pools[0].User = "w;x" }, ""},
+		{"comma in a wallet", func(f *minerapi.FlightSheet) { f.Pools[0].User = "w,x" }, ""},
+		{"two algorithms", func(f *minerapi.FlightSheet) { f.Algorithm = "randomx;kawpow" }, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := sheet()
+			fs.Pools = slices.Clone(fs.Pools)
+			tc.edit(&fs)
+			l, err := newAdapter(t, "srbminer", minerapi.Options{}).Launch(fs)
+			if tc.want == "" {
+				if !errors.Is(err, minerapi.ErrConfig) {
+					t.Fatalf("err = %v, want refusal", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.Index(l.Args, "--password")
+			if i < 0 || l.Args[i+1] != tc.want {
+				t.Errorf("args = %q, want --password %q", l.Args, tc.want)
+			}
+		})
+	}
+}
