@@ -43,8 +43,8 @@ func rigelArgs(fs FlightSheet) (Launch, error) {
 	return Launch{Args: append(args, fs.ExtraArgs...)}, nil
 }
 
-// rigelSolutions is Rigel's share counter for one algorithm. "invalid" are
-// solutions that failed the miner's own check and never reached the pool.
+// rigelSolutions is Rigel's share counter for one algorithm; its "invalid"
+// count has no place in Stats and is not read.
 type rigelSolutions struct {
 	Accepted num `json:"accepted"`
 	Rejected num `json:"rejected"`
@@ -58,7 +58,6 @@ type rigelSolutions struct {
 func ParseRigel(b []byte) (Stats, error) {
 	const miner = "rigel"
 	var s struct {
-		Name      string                    `json:"name"`
 		Version   string                    `json:"version"`
 		Uptime    num                       `json:"uptime"`
 		Algorithm string                    `json:"algorithm"`
@@ -70,7 +69,7 @@ func ParseRigel(b []byte) (Stats, error) {
 	if err := decodeTolerant(b, &s); err != nil {
 		return Stats{}, badReply(miner, err)
 	}
-	if s.Algorithm == "" || s.Hashrate == nil && s.Devices == nil {
+	if s.Algorithm == "" || (s.Hashrate == nil && s.Devices == nil) {
 		return Stats{}, badReplyf(miner, "reply has no algorithm, hashrate or devices")
 	}
 	algo, _, _ := strings.Cut(s.Algorithm, "+")
