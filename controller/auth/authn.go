@@ -73,6 +73,12 @@ func (a Authenticator) authorize(ctx context.Context, method string) (context.Co
 	if err != nil {
 		return nil, err
 	}
+	return a.permit(ctx, c, method, need)
+}
+
+// permit lets c call method when its role is at least need, and audits a
+// refusal.
+func (a Authenticator) permit(ctx context.Context, c Caller, method, need string) (context.Context, error) {
 	if RoleRank(c.Role) < RoleRank(need) {
 		_ = a.Audit.Audit(&quarryv1.AuditEntry{Who: c.Name, Role: c.Role, Action: "authorize", Target: method, Result: "denied", Detail: "needs role " + need})
 		return nil, status.Errorf(codes.PermissionDenied, "%s needs role %s; %s has role %s", shortMethod(method), need, c.Name, c.Role)

@@ -71,7 +71,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(app.jobCmd())
 	root.AddCommand(app.customerCmd(), app.planCmd(), app.billingCmd())
 	root.AddCommand(app.profitCmd(), app.marketCmd(), app.backtestCmd())
-	root.AddCommand(app.flightSheetCmd(), app.fleetCmd(), app.gossipCmd())
+	root.AddCommand(app.flightSheetCmd(), app.fleetCmd(), app.gossipCmd(), app.operatorCmd())
 	root.AddCommand(app.minerCmd(), app.alertsCmd())
 	return root
 }

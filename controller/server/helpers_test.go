@@ -21,12 +21,18 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/quarryfleet/quarry/agent/link"
+	"github.com/quarryfleet/quarry/controller/snapshot"
 	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
 func TestMain(m *testing.M) {
+	// A restore checks the received file in a child process of the
+	// running program, which in these tests is the test binary.
+	if len(os.Args) > 1 && os.Args[1] == snapshot.CheckCommand {
+		os.Exit(snapshot.RunCheck(os.Args[2:], os.Stdout))
+	}
 	goleak.VerifyTestMain(m,
 		// grpc's and net/http's background goroutines end shortly after
 		// their owners close; these are the known long-lived ones.

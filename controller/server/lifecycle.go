@@ -53,6 +53,7 @@ func (c *Controller) components() []component {
 		// goes, as its status writes end.
 		{name: "gossip", open: c.openGossip, start: func() { c.gossip.Start() }, stop: func() { c.gossip.Stop() }},
 		{name: "agent and fleet services", open: c.openFleetServices},
+		{name: "operator service", open: c.openOperator},
 		// After profit and billing: the dashboard and the metrics show
 		// their figures.
 		{name: "web", open: c.openWeb},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/quarryfleet/quarry/controller/snapshot"
 	"github.com/quarryfleet/quarry/pkg/config"
 	"github.com/quarryfleet/quarry/pkg/logging"
 	"github.com/quarryfleet/quarry/pkg/version"
@@ -13,6 +14,9 @@ import (
 
 // Main is quarry-controller's command line. It returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == snapshot.CheckCommand {
+		return snapshot.RunCheck(args[1:], stdout)
+	}
 	if len(args) > 0 && args[0] == "version" {
 		fmt.Fprintln(stdout, "quarry-controller", version.Version)
 		return 0

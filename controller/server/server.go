@@ -32,6 +32,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/jobs"
 	"github.com/quarryfleet/quarry/controller/metrics"
 	"github.com/quarryfleet/quarry/controller/miners"
+	"github.com/quarryfleet/quarry/controller/snapshot"
 	"github.com/quarryfleet/quarry/controller/web"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -54,17 +55,23 @@ type Controller struct {
 	fleet *fleet.Fleet
 	ca    *pki.CA
 
-	grpcLis   net.Listener
-	httpLis   net.Listener
-	grpcSrv   *grpc.Server
-	httpSrv   *http.Server
-	ready     atomic.Bool
-	mux       *http.ServeMux
-	version   string
-	serveErr  chan error
-	extra     []grpc.ServerOption
-	roles     map[string]string
-	audited   map[string]string
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	grpcSrv  *grpc.Server
+	httpSrv  *http.Server
+	ready    atomic.Bool
+	mux      *http.ServeMux
+	version  string
+	serveErr chan error
+	extra    []grpc.ServerOption
+	roles    map[string]string
+	audited  map[string]string
+	// gateway lets the dashboard call the registered admin services with
+	// the same roles and audit as gRPC clients.
+	gateway *auth.Gateway
+	// restored says, once the database came from a staged snapshot at
+	// this start, where the replaced one was kept.
+	restored  string
 	billing   *billing.Runtime
 	profit    *profitRuntime
 	jobs      *jobs.Manager
@@ -95,6 +102,7 @@ func (c *Controller) RegisterService(desc *grpc.ServiceDesc, impl any, roles, au
 	maps.Copy(c.roles, roles)
 	maps.Copy(c.audited, audit)
 	c.grpcSrv.RegisterService(desc, impl)
+	c.gateway.Register(desc, impl)
 }
 
 // Roles is the method→role table of every registered admin service.
@@ -123,8 +131,15 @@ func (c *Controller) openDatabase() error {
 	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	var err error
-	c.db, err = store.Open(filepath.Join(c.cfg.DataDir, DBFile), fleet.Buckets...)
+	path := filepath.Join(c.cfg.DataDir, DBFile)
+	applied, kept, err := snapshot.ApplyStaged(path, time.Now(), c.log)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if applied {
+		c.restored = "replaced database kept as " + filepath.Base(kept)
+	}
+	c.db, err = store.Open(path, fleet.Buckets...)
 	return err
 }
 
@@ -138,7 +153,11 @@ func (c *Controller) openFleet() error {
 	var err error
 	c.fleet, err = fleet.Open(c.db, fleet.Options{MaxBatch: c.cfg.MaxBatch, Logger: c.log,
 		AuditMaxAge: c.cfg.Audit.MaxAge, AuditMaxEntries: c.cfg.Audit.MaxEntries, MaxClockSkew: c.cfg.MaxClockSkew})
-	return err
+	if err != nil || c.restored == "" {
+		return err
+	}
+	// The restore's own audit entry stayed in the database it replaced.
+	return c.fleet.Audit(&quarryv1.AuditEntry{Who: "controller", Role: auth.RoleSystem, Action: "snapshot restore applied", Target: DBFile, Result: "ok", Detail: c.restored})
 }
 
 func (c *Controller) openCA() error {
@@ -172,6 +191,7 @@ func (c *Controller) openGRPC() error {
 	c.roles, c.audited = map[string]string{}, map[string]string{}
 	authn := auth.Authenticator{Tokens: c.fleet, Audit: c.fleet, Roles: c.roles}
 	audit := auth.Audit{Log: c.fleet, Actions: c.audited}
+	c.gateway = auth.NewGateway(authn, audit)
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(authn.UnaryInterceptor, audit.UnaryInterceptor),

@@ -203,12 +203,12 @@ func TestViewerMethodsHaveNoSideEffects(t *testing.T) {
 	conn := adminConnRaw(t, f.tc, f.tokens[fleet.RoleViewer])
 
 	// The check can fail: an operator's command is a visible write.
-	before := snapshot(t, f.tc)
+	before := dbContents(t, f.tc)
 	sent, err := quarryv1.NewFleetServiceClient(adminConnRaw(t, f.tc, f.tokens[fleet.RoleOperator])).SendCommand(ctx(t), &quarryv1.SendCommandRequest{Rig: f.rig, Kind: quarryv1.CommandKind_COMMAND_KIND_PING})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := diff(before, snapshot(t, f.tc)); d == "" {
+	if d := diff(before, dbContents(t, f.tc)); d == "" {
 		t.Fatal("queuing a command left no trace the check can see")
 	}
 	eventually(t, "ping answered", func() bool {
@@ -225,12 +225,12 @@ func TestViewerMethodsHaveNoSideEffects(t *testing.T) {
 	}
 	sort.Strings(walked)
 	for _, method := range walked {
-		before := snapshot(t, f.tc)
+		before := dbContents(t, f.tc)
 		err := invokeWith(t, conn, method, args)
 		if status.Code(err) == codes.PermissionDenied || status.Code(err) == codes.Unauthenticated {
 			t.Errorf("%s refused to a viewer: %v", method, err)
 		}
-		if d := diff(before, snapshot(t, f.tc)); d != "" {
+		if d := diff(before, dbContents(t, f.tc)); d != "" {
 			t.Errorf("%s as a viewer changed the database: %s", method, d)
 		}
 	}
@@ -298,10 +298,10 @@ func invokeWith(t *testing.T, conn *grpc.ClientConn, method string, args map[str
 	}
 }
 
-// snapshot copies every key and value in the database except the audit
+// dbContents copies every key and value in the database except the audit
 // log and the record of when each admin token was last used (both note
 // the call itself, not a change it makes), nested buckets included.
-func snapshot(t *testing.T, tc *testController) map[string]string {
+func dbContents(t *testing.T, tc *testController) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	var walk func(prefix string, b *bolt.Bucket) error

@@ -105,7 +105,7 @@ func (c *Controller) setupWeb() error {
 		}
 	}
 	if c.cfg.Web.Dashboard {
-		c.web = web.New(web.Options{Fleet: c.fleet, Log: c.log.With("component", "web"), SessionTTL: c.cfg.Web.SessionTTL, SecureCookie: c.cfg.Web.SecureCookie, LoginFailures: c.cfg.Web.LoginFailures})
+		c.web = web.New(web.Options{Fleet: c.fleet, RPC: c.gateway, Log: c.log.With("component", "web"), SessionTTL: c.cfg.Web.SessionTTL, SecureCookie: c.cfg.Web.SecureCookie, LoginFailures: c.cfg.Web.LoginFailures})
 		c.fleet.AddObserver(c.web)
 		c.web.Mount(c.mux)
 		if c.figures != nil {

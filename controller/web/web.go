@@ -106,7 +106,10 @@ type BillingProvider interface {
 // Options tune the dashboard.
 type Options struct {
 	Fleet Fleet
-	Log   *slog.Logger
+	// RPC, when set, lets pages call the admin services as the signed-in
+	// user (POST /api/rpc/{service}/{method}).
+	RPC RPC
+	Log *slog.Logger
 	// SessionTTL is how long a sign-in lasts (default 12h).
 	SessionTTL time.Duration
 	// SecureCookie marks the session cookie Secure; set it when the
@@ -257,6 +260,8 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("GET /api/stream", s.secure(s.auth(fleet.RoleViewer, s.stream)))
 	mux.Handle("POST /api/rigs/{rig}/actions/{action}", s.secure(s.auth(fleet.RoleOperator, s.action)))
 	mux.Handle("GET /api/commands/{id}", s.secure(s.auth(fleet.RoleOperator, s.command)))
+	mux.Handle("GET /api/rpc", s.secure(s.auth(fleet.RoleViewer, s.rpcMethods)))
+	mux.Handle("POST /api/rpc/{service}/{method}", s.secure(s.auth(fleet.RoleViewer, s.rpc)))
 }
 
 // secure sets headers that keep the page from being framed, sniffed or

@@ -173,13 +173,17 @@ func TestValidateSchemePerMiner(t *testing.T) {
 		{"bosminer", "stratum2+tcp://pool.example:3336", true, ""},
 		{"nbminer", "daemon+http://127.0.0.1:18081", false, "miner nbminer cannot mine against a daemon"},
 		{"nbminer", "stratum+tcp://pool.example:3333", true, ""},
+		{"rigel", "stratum+ssl://pool.example:443", true, ""},
+		{"rigel", "daemon+http://127.0.0.1:18081", false, "local stratum endpoint"},
+		{"srbminer", "stratum2+tcp://pool.example:3336", false, "miner srbminer cannot use scheme"},
+		{"srbminer", "stratum+tcp://pool.example:3333", true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.miner+" "+tt.url, func(t *testing.T) {
 			fs := load(t, "minimal.yaml")
 			fs.Miner.Name = tt.miner
 			fs.Pools[0].URL = tt.url
-			err := fs.Validate(append(known, "bmminer", "bosminer", "nbminer"))
+			err := fs.Validate(append(known, "bmminer", "bosminer", "nbminer", "rigel", "srbminer"))
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -374,6 +378,14 @@ func TestDevFee(t *testing.T) {
 		{"gminer", "kawpow", nil, 0.02},
 		{"teamredminer", "ethash", nil, 0.0075},
 		{"teamredminer", "kawpow", nil, 0.025},
+		{"rigel", "kawpow", nil, 0.01},
+		{"rigel", "nexapow", nil, 0.02},
+		{"rigel", "zil", nil, 0},
+		{"rigel", "xelishashv3", nil, 0.01},
+		{"srbminer", "randomx", nil, 0.0085},
+		{"srbminer", "Ethash", nil, 0.0065},
+		{"srbminer", "xelishashv3", nil, 0.015},
+		{"srbminer", "yespowerurx", nil, 0},
 		{"bmminer", "sha256", nil, 0},
 		{"custom", "kawpow", nil, 0},
 	}

@@ -102,6 +102,10 @@ func rulesFor(miner string) (minerRules, bool) {
 		return minerRules{schemes: []string{"stratum+tcp"}, solo: stratumOnly}, true
 	case "bosminer":
 		return minerRules{schemes: []string{"stratum+tcp", "stratum+ssl", "stratum2+tcp"}, solo: stratumOnly}, true
+	case "rigel", "srbminer":
+		// Both speak stratum only, plain or over TLS; neither mines
+		// against a coin daemon.
+		return minerRules{schemes: []string{"stratum+tcp", "stratum+ssl"}, solo: stratumOnly}, true
 	case "cgminer":
 		// cgminer still speaks getwork/getblocktemplate over http(s).
 		return minerRules{schemes: []string{"stratum+tcp", "http", "https"}, solo: stratumOnly}, true
@@ -140,7 +144,8 @@ func checkMinerScheme(miner, scheme string) error {
 // (1 %, or what --donate-level in extra_args sets), T-Rex 1 %, lolMiner
 // 1 % (0.7 % on Ethash-family), GMiner 2 % (0.65 % on Ethash-family),
 // TeamRedMiner 2.5 % (0.75 % on Ethash-family), none for cgminer-family
-// and custom miners. Profit applies it unless the option sets miner_fee.
+// and custom miners, Rigel and SRBMiner-Multi per algorithm (rigelFees,
+// srbminerFees). Profit applies it unless the option sets miner_fee.
 func DevFee(miner, algorithm string, extraArgs []string) float64 {
 	ethash := false
 	switch strings.ToLower(strings.ReplaceAll(algorithm, "-", "")) {
@@ -170,8 +175,38 @@ func DevFee(miner, algorithm string, extraArgs []string) float64 {
 			return 0.0075
 		}
 		return 0.025
+	case "rigel":
+		return feeFor(rigelFees, algorithm, 0.01)
+	case "srbminer":
+		return feeFor(srbminerFees, algorithm, 0.0085)
 	}
 	return 0
+}
+
+// rigelFees is Rigel's fee table (rigelminer/rigel README); algorithms it
+// does not list are taken at its most common fee, 1 %.
+var rigelFees = map[string]float64{
+	"alephium": 0.007, "autolykos2": 0.01, "etchash": 0.007, "ethash": 0.007, "ethashb3": 0.01,
+	"ironfish": 0.007, "karlsenhash": 0.01, "kawpow": 0.01, "kheavyhash": 0.007, "nexapow": 0.02,
+	"octa": 0.007, "octopus": 0.02, "pyrinhash": 0.01, "sha512256d": 0.01, "zil": 0,
+}
+
+// srbminerFees lists SRBMiner-Multi's algorithms whose fee is not its
+// usual 0.85 % (doktor83/SRBMiner-Multi README).
+var srbminerFees = map[string]float64{
+	"argon2id_exfer": 0.03, "autolykos2": 0.01, "blake3_an": 0.02, "blake3_decred": 0.01,
+	"etchash": 0.0065, "ethash": 0.0065, "flex": 0.02, "noid": 0.03, "pearlhash": 0.02,
+	"qhash": 0.015, "quantus": 0.025, "randomalpha": 0.01, "randomy": 0.01, "rinhash": 0.01,
+	"sha256d_csd": 0.01, "sha3t": 0.01, "verthash": 0.01, "xelishashv3": 0.015, "xhash": 0.03,
+	"yespowereqpay": 0.02, "yespowerurx": 0,
+}
+
+// feeFor looks the algorithm up in a miner's fee table.
+func feeFor(table map[string]float64, algorithm string, otherwise float64) float64 {
+	if f, ok := table[strings.ToLower(strings.TrimSpace(algorithm))]; ok {
+		return f
+	}
+	return otherwise
 }
 
 // xmrigDonateLevel reads --donate-level N or --donate-level=N.

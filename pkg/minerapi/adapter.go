@@ -162,7 +162,7 @@ type Registry struct {
 func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
 
 // Default returns a registry with every built-in adapter: xmrig, wildrig,
-// trex, lolminer, gminer, nbminer, nanominer, miniz, srbminer, the Claymore
+// trex, lolminer, gminer, nbminer, nanominer, miniz, srbminer, rigel, the Claymore
 // protocol (claymore, phoenixminer, ttminer), the ccminer text API (ccminer,
 // cpuminer-opt), the cgminer API (cgminer, teamredminer, bmminer, bosminer,
 // whatsminer) and custom.
@@ -177,6 +177,7 @@ func Default() *Registry {
 		"ccminer":      ccminerFactory("ccminer", ccminerArgs, "threads", "pool", "hwinfo"),
 		"cpuminer-opt": ccminerFactory("cpuminer-opt", cpuminerArgs, "threads"),
 		"srbminer":     jsonMinerFactory(jsonMiner{name: "srbminer", path: "/", launch: srbminerArgs, parse: ParseSRBMiner}),
+		"rigel":        jsonMinerFactory(jsonMiner{name: "rigel", path: "/", launch: rigelArgs, parse: ParseRigel}),
 		"nbminer":      jsonMinerFactory(jsonMiner{name: "nbminer", path: "/api/v1/status", launch: nbminerArgs, parse: ParseNBMiner}),
 		"nanominer":    jsonMinerFactory(jsonMiner{name: "nanominer", path: "/stats", launch: nanominerArgs, parse: ParseNanominer}),
 		"miniz": jsonMinerFactory(jsonMiner{name: "miniz", request: []byte(`{"id":"0", "method":"getstat"}` + "\n"),

@@ -84,10 +84,21 @@ var ownedFlags = map[string][]OwnedFlag{
 		"api", "-b", "--api-bind",
 		"algorithm", "-a", "--algo"),
 	"srbminer": flags(
-		"pools", "--pool", "--wallet", "--password", "--worker", "--config-file", "--pools-file",
+		"pools", "--pool", "-o", "--wallet", "-u", "--password", "-p", "--worker", "--tls", "--nicehash", "--esm",
+		"--config-file", "--pools-file",
+		// The restart, reboot and shutdown URLs would let anyone who can
+		// reach the API restart the miner or power off the rig.
 		"api", "--api-enable", "--api-port", "--api-rig-name", "--api-rig-restricted",
-		"algorithm", "--algorithm", "-a",
-		"devices", "--gpu-id"),
+		"--api-rig-restart-url", "--api-rig-shutdown-url", "--api-miner-restart-url",
+		"algorithm", "--algorithm", "-a", "--algorithm-gpu", "-ag", "--algorithm-cpu", "-ac",
+		"devices", "--gpu-id",
+		"foreground", "--background"),
+	"rigel": flags(
+		"pools", "-o", "--url", "-u", "--username", "-p", "--password", "-w", "--worker",
+		"api", "--api-bind",
+		"algorithm", "-a", "--algorithm", "--a1", "--a2", "--a3",
+		"devices", "-d", "--devices",
+		"foreground", "--no-tui", "--no-watchdog"),
 	"nbminer": flags(
 		"pools", "-o", "--url", "-u", "--user", "-o1", "-u1", "-o2", "-u2", "-c", "--config",
 		"api", "--api",

@@ -113,11 +113,13 @@ func FuzzParseCCMiner(f *testing.F) {
 }
 
 func FuzzParseJSONMiners(f *testing.F) {
-	for _, n := range []string{recorded.SRBMinerMulti, recorded.NBMinerStatus, recorded.NanominerStats, recorded.MiniZGetstat} {
+	for _, n := range []string{recorded.SRBMinerMulti, recorded.SRBMinerMultiCPU, recorded.SRBMinerMulti363,
+		recorded.NBMinerStatus, recorded.NanominerStats, recorded.MiniZGetstat} {
 		f.Add(recorded.MustGet(n))
 	}
 	f.Add([]byte(`{"Algorithms":[{"X":{"GPU 99999":{"Hashrate":"-1"},"Total":{"Hashrate":"1e400"}}}],"Devices":[{"GPU -1":{"Pci":"zz"}}]}`))
 	f.Add([]byte(`{"miner":{"devices":[{"hashrate_raw":-3,"fan":300,"pci_bus_id":"ff:1f.7"}]},"gpu_hashrate":[{"GPU-1":1,"total":-2}]}`))
+	f.Add([]byte(`{"algorithms":[{"hashrate":{"gpu":{"gpu01":1,"gpu1":2,"gpu-1":3,"total":-1},"cpu":{"total":1e308}}}],"gpu_devices":[{"device":"gpu1","bus_id":999,"fan_speed_percent":101}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, parse := range []func([]byte) (minerapi.Stats, error){
 			minerapi.ParseSRBMiner, minerapi.ParseNBMiner, minerapi.ParseNanominer, minerapi.ParseMiniZ,
@@ -125,6 +127,16 @@ func FuzzParseJSONMiners(f *testing.F) {
 			st, err := parse(b)
 			checkStats(t, st, err)
 		}
+	})
+}
+
+func FuzzParseRigel(f *testing.F) {
+	f.Add(recorded.MustGet(recorded.Rigel))
+	f.Add([]byte(`{"algorithm":"a+b","hashrate":{"a":1},"pools":{"a":[{"connection_details":{"hostname":"h","port":1e9}}]},` +
+		`"devices":[{"id":-5,"pci_address":"zz:99","hashrate":{"a":-1},"monitoring_info":{"fan_speed":300}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := minerapi.ParseRigel(b)
+		checkStats(t, st, err)
 	})
 }
 

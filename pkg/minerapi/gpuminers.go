@@ -72,44 +72,91 @@ func withHottest(st Stats) Stats {
 
 // --- SRBMiner-Multi -------------------------------------------------------
 
-// srbminerArgs: SRBMiner-Multi takes failover pools as comma-separated
-// lists in --pool/--wallet/--password, and serves its API with
-// --api-enable --api-port.
+// srbminerArgs: SRBMiner-Multi takes failover pools as lists: --pool
+// host:port and --wallet separated by ",", --password separated by "!"
+// (a "," may be part of a password), --tls true/false per pool; ";"
+// separates algorithms in all of them. It serves its JSON API on
+// --api-port once --api-enable is given (it has no option for the listen
+// address).
 func srbminerArgs(fs FlightSheet) (Launch, error) {
 	if err := fs.needAlgorithm(); err != nil {
 		return Launch{}, err
 	}
-	var urls, users, passes []string
-	for _, p := range fs.Pools {
-		if strings.Contains(p.URL+fs.login(p)+fs.password(p), ",") {
-			return Launch{}, configErr("srbminer: pool fields must not contain a comma (it separates failover pools)")
-		}
-		urls, users, passes = append(urls, p.URL), append(users, fs.login(p)), append(passes, fs.password(p))
+	if strings.ContainsAny(fs.Algorithm, ";,") {
+		return Launch{}, configErr("srbminer: algorithm %q: name one algorithm", fs.Algorithm)
 	}
-	args := []string{"--algorithm", fs.Algorithm, "--pool", strings.Join(urls, ","), "--wallet", strings.Join(users, ","),
-		"--password", strings.Join(passes, ","), "--api-enable", "--api-port", strconv.Itoa(fs.API.Port)}
+	var hosts, users, passes, tls []string
+	for i, p := range fs.Pools {
+		hp, err := hostPort(p.URL)
+		if err != nil {
+			return Launch{}, err
+		}
+		if strings.ContainsAny(hp+fs.login(p), ",;!#") {
+			return Launch{}, configErr("srbminer: pools[%d] url and user must not contain , ; ! or # (SRBMiner uses them to separate pools and algorithms)", i)
+		}
+		if strings.ContainsAny(fs.password(p), ";!#") {
+			return Launch{}, configErr("srbminer: pools[%d].password must not contain ; ! or # (SRBMiner uses them to separate pools and algorithms)", i)
+		}
+		hosts, users, passes = append(hosts, hp), append(users, fs.login(p)), append(passes, fs.password(p))
+		tls = append(tls, strconv.FormatBool(isTLS(p.URL)))
+	}
+	args := []string{"--algorithm", fs.Algorithm, "--pool", strings.Join(hosts, ","), "--wallet", strings.Join(users, ","),
+		"--password", strings.Join(passes, "!"), "--tls", strings.Join(tls, ","),
+		"--api-enable", "--api-port", strconv.Itoa(fs.API.Port)}
 	if len(fs.Devices) > 0 {
 		args = append(args, "--gpu-id", fs.deviceList(","))
 	}
 	return Launch{Args: append(args, fs.ExtraArgs...)}, nil
 }
 
-// ParseSRBMiner reads SRBMiner-Multi's API document (GET /, 0.1.x format:
-// hashrate_total_*, gpu_hashrate, gpu_devices). The total is the one the
-// per-GPU table carries, so total and devices come from one window.
+// srbGPUDevice is one gpu_devices entry: 0.1.x numbers it device_id, later
+// versions id with a "gpuN" device name.
+type srbGPUDevice struct {
+	DeviceID num    `json:"device_id"`
+	ID       num    `json:"id"`
+	Device   string `json:"device"`
+	Model    string `json:"model"`
+	BusID    num    `json:"bus_id"`
+	Temp     num    `json:"temperature"`
+	FanPct   num    `json:"fan_speed_percent"`
+	Power    num    `json:"asic_power"`
+}
+
+// srbAlgorithm is one entry of the algorithms list SRBMiner-Multi has served
+// since 0.5: its rate table (per "cpu"/"gpu" with "threadN"/"gpuN" and
+// "total"), shares and pool.
+type srbAlgorithm struct {
+	Name string `json:"name"`
+	Pool struct {
+		Pool string `json:"pool"`
+	} `json:"pool"`
+	Shares struct {
+		Accepted num `json:"accepted"`
+		Rejected num `json:"rejected"`
+	} `json:"shares"`
+	Hashrate struct {
+		CPU map[string]num `json:"cpu"`
+		GPU map[string]num `json:"gpu"`
+	} `json:"hashrate"`
+	GPUAccepted map[string]num `json:"gpu_accepted_shares"`
+	GPURejected map[string]num `json:"gpu_rejected_shares"`
+}
+
+// ParseSRBMiner reads SRBMiner-Multi's API document (GET /). Two formats
+// exist: 0.1.x (hashrate_total_*, gpu_hashrate, gpu_devices) and, since
+// 0.5, algorithms[] (one rate table, shares and pool per algorithm, the
+// first being the one read). In both the total is the one the per-device
+// table carries, so total and devices come from one window; the 1min/5min
+// figures beside it are other windows and are not mixed in.
 func ParseSRBMiner(b []byte) (Stats, error) {
 	const miner = "srbminer"
 	var s struct {
-		Algorithm  string `json:"algorithm"`
-		Version    string `json:"miner_version"`
-		MiningTime num    `json:"mining_time"`
-		TotalNow   num    `json:"hashrate_total_now"`
-		GPUDevices []struct {
-			DeviceID num    `json:"device_id"`
-			Model    string `json:"model"`
-			BusID    num    `json:"bus_id"`
-			Temp     num    `json:"temperature"`
-		} `json:"gpu_devices"`
+		Algorithm  string         `json:"algorithm"`
+		Version    string         `json:"miner_version"`
+		MiningTime num            `json:"mining_time"`
+		TotalNow   num            `json:"hashrate_total_now"`
+		GPUDevices []srbGPUDevice `json:"gpu_devices"`
+		// 0.1.x
 		GPUHashrate []map[string]num `json:"gpu_hashrate"`
 		Shares      struct {
 			Accepted num `json:"accepted"`
@@ -118,12 +165,17 @@ func ParseSRBMiner(b []byte) (Stats, error) {
 		Pool struct {
 			Pool string `json:"pool"`
 		} `json:"pool"`
+		// 0.5 and later
+		Algorithms []srbAlgorithm `json:"algorithms"`
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
 		return Stats{}, badReply(miner, err)
 	}
+	if len(s.Algorithms) > 0 {
+		return parseSRBAlgorithms(miner, s.Version, s.MiningTime, s.Algorithms[0], s.GPUDevices)
+	}
 	if s.Version == "" && s.GPUHashrate == nil && !s.TotalNow.OK {
-		return Stats{}, badReplyf(miner, "reply has none of miner_version, gpu_hashrate, hashrate_total_now")
+		return Stats{}, badReplyf(miner, "reply has none of miner_version, algorithms, gpu_hashrate, hashrate_total_now")
 	}
 	st := Stats{
 		Miner: miner, Version: s.Version, Algorithm: s.Algorithm, Pool: s.Pool.Pool,
@@ -136,16 +188,7 @@ func ParseSRBMiner(b []byte) (Stats, error) {
 		if t := rates["total"]; t.OK {
 			total = t
 		}
-		var idx []int
-		for k := range rates {
-			if n, ok := strings.CutPrefix(k, "GPU"); ok {
-				if i, err := strconv.Atoi(n); err == nil && i >= 0 && i < 1024 {
-					idx = append(idx, i)
-				}
-			}
-		}
-		sort.Ints(idx)
-		for _, i := range idx {
+		for _, i := range indexedKeys(rates, "GPU") {
 			r, err := rates["GPU"+strconv.Itoa(i)].rate(miner, "gpu_hashrate")
 			if err != nil {
 				return Stats{}, err
@@ -153,10 +196,7 @@ func ParseSRBMiner(b []byte) (Stats, error) {
 			g := GPUStats{Index: i, Hashrate: r}
 			for _, d := range s.GPUDevices {
 				if d.DeviceID.OK && int(d.DeviceID.V) == i {
-					g.Name, g.TemperatureC = d.Model, hottest(d.Temp)
-					if d.BusID.OK && d.BusID.V >= 0 && d.BusID.V <= 255 {
-						g.BusID = formatBusID(0, uint64(d.BusID.V), 0, 0)
-					}
+					srbDevice(&g, d)
 				}
 			}
 			st.GPUs = append(st.GPUs, g)
@@ -172,6 +212,85 @@ func ParseSRBMiner(b []byte) (Stats, error) {
 	}
 	st.TotalHashrate = r
 	return st, nil
+}
+
+// parseSRBAlgorithms reads the algorithms[] format. The total is the GPU
+// table's total plus the CPU table's (a rig can hash one algorithm on both);
+// each GPU's rate and shares are keyed "gpuN", matched to gpu_devices by
+// device name. CPU threads are not devices of the reading.
+func parseSRBAlgorithms(miner, version string, miningTime num, a srbAlgorithm, devs []srbGPUDevice) (Stats, error) {
+	st := Stats{
+		Miner: miner, Version: version, Algorithm: a.Name, Pool: a.Pool.Pool,
+		Uptime:   time.Duration(miningTime.count()) * time.Second,
+		Accepted: a.Shares.Accepted.count(), Rejected: a.Shares.Rejected.count(),
+	}
+	var total, sum num
+	for _, part := range []map[string]num{a.Hashrate.CPU, a.Hashrate.GPU} {
+		if t := part["total"]; t.OK {
+			r, err := t.rate(miner, "hashrate total")
+			if err != nil {
+				return Stats{}, err
+			}
+			total = num{V: total.V + r, OK: true}
+		}
+	}
+	for _, i := range indexedKeys(a.Hashrate.GPU, "gpu") {
+		key := "gpu" + strconv.Itoa(i)
+		rate := a.Hashrate.GPU[key]
+		r, err := rate.rate(miner, "hashrate "+key)
+		if err != nil {
+			return Stats{}, err
+		}
+		if rate.OK {
+			sum = num{V: sum.V + r, OK: true}
+		}
+		g := GPUStats{Index: i, Hashrate: r, Accepted: a.GPUAccepted[key].count(), Rejected: a.GPURejected[key].count()}
+		for _, d := range devs {
+			if d.Device == key || (d.Device == "" && d.ID.OK && int(d.ID.V) == i) {
+				srbDevice(&g, d)
+			}
+		}
+		st.GPUs = append(st.GPUs, g)
+	}
+	st = withHottest(st)
+	if !total.OK {
+		// Without a "total" the devices are the whole table.
+		total = sum
+	}
+	if !total.OK {
+		return st, noHashrate(miner)
+	}
+	st.TotalHashrate = total.V
+	return st, nil
+}
+
+// srbDevice copies what gpu_devices knows of a GPU. fan_speed_rpm (0.x) is
+// in RPM, not a percentage, so only fan_speed_percent fills FanPercent.
+func srbDevice(g *GPUStats, d srbGPUDevice) {
+	g.Name, g.TemperatureC = d.Model, hottest(d.Temp)
+	if d.BusID.OK && d.BusID.V >= 0 && d.BusID.V <= 255 {
+		g.BusID = formatBusID(0, uint64(d.BusID.V), 0, 0)
+	}
+	if d.FanPct.OK && d.FanPct.V >= 0 && d.FanPct.V <= 100 {
+		g.FanPercent = d.FanPct.ptr()
+	}
+	if d.Power.OK && d.Power.V > 0 {
+		g.PowerW = d.Power.ptr()
+	}
+}
+
+// indexedKeys returns, sorted, the N of the keys prefixN in m.
+func indexedKeys(m map[string]num, prefix string) []int {
+	var idx []int
+	for k := range m {
+		if n, ok := strings.CutPrefix(k, prefix); ok {
+			if i, err := strconv.Atoi(n); err == nil && i >= 0 && i < 1024 && strconv.Itoa(i) == n {
+				idx = append(idx, i)
+			}
+		}
+	}
+	sort.Ints(idx)
+	return idx
 }
 
 // --- NBMiner --------------------------------------------------------------

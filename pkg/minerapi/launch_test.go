@@ -63,8 +63,8 @@ func TestLaunchArgs(t *testing.T) {
 		{"cpuminer-opt", []string{"-a kawpow", "-o stratum+tcp://rvn.2miners.com:6060 -u RWallet.rig07 -p x",
 			"-b 127.0.0.1:4067", "--extra 1"}},
 		{"srbminer", []string{"--algorithm kawpow",
-			"--pool stratum+tcp://rvn.2miners.com:6060,stratum+ssl://rvn-eu.example.org:16060",
-			"--wallet RWallet.rig07,RWallet.rig07 --password x,d=8 --api-enable --api-port 4067", "--gpu-id 0,2", "--extra 1"}},
+			"--pool rvn.2miners.com:6060,rvn-eu.example.org:16060",
+			"--wallet RWallet.rig07,RWallet.rig07 --password x!d=8 --tls false,true --api-enable --api-port 4067", "--gpu-id 0,2", "--extra 1"}},
 		{"miniz", []string{"--par=kawpow", "--url=RWallet.rig07@rvn.2miners.com:6060 --pass=x",
 			"--url=ssl://RWallet.rig07@rvn-eu.example.org:16060 --pass=d=8", "--telemetry=127.0.0.1:4067",
 			"--cuda-devices 0 2", "--extra 1"}},
@@ -200,7 +200,7 @@ func TestLaunchRejectsBadSheets(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	r := minerapi.Default()
 	want := []string{"bmminer", "bosminer", "ccminer", "cgminer", "claymore", "cpuminer-opt", "custom", "gminer", "lolminer",
-		"miniz", "nanominer", "nbminer", "phoenixminer", "srbminer",
+		"miniz", "nanominer", "nbminer", "phoenixminer", "rigel", "srbminer",
 		"teamredminer", "trex", "ttminer", "whatsminer", "wildrig", "xmrig"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)

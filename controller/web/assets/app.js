@@ -62,6 +62,8 @@
     $("#overview").hidden = true;
     $("#rigpage").hidden = true;
     $("#logout").hidden = true;
+    $("#nav").hidden = true;
+    for (const name of Object.keys(pages)) { const sec = document.getElementById("page-" + name); if (sec) sec.hidden = true; }
     $("#who").textContent = "";
     $("#token").focus();
   }
@@ -71,7 +73,8 @@
     $("#login").hidden = true;
     $("#logout").hidden = false;
     $("#who").textContent = s.who + " · " + s.role;
-    route();
+    $("#nav").hidden = false;
+    api("/api/rpc").then((m) => { methods = m.methods || {}; }).catch(() => { methods = {}; }).finally(route);
   }
   $("#login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -104,9 +107,47 @@
     es.addEventListener("rig", (ev) => { bump(); if (state.rigId) { renderRig(JSON.parse(ev.data)); scheduleHistory(); } });
   }
 
+  // ---------- pages ----------
+  // Each page beyond the overview and the rig page lives in its own file
+  // under /static/pages/ and registers itself here: a nav link, a
+  // <section id="page-NAME"> it fills, and a function run when shown.
+  // Pages call the admin services through rpc(); the server checks the
+  // role of every call, can() only hides controls the user may not use.
+  const pages = {};
+  const roleRank = { viewer: 1, operator: 2, admin: 3 };
+  let methods = {};
+  function rpc(method, body) {
+    return api("/api/rpc/quarry.v1." + method, { method: "POST", body: body || {} });
+  }
+  function can(method) {
+    const need = methods["/quarry.v1." + method];
+    return !!need && !!state.session && (roleRank[state.session.role] || 0) >= (roleRank[need] || 99);
+  }
+  function registerPage(name, title, show) {
+    pages[name] = { title, show };
+    const nav = $("#nav");
+    if (nav && !nav.querySelector(`[data-page="${name}"]`)) nav.append(el("a", { href: "#/" + name, "data-page": name, text: title }));
+  }
+  window.Quarry = { el, api, rpc, can, registerPage, fmtHash, fmtW, fmtC, fmtUSD, ago, session: () => state.session };
+
   // ---------- routing ----------
   function route() {
     if (!state.session) return;
+    const pm = location.hash.match(/^#\/([a-z-]+)(?:\/(.*))?$/);
+    const page = pm && pages[pm[1]] ? pm[1] : null;
+    for (const [name] of Object.entries(pages)) {
+      const sec = document.getElementById("page-" + name);
+      if (sec) sec.hidden = name !== page;
+    }
+    for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("current", a.dataset.page === (page || ""));
+    if (page) {
+      closeStream();
+      state.rigId = null;
+      $("#overview").hidden = true;
+      $("#rigpage").hidden = true;
+      Promise.resolve(pages[page].show(pm[2] ? decodeURIComponent(pm[2]) : "")).catch((e) => console.error(e));
+      return;
+    }
     const m = location.hash.match(/^#\/rig\/(.+)$/);
     state.rigId = m ? decodeURIComponent(m[1]) : null;
     $("#overview").hidden = !!state.rigId;

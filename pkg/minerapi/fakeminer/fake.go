@@ -63,7 +63,7 @@ func (m *miner) cues() cues {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("fakeminer", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer|ccminer|cpuminer|srbminer|nbminer|nanominer|miniz|whatsminer")
+	api := fl.String("api", "xmrig", "API to serve: xmrig|trex|lolminer|lolminer-new|gminer|cgminer|bmminer|antminer-l3plus|antminer-s17|innosilicon-a9|bosminer|xmrig2|wildrig|lolminer-041|phoenix|ttminer|ccminer|cpuminer|srbminer|srbminer-multi|rigel|nbminer|nanominer|miniz|whatsminer")
 	listen := fl.String("listen", "127.0.0.1:0", "listen address")
 	portFile := fl.String("port-file", "", "write the bound address to this file")
 	token := fl.String("token", "", "require this Bearer token on HTTP APIs")
@@ -371,6 +371,20 @@ var apis = map[string]apiSpec{
 		},
 		accepted: keys("accepted", "total"),
 		temp:     keys("temperature"),
+	},
+	"srbminer-multi": {
+		routes: map[string]string{"/": recorded.SRBMinerMulti363},
+		rate: func(parent, _ string) bool {
+			return parent == "hashrate" || parent == "gpu" || parent == "cpu"
+		},
+		accepted: keys("accepted", "total"),
+		temp:     keys("temperature"),
+	},
+	"rigel": {
+		routes:   map[string]string{"/": recorded.Rigel},
+		rate:     func(parent, _ string) bool { return parent == "hashrate" || parent == "pool_hashrate" },
+		accepted: keys("accepted"),
+		temp:     keys("core_temperature"),
 	},
 	"nbminer": {
 		routes: map[string]string{"/api/v1/status": recorded.NBMinerStatus},

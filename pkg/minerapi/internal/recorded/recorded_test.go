@@ -12,7 +12,7 @@ func TestPayloadsAreWhatTheyClaim(t *testing.T) {
 		AntminerL3PlusPools, AntminerD3Summary, AntminerZ9Summary, AntminerZ9Version, InnosiliconA9Stats, InnosiliconA9Pools,
 		AntminerS17Stats, AntminerS17Pools, BOSminerVersion, BOSminerSummary, BOSminerPools, BOSminerTemps, BOSminerFans,
 		Xmrig2Summary, WildRigSummary, Lolminer041,
-		PhoenixGetstat1, TTMinerGetstat1, SRBMinerMulti, NBMinerStatus, NanominerStats, MiniZGetstat,
+		PhoenixGetstat1, TTMinerGetstat1, SRBMinerMulti, SRBMinerMultiCPU, SRBMinerMulti363, Rigel, NBMinerStatus, NanominerStats, MiniZGetstat,
 		WhatsminerSummary, WhatsminerPools, WhatsminerBadCmd}
 	for _, n := range names {
 		if !json.Valid(MustGet(n)) {

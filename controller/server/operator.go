@@ -1,0 +1,28 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/controller/snapshot"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// openOperator registers OperatorService: online snapshots of the
+// database and their staged restore.
+func (c *Controller) openOperator() error {
+	path := filepath.Join(c.cfg.DataDir, DBFile)
+	// A restore may be several times today's database, but not enough to
+	// fill the disk by mistake.
+	limit := int64(1 << 30)
+	if fi, err := os.Stat(path); err == nil {
+		limit = max(limit, 4*fi.Size())
+	}
+	c.RegisterService(&quarryv1.OperatorService_ServiceDesc, &snapshot.OperatorServer{
+		DB: c.db, DBPath: path, Required: fleet.Buckets, MaxRestoreBytes: limit,
+		// Bucket names as their owners (fleet, miners, billing) write them.
+		Count: map[string]string{"rigs": "rigs", "flight_sheets": "flight_sheets", "customers": "billing_customers"},
+	}, snapshot.OperatorRoles, snapshot.OperatorAudit)
+	return nil
+}
