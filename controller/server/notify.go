@@ -6,6 +6,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/notify"
+	"github.com/quarryfleet/quarry/controller/web"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -101,4 +102,20 @@ type marketHealth struct{ c *Controller }
 func (m marketHealth) MarketStale() (bool, string) {
 	h := m.c.profit.sw.Market().Health()
 	return !h.OK, h.Reason
+}
+
+// alertsView shows the notifier's firing alerts on the dashboard.
+type alertsView struct{ n *notify.Notifier }
+
+func (v alertsView) FiringAlerts() []web.Alert {
+	recs := v.n.Firing()
+	out := make([]web.Alert, 0, len(recs))
+	for _, r := range recs {
+		a := web.Alert{Rig: r.RigID, RigName: r.RigName, Severity: r.Severity, Message: r.Message, Rule: r.Rule, SinceMs: r.Since.UnixMilli()}
+		for _, d := range notify.Latest(r.Deliveries) {
+			a.Deliveries = append(a.Deliveries, web.AlertDelivery{Channel: d.Channel, Kind: d.Msg.Kind, State: d.State, Attempts: d.Attempts, Error: d.LastError})
+		}
+		out = append(out, a)
+	}
+	return out
 }

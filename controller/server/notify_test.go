@@ -92,12 +92,32 @@ func TestNotifyServiceRoles(t *testing.T) {
 	if strings.Join(list.Channels, ",") != "webhook "+hook.URL {
 		t.Errorf("channels %q", list.Channels)
 	}
+	// The dashboard's button goes through the gateway: the same role
+	// table, the same audit.
+	for _, role := range []string{fleet.RoleViewer, fleet.RoleOperator} {
+		c, csrf := webSession(t, tc, "web-"+role, role)
+		if code, out := rpcCall(t, c, tc, csrf, "quarry.v1.NotifyService/TestNotification", `{}`); code != 403 {
+			t.Errorf("dashboard TestNotification as %s: %d %v", role, code, out)
+		}
+	}
+	admin, csrf := webSession(t, tc, "web-admin", fleet.RoleAdmin)
+	code, out := rpcCall(t, admin, tc, csrf, "quarry.v1.NotifyService/TestNotification", `{}`)
+	if res, _ := out["results"].([]any); code != 200 || len(res) != 1 || res[0].(map[string]any)["ok"] != true {
+		t.Fatalf("dashboard TestNotification as admin: %d %v", code, out)
+	}
+	mu.Lock()
+	if len(got) != 2 || !strings.Contains(got[1].Text, "web-admin") {
+		t.Errorf("webhook got %+v", got)
+	}
+	mu.Unlock()
+
 	entries, err := tc.Fleet().AuditLog(time.Time{}, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var found bool
+	var found, foundWeb bool
 	for _, e := range entries {
+		foundWeb = foundWeb || (e.Action == "notify test" && e.Who == "web-admin" && e.Result == "ok")
 		if strings.Contains(e.Detail+e.Target, "path-token-xyz") || strings.Contains(e.Detail, secret) {
 			t.Errorf("audit entry shows a secret: %+v", e)
 		}
@@ -105,7 +125,7 @@ func TestNotifyServiceRoles(t *testing.T) {
 			found = true
 		}
 	}
-	if !found {
-		t.Errorf("no audit entry for the test notification among %v", entries)
+	if !found || !foundWeb {
+		t.Errorf("no audit entry for the test notification (quarryctl %v, dashboard %v) among %v", found, foundWeb, entries)
 	}
 }

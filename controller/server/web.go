@@ -111,6 +111,9 @@ func (c *Controller) setupWeb() error {
 		if c.figures != nil {
 			c.web.SetFigures(c.figures)
 		}
+		if c.notify != nil {
+			c.web.SetAlerts(alertsView{c.notify.n})
+		}
 	}
 	if c.profit != nil {
 		v := &switcherView{sw: c.profit.sw}

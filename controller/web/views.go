@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
@@ -19,12 +20,28 @@ import (
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
-// Alert is something on the overview that wants attention.
+// Alert is something on the overview that wants attention. Alerts that
+// concern no single rig (a customer past due, stale market data) have no
+// Rig.
 type Alert struct {
 	Rig      string `json:"rig"`
 	RigName  string `json:"rig_name"`
 	Severity string `json:"severity"` // warning or critical
 	Message  string `json:"message"`
+	Rule     string `json:"rule,omitempty"`
+	// SinceMs is when the alert fired; Deliveries is where its latest
+	// message went. Both come from the notifier, when one is set.
+	SinceMs    int64           `json:"since_ms,omitempty"`
+	Deliveries []AlertDelivery `json:"deliveries,omitempty"`
+}
+
+// AlertDelivery is how an alert's latest message fared on one channel.
+type AlertDelivery struct {
+	Channel  string `json:"channel"`
+	Kind     string `json:"kind"`  // firing or resolved
+	State    string `json:"state"` // pending, failing, delivered or dropped
+	Attempts int    `json:"attempts,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // AlgoRate is the fleet's hashrate on one algorithm.
@@ -203,34 +220,29 @@ func maxTemp(gpus []*quarryv1.GPUStats) *float64 {
 	return m
 }
 
-func (s *Server) alerts(r *quarryv1.Rig) []Alert {
-	var out []Alert
-	add := func(sev, msg string) {
-		out = append(out, Alert{Rig: r.Id, RigName: r.Name, Severity: sev, Message: msg})
+// alerts are a rig's alerts: the notifier's firing ones when it is set,
+// else the same rules evaluated now.
+func (s *Server) alerts(r *quarryv1.Rig, firing map[string][]Alert) []Alert {
+	if firing != nil {
+		return firing[r.Id]
 	}
-	if r.Revoked {
+	var out []Alert
+	for _, a := range s.opts.Rules.RigAlerts(r, s.fleet.Now(), time.Time{}, nil) {
+		out = append(out, Alert{Rig: a.RigID, RigName: a.RigName, Severity: a.Severity, Message: a.Message, Rule: a.Rule})
+	}
+	return out
+}
+
+// firingByRig is the notifier's firing alerts by rig ("" for those of no
+// rig), or nil without a notifier.
+func (s *Server) firingByRig() map[string][]Alert {
+	p := s.alertProvider()
+	if p == nil {
 		return nil
 	}
-	if !r.Online {
-		add("warning", "offline")
-	}
-	for _, g := range r.Gpus {
-		switch {
-		case g.Lost:
-			add("critical", "GPU "+strconv.Itoa(int(g.Index))+" lost")
-		case g.TemperatureC != nil && *g.TemperatureC >= s.opts.HotC:
-			add("warning", "GPU "+strconv.Itoa(int(g.Index))+" at "+strconv.FormatFloat(*g.TemperatureC, 'f', 0, 64)+" °C")
-		}
-	}
-	for _, m := range r.Miners {
-		switch m.State {
-		case "crashed", "api-unreachable":
-			msg := m.Miner + " " + m.State
-			if m.Error != "" {
-				msg += ": " + m.Error
-			}
-			add("critical", msg)
-		}
+	out := map[string][]Alert{}
+	for _, a := range p.FiringAlerts() {
+		out[a.Rig] = append(out[a.Rig], a)
 	}
 	return out
 }
@@ -330,6 +342,10 @@ func (s *Server) buildOverview(q overviewQuery) Overview {
 	byAlgo := map[string]float64{}
 	var rows []RigRow
 	var alerts []Alert
+	firing := s.firingByRig()
+	if firing != nil {
+		alerts = append(alerts, firing[""]...)
+	}
 	// Rows are computed from views under the fleet's lock, so no rig is
 	// copied; the profit provider is asked afterwards, outside it.
 	s.fleet.EachRig(func(r *quarryv1.Rig) {
@@ -355,7 +371,7 @@ func (s *Server) buildOverview(q overviewQuery) Overview {
 				ov.PowerW += w
 			}
 		}
-		al := s.alerts(r)
+		al := s.alerts(r, firing)
 		row.Alerts = len(al)
 		alerts = append(alerts, al...)
 		rows = append(rows, row)
@@ -456,7 +472,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*quarryv1.Rig, 
 func (s *Server) buildRig(r *quarryv1.Rig) RigView {
 	profit, switches, _ := s.providers()
 	v := RigView{ID: r.Id, Name: r.Name, Hostname: r.Hostname, Version: r.Version, Online: r.Online, Revoked: r.Revoked,
-		LastSeenMs: r.LastSeenUnixNano / 1e6, Reports: r.Reports, GPUs: []GPUView{}, Miners: []MinerView{}, Events: []EventView{}, Alerts: s.alerts(r), Tags: r.Tags}
+		LastSeenMs: r.LastSeenUnixNano / 1e6, Reports: r.Reports, GPUs: []GPUView{}, Miners: []MinerView{}, Events: []EventView{}, Alerts: s.alerts(r, s.firingByRig()), Tags: r.Tags}
 	if v.Alerts == nil {
 		v.Alerts = []Alert{}
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/controller/notify"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -98,6 +99,12 @@ type FigureProvider interface {
 	Figures(rigID string) map[string]figures.Figure
 }
 
+// AlertProvider lists the firing alerts with when they fired and where
+// their messages went; the notifier fits through an adapter.
+type AlertProvider interface {
+	FiringAlerts() []Alert
+}
+
 // BillingProvider reports billing status for every customer.
 type BillingProvider interface {
 	BillingStatus(ctx context.Context) ([]BillingLine, error)
@@ -123,8 +130,9 @@ type Options struct {
 	PollInterval time.Duration
 	// HistoryPoints is how many points a chart shows (default 360).
 	HistoryPoints int
-	// HotC is the GPU temperature at which an alert is raised (default 85).
-	HotC float64
+	// Rules decide what the dashboard shows as alerts while no
+	// AlertProvider is set (default: notify's defaults, offline at once).
+	Rules *notify.Rules
 	// LoginFailures is how many failed sign-ins one source address may
 	// make in a minute before further attempts get 429 (default 5).
 	LoginFailures int
@@ -146,8 +154,10 @@ func (o *Options) fill() {
 	if o.HistoryPoints <= 0 {
 		o.HistoryPoints = 360
 	}
-	if o.HotC <= 0 {
-		o.HotC = 85
+	if o.Rules == nil {
+		r := notify.DefaultConfig().Rules
+		r.Offline.After = 0
+		o.Rules = &r
 	}
 	if o.LoginFailures <= 0 {
 		o.LoginFailures = 5
@@ -171,6 +181,7 @@ type Server struct {
 	switches SwitchProvider
 	billing  BillingProvider
 	figures  FigureProvider
+	alertSrc AlertProvider
 }
 
 // New returns the dashboard server. Register it as a fleet report
@@ -208,6 +219,16 @@ func (s *Server) figureProvider() FigureProvider {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.figures
+}
+
+// SetAlerts sets the provider of firing alerts (nil: the dashboard
+// evaluates the alert rules itself).
+func (s *Server) SetAlerts(p AlertProvider) { s.mu.Lock(); s.alertSrc = p; s.mu.Unlock() }
+
+func (s *Server) alertProvider() AlertProvider {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.alertSrc
 }
 
 // SetBilling sets the billing provider (nil hides billing).

@@ -506,3 +506,44 @@ func TestAssetsAreSelfContained(t *testing.T) {
 		t.Error("page lacks a viewport meta tag for phones")
 	}
 }
+
+type alertStub []web.Alert
+
+func (a alertStub) FiringAlerts() []web.Alert { return a }
+
+// With a notifier, the overview and the rig page show its firing alerts,
+// with when they fired and where their messages went, alerts of no rig
+// included; the rules are not evaluated again.
+func TestOverviewShowsNotifierAlerts(t *testing.T) {
+	e := newEnv(t, web.Options{})
+	e.rig("rig-a", "alpha", true)
+	e.rig("rig-c", "charlie", false) // offline, but the notifier has not fired yet
+	e.web.SetAlerts(alertStub{
+		{Rig: "rig-a", RigName: "alpha", Severity: "critical", Message: "xmrig crashed", Rule: "miner_down", SinceMs: 1000,
+			Deliveries: []web.AlertDelivery{{Channel: "webhook https://hooks.example.org", Kind: "firing", State: "failing", Attempts: 3, Error: "receiver answered HTTP 500"}}},
+		{Severity: "warning", Message: "customer Acme is past due", Rule: "billing_past_due", SinceMs: 2000},
+	})
+	c := e.login("viewer")
+	var ov web.Overview
+	c.getJSON("/api/overview", &ov)
+	if ov.AlertCount != 2 || len(ov.Alerts) != 2 {
+		t.Fatalf("alerts %+v", ov.Alerts)
+	}
+	if a := ov.Alerts[0]; a.Rig != "" || a.Message != "customer Acme is past due" || a.SinceMs != 2000 {
+		t.Errorf("first alert %+v", a)
+	}
+	if a := ov.Alerts[1]; a.Rig != "rig-a" || a.SinceMs != 1000 || len(a.Deliveries) != 1 || a.Deliveries[0].State != "failing" || a.Deliveries[0].Attempts != 3 {
+		t.Errorf("second alert %+v", a)
+	}
+	for _, r := range ov.Rigs {
+		want := map[string]int{"alpha": 1, "charlie": 0}[r.Name]
+		if r.Alerts != want {
+			t.Errorf("row %s: %d alerts, want %d", r.Name, r.Alerts, want)
+		}
+	}
+	var rv web.RigView
+	c.getJSON("/api/rigs/rig-a", &rv)
+	if len(rv.Alerts) != 1 || rv.Alerts[0].Message != "xmrig crashed" {
+		t.Errorf("rig page alerts %+v", rv.Alerts)
+	}
+}

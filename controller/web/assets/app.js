@@ -178,6 +178,36 @@
     loadOverview();
     openStream();
   }
+  // alertItem is one alert: its rig (when it concerns one), the message,
+  // when it fired, and where its latest message went.
+  function alertItem(a) {
+    const li = el("li", { class: a.severity, "data-rule": a.rule || "" },
+      a.rig ? el("a", { href: "#/rig/" + encodeURIComponent(a.rig), text: a.rig_name || a.rig }) : null,
+      (a.rig ? " — " : "") + a.message);
+    if (a.since_ms) li.append(el("span", { class: "since", text: " · fired " + ago(a.since_ms) }));
+    if (a.deliveries && a.deliveries.length) {
+      li.append(el("div", { class: "delivery" }, ...a.deliveries.map((d) => el("span", {
+        class: d.state === "delivered" ? "result-ok" : d.state === "pending" ? "" : "result-bad",
+        text: d.channel + ": " + d.kind + " " + d.state + (d.state === "failing" ? " (" + d.attempts + " attempts: " + d.error + ")" : "") + " ",
+      }))));
+    }
+    return li;
+  }
+  $("#notify-test").addEventListener("click", async () => {
+    const btn = $("#notify-test"), out = $("#notify-test-result");
+    btn.disabled = true;
+    out.className = "";
+    out.textContent = "sending…";
+    try {
+      const r = await rpc("NotifyService/TestNotification", {});
+      out.replaceChildren(...(r.results || []).map((c) => el("span", { class: c.ok ? "result-ok" : "result-bad", text: c.channel + ": " + (c.ok ? "ok" : "failed: " + c.error) + " " })));
+    } catch (e) {
+      out.className = "result-bad";
+      out.textContent = e.message;
+    } finally {
+      btn.disabled = false;
+    }
+  });
   function renderOverview(ov) {
     state.overview = ov;
     $("#ov-online").textContent = ov.online;
@@ -192,9 +222,13 @@
     const offline = !!ov.market && ov.market.startsWith("offline");
     $("#ov-market").hidden = !offline;
     $("#ov-market").textContent = offline ? "market " + ov.market : "";
-    $("#ov-alerts-card").hidden = ov.alert_count === 0;
+    // Admins may send a test message to the notification channels, so
+    // the card shows for them even with nothing firing.
+    const canTest = can("NotifyService/TestNotification");
+    $("#notify-test-bar").hidden = !canTest;
+    $("#ov-alerts-card").hidden = ov.alert_count === 0 && !canTest;
     $("#ov-alert-count").textContent = "(" + ov.alert_count + (ov.alert_count > ov.alerts.length ? ", first " + ov.alerts.length + " shown" : "") + ")";
-    $("#ov-alerts").replaceChildren(...ov.alerts.map((a) => el("li", { class: a.severity }, el("a", { href: "#/rig/" + encodeURIComponent(a.rig), text: a.rig_name || a.rig }), " — " + a.message)));
+    $("#ov-alerts").replaceChildren(...ov.alerts.map(alertItem));
     document.querySelectorAll(".col-profit").forEach((c) => { c.hidden = !hasProfit; });
     renderRigTable();
     if (ov.billing) loadBilling(); else $("#billing-card").hidden = true;
@@ -253,7 +287,7 @@
     $("#rig-meta").replaceChildren(el("span", { class: "badge " + (r.online ? "online" : "offline"), text: r.online ? "online" : "offline" }),
       " " + [r.hostname, r.id, r.version && "agent " + r.version, "last report " + ago(r.last_seen_ms)].filter(Boolean).join(" · "));
     $("#rig-actions").hidden = !(state.session && state.session.can_act);
-    $("#rig-alerts").replaceChildren(...r.alerts.map((a) => el("li", { class: a.severity, text: a.message })));
+    $("#rig-alerts").replaceChildren(...r.alerts.map((a) => alertItem(Object.assign({}, a, { rig: "" }))));
     const tiles = [];
     const total = r.miners.reduce((s, m) => s + (m.hashrate || 0), 0);
     tiles.push(["Hashrate", r.miners.some((m) => m.hashrate !== undefined) ? fmtHash(total) : "–"]);
