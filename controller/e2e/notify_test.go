@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/quarryfleet/quarry/controller/notify"
 	"github.com/quarryfleet/quarry/controller/notify/notifytest"
@@ -196,5 +199,106 @@ notify:
 	}
 	if strings.Contains(ctrl.output(), e2eHookSecret) || strings.Contains(ctrl.output(), "/hooks/quarry") {
 		t.Error("the controller log shows the webhook secret or path")
+	}
+}
+
+// In the browser: the overview lists the firing alert with when it fired
+// and its delivery, an admin's "Send test notification" reaches the
+// webhook and shows each channel's result, and a viewer gets no button
+// while the server refuses the call.
+func TestNotificationsInBrowser(t *testing.T) {
+	chrome := chromium(t)
+	dir := t.TempDir()
+	hook := &hookReceiver{}
+	hookSrv := httptest.NewServer(hook)
+	defer hookSrv.Close()
+	secretFile := filepath.Join(dir, "hook.secret")
+	if err := os.WriteFile(secretFile, []byte(e2eHookSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("gossip:\n  enabled: false\nnotify:\n  interval: 200ms\n  rules:\n    offline:\n      after: 1s\n  webhooks:\n    - url: %s/hook\n      secret_file: %s\n", hookSrv.URL, secretFile)
+	cfgPath := filepath.Join(dir, "controller.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	ctrl := startController(t, dir, grpcAddr, httpAddr, "-config", cfgPath)
+	adminTok, err := os.ReadFile(filepath.Join(dir, "quarry-data", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := adminToken(t, ctrl, "wall-screen", "viewer")
+	agent := startAgent(t, dir, grpcAddr, ctrl.newToken(t, "--rig-name", "lonely"))
+	eventually(t, "rig online", time.Minute, func() bool {
+		r, ok := rigByName(t, ctrl.rigs(t), "lonely")
+		return ok && r.Online
+	})
+	agent.stop()
+	eventually(t, "firing message delivered", time.Minute, func() bool { return hook.count(notify.KindFiring) == 1 })
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(filepath.Join(dir, "chrome")))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	defer cancelCtx()
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		for i, st := range steps {
+			if _, err := chromedp.Run(ctx, st); err != nil {
+				page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+				t.Fatalf("%s, step %d: %v\npage:\n%s", what, i+1, err, page)
+			}
+		}
+	}
+	base := "http://" + httpAddr + "/"
+	do("admin sees the alert",
+		chromedp.Navigate(base),
+		chromedp.WaitVisible(css("#token")),
+		chromedp.SendKeys(css("#token"), strings.TrimSpace(string(adminTok))),
+		chromedp.Click(css(`#login-form button[type="submit"]`)),
+		waitText("#who", "local-admin · admin"),
+		waitText("#ov-alerts", "lonely — offline"),
+		waitText("#ov-alerts", "fired"),
+		waitText("#ov-alerts", "webhook "+hookSrv.URL+": firing delivered"),
+		chromedp.WaitVisible(css("#notify-test")),
+		chromedp.Click(css("#notify-test")),
+		waitText("#notify-test-result", "webhook "+hookSrv.URL+": ok"),
+	)
+	if hook.count(notify.KindTest) != 1 {
+		t.Errorf("the button sent %d test messages, want 1", hook.count(notify.KindTest))
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePNG(t, screenshotDir(t), "dashboard-alerts.png", png)
+
+	do("viewer",
+		chromedp.Click(css("#logout")),
+		chromedp.WaitVisible(css("#token")),
+		chromedp.SendKeys(css("#token"), viewer),
+		chromedp.Click(css(`#login-form button[type="submit"]`)),
+		waitText("#who", "wall-screen · viewer"),
+		waitText("#ov-alerts", "lonely — offline"),
+		chromedp.WaitNotVisible(css("#notify-test-bar")),
+	)
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`(async () => {
+		const s = await (await fetch("/api/session")).json();
+		const r = await fetch("/api/rpc/quarry.v1.NotifyService/TestNotification", {method: "POST", headers: {"X-Quarry-CSRF": s.csrf, "Content-Type": "application/json"}, body: "{}"});
+		return r.status; })()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 403 || hook.count(notify.KindTest) != 1 {
+		t.Errorf("viewer's test call: HTTP %d, %d test messages; want 403 and still 1", status, hook.count(notify.KindTest))
 	}
 }
