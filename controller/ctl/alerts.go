@@ -78,6 +78,8 @@ func (a *App) alertsTestCmd() *cobra.Command {
 		Short: "Send a test message to every notification channel and show how each went (admin)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// A mail relay may take up to 20 s to answer.
+			a.Opts.Timeout = max(a.Opts.Timeout, 45*time.Second)
 			resp, err := fetch(a, cmd.Context(), quarryv1.NewNotifyServiceClient, quarryv1.NotifyServiceClient.TestNotification, &quarryv1.TestNotificationRequest{})
 			if err != nil {
 				return err

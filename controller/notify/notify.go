@@ -488,14 +488,19 @@ func (n *Notifier) sendDue(ctx context.Context, c channel) time.Time {
 			if ctx.Err() != nil {
 				return next
 			}
-			n.attempt(ctx, c, t)
+			if !n.attempt(ctx, c, t) {
+				// The outcome was not stored: wait before trying again
+				// rather than send the same message in a loop.
+				return n.o.Now().Add(n.cfg.MaxBackoff)
+			}
 		}
 	}
 	return time.Time{}
 }
 
-// attempt sends one message and records the outcome.
-func (n *Notifier) attempt(ctx context.Context, c channel, t due) {
+// attempt sends one message and records the outcome; false if the
+// outcome could not be stored.
+func (n *Notifier) attempt(ctx context.Context, c channel, t due) bool {
 	d := t.d
 	var err error
 	if n.o.Now().Sub(d.Queued) > n.cfg.GiveUpAfter {
@@ -505,7 +510,7 @@ func (n *Notifier) attempt(ctx context.Context, c channel, t due) {
 	} else {
 		err = c.Send(ctx, d.Msg)
 		if ctx.Err() != nil && err != nil {
-			return // shutting down: the message stays pending
+			return true // shutting down: the message stays pending
 		}
 		d.Attempts++
 		if err == nil {
@@ -534,11 +539,13 @@ func (n *Notifier) attempt(ctx context.Context, c channel, t due) {
 	}
 	n.mu.Unlock()
 	if r == nil {
-		return
+		return true
 	}
 	if err := n.save([]*Record{r}, nil); err != nil {
 		n.log.Error("delivery state not stored", "alert", t.key, "err", err)
+		return false
 	}
+	return true
 }
 
 // Firing lists the firing alerts, oldest first.
