@@ -36,6 +36,8 @@ type Message struct {
 	Text     string    `json:"text"`
 	Since    time.Time `json:"since,omitzero"`
 	Resolved time.Time `json:"resolved_at,omitzero"`
+	// Batch holds the messages a batch carries (kind "batch").
+	Batch []Message `json:"batch,omitempty"`
 }
 
 // Message kinds.
@@ -43,6 +45,7 @@ const (
 	KindFiring   = "firing"
 	KindResolved = "resolved"
 	KindTest     = "test"
+	KindBatch    = "batch"
 )
 
 // Headline is the message in one line: the mail subject.
@@ -69,7 +72,7 @@ type channel interface {
 // Webhook delivery limits.
 const (
 	webhookTimeout = 10 * time.Second
-	maxWebhookBody = 16 << 10
+	maxWebhookBody = 256 << 10 // a batch of 100 messages fits
 	maxRedirects   = 3
 	// Header names receivers check.
 	SignatureHeader = "X-Quarry-Signature"
@@ -285,5 +288,12 @@ func (m *mailer) compose(msg Message) []byte {
 	}
 	line("Key", msg.Key)
 	line("Message-ID", msg.ID)
+	for _, m := range msg.Batch {
+		b.WriteString("\r\n" + strings.ToUpper(m.Kind) + " " + m.Severity + ": " + strings.TrimSpace(m.RigName+" "+m.Text))
+		if !m.Since.IsZero() {
+			b.WriteString(" (since " + m.Since.UTC().Format(time.RFC3339) + ")")
+		}
+		b.WriteString("\r\n  key " + m.Key + ", id " + m.ID + "\r\n")
+	}
 	return []byte(b.String())
 }

@@ -20,6 +20,7 @@ type Config struct {
 	MaxBackoff   time.Duration `yaml:"max_backoff" help:"longest wait between two delivery attempts of one message"`
 	GiveUpAfter  time.Duration `yaml:"give_up_after" help:"a message still undelivered this long after it was queued is dropped (and shown as dropped)"`
 	KeepResolved int           `yaml:"keep_resolved" help:"how many resolved alerts are kept for the alert list"`
+	BatchAbove   int           `yaml:"batch_above" help:"when more messages than this are due on a channel at once, they go as batches of up to 100 in one message each; 0: always one by one"`
 	Rules        Rules         `yaml:"rules"`
 	Webhooks     []Webhook     `yaml:"webhooks" help:"HTTP(S) endpoints sent every message as signed JSON: a list of {url, secret_file}"`
 	SMTP         SMTP          `yaml:"smtp"`
@@ -95,7 +96,7 @@ const DefaultHotC = 85
 func DefaultConfig() Config {
 	return Config{
 		Interval: 15 * time.Second, HoldDown: 2 * time.Minute, MaxBackoff: 5 * time.Minute,
-		GiveUpAfter: 24 * time.Hour, KeepResolved: 200,
+		GiveUpAfter: 24 * time.Hour, KeepResolved: 200, BatchAbove: 5,
 		Rules: Rules{
 			Offline:     OfflineRule{Enabled: true, After: time.Minute},
 			GPUHot:      GPUHotRule{Enabled: true, TempC: DefaultHotC},
@@ -133,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.GiveUpAfter < time.Second {
 		bad("give_up_after: %s is below the 1s minimum", c.GiveUpAfter)
+	}
+	if c.BatchAbove < 0 {
+		bad("batch_above: %d is negative", c.BatchAbove)
 	}
 	if c.KeepResolved < 0 || c.KeepResolved > 10000 {
 		bad("keep_resolved: %d is outside 0..10000", c.KeepResolved)

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -484,11 +485,17 @@ func (n *Notifier) sendDue(ctx context.Context, c channel) time.Time {
 			return next
 		}
 		slices.SortFunc(todo, func(a, b due) int { return a.d.Queued.Compare(b.d.Queued) })
-		for _, t := range todo {
+		size := 1
+		if n.cfg.BatchAbove > 0 && len(todo) > n.cfg.BatchAbove {
+			size = maxBatch
+		}
+		for len(todo) > 0 {
+			group := todo[:min(size, len(todo))]
+			todo = todo[len(group):]
 			if ctx.Err() != nil {
 				return next
 			}
-			if !n.attempt(ctx, c, t) {
+			if !n.attempt(ctx, c, group) {
 				// The outcome was not stored: wait before trying again
 				// rather than send the same message in a loop.
 				return n.o.Now().Add(n.cfg.MaxBackoff)
@@ -498,54 +505,107 @@ func (n *Notifier) sendDue(ctx context.Context, c channel) time.Time {
 	return time.Time{}
 }
 
-// attempt sends one message and records the outcome; false if the
-// outcome could not be stored.
-func (n *Notifier) attempt(ctx context.Context, c channel, t due) bool {
-	d := t.d
-	var err error
-	if n.o.Now().Sub(d.Queued) > n.cfg.GiveUpAfter {
-		d.State, d.Done = DeliveryDropped, n.o.Now()
-		d.LastError = "gave up after " + n.cfg.GiveUpAfter.String() + ": " + d.LastError
-		n.log.Warn("alert message dropped", "channel", c.Name(), "alert", t.key, "kind", d.Msg.Kind, "attempts", d.Attempts)
-	} else {
-		err = c.Send(ctx, d.Msg)
-		if ctx.Err() != nil && err != nil {
-			return true // shutting down: the message stays pending
+// maxBatch is the most messages one batch carries.
+const maxBatch = 100
+
+// attempt sends a group of due messages (one message, or a batch when
+// more than BatchAbove are due at once) and records the outcome of each;
+// false if the outcome could not be stored.
+func (n *Notifier) attempt(ctx context.Context, c channel, group []due) bool {
+	now := n.o.Now()
+	var send []int
+	for i := range group {
+		d := &group[i].d
+		if now.Sub(d.Queued) > n.cfg.GiveUpAfter {
+			d.State, d.Done = DeliveryDropped, now
+			d.LastError = "gave up after " + n.cfg.GiveUpAfter.String() + ": " + d.LastError
+			n.log.Warn("alert message dropped", "channel", c.Name(), "alert", group[i].key, "kind", d.Msg.Kind, "attempts", d.Attempts)
+			continue
 		}
-		d.Attempts++
-		if err == nil {
-			d.State, d.LastError, d.Done, d.Next = DeliveryDelivered, "", n.o.Now(), time.Time{}
-			n.log.Info("alert message delivered", "channel", c.Name(), "alert", t.key, "kind", d.Msg.Kind)
-		} else {
-			d.State, d.LastError = DeliveryFailing, clean(err.Error(), 300)
-			d.Next = n.o.Now().Add(n.backoff(d.Attempts))
-			n.log.Warn("alert message not delivered; will retry", "channel", c.Name(), "alert", t.key, "kind", d.Msg.Kind, "attempts", d.Attempts, "retry_in", n.backoff(d.Attempts), "err", d.LastError)
+		send = append(send, i)
+	}
+	if len(send) > 0 {
+		msg := group[send[0]].d.Msg
+		if len(send) > 1 {
+			msgs := make([]Message, len(send))
+			for j, i := range send {
+				msgs[j] = group[i].d.Msg
+			}
+			msg = batchMessage(msgs)
+		}
+		err := c.Send(ctx, msg)
+		if ctx.Err() != nil && err != nil {
+			return true // shutting down: the messages stay pending
+		}
+		now = n.o.Now()
+		for _, i := range send {
+			d := &group[i].d
+			d.Attempts++
+			if err == nil {
+				d.State, d.LastError, d.Done, d.Next = DeliveryDelivered, "", now, time.Time{}
+				n.log.Info("alert message delivered", "channel", c.Name(), "alert", group[i].key, "kind", d.Msg.Kind, "batch", len(send))
+			} else {
+				d.State, d.LastError = DeliveryFailing, clean(err.Error(), 300)
+				d.Next = now.Add(n.backoff(d.Attempts))
+				n.log.Warn("alert message not delivered; will retry", "channel", c.Name(), "alert", group[i].key, "kind", d.Msg.Kind,
+					"attempts", d.Attempts, "retry_in", n.backoff(d.Attempts), "err", d.LastError)
+			}
 		}
 	}
-	// Save under runMu, so that a tick replacing the record meanwhile and
+	// Save under runMu, so that a tick replacing a record meanwhile and
 	// this write do not undo each other.
 	n.runMu.Lock()
 	defer n.runMu.Unlock()
 	n.mu.Lock()
-	cur := n.recs[t.key]
-	var r *Record
-	if cur != nil {
-		r = clone(cur)
+	byKey := map[string]*Record{}
+	for _, t := range group {
+		r := byKey[t.key]
+		if r == nil {
+			cur := n.recs[t.key]
+			if cur == nil {
+				continue // pruned meanwhile
+			}
+			r = clone(cur)
+			byKey[t.key] = r
+		}
 		for i := range r.Deliveries {
-			if x := r.Deliveries[i]; x.Channel == d.Channel && x.Msg.ID == d.Msg.ID {
-				r.Deliveries[i] = d
+			if x := r.Deliveries[i]; x.Channel == t.d.Channel && x.Msg.ID == t.d.Msg.ID {
+				r.Deliveries[i] = t.d
 			}
 		}
 	}
 	n.mu.Unlock()
-	if r == nil {
-		return true
+	changed := make([]*Record, 0, len(byKey))
+	for _, r := range byKey {
+		changed = append(changed, r)
 	}
-	if err := n.save([]*Record{r}, nil); err != nil {
-		n.log.Error("delivery state not stored", "alert", t.key, "err", err)
+	if err := n.save(changed, nil); err != nil {
+		n.log.Error("delivery state not stored", "alerts", len(changed), "err", err)
 		return false
 	}
 	return true
+}
+
+// batchMessage carries several messages as one: a whole site going dark
+// sends one mail, not one per rig. Each member keeps its own id.
+func batchMessage(msgs []Message) Message {
+	h := sha256.New()
+	counts := map[string]int{}
+	for _, m := range msgs {
+		h.Write([]byte(m.ID))
+		counts[m.Kind]++
+	}
+	text := strconv.Itoa(len(msgs)) + " alert messages"
+	var parts []string
+	for _, k := range []string{KindFiring, KindResolved} {
+		if counts[k] > 0 {
+			parts = append(parts, strconv.Itoa(counts[k])+" "+k)
+		}
+	}
+	if len(parts) > 0 {
+		text += ": " + strings.Join(parts, ", ")
+	}
+	return Message{ID: hex.EncodeToString(h.Sum(nil)[:12]), Kind: KindBatch, Text: text, Batch: msgs}
 }
 
 // Firing lists the firing alerts, oldest first.

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -109,7 +110,7 @@ func TestOfflineRigFiresAndResolvesOncePerChannel(t *testing.T) {
 // A condition that comes and goes within the hold-down sends nothing new:
 // the alert stays firing, and resolves once clear for the whole hold-down.
 func TestFlappingIsHeldDown(t *testing.T) {
-	clock := testsupport.NewClock(time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC))
+	clock := testsupport.NewClock(time.Now()) // the fleet dates rigs by the real clock
 	cfg := testConfig()
 	cfg.HoldDown = 5 * time.Minute
 	e := newEnv(t, cfg)
@@ -144,7 +145,7 @@ func TestFlappingIsHeldDown(t *testing.T) {
 		firing  bool
 		queued  [2]int
 	}{
-		{online: false, firing: true, queued: [2]int{1, 0}},
+		{online: false, advance: time.Minute, firing: true, queued: [2]int{1, 0}}, // past the rig's registration
 		{online: true, advance: time.Minute, firing: true, queued: [2]int{1, 0}},
 		{online: false, advance: time.Minute, firing: true, queued: [2]int{1, 0}},
 		{online: true, advance: time.Minute, firing: true, queued: [2]int{1, 0}},
@@ -248,7 +249,7 @@ func TestFailedDeliveryIsRetriedAndReported(t *testing.T) {
 // restart, even while the restarted notifier waits out the offline grace
 // for the rig, and nothing is queued again.
 func TestRestartWhileFiringKeepsTheAlert(t *testing.T) {
-	clock := testsupport.NewClock(time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC))
+	clock := testsupport.NewClock(time.Now()) // the fleet dates rigs by the real clock
 	cfg := testConfig()
 	cfg.Rules.Offline.After = 2 * time.Minute
 	cfg.HoldDown = time.Minute
@@ -280,5 +281,51 @@ func TestRestartWhileFiringKeepsTheAlert(t *testing.T) {
 		if len(f) != 1 || !f[0].Since.Equal(since) || len(f[0].Deliveries) != 1 || !f[0].ClearSince.IsZero() {
 			t.Fatalf("after restart: %+v", f)
 		}
+	}
+}
+
+// When many messages are due at once (a site loses power), each channel
+// gets them as one batch, each member with its own id, not one message
+// per rig.
+func TestManyAlertsGoAsOneBatch(t *testing.T) {
+	hook := newReceiver(t, 0)
+	mail := notifytest.NewSMTPServer(t, nil, "")
+	e := newEnv(t, testConfig())
+	e.cfg.Webhooks = []notify.Webhook{e.webhook(hook.srv.URL)}
+	e.cfg.SMTP = notify.SMTP{Addr: mail.Addr, From: "quarry@example.org", To: []string{"ops@example.org"}}
+	const rigs = 12
+	for i := range rigs {
+		e.rig(fmt.Sprintf("rig-%02d", i), true)
+	}
+	// The rigs drop together: one tick finds them all, then the senders
+	// start (on a notifier reopened from the same database).
+	for i := range rigs {
+		e.setOnline(fmt.Sprintf("rig-%02d", i), false)
+	}
+	if err := e.open().Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	testsupport.Poll(t, "a firing batch on each channel", 10*time.Second, func() (bool, string) {
+		return len(hook.got()) >= 1 && len(mail.Mails()) >= 1, kinds(hook.got())
+	})
+	testsupport.Poll(t, "every delivery recorded", 5*time.Second, func() (bool, string) { return settled(e.n) })
+	members := map[string]bool{}
+	for _, m := range hook.got() {
+		if m.Kind != notify.KindBatch {
+			t.Fatalf("webhook got a single %s message: %+v", m.Kind, m)
+		}
+		for _, b := range m.Batch {
+			if b.Kind != notify.KindFiring || b.RigID == "" || members[b.ID] {
+				t.Errorf("batch member %+v (duplicate: %v)", b, members[b.ID])
+			}
+			members[b.ID] = true
+		}
+	}
+	if len(members) != rigs || len(hook.got()) != 1 || len(mail.Mails()) != 1 {
+		t.Fatalf("%d firing messages in %d webhook batches and %d mails; want %d in one each", len(members), len(hook.got()), len(mail.Mails()), rigs)
+	}
+	if d := mail.Mails()[0].Data; !strings.Contains(d, "BATCH: 12 alert messages: 12 firing") || strings.Count(d, "FIRING warning: name-rig-") != rigs {
+		t.Errorf("batch mail:\n%s", d)
 	}
 }
