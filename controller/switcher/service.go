@@ -73,7 +73,7 @@ func (v *ProfitServer) ListProfit(context.Context, *quarryv1.ListProfitRequest) 
 		// Offline or demo sources: built-in numbers, not live prices.
 		resp.MarketOffline, resp.MarketMode = true, "offline: built-in numbers from offline or demo sources, not live prices"
 	}
-	if e := v.S.engine; e != nil {
+	if e := v.S.Engine(); e != nil {
 		resp.Options = int32(e.Len())
 	}
 	t := v.S.Last()
@@ -109,8 +109,8 @@ func (v *ProfitServer) ExplainProfit(_ context.Context, req *quarryv1.ExplainPro
 
 func (s *Switcher) explain(t *Tick, i int) *quarryv1.ExplainProfitResponse {
 	r, d := t.Rigs[i], t.Decisions[i]
-	e, f, q := s.engine, t.Fleet, t.Quote
-	p := s.cfg.Policy
+	e, f, q := t.a.engine, t.Fleet, t.Quote
+	p := t.a.cfg.Policy
 	resp := &quarryv1.ExplainProfitResponse{
 		Row: t.row(i), Fingerprint: r.Fingerprint, Site: r.Site, ElectricityUsdKwh: f.ElectricityPrice(i, t.Time),
 		Policy: &quarryv1.PolicyFigures{
