@@ -25,12 +25,21 @@ var ProfitRoles = map[string]string{
 	quarryv1.ProfitService_ListSwitches_FullMethodName:  fleet.RoleViewer,
 	quarryv1.ProfitService_MarketStatus_FullMethodName:  fleet.RoleViewer,
 	quarryv1.ProfitService_SetRigProfile_FullMethodName: fleet.RoleOperator,
+	// The settings say what rigs mine and what power costs: reading them
+	// is a viewer's (they carry flight sheet names, never their contents),
+	// changing them an operator's, like applying a flight sheet.
+	quarryv1.ProfitService_GetProfitSettings_FullMethodName:          fleet.RoleViewer,
+	quarryv1.ProfitService_ListProfitSettingsVersions_FullMethodName: fleet.RoleViewer,
+	quarryv1.ProfitService_UpdateProfitSettings_FullMethodName:       fleet.RoleOperator,
+	quarryv1.ProfitService_RestoreProfitSettings_FullMethodName:      fleet.RoleOperator,
 }
 
 // ProfitAudit is the audit action of each ProfitService method that
 // changes what the switcher decides.
 var ProfitAudit = map[string]string{
-	quarryv1.ProfitService_SetRigProfile_FullMethodName: "profit.set-profile",
+	quarryv1.ProfitService_SetRigProfile_FullMethodName:         "profit.set-profile",
+	quarryv1.ProfitService_UpdateProfitSettings_FullMethodName:  "profit.settings-update",
+	quarryv1.ProfitService_RestoreProfitSettings_FullMethodName: "profit.settings-restore",
 }
 
 // ProfitServer is ProfitService over a switcher.
