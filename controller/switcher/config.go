@@ -14,7 +14,9 @@ import (
 )
 
 // Config is the controller's `profit:` section. With no options the
-// switcher only keeps the market cache; it never sends a command.
+// switcher only keeps the market cache; it never sends a command. With a
+// database, policy, default_site, sites, rigs, rules and options only seed
+// the stored Settings on first start.
 //
 //	profit:
 //	  tick: 1m
@@ -52,11 +54,11 @@ type Config struct {
 	Smoothing   float64                 `yaml:"smoothing" help:"weight of the newest report in measured hash rate and power"`
 	Market      MarketConfig            `yaml:"market"`
 	Policy      profit.Policy           `yaml:"policy"`
-	DefaultSite string                  `yaml:"default_site" help:"site of rigs that name none (rig tag 'site' or rigs.<rig>.site)"`
-	Sites       map[string]SiteConfig   `yaml:"sites" help:"electricity per site"`
-	Rigs        map[string]RigConfig    `yaml:"rigs" help:"per-rig site, pins, exclusions and profiles, by rig id or name"`
-	Rules       profit.Rules            `yaml:"rules" help:"fleet-wide pins and exclusions"`
-	Options     []OptionConfig          `yaml:"options" help:"what rigs may mine: one flight sheet per coin, pool and miner"`
+	DefaultSite string                  `yaml:"default_site" help:"site of rigs that name none (rig tag 'site' or rigs.<rig>.site); seed only, see options"`
+	Sites       map[string]SiteConfig   `yaml:"sites" help:"electricity per site; seed only, see options"`
+	Rigs        map[string]RigConfig    `yaml:"rigs" help:"per-rig site, pins, exclusions and profiles, by rig id or name; seed only, see options"`
+	Rules       profit.Rules            `yaml:"rules" help:"fleet-wide pins and exclusions; seed only, see options"`
+	Options     []OptionConfig          `yaml:"options" help:"what rigs may mine: one flight sheet per coin, pool and miner. Options, default_site, sites, rigs, rules and policy are stored in the database on first start and ignored afterwards: change them with quarryctl profit options|sites|rules|policy"`
 	Profiles    map[string]AlgoProfiles `yaml:"profiles" help:"figures per hardware fingerprint (GPU models, comma-separated, sorted)"`
 }
 

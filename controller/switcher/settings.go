@@ -370,7 +370,13 @@ func diffSettings(a, b Settings) string {
 		if n == "" && o.FlightSheet != nil {
 			n = o.FlightSheet.Name
 		}
-		return firstNonEmpty(o.Coin, "?") + "@" + firstNonEmpty(o.Pool, "-") + " (" + n + ")"
+		if o.Coin != "" {
+			n = o.Coin + " " + n
+		}
+		if o.Pool != "" {
+			n += "@" + o.Pool
+		}
+		return n
 	}
 	ao, bo := map[string]OptionConfig{}, map[string]OptionConfig{}
 	for _, o := range a.Options {
