@@ -45,13 +45,14 @@ A rig whose figures are borrowed from identical hardware is marked with *.`,
 		},
 	}
 	cmd.AddCommand(a.profitExplainCmd(), a.profitSetProfileCmd(), a.profitSwitchesCmd())
+	cmd.AddCommand(a.profitSettingsCmds()...)
 	return cmd
 }
 
 // printProfit writes the switcher's state, then a row per rig.
 func (a *App) printProfit(resp *quarryv1.ListProfitResponse) error {
 	if resp.Options == 0 {
-		fmt.Fprintln(a.Out, "profit switching is idle: no options configured (profit.options in the controller's config)")
+		fmt.Fprintln(a.Out, "profit switching is idle: no options configured (add one with 'quarryctl profit options add')")
 	}
 	if resp.MarketOffline {
 		fmt.Fprintln(a.Out, "market", resp.MarketMode, "(fixed snapshot; its age does not pause switching)")

@@ -18,10 +18,11 @@ type profitRuntime struct {
 }
 
 // setupProfit opens the market cache and the switcher on the controller's
-// database, ranking with the rigs' learned figures, and registers
-// ProfitService.
+// database, ranking with the rigs' learned figures, its options naming
+// flight sheets in the miners store, and registers ProfitService.
 func (c *Controller) setupProfit() error {
-	sw, err := switcher.New(c.cfg.Profit, switcher.Options{Fleet: c.fleet, DB: c.db, Logger: c.log.With("component", "profit"), Figures: c.figures, Hold: c.billingHold})
+	sw, err := switcher.New(c.cfg.Profit, switcher.Options{Fleet: c.fleet, DB: c.db, Logger: c.log.With("component", "profit"), Figures: c.figures, Hold: c.billingHold,
+		Sheets: c.miners, Resolve: c.catalogue.ResolveYAML})
 	if err != nil {
 		return err
 	}

@@ -84,7 +84,8 @@ func BenchmarkTick10k(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		t, err := s.plan(ctx, snap, s.collect(rigs, now), now)
+		a := s.cur.Load()
+		t, err := s.plan(ctx, a, snap, s.collect(a, rigs, now), now)
 		if err != nil {
 			b.Fatal(err)
 		}

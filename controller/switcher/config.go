@@ -14,7 +14,9 @@ import (
 )
 
 // Config is the controller's `profit:` section. With no options the
-// switcher only keeps the market cache; it never sends a command.
+// switcher only keeps the market cache; it never sends a command. With a
+// database, policy, default_site, sites, rigs, rules and options only seed
+// the stored Settings on first start.
 //
 //	profit:
 //	  tick: 1m
@@ -52,11 +54,11 @@ type Config struct {
 	Smoothing   float64                 `yaml:"smoothing" help:"weight of the newest report in measured hash rate and power"`
 	Market      MarketConfig            `yaml:"market"`
 	Policy      profit.Policy           `yaml:"policy"`
-	DefaultSite string                  `yaml:"default_site" help:"site of rigs that name none (rig tag 'site' or rigs.<rig>.site)"`
-	Sites       map[string]SiteConfig   `yaml:"sites" help:"electricity per site"`
-	Rigs        map[string]RigConfig    `yaml:"rigs" help:"per-rig site, pins, exclusions and profiles, by rig id or name"`
-	Rules       profit.Rules            `yaml:"rules" help:"fleet-wide pins and exclusions"`
-	Options     []OptionConfig          `yaml:"options" help:"what rigs may mine: one flight sheet per coin, pool and miner"`
+	DefaultSite string                  `yaml:"default_site" help:"site of rigs that name none (rig tag 'site' or rigs.<rig>.site); seed only, see options"`
+	Sites       map[string]SiteConfig   `yaml:"sites" help:"electricity per site; seed only, see options"`
+	Rigs        map[string]RigConfig    `yaml:"rigs" help:"per-rig site, pins, exclusions and profiles, by rig id or name; seed only, see options"`
+	Rules       profit.Rules            `yaml:"rules" help:"fleet-wide pins and exclusions; seed only, see options"`
+	Options     []OptionConfig          `yaml:"options" help:"what rigs may mine: one flight sheet per coin, pool and miner. Options, default_site, sites, rigs, rules and policy are stored in the database on first start and ignored afterwards: change them with quarryctl profit options|sites|rules|policy"`
 	Profiles    map[string]AlgoProfiles `yaml:"profiles" help:"figures per hardware fingerprint (GPU models, comma-separated, sorted)"`
 }
 
@@ -131,29 +133,33 @@ type SourceConfig struct {
 
 // SiteConfig is a site's electricity tariff in USD/kWh.
 type SiteConfig struct {
-	Default  float64             `yaml:"default"`
-	Rules    []profit.TariffRule `yaml:"rules"`
-	Timezone string              `yaml:"timezone"`
+	Default  float64             `yaml:"default" json:"default"`
+	Rules    []profit.TariffRule `yaml:"rules" json:"rules,omitempty"`
+	Timezone string              `yaml:"timezone" json:"timezone,omitempty"`
 }
 
 // RigConfig is one rig's settings.
 type RigConfig struct {
-	Site    string       `yaml:"site"`
-	Rules   profit.Rules `yaml:",inline"`
-	Profile AlgoProfiles `yaml:"profile"`
+	Site    string       `yaml:"site" json:"site,omitempty"`
+	Rules   profit.Rules `yaml:",inline" json:"rules"`
+	Profile AlgoProfiles `yaml:"profile" json:"profile,omitempty"`
 }
 
 // OptionConfig is one thing rigs may mine. Coin and algorithm default
 // from the flight sheet, which is what APPLY_FLIGHT_SHEET carries.
 type OptionConfig struct {
-	Coin      string  `yaml:"coin"`
-	Algorithm string  `yaml:"algorithm"`
-	Pool      string  `yaml:"pool"` // short name; default the first pool's host
-	PoolFee   float64 `yaml:"pool_fee"`
+	Coin      string  `yaml:"coin" json:"coin,omitempty"`
+	Algorithm string  `yaml:"algorithm" json:"algorithm,omitempty"`
+	Pool      string  `yaml:"pool" json:"pool,omitempty"` // short name; default the first pool's host
+	PoolFee   float64 `yaml:"pool_fee" json:"pool_fee"`
 	// MinerFee is the miner program's dev fee; unset takes the fee the
 	// miner is known to keep (flightsheet.DevFee).
-	MinerFee    *float64                `yaml:"miner_fee"`
-	FlightSheet flightsheet.FlightSheet `yaml:"flight_sheet"`
+	MinerFee *float64 `yaml:"miner_fee" json:"miner_fee,omitempty"`
+	// Sheet names a flight sheet stored with MinerService. The stored
+	// settings' options name one; the file's may give FlightSheet inline
+	// instead, which the first start stores under its name.
+	Sheet       string                   `yaml:"sheet" json:"sheet,omitempty"`
+	FlightSheet *flightsheet.FlightSheet `yaml:"flight_sheet" json:"inline_sheet,omitempty"`
 }
 
 // DefaultConfig is the profit section with no file: no sources (the
@@ -193,9 +199,6 @@ func (c Config) Validate() error {
 	if !(c.Smoothing > 0 && c.Smoothing <= 1) {
 		bad("smoothing: %v must be in (0,1]", c.Smoothing)
 	}
-	if err := c.Policy.Validate(); err != nil {
-		bad("policy: %w", err)
-	}
 	if _, err := c.MarketSources(nil); err != nil {
 		bad("market.sources: %w", err)
 	}
@@ -212,26 +215,15 @@ func (c Config) Validate() error {
 	if c.Market.TTL <= 0 || c.Market.MaxStaleness <= 0 {
 		bad("market: ttl %s and max_staleness %s must be positive", c.Market.TTL, c.Market.MaxStaleness)
 	}
-	if _, err := c.sites(); err != nil {
-		bad("sites: %w", err)
-	}
-	for name, r := range c.Rigs {
-		if r.Site != "" && r.Site != c.DefaultSite {
-			if _, ok := c.Sites[r.Site]; !ok {
-				bad("rigs.%s.site: unknown site %q", name, r.Site)
-			}
-		}
-		if err := r.Profile.validate(); err != nil {
-			bad("rigs.%s.profile: %w", name, err)
-		}
-	}
 	for fp, p := range c.Profiles {
 		if err := p.validate(); err != nil {
 			bad("profiles.%s: %w", fp, err)
 		}
 	}
-	if _, _, err := c.options(); err != nil {
-		bad("options: %w", err)
+	// Options naming a stored flight sheet are checked when the switcher
+	// opens with the flight sheet store.
+	if err := c.Editable().validate(nil); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -247,7 +239,7 @@ func (p AlgoProfiles) validate() error {
 
 // sites turns the site settings into profit sites; the default site
 // exists even when not listed (free power until configured).
-func (c Config) sites() ([]profit.Site, error) {
+func (c Settings) sites() ([]profit.Site, error) {
 	out := make([]profit.Site, 0, len(c.Sites)+1)
 	if _, ok := c.Sites[c.DefaultSite]; !ok {
 		out = append(out, profit.Site{Name: c.DefaultSite})
@@ -269,16 +261,36 @@ func (c Config) sites() ([]profit.Site, error) {
 	return out, nil
 }
 
+// sheetFunc returns a stored flight sheet parsed and the payload rigs get
+// for it; nil when no store is at hand.
+type sheetFunc func(name string) (*flightsheet.FlightSheet, []byte, error)
+
 // options builds the engine's options and each one's flight sheet payload,
-// indexed like the engine.
-func (c Config) options() (*profit.Engine, [][]byte, error) {
+// indexed like the engine. Options naming a stored sheet take it from
+// sheet; with sheet nil they are left out (checked later).
+func (c Settings) options(sheet sheetFunc) (*profit.Engine, [][]byte, error) {
 	if len(c.Options) == 0 {
 		return nil, nil, nil
 	}
-	opts := make([]profit.Option, len(c.Options))
+	opts := make([]profit.Option, 0, len(c.Options))
 	byOpt := make(map[profit.Option][]byte, len(c.Options))
 	for i, oc := range c.Options {
-		fs := oc.FlightSheet
+		var fs flightsheet.FlightSheet
+		var payload []byte
+		switch {
+		case oc.Sheet != "" && oc.FlightSheet != nil:
+			return nil, nil, fmt.Errorf("%d: give a stored flight sheet's name (sheet) or an inline flight_sheet, not both", i)
+		case oc.Sheet != "" && sheet == nil:
+			continue
+		case oc.Sheet != "":
+			got, p, err := sheet(oc.Sheet)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%d: flight sheet %q: %w", i, oc.Sheet, err)
+			}
+			fs, payload = *got, p
+		case oc.FlightSheet != nil:
+			fs = *oc.FlightSheet
+		}
 		coin := strings.ToLower(firstNonEmpty(oc.Coin, fs.Coin))
 		algo := market.CanonicalAlgorithm(firstNonEmpty(oc.Algorithm, fs.Algorithm))
 		if coin == "" || algo == "" {
@@ -287,14 +299,13 @@ func (c Config) options() (*profit.Engine, [][]byte, error) {
 		if len(fs.Pools) == 0 || fs.Miner.Name == "" {
 			return nil, nil, fmt.Errorf("%d (%s): flight_sheet needs a miner and at least one pool", i, coin)
 		}
-		if fs.Coin == "" {
-			fs.Coin = coin
-		}
-		if fs.Algorithm == "" {
-			fs.Algorithm = algo
-		}
-		if fs.Name == "" {
-			fs.Name = coin + "-" + fs.Miner.Name
+		if payload == nil {
+			fillSheet(&fs, coin, algo)
+			p, err := fs.Marshal()
+			if err != nil {
+				return nil, nil, fmt.Errorf("%d (%s): flight sheet: %w", i, coin, err)
+			}
+			payload = p
 		}
 		pool := oc.Pool
 		if pool == "" {
@@ -308,11 +319,10 @@ func (c Config) options() (*profit.Engine, [][]byte, error) {
 		if _, dup := byOpt[o]; dup {
 			return nil, nil, fmt.Errorf("%d: %s is listed twice", i, o)
 		}
-		payload, err := fs.Marshal()
-		if err != nil {
-			return nil, nil, fmt.Errorf("%d (%s): flight sheet: %w", i, coin, err)
-		}
-		opts[i], byOpt[o] = o, payload
+		opts, byOpt[o] = append(opts, o), payload
+	}
+	if len(opts) == 0 {
+		return nil, nil, nil
 	}
 	e, err := profit.NewEngine(opts)
 	if err != nil {
@@ -323,6 +333,20 @@ func (c Config) options() (*profit.Engine, [][]byte, error) {
 		payloads[i] = byOpt[e.Option(i)]
 	}
 	return e, payloads, nil
+}
+
+// fillSheet gives an inline sheet the option's coin and algorithm and a
+// name when it has none, as the sheet rigs get.
+func fillSheet(fs *flightsheet.FlightSheet, coin, algo string) {
+	if fs.Coin == "" {
+		fs.Coin = coin
+	}
+	if fs.Algorithm == "" {
+		fs.Algorithm = algo
+	}
+	if fs.Name == "" {
+		fs.Name = coin + "-" + fs.Miner.Name
+	}
 }
 
 func poolHost(u string) string {

@@ -25,12 +25,21 @@ var ProfitRoles = map[string]string{
 	quarryv1.ProfitService_ListSwitches_FullMethodName:  fleet.RoleViewer,
 	quarryv1.ProfitService_MarketStatus_FullMethodName:  fleet.RoleViewer,
 	quarryv1.ProfitService_SetRigProfile_FullMethodName: fleet.RoleOperator,
+	// The settings say what rigs mine and what power costs: reading them
+	// is a viewer's (they carry flight sheet names, never their contents),
+	// changing them an operator's, like applying a flight sheet.
+	quarryv1.ProfitService_GetProfitSettings_FullMethodName:          fleet.RoleViewer,
+	quarryv1.ProfitService_ListProfitSettingsVersions_FullMethodName: fleet.RoleViewer,
+	quarryv1.ProfitService_UpdateProfitSettings_FullMethodName:       fleet.RoleOperator,
+	quarryv1.ProfitService_RestoreProfitSettings_FullMethodName:      fleet.RoleOperator,
 }
 
 // ProfitAudit is the audit action of each ProfitService method that
 // changes what the switcher decides.
 var ProfitAudit = map[string]string{
-	quarryv1.ProfitService_SetRigProfile_FullMethodName: "profit.set-profile",
+	quarryv1.ProfitService_SetRigProfile_FullMethodName:         "profit.set-profile",
+	quarryv1.ProfitService_UpdateProfitSettings_FullMethodName:  "profit.settings-update",
+	quarryv1.ProfitService_RestoreProfitSettings_FullMethodName: "profit.settings-restore",
 }
 
 // ProfitServer is ProfitService over a switcher.
@@ -73,7 +82,7 @@ func (v *ProfitServer) ListProfit(context.Context, *quarryv1.ListProfitRequest) 
 		// Offline or demo sources: built-in numbers, not live prices.
 		resp.MarketOffline, resp.MarketMode = true, "offline: built-in numbers from offline or demo sources, not live prices"
 	}
-	if e := v.S.engine; e != nil {
+	if e := v.S.Engine(); e != nil {
 		resp.Options = int32(e.Len())
 	}
 	t := v.S.Last()
@@ -109,8 +118,8 @@ func (v *ProfitServer) ExplainProfit(_ context.Context, req *quarryv1.ExplainPro
 
 func (s *Switcher) explain(t *Tick, i int) *quarryv1.ExplainProfitResponse {
 	r, d := t.Rigs[i], t.Decisions[i]
-	e, f, q := s.engine, t.Fleet, t.Quote
-	p := s.cfg.Policy
+	e, f, q := t.a.engine, t.Fleet, t.Quote
+	p := t.a.cfg.Policy
 	resp := &quarryv1.ExplainProfitResponse{
 		Row: t.row(i), Fingerprint: r.Fingerprint, Site: r.Site, ElectricityUsdKwh: f.ElectricityPrice(i, t.Time),
 		Policy: &quarryv1.PolicyFigures{

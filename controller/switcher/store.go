@@ -25,7 +25,7 @@ const (
 const bucketMeasured = "profit_measured"
 
 // Buckets lists every bucket the switcher owns.
-var Buckets = []string{bucketMarket, bucketState, bucketProfiles, bucketDecisions, bucketSwitches}
+var Buckets = []string{bucketMarket, bucketState, bucketProfiles, bucketDecisions, bucketSwitches, bucketSettings}
 
 // MaxSwitches bounds the stored switch history; the oldest go first.
 const MaxSwitches = 10000

@@ -24,11 +24,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quarryfleet/quarry/controller/figures"
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/profit"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -59,6 +61,18 @@ type Options struct {
 	// holds the rigs of a customer who is not paying. stopMining also
 	// stops the rig's miner.
 	Hold func(rigID string, now time.Time) (hold, stopMining bool, reason string)
+	// Sheets is the flight sheet store the stored settings' options name
+	// sheets in; without it options carry their sheets inline.
+	Sheets Sheets
+	// Resolve, if set, turns a stored sheet into the sheet rigs get (the
+	// catalogue writes in its pins).
+	Resolve func(yaml []byte) ([]byte, error)
+}
+
+// Sheets is the flight sheet store; *miners.Store fits.
+type Sheets interface {
+	Sheet(name string) (*quarryv1.FlightSheetRecord, error)
+	PutSheet(yaml []byte, who string) (*quarryv1.FlightSheetRecord, error)
 }
 
 // Figures is the source of each rig's learned hash rate and power by
@@ -78,22 +92,24 @@ const (
 
 // Switcher runs profit switching for the fleet.
 type Switcher struct {
-	cfg      Config
-	fleet    Fleet
-	db       *bolt.DB
-	cache    *market.Cache
-	log      *slog.Logger
-	now      func() time.Time
-	engine   *profit.Engine // nil without options
-	payloads [][]byte
-	byName   map[string]int
-	sites    []profit.Site
-	siteSet  map[string]bool
-	rigCfg   map[string]RigConfig
-	hasSrc   bool
-	kick     chan struct{}
-	figures  Figures
-	hold     func(rigID string, now time.Time) (hold, stopMining bool, reason string)
+	// cfg is the file's section; its editable part only seeded the
+	// stored settings, which cur carries.
+	cfg     Config
+	fleet   Fleet
+	db      *bolt.DB
+	cache   *market.Cache
+	log     *slog.Logger
+	now     func() time.Time
+	hasSrc  bool
+	kick    chan struct{}
+	figures Figures
+	hold    func(rigID string, now time.Time) (hold, stopMining bool, reason string)
+	sheets  Sheets
+	resolve func(yaml []byte) ([]byte, error)
+
+	cur       atomic.Pointer[active]
+	refreshMu sync.Mutex
+	failed    string // stamp of settings that could not be used, logged once
 
 	mu       sync.Mutex
 	profiles map[string]AlgoProfiles // rig → set through the API
@@ -108,7 +124,112 @@ type rigState struct {
 	Since  time.Time `json:"since"`
 }
 
-// New builds the switcher and its market cache, and loads its state.
+// active is what the switcher decides with: the file's section with one
+// version of the stored settings applied, and what is built from it.
+type active struct {
+	cfg      Config
+	version  uint64
+	stamp    string         // the version and its flight sheets' update times
+	engine   *profit.Engine // nil without options
+	payloads [][]byte
+	byName   map[string]int
+	sites    []profit.Site
+	siteSet  map[string]bool
+}
+
+func (s *Switcher) build(st Settings, version uint64, stamp string) (*active, error) {
+	a := &active{cfg: s.cfg.with(st), version: version, stamp: stamp, byName: map[string]int{}, siteSet: map[string]bool{}}
+	var err error
+	if a.engine, a.payloads, err = st.options(s.sheet); err != nil {
+		return nil, fmt.Errorf("profit.options: %w", err)
+	}
+	if a.engine != nil {
+		for i := range a.engine.Len() {
+			a.byName[a.engine.Name(i)] = i
+		}
+	}
+	if a.sites, err = st.sites(); err != nil {
+		return nil, fmt.Errorf("profit.sites: %w", err)
+	}
+	for _, site := range a.sites {
+		a.siteSet[site.Name] = true
+	}
+	return a, nil
+}
+
+// sheet returns a stored flight sheet and the payload rigs get for it.
+func (s *Switcher) sheet(name string) (*flightsheet.FlightSheet, []byte, error) {
+	if s.sheets == nil {
+		return nil, nil, errors.New("no flight sheet store to take it from")
+	}
+	rec, err := s.sheets.Sheet(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fs, err := flightsheet.Parse(rec.Yaml)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload := rec.Yaml
+	if s.resolve != nil {
+		if payload, err = s.resolve(rec.Yaml); err != nil {
+			return nil, nil, err
+		}
+	}
+	return fs, payload, nil
+}
+
+// stamp identifies a version as built: its number and the update times of
+// the stored flight sheets it names, so that editing a sheet rebuilds too.
+func (s *Switcher) stamp(sv SettingsVersion) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "v%d", sv.Version)
+	for _, o := range sv.Settings.Options {
+		if o.Sheet == "" || s.sheets == nil {
+			continue
+		}
+		if rec, err := s.sheets.Sheet(o.Sheet); err == nil {
+			fmt.Fprintf(&b, " %s@%d", o.Sheet, rec.UpdatedUnixNano)
+		} else {
+			fmt.Fprintf(&b, " %s@missing", o.Sheet)
+		}
+	}
+	return b.String()
+}
+
+// refresh returns the settings to decide with: the newest stored version,
+// built again when it or a flight sheet it names changed. A version that
+// cannot be used (a sheet deleted meanwhile) leaves the previous in force.
+func (s *Switcher) refresh() *active {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	a := s.cur.Load()
+	if s.db == nil {
+		return a
+	}
+	sv, ok, err := s.latestVersion()
+	if err != nil || !ok {
+		s.log.Warn("profit: cannot read the stored settings; keeping those in force", "err", err)
+		return a
+	}
+	stamp := s.stamp(sv)
+	if stamp == a.stamp || stamp == s.failed {
+		return a
+	}
+	n, err := s.build(sv.Settings, sv.Version, stamp)
+	if err != nil {
+		s.failed = stamp
+		s.log.Error("profit: stored settings cannot be used; keeping the previous version in force", "version", sv.Version, "in_force", a.version, "err", err)
+		return a
+	}
+	s.cur.Store(n)
+	s.log.Info("profit: settings in force", "version", sv.Version, "by", sv.Author, "options", len(n.byName))
+	return n
+}
+
+// New builds the switcher and its market cache, and loads its state. With
+// a database, the settings stored there are in force, seeded from cfg on
+// first start.
 func New(cfg Config, o Options) (*Switcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -123,22 +244,7 @@ func New(cfg Config, o Options) (*Switcher, error) {
 		cfg: cfg, fleet: o.Fleet, db: o.DB, log: o.Logger, now: o.Now,
 		kick: make(chan struct{}, 1), figures: o.Figures, hold: o.Hold,
 		profiles: map[string]AlgoProfiles{}, state: map[string]rigState{},
-		rigCfg: cfg.Rigs, siteSet: map[string]bool{}, byName: map[string]int{},
-	}
-	var err error
-	if s.engine, s.payloads, err = cfg.options(); err != nil {
-		return nil, err
-	}
-	if s.engine != nil {
-		for i := range s.engine.Len() {
-			s.byName[s.engine.Name(i)] = i
-		}
-	}
-	if s.sites, err = cfg.sites(); err != nil {
-		return nil, err
-	}
-	for _, site := range s.sites {
-		s.siteSet[site.Name] = true
+		sheets: o.Sheets, resolve: o.Resolve,
 	}
 	sources, err := cfg.MarketSources(o.HTTPClient)
 	if err != nil {
@@ -153,6 +259,28 @@ func New(cfg Config, o Options) (*Switcher, error) {
 		if err := s.load(); err != nil {
 			return nil, err
 		}
+		sv, err := s.seedOrLoad(cfg)
+		if err != nil {
+			return nil, err
+		}
+		a, err := s.build(sv.Settings, sv.Version, s.stamp(sv))
+		if err != nil {
+			// A stored sheet went missing: start without options rather
+			// than not at all, so the settings can be fixed.
+			s.log.Error("profit: stored settings cannot be used; switching is idle until they are fixed", "version", sv.Version, "err", err)
+			st := sv.Settings
+			st.Options = nil
+			if a, err = s.build(st, sv.Version, ""); err != nil {
+				return nil, err
+			}
+		}
+		s.cur.Store(a)
+	} else {
+		a, err := s.build(cfg.Editable(), 0, "")
+		if err != nil {
+			return nil, err
+		}
+		s.cur.Store(a)
 	}
 	s.cache, err = market.New(market.Config{
 		Sources: sources, TTL: cfg.Market.TTL, SourceTimeout: cfg.Market.SourceTimeout,
@@ -185,17 +313,20 @@ func (s *Switcher) Run(ctx context.Context) error {
 		}()
 	}
 	defer wg.Wait()
-	if s.engine == nil {
-		s.log.Info("profit switching idle: no options configured (profit.options)")
-	}
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
+	idle := false
 	for {
-		if s.engine != nil {
-			if _, err := s.Tick(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("profit tick failed", "err", err)
+		_, err := s.Tick(ctx)
+		switch {
+		case errors.Is(err, errNoOptions):
+			if !idle {
+				s.log.Info("profit switching idle: no options (add some with 'quarryctl profit options add')")
 			}
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("profit tick failed", "err", err)
 		}
+		idle = errors.Is(err, errNoOptions)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -218,7 +349,13 @@ type Tick struct {
 	Rigs        []RigInput
 	Decisions   []Decided
 	index       map[string]int
+	// Settings is the version of the stored settings decided with.
+	Settings uint64
+	a        *active
 }
+
+// errNoOptions: there is nothing to switch between.
+var errNoOptions = errors.New("no profit options configured")
 
 // RigInput is everything about a rig that a decision depends on, besides
 // the market.
@@ -251,13 +388,14 @@ type Decided struct {
 
 // Tick runs one round now: rank, decide, act, persist.
 func (s *Switcher) Tick(ctx context.Context) (*Tick, error) {
-	if s.engine == nil {
-		return nil, errors.New("no profit options configured")
+	a := s.refresh()
+	if a.engine == nil {
+		return nil, errNoOptions
 	}
 	now := s.now()
 	h := s.cache.Health()
-	rigs := s.collect(s.fleet.Rigs(), now)
-	t, err := s.plan(ctx, s.cache.Get(), rigs, now)
+	rigs := s.collect(a, s.fleet.Rigs(), now)
+	t, err := s.plan(ctx, a, s.cache.Get(), rigs, now)
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +441,7 @@ func Fingerprint(r *quarryv1.Rig) string {
 // collect turns the fleet's rigs into ranking inputs: figures by
 // precedence (operator profile, config profile, learned, borrowed),
 // site, rules and the option each rig mines now.
-func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
+func (s *Switcher) collect(a *active, rigs []*quarryv1.Rig, now time.Time) []RigInput {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]RigInput, 0, len(rigs))
@@ -315,16 +453,16 @@ func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 		if r.Revoked {
 			continue
 		}
-		rc, ok := s.rigCfg[r.Id]
+		rc, ok := a.cfg.Rigs[r.Id]
 		if !ok {
-			rc = s.rigCfg[r.Name]
+			rc = a.cfg.Rigs[r.Name]
 		}
 		in := RigInput{ID: r.Id, Name: r.Name, Fingerprint: Fingerprint(r), Online: r.Online, Current: profit.Off}
 		in.Site = firstNonEmpty(rc.Site, r.Labels["site"])
-		if !s.siteSet[in.Site] {
-			in.Site = s.cfg.DefaultSite
+		if !a.siteSet[in.Site] {
+			in.Site = a.cfg.DefaultSite
 		}
-		in.Rules = s.cfg.Rules.Merge(rc.Rules)
+		in.Rules = a.cfg.Rules.Merge(rc.Rules)
 		perf, ps := map[string]profit.Perf{}, map[string]PerfSource{}
 		add := func(algo string, p profit.Perf, so PerfSource) {
 			if _, have := perf[algo]; !have {
@@ -347,14 +485,14 @@ func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 		}
 		// A rig the switcher has never moved counts as having dwelt
 		// long enough.
-		in.LastSwitch = now.Add(-s.cfg.Policy.MinDwell)
+		in.LastSwitch = now.Add(-a.cfg.Policy.MinDwell)
 		if st, ok := s.state[r.Id]; ok {
 			in.LastSwitch = st.Since
-			if i, ok := s.byName[st.Option]; ok {
+			if i, ok := a.byName[st.Option]; ok {
 				in.Current = i
 			}
 		} else {
-			in.Current = s.runningOption(r)
+			in.Current = a.runningOption(r)
 		}
 		if _, seen := byFP[in.Fingerprint]; !seen && in.Fingerprint != "" && len(perf) > 0 {
 			byFP[in.Fingerprint] = len(out)
@@ -396,15 +534,15 @@ func (s *Switcher) collect(rigs []*quarryv1.Rig, now time.Time) []RigInput {
 
 // runningOption guesses the option a rig mines from its miners' reports,
 // for rigs the switcher has never moved.
-func (s *Switcher) runningOption(r *quarryv1.Rig) int {
+func (a *active) runningOption(r *quarryv1.Rig) int {
 	for _, m := range r.Miners {
 		if m.Coin == "" || (m.State != "" && m.State != quarryv1.MinerRunning && m.State != quarryv1.MinerWarming && m.State != "starting") {
 			continue
 		}
 		coin, algo := strings.ToLower(m.Coin), market.CanonicalAlgorithm(m.Algorithm)
 		best := profit.Off
-		for i := range s.engine.Len() {
-			o := s.engine.Option(i)
+		for i := range a.engine.Len() {
+			o := a.engine.Option(i)
 			if o.Coin != coin || (algo != "" && o.Algorithm != algo) {
 				continue
 			}
@@ -437,14 +575,14 @@ func profitCoin(c market.Coin) profit.Coin {
 }
 
 // plan ranks every rig and applies the policy. It does no I/O.
-func (s *Switcher) plan(ctx context.Context, snap market.Snapshot, rigs []RigInput, now time.Time) (*Tick, error) {
-	e := s.engine
+func (s *Switcher) plan(ctx context.Context, a *active, snap market.Snapshot, rigs []RigInput, now time.Time) (*Tick, error) {
+	e := a.engine
 	q := e.Quote(Coins(snap))
 	pr := make([]profit.Rig, len(rigs))
 	for i, r := range rigs {
 		pr[i] = profit.Rig{ID: r.ID, Site: r.Site, Perf: r.Perf, Rules: r.Rules}
 	}
-	f, err := e.NewFleet(pr, s.sites)
+	f, err := e.NewFleet(pr, a.sites)
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +591,7 @@ func (s *Switcher) plan(ctx context.Context, snap market.Snapshot, rigs []RigInp
 		return nil, err
 	}
 	t := &Tick{Time: now, Snapshot: snap, Quote: q, Fleet: f, Ranking: rk, Rigs: rigs,
-		Decisions: make([]Decided, len(rigs)), index: make(map[string]int, len(rigs))}
+		Decisions: make([]Decided, len(rigs)), index: make(map[string]int, len(rigs)), Settings: a.version, a: a}
 	for i, r := range rigs {
 		t.index[r.ID] = i
 		t.Decisions[i] = s.decide(t, i, now)
@@ -463,13 +601,13 @@ func (s *Switcher) plan(ctx context.Context, snap market.Snapshot, rigs []RigInp
 
 func (s *Switcher) decide(t *Tick, i int, now time.Time) Decided {
 	r := &t.Rigs[i]
-	e, f, q := s.engine, t.Fleet, t.Quote
+	e, f, q := t.a.engine, t.Fleet, t.Quote
 	cur := e.CandidateOf(q.Score(f, i, r.Current, now))
 	in := profit.Input{Rig: r.ID, Current: cur, Best: e.CandidateOf(t.Ranking.Best(i)), Pinned: r.Rules.Pin, Now: now, LastSwitch: r.LastSwitch}
 	if ok, why := f.Allowed(i, r.Current); !ok {
 		in.CurrentBlocked = why
 	}
-	d := Decided{Decision: s.cfg.Policy.Decide(in)}
+	d := Decided{Decision: t.a.cfg.Policy.Decide(in)}
 	d.Action = string(d.Decision.Action)
 	for _, p := range r.Perf {
 		if p.BorrowedFrom != "" {
@@ -512,7 +650,7 @@ func (s *Switcher) act(ctx context.Context, t *Tick) {
 		d := &t.Decisions[i]
 		switch profit.Action(d.Action) {
 		case profit.Switch, profit.Resume:
-			cmds = append(cmds, command{rig: i, kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, payload: s.payloads[d.Target.Option]})
+			cmds = append(cmds, command{rig: i, kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, payload: t.a.payloads[d.Target.Option]})
 		case profit.Curtail:
 			cmds = append(cmds, command{rig: i, kind: quarryv1.CommandKind_COMMAND_KIND_STOP_MINER})
 		}
@@ -620,11 +758,12 @@ func (s *Switcher) Kick() {
 	}
 }
 
-// Config returns the configuration in force.
-func (s *Switcher) Config() Config { return s.cfg }
+// Config returns the configuration in force: the file's section with the
+// stored settings applied.
+func (s *Switcher) Config() Config { return s.cur.Load().cfg }
 
-// Engine is the option set; nil without options.
-func (s *Switcher) Engine() *profit.Engine { return s.engine }
+// Engine is the option set in force; nil without options.
+func (s *Switcher) Engine() *profit.Engine { return s.cur.Load().engine }
 
 // errRig formats an unknown rig for the API.
 func errRig(rig string) error { return fmt.Errorf("rig %q has no profit decision yet", rig) }

@@ -65,8 +65,8 @@ func writeMarketAt(t *testing.T, path string, etcUSD, rvnUSD float64, now time.T
 	}
 }
 
-func sheet(coin, algo string) flightsheet.FlightSheet {
-	return flightsheet.FlightSheet{
+func sheet(coin, algo string) *flightsheet.FlightSheet {
+	return &flightsheet.FlightSheet{
 		Coin: coin, Algorithm: algo,
 		Miner: flightsheet.Miner{Name: "lolminer", Path: "/opt/lolminer", SHA256: strings.Repeat("0", 64)},
 		Pools: []flightsheet.Pool{{URL: "stratum+tcp://" + coin + ".pool.example:4444", User: "wallet." + coin}},
@@ -560,7 +560,7 @@ func TestConfigValidate(t *testing.T) {
 		{"site", func(c *Config) { c.Rigs = map[string]RigConfig{"r": {Site: "moon"}} }, "unknown site"},
 		{"tariff", func(c *Config) { c.Sites["default"] = SiteConfig{Rules: []profit.TariffRule{{From: 5, To: 5}}} }, "sites"},
 		{"timezone", func(c *Config) { c.Sites["default"] = SiteConfig{Timezone: "Mars/Olympus"} }, "timezone"},
-		{"option sheet", func(c *Config) { c.Options[0].FlightSheet.Pools = nil }, "needs a miner and at least one pool"},
+		{"option sheet", func(c *Config) { fs := *c.Options[0].FlightSheet; fs.Pools = nil; c.Options[0].FlightSheet = &fs }, "needs a miner and at least one pool"},
 		{"option dup", func(c *Config) { c.Options[1] = c.Options[0] }, "listed twice"},
 		{"option fee", func(c *Config) { c.Options[0].PoolFee = 1.5 }, "fees"},
 		{"profile", func(c *Config) { c.Profiles = map[string]AlgoProfiles{"gpu": {"ethash": {Hashrate: -1}}} }, "profiles.gpu"},

@@ -1509,6 +1509,980 @@ func (x *MarketStatusResponse) GetOffline() bool {
 	return false
 }
 
+// ProfitOption is one thing rigs may mine: a coin on a pool, mined with a
+// stored flight sheet (MinerService) named by flight_sheet.
+type ProfitOption struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Coin      string                 `protobuf:"bytes,1,opt,name=coin,proto3" json:"coin,omitempty"`                        // default: the flight sheet's coin
+	Algorithm string                 `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`              // default: the flight sheet's algorithm
+	Pool      string                 `protobuf:"bytes,3,opt,name=pool,proto3" json:"pool,omitempty"`                        // short name; default the sheet's first pool host
+	PoolFee   float64                `protobuf:"fixed64,4,opt,name=pool_fee,json=poolFee,proto3" json:"pool_fee,omitempty"` // fraction, 0.01 = 1 %
+	// miner_fee is the miner's dev fee; unset takes the fee the miner is
+	// known to keep.
+	MinerFee      *float64 `protobuf:"fixed64,5,opt,name=miner_fee,json=minerFee,proto3,oneof" json:"miner_fee,omitempty"`
+	FlightSheet   string   `protobuf:"bytes,6,opt,name=flight_sheet,json=flightSheet,proto3" json:"flight_sheet,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProfitOption) Reset() {
+	*x = ProfitOption{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfitOption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfitOption) ProtoMessage() {}
+
+func (x *ProfitOption) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfitOption.ProtoReflect.Descriptor instead.
+func (*ProfitOption) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ProfitOption) GetCoin() string {
+	if x != nil {
+		return x.Coin
+	}
+	return ""
+}
+
+func (x *ProfitOption) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *ProfitOption) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *ProfitOption) GetPoolFee() float64 {
+	if x != nil {
+		return x.PoolFee
+	}
+	return 0
+}
+
+func (x *ProfitOption) GetMinerFee() float64 {
+	if x != nil && x.MinerFee != nil {
+		return *x.MinerFee
+	}
+	return 0
+}
+
+func (x *ProfitOption) GetFlightSheet() string {
+	if x != nil {
+		return x.FlightSheet
+	}
+	return ""
+}
+
+// TariffRule prices the hours [from_hour, to_hour) on the listed weekdays
+// (0 = Sunday; none = every day); to_hour < from_hour crosses midnight.
+type TariffRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Days          []int32                `protobuf:"varint,1,rep,packed,name=days,proto3" json:"days,omitempty"`
+	FromHour      int32                  `protobuf:"varint,2,opt,name=from_hour,json=fromHour,proto3" json:"from_hour,omitempty"`
+	ToHour        int32                  `protobuf:"varint,3,opt,name=to_hour,json=toHour,proto3" json:"to_hour,omitempty"`
+	PriceUsdKwh   float64                `protobuf:"fixed64,4,opt,name=price_usd_kwh,json=priceUsdKwh,proto3" json:"price_usd_kwh,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TariffRule) Reset() {
+	*x = TariffRule{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TariffRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TariffRule) ProtoMessage() {}
+
+func (x *TariffRule) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TariffRule.ProtoReflect.Descriptor instead.
+func (*TariffRule) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TariffRule) GetDays() []int32 {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+func (x *TariffRule) GetFromHour() int32 {
+	if x != nil {
+		return x.FromHour
+	}
+	return 0
+}
+
+func (x *TariffRule) GetToHour() int32 {
+	if x != nil {
+		return x.ToHour
+	}
+	return 0
+}
+
+func (x *TariffRule) GetPriceUsdKwh() float64 {
+	if x != nil {
+		return x.PriceUsdKwh
+	}
+	return 0
+}
+
+// ProfitSite is a site's electricity tariff.
+type ProfitSite struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DefaultUsdKwh float64                `protobuf:"fixed64,2,opt,name=default_usd_kwh,json=defaultUsdKwh,proto3" json:"default_usd_kwh,omitempty"`
+	Timezone      string                 `protobuf:"bytes,3,opt,name=timezone,proto3" json:"timezone,omitempty"` // IANA name; empty = UTC
+	Rules         []*TariffRule          `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProfitSite) Reset() {
+	*x = ProfitSite{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfitSite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfitSite) ProtoMessage() {}
+
+func (x *ProfitSite) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfitSite.ProtoReflect.Descriptor instead.
+func (*ProfitSite) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ProfitSite) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ProfitSite) GetDefaultUsdKwh() float64 {
+	if x != nil {
+		return x.DefaultUsdKwh
+	}
+	return 0
+}
+
+func (x *ProfitSite) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *ProfitSite) GetRules() []*TariffRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// ProfitRules pin a coin or exclude coins, pools or algorithms.
+type ProfitRules struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Pin               string                 `protobuf:"bytes,1,opt,name=pin,proto3" json:"pin,omitempty"`
+	ExcludeCoins      []string               `protobuf:"bytes,2,rep,name=exclude_coins,json=excludeCoins,proto3" json:"exclude_coins,omitempty"`
+	ExcludePools      []string               `protobuf:"bytes,3,rep,name=exclude_pools,json=excludePools,proto3" json:"exclude_pools,omitempty"`
+	ExcludeAlgorithms []string               `protobuf:"bytes,4,rep,name=exclude_algorithms,json=excludeAlgorithms,proto3" json:"exclude_algorithms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ProfitRules) Reset() {
+	*x = ProfitRules{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfitRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfitRules) ProtoMessage() {}
+
+func (x *ProfitRules) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfitRules.ProtoReflect.Descriptor instead.
+func (*ProfitRules) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ProfitRules) GetPin() string {
+	if x != nil {
+		return x.Pin
+	}
+	return ""
+}
+
+func (x *ProfitRules) GetExcludeCoins() []string {
+	if x != nil {
+		return x.ExcludeCoins
+	}
+	return nil
+}
+
+func (x *ProfitRules) GetExcludePools() []string {
+	if x != nil {
+		return x.ExcludePools
+	}
+	return nil
+}
+
+func (x *ProfitRules) GetExcludeAlgorithms() []string {
+	if x != nil {
+		return x.ExcludeAlgorithms
+	}
+	return nil
+}
+
+// RigProfitSettings are one rig's site, rules and figures, by rig id or
+// name.
+type RigProfitSettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rig           string                 `protobuf:"bytes,1,opt,name=rig,proto3" json:"rig,omitempty"`
+	Site          string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
+	Rules         *ProfitRules           `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
+	Profile       []*PerfInput           `protobuf:"bytes,4,rep,name=profile,proto3" json:"profile,omitempty"` // source is ignored
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RigProfitSettings) Reset() {
+	*x = RigProfitSettings{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RigProfitSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RigProfitSettings) ProtoMessage() {}
+
+func (x *RigProfitSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RigProfitSettings.ProtoReflect.Descriptor instead.
+func (*RigProfitSettings) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RigProfitSettings) GetRig() string {
+	if x != nil {
+		return x.Rig
+	}
+	return ""
+}
+
+func (x *RigProfitSettings) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *RigProfitSettings) GetRules() *ProfitRules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *RigProfitSettings) GetProfile() []*PerfInput {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+// ProfitPolicy are the switching thresholds.
+type ProfitPolicy struct {
+	state                   protoimpl.MessageState `protogen:"open.v1"`
+	RelativeThreshold       float64                `protobuf:"fixed64,1,opt,name=relative_threshold,json=relativeThreshold,proto3" json:"relative_threshold,omitempty"`
+	AbsoluteThresholdUsdDay float64                `protobuf:"fixed64,2,opt,name=absolute_threshold_usd_day,json=absoluteThresholdUsdDay,proto3" json:"absolute_threshold_usd_day,omitempty"`
+	MinDwellSeconds         float64                `protobuf:"fixed64,3,opt,name=min_dwell_seconds,json=minDwellSeconds,proto3" json:"min_dwell_seconds,omitempty"`
+	SwitchDowntimeSeconds   float64                `protobuf:"fixed64,4,opt,name=switch_downtime_seconds,json=switchDowntimeSeconds,proto3" json:"switch_downtime_seconds,omitempty"`
+	CurtailBelowUsdDay      float64                `protobuf:"fixed64,5,opt,name=curtail_below_usd_day,json=curtailBelowUsdDay,proto3" json:"curtail_below_usd_day,omitempty"`
+	Smoothing               float64                `protobuf:"fixed64,6,opt,name=smoothing,proto3" json:"smoothing,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *ProfitPolicy) Reset() {
+	*x = ProfitPolicy{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfitPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfitPolicy) ProtoMessage() {}
+
+func (x *ProfitPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfitPolicy.ProtoReflect.Descriptor instead.
+func (*ProfitPolicy) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ProfitPolicy) GetRelativeThreshold() float64 {
+	if x != nil {
+		return x.RelativeThreshold
+	}
+	return 0
+}
+
+func (x *ProfitPolicy) GetAbsoluteThresholdUsdDay() float64 {
+	if x != nil {
+		return x.AbsoluteThresholdUsdDay
+	}
+	return 0
+}
+
+func (x *ProfitPolicy) GetMinDwellSeconds() float64 {
+	if x != nil {
+		return x.MinDwellSeconds
+	}
+	return 0
+}
+
+func (x *ProfitPolicy) GetSwitchDowntimeSeconds() float64 {
+	if x != nil {
+		return x.SwitchDowntimeSeconds
+	}
+	return 0
+}
+
+func (x *ProfitPolicy) GetCurtailBelowUsdDay() float64 {
+	if x != nil {
+		return x.CurtailBelowUsdDay
+	}
+	return 0
+}
+
+func (x *ProfitPolicy) GetSmoothing() float64 {
+	if x != nil {
+		return x.Smoothing
+	}
+	return 0
+}
+
+// ProfitSettings are the profit settings kept in the controller's
+// database. Market, tick and batching stay in the configuration file.
+type ProfitSettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       []*ProfitOption        `protobuf:"bytes,1,rep,name=options,proto3" json:"options,omitempty"`
+	DefaultSite   string                 `protobuf:"bytes,2,opt,name=default_site,json=defaultSite,proto3" json:"default_site,omitempty"`
+	Sites         []*ProfitSite          `protobuf:"bytes,3,rep,name=sites,proto3" json:"sites,omitempty"`
+	Rules         *ProfitRules           `protobuf:"bytes,4,opt,name=rules,proto3" json:"rules,omitempty"` // fleet-wide
+	Rigs          []*RigProfitSettings   `protobuf:"bytes,5,rep,name=rigs,proto3" json:"rigs,omitempty"`
+	Policy        *ProfitPolicy          `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProfitSettings) Reset() {
+	*x = ProfitSettings{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfitSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfitSettings) ProtoMessage() {}
+
+func (x *ProfitSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfitSettings.ProtoReflect.Descriptor instead.
+func (*ProfitSettings) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ProfitSettings) GetOptions() []*ProfitOption {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ProfitSettings) GetDefaultSite() string {
+	if x != nil {
+		return x.DefaultSite
+	}
+	return ""
+}
+
+func (x *ProfitSettings) GetSites() []*ProfitSite {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+func (x *ProfitSettings) GetRules() *ProfitRules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *ProfitSettings) GetRigs() []*RigProfitSettings {
+	if x != nil {
+		return x.Rigs
+	}
+	return nil
+}
+
+func (x *ProfitSettings) GetPolicy() *ProfitPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// ProfitSettingsVersion says who stored a version of the settings, when,
+// and what it changed.
+type ProfitSettingsVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Author        string                 `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	TimeUnixNano  int64                  `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Summary       string                 `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
+	Seed          bool                   `protobuf:"varint,5,opt,name=seed,proto3" json:"seed,omitempty"` // stored from the configuration file on first start
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProfitSettingsVersion) Reset() {
+	*x = ProfitSettingsVersion{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfitSettingsVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfitSettingsVersion) ProtoMessage() {}
+
+func (x *ProfitSettingsVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfitSettingsVersion.ProtoReflect.Descriptor instead.
+func (*ProfitSettingsVersion) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ProfitSettingsVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ProfitSettingsVersion) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *ProfitSettingsVersion) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *ProfitSettingsVersion) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *ProfitSettingsVersion) GetSeed() bool {
+	if x != nil {
+		return x.Seed
+	}
+	return false
+}
+
+type GetProfitSettingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProfitSettingsRequest) Reset() {
+	*x = GetProfitSettingsRequest{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProfitSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProfitSettingsRequest) ProtoMessage() {}
+
+func (x *GetProfitSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProfitSettingsRequest.ProtoReflect.Descriptor instead.
+func (*GetProfitSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{25}
+}
+
+type GetProfitSettingsResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Version  *ProfitSettingsVersion `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Settings *ProfitSettings        `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	// origin says where the settings in force come from, for example
+	// "seeded from config file at …, 3 edits since".
+	Origin        string `protobuf:"bytes,3,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProfitSettingsResponse) Reset() {
+	*x = GetProfitSettingsResponse{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProfitSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProfitSettingsResponse) ProtoMessage() {}
+
+func (x *GetProfitSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProfitSettingsResponse.ProtoReflect.Descriptor instead.
+func (*GetProfitSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetProfitSettingsResponse) GetVersion() *ProfitSettingsVersion {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *GetProfitSettingsResponse) GetSettings() *ProfitSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *GetProfitSettingsResponse) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+type UpdateProfitSettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// base_version is the version the change was made from; 0 is refused.
+	BaseVersion   uint64          `protobuf:"varint,1,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	Settings      *ProfitSettings `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProfitSettingsRequest) Reset() {
+	*x = UpdateProfitSettingsRequest{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProfitSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProfitSettingsRequest) ProtoMessage() {}
+
+func (x *UpdateProfitSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProfitSettingsRequest.ProtoReflect.Descriptor instead.
+func (*UpdateProfitSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *UpdateProfitSettingsRequest) GetBaseVersion() uint64 {
+	if x != nil {
+		return x.BaseVersion
+	}
+	return 0
+}
+
+func (x *UpdateProfitSettingsRequest) GetSettings() *ProfitSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+type UpdateProfitSettingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       *ProfitSettingsVersion `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Settings      *ProfitSettings        `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProfitSettingsResponse) Reset() {
+	*x = UpdateProfitSettingsResponse{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProfitSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProfitSettingsResponse) ProtoMessage() {}
+
+func (x *UpdateProfitSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProfitSettingsResponse.ProtoReflect.Descriptor instead.
+func (*UpdateProfitSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UpdateProfitSettingsResponse) GetVersion() *ProfitSettingsVersion {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *UpdateProfitSettingsResponse) GetSettings() *ProfitSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+type ListProfitSettingsVersionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         uint32                 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`   // default 50, at most 1000
+	Before        uint64                 `protobuf:"varint,2,opt,name=before,proto3" json:"before,omitempty"` // only versions older than this; 0 = from the newest
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProfitSettingsVersionsRequest) Reset() {
+	*x = ListProfitSettingsVersionsRequest{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProfitSettingsVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProfitSettingsVersionsRequest) ProtoMessage() {}
+
+func (x *ListProfitSettingsVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProfitSettingsVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListProfitSettingsVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListProfitSettingsVersionsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListProfitSettingsVersionsRequest) GetBefore() uint64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+type ListProfitSettingsVersionsResponse struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Versions      []*ProfitSettingsVersion `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	NextBefore    uint64                   `protobuf:"varint,2,opt,name=next_before,json=nextBefore,proto3" json:"next_before,omitempty"` // pass as before for the next page; 0 = no more
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProfitSettingsVersionsResponse) Reset() {
+	*x = ListProfitSettingsVersionsResponse{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProfitSettingsVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProfitSettingsVersionsResponse) ProtoMessage() {}
+
+func (x *ListProfitSettingsVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProfitSettingsVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListProfitSettingsVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListProfitSettingsVersionsResponse) GetVersions() []*ProfitSettingsVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *ListProfitSettingsVersionsResponse) GetNextBefore() uint64 {
+	if x != nil {
+		return x.NextBefore
+	}
+	return 0
+}
+
+type RestoreProfitSettingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	BaseVersion   uint64                 `protobuf:"varint,2,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"` // as in UpdateProfitSettingsRequest
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreProfitSettingsRequest) Reset() {
+	*x = RestoreProfitSettingsRequest{}
+	mi := &file_quarry_v1_profit_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreProfitSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreProfitSettingsRequest) ProtoMessage() {}
+
+func (x *RestoreProfitSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_profit_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreProfitSettingsRequest.ProtoReflect.Descriptor instead.
+func (*RestoreProfitSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_profit_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RestoreProfitSettingsRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RestoreProfitSettingsRequest) GetBaseVersion() uint64 {
+	if x != nil {
+		return x.BaseVersion
+	}
+	return 0
+}
+
 var File_quarry_v1_profit_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_profit_proto_rawDesc = "" +
@@ -1658,14 +2632,90 @@ const file_quarry_v1_profit_proto_rawDesc = "" +
 	"\adropped\x18\t \x03(\tR\adropped\x12\x12\n" +
 	"\x04held\x18\n" +
 	" \x03(\tR\x04held\x12\x18\n" +
-	"\aoffline\x18\v \x01(\bR\aoffline2\xa4\x03\n" +
+	"\aoffline\x18\v \x01(\bR\aoffline\"\xc2\x01\n" +
+	"\fProfitOption\x12\x12\n" +
+	"\x04coin\x18\x01 \x01(\tR\x04coin\x12\x1c\n" +
+	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12\x12\n" +
+	"\x04pool\x18\x03 \x01(\tR\x04pool\x12\x19\n" +
+	"\bpool_fee\x18\x04 \x01(\x01R\apoolFee\x12 \n" +
+	"\tminer_fee\x18\x05 \x01(\x01H\x00R\bminerFee\x88\x01\x01\x12!\n" +
+	"\fflight_sheet\x18\x06 \x01(\tR\vflightSheetB\f\n" +
+	"\n" +
+	"_miner_fee\"z\n" +
+	"\n" +
+	"TariffRule\x12\x12\n" +
+	"\x04days\x18\x01 \x03(\x05R\x04days\x12\x1b\n" +
+	"\tfrom_hour\x18\x02 \x01(\x05R\bfromHour\x12\x17\n" +
+	"\ato_hour\x18\x03 \x01(\x05R\x06toHour\x12\"\n" +
+	"\rprice_usd_kwh\x18\x04 \x01(\x01R\vpriceUsdKwh\"\x91\x01\n" +
+	"\n" +
+	"ProfitSite\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x0fdefault_usd_kwh\x18\x02 \x01(\x01R\rdefaultUsdKwh\x12\x1a\n" +
+	"\btimezone\x18\x03 \x01(\tR\btimezone\x12+\n" +
+	"\x05rules\x18\x04 \x03(\v2\x15.quarry.v1.TariffRuleR\x05rules\"\x98\x01\n" +
+	"\vProfitRules\x12\x10\n" +
+	"\x03pin\x18\x01 \x01(\tR\x03pin\x12#\n" +
+	"\rexclude_coins\x18\x02 \x03(\tR\fexcludeCoins\x12#\n" +
+	"\rexclude_pools\x18\x03 \x03(\tR\fexcludePools\x12-\n" +
+	"\x12exclude_algorithms\x18\x04 \x03(\tR\x11excludeAlgorithms\"\x97\x01\n" +
+	"\x11RigProfitSettings\x12\x10\n" +
+	"\x03rig\x18\x01 \x01(\tR\x03rig\x12\x12\n" +
+	"\x04site\x18\x02 \x01(\tR\x04site\x12,\n" +
+	"\x05rules\x18\x03 \x01(\v2\x16.quarry.v1.ProfitRulesR\x05rules\x12.\n" +
+	"\aprofile\x18\x04 \x03(\v2\x14.quarry.v1.PerfInputR\aprofile\"\xaf\x02\n" +
+	"\fProfitPolicy\x12-\n" +
+	"\x12relative_threshold\x18\x01 \x01(\x01R\x11relativeThreshold\x12;\n" +
+	"\x1aabsolute_threshold_usd_day\x18\x02 \x01(\x01R\x17absoluteThresholdUsdDay\x12*\n" +
+	"\x11min_dwell_seconds\x18\x03 \x01(\x01R\x0fminDwellSeconds\x126\n" +
+	"\x17switch_downtime_seconds\x18\x04 \x01(\x01R\x15switchDowntimeSeconds\x121\n" +
+	"\x15curtail_below_usd_day\x18\x05 \x01(\x01R\x12curtailBelowUsdDay\x12\x1c\n" +
+	"\tsmoothing\x18\x06 \x01(\x01R\tsmoothing\"\xa4\x02\n" +
+	"\x0eProfitSettings\x121\n" +
+	"\aoptions\x18\x01 \x03(\v2\x17.quarry.v1.ProfitOptionR\aoptions\x12!\n" +
+	"\fdefault_site\x18\x02 \x01(\tR\vdefaultSite\x12+\n" +
+	"\x05sites\x18\x03 \x03(\v2\x15.quarry.v1.ProfitSiteR\x05sites\x12,\n" +
+	"\x05rules\x18\x04 \x01(\v2\x16.quarry.v1.ProfitRulesR\x05rules\x120\n" +
+	"\x04rigs\x18\x05 \x03(\v2\x1c.quarry.v1.RigProfitSettingsR\x04rigs\x12/\n" +
+	"\x06policy\x18\x06 \x01(\v2\x17.quarry.v1.ProfitPolicyR\x06policy\"\x9d\x01\n" +
+	"\x15ProfitSettingsVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
+	"\x06author\x18\x02 \x01(\tR\x06author\x12$\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\x12\x18\n" +
+	"\asummary\x18\x04 \x01(\tR\asummary\x12\x12\n" +
+	"\x04seed\x18\x05 \x01(\bR\x04seed\"\x1a\n" +
+	"\x18GetProfitSettingsRequest\"\xa6\x01\n" +
+	"\x19GetProfitSettingsResponse\x12:\n" +
+	"\aversion\x18\x01 \x01(\v2 .quarry.v1.ProfitSettingsVersionR\aversion\x125\n" +
+	"\bsettings\x18\x02 \x01(\v2\x19.quarry.v1.ProfitSettingsR\bsettings\x12\x16\n" +
+	"\x06origin\x18\x03 \x01(\tR\x06origin\"w\n" +
+	"\x1bUpdateProfitSettingsRequest\x12!\n" +
+	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x125\n" +
+	"\bsettings\x18\x02 \x01(\v2\x19.quarry.v1.ProfitSettingsR\bsettings\"\x91\x01\n" +
+	"\x1cUpdateProfitSettingsResponse\x12:\n" +
+	"\aversion\x18\x01 \x01(\v2 .quarry.v1.ProfitSettingsVersionR\aversion\x125\n" +
+	"\bsettings\x18\x02 \x01(\v2\x19.quarry.v1.ProfitSettingsR\bsettings\"Q\n" +
+	"!ListProfitSettingsVersionsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x16\n" +
+	"\x06before\x18\x02 \x01(\x04R\x06before\"\x83\x01\n" +
+	"\"ListProfitSettingsVersionsResponse\x12<\n" +
+	"\bversions\x18\x01 \x03(\v2 .quarry.v1.ProfitSettingsVersionR\bversions\x12\x1f\n" +
+	"\vnext_before\x18\x02 \x01(\x04R\n" +
+	"nextBefore\"[\n" +
+	"\x1cRestoreProfitSettingsRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
+	"\fbase_version\x18\x02 \x01(\x04R\vbaseVersion2\xd3\x06\n" +
 	"\rProfitService\x12I\n" +
 	"\n" +
 	"ListProfit\x12\x1c.quarry.v1.ListProfitRequest\x1a\x1d.quarry.v1.ListProfitResponse\x12R\n" +
 	"\rExplainProfit\x12\x1f.quarry.v1.ExplainProfitRequest\x1a .quarry.v1.ExplainProfitResponse\x12R\n" +
 	"\rSetRigProfile\x12\x1f.quarry.v1.SetRigProfileRequest\x1a .quarry.v1.SetRigProfileResponse\x12O\n" +
 	"\fListSwitches\x12\x1e.quarry.v1.ListSwitchesRequest\x1a\x1f.quarry.v1.ListSwitchesResponse\x12O\n" +
-	"\fMarketStatus\x12\x1e.quarry.v1.MarketStatusRequest\x1a\x1f.quarry.v1.MarketStatusResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
+	"\fMarketStatus\x12\x1e.quarry.v1.MarketStatusRequest\x1a\x1f.quarry.v1.MarketStatusResponse\x12^\n" +
+	"\x11GetProfitSettings\x12#.quarry.v1.GetProfitSettingsRequest\x1a$.quarry.v1.GetProfitSettingsResponse\x12g\n" +
+	"\x14UpdateProfitSettings\x12&.quarry.v1.UpdateProfitSettingsRequest\x1a'.quarry.v1.UpdateProfitSettingsResponse\x12y\n" +
+	"\x1aListProfitSettingsVersions\x12,.quarry.v1.ListProfitSettingsVersionsRequest\x1a-.quarry.v1.ListProfitSettingsVersionsResponse\x12i\n" +
+	"\x15RestoreProfitSettings\x12'.quarry.v1.RestoreProfitSettingsRequest\x1a'.quarry.v1.UpdateProfitSettingsResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
 
 var (
 	file_quarry_v1_profit_proto_rawDescOnce sync.Once
@@ -1679,25 +2729,40 @@ func file_quarry_v1_profit_proto_rawDescGZIP() []byte {
 	return file_quarry_v1_profit_proto_rawDescData
 }
 
-var file_quarry_v1_profit_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_quarry_v1_profit_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_quarry_v1_profit_proto_goTypes = []any{
-	(*ListProfitRequest)(nil),     // 0: quarry.v1.ListProfitRequest
-	(*ProfitRow)(nil),             // 1: quarry.v1.ProfitRow
-	(*ListProfitResponse)(nil),    // 2: quarry.v1.ListProfitResponse
-	(*ExplainProfitRequest)(nil),  // 3: quarry.v1.ExplainProfitRequest
-	(*PerfInput)(nil),             // 4: quarry.v1.PerfInput
-	(*OptionFigures)(nil),         // 5: quarry.v1.OptionFigures
-	(*CoinFigures)(nil),           // 6: quarry.v1.CoinFigures
-	(*PolicyFigures)(nil),         // 7: quarry.v1.PolicyFigures
-	(*ExplainProfitResponse)(nil), // 8: quarry.v1.ExplainProfitResponse
-	(*SetRigProfileRequest)(nil),  // 9: quarry.v1.SetRigProfileRequest
-	(*SetRigProfileResponse)(nil), // 10: quarry.v1.SetRigProfileResponse
-	(*ListSwitchesRequest)(nil),   // 11: quarry.v1.ListSwitchesRequest
-	(*SwitchRecord)(nil),          // 12: quarry.v1.SwitchRecord
-	(*ListSwitchesResponse)(nil),  // 13: quarry.v1.ListSwitchesResponse
-	(*MarketStatusRequest)(nil),   // 14: quarry.v1.MarketStatusRequest
-	(*SourceHealth)(nil),          // 15: quarry.v1.SourceHealth
-	(*MarketStatusResponse)(nil),  // 16: quarry.v1.MarketStatusResponse
+	(*ListProfitRequest)(nil),                  // 0: quarry.v1.ListProfitRequest
+	(*ProfitRow)(nil),                          // 1: quarry.v1.ProfitRow
+	(*ListProfitResponse)(nil),                 // 2: quarry.v1.ListProfitResponse
+	(*ExplainProfitRequest)(nil),               // 3: quarry.v1.ExplainProfitRequest
+	(*PerfInput)(nil),                          // 4: quarry.v1.PerfInput
+	(*OptionFigures)(nil),                      // 5: quarry.v1.OptionFigures
+	(*CoinFigures)(nil),                        // 6: quarry.v1.CoinFigures
+	(*PolicyFigures)(nil),                      // 7: quarry.v1.PolicyFigures
+	(*ExplainProfitResponse)(nil),              // 8: quarry.v1.ExplainProfitResponse
+	(*SetRigProfileRequest)(nil),               // 9: quarry.v1.SetRigProfileRequest
+	(*SetRigProfileResponse)(nil),              // 10: quarry.v1.SetRigProfileResponse
+	(*ListSwitchesRequest)(nil),                // 11: quarry.v1.ListSwitchesRequest
+	(*SwitchRecord)(nil),                       // 12: quarry.v1.SwitchRecord
+	(*ListSwitchesResponse)(nil),               // 13: quarry.v1.ListSwitchesResponse
+	(*MarketStatusRequest)(nil),                // 14: quarry.v1.MarketStatusRequest
+	(*SourceHealth)(nil),                       // 15: quarry.v1.SourceHealth
+	(*MarketStatusResponse)(nil),               // 16: quarry.v1.MarketStatusResponse
+	(*ProfitOption)(nil),                       // 17: quarry.v1.ProfitOption
+	(*TariffRule)(nil),                         // 18: quarry.v1.TariffRule
+	(*ProfitSite)(nil),                         // 19: quarry.v1.ProfitSite
+	(*ProfitRules)(nil),                        // 20: quarry.v1.ProfitRules
+	(*RigProfitSettings)(nil),                  // 21: quarry.v1.RigProfitSettings
+	(*ProfitPolicy)(nil),                       // 22: quarry.v1.ProfitPolicy
+	(*ProfitSettings)(nil),                     // 23: quarry.v1.ProfitSettings
+	(*ProfitSettingsVersion)(nil),              // 24: quarry.v1.ProfitSettingsVersion
+	(*GetProfitSettingsRequest)(nil),           // 25: quarry.v1.GetProfitSettingsRequest
+	(*GetProfitSettingsResponse)(nil),          // 26: quarry.v1.GetProfitSettingsResponse
+	(*UpdateProfitSettingsRequest)(nil),        // 27: quarry.v1.UpdateProfitSettingsRequest
+	(*UpdateProfitSettingsResponse)(nil),       // 28: quarry.v1.UpdateProfitSettingsResponse
+	(*ListProfitSettingsVersionsRequest)(nil),  // 29: quarry.v1.ListProfitSettingsVersionsRequest
+	(*ListProfitSettingsVersionsResponse)(nil), // 30: quarry.v1.ListProfitSettingsVersionsResponse
+	(*RestoreProfitSettingsRequest)(nil),       // 31: quarry.v1.RestoreProfitSettingsRequest
 }
 var file_quarry_v1_profit_proto_depIdxs = []int32{
 	1,  // 0: quarry.v1.ListProfitResponse.rows:type_name -> quarry.v1.ProfitRow
@@ -1711,21 +2776,43 @@ var file_quarry_v1_profit_proto_depIdxs = []int32{
 	12, // 8: quarry.v1.ListSwitchesResponse.switches:type_name -> quarry.v1.SwitchRecord
 	15, // 9: quarry.v1.MarketStatusResponse.sources:type_name -> quarry.v1.SourceHealth
 	6,  // 10: quarry.v1.MarketStatusResponse.coins:type_name -> quarry.v1.CoinFigures
-	0,  // 11: quarry.v1.ProfitService.ListProfit:input_type -> quarry.v1.ListProfitRequest
-	3,  // 12: quarry.v1.ProfitService.ExplainProfit:input_type -> quarry.v1.ExplainProfitRequest
-	9,  // 13: quarry.v1.ProfitService.SetRigProfile:input_type -> quarry.v1.SetRigProfileRequest
-	11, // 14: quarry.v1.ProfitService.ListSwitches:input_type -> quarry.v1.ListSwitchesRequest
-	14, // 15: quarry.v1.ProfitService.MarketStatus:input_type -> quarry.v1.MarketStatusRequest
-	2,  // 16: quarry.v1.ProfitService.ListProfit:output_type -> quarry.v1.ListProfitResponse
-	8,  // 17: quarry.v1.ProfitService.ExplainProfit:output_type -> quarry.v1.ExplainProfitResponse
-	10, // 18: quarry.v1.ProfitService.SetRigProfile:output_type -> quarry.v1.SetRigProfileResponse
-	13, // 19: quarry.v1.ProfitService.ListSwitches:output_type -> quarry.v1.ListSwitchesResponse
-	16, // 20: quarry.v1.ProfitService.MarketStatus:output_type -> quarry.v1.MarketStatusResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 11: quarry.v1.ProfitSite.rules:type_name -> quarry.v1.TariffRule
+	20, // 12: quarry.v1.RigProfitSettings.rules:type_name -> quarry.v1.ProfitRules
+	4,  // 13: quarry.v1.RigProfitSettings.profile:type_name -> quarry.v1.PerfInput
+	17, // 14: quarry.v1.ProfitSettings.options:type_name -> quarry.v1.ProfitOption
+	19, // 15: quarry.v1.ProfitSettings.sites:type_name -> quarry.v1.ProfitSite
+	20, // 16: quarry.v1.ProfitSettings.rules:type_name -> quarry.v1.ProfitRules
+	21, // 17: quarry.v1.ProfitSettings.rigs:type_name -> quarry.v1.RigProfitSettings
+	22, // 18: quarry.v1.ProfitSettings.policy:type_name -> quarry.v1.ProfitPolicy
+	24, // 19: quarry.v1.GetProfitSettingsResponse.version:type_name -> quarry.v1.ProfitSettingsVersion
+	23, // 20: quarry.v1.GetProfitSettingsResponse.settings:type_name -> quarry.v1.ProfitSettings
+	23, // 21: quarry.v1.UpdateProfitSettingsRequest.settings:type_name -> quarry.v1.ProfitSettings
+	24, // 22: quarry.v1.UpdateProfitSettingsResponse.version:type_name -> quarry.v1.ProfitSettingsVersion
+	23, // 23: quarry.v1.UpdateProfitSettingsResponse.settings:type_name -> quarry.v1.ProfitSettings
+	24, // 24: quarry.v1.ListProfitSettingsVersionsResponse.versions:type_name -> quarry.v1.ProfitSettingsVersion
+	0,  // 25: quarry.v1.ProfitService.ListProfit:input_type -> quarry.v1.ListProfitRequest
+	3,  // 26: quarry.v1.ProfitService.ExplainProfit:input_type -> quarry.v1.ExplainProfitRequest
+	9,  // 27: quarry.v1.ProfitService.SetRigProfile:input_type -> quarry.v1.SetRigProfileRequest
+	11, // 28: quarry.v1.ProfitService.ListSwitches:input_type -> quarry.v1.ListSwitchesRequest
+	14, // 29: quarry.v1.ProfitService.MarketStatus:input_type -> quarry.v1.MarketStatusRequest
+	25, // 30: quarry.v1.ProfitService.GetProfitSettings:input_type -> quarry.v1.GetProfitSettingsRequest
+	27, // 31: quarry.v1.ProfitService.UpdateProfitSettings:input_type -> quarry.v1.UpdateProfitSettingsRequest
+	29, // 32: quarry.v1.ProfitService.ListProfitSettingsVersions:input_type -> quarry.v1.ListProfitSettingsVersionsRequest
+	31, // 33: quarry.v1.ProfitService.RestoreProfitSettings:input_type -> quarry.v1.RestoreProfitSettingsRequest
+	2,  // 34: quarry.v1.ProfitService.ListProfit:output_type -> quarry.v1.ListProfitResponse
+	8,  // 35: quarry.v1.ProfitService.ExplainProfit:output_type -> quarry.v1.ExplainProfitResponse
+	10, // 36: quarry.v1.ProfitService.SetRigProfile:output_type -> quarry.v1.SetRigProfileResponse
+	13, // 37: quarry.v1.ProfitService.ListSwitches:output_type -> quarry.v1.ListSwitchesResponse
+	16, // 38: quarry.v1.ProfitService.MarketStatus:output_type -> quarry.v1.MarketStatusResponse
+	26, // 39: quarry.v1.ProfitService.GetProfitSettings:output_type -> quarry.v1.GetProfitSettingsResponse
+	28, // 40: quarry.v1.ProfitService.UpdateProfitSettings:output_type -> quarry.v1.UpdateProfitSettingsResponse
+	30, // 41: quarry.v1.ProfitService.ListProfitSettingsVersions:output_type -> quarry.v1.ListProfitSettingsVersionsResponse
+	28, // 42: quarry.v1.ProfitService.RestoreProfitSettings:output_type -> quarry.v1.UpdateProfitSettingsResponse
+	34, // [34:43] is the sub-list for method output_type
+	25, // [25:34] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_profit_proto_init() }
@@ -1733,13 +2820,14 @@ func file_quarry_v1_profit_proto_init() {
 	if File_quarry_v1_profit_proto != nil {
 		return
 	}
+	file_quarry_v1_profit_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_quarry_v1_profit_proto_rawDesc), len(file_quarry_v1_profit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ProfitService_ListProfit_FullMethodName    = "/quarry.v1.ProfitService/ListProfit"
-	ProfitService_ExplainProfit_FullMethodName = "/quarry.v1.ProfitService/ExplainProfit"
-	ProfitService_SetRigProfile_FullMethodName = "/quarry.v1.ProfitService/SetRigProfile"
-	ProfitService_ListSwitches_FullMethodName  = "/quarry.v1.ProfitService/ListSwitches"
-	ProfitService_MarketStatus_FullMethodName  = "/quarry.v1.ProfitService/MarketStatus"
+	ProfitService_ListProfit_FullMethodName                 = "/quarry.v1.ProfitService/ListProfit"
+	ProfitService_ExplainProfit_FullMethodName              = "/quarry.v1.ProfitService/ExplainProfit"
+	ProfitService_SetRigProfile_FullMethodName              = "/quarry.v1.ProfitService/SetRigProfile"
+	ProfitService_ListSwitches_FullMethodName               = "/quarry.v1.ProfitService/ListSwitches"
+	ProfitService_MarketStatus_FullMethodName               = "/quarry.v1.ProfitService/MarketStatus"
+	ProfitService_GetProfitSettings_FullMethodName          = "/quarry.v1.ProfitService/GetProfitSettings"
+	ProfitService_UpdateProfitSettings_FullMethodName       = "/quarry.v1.ProfitService/UpdateProfitSettings"
+	ProfitService_ListProfitSettingsVersions_FullMethodName = "/quarry.v1.ProfitService/ListProfitSettingsVersions"
+	ProfitService_RestoreProfitSettings_FullMethodName      = "/quarry.v1.ProfitService/RestoreProfitSettings"
 )
 
 // ProfitServiceClient is the client API for ProfitService service.
@@ -43,6 +47,17 @@ type ProfitServiceClient interface {
 	ListSwitches(ctx context.Context, in *ListSwitchesRequest, opts ...grpc.CallOption) (*ListSwitchesResponse, error)
 	// MarketStatus reports the market cache's health and coins.
 	MarketStatus(ctx context.Context, in *MarketStatusRequest, opts ...grpc.CallOption) (*MarketStatusResponse, error)
+	// GetProfitSettings returns the settings in force: options, sites and
+	// tariffs, pins and exclusions, policy thresholds, and their version.
+	GetProfitSettings(ctx context.Context, in *GetProfitSettingsRequest, opts ...grpc.CallOption) (*GetProfitSettingsResponse, error)
+	// UpdateProfitSettings stores a new version of the settings, which the
+	// switcher uses from its next tick. It fails with FailedPrecondition when
+	// base_version is no longer the current version.
+	UpdateProfitSettings(ctx context.Context, in *UpdateProfitSettingsRequest, opts ...grpc.CallOption) (*UpdateProfitSettingsResponse, error)
+	// ListProfitSettingsVersions lists the stored versions, newest first.
+	ListProfitSettingsVersions(ctx context.Context, in *ListProfitSettingsVersionsRequest, opts ...grpc.CallOption) (*ListProfitSettingsVersionsResponse, error)
+	// RestoreProfitSettings stores a new version equal to an earlier one.
+	RestoreProfitSettings(ctx context.Context, in *RestoreProfitSettingsRequest, opts ...grpc.CallOption) (*UpdateProfitSettingsResponse, error)
 }
 
 type profitServiceClient struct {
@@ -103,6 +118,46 @@ func (c *profitServiceClient) MarketStatus(ctx context.Context, in *MarketStatus
 	return out, nil
 }
 
+func (c *profitServiceClient) GetProfitSettings(ctx context.Context, in *GetProfitSettingsRequest, opts ...grpc.CallOption) (*GetProfitSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetProfitSettingsResponse)
+	err := c.cc.Invoke(ctx, ProfitService_GetProfitSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *profitServiceClient) UpdateProfitSettings(ctx context.Context, in *UpdateProfitSettingsRequest, opts ...grpc.CallOption) (*UpdateProfitSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateProfitSettingsResponse)
+	err := c.cc.Invoke(ctx, ProfitService_UpdateProfitSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *profitServiceClient) ListProfitSettingsVersions(ctx context.Context, in *ListProfitSettingsVersionsRequest, opts ...grpc.CallOption) (*ListProfitSettingsVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListProfitSettingsVersionsResponse)
+	err := c.cc.Invoke(ctx, ProfitService_ListProfitSettingsVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *profitServiceClient) RestoreProfitSettings(ctx context.Context, in *RestoreProfitSettingsRequest, opts ...grpc.CallOption) (*UpdateProfitSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateProfitSettingsResponse)
+	err := c.cc.Invoke(ctx, ProfitService_RestoreProfitSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProfitServiceServer is the server API for ProfitService service.
 // All implementations must embed UnimplementedProfitServiceServer
 // for forward compatibility.
@@ -120,6 +175,17 @@ type ProfitServiceServer interface {
 	ListSwitches(context.Context, *ListSwitchesRequest) (*ListSwitchesResponse, error)
 	// MarketStatus reports the market cache's health and coins.
 	MarketStatus(context.Context, *MarketStatusRequest) (*MarketStatusResponse, error)
+	// GetProfitSettings returns the settings in force: options, sites and
+	// tariffs, pins and exclusions, policy thresholds, and their version.
+	GetProfitSettings(context.Context, *GetProfitSettingsRequest) (*GetProfitSettingsResponse, error)
+	// UpdateProfitSettings stores a new version of the settings, which the
+	// switcher uses from its next tick. It fails with FailedPrecondition when
+	// base_version is no longer the current version.
+	UpdateProfitSettings(context.Context, *UpdateProfitSettingsRequest) (*UpdateProfitSettingsResponse, error)
+	// ListProfitSettingsVersions lists the stored versions, newest first.
+	ListProfitSettingsVersions(context.Context, *ListProfitSettingsVersionsRequest) (*ListProfitSettingsVersionsResponse, error)
+	// RestoreProfitSettings stores a new version equal to an earlier one.
+	RestoreProfitSettings(context.Context, *RestoreProfitSettingsRequest) (*UpdateProfitSettingsResponse, error)
 	mustEmbedUnimplementedProfitServiceServer()
 }
 
@@ -144,6 +210,18 @@ func (UnimplementedProfitServiceServer) ListSwitches(context.Context, *ListSwitc
 }
 func (UnimplementedProfitServiceServer) MarketStatus(context.Context, *MarketStatusRequest) (*MarketStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarketStatus not implemented")
+}
+func (UnimplementedProfitServiceServer) GetProfitSettings(context.Context, *GetProfitSettingsRequest) (*GetProfitSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetProfitSettings not implemented")
+}
+func (UnimplementedProfitServiceServer) UpdateProfitSettings(context.Context, *UpdateProfitSettingsRequest) (*UpdateProfitSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateProfitSettings not implemented")
+}
+func (UnimplementedProfitServiceServer) ListProfitSettingsVersions(context.Context, *ListProfitSettingsVersionsRequest) (*ListProfitSettingsVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListProfitSettingsVersions not implemented")
+}
+func (UnimplementedProfitServiceServer) RestoreProfitSettings(context.Context, *RestoreProfitSettingsRequest) (*UpdateProfitSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RestoreProfitSettings not implemented")
 }
 func (UnimplementedProfitServiceServer) mustEmbedUnimplementedProfitServiceServer() {}
 func (UnimplementedProfitServiceServer) testEmbeddedByValue()                       {}
@@ -256,6 +334,78 @@ func _ProfitService_MarketStatus_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProfitService_GetProfitSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProfitSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProfitServiceServer).GetProfitSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProfitService_GetProfitSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProfitServiceServer).GetProfitSettings(ctx, req.(*GetProfitSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProfitService_UpdateProfitSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateProfitSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProfitServiceServer).UpdateProfitSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProfitService_UpdateProfitSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProfitServiceServer).UpdateProfitSettings(ctx, req.(*UpdateProfitSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProfitService_ListProfitSettingsVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProfitSettingsVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProfitServiceServer).ListProfitSettingsVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProfitService_ListProfitSettingsVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProfitServiceServer).ListProfitSettingsVersions(ctx, req.(*ListProfitSettingsVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProfitService_RestoreProfitSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreProfitSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProfitServiceServer).RestoreProfitSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProfitService_RestoreProfitSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProfitServiceServer).RestoreProfitSettings(ctx, req.(*RestoreProfitSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProfitService_ServiceDesc is the grpc.ServiceDesc for ProfitService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -282,6 +432,22 @@ var ProfitService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MarketStatus",
 			Handler:    _ProfitService_MarketStatus_Handler,
+		},
+		{
+			MethodName: "GetProfitSettings",
+			Handler:    _ProfitService_GetProfitSettings_Handler,
+		},
+		{
+			MethodName: "UpdateProfitSettings",
+			Handler:    _ProfitService_UpdateProfitSettings_Handler,
+		},
+		{
+			MethodName: "ListProfitSettingsVersions",
+			Handler:    _ProfitService_ListProfitSettingsVersions_Handler,
+		},
+		{
+			MethodName: "RestoreProfitSettings",
+			Handler:    _ProfitService_RestoreProfitSettings_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
