@@ -89,6 +89,20 @@ type GPUView struct {
 	Algorithm  string    `json:"algorithm,omitempty"`
 	Accepted   uint64    `json:"accepted"`
 	Rejected   uint64    `json:"rejected"`
+	GPULimits
+}
+
+// GPULimits are a card's own limits, which overclock profiles must stay
+// within, and the profile it runs; a limit is absent when the card does
+// not report it.
+type GPULimits struct {
+	UUID       string   `json:"uuid,omitempty"`
+	PowerMinW  *float64 `json:"power_limit_min_w,omitempty"`
+	PowerMaxW  *float64 `json:"power_limit_max_w,omitempty"`
+	PowerDefW  *float64 `json:"power_limit_default_w,omitempty"`
+	CoreMaxMHz *uint32  `json:"core_max_mhz,omitempty"`
+	MemMaxMHz  *uint32  `json:"mem_max_mhz,omitempty"`
+	OCProfile  string   `json:"oc_profile,omitempty"`
 }
 
 // MinerView is one miner on the rig page.
@@ -492,7 +506,9 @@ func (s *Server) buildRig(r *quarryv1.Rig) RigView {
 	}
 	for _, g := range r.Gpus {
 		gv := GPUView{Index: g.Index, Name: g.Name, Vendor: g.Vendor, BusID: g.BusId, Lost: g.Lost, TempC: g.TemperatureC, MemTempC: g.MemoryTemperatureC,
-			FanPercent: g.FanPercent, PowerW: g.PowerW, PowerLimW: g.PowerLimitW, CoreMHz: g.SmClockMhz, MemMHz: g.MemoryClockMhz, UtilPct: g.UtilizationPercent}
+			FanPercent: g.FanPercent, PowerW: g.PowerW, PowerLimW: g.PowerLimitW, CoreMHz: g.SmClockMhz, MemMHz: g.MemoryClockMhz, UtilPct: g.UtilizationPercent,
+			GPULimits: GPULimits{UUID: g.Uuid, PowerMinW: g.PowerLimitMinW, PowerMaxW: g.PowerLimitMaxW, PowerDefW: g.PowerLimitDefaultW,
+				CoreMaxMHz: g.SmClockMaxMhz, MemMaxMHz: g.MemoryClockMaxMhz, OCProfile: g.AppliedProfile}}
 		if sh, ok := perBus[busKey(g.BusId)]; ok && g.BusId != "" {
 			hr := sh.hr
 			gv.Hashrate, gv.Miner, gv.Algorithm, gv.Accepted, gv.Rejected = &hr, sh.miner, sh.algo, sh.acc, sh.rej

@@ -7,6 +7,7 @@
   const el = Q.el;
   const sec = document.getElementById("page-flightsheets");
   const knownMiners = ["xmrig", "trex", "lolminer", "gminer", "teamredminer", "nbminer", "srbminer", "nanominer", "cgminer", "bmminer", "bosminer", "custom"];
+  const soloHint = "daemon+http, the node's RPC host:port";
   const st = { sheets: [], catalogue: [], ocNames: [], editing: null, applying: null, rigs: null, offset: 0, limit: 50, selected: new Map(), pollers: [] };
 
   // ---------- helpers shared by the page's forms ----------
@@ -138,8 +139,8 @@
     const solo = el("select", { "data-k": "solo", "aria-label": "pool " + (i + 1) + " kind" },
       el("option", { value: "pool", text: "Pool (stratum)" }), el("option", { value: "solo", text: "Solo (coin daemon)" }));
     solo.value = p.solo ? "solo" : "pool";
-    const url = input({ "data-k": "url", value: p.url || "", placeholder: p.solo ? "daemon+http://127.0.0.1:18081" : "stratum+tcp://pool.example:3333" });
-    solo.addEventListener("change", () => { url.placeholder = solo.value === "solo" ? "daemon+http://127.0.0.1:18081" : "stratum+tcp://pool.example:3333"; });
+    const url = input({ "data-k": "url", value: p.url || "", placeholder: p.solo ? soloHint : "stratum+tcp://pool.example:3333" });
+    solo.addEventListener("change", () => { url.placeholder = solo.value === "solo" ? soloHint : "stratum+tcp://pool.example:3333"; });
     return el("div", { class: "pool form", "data-pool": String(i) },
       field("pools[" + i + "].kind", "Pool " + (i + 1), solo),
       field("pools[" + i + "].url", "URL", url),
@@ -269,7 +270,7 @@
     if (!f.pools.length) bad("pools", "at least one pool is required");
     f.pools.forEach((p, i) => {
       if (!p.url) bad("pools[" + i + "].url", "is required");
-      else if (p.solo && !/^daemon\+https?:\/\//i.test(p.url)) bad("pools[" + i + "].url", "a coin daemon is written daemon+http://host:port");
+      else if (p.solo && !/^daemon\+https?:\/\//i.test(p.url)) bad("pools[" + i + "].url", "a coin daemon's URL starts with daemon+http or daemon+https and names the node's RPC port");
       if (!p.user) bad("pools[" + i + "].user", p.solo ? "the wallet address is required" : "wallet is missing (want wallet.worker)");
     });
     return ok;
