@@ -15,6 +15,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -67,6 +68,10 @@ type Overview struct {
 	Offset  int      `json:"offset"`
 	Limit   int      `json:"limit"`
 	Billing bool     `json:"billing"`
+
+	// Matched is how many rigs pass the table's filter (q, selector,
+	// status, algorithm); Total when there is none.
+	Matched int `json:"matched"`
 }
 
 // GPUView is one GPU on the rig page.
@@ -264,6 +269,50 @@ type overviewQuery struct {
 	desc   bool
 	offset int
 	limit  int
+	filter rigFilter
+}
+
+// rigFilter narrows the rig table; the tiles and alerts still cover the
+// whole fleet. The zero value keeps every rig.
+type rigFilter struct {
+	text      string // lower-cased; part of the name, or the start of the id
+	selector  *flightsheet.Selector
+	status    string // online, offline or alerts
+	algorithm string
+}
+
+func (f rigFilter) active() bool {
+	return f.text != "" || f.selector != nil || f.status != "" || f.algorithm != ""
+}
+
+// Bounds on the filter's text fields: they come from the query string.
+const maxFilterLen = 256
+
+// keep reports whether r passes the filter; algos are the rig's miners'
+// algorithms and alerts its alert count, both already computed.
+func (f rigFilter) keep(r *quarryv1.Rig, algos []string, alerts int) bool {
+	if f.text != "" && !strings.Contains(strings.ToLower(r.Name), f.text) && !strings.HasPrefix(r.Id, f.text) {
+		return false
+	}
+	switch f.status {
+	case "online":
+		if !r.Online {
+			return false
+		}
+	case "offline":
+		if r.Online {
+			return false
+		}
+	case "alerts":
+		if alerts == 0 {
+			return false
+		}
+	}
+	if f.algorithm != "" && !slices.Contains(algos, f.algorithm) {
+		return false
+	}
+	// Last: building the selector's view of a rig allocates.
+	return f.selector == nil || f.selector.Matches(fleet.SelectorRig(r))
 }
 
 // overviewSorts are the rig table's sortable columns.
@@ -320,6 +369,26 @@ func parseOverviewQuery(v url.Values) (overviewQuery, error) {
 	default:
 		return q, fmt.Errorf("dir %q: want asc or desc", v.Get("dir"))
 	}
+	for _, k := range []string{"q", "selector", "status", "algorithm"} {
+		if len(v.Get(k)) > maxFilterLen {
+			return q, fmt.Errorf("%s: at most %d characters", k, maxFilterLen)
+		}
+	}
+	q.filter.text = strings.ToLower(strings.TrimSpace(v.Get("q")))
+	if sel := strings.TrimSpace(v.Get("selector")); sel != "" {
+		ps, err := flightsheet.ParseSelector(sel)
+		if err != nil {
+			return q, fmt.Errorf("selector: %w", err)
+		}
+		q.filter.selector = &ps
+	}
+	switch st := v.Get("status"); st {
+	case "", "online", "offline", "alerts":
+		q.filter.status = st
+	default:
+		return q, fmt.Errorf("status %q: want online, offline or alerts", st)
+	}
+	q.filter.algorithm = strings.TrimSpace(v.Get("algorithm"))
 	for _, p := range []struct {
 		name     string
 		dst      *int
@@ -344,6 +413,7 @@ func (s *Server) buildOverview(q overviewQuery) Overview {
 	byAlgo := map[string]float64{}
 	var rows []RigRow
 	var alerts []Alert
+	var filtered []string // rigs left out of the table, still in the totals
 	// Rows are computed from views under the fleet's lock, so no rig is
 	// copied; the profit provider is asked afterwards, outside it.
 	s.fleet.EachRig(func(r *quarryv1.Rig) {
@@ -372,8 +442,15 @@ func (s *Server) buildOverview(q overviewQuery) Overview {
 		al := s.alerts(r)
 		row.Alerts = len(al)
 		alerts = append(alerts, al...)
+		if q.filter.active() && !q.filter.keep(r, algos, len(al)) {
+			if profit != nil {
+				filtered = append(filtered, r.Id)
+			}
+			return
+		}
 		rows = append(rows, row)
 	})
+	ov.Matched = len(rows)
 	if profit != nil {
 		var profitSum float64
 		var anyProfit bool
@@ -382,6 +459,12 @@ func (s *Server) buildOverview(q overviewQuery) Overview {
 				v := p.USDPerDay
 				rows[i].ProfitUSD = &v
 				profitSum += v
+				anyProfit = true
+			}
+		}
+		for _, id := range filtered {
+			if p, ok := profit.RigProfit(id); ok {
+				profitSum += p.USDPerDay
 				anyProfit = true
 			}
 		}
