@@ -1,21 +1,27 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/agent/miner"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/ocprofile"
 	"github.com/quarryfleet/quarry/pkg/store"
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
 // adminTokens adds dashboard credentials of the given roles to a
@@ -46,6 +52,11 @@ func adminTokens(t *testing.T, dir string, roles map[string]string) map[string]s
 		out[name] = tok
 	}
 	return out
+}
+
+// setValue sets a field's value and tells the page, as typing would.
+func setValue(sel, v string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event("input", {bubbles: true})); e.dispatchEvent(new Event("change", {bubbles: true})); })()`, sel, v))
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -89,7 +100,11 @@ func (b *browser) must(what string, err error) {
 func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	for i, st := range steps {
-		_, err := chromedp.Run(b.ctx, st)
+		// Each step has its own deadline, so a failed one leaves time to
+		// read the page for the report.
+		ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
+		_, err := chromedp.Run(ctx, st)
+		cancel()
 		b.must(fmt.Sprintf("%s, step %d", what, i+1), err)
 	}
 }
@@ -188,8 +203,10 @@ func fakeMinerRigs(t *testing.T, dir string, ctrl *controller, names ...string) 
 // An operator writes a flight sheet in the browser (a pool URL without a
 // port is refused at its field), applies it to two ticked rigs of three,
 // and sees each rig's result and its miner running; the third rig runs
-// nothing. A viewer sees the sheet but no edit controls, and the server
-// refuses a viewer's calls made directly.
+// nothing. On the overview the operator searches, labels two rigs, filters
+// by the label and applies the sheet to, pauses and resumes the third
+// rig, each with its result. A viewer sees the sheet but no edit
+// controls, and the server refuses a viewer's calls made directly.
 func TestFlightSheetsInBrowser(t *testing.T) {
 	dir := t.TempDir()
 	toks := adminTokens(t, dir, map[string]string{"ops": fleet.RoleOperator, "wall": fleet.RoleViewer})
@@ -276,6 +293,71 @@ func TestFlightSheetsInBrowser(t *testing.T) {
 		}
 	}
 
+	// The overview: search and filters run on the server; bulk actions on
+	// the ticked rows report each rig's result.
+	rows := func(n int) chromedp.Action[chromedp.Void] {
+		return waitJS(fmt.Sprintf(`document.querySelectorAll("#rig-table tbody tr").length === %d`, n))
+	}
+	tickRig := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Click(css(`#rig-table tbody td.col-pick input[data-name="` + name + `"]`))
+	}
+	b.do("search",
+		chromedp.Navigate(b.base+"#/"),
+		rows(3),
+		chromedp.SendKeys(css("#rig-q"), "rig-c"),
+		rows(1),
+		waitText("#rig-range", "1 matching"),
+		setValue("#rig-q", ""), chromedp.SendKeys(css("#rig-q"), "rig-"),
+		rows(3))
+	b.do("label two rigs",
+		tickRig("rig-b"), tickRig("rig-c"),
+		waitText("#rig-picked", "2 rigs selected"),
+		chromedp.SendKeys(css("#bulk-labels"), "site=eu"),
+		chromedp.Click(css("#bulk-labels-go")),
+		waitJS(`document.querySelectorAll("#bulk-results tbody tr").length === 2`),
+		waitText("#bulk-results tbody tr:nth-child(1) td.res", "labels now site=eu"),
+		waitText("#bulk-results tbody tr:nth-child(2) td.res", "labels now site=eu"))
+	b.do("filter by label",
+		chromedp.SendKeys(css("#rig-selector"), "tag=site=eu"),
+		rows(2),
+		waitText("#rig-range", "2 matching"))
+	if got := b.eval("rows", `[...document.querySelectorAll("#rig-table tbody tr td:nth-child(2)")].map((td) => td.textContent).join(",")`); got != "rig-b,rig-c" {
+		t.Errorf("rigs labelled site=eu: %v", got)
+	}
+	b.do("apply to rig-c from the overview",
+		chromedp.Click(css("#bulk-none")),
+		tickRig("rig-c"),
+		waitText("#rig-picked", "1 rig selected"),
+		waitJS(`[...document.querySelectorAll("#bulk-sheet option")].some((o) => o.value === "rvn-web")`),
+		setValue("#bulk-sheet", "rvn-web"),
+		chromedp.Click(css("#bulk-apply")),
+		waitText("#bulk-results tbody tr:nth-child(1) td:first-child", "rig-c"),
+		waitText("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
+	eventually(t, "rig-c mines too", 30*time.Second, func() bool {
+		ms := ctrl.rigMiners(t, "rig-c")
+		return len(ms) == 1 && ms[0].State == "running" && len(minerPIDs(t, fake)) == 3
+	})
+	b.screenshot(shots, "dashboard-rigs-bulk.png", false)
+	b.do("pause rig-c", chromedp.Click(css(`#rig-bulk button[data-kind="COMMAND_KIND_PAUSE"]`)),
+		waitText("#bulk-results tbody tr:nth-child(1) td:nth-child(2)", "pause"),
+		waitText("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
+	eventually(t, "rig-c's miner stopped", 30*time.Second, func() bool { return len(minerPIDs(t, fake)) == 2 })
+	b.do("resume rig-c", chromedp.Click(css(`#rig-bulk button[data-kind="COMMAND_KIND_RESUME"]`)),
+		waitText("#bulk-results tbody tr:nth-child(1) td:nth-child(2)", "resume"),
+		waitText("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
+	eventually(t, "rig-c's miner back", 30*time.Second, func() bool { return len(minerPIDs(t, fake)) == 3 })
+	audit, _ = ctrl.ctl(t, "audit")
+	for _, want := range []string{"rig label", "COMMAND_KIND_PAUSE", "COMMAND_KIND_RESUME"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit log lacks %q:\n%s", want, audit)
+		}
+	}
+	b.do("bulk on a phone",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		chromedp.Navigate(b.base+"#/"),
+		rows(2))
+	b.screenshot(shots, "dashboard-rigs-bulk-phone.png", true)
+
 	b.do("phone",
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
 		chromedp.Navigate(b.base+"#/flightsheets"),
@@ -308,5 +390,215 @@ func TestFlightSheetsInBrowser(t *testing.T) {
 	}
 	if ms := ctrl.rigMiners(t, "rig-c"); len(ms) != 0 {
 		t.Errorf("a viewer's apply reached rig-c: %+v", ms)
+	}
+}
+
+// ocRig is an in-process rig: the real link client, enrollment and report
+// buffer over mutual TLS, with two cards that report their limits (the
+// test machine has none to overclock). It records every overclock file it
+// is sent and reports the profile each card then runs.
+type ocRig struct {
+	t   *testing.T
+	buf *link.Buffer
+	mu  sync.Mutex
+	got [][]byte
+}
+
+func (o *ocRig) report(applied map[uint32]string) {
+	o.t.Helper()
+	f := func(v float64) *float64 { return &v }
+	u := func(v uint32) *uint32 { return &v }
+	r := &quarryv1.Report{TimeUnixNano: time.Now().UnixNano()}
+	for i, name := range []string{"NVIDIA GeForce RTX 3070", "NVIDIA GeForce RTX 3080"} {
+		idx := uint32(i)
+		r.Gpus = append(r.Gpus, &quarryv1.GPUStats{Index: idx, Vendor: "nvidia", Name: name, Uuid: fmt.Sprintf("GPU-%d", i), BusId: fmt.Sprintf("00000000:0%d:00.0", i+1),
+			TemperatureC: f(60), FanPercent: []float64{50}, PowerW: f(120), PowerLimitW: f(150 + 50*float64(i)), PowerLimitDefaultW: f(220 + 100*float64(i)),
+			PowerLimitMinW: f(100 + 50*float64(i)), PowerLimitMaxW: f(220 + 100*float64(i)), SmClockMaxMhz: u(2100), MemoryClockMaxMhz: u(7001 + 2500*uint32(i)),
+			AppliedProfile: applied[idx]})
+	}
+	if _, err := o.buf.Append(r); err != nil {
+		o.t.Error(err)
+	}
+}
+
+func (o *ocRig) HandleCommand(_ context.Context, cmd *quarryv1.Command) ([]byte, error) {
+	if cmd.Kind != quarryv1.CommandKind_COMMAND_KIND_SET_OVERCLOCK {
+		return nil, fmt.Errorf("unsupported %s", cmd.Kind)
+	}
+	o.mu.Lock()
+	o.got = append(o.got, cmd.Payload)
+	o.mu.Unlock()
+	f := &ocprofile.File{}
+	if len(cmd.Payload) > 0 {
+		var err error
+		if f, err = ocprofile.Parse(bytes.NewReader(cmd.Payload)); err != nil {
+			return nil, err
+		}
+	}
+	applied := map[uint32]string{}
+	var out []string
+	for i, name := range []string{"NVIDIA GeForce RTX 3070", "NVIDIA GeForce RTX 3080"} {
+		p, err := f.Select(ocprofile.Card{Index: i, UUID: fmt.Sprintf("GPU-%d", i), Name: name})
+		if err != nil {
+			return nil, err
+		}
+		n := "defaults"
+		if p != nil {
+			n = p.Name
+			applied[uint32(i)] = p.Name
+		}
+		out = append(out, fmt.Sprintf("GPU %d: %s", i, n))
+	}
+	o.report(applied)
+	return []byte(strings.Join(out, ", ")), nil
+}
+
+func (o *ocRig) payloads() [][]byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([][]byte(nil), o.got...)
+}
+
+func startOCRig(t *testing.T, dir, grpcAddr, token string) *ocRig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	id, err := link.Enroll(ctx, filepath.Join(dir, "pki"), grpcAddr, token, "oc-rig-host")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(dir, "agent.db"), link.Buckets...)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	buf, err := link.OpenBuffer(db, 1000, log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	o := &ocRig{t: t, buf: buf}
+	o.report(nil)
+	cl := &link.Client{Addr: grpcAddr, ServerName: "127.0.0.1", Identity: id, Buffer: buf, Handler: o, Log: log,
+		Hello: func() *quarryv1.Hello { return &quarryv1.Hello{Hostname: "oc-rig-host", Version: "test"} }}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = cl.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait(); db.Close() })
+	return o
+}
+
+// The overclock page shows each card's allowed ranges; an out-of-range
+// value is refused at its field with nothing sent; an in-range profile is
+// stored, applied and reaches the rig, and clearing sends the empty file.
+// The server refuses an out-of-range apply made directly, and a viewer's
+// changes.
+func TestOverclockInBrowser(t *testing.T) {
+	dir := t.TempDir()
+	toks := adminTokens(t, dir, map[string]string{"ops": fleet.RoleOperator, "wall": fleet.RoleViewer})
+	ctrl := startController(t, dir, freePort(t), freePort(t))
+	rig := startOCRig(t, filepath.Join(dir, "oc-rig"), ctrl.grpc, ctrl.newToken(t, "--rig-name", "oc-rig"))
+	eventually(t, "rig online with its cards", 30*time.Second, func() bool {
+		r, ok := rigByName(t, ctrl.rigs(t), "oc-rig")
+		return ok && r.Online && u(r.Reports) > 0
+	})
+	b := newBrowser(t, dir, ctrl.http, 2*time.Minute)
+	shots := screenshotDir(t)
+	b.signIn(toks["ops"], "ops · operator")
+	b.do("cards",
+		chromedp.Navigate(b.base+"#/overclock/oc-rig"),
+		waitJS(`document.querySelectorAll("#oc-cards tbody tr").length === 2`),
+		waitText(`#oc-cards tr[data-gpu="0"] .allowed-power`, "100–220 W"),
+		waitText(`#oc-cards tr[data-gpu="1"] .allowed-power`, "150–320 W"),
+		chromedp.Click(css("#oc-new")),
+		chromedp.WaitVisible(css("#oc-form")))
+	set := func(name, value string) chromedp.Action[chromedp.Void] {
+		return chromedp.SendKeys(css(`#oc-form [name="`+name+`"]`), value)
+	}
+	// Count the page's calls to the services from here on.
+	b.eval("count calls", `(() => { window.__rpc = 0; const f = window.fetch; window.fetch = (...a) => { if (String(a[0]).includes("/api/rpc/")) window.__rpc++; return f(...a); }; return true; })()`)
+	b.do("out of range",
+		set("name", "eco"), set("match.model", "NVIDIA GeForce RTX 3070"), set("power_limit_w", "300"),
+		waitText(`[data-field="power_limit_w"] .hint`, "GPU 0: 100–220 W"),
+		chromedp.Click(css("#oc-save")),
+		waitText(`[data-field="power_limit_w"] .field-error`, "GPU 0 (NVIDIA GeForce RTX 3070) allows 100–220 W"),
+		waitText("#oc-form-error", "Nothing was sent"))
+	if n := b.eval("calls", `window.__rpc`); n != float64(0) {
+		t.Errorf("an out-of-range profile made %v service calls", n)
+	}
+	if n := len(rig.payloads()); n != 0 {
+		t.Fatalf("the rig got %d overclock files", n)
+	}
+	b.screenshot(shots, "dashboard-overclock.png", false)
+	b.do("in range",
+		setValue(`#oc-form [name="power_limit_w"]`, ""), set("power_limit_w", "130"),
+		set("mem_clock_mhz.min", "5000"), set("mem_clock_mhz", "7000"),
+		chromedp.Click(css("#oc-save-apply")),
+		waitText(`#oc-table tr[data-profile="eco"]`, "130 W"),
+		waitText("#oc-result", "GPU 0: eco, GPU 1: defaults"),
+		waitText(`#oc-cards tr[data-gpu="0"]`, "eco"))
+	eventually(t, "the rig got the profile", 10*time.Second, func() bool { return len(rig.payloads()) == 1 })
+	sent, err := ocprofile.Parse(bytes.NewReader(rig.payloads()[0]))
+	if err != nil || len(sent.Profiles) != 1 || sent.Profiles[0].Name != "eco" || *sent.Profiles[0].PowerLimitW != 130 || sent.Profiles[0].MemClockMHz.Max != 7000 {
+		t.Fatalf("the rig got %q (%v)", rig.payloads()[0], err)
+	}
+
+	// The server refuses what the page would: a profile stored for other
+	// cards is still checked against this rig's before it is sent.
+	if code := b.rpcStatus("OverclockService/PutOverclockProfile", `{"profile": {"name": "hot", "match": {"index": [1]}, "power_limit_w": 400}}`); code != 200 {
+		t.Fatalf("store hot: HTTP %d", code)
+	}
+	if code := b.rpcStatus("OverclockService/ApplyOverclock", `{"rig": "oc-rig", "profiles": ["hot"]}`); code != 400 {
+		t.Errorf("out-of-range apply: HTTP %d, want 400", code)
+	}
+	if code := b.rpcStatus("OverclockService/PutOverclockProfile", `{"profile": {"name": "loud", "match": {"index": [0]}, "fan_percent": 150}}`); code != 400 {
+		t.Errorf("fan 150%%: HTTP %d, want 400", code)
+	}
+	if n := len(rig.payloads()); n != 1 {
+		t.Errorf("the rig got %d files, want only the in-range one", n)
+	}
+	b.do("clear",
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(css("#oc-clear")),
+		waitText("#oc-result", "GPU 0: defaults, GPU 1: defaults"))
+	if p := rig.payloads(); len(p) != 2 || len(p[1]) != 0 {
+		t.Errorf("clear sent %q", p)
+	}
+	audit, _ := ctrl.ctl(t, "audit")
+	for _, want := range []string{"oc profile put", "oc apply", "oc clear"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit log lacks %q:\n%s", want, audit)
+		}
+	}
+
+	b.do("phone",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		chromedp.Navigate(b.base+"#/overclock/oc-rig"),
+		waitJS(`document.querySelectorAll("#oc-cards tbody tr").length === 2`))
+	b.screenshot(shots, "dashboard-overclock-phone.png", true)
+	b.do("desktop", chromedp.EmulateViewport(1280, 900))
+
+	b.signOut()
+	b.signIn(toks["wall"], "wall · viewer")
+	b.do("viewer",
+		chromedp.Navigate(b.base+"#/overclock/oc-rig"),
+		waitText(`#oc-table tr[data-profile="eco"]`, "130 W"),
+		waitJS(`document.querySelectorAll("#oc-cards tbody tr").length === 2`))
+	if v := b.eval("controls", `[...document.querySelectorAll("#page-overclock button")].filter((x) => x.offsetParent !== null && /^(New profile|Edit|Delete|Apply|Clear overclock)$/.test(x.textContent)).length`); v != float64(0) {
+		t.Errorf("a viewer sees %v overclock controls", v)
+	}
+	for method, body := range map[string]string{
+		"OverclockService/PutOverclockProfile":    `{"profile": {"name": "v", "match": {"index": [0]}, "fan_percent": 50}}`,
+		"OverclockService/ApplyOverclock":         `{"rig": "oc-rig", "profiles": ["eco"]}`,
+		"OverclockService/ClearOverclock":         `{"rig": "oc-rig"}`,
+		"OverclockService/DeleteOverclockProfile": `{"name": "eco"}`,
+	} {
+		if code := b.rpcStatus(method, body); code != 403 {
+			t.Errorf("viewer's %s: HTTP %d, want 403", method, code)
+		}
+	}
+	if n := len(rig.payloads()); n != 2 {
+		t.Errorf("a viewer's call reached the rig (%d files)", n)
 	}
 }
