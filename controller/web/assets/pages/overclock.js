@@ -92,10 +92,10 @@
       document.getElementById("oc-rigs").replaceChildren(...ov.rigs.map((r) => el("option", { value: r.name })));
     } catch (_) { /* the field still takes a typed name */ }
   }
-  async function loadRig(name) {
+  async function loadRig(name, keepResult) {
     const err = document.getElementById("oc-rig-error");
     err.textContent = "";
-    document.getElementById("oc-result").textContent = "";
+    if (!keepResult) document.getElementById("oc-result").textContent = "";
     if (!name) { st.rig = null; renderRig(); return; }
     try {
       st.rig = await Q.api("/api/rigs/" + encodeURIComponent(name));
@@ -352,7 +352,7 @@
         if (c.record.output) { try { text = atob(c.record.output); } catch (_) { text = ""; } }
         out.className = done ? (s === "succeeded" ? "result-ok" : "result-bad") : "sub";
         out.textContent = prefix + "Rig: " + s + (c.record.error ? ": " + c.record.error : text ? ": " + text : "");
-        if (done) { if (st.rig) loadRig(st.rig.id); return; }
+        if (done) { if (st.rig) loadRig(st.rig.id, true); return; }
       } catch (e) { out.textContent = e.message; return; }
       if (Date.now() - started < 5 * 60 * 1000 && !sec.hidden) st.poll = setTimeout(step, 1000);
     };
