@@ -355,7 +355,9 @@ func TestFlightSheetsInBrowser(t *testing.T) {
 	b.do("bulk on a phone",
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
 		chromedp.Navigate(b.base+"#/"),
-		rows(2))
+		rows(3),
+		tickRig("rig-c"),
+		chromedp.WaitVisible(css("#bulk-apply")))
 	b.screenshot(shots, "dashboard-rigs-bulk-phone.png", true)
 
 	b.do("phone",

@@ -131,7 +131,7 @@ func BenchmarkOverviewFiltered10k(b *testing.B) {
 		matched     int
 	}{
 		{"Unfiltered", "", n},
-		{"Search", "q=" + url.QueryEscape("bench-0012"), 10},
+		{"Search", "q=" + url.QueryEscape("bench-00123"), 10},
 		{"Label", "selector=" + url.QueryEscape("tag=site=eu"), n / 10},
 		{"LabelAndAlgorithm", "selector=" + url.QueryEscape("tag=site=eu") + "&algorithm=kawpow&sort=hashrate&dir=desc", n / 10},
 	} {

@@ -225,7 +225,7 @@
     $("#rig-range").textContent = first + "–" + (ov.offset + rows.length) + " of " + shown + (shown !== ov.total ? " matching" : "");
     $("#rig-prev").disabled = ov.offset === 0;
     $("#rig-next").disabled = ov.offset + rows.length >= shown;
-    $("#rig-pager").hidden = shown <= ov.limit && ov.offset === 0;
+    $("#rig-pager").hidden = shown <= ov.limit && ov.offset === 0 && shown === ov.total;
     const pick = !!rigTableHooks.pickable && rigTableHooks.pickable();
     document.querySelectorAll(".col-pick").forEach((c) => { c.hidden = !pick; });
     const hasProfit = ov.profit_usd_per_day !== undefined;
