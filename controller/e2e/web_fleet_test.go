@@ -54,6 +54,18 @@ func adminTokens(t *testing.T, dir string, roles map[string]string) map[string]s
 	return out
 }
 
+// waitIn waits until the element is shown and its text contains want,
+// looking it up afresh each time: the fleet pages re-render their tables.
+func waitIn(sel, want string) chromedp.Action[chromedp.Void] {
+	return waitJS(fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.getClientRects().length > 0 && e.innerText.includes(%q); })()`, sel, want))
+}
+
+// clickIn clicks the element once it is shown, looking it up afresh: a
+// node kept from an earlier lookup may have been replaced by a re-render.
+func clickIn(sel string) chromedp.Action[chromedp.Void] {
+	return waitJS(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e || e.getClientRects().length === 0) return false; e.click(); return true; })()`, sel))
+}
+
 // setValue sets a field's value and tells the page, as typing would.
 func setValue(sel, v string) chromedp.Action[chromedp.Void] {
 	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event("input", {bubbles: true})); e.dispatchEvent(new Event("change", {bubbles: true})); })()`, sel, v))
@@ -122,13 +134,13 @@ func (b *browser) signIn(token, who string) {
 		chromedp.Navigate(b.base),
 		chromedp.WaitVisible(css("#token")),
 		chromedp.SendKeys(css("#token"), token),
-		chromedp.Click(css(`#login-form button[type="submit"]`)),
-		waitText("#who", who))
+		clickIn(`#login-form button[type="submit"]`),
+		waitIn("#who", who))
 }
 
 func (b *browser) signOut() {
 	b.t.Helper()
-	b.do("sign out", chromedp.Click(css("#logout")), chromedp.WaitVisible(css("#token")))
+	b.do("sign out", clickIn("#logout"), chromedp.WaitVisible(css("#token")))
 }
 
 // screenshot saves the page; phone also checks that a 390 px wide screen
@@ -221,59 +233,59 @@ func TestFlightSheetsInBrowser(t *testing.T) {
 	b.do("open the page",
 		chromedp.Navigate(b.base+"#/flightsheets"),
 		chromedp.WaitVisible(css("#fs-new")),
-		chromedp.Click(css("#fs-new")),
+		clickIn("#fs-new"),
 		chromedp.WaitVisible(css("#fs-form")))
 	set := func(name, value string) chromedp.Action[chromedp.Void] {
 		return chromedp.SendKeys(css(`#fs-form [name="`+name+`"]`), value)
 	}
 	// Saving with required fields empty is refused here, nothing sent.
 	b.do("empty form",
-		chromedp.Click(css("#fs-save")),
-		waitText(`[data-field="coin"] .field-error`, "is required"),
-		waitText(`[data-field="pools[0].url"] .field-error`, "is required"))
+		clickIn("#fs-save"),
+		waitIn(`[data-field="coin"] .field-error`, "is required"),
+		waitIn(`[data-field="pools[0].url"] .field-error`, "is required"))
 	b.do("fill the form",
 		set("name", "rvn-web"), set("coin", "RVN"), set("algorithm", "kawpow"), set("miner.name", "custom"),
 		set("miner.path", fake), set("miner.sha256", sum),
 		set("extra_args", "-log-interval\n200ms"), set("expected_hashrate", "54 MH/s"),
 		set("pools[0].url", "stratum+tcp://rvn.example.org"), set("pools[0].user", "RWallet.web"),
-		chromedp.Click(css("#fs-save")),
+		clickIn("#fs-save"),
 		// The server's refusal lands at the field it names.
-		waitText(`[data-field="pools[0].url"] .field-error`, "needs a port"),
+		waitIn(`[data-field="pools[0].url"] .field-error`, "needs a port"),
 		chromedp.WaitVisible(css(`[data-field="pools[0].url"].invalid`)))
 	if n := b.eval("rows", `document.querySelectorAll("#fs-table tbody tr").length`); n != float64(0) {
 		t.Fatalf("a refused sheet is listed (%v rows)", n)
 	}
 	b.do("fix and save",
 		set("pools[0].url", ":6060"),
-		chromedp.Click(css("#fs-save")),
+		clickIn("#fs-save"),
 		chromedp.WaitNotVisible(css("#fs-editor")),
-		waitText(`#fs-table tr[data-sheet="rvn-web"]`, "kawpow"))
+		waitIn(`#fs-table tr[data-sheet="rvn-web"]`, "kawpow"))
 	b.screenshot(shots, "dashboard-flightsheets.png", false)
 
 	// Editing reads the stored sheet back into the form.
 	b.do("edit",
-		chromedp.Click(css(`#fs-table tr[data-sheet="rvn-web"] button[data-act="edit"]`)),
+		clickIn(`#fs-table tr[data-sheet="rvn-web"] button[data-act="edit"]`),
 		chromedp.WaitVisible(css("#fs-form")),
 		waitJS(`document.querySelector('#fs-form [name="pools[0].url"]').value === "stratum+tcp://rvn.example.org:6060"`),
 		waitJS(`document.querySelector('#fs-form [name="expected_hashrate"]').value === "54 MH/s"`),
-		chromedp.Click(css("#fs-cancel")))
+		clickIn("#fs-cancel"))
 
 	// Apply to the two ticked rigs.
 	b.do("apply",
-		chromedp.Click(css(`#fs-table tr[data-sheet="rvn-web"] button[data-act="apply"]`)),
+		clickIn(`#fs-table tr[data-sheet="rvn-web"] button[data-act="apply"]`),
 		chromedp.WaitVisible(css("#fs-apply")),
 		waitJS(`document.querySelectorAll("#fs-rigs tbody tr").length === 3`),
-		chromedp.Click(css(`#fs-rigs tr[data-name="rig-a"] input[type=checkbox]`)),
-		chromedp.Click(css(`#fs-rigs tr[data-name="rig-b"] input[type=checkbox]`)),
-		waitText("#fs-ticked", "2 rigs ticked"),
-		chromedp.Click(css("#fs-apply-go")),
+		clickIn(`#fs-rigs tr[data-name="rig-a"] input[type=checkbox]`),
+		clickIn(`#fs-rigs tr[data-name="rig-b"] input[type=checkbox]`),
+		waitIn("#fs-ticked", "2 rigs ticked"),
+		clickIn("#fs-apply-go"),
 		waitJS(`document.querySelectorAll("#fs-results tbody tr").length === 2`))
 	for _, rig := range []string{"rig-a", "rig-b"} {
 		row := `#fs-results tbody tr:nth-child(` + map[string]string{"rig-a": "1", "rig-b": "2"}[rig] + `)`
 		b.do("result of "+rig,
-			waitText(row+" td:first-child", rig),
-			waitText(row+" td.res", "succeeded"),
-			waitText(row+" td.miner", "running"))
+			waitIn(row+" td:first-child", rig),
+			waitIn(row+" td.res", "succeeded"),
+			waitIn(row+" td.miner", "running"))
 	}
 	for _, rig := range []string{"rig-a", "rig-b"} {
 		eventually(t, rig+" mines the sheet", 30*time.Second, func() bool {
@@ -301,52 +313,52 @@ func TestFlightSheetsInBrowser(t *testing.T) {
 		return waitJS(fmt.Sprintf(`document.querySelectorAll("#rig-table tbody tr").length === %d`, n))
 	}
 	tickRig := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Click(css(`#rig-table tbody td.col-pick input[data-name="` + name + `"]`))
+		return clickIn(`#rig-table tbody td.col-pick input[data-name="` + name + `"]`)
 	}
 	b.do("search",
 		chromedp.Navigate(b.base+"#/"),
 		rows(3),
-		chromedp.SendKeys(css("#rig-q"), "rig-c"),
+		chromedp.SendKeys(css("#rig-q"), "g-c"), // part of rig-c's name, never the start of an id ("rig-" and hex)
 		rows(1),
-		waitText("#rig-range", "1 matching"),
+		waitIn("#rig-range", "1 matching"),
 		setValue("#rig-q", ""), chromedp.SendKeys(css("#rig-q"), "rig-"),
 		rows(3))
 	b.do("label two rigs",
 		tickRig("rig-b"), tickRig("rig-c"),
-		waitText("#rig-picked", "2 rigs selected"),
+		waitIn("#rig-picked", "2 rigs selected"),
 		chromedp.SendKeys(css("#bulk-labels"), "site=eu"),
-		chromedp.Click(css("#bulk-labels-go")),
+		clickIn("#bulk-labels-go"),
 		waitJS(`document.querySelectorAll("#bulk-results tbody tr").length === 2`),
-		waitText("#bulk-results tbody tr:nth-child(1) td.res", "labels now site=eu"),
-		waitText("#bulk-results tbody tr:nth-child(2) td.res", "labels now site=eu"))
+		waitIn("#bulk-results tbody tr:nth-child(1) td.res", "labels now site=eu"),
+		waitIn("#bulk-results tbody tr:nth-child(2) td.res", "labels now site=eu"))
 	b.do("filter by label",
 		chromedp.SendKeys(css("#rig-selector"), "tag=site=eu"),
 		rows(2),
-		waitText("#rig-range", "2 matching"))
+		waitIn("#rig-range", "2 matching"))
 	if got := b.eval("rows", `[...document.querySelectorAll("#rig-table tbody tr td:nth-child(2)")].map((td) => td.textContent).join(",")`); got != "rig-b,rig-c" {
 		t.Errorf("rigs labelled site=eu: %v", got)
 	}
 	b.do("apply to rig-c from the overview",
-		chromedp.Click(css("#bulk-none")),
+		clickIn("#bulk-none"),
 		tickRig("rig-c"),
-		waitText("#rig-picked", "1 rig selected"),
+		waitIn("#rig-picked", "1 rig selected"),
 		waitJS(`[...document.querySelectorAll("#bulk-sheet option")].some((o) => o.value === "rvn-web")`),
 		setValue("#bulk-sheet", "rvn-web"),
-		chromedp.Click(css("#bulk-apply")),
-		waitText("#bulk-results tbody tr:nth-child(1) td:first-child", "rig-c"),
-		waitText("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
+		clickIn("#bulk-apply"),
+		waitIn("#bulk-results tbody tr:nth-child(1) td:first-child", "rig-c"),
+		waitIn("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
 	eventually(t, "rig-c mines too", 30*time.Second, func() bool {
 		ms := ctrl.rigMiners(t, "rig-c")
 		return len(ms) == 1 && ms[0].State == "running" && len(minerPIDs(t, fake)) == 3
 	})
 	b.screenshot(shots, "dashboard-rigs-bulk.png", false)
-	b.do("pause rig-c", chromedp.Click(css(`#rig-bulk button[data-kind="COMMAND_KIND_PAUSE"]`)),
-		waitText("#bulk-results tbody tr:nth-child(1) td:nth-child(2)", "pause"),
-		waitText("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
+	b.do("pause rig-c", clickIn(`#rig-bulk button[data-kind="COMMAND_KIND_PAUSE"]`),
+		waitIn("#bulk-results tbody tr:nth-child(1) td:nth-child(2)", "pause"),
+		waitIn("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
 	eventually(t, "rig-c's miner stopped", 30*time.Second, func() bool { return len(minerPIDs(t, fake)) == 2 })
-	b.do("resume rig-c", chromedp.Click(css(`#rig-bulk button[data-kind="COMMAND_KIND_RESUME"]`)),
-		waitText("#bulk-results tbody tr:nth-child(1) td:nth-child(2)", "resume"),
-		waitText("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
+	b.do("resume rig-c", clickIn(`#rig-bulk button[data-kind="COMMAND_KIND_RESUME"]`),
+		waitIn("#bulk-results tbody tr:nth-child(1) td:nth-child(2)", "resume"),
+		waitIn("#bulk-results tbody tr:nth-child(1) td.res", "succeeded"))
 	eventually(t, "rig-c's miner back", 30*time.Second, func() bool { return len(minerPIDs(t, fake)) == 3 })
 	audit, _ = ctrl.ctl(t, "audit")
 	for _, want := range []string{"rig label", "COMMAND_KIND_PAUSE", "COMMAND_KIND_RESUME"} {
@@ -363,8 +375,8 @@ func TestFlightSheetsInBrowser(t *testing.T) {
 	b.do("phone",
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
 		chromedp.Navigate(b.base+"#/flightsheets"),
-		waitText(`#fs-table tr[data-sheet="rvn-web"]`, "kawpow"),
-		chromedp.Click(css(`#fs-table tr[data-sheet="rvn-web"] button[data-act="edit"]`)),
+		waitIn(`#fs-table tr[data-sheet="rvn-web"]`, "kawpow"),
+		clickIn(`#fs-table tr[data-sheet="rvn-web"] button[data-act="edit"]`),
 		chromedp.WaitVisible(css("#fs-form")))
 	b.screenshot(shots, "dashboard-flightsheets-phone.png", true)
 	b.do("desktop", chromedp.EmulateViewport(1280, 900))
@@ -375,7 +387,7 @@ func TestFlightSheetsInBrowser(t *testing.T) {
 	b.signIn(toks["wall"], "wall · viewer")
 	b.do("viewer page",
 		chromedp.Navigate(b.base+"#/flightsheets"),
-		waitText(`#fs-table tr[data-sheet="rvn-web"]`, "kawpow"))
+		waitIn(`#fs-table tr[data-sheet="rvn-web"]`, "kawpow"))
 	controls := b.eval("controls", `[...document.querySelectorAll("#page-flightsheets button")].filter((x) => x.offsetParent !== null && /^(New flight sheet|Edit|Apply|Delete)$/.test(x.textContent)).length`)
 	if controls != float64(0) {
 		t.Errorf("a viewer sees %v edit controls", controls)
@@ -511,9 +523,9 @@ func TestOverclockInBrowser(t *testing.T) {
 	b.do("cards",
 		chromedp.Navigate(b.base+"#/overclock/oc-rig"),
 		waitJS(`document.querySelectorAll("#oc-cards tbody tr").length === 2`),
-		waitText(`#oc-cards tr[data-gpu="0"] .allowed-power`, "100–220 W"),
-		waitText(`#oc-cards tr[data-gpu="1"] .allowed-power`, "150–320 W"),
-		chromedp.Click(css("#oc-new")),
+		waitIn(`#oc-cards tr[data-gpu="0"] .allowed-power`, "100–220 W"),
+		waitIn(`#oc-cards tr[data-gpu="1"] .allowed-power`, "150–320 W"),
+		clickIn("#oc-new"),
 		chromedp.WaitVisible(css("#oc-form")))
 	set := func(name, value string) chromedp.Action[chromedp.Void] {
 		return chromedp.SendKeys(css(`#oc-form [name="`+name+`"]`), value)
@@ -522,10 +534,10 @@ func TestOverclockInBrowser(t *testing.T) {
 	b.eval("count calls", `(() => { window.__rpc = 0; const f = window.fetch; window.fetch = (...a) => { if (String(a[0]).includes("/api/rpc/")) window.__rpc++; return f(...a); }; return true; })()`)
 	b.do("out of range",
 		set("name", "eco"), set("match.model", "NVIDIA GeForce RTX 3070"), set("power_limit_w", "300"),
-		waitText(`[data-field="power_limit_w"] .hint`, "GPU 0: 100–220 W"),
-		chromedp.Click(css("#oc-save")),
-		waitText(`[data-field="power_limit_w"] .field-error`, "GPU 0 (NVIDIA GeForce RTX 3070) allows 100–220 W"),
-		waitText("#oc-form-error", "Nothing was sent"))
+		waitIn(`[data-field="power_limit_w"] .hint`, "GPU 0: 100–220 W"),
+		clickIn("#oc-save"),
+		waitIn(`[data-field="power_limit_w"] .field-error`, "GPU 0 (NVIDIA GeForce RTX 3070) allows 100–220 W"),
+		waitIn("#oc-form-error", "Nothing was sent"))
 	if n := b.eval("calls", `window.__rpc`); n != float64(0) {
 		t.Errorf("an out-of-range profile made %v service calls", n)
 	}
@@ -536,10 +548,10 @@ func TestOverclockInBrowser(t *testing.T) {
 	b.do("in range",
 		setValue(`#oc-form [name="power_limit_w"]`, ""), set("power_limit_w", "130"),
 		set("mem_clock_mhz.min", "5000"), set("mem_clock_mhz", "7000"),
-		chromedp.Click(css("#oc-save-apply")),
-		waitText(`#oc-table tr[data-profile="eco"]`, "130 W"),
-		waitText("#oc-result", "GPU 0: eco, GPU 1: defaults"),
-		waitText(`#oc-cards tr[data-gpu="0"]`, "eco"))
+		clickIn("#oc-save-apply"),
+		waitIn(`#oc-table tr[data-profile="eco"]`, "130 W"),
+		waitIn("#oc-result", "GPU 0: eco, GPU 1: defaults"),
+		waitIn(`#oc-cards tr[data-gpu="0"]`, "eco"))
 	eventually(t, "the rig got the profile", 10*time.Second, func() bool { return len(rig.payloads()) == 1 })
 	sent, err := ocprofile.Parse(bytes.NewReader(rig.payloads()[0]))
 	if err != nil || len(sent.Profiles) != 1 || sent.Profiles[0].Name != "eco" || *sent.Profiles[0].PowerLimitW != 130 || sent.Profiles[0].MemClockMHz.Max != 7000 {
@@ -562,8 +574,8 @@ func TestOverclockInBrowser(t *testing.T) {
 	}
 	b.do("clear",
 		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
-		chromedp.Click(css("#oc-clear")),
-		waitText("#oc-result", "GPU 0: defaults, GPU 1: defaults"))
+		clickIn("#oc-clear"),
+		waitIn("#oc-result", "GPU 0: defaults, GPU 1: defaults"))
 	if p := rig.payloads(); len(p) != 2 || len(p[1]) != 0 {
 		t.Errorf("clear sent %q", p)
 	}
@@ -585,7 +597,7 @@ func TestOverclockInBrowser(t *testing.T) {
 	b.signIn(toks["wall"], "wall · viewer")
 	b.do("viewer",
 		chromedp.Navigate(b.base+"#/overclock/oc-rig"),
-		waitText(`#oc-table tr[data-profile="eco"]`, "130 W"),
+		waitIn(`#oc-table tr[data-profile="eco"]`, "130 W"),
 		waitJS(`document.querySelectorAll("#oc-cards tbody tr").length === 2`))
 	if v := b.eval("controls", `[...document.querySelectorAll("#page-overclock button")].filter((x) => x.offsetParent !== null && /^(New profile|Edit|Delete|Apply|Clear overclock)$/.test(x.textContent)).length`); v != float64(0) {
 		t.Errorf("a viewer sees %v overclock controls", v)
