@@ -227,13 +227,14 @@
     $("#rig-next").disabled = ov.offset + rows.length >= shown;
     $("#rig-pager").hidden = shown <= ov.limit && ov.offset === 0 && shown === ov.total;
     const pick = !!rigTableHooks.pickable && rigTableHooks.pickable();
-    document.querySelectorAll(".col-pick").forEach((c) => { c.hidden = !pick; });
+    $("#rig-pick-all-box").hidden = !pick;
     const hasProfit = ov.profit_usd_per_day !== undefined;
     $("#rig-table tbody").replaceChildren(...rows.map((r) => {
       const hot = r.max_temp_c !== undefined && r.max_temp_c >= 85;
       return el("tr", { "data-rig": r.id },
-        pick ? el("td", { class: "col-pick" }, el("input", { type: "checkbox", "aria-label": "select " + (r.name || r.id), "data-name": r.name || r.id, checked: state.picked.has(r.id) })) : null,
-        el("td", {}, el("a", { href: "#/rig/" + encodeURIComponent(r.id), text: r.name || r.id })),
+        el("td", { class: pick ? "col-pick" : null },
+          pick ? el("input", { type: "checkbox", "aria-label": "select " + (r.name || r.id), "data-name": r.name || r.id, checked: state.picked.has(r.id) }) : null,
+          el("a", { href: "#/rig/" + encodeURIComponent(r.id), text: r.name || r.id })),
         el("td", {}, el("span", { class: "badge " + (r.online ? "online" : "offline"), text: r.online ? "online" : "offline" }), r.alerts ? " ⚠ " + r.alerts : ""),
         el("td", { class: "num", text: r.hashrate ? fmtHash(r.hashrate) : "–" }),
         el("td", { text: r.algorithms || "–" }),

@@ -40,12 +40,12 @@
     bar.hidden = n === 0 || !canAny();
     if (wasHidden && !bar.hidden) loadSheets(); // sheets stored since
   }
-  document.getElementById("rig-table").addEventListener("change", (ev) => {
-    const cb = ev.target;
-    if (cb.id === "rig-pick-all") {
-      for (const x of document.querySelectorAll("#rig-table tbody .col-pick input")) { x.checked = cb.checked; pick(x); }
-    } else if (cb.closest && cb.closest("td.col-pick")) pick(cb);
+  document.getElementById("rig-pick-all").addEventListener("change", (ev) => {
+    for (const x of document.querySelectorAll("#rig-table tbody .col-pick input")) { x.checked = ev.target.checked; pick(x); }
     updateCount();
+  });
+  document.getElementById("rig-table").addEventListener("change", (ev) => {
+    if (ev.target.closest && ev.target.closest("td.col-pick")) { pick(ev.target); updateCount(); }
   });
   function pick(cb) {
     const id = cb.closest("tr").dataset.rig;
