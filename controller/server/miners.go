@@ -39,7 +39,8 @@ func (c *Controller) setupMiners() error {
 	}
 	c.miners = s
 	c.RegisterService(&quarryv1.MinerService_ServiceDesc, &miners.MinerServer{S: s, Resolve: c.catalogue.ResolveYAML}, miners.MinerRoles, miners.MinerAudit)
-	return nil
+	// Overclock profiles are named by flight sheets and sent like them.
+	return c.setupOverclock()
 }
 
 // Miners is the flight sheet and benchmark store.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -84,6 +85,10 @@ type Overview struct {
 	Offset  int      `json:"offset"`
 	Limit   int      `json:"limit"`
 	Billing bool     `json:"billing"`
+
+	// Matched is how many rigs pass the table's filter (q, selector,
+	// status, algorithm); Total when there is none.
+	Matched int `json:"matched"`
 }
 
 // GPUView is one GPU on the rig page.
@@ -106,6 +111,20 @@ type GPUView struct {
 	Algorithm  string    `json:"algorithm,omitempty"`
 	Accepted   uint64    `json:"accepted"`
 	Rejected   uint64    `json:"rejected"`
+	GPULimits
+}
+
+// GPULimits are a card's own limits, which overclock profiles must stay
+// within, and the profile it runs; a limit is absent when the card does
+// not report it.
+type GPULimits struct {
+	UUID       string   `json:"uuid,omitempty"`
+	PowerMinW  *float64 `json:"power_limit_min_w,omitempty"`
+	PowerMaxW  *float64 `json:"power_limit_max_w,omitempty"`
+	PowerDefW  *float64 `json:"power_limit_default_w,omitempty"`
+	CoreMaxMHz *uint32  `json:"core_max_mhz,omitempty"`
+	MemMaxMHz  *uint32  `json:"mem_max_mhz,omitempty"`
+	OCProfile  string   `json:"oc_profile,omitempty"`
 }
 
 // MinerView is one miner on the rig page.
@@ -262,6 +281,50 @@ type overviewQuery struct {
 	desc   bool
 	offset int
 	limit  int
+	filter rigFilter
+}
+
+// rigFilter narrows the rig table; the tiles and alerts still cover the
+// whole fleet. The zero value keeps every rig.
+type rigFilter struct {
+	text      string // lower-cased; part of the name, or the start of the id
+	selector  *flightsheet.Selector
+	status    string // online, offline or alerts
+	algorithm string
+}
+
+func (f rigFilter) active() bool {
+	return f.text != "" || f.selector != nil || f.status != "" || f.algorithm != ""
+}
+
+// Bounds on the filter's text fields: they come from the query string.
+const maxFilterLen = 256
+
+// keep reports whether r passes the filter; algos are the rig's miners'
+// algorithms and alerts its alert count, both already computed.
+func (f rigFilter) keep(r *quarryv1.Rig, algos []string, alerts int) bool {
+	if f.text != "" && !strings.Contains(strings.ToLower(r.Name), f.text) && !strings.HasPrefix(r.Id, f.text) {
+		return false
+	}
+	switch f.status {
+	case "online":
+		if !r.Online {
+			return false
+		}
+	case "offline":
+		if r.Online {
+			return false
+		}
+	case "alerts":
+		if alerts == 0 {
+			return false
+		}
+	}
+	if f.algorithm != "" && !slices.Contains(algos, f.algorithm) {
+		return false
+	}
+	// Last: building the selector's view of a rig allocates.
+	return f.selector == nil || f.selector.Matches(fleet.SelectorRig(r))
 }
 
 // overviewSorts are the rig table's sortable columns.
@@ -318,6 +381,26 @@ func parseOverviewQuery(v url.Values) (overviewQuery, error) {
 	default:
 		return q, fmt.Errorf("dir %q: want asc or desc", v.Get("dir"))
 	}
+	for _, k := range []string{"q", "selector", "status", "algorithm"} {
+		if len(v.Get(k)) > maxFilterLen {
+			return q, fmt.Errorf("%s: at most %d characters", k, maxFilterLen)
+		}
+	}
+	q.filter.text = strings.ToLower(strings.TrimSpace(v.Get("q")))
+	if sel := strings.TrimSpace(v.Get("selector")); sel != "" {
+		ps, err := flightsheet.ParseSelector(sel)
+		if err != nil {
+			return q, fmt.Errorf("selector: %w", err)
+		}
+		q.filter.selector = &ps
+	}
+	switch st := v.Get("status"); st {
+	case "", "online", "offline", "alerts":
+		q.filter.status = st
+	default:
+		return q, fmt.Errorf("status %q: want online, offline or alerts", st)
+	}
+	q.filter.algorithm = strings.TrimSpace(v.Get("algorithm"))
 	for _, p := range []struct {
 		name     string
 		dst      *int
@@ -346,6 +429,7 @@ func (s *Server) buildOverview(q overviewQuery) Overview {
 	if firing != nil {
 		alerts = append(alerts, firing[""]...)
 	}
+	var filtered []string // rigs left out of the table, still in the totals
 	// Rows are computed from views under the fleet's lock, so no rig is
 	// copied; the profit provider is asked afterwards, outside it.
 	s.fleet.EachRig(func(r *quarryv1.Rig) {
@@ -374,8 +458,15 @@ func (s *Server) buildOverview(q overviewQuery) Overview {
 		al := s.alerts(r, firing)
 		row.Alerts = len(al)
 		alerts = append(alerts, al...)
+		if q.filter.active() && !q.filter.keep(r, algos, len(al)) {
+			if profit != nil {
+				filtered = append(filtered, r.Id)
+			}
+			return
+		}
 		rows = append(rows, row)
 	})
+	ov.Matched = len(rows)
 	if profit != nil {
 		var profitSum float64
 		var anyProfit bool
@@ -384,6 +475,12 @@ func (s *Server) buildOverview(q overviewQuery) Overview {
 				v := p.USDPerDay
 				rows[i].ProfitUSD = &v
 				profitSum += v
+				anyProfit = true
+			}
+		}
+		for _, id := range filtered {
+			if p, ok := profit.RigProfit(id); ok {
+				profitSum += p.USDPerDay
 				anyProfit = true
 			}
 		}
@@ -508,7 +605,9 @@ func (s *Server) buildRig(r *quarryv1.Rig) RigView {
 	}
 	for _, g := range r.Gpus {
 		gv := GPUView{Index: g.Index, Name: g.Name, Vendor: g.Vendor, BusID: g.BusId, Lost: g.Lost, TempC: g.TemperatureC, MemTempC: g.MemoryTemperatureC,
-			FanPercent: g.FanPercent, PowerW: g.PowerW, PowerLimW: g.PowerLimitW, CoreMHz: g.SmClockMhz, MemMHz: g.MemoryClockMhz, UtilPct: g.UtilizationPercent}
+			FanPercent: g.FanPercent, PowerW: g.PowerW, PowerLimW: g.PowerLimitW, CoreMHz: g.SmClockMhz, MemMHz: g.MemoryClockMhz, UtilPct: g.UtilizationPercent,
+			GPULimits: GPULimits{UUID: g.Uuid, PowerMinW: g.PowerLimitMinW, PowerMaxW: g.PowerLimitMaxW, PowerDefW: g.PowerLimitDefaultW,
+				CoreMaxMHz: g.SmClockMaxMhz, MemMaxMHz: g.MemoryClockMaxMhz, OCProfile: g.AppliedProfile}}
 		if sh, ok := perBus[busKey(g.BusId)]; ok && g.BusId != "" {
 			hr := sh.hr
 			gv.Hashrate, gv.Miner, gv.Algorithm, gv.Accepted, gv.Rejected = &hr, sh.miner, sh.algo, sh.acc, sh.rej

@@ -283,6 +283,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("GET /api/commands/{id}", s.secure(s.auth(fleet.RoleOperator, s.command)))
 	mux.Handle("GET /api/rpc", s.secure(s.auth(fleet.RoleViewer, s.rpcMethods)))
 	mux.Handle("POST /api/rpc/{service}/{method}", s.secure(s.auth(fleet.RoleViewer, s.rpc)))
+	mux.Handle("POST /api/flightsheets/parse", s.secure(s.auth(fleet.RoleViewer, s.parseSheet)))
 }
 
 // secure sets headers that keep the page from being framed, sniffed or

@@ -3,7 +3,10 @@
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
-  const state = { session: null, es: null, rigId: null, sort: { key: "name", dir: 1 }, offset: 0, limit: 100, overview: null, histTimer: null, histBusy: false };
+  const state = { session: null, es: null, rigId: null, sort: { key: "name", dir: 1 }, offset: 0, limit: 100, overview: null, histTimer: null, histBusy: false,
+    // filter narrows the rig table on the server; picked are the ticked
+    // rows (id → name), kept across pages for the bulk actions.
+    filter: { q: "", selector: "", status: "", algorithm: "" }, picked: new Map() };
 
   // ---------- helpers ----------
   function el(tag, attrs, ...kids) {
@@ -128,7 +131,18 @@
     const nav = $("#nav");
     if (nav && !nav.querySelector(`[data-page="${name}"]`)) nav.append(el("a", { href: "#/" + name, "data-page": name, text: title }));
   }
-  window.Quarry = { el, api, rpc, can, registerPage, fmtHash, fmtW, fmtC, fmtUSD, ago, session: () => state.session };
+  // The rig table's search, filters and ticked rows, for the bulk actions
+  // (rigbulk.js): it sets the hooks and changes the filter through these.
+  const rigTableHooks = {};
+  const rigTable = {
+    hooks: rigTableHooks,
+    picked: state.picked,
+    filter: () => Object.assign({}, state.filter),
+    setFilter(f) { Object.assign(state.filter, f); state.offset = 0; if (!state.rigId && state.session) reloadOverview(); },
+    reload: () => loadOverview(),
+    overview: () => state.overview,
+  };
+  window.Quarry = { el, api, rpc, can, registerPage, fmtHash, fmtW, fmtC, fmtUSD, ago, session: () => state.session, rigTable };
 
   // ---------- routing ----------
   function route() {
@@ -167,11 +181,13 @@
   // The server sorts and pages the rig table, so a fleet of any size
   // sends one page; the query names the page and its order.
   function overviewQuery() {
-    return "sort=" + encodeURIComponent(state.sort.key) + "&dir=" + (state.sort.dir === 1 ? "asc" : "desc") +
+    let q = "sort=" + encodeURIComponent(state.sort.key) + "&dir=" + (state.sort.dir === 1 ? "asc" : "desc") +
       "&offset=" + state.offset + "&limit=" + state.limit;
+    for (const [k, v] of Object.entries(state.filter)) if (v) q += "&" + k + "=" + encodeURIComponent(v);
+    return q;
   }
   function loadOverview() {
-    return api("/api/overview?" + overviewQuery()).then(renderOverview).catch(() => {});
+    return api("/api/overview?" + overviewQuery()).then(renderOverview).catch((e) => { if (rigTableHooks.error) rigTableHooks.error(e); });
   }
   // reloadOverview fetches the page now shown and follows it live.
   function reloadOverview() {
@@ -238,16 +254,21 @@
     if (!ov) return;
     const { key, dir } = state.sort;
     const rows = ov.rigs;
-    const first = ov.total === 0 ? 0 : ov.offset + 1;
-    $("#rig-range").textContent = first + "–" + (ov.offset + rows.length) + " of " + ov.total;
+    const shown = ov.matched !== undefined ? ov.matched : ov.total;
+    const first = shown === 0 ? 0 : ov.offset + 1;
+    $("#rig-range").textContent = first + "–" + (ov.offset + rows.length) + " of " + shown + (shown !== ov.total ? " matching" : "");
     $("#rig-prev").disabled = ov.offset === 0;
-    $("#rig-next").disabled = ov.offset + rows.length >= ov.total;
-    $("#rig-pager").hidden = ov.total <= ov.limit && ov.offset === 0;
+    $("#rig-next").disabled = ov.offset + rows.length >= shown;
+    $("#rig-pager").hidden = shown <= ov.limit && ov.offset === 0 && shown === ov.total;
+    const pick = !!rigTableHooks.pickable && rigTableHooks.pickable();
+    $("#rig-pick-all-box").hidden = !pick;
     const hasProfit = ov.profit_usd_per_day !== undefined;
     $("#rig-table tbody").replaceChildren(...rows.map((r) => {
       const hot = r.max_temp_c !== undefined && r.max_temp_c >= 85;
       return el("tr", { "data-rig": r.id },
-        el("td", {}, el("a", { href: "#/rig/" + encodeURIComponent(r.id), text: r.name || r.id })),
+        el("td", { class: pick ? "col-pick" : null },
+          pick ? el("input", { type: "checkbox", "aria-label": "select " + (r.name || r.id), "data-name": r.name || r.id, checked: state.picked.has(r.id) }) : null,
+          el("a", { href: "#/rig/" + encodeURIComponent(r.id), text: r.name || r.id })),
         el("td", {}, el("span", { class: "badge " + (r.online ? "online" : "offline"), text: r.online ? "online" : "offline" }), r.alerts ? " ⚠ " + r.alerts : ""),
         el("td", { class: "num", text: r.hashrate ? fmtHash(r.hashrate) : "–" }),
         el("td", { text: r.algorithms || "–" }),
@@ -261,9 +282,11 @@
       th.classList.toggle("asc", th.dataset.key === key && dir === 1);
       th.classList.toggle("desc", th.dataset.key === key && dir === -1);
     });
+    if (rigTableHooks.rendered) rigTableHooks.rendered(ov);
   }
   document.querySelectorAll("#rig-table th").forEach((th) => th.addEventListener("click", () => {
     const k = th.dataset.key;
+    if (!k) return;
     state.sort = { key: k, dir: state.sort.key === k ? -state.sort.dir : (k === "name" || k === "algorithms" ? 1 : -1) };
     state.offset = 0;
     reloadOverview();
