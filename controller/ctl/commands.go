@@ -632,9 +632,9 @@ func stamp(ns int64, none string) string {
 }
 
 func (a *App) auditCmd() *cobra.Command {
-	var since time.Duration
+	var since, until time.Duration
 	var limit uint32
-	var pageToken string
+	var pageToken, who, action, target string
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Show the audit log: who did what, when, and the result",
@@ -643,9 +643,12 @@ func (a *App) auditCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				req := &quarryv1.ListAuditRequest{PageToken: pageToken}
+				req := &quarryv1.ListAuditRequest{PageToken: pageToken, Who: who, Action: action, Target: target}
 				if since > 0 {
 					req.SinceUnixNano = time.Now().Add(-since).UnixNano()
+				}
+				if until > 0 {
+					req.UntilUnixNano = time.Now().Add(-until).UnixNano()
 				}
 				// Pages come newest first; gather until --limit, then
 				// print oldest first.
@@ -682,6 +685,10 @@ func (a *App) auditCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&since, "since", 0, "only entries newer than this (e.g. 24h)")
 	cmd.Flags().Uint32Var(&limit, "limit", 200, "most entries to show (the newest)")
 	cmd.Flags().StringVar(&pageToken, "page-token", "", "continue with entries older than a previous answer's")
+	cmd.Flags().DurationVar(&until, "until", 0, "only entries older than this (e.g. 1h)")
+	cmd.Flags().StringVar(&who, "who", "", "only entries whose caller contains this text")
+	cmd.Flags().StringVar(&action, "action", "", "only entries whose action contains this text (e.g. \"token\")")
+	cmd.Flags().StringVar(&target, "target", "", "only entries whose target contains this text")
 	return cmd
 }
 
