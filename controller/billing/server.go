@@ -119,6 +119,7 @@ var BillingRoles = map[string]string{
 	quarryv1.BillingService_ListOutbox_FullMethodName:     auth.RoleAdmin,
 	quarryv1.BillingService_ListDeadLetter_FullMethodName: auth.RoleAdmin,
 	quarryv1.BillingService_RetryOutbox_FullMethodName:    auth.RoleAdmin,
+	quarryv1.BillingService_ListPlans_FullMethodName:      auth.RoleAdmin,
 }
 
 // BillingAudit is the audit action of each BillingService method: every
@@ -134,6 +135,7 @@ var BillingAudit = map[string]string{
 	quarryv1.BillingService_ListOutbox_FullMethodName:     "billing.list-outbox",
 	quarryv1.BillingService_ListDeadLetter_FullMethodName: "billing.list-dead-letter",
 	quarryv1.BillingService_RetryOutbox_FullMethodName:    "billing.retry",
+	quarryv1.BillingService_ListPlans_FullMethodName:      "billing.list-plans",
 }
 
 // Runtime is billing as the controller runs it: the service (nil while
@@ -348,6 +350,22 @@ func (s *BillingServer) CreatePlan(ctx context.Context, req *quarryv1.CreatePlan
 		return nil, billingErr(err)
 	}
 	return &quarryv1.CreatePlanResponse{Plan: planPB(bp)}, nil
+}
+
+// ListPlans lists every plan by id.
+func (s *BillingServer) ListPlans(_ context.Context, _ *quarryv1.ListPlansRequest) (*quarryv1.ListPlansResponse, error) {
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	ps, err := s.svc.ListPlans()
+	if err != nil {
+		return nil, billingErr(err)
+	}
+	resp := &quarryv1.ListPlansResponse{}
+	for _, p := range ps {
+		resp.Plans = append(resp.Plans, planPB(p))
+	}
+	return resp, nil
 }
 
 func (s *BillingServer) CreateCustomer(ctx context.Context, req *quarryv1.CreateCustomerRequest) (resp *quarryv1.CreateCustomerResponse, err error) {
