@@ -17,6 +17,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/redact"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -630,7 +631,7 @@ func recordsPB(recs []Record) []*quarryv1.OutboxRecord {
 	for _, r := range recs {
 		out = append(out, &quarryv1.OutboxRecord{Id: r.ID, Kind: string(r.Kind), State: string(r.State), Customer: r.Customer,
 			Rig: r.Rig, IdempotencyKey: r.IdempotencyKey(), Quantity: r.Quantity, ValueWh: r.ValueWh, Identifier: r.Identifier,
-			Attempts: int32(r.Attempts), LastError: r.LastError, CreatedUnixNano: unixNano(r.CreatedAt),
+			Attempts: int32(r.Attempts), LastError: redact.Text(r.LastError), CreatedUnixNano: unixNano(r.CreatedAt),
 			NextAttemptUnixNano: unixNano(r.NextAttempt), DoneUnixNano: unixNano(r.DoneAt), Result: r.Result})
 	}
 	return out
