@@ -524,7 +524,7 @@ func optU(p *uint32, f string) string {
 
 func (a *App) tokenCmd() *cobra.Command {
 	tok := &cobra.Command{Use: "token", Short: "Join tokens for enrolling rigs; admin-API tokens"}
-	tok.AddCommand(a.tokenCreateCmd(), a.tokenAdminCmd(), a.tokenListCmd(), a.tokenRevokeCmd())
+	tok.AddCommand(a.tokenCreateCmd(), a.tokenAdminCmd(), a.tokenListCmd(), a.tokenRevokeCmd(), a.tokenJoinsCmd(), a.tokenRevokeJoinCmd())
 	return tok
 }
 
@@ -618,6 +618,45 @@ func (a *App) tokenRevokeCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(a.Out, "revoked admin token %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+func (a *App) tokenJoinsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "joins",
+		Short: "List join tokens: id, rig name, uses left, expiry, creator; never the token (admin only)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.ListTokens, &quarryv1.ListTokensRequest{})
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			return a.renderTable(resp, []string{"ID", "RIG NAME", "USES LEFT", "EXPIRES", "BY"}, func(t *table) {
+				for _, tk := range resp.Tokens {
+					exp := stamp(tk.ExpiresUnixNano, "never")
+					if tk.ExpiresUnixNano != 0 && time.Unix(0, tk.ExpiresUnixNano).Before(now) {
+						exp += " (expired)"
+					}
+					t.row(tk.Id, dash(tk.RigName), fmt.Sprint(tk.UsesLeft), exp, dash(tk.CreatedBy))
+				}
+			})
+		},
+	}
+}
+
+func (a *App) tokenRevokeJoinCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke-join ID",
+		Short: "Revoke a join token by id (from 'token joins'); enrolments with it are refused from then on (admin only)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.RevokeToken, &quarryv1.RevokeTokenRequest{Id: args[0]}); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.Out, "revoked join token %s\n", args[0])
 			return nil
 		},
 	}

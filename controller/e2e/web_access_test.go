@@ -69,6 +69,12 @@ func TestAccessPageInBrowser(t *testing.T) {
 		waitText("#join-result", "revoked"),
 		waitJS(`!document.querySelector('#join-table tbody tr[data-token="`+id+`"]')`),
 	)
+	if out, err := ctrl.ctl(t, "token", "joins"); err != nil || strings.Contains(out, id) || !strings.Contains(out, "controller") {
+		t.Errorf("quarryctl token joins after the revocation: %v\n%s", err, out)
+	}
+	if out, err := ctrl.ctl(t, "token", "revoke-join", id); err == nil || !strings.Contains(out, "no join token with that id") {
+		t.Errorf("revoking the same join token again: %v\n%s", err, out)
+	}
 	second := filepath.Join(dir, "second")
 	if err := os.MkdirAll(second, 0o700); err != nil {
 		t.Fatal(err)

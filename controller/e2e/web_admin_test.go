@@ -93,6 +93,13 @@ func (b *browser) rpcStatus(method, body string) int {
 // does not scroll sideways.
 func (b *browser) screenshots(dir, name, hash string, ready chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
+	// Shown afresh and from the top, so the picture has no half-filled
+	// form and the sticky header sits at the top.
+	b.do("show "+name,
+		chromedp.Navigate(b.base+"#/"),
+		chromedp.Navigate(b.base+hash),
+		ready,
+		chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
 	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	b.must("screenshot", err)
 	writePNG(b.t, dir, name+".png", png)
