@@ -109,6 +109,22 @@ func (s *Service) GetPlan(id string) (Plan, error) {
 	return p, nil
 }
 
+// ListPlans returns all plans ordered by id.
+func (s *Service) ListPlans() ([]Plan, error) {
+	var out []Plan
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketPlans).ForEach(func(k, v []byte) error {
+			var p Plan
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("decode plan %s: %w", k, err)
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	return out, err
+}
+
 // CreateCustomer stores a customer and, in the same transaction, queues the
 // Stripe customer and its subscription.
 func (s *Service) CreateCustomer(ctx context.Context, c Customer) (Customer, error) {

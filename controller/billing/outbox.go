@@ -12,6 +12,8 @@ import (
 
 	"github.com/stripe/stripe-go/v85"
 	"go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/redact"
 )
 
 // Kind is what an outbox record asks Stripe to do.
@@ -290,7 +292,10 @@ func (s *Service) deliver(ctx context.Context, r Record) (State, error) {
 			}
 		} else {
 			rec.Attempts++
-			rec.LastError = err.Error()
+			// Stripe (or a mock) may quote the request's key back in
+			// an error; the record is shown to admins and kept, so it
+			// never holds one.
+			rec.LastError = redact.Text(err.Error())
 			if retryable(err) && rec.Attempts < s.cfg.MaxAttempts {
 				rec.NextAttempt = now.Add(s.cfg.RetryBase << (rec.Attempts - 1))
 			} else {
@@ -305,11 +310,11 @@ func (s *Service) deliver(ctx context.Context, r Record) (State, error) {
 	}
 	switch {
 	case state == StateDead:
-		s.log.Error("billing record moved to dead letter", "id", r.ID, "kind", r.Kind, "customer", r.Customer, "err", err)
+		s.log.Error("billing record moved to dead letter", "id", r.ID, "kind", r.Kind, "customer", r.Customer, "err", redact.Text(err.Error()))
 		s.audit(ctx, AuditEvent{Kind: "outbox.dead", Customer: r.Customer, Rig: r.Rig,
-			Detail: fmt.Sprintf("record %d %s: %v", r.ID, r.Kind, err)})
+			Detail: fmt.Sprintf("record %d %s: %s", r.ID, r.Kind, redact.Text(err.Error()))})
 	case err != nil:
-		s.log.Warn("billing record will be retried", "id", r.ID, "kind", r.Kind, "err", err)
+		s.log.Warn("billing record will be retried", "id", r.ID, "kind", r.Kind, "err", redact.Text(err.Error()))
 	case state == StateDone:
 		s.log.Debug("billing record delivered", "id", r.ID, "kind", r.Kind)
 		s.audit(ctx, AuditEvent{Kind: "outbox.sent", Customer: r.Customer, Rig: r.Rig,

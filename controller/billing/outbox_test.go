@@ -262,3 +262,32 @@ func TestRelayRunsUntilCanceled(t *testing.T) {
 		t.Errorf("relay left %d records", len(recs))
 	}
 }
+
+// Stripe-mock, like a misconfigured proxy might, quotes a refused key
+// back in its error; the dead letter shown to admins and its audit entry
+// hold no key.
+func TestOutboxErrorsNeverHoldTheKey(t *testing.T) {
+	const key = "sk_live_quotedback123"
+	audit := &auditLog{}
+	s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{
+		Stripe: NewStripeClient(key, mockURL(t), testHTTPClient(t, 5*time.Second)),
+		Now:    testsupport.NewClock(t10).Now, RetryBase: time.Second, Audit: audit, MaxAttempts: 1})
+	mustCustomer(t, s, "alice")
+	if _, err := s.RelayOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dead, _ := s.DeadLetter()
+	if len(dead) != 1 || dead[0].LastError == "" {
+		t.Fatalf("dead letters %+v, want the refused customer", dead)
+	}
+	if strings.Contains(dead[0].LastError, "quotedback") {
+		t.Errorf("stored error holds the key: %s", dead[0].LastError)
+	}
+	audit.mu.Lock()
+	defer audit.mu.Unlock()
+	for _, e := range audit.events {
+		if strings.Contains(e.Detail, "quotedback") {
+			t.Errorf("audit event holds the key: %+v", e)
+		}
+	}
+}

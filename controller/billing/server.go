@@ -17,6 +17,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
+	"github.com/quarryfleet/quarry/pkg/redact"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -119,6 +120,7 @@ var BillingRoles = map[string]string{
 	quarryv1.BillingService_ListOutbox_FullMethodName:     auth.RoleAdmin,
 	quarryv1.BillingService_ListDeadLetter_FullMethodName: auth.RoleAdmin,
 	quarryv1.BillingService_RetryOutbox_FullMethodName:    auth.RoleAdmin,
+	quarryv1.BillingService_ListPlans_FullMethodName:      auth.RoleAdmin,
 }
 
 // BillingAudit is the audit action of each BillingService method: every
@@ -134,6 +136,7 @@ var BillingAudit = map[string]string{
 	quarryv1.BillingService_ListOutbox_FullMethodName:     "billing.list-outbox",
 	quarryv1.BillingService_ListDeadLetter_FullMethodName: "billing.list-dead-letter",
 	quarryv1.BillingService_RetryOutbox_FullMethodName:    "billing.retry",
+	quarryv1.BillingService_ListPlans_FullMethodName:      "billing.list-plans",
 }
 
 // Runtime is billing as the controller runs it: the service (nil while
@@ -348,6 +351,22 @@ func (s *BillingServer) CreatePlan(ctx context.Context, req *quarryv1.CreatePlan
 		return nil, billingErr(err)
 	}
 	return &quarryv1.CreatePlanResponse{Plan: planPB(bp)}, nil
+}
+
+// ListPlans lists every plan by id.
+func (s *BillingServer) ListPlans(_ context.Context, _ *quarryv1.ListPlansRequest) (*quarryv1.ListPlansResponse, error) {
+	if err := s.enabled(); err != nil {
+		return nil, err
+	}
+	ps, err := s.svc.ListPlans()
+	if err != nil {
+		return nil, billingErr(err)
+	}
+	resp := &quarryv1.ListPlansResponse{}
+	for _, p := range ps {
+		resp.Plans = append(resp.Plans, planPB(p))
+	}
+	return resp, nil
 }
 
 func (s *BillingServer) CreateCustomer(ctx context.Context, req *quarryv1.CreateCustomerRequest) (resp *quarryv1.CreateCustomerResponse, err error) {
@@ -612,7 +631,7 @@ func recordsPB(recs []Record) []*quarryv1.OutboxRecord {
 	for _, r := range recs {
 		out = append(out, &quarryv1.OutboxRecord{Id: r.ID, Kind: string(r.Kind), State: string(r.State), Customer: r.Customer,
 			Rig: r.Rig, IdempotencyKey: r.IdempotencyKey(), Quantity: r.Quantity, ValueWh: r.ValueWh, Identifier: r.Identifier,
-			Attempts: int32(r.Attempts), LastError: r.LastError, CreatedUnixNano: unixNano(r.CreatedAt),
+			Attempts: int32(r.Attempts), LastError: redact.Text(r.LastError), CreatedUnixNano: unixNano(r.CreatedAt),
 			NextAttemptUnixNano: unixNano(r.NextAttempt), DoneUnixNano: unixNano(r.DoneAt), Result: r.Result})
 	}
 	return out

@@ -524,7 +524,7 @@ func optU(p *uint32, f string) string {
 
 func (a *App) tokenCmd() *cobra.Command {
 	tok := &cobra.Command{Use: "token", Short: "Join tokens for enrolling rigs; admin-API tokens"}
-	tok.AddCommand(a.tokenCreateCmd(), a.tokenAdminCmd(), a.tokenListCmd(), a.tokenRevokeCmd())
+	tok.AddCommand(a.tokenCreateCmd(), a.tokenAdminCmd(), a.tokenListCmd(), a.tokenRevokeCmd(), a.tokenJoinsCmd(), a.tokenRevokeJoinCmd())
 	return tok
 }
 
@@ -623,6 +623,45 @@ func (a *App) tokenRevokeCmd() *cobra.Command {
 	}
 }
 
+func (a *App) tokenJoinsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "joins",
+		Short: "List join tokens: id, rig name, uses left, expiry, creator; never the token (admin only)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.ListTokens, &quarryv1.ListTokensRequest{})
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			return a.renderTable(resp, []string{"ID", "RIG NAME", "USES LEFT", "EXPIRES", "BY"}, func(t *table) {
+				for _, tk := range resp.Tokens {
+					exp := stamp(tk.ExpiresUnixNano, "never")
+					if tk.ExpiresUnixNano != 0 && time.Unix(0, tk.ExpiresUnixNano).Before(now) {
+						exp += " (expired)"
+					}
+					t.row(tk.Id, dash(tk.RigName), fmt.Sprint(tk.UsesLeft), exp, dash(tk.CreatedBy))
+				}
+			})
+		},
+	}
+}
+
+func (a *App) tokenRevokeJoinCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke-join ID",
+		Short: "Revoke a join token by id (from 'token joins'); enrolments with it are refused from then on (admin only)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := fetch(a, cmd.Context(), quarryv1.NewFleetServiceClient, quarryv1.FleetServiceClient.RevokeToken, &quarryv1.RevokeTokenRequest{Id: args[0]}); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.Out, "revoked join token %s\n", args[0])
+			return nil
+		},
+	}
+}
+
 // stamp prints a unix-nanosecond time, or none when it is zero.
 func stamp(ns int64, none string) string {
 	if ns == 0 {
@@ -632,9 +671,9 @@ func stamp(ns int64, none string) string {
 }
 
 func (a *App) auditCmd() *cobra.Command {
-	var since time.Duration
+	var since, until time.Duration
 	var limit uint32
-	var pageToken string
+	var pageToken, who, action, target string
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Show the audit log: who did what, when, and the result",
@@ -643,9 +682,12 @@ func (a *App) auditCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.call(cmd.Context(), func(ctx context.Context, c quarryv1.FleetServiceClient) error {
-				req := &quarryv1.ListAuditRequest{PageToken: pageToken}
+				req := &quarryv1.ListAuditRequest{PageToken: pageToken, Who: who, Action: action, Target: target}
 				if since > 0 {
 					req.SinceUnixNano = time.Now().Add(-since).UnixNano()
+				}
+				if until > 0 {
+					req.UntilUnixNano = time.Now().Add(-until).UnixNano()
 				}
 				// Pages come newest first; gather until --limit, then
 				// print oldest first.
@@ -682,6 +724,10 @@ func (a *App) auditCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&since, "since", 0, "only entries newer than this (e.g. 24h)")
 	cmd.Flags().Uint32Var(&limit, "limit", 200, "most entries to show (the newest)")
 	cmd.Flags().StringVar(&pageToken, "page-token", "", "continue with entries older than a previous answer's")
+	cmd.Flags().DurationVar(&until, "until", 0, "only entries older than this (e.g. 1h)")
+	cmd.Flags().StringVar(&who, "who", "", "only entries whose caller contains this text")
+	cmd.Flags().StringVar(&action, "action", "", "only entries whose action contains this text (e.g. \"token\")")
+	cmd.Flags().StringVar(&target, "target", "", "only entries whose target contains this text")
 	return cmd
 }
 

@@ -23,6 +23,13 @@ import (
 // or skips the test when the binary is missing.
 func startStripeMock(t *testing.T) string {
 	t.Helper()
+	return startStripeMockAt(t, freePort(t))
+}
+
+// startStripeMockAt runs bin/stripe-mock on addr, so a controller can be
+// configured with its URL before it runs.
+func startStripeMockAt(t *testing.T, addr string) string {
+	t.Helper()
 	bin := os.Getenv("QUARRY_STRIPE_MOCK")
 	if bin == "" {
 		wd, _ := os.Getwd()
@@ -31,7 +38,6 @@ func startStripeMock(t *testing.T) string {
 	if _, err := os.Stat(bin); err != nil {
 		testsupport.Missing(t, "stripe-mock at "+bin, "set QUARRY_STRIPE_MOCK or run make tools")
 	}
-	addr := freePort(t)
 	cmd := exec.Command(bin, "-http-addr", addr)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start stripe-mock: %v", err)

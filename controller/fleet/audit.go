@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -113,8 +114,42 @@ func (f *Fleet) AuditLog(since time.Time, limit int) ([]*quarryv1.AuditEntry, er
 // and older than pageToken (all entries when it is empty), oldest first,
 // and the token for the next older page, empty when there is none.
 func (f *Fleet) AuditPage(since time.Time, limit int, pageToken string) ([]*quarryv1.AuditEntry, string, error) {
+	return f.AuditQuery(AuditFilter{Since: since}, limit, pageToken)
+}
+
+// AuditFilter narrows the audit log. Zero fields match everything; text
+// fields match a case-insensitive substring.
+type AuditFilter struct {
+	Since, Until        time.Time
+	Who, Action, Target string
+}
+
+func (q AuditFilter) match(e *quarryv1.AuditEntry) bool {
+	has := func(field, want string) bool {
+		return want == "" || strings.Contains(strings.ToLower(field), strings.ToLower(want))
+	}
+	return has(e.Who, q.Who) && has(e.Action, q.Action) && has(e.Target, q.Target)
+}
+
+// maxAuditFilter caps a text filter; longer ones cannot match a stored
+// field anyway, since fields are cut to maxAuditField.
+const maxAuditFilter = maxAuditField
+
+// AuditQuery is AuditPage with filters: up to limit of the newest matching
+// entries older than pageToken, oldest first, and the token for the next
+// older page, empty when no older entry matches. The log is bounded by
+// its retention limits, so a scan past non-matching entries is too.
+func (f *Fleet) AuditQuery(q AuditFilter, limit int, pageToken string) ([]*quarryv1.AuditEntry, string, error) {
 	if limit <= 0 || limit > MaxAuditPage {
 		limit = MaxAuditPage
+	}
+	for _, s := range []string{q.Who, q.Action, q.Target} {
+		if len(s) > maxAuditFilter {
+			return nil, "", fmt.Errorf("audit filter longer than %d bytes: %w", maxAuditFilter, ErrBadAuditFilter)
+		}
+	}
+	if !q.Until.IsZero() && q.Until.Before(q.Since) {
+		return nil, "", fmt.Errorf("audit filter ends (%s) before it starts (%s): %w", q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339), ErrBadAuditFilter)
 	}
 	var before []byte
 	if pageToken != "" {
@@ -124,7 +159,15 @@ func (f *Fleet) AuditPage(since time.Time, limit int, pageToken string) ([]*quar
 		}
 		before = b
 	}
-	start := store.U64(uint64(max(since.UnixNano(), 0)))
+	// Keys start with the entry's time, so "until" is one more bound
+	// from above: entries before the first key past it.
+	if !q.Until.IsZero() && q.Until.UnixNano() >= 0 {
+		limitKey := append(store.U64(uint64(q.Until.UnixNano())+1), make([]byte, 8)...)
+		if before == nil || bytes.Compare(limitKey, before) < 0 {
+			before = limitKey
+		}
+	}
+	start := store.U64(uint64(max(q.Since.UnixNano(), 0)))
 	var out []*quarryv1.AuditEntry
 	next := ""
 	err := f.db.View(func(tx *bolt.Tx) error {
@@ -143,13 +186,16 @@ func (f *Fleet) AuditPage(since time.Time, limit int, pageToken string) ([]*quar
 		}
 		var last []byte
 		for ; k != nil && bytes.Compare(k, start) >= 0; k, v = c.Prev() {
-			if len(out) == limit {
-				next = hex.EncodeToString(last)
-				break
-			}
 			e := &quarryv1.AuditEntry{}
 			if err := proto.Unmarshal(v, e); err != nil {
 				return err
+			}
+			if !q.match(e) {
+				continue
+			}
+			if len(out) == limit {
+				next = hex.EncodeToString(last)
+				break
 			}
 			out = append(out, e)
 			last = append(last[:0], k...)

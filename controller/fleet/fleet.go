@@ -48,6 +48,7 @@ var (
 	ErrUnknownCommand = errors.New("unknown command")
 	ErrClosed         = errors.New("fleet is shutting down")
 	ErrBadPageToken   = errors.New("bad page token")
+	ErrBadAuditFilter = errors.New("bad audit filter")
 	ErrBadLabel       = errors.New("bad label")
 )
 

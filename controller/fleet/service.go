@@ -33,6 +33,8 @@ var FleetRoles = map[string]string{
 	quarryv1.FleetService_CreateAdminToken_FullMethodName: RoleAdmin,
 	quarryv1.FleetService_ListAdminTokens_FullMethodName:  RoleAdmin,
 	quarryv1.FleetService_RevokeAdminToken_FullMethodName: RoleAdmin,
+	quarryv1.FleetService_ListTokens_FullMethodName:       RoleAdmin,
+	quarryv1.FleetService_RevokeToken_FullMethodName:      RoleAdmin,
 }
 
 // FleetAudit is the audit action of each FleetService method that changes
@@ -46,6 +48,8 @@ var FleetAudit = map[string]string{
 	quarryv1.FleetService_CreateAdminToken_FullMethodName: "admin token create",
 	quarryv1.FleetService_ListAdminTokens_FullMethodName:  "admin token list",
 	quarryv1.FleetService_RevokeAdminToken_FullMethodName: "admin token revoke",
+	quarryv1.FleetService_ListTokens_FullMethodName:       "token list",
+	quarryv1.FleetService_RevokeToken_FullMethodName:      "token revoke",
 }
 
 // FleetServer implements FleetService.
@@ -66,7 +70,7 @@ func fleetErr(err error) error {
 		return nil
 	case errors.Is(err, ErrUnknownRig), errors.Is(err, ErrUnknownCommand):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrBadPageToken), errors.Is(err, ErrBadLabel):
+	case errors.Is(err, ErrBadPageToken), errors.Is(err, ErrBadLabel), errors.Is(err, ErrBadAuditFilter):
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
@@ -203,7 +207,11 @@ func (s *FleetServer) RevokeRig(ctx context.Context, req *quarryv1.RevokeRigRequ
 
 // ListAudit answers one page, newest entries first across pages.
 func (s *FleetServer) ListAudit(_ context.Context, req *quarryv1.ListAuditRequest) (*quarryv1.ListAuditResponse, error) {
-	es, next, err := s.Fleet.AuditPage(time.Unix(0, req.SinceUnixNano), int(req.Limit), req.PageToken)
+	q := AuditFilter{Since: time.Unix(0, req.SinceUnixNano), Who: req.Who, Action: req.Action, Target: req.Target}
+	if req.UntilUnixNano != 0 {
+		q.Until = time.Unix(0, req.UntilUnixNano)
+	}
+	es, next, err := s.Fleet.AuditQuery(q, int(req.Limit), req.PageToken)
 	if err != nil {
 		return nil, fleetErr(err)
 	}
@@ -264,6 +272,42 @@ func (s *FleetServer) RevokeAdminToken(ctx context.Context, req *quarryv1.Revoke
 		return nil, fleetErr(err)
 	}
 	return &quarryv1.RevokeAdminTokenResponse{}, nil
+}
+
+// ListTokens lists join tokens; their secrets are not stored, so they
+// cannot be shown again after creation.
+func (s *FleetServer) ListTokens(_ context.Context, _ *quarryv1.ListTokensRequest) (*quarryv1.ListTokensResponse, error) {
+	ts, err := s.Fleet.JoinTokens()
+	if err != nil {
+		return nil, fleetErr(err)
+	}
+	resp := &quarryv1.ListTokensResponse{}
+	for _, t := range ts {
+		resp.Tokens = append(resp.Tokens, &quarryv1.JoinToken{
+			Id: t.ID, RigName: t.RigName, UsesLeft: t.UsesLeft, ExpiresUnixNano: unixNano(t.Expires), CreatedBy: t.CreatedBy,
+		})
+	}
+	return resp, nil
+}
+
+// RevokeToken deletes a join token by id; enrolments with it are refused
+// from then on.
+func (s *FleetServer) RevokeToken(ctx context.Context, req *quarryv1.RevokeTokenRequest) (*quarryv1.RevokeTokenResponse, error) {
+	if req.Id == "" {
+		return nil, status.Error(codes.InvalidArgument, "token id is required")
+	}
+	if len(req.Id) > maxAuditField {
+		return nil, status.Errorf(codes.InvalidArgument, "token id longer than %d bytes", maxAuditField)
+	}
+	err := s.Fleet.RevokeToken(req.Id)
+	auth.Note(ctx).Target = req.Id
+	switch {
+	case errors.Is(err, ErrJoinTokenUnknown):
+		return nil, status.Error(codes.NotFound, err.Error())
+	case err != nil:
+		return nil, fleetErr(err)
+	}
+	return &quarryv1.RevokeTokenResponse{}, nil
 }
 
 func unixNano(t time.Time) int64 {

@@ -57,6 +57,59 @@ func (f *Fleet) CreateToken(caHash string, ttl time.Duration, uses uint32, rigNa
 	return t.String(), exp, nil
 }
 
+// JoinToken describes a join token without its secret.
+type JoinToken struct {
+	ID, RigName, CreatedBy string
+	UsesLeft               uint32
+	Expires                time.Time
+}
+
+// ErrJoinTokenUnknown is returned when revoking a join token that does
+// not exist.
+var ErrJoinTokenUnknown = errors.New("no join token with that id")
+
+// maxJoinTokenList bounds one listing; tokens are short-lived, so a
+// controller holding more than this has a leak the admin should see as
+// a truncated list rather than a huge answer.
+const maxJoinTokenList = 1000
+
+// JoinTokens lists join tokens, newest expiry first, at most
+// maxJoinTokenList of them. Records hold only the secret's hash, so
+// nothing here can be used to enroll.
+func (f *Fleet) JoinTokens() ([]JoinToken, error) {
+	var out []JoinToken
+	err := f.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketTokens)).ForEach(func(k, v []byte) error {
+			var rec tokenRecord
+			if json.Unmarshal(v, &rec) != nil {
+				return nil
+			}
+			out = append(out, JoinToken{ID: string(k), RigName: rec.RigName, CreatedBy: rec.CreatedBy, UsesLeft: rec.UsesLeft, Expires: rec.Expires})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list join tokens: %w", err)
+	}
+	slices.SortFunc(out, func(a, b JoinToken) int { return b.Expires.Compare(a.Expires) })
+	if len(out) > maxJoinTokenList {
+		out = out[:maxJoinTokenList]
+	}
+	return out, nil
+}
+
+// RevokeToken deletes a join token by id, so an enrolment with it is
+// refused as an unknown token from then on.
+func (f *Fleet) RevokeToken(id string) error {
+	return f.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketTokens))
+		if id == "" || b.Get([]byte(id)) == nil {
+			return ErrJoinTokenUnknown
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
 // TokenUsable reports whether a token would be accepted now, without using
 // it; the controller checks this before rewriting its local-agent token.
 func (f *Fleet) TokenUsable(tokenStr string) bool {

@@ -183,6 +183,18 @@ func TestBillingRoles(t *testing.T) {
 	if _, err := admin.CreatePlan(ctx, &quarryv1.CreatePlanRequest{Plan: plan}); err != nil {
 		t.Fatal(err)
 	}
+	_, err = viewer.ListPlans(ctx, &quarryv1.ListPlansRequest{})
+	wantStatus(t, err, codes.PermissionDenied, "ListPlans needs role admin")
+	if _, err := admin.CreatePlan(ctx, &quarryv1.CreatePlanRequest{Plan: &quarryv1.BillingPlan{Id: "basic", StripeRigPriceId: "price_basic"}}); err != nil {
+		t.Fatal(err)
+	}
+	plans, err := admin.ListPlans(ctx, &quarryv1.ListPlansRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plans.Plans) != 2 || plans.Plans[0].Id != "basic" || plans.Plans[1].Id != "std" || plans.Plans[1].MonthlyFeePerRigCents != 4500 || plans.Plans[1].StripeRigPriceId != "price_rig" {
+		t.Errorf("plans listed: %v", plans.Plans)
+	}
 	_, err = viewer.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Name: "Acme", Email: "ops@acme.example", Plan: "std"})
 	wantStatus(t, err, codes.PermissionDenied, "CreateCustomer needs role admin")
 	cu, err := admin.CreateCustomer(ctx, &quarryv1.CreateCustomerRequest{Name: "Acme Hosting, Inc.", Email: "ops@acme.example", Plan: "std"})

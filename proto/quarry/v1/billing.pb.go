@@ -21,6 +21,86 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListPlansRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlansRequest) Reset() {
+	*x = ListPlansRequest{}
+	mi := &file_quarry_v1_billing_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlansRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlansRequest) ProtoMessage() {}
+
+func (x *ListPlansRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_billing_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlansRequest.ProtoReflect.Descriptor instead.
+func (*ListPlansRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{0}
+}
+
+type ListPlansResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Plans         []*BillingPlan         `protobuf:"bytes,1,rep,name=plans,proto3" json:"plans,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlansResponse) Reset() {
+	*x = ListPlansResponse{}
+	mi := &file_quarry_v1_billing_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlansResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlansResponse) ProtoMessage() {}
+
+func (x *ListPlansResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_billing_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlansResponse.ProtoReflect.Descriptor instead.
+func (*ListPlansResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListPlansResponse) GetPlans() []*BillingPlan {
+	if x != nil {
+		return x.Plans
+	}
+	return nil
+}
+
 // BillingPlan prices a hosting contract in integer units.
 type BillingPlan struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -40,7 +120,7 @@ type BillingPlan struct {
 
 func (x *BillingPlan) Reset() {
 	*x = BillingPlan{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[0]
+	mi := &file_quarry_v1_billing_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +132,7 @@ func (x *BillingPlan) String() string {
 func (*BillingPlan) ProtoMessage() {}
 
 func (x *BillingPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[0]
+	mi := &file_quarry_v1_billing_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +145,7 @@ func (x *BillingPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BillingPlan.ProtoReflect.Descriptor instead.
 func (*BillingPlan) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{0}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *BillingPlan) GetId() string {
@@ -131,7 +211,7 @@ type BillingCustomer struct {
 
 func (x *BillingCustomer) Reset() {
 	*x = BillingCustomer{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[1]
+	mi := &file_quarry_v1_billing_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -143,7 +223,7 @@ func (x *BillingCustomer) String() string {
 func (*BillingCustomer) ProtoMessage() {}
 
 func (x *BillingCustomer) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[1]
+	mi := &file_quarry_v1_billing_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -156,7 +236,7 @@ func (x *BillingCustomer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BillingCustomer.ProtoReflect.Descriptor instead.
 func (*BillingCustomer) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{1}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BillingCustomer) GetId() string {
@@ -245,7 +325,7 @@ type CreatePlanRequest struct {
 
 func (x *CreatePlanRequest) Reset() {
 	*x = CreatePlanRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[2]
+	mi := &file_quarry_v1_billing_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +337,7 @@ func (x *CreatePlanRequest) String() string {
 func (*CreatePlanRequest) ProtoMessage() {}
 
 func (x *CreatePlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[2]
+	mi := &file_quarry_v1_billing_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +350,7 @@ func (x *CreatePlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePlanRequest.ProtoReflect.Descriptor instead.
 func (*CreatePlanRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{2}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreatePlanRequest) GetPlan() *BillingPlan {
@@ -289,7 +369,7 @@ type CreatePlanResponse struct {
 
 func (x *CreatePlanResponse) Reset() {
 	*x = CreatePlanResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[3]
+	mi := &file_quarry_v1_billing_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +381,7 @@ func (x *CreatePlanResponse) String() string {
 func (*CreatePlanResponse) ProtoMessage() {}
 
 func (x *CreatePlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[3]
+	mi := &file_quarry_v1_billing_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +394,7 @@ func (x *CreatePlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePlanResponse.ProtoReflect.Descriptor instead.
 func (*CreatePlanResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{3}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreatePlanResponse) GetPlan() *BillingPlan {
@@ -337,7 +417,7 @@ type CreateCustomerRequest struct {
 
 func (x *CreateCustomerRequest) Reset() {
 	*x = CreateCustomerRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[4]
+	mi := &file_quarry_v1_billing_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +429,7 @@ func (x *CreateCustomerRequest) String() string {
 func (*CreateCustomerRequest) ProtoMessage() {}
 
 func (x *CreateCustomerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[4]
+	mi := &file_quarry_v1_billing_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +442,7 @@ func (x *CreateCustomerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCustomerRequest.ProtoReflect.Descriptor instead.
 func (*CreateCustomerRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{4}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateCustomerRequest) GetId() string {
@@ -402,7 +482,7 @@ type CreateCustomerResponse struct {
 
 func (x *CreateCustomerResponse) Reset() {
 	*x = CreateCustomerResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[5]
+	mi := &file_quarry_v1_billing_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +494,7 @@ func (x *CreateCustomerResponse) String() string {
 func (*CreateCustomerResponse) ProtoMessage() {}
 
 func (x *CreateCustomerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[5]
+	mi := &file_quarry_v1_billing_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +507,7 @@ func (x *CreateCustomerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCustomerResponse.ProtoReflect.Descriptor instead.
 func (*CreateCustomerResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{5}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateCustomerResponse) GetCustomer() *BillingCustomer {
@@ -445,7 +525,7 @@ type ListCustomersRequest struct {
 
 func (x *ListCustomersRequest) Reset() {
 	*x = ListCustomersRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[6]
+	mi := &file_quarry_v1_billing_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +537,7 @@ func (x *ListCustomersRequest) String() string {
 func (*ListCustomersRequest) ProtoMessage() {}
 
 func (x *ListCustomersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[6]
+	mi := &file_quarry_v1_billing_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +550,7 @@ func (x *ListCustomersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCustomersRequest.ProtoReflect.Descriptor instead.
 func (*ListCustomersRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{6}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{8}
 }
 
 type ListCustomersResponse struct {
@@ -482,7 +562,7 @@ type ListCustomersResponse struct {
 
 func (x *ListCustomersResponse) Reset() {
 	*x = ListCustomersResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[7]
+	mi := &file_quarry_v1_billing_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +574,7 @@ func (x *ListCustomersResponse) String() string {
 func (*ListCustomersResponse) ProtoMessage() {}
 
 func (x *ListCustomersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[7]
+	mi := &file_quarry_v1_billing_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +587,7 @@ func (x *ListCustomersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCustomersResponse.ProtoReflect.Descriptor instead.
 func (*ListCustomersResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{7}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListCustomersResponse) GetCustomers() []*BillingCustomer {
@@ -526,7 +606,7 @@ type GetCustomerRequest struct {
 
 func (x *GetCustomerRequest) Reset() {
 	*x = GetCustomerRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[8]
+	mi := &file_quarry_v1_billing_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +618,7 @@ func (x *GetCustomerRequest) String() string {
 func (*GetCustomerRequest) ProtoMessage() {}
 
 func (x *GetCustomerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[8]
+	mi := &file_quarry_v1_billing_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +631,7 @@ func (x *GetCustomerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCustomerRequest.ProtoReflect.Descriptor instead.
 func (*GetCustomerRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{8}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetCustomerRequest) GetId() string {
@@ -570,7 +650,7 @@ type GetCustomerResponse struct {
 
 func (x *GetCustomerResponse) Reset() {
 	*x = GetCustomerResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[9]
+	mi := &file_quarry_v1_billing_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +662,7 @@ func (x *GetCustomerResponse) String() string {
 func (*GetCustomerResponse) ProtoMessage() {}
 
 func (x *GetCustomerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[9]
+	mi := &file_quarry_v1_billing_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +675,7 @@ func (x *GetCustomerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCustomerResponse.ProtoReflect.Descriptor instead.
 func (*GetCustomerResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{9}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCustomerResponse) GetCustomer() *BillingCustomer {
@@ -617,7 +697,7 @@ type AssignRigsRequest struct {
 
 func (x *AssignRigsRequest) Reset() {
 	*x = AssignRigsRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[10]
+	mi := &file_quarry_v1_billing_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +709,7 @@ func (x *AssignRigsRequest) String() string {
 func (*AssignRigsRequest) ProtoMessage() {}
 
 func (x *AssignRigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[10]
+	mi := &file_quarry_v1_billing_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +722,7 @@ func (x *AssignRigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignRigsRequest.ProtoReflect.Descriptor instead.
 func (*AssignRigsRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{10}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AssignRigsRequest) GetCustomer() string {
@@ -671,7 +751,7 @@ type AssignRigsResponse struct {
 
 func (x *AssignRigsResponse) Reset() {
 	*x = AssignRigsResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[11]
+	mi := &file_quarry_v1_billing_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +763,7 @@ func (x *AssignRigsResponse) String() string {
 func (*AssignRigsResponse) ProtoMessage() {}
 
 func (x *AssignRigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[11]
+	mi := &file_quarry_v1_billing_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +776,7 @@ func (x *AssignRigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignRigsResponse.ProtoReflect.Descriptor instead.
 func (*AssignRigsResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{11}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AssignRigsResponse) GetRigIds() []string {
@@ -723,7 +803,7 @@ type BillingStatusRequest struct {
 
 func (x *BillingStatusRequest) Reset() {
 	*x = BillingStatusRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[12]
+	mi := &file_quarry_v1_billing_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +815,7 @@ func (x *BillingStatusRequest) String() string {
 func (*BillingStatusRequest) ProtoMessage() {}
 
 func (x *BillingStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[12]
+	mi := &file_quarry_v1_billing_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +828,7 @@ func (x *BillingStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BillingStatusRequest.ProtoReflect.Descriptor instead.
 func (*BillingStatusRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{12}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BillingStatusRequest) GetCustomer() string {
@@ -778,7 +858,7 @@ type CustomerBillingStatus struct {
 
 func (x *CustomerBillingStatus) Reset() {
 	*x = CustomerBillingStatus{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[13]
+	mi := &file_quarry_v1_billing_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +870,7 @@ func (x *CustomerBillingStatus) String() string {
 func (*CustomerBillingStatus) ProtoMessage() {}
 
 func (x *CustomerBillingStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[13]
+	mi := &file_quarry_v1_billing_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +883,7 @@ func (x *CustomerBillingStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CustomerBillingStatus.ProtoReflect.Descriptor instead.
 func (*CustomerBillingStatus) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{13}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CustomerBillingStatus) GetCustomer() *BillingCustomer {
@@ -887,7 +967,7 @@ type MeterStats struct {
 
 func (x *MeterStats) Reset() {
 	*x = MeterStats{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[14]
+	mi := &file_quarry_v1_billing_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +979,7 @@ func (x *MeterStats) String() string {
 func (*MeterStats) ProtoMessage() {}
 
 func (x *MeterStats) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[14]
+	mi := &file_quarry_v1_billing_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +992,7 @@ func (x *MeterStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeterStats.ProtoReflect.Descriptor instead.
 func (*MeterStats) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{14}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MeterStats) GetBackwards() int64 {
@@ -960,7 +1040,7 @@ type BillingStatusResponse struct {
 
 func (x *BillingStatusResponse) Reset() {
 	*x = BillingStatusResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[15]
+	mi := &file_quarry_v1_billing_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1052,7 @@ func (x *BillingStatusResponse) String() string {
 func (*BillingStatusResponse) ProtoMessage() {}
 
 func (x *BillingStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[15]
+	mi := &file_quarry_v1_billing_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1065,7 @@ func (x *BillingStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BillingStatusResponse.ProtoReflect.Descriptor instead.
 func (*BillingStatusResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{15}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BillingStatusResponse) GetCustomers() []*CustomerBillingStatus {
@@ -1017,7 +1097,7 @@ type UsageRequest struct {
 
 func (x *UsageRequest) Reset() {
 	*x = UsageRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[16]
+	mi := &file_quarry_v1_billing_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1109,7 @@ func (x *UsageRequest) String() string {
 func (*UsageRequest) ProtoMessage() {}
 
 func (x *UsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[16]
+	mi := &file_quarry_v1_billing_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1122,7 @@ func (x *UsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRequest.ProtoReflect.Descriptor instead.
 func (*UsageRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{16}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UsageRequest) GetCustomer() string {
@@ -1097,7 +1177,7 @@ type HourUsage struct {
 
 func (x *HourUsage) Reset() {
 	*x = HourUsage{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[17]
+	mi := &file_quarry_v1_billing_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1189,7 @@ func (x *HourUsage) String() string {
 func (*HourUsage) ProtoMessage() {}
 
 func (x *HourUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[17]
+	mi := &file_quarry_v1_billing_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1202,7 @@ func (x *HourUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HourUsage.ProtoReflect.Descriptor instead.
 func (*HourUsage) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{17}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HourUsage) GetRig() string {
@@ -1200,7 +1280,7 @@ type EnergyGap struct {
 
 func (x *EnergyGap) Reset() {
 	*x = EnergyGap{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[18]
+	mi := &file_quarry_v1_billing_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1292,7 @@ func (x *EnergyGap) String() string {
 func (*EnergyGap) ProtoMessage() {}
 
 func (x *EnergyGap) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[18]
+	mi := &file_quarry_v1_billing_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1305,7 @@ func (x *EnergyGap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnergyGap.ProtoReflect.Descriptor instead.
 func (*EnergyGap) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{18}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EnergyGap) GetRig() string {
@@ -1262,7 +1342,7 @@ type UsageResponse struct {
 
 func (x *UsageResponse) Reset() {
 	*x = UsageResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[19]
+	mi := &file_quarry_v1_billing_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1354,7 @@ func (x *UsageResponse) String() string {
 func (*UsageResponse) ProtoMessage() {}
 
 func (x *UsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[19]
+	mi := &file_quarry_v1_billing_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1367,7 @@ func (x *UsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageResponse.ProtoReflect.Descriptor instead.
 func (*UsageResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{19}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UsageResponse) GetHours() []*HourUsage {
@@ -1343,7 +1423,7 @@ type OutboxRecord struct {
 
 func (x *OutboxRecord) Reset() {
 	*x = OutboxRecord{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[20]
+	mi := &file_quarry_v1_billing_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1435,7 @@ func (x *OutboxRecord) String() string {
 func (*OutboxRecord) ProtoMessage() {}
 
 func (x *OutboxRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[20]
+	mi := &file_quarry_v1_billing_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1448,7 @@ func (x *OutboxRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxRecord.ProtoReflect.Descriptor instead.
 func (*OutboxRecord) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{20}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OutboxRecord) GetId() uint64 {
@@ -1486,7 +1566,7 @@ type ListOutboxRequest struct {
 
 func (x *ListOutboxRequest) Reset() {
 	*x = ListOutboxRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[21]
+	mi := &file_quarry_v1_billing_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1578,7 @@ func (x *ListOutboxRequest) String() string {
 func (*ListOutboxRequest) ProtoMessage() {}
 
 func (x *ListOutboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[21]
+	mi := &file_quarry_v1_billing_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1591,7 @@ func (x *ListOutboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOutboxRequest.ProtoReflect.Descriptor instead.
 func (*ListOutboxRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{21}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListOutboxRequest) GetAll() bool {
@@ -1530,7 +1610,7 @@ type ListOutboxResponse struct {
 
 func (x *ListOutboxResponse) Reset() {
 	*x = ListOutboxResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[22]
+	mi := &file_quarry_v1_billing_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1622,7 @@ func (x *ListOutboxResponse) String() string {
 func (*ListOutboxResponse) ProtoMessage() {}
 
 func (x *ListOutboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[22]
+	mi := &file_quarry_v1_billing_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1635,7 @@ func (x *ListOutboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOutboxResponse.ProtoReflect.Descriptor instead.
 func (*ListOutboxResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{22}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListOutboxResponse) GetRecords() []*OutboxRecord {
@@ -1573,7 +1653,7 @@ type ListDeadLetterRequest struct {
 
 func (x *ListDeadLetterRequest) Reset() {
 	*x = ListDeadLetterRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[23]
+	mi := &file_quarry_v1_billing_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1665,7 @@ func (x *ListDeadLetterRequest) String() string {
 func (*ListDeadLetterRequest) ProtoMessage() {}
 
 func (x *ListDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[23]
+	mi := &file_quarry_v1_billing_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1678,7 @@ func (x *ListDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{23}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{25}
 }
 
 type ListDeadLetterResponse struct {
@@ -1610,7 +1690,7 @@ type ListDeadLetterResponse struct {
 
 func (x *ListDeadLetterResponse) Reset() {
 	*x = ListDeadLetterResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[24]
+	mi := &file_quarry_v1_billing_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1702,7 @@ func (x *ListDeadLetterResponse) String() string {
 func (*ListDeadLetterResponse) ProtoMessage() {}
 
 func (x *ListDeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[24]
+	mi := &file_quarry_v1_billing_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1715,7 @@ func (x *ListDeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{24}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDeadLetterResponse) GetRecords() []*OutboxRecord {
@@ -1654,7 +1734,7 @@ type RetryOutboxRequest struct {
 
 func (x *RetryOutboxRequest) Reset() {
 	*x = RetryOutboxRequest{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[25]
+	mi := &file_quarry_v1_billing_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1746,7 @@ func (x *RetryOutboxRequest) String() string {
 func (*RetryOutboxRequest) ProtoMessage() {}
 
 func (x *RetryOutboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[25]
+	mi := &file_quarry_v1_billing_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1759,7 @@ func (x *RetryOutboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOutboxRequest.ProtoReflect.Descriptor instead.
 func (*RetryOutboxRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{25}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RetryOutboxRequest) GetId() uint64 {
@@ -1697,7 +1777,7 @@ type RetryOutboxResponse struct {
 
 func (x *RetryOutboxResponse) Reset() {
 	*x = RetryOutboxResponse{}
-	mi := &file_quarry_v1_billing_proto_msgTypes[26]
+	mi := &file_quarry_v1_billing_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1789,7 @@ func (x *RetryOutboxResponse) String() string {
 func (*RetryOutboxResponse) ProtoMessage() {}
 
 func (x *RetryOutboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_billing_proto_msgTypes[26]
+	mi := &file_quarry_v1_billing_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,14 +1802,17 @@ func (x *RetryOutboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOutboxResponse.ProtoReflect.Descriptor instead.
 func (*RetryOutboxResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{26}
+	return file_quarry_v1_billing_proto_rawDescGZIP(), []int{28}
 }
 
 var File_quarry_v1_billing_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_billing_proto_rawDesc = "" +
 	"\n" +
-	"\x17quarry/v1/billing.proto\x12\tquarry.v1\"\x8a\x02\n" +
+	"\x17quarry/v1/billing.proto\x12\tquarry.v1\"\x12\n" +
+	"\x10ListPlansRequest\"A\n" +
+	"\x11ListPlansResponse\x12,\n" +
+	"\x05plans\x18\x01 \x03(\v2\x16.quarry.v1.BillingPlanR\x05plans\"\x8a\x02\n" +
 	"\vBillingPlan\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x128\n" +
@@ -1850,7 +1933,7 @@ const file_quarry_v1_billing_proto_rawDesc = "" +
 	"\arecords\x18\x01 \x03(\v2\x17.quarry.v1.OutboxRecordR\arecords\"$\n" +
 	"\x12RetryOutboxRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\"\x15\n" +
-	"\x13RetryOutboxResponse2\x9f\x06\n" +
+	"\x13RetryOutboxResponse2\xe7\x06\n" +
 	"\x0eBillingService\x12I\n" +
 	"\n" +
 	"CreatePlan\x12\x1c.quarry.v1.CreatePlanRequest\x1a\x1d.quarry.v1.CreatePlanResponse\x12U\n" +
@@ -1864,7 +1947,8 @@ const file_quarry_v1_billing_proto_rawDesc = "" +
 	"\n" +
 	"ListOutbox\x12\x1c.quarry.v1.ListOutboxRequest\x1a\x1d.quarry.v1.ListOutboxResponse\x12U\n" +
 	"\x0eListDeadLetter\x12 .quarry.v1.ListDeadLetterRequest\x1a!.quarry.v1.ListDeadLetterResponse\x12L\n" +
-	"\vRetryOutbox\x12\x1d.quarry.v1.RetryOutboxRequest\x1a\x1e.quarry.v1.RetryOutboxResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
+	"\vRetryOutbox\x12\x1d.quarry.v1.RetryOutboxRequest\x1a\x1e.quarry.v1.RetryOutboxResponse\x12F\n" +
+	"\tListPlans\x12\x1b.quarry.v1.ListPlansRequest\x1a\x1c.quarry.v1.ListPlansResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
 
 var (
 	file_quarry_v1_billing_proto_rawDescOnce sync.Once
@@ -1878,76 +1962,81 @@ func file_quarry_v1_billing_proto_rawDescGZIP() []byte {
 	return file_quarry_v1_billing_proto_rawDescData
 }
 
-var file_quarry_v1_billing_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_quarry_v1_billing_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_quarry_v1_billing_proto_goTypes = []any{
-	(*BillingPlan)(nil),            // 0: quarry.v1.BillingPlan
-	(*BillingCustomer)(nil),        // 1: quarry.v1.BillingCustomer
-	(*CreatePlanRequest)(nil),      // 2: quarry.v1.CreatePlanRequest
-	(*CreatePlanResponse)(nil),     // 3: quarry.v1.CreatePlanResponse
-	(*CreateCustomerRequest)(nil),  // 4: quarry.v1.CreateCustomerRequest
-	(*CreateCustomerResponse)(nil), // 5: quarry.v1.CreateCustomerResponse
-	(*ListCustomersRequest)(nil),   // 6: quarry.v1.ListCustomersRequest
-	(*ListCustomersResponse)(nil),  // 7: quarry.v1.ListCustomersResponse
-	(*GetCustomerRequest)(nil),     // 8: quarry.v1.GetCustomerRequest
-	(*GetCustomerResponse)(nil),    // 9: quarry.v1.GetCustomerResponse
-	(*AssignRigsRequest)(nil),      // 10: quarry.v1.AssignRigsRequest
-	(*AssignRigsResponse)(nil),     // 11: quarry.v1.AssignRigsResponse
-	(*BillingStatusRequest)(nil),   // 12: quarry.v1.BillingStatusRequest
-	(*CustomerBillingStatus)(nil),  // 13: quarry.v1.CustomerBillingStatus
-	(*MeterStats)(nil),             // 14: quarry.v1.MeterStats
-	(*BillingStatusResponse)(nil),  // 15: quarry.v1.BillingStatusResponse
-	(*UsageRequest)(nil),           // 16: quarry.v1.UsageRequest
-	(*HourUsage)(nil),              // 17: quarry.v1.HourUsage
-	(*EnergyGap)(nil),              // 18: quarry.v1.EnergyGap
-	(*UsageResponse)(nil),          // 19: quarry.v1.UsageResponse
-	(*OutboxRecord)(nil),           // 20: quarry.v1.OutboxRecord
-	(*ListOutboxRequest)(nil),      // 21: quarry.v1.ListOutboxRequest
-	(*ListOutboxResponse)(nil),     // 22: quarry.v1.ListOutboxResponse
-	(*ListDeadLetterRequest)(nil),  // 23: quarry.v1.ListDeadLetterRequest
-	(*ListDeadLetterResponse)(nil), // 24: quarry.v1.ListDeadLetterResponse
-	(*RetryOutboxRequest)(nil),     // 25: quarry.v1.RetryOutboxRequest
-	(*RetryOutboxResponse)(nil),    // 26: quarry.v1.RetryOutboxResponse
+	(*ListPlansRequest)(nil),       // 0: quarry.v1.ListPlansRequest
+	(*ListPlansResponse)(nil),      // 1: quarry.v1.ListPlansResponse
+	(*BillingPlan)(nil),            // 2: quarry.v1.BillingPlan
+	(*BillingCustomer)(nil),        // 3: quarry.v1.BillingCustomer
+	(*CreatePlanRequest)(nil),      // 4: quarry.v1.CreatePlanRequest
+	(*CreatePlanResponse)(nil),     // 5: quarry.v1.CreatePlanResponse
+	(*CreateCustomerRequest)(nil),  // 6: quarry.v1.CreateCustomerRequest
+	(*CreateCustomerResponse)(nil), // 7: quarry.v1.CreateCustomerResponse
+	(*ListCustomersRequest)(nil),   // 8: quarry.v1.ListCustomersRequest
+	(*ListCustomersResponse)(nil),  // 9: quarry.v1.ListCustomersResponse
+	(*GetCustomerRequest)(nil),     // 10: quarry.v1.GetCustomerRequest
+	(*GetCustomerResponse)(nil),    // 11: quarry.v1.GetCustomerResponse
+	(*AssignRigsRequest)(nil),      // 12: quarry.v1.AssignRigsRequest
+	(*AssignRigsResponse)(nil),     // 13: quarry.v1.AssignRigsResponse
+	(*BillingStatusRequest)(nil),   // 14: quarry.v1.BillingStatusRequest
+	(*CustomerBillingStatus)(nil),  // 15: quarry.v1.CustomerBillingStatus
+	(*MeterStats)(nil),             // 16: quarry.v1.MeterStats
+	(*BillingStatusResponse)(nil),  // 17: quarry.v1.BillingStatusResponse
+	(*UsageRequest)(nil),           // 18: quarry.v1.UsageRequest
+	(*HourUsage)(nil),              // 19: quarry.v1.HourUsage
+	(*EnergyGap)(nil),              // 20: quarry.v1.EnergyGap
+	(*UsageResponse)(nil),          // 21: quarry.v1.UsageResponse
+	(*OutboxRecord)(nil),           // 22: quarry.v1.OutboxRecord
+	(*ListOutboxRequest)(nil),      // 23: quarry.v1.ListOutboxRequest
+	(*ListOutboxResponse)(nil),     // 24: quarry.v1.ListOutboxResponse
+	(*ListDeadLetterRequest)(nil),  // 25: quarry.v1.ListDeadLetterRequest
+	(*ListDeadLetterResponse)(nil), // 26: quarry.v1.ListDeadLetterResponse
+	(*RetryOutboxRequest)(nil),     // 27: quarry.v1.RetryOutboxRequest
+	(*RetryOutboxResponse)(nil),    // 28: quarry.v1.RetryOutboxResponse
 }
 var file_quarry_v1_billing_proto_depIdxs = []int32{
-	0,  // 0: quarry.v1.CreatePlanRequest.plan:type_name -> quarry.v1.BillingPlan
-	0,  // 1: quarry.v1.CreatePlanResponse.plan:type_name -> quarry.v1.BillingPlan
-	1,  // 2: quarry.v1.CreateCustomerResponse.customer:type_name -> quarry.v1.BillingCustomer
-	1,  // 3: quarry.v1.ListCustomersResponse.customers:type_name -> quarry.v1.BillingCustomer
-	1,  // 4: quarry.v1.GetCustomerResponse.customer:type_name -> quarry.v1.BillingCustomer
-	1,  // 5: quarry.v1.AssignRigsResponse.customer:type_name -> quarry.v1.BillingCustomer
-	1,  // 6: quarry.v1.CustomerBillingStatus.customer:type_name -> quarry.v1.BillingCustomer
-	0,  // 7: quarry.v1.CustomerBillingStatus.plan:type_name -> quarry.v1.BillingPlan
-	13, // 8: quarry.v1.BillingStatusResponse.customers:type_name -> quarry.v1.CustomerBillingStatus
-	14, // 9: quarry.v1.BillingStatusResponse.meter:type_name -> quarry.v1.MeterStats
-	17, // 10: quarry.v1.UsageResponse.hours:type_name -> quarry.v1.HourUsage
-	18, // 11: quarry.v1.UsageResponse.gaps:type_name -> quarry.v1.EnergyGap
-	20, // 12: quarry.v1.ListOutboxResponse.records:type_name -> quarry.v1.OutboxRecord
-	20, // 13: quarry.v1.ListDeadLetterResponse.records:type_name -> quarry.v1.OutboxRecord
-	2,  // 14: quarry.v1.BillingService.CreatePlan:input_type -> quarry.v1.CreatePlanRequest
-	4,  // 15: quarry.v1.BillingService.CreateCustomer:input_type -> quarry.v1.CreateCustomerRequest
-	6,  // 16: quarry.v1.BillingService.ListCustomers:input_type -> quarry.v1.ListCustomersRequest
-	8,  // 17: quarry.v1.BillingService.GetCustomer:input_type -> quarry.v1.GetCustomerRequest
-	10, // 18: quarry.v1.BillingService.AssignRigs:input_type -> quarry.v1.AssignRigsRequest
-	12, // 19: quarry.v1.BillingService.BillingStatus:input_type -> quarry.v1.BillingStatusRequest
-	16, // 20: quarry.v1.BillingService.Usage:input_type -> quarry.v1.UsageRequest
-	21, // 21: quarry.v1.BillingService.ListOutbox:input_type -> quarry.v1.ListOutboxRequest
-	23, // 22: quarry.v1.BillingService.ListDeadLetter:input_type -> quarry.v1.ListDeadLetterRequest
-	25, // 23: quarry.v1.BillingService.RetryOutbox:input_type -> quarry.v1.RetryOutboxRequest
-	3,  // 24: quarry.v1.BillingService.CreatePlan:output_type -> quarry.v1.CreatePlanResponse
-	5,  // 25: quarry.v1.BillingService.CreateCustomer:output_type -> quarry.v1.CreateCustomerResponse
-	7,  // 26: quarry.v1.BillingService.ListCustomers:output_type -> quarry.v1.ListCustomersResponse
-	9,  // 27: quarry.v1.BillingService.GetCustomer:output_type -> quarry.v1.GetCustomerResponse
-	11, // 28: quarry.v1.BillingService.AssignRigs:output_type -> quarry.v1.AssignRigsResponse
-	15, // 29: quarry.v1.BillingService.BillingStatus:output_type -> quarry.v1.BillingStatusResponse
-	19, // 30: quarry.v1.BillingService.Usage:output_type -> quarry.v1.UsageResponse
-	22, // 31: quarry.v1.BillingService.ListOutbox:output_type -> quarry.v1.ListOutboxResponse
-	24, // 32: quarry.v1.BillingService.ListDeadLetter:output_type -> quarry.v1.ListDeadLetterResponse
-	26, // 33: quarry.v1.BillingService.RetryOutbox:output_type -> quarry.v1.RetryOutboxResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 0: quarry.v1.ListPlansResponse.plans:type_name -> quarry.v1.BillingPlan
+	2,  // 1: quarry.v1.CreatePlanRequest.plan:type_name -> quarry.v1.BillingPlan
+	2,  // 2: quarry.v1.CreatePlanResponse.plan:type_name -> quarry.v1.BillingPlan
+	3,  // 3: quarry.v1.CreateCustomerResponse.customer:type_name -> quarry.v1.BillingCustomer
+	3,  // 4: quarry.v1.ListCustomersResponse.customers:type_name -> quarry.v1.BillingCustomer
+	3,  // 5: quarry.v1.GetCustomerResponse.customer:type_name -> quarry.v1.BillingCustomer
+	3,  // 6: quarry.v1.AssignRigsResponse.customer:type_name -> quarry.v1.BillingCustomer
+	3,  // 7: quarry.v1.CustomerBillingStatus.customer:type_name -> quarry.v1.BillingCustomer
+	2,  // 8: quarry.v1.CustomerBillingStatus.plan:type_name -> quarry.v1.BillingPlan
+	15, // 9: quarry.v1.BillingStatusResponse.customers:type_name -> quarry.v1.CustomerBillingStatus
+	16, // 10: quarry.v1.BillingStatusResponse.meter:type_name -> quarry.v1.MeterStats
+	19, // 11: quarry.v1.UsageResponse.hours:type_name -> quarry.v1.HourUsage
+	20, // 12: quarry.v1.UsageResponse.gaps:type_name -> quarry.v1.EnergyGap
+	22, // 13: quarry.v1.ListOutboxResponse.records:type_name -> quarry.v1.OutboxRecord
+	22, // 14: quarry.v1.ListDeadLetterResponse.records:type_name -> quarry.v1.OutboxRecord
+	4,  // 15: quarry.v1.BillingService.CreatePlan:input_type -> quarry.v1.CreatePlanRequest
+	6,  // 16: quarry.v1.BillingService.CreateCustomer:input_type -> quarry.v1.CreateCustomerRequest
+	8,  // 17: quarry.v1.BillingService.ListCustomers:input_type -> quarry.v1.ListCustomersRequest
+	10, // 18: quarry.v1.BillingService.GetCustomer:input_type -> quarry.v1.GetCustomerRequest
+	12, // 19: quarry.v1.BillingService.AssignRigs:input_type -> quarry.v1.AssignRigsRequest
+	14, // 20: quarry.v1.BillingService.BillingStatus:input_type -> quarry.v1.BillingStatusRequest
+	18, // 21: quarry.v1.BillingService.Usage:input_type -> quarry.v1.UsageRequest
+	23, // 22: quarry.v1.BillingService.ListOutbox:input_type -> quarry.v1.ListOutboxRequest
+	25, // 23: quarry.v1.BillingService.ListDeadLetter:input_type -> quarry.v1.ListDeadLetterRequest
+	27, // 24: quarry.v1.BillingService.RetryOutbox:input_type -> quarry.v1.RetryOutboxRequest
+	0,  // 25: quarry.v1.BillingService.ListPlans:input_type -> quarry.v1.ListPlansRequest
+	5,  // 26: quarry.v1.BillingService.CreatePlan:output_type -> quarry.v1.CreatePlanResponse
+	7,  // 27: quarry.v1.BillingService.CreateCustomer:output_type -> quarry.v1.CreateCustomerResponse
+	9,  // 28: quarry.v1.BillingService.ListCustomers:output_type -> quarry.v1.ListCustomersResponse
+	11, // 29: quarry.v1.BillingService.GetCustomer:output_type -> quarry.v1.GetCustomerResponse
+	13, // 30: quarry.v1.BillingService.AssignRigs:output_type -> quarry.v1.AssignRigsResponse
+	17, // 31: quarry.v1.BillingService.BillingStatus:output_type -> quarry.v1.BillingStatusResponse
+	21, // 32: quarry.v1.BillingService.Usage:output_type -> quarry.v1.UsageResponse
+	24, // 33: quarry.v1.BillingService.ListOutbox:output_type -> quarry.v1.ListOutboxResponse
+	26, // 34: quarry.v1.BillingService.ListDeadLetter:output_type -> quarry.v1.ListDeadLetterResponse
+	28, // 35: quarry.v1.BillingService.RetryOutbox:output_type -> quarry.v1.RetryOutboxResponse
+	1,  // 36: quarry.v1.BillingService.ListPlans:output_type -> quarry.v1.ListPlansResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_billing_proto_init() }
@@ -1961,7 +2050,7 @@ func file_quarry_v1_billing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_quarry_v1_billing_proto_rawDesc), len(file_quarry_v1_billing_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	BillingService_ListOutbox_FullMethodName     = "/quarry.v1.BillingService/ListOutbox"
 	BillingService_ListDeadLetter_FullMethodName = "/quarry.v1.BillingService/ListDeadLetter"
 	BillingService_RetryOutbox_FullMethodName    = "/quarry.v1.BillingService/RetryOutbox"
+	BillingService_ListPlans_FullMethodName      = "/quarry.v1.BillingService/ListPlans"
 )
 
 // BillingServiceClient is the client API for BillingService service.
@@ -51,6 +52,8 @@ type BillingServiceClient interface {
 	ListOutbox(ctx context.Context, in *ListOutboxRequest, opts ...grpc.CallOption) (*ListOutboxResponse, error)
 	ListDeadLetter(ctx context.Context, in *ListDeadLetterRequest, opts ...grpc.CallOption) (*ListDeadLetterResponse, error)
 	RetryOutbox(ctx context.Context, in *RetryOutboxRequest, opts ...grpc.CallOption) (*RetryOutboxResponse, error)
+	// ListPlans lists the plans by id (admin).
+	ListPlans(ctx context.Context, in *ListPlansRequest, opts ...grpc.CallOption) (*ListPlansResponse, error)
 }
 
 type billingServiceClient struct {
@@ -161,6 +164,16 @@ func (c *billingServiceClient) RetryOutbox(ctx context.Context, in *RetryOutboxR
 	return out, nil
 }
 
+func (c *billingServiceClient) ListPlans(ctx context.Context, in *ListPlansRequest, opts ...grpc.CallOption) (*ListPlansResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPlansResponse)
+	err := c.cc.Invoke(ctx, BillingService_ListPlans_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BillingServiceServer is the server API for BillingService service.
 // All implementations must embed UnimplementedBillingServiceServer
 // for forward compatibility.
@@ -181,6 +194,8 @@ type BillingServiceServer interface {
 	ListOutbox(context.Context, *ListOutboxRequest) (*ListOutboxResponse, error)
 	ListDeadLetter(context.Context, *ListDeadLetterRequest) (*ListDeadLetterResponse, error)
 	RetryOutbox(context.Context, *RetryOutboxRequest) (*RetryOutboxResponse, error)
+	// ListPlans lists the plans by id (admin).
+	ListPlans(context.Context, *ListPlansRequest) (*ListPlansResponse, error)
 	mustEmbedUnimplementedBillingServiceServer()
 }
 
@@ -220,6 +235,9 @@ func (UnimplementedBillingServiceServer) ListDeadLetter(context.Context, *ListDe
 }
 func (UnimplementedBillingServiceServer) RetryOutbox(context.Context, *RetryOutboxRequest) (*RetryOutboxResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetryOutbox not implemented")
+}
+func (UnimplementedBillingServiceServer) ListPlans(context.Context, *ListPlansRequest) (*ListPlansResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPlans not implemented")
 }
 func (UnimplementedBillingServiceServer) mustEmbedUnimplementedBillingServiceServer() {}
 func (UnimplementedBillingServiceServer) testEmbeddedByValue()                        {}
@@ -422,6 +440,24 @@ func _BillingService_RetryOutbox_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BillingService_ListPlans_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPlansRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BillingServiceServer).ListPlans(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BillingService_ListPlans_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BillingServiceServer).ListPlans(ctx, req.(*ListPlansRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BillingService_ServiceDesc is the grpc.ServiceDesc for BillingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -468,6 +504,10 @@ var BillingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetryOutbox",
 			Handler:    _BillingService_RetryOutbox_Handler,
+		},
+		{
+			MethodName: "ListPlans",
+			Handler:    _BillingService_ListPlans_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -21,6 +21,243 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// JoinToken describes a join token without its secret.
+type JoinToken struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the public part before the secret; what revoke takes
+	RigName         string                 `protobuf:"bytes,2,opt,name=rig_name,json=rigName,proto3" json:"rig_name,omitempty"`
+	UsesLeft        uint32                 `protobuf:"varint,3,opt,name=uses_left,json=usesLeft,proto3" json:"uses_left,omitempty"`
+	ExpiresUnixNano int64                  `protobuf:"varint,4,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	CreatedBy       string                 `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *JoinToken) Reset() {
+	*x = JoinToken{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinToken) ProtoMessage() {}
+
+func (x *JoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
+func (*JoinToken) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *JoinToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinToken) GetRigName() string {
+	if x != nil {
+		return x.RigName
+	}
+	return ""
+}
+
+func (x *JoinToken) GetUsesLeft() uint32 {
+	if x != nil {
+		return x.UsesLeft
+	}
+	return 0
+}
+
+func (x *JoinToken) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *JoinToken) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{1}
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListTokensResponse) GetTokens() []*JoinToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RevokeTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{4}
+}
+
 type CreateAdminTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -32,7 +269,7 @@ type CreateAdminTokenRequest struct {
 
 func (x *CreateAdminTokenRequest) Reset() {
 	*x = CreateAdminTokenRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[0]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +281,7 @@ func (x *CreateAdminTokenRequest) String() string {
 func (*CreateAdminTokenRequest) ProtoMessage() {}
 
 func (x *CreateAdminTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[0]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +294,7 @@ func (x *CreateAdminTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAdminTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateAdminTokenRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{0}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateAdminTokenRequest) GetName() string {
@@ -91,7 +328,7 @@ type CreateAdminTokenResponse struct {
 
 func (x *CreateAdminTokenResponse) Reset() {
 	*x = CreateAdminTokenResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[1]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +340,7 @@ func (x *CreateAdminTokenResponse) String() string {
 func (*CreateAdminTokenResponse) ProtoMessage() {}
 
 func (x *CreateAdminTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[1]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +353,7 @@ func (x *CreateAdminTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAdminTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateAdminTokenResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{1}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateAdminTokenResponse) GetToken() string {
@@ -148,7 +385,7 @@ type AdminToken struct {
 
 func (x *AdminToken) Reset() {
 	*x = AdminToken{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +397,7 @@ func (x *AdminToken) String() string {
 func (*AdminToken) ProtoMessage() {}
 
 func (x *AdminToken) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[2]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +410,7 @@ func (x *AdminToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminToken.ProtoReflect.Descriptor instead.
 func (*AdminToken) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{2}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AdminToken) GetName() string {
@@ -226,7 +463,7 @@ type ListAdminTokensRequest struct {
 
 func (x *ListAdminTokensRequest) Reset() {
 	*x = ListAdminTokensRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +475,7 @@ func (x *ListAdminTokensRequest) String() string {
 func (*ListAdminTokensRequest) ProtoMessage() {}
 
 func (x *ListAdminTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[3]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +488,7 @@ func (x *ListAdminTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAdminTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListAdminTokensRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{3}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 type ListAdminTokensResponse struct {
@@ -263,7 +500,7 @@ type ListAdminTokensResponse struct {
 
 func (x *ListAdminTokensResponse) Reset() {
 	*x = ListAdminTokensResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +512,7 @@ func (x *ListAdminTokensResponse) String() string {
 func (*ListAdminTokensResponse) ProtoMessage() {}
 
 func (x *ListAdminTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[4]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +525,7 @@ func (x *ListAdminTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAdminTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListAdminTokensResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{4}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAdminTokensResponse) GetTokens() []*AdminToken {
@@ -307,7 +544,7 @@ type RevokeAdminTokenRequest struct {
 
 func (x *RevokeAdminTokenRequest) Reset() {
 	*x = RevokeAdminTokenRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +556,7 @@ func (x *RevokeAdminTokenRequest) String() string {
 func (*RevokeAdminTokenRequest) ProtoMessage() {}
 
 func (x *RevokeAdminTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[5]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +569,7 @@ func (x *RevokeAdminTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAdminTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAdminTokenRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{5}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RevokeAdminTokenRequest) GetName() string {
@@ -350,7 +587,7 @@ type RevokeAdminTokenResponse struct {
 
 func (x *RevokeAdminTokenResponse) Reset() {
 	*x = RevokeAdminTokenResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +599,7 @@ func (x *RevokeAdminTokenResponse) String() string {
 func (*RevokeAdminTokenResponse) ProtoMessage() {}
 
 func (x *RevokeAdminTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[6]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +612,7 @@ func (x *RevokeAdminTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAdminTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAdminTokenResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{6}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 type GetVersionRequest struct {
@@ -386,7 +623,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +635,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[7]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +648,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 type GetVersionResponse struct {
@@ -423,7 +660,7 @@ type GetVersionResponse struct {
 
 func (x *GetVersionResponse) Reset() {
 	*x = GetVersionResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +672,7 @@ func (x *GetVersionResponse) String() string {
 func (*GetVersionResponse) ProtoMessage() {}
 
 func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[8]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +685,7 @@ func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetVersionResponse) GetVersion() string {
@@ -489,7 +726,7 @@ type Rig struct {
 
 func (x *Rig) Reset() {
 	*x = Rig{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +738,7 @@ func (x *Rig) String() string {
 func (*Rig) ProtoMessage() {}
 
 func (x *Rig) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[9]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +751,7 @@ func (x *Rig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rig.ProtoReflect.Descriptor instead.
 func (*Rig) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Rig) GetId() string {
@@ -655,7 +892,7 @@ type ListRigsRequest struct {
 
 func (x *ListRigsRequest) Reset() {
 	*x = ListRigsRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +904,7 @@ func (x *ListRigsRequest) String() string {
 func (*ListRigsRequest) ProtoMessage() {}
 
 func (x *ListRigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[10]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +917,7 @@ func (x *ListRigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRigsRequest.ProtoReflect.Descriptor instead.
 func (*ListRigsRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{10}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRigsRequest) GetPageSize() uint32 {
@@ -707,7 +944,7 @@ type ListRigsResponse struct {
 
 func (x *ListRigsResponse) Reset() {
 	*x = ListRigsResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +956,7 @@ func (x *ListRigsResponse) String() string {
 func (*ListRigsResponse) ProtoMessage() {}
 
 func (x *ListRigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[11]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +969,7 @@ func (x *ListRigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRigsResponse.ProtoReflect.Descriptor instead.
 func (*ListRigsResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{11}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListRigsResponse) GetRigs() []*Rig {
@@ -760,7 +997,7 @@ type SetRigLabelsRequest struct {
 
 func (x *SetRigLabelsRequest) Reset() {
 	*x = SetRigLabelsRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1009,7 @@ func (x *SetRigLabelsRequest) String() string {
 func (*SetRigLabelsRequest) ProtoMessage() {}
 
 func (x *SetRigLabelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[12]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1022,7 @@ func (x *SetRigLabelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRigLabelsRequest.ProtoReflect.Descriptor instead.
 func (*SetRigLabelsRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetRigLabelsRequest) GetRig() string {
@@ -818,7 +1055,7 @@ type SetRigLabelsResponse struct {
 
 func (x *SetRigLabelsResponse) Reset() {
 	*x = SetRigLabelsResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1067,7 @@ func (x *SetRigLabelsResponse) String() string {
 func (*SetRigLabelsResponse) ProtoMessage() {}
 
 func (x *SetRigLabelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[13]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1080,7 @@ func (x *SetRigLabelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRigLabelsResponse.ProtoReflect.Descriptor instead.
 func (*SetRigLabelsResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetRigLabelsResponse) GetRig() *Rig {
@@ -862,7 +1099,7 @@ type GetRigRequest struct {
 
 func (x *GetRigRequest) Reset() {
 	*x = GetRigRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1111,7 @@ func (x *GetRigRequest) String() string {
 func (*GetRigRequest) ProtoMessage() {}
 
 func (x *GetRigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[14]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1124,7 @@ func (x *GetRigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRigRequest.ProtoReflect.Descriptor instead.
 func (*GetRigRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRigRequest) GetRig() string {
@@ -906,7 +1143,7 @@ type GetRigResponse struct {
 
 func (x *GetRigResponse) Reset() {
 	*x = GetRigResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1155,7 @@ func (x *GetRigResponse) String() string {
 func (*GetRigResponse) ProtoMessage() {}
 
 func (x *GetRigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[15]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1168,7 @@ func (x *GetRigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRigResponse.ProtoReflect.Descriptor instead.
 func (*GetRigResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRigResponse) GetRig() *Rig {
@@ -953,7 +1190,7 @@ type SendCommandRequest struct {
 
 func (x *SendCommandRequest) Reset() {
 	*x = SendCommandRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1202,7 @@ func (x *SendCommandRequest) String() string {
 func (*SendCommandRequest) ProtoMessage() {}
 
 func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[16]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1215,7 @@ func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandRequest.ProtoReflect.Descriptor instead.
 func (*SendCommandRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SendCommandRequest) GetRig() string {
@@ -1018,7 +1255,7 @@ type SendCommandResponse struct {
 
 func (x *SendCommandResponse) Reset() {
 	*x = SendCommandResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1267,7 @@ func (x *SendCommandResponse) String() string {
 func (*SendCommandResponse) ProtoMessage() {}
 
 func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[17]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1280,7 @@ func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandResponse.ProtoReflect.Descriptor instead.
 func (*SendCommandResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SendCommandResponse) GetCommandId() string {
@@ -1062,7 +1299,7 @@ type GetCommandRequest struct {
 
 func (x *GetCommandRequest) Reset() {
 	*x = GetCommandRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1311,7 @@ func (x *GetCommandRequest) String() string {
 func (*GetCommandRequest) ProtoMessage() {}
 
 func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[18]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1324,7 @@ func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommandRequest.ProtoReflect.Descriptor instead.
 func (*GetCommandRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetCommandRequest) GetCommandId() string {
@@ -1111,7 +1348,7 @@ type CommandRecord struct {
 
 func (x *CommandRecord) Reset() {
 	*x = CommandRecord{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1360,7 @@ func (x *CommandRecord) String() string {
 func (*CommandRecord) ProtoMessage() {}
 
 func (x *CommandRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[19]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1373,7 @@ func (x *CommandRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRecord.ProtoReflect.Descriptor instead.
 func (*CommandRecord) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CommandRecord) GetCommand() *Command {
@@ -1190,7 +1427,7 @@ type GetCommandResponse struct {
 
 func (x *GetCommandResponse) Reset() {
 	*x = GetCommandResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1439,7 @@ func (x *GetCommandResponse) String() string {
 func (*GetCommandResponse) ProtoMessage() {}
 
 func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[20]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1452,7 @@ func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommandResponse.ProtoReflect.Descriptor instead.
 func (*GetCommandResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetCommandResponse) GetRecord() *CommandRecord {
@@ -1236,7 +1473,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1485,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[21]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1498,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateTokenRequest) GetTtlSeconds() int64 {
@@ -1295,7 +1532,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1544,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[22]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1557,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -1346,7 +1583,7 @@ type RevokeRigRequest struct {
 
 func (x *RevokeRigRequest) Reset() {
 	*x = RevokeRigRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1595,7 @@ func (x *RevokeRigRequest) String() string {
 func (*RevokeRigRequest) ProtoMessage() {}
 
 func (x *RevokeRigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[23]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1608,7 @@ func (x *RevokeRigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRigRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRigRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{23}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RevokeRigRequest) GetRig() string {
@@ -1389,7 +1626,7 @@ type RevokeRigResponse struct {
 
 func (x *RevokeRigResponse) Reset() {
 	*x = RevokeRigResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1638,7 @@ func (x *RevokeRigResponse) String() string {
 func (*RevokeRigResponse) ProtoMessage() {}
 
 func (x *RevokeRigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[24]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1651,7 @@ func (x *RevokeRigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRigResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRigResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{24}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{29}
 }
 
 // ListAudit answers the newest entries first in pages: each page holds up
@@ -1425,13 +1662,19 @@ type ListAuditRequest struct {
 	SinceUnixNano int64                  `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Filters; an entry is listed when it matches all that are set. Text
+	// filters match a case-insensitive substring of the field.
+	UntilUnixNano int64  `protobuf:"varint,4,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"` // 0: up to now
+	Who           string `protobuf:"bytes,5,opt,name=who,proto3" json:"who,omitempty"`
+	Action        string `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
+	Target        string `protobuf:"bytes,7,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1686,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[25]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1699,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{25}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -1480,6 +1723,34 @@ func (x *ListAuditRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListAuditRequest) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
 type AuditEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TimeUnixNano  int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
@@ -1495,7 +1766,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1778,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[26]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1791,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{26}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditEntry) GetTimeUnixNano() int64 {
@@ -1582,7 +1853,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1865,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[27]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1878,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{27}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1632,7 +1903,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[28]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1915,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[28]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1928,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{28}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{33}
 }
 
 type WhoAmIResponse struct {
@@ -1670,7 +1941,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_quarry_v1_fleet_proto_msgTypes[29]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1953,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quarry_v1_fleet_proto_msgTypes[29]
+	mi := &file_quarry_v1_fleet_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1966,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{29}
+	return file_quarry_v1_fleet_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WhoAmIResponse) GetWho() string {
@@ -1716,7 +1987,20 @@ var File_quarry_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x15quarry/v1/fleet.proto\x12\tquarry.v1\x1a\x19quarry/v1/catalogue.proto\x1a\x15quarry/v1/types.proto\"b\n" +
+	"\x15quarry/v1/fleet.proto\x12\tquarry.v1\x1a\x19quarry/v1/catalogue.proto\x1a\x15quarry/v1/types.proto\"\x9e\x01\n" +
+	"\tJoinToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\brig_name\x18\x02 \x01(\tR\arigName\x12\x1b\n" +
+	"\tuses_left\x18\x03 \x01(\rR\busesLeft\x12*\n" +
+	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x05 \x01(\tR\tcreatedBy\"\x13\n" +
+	"\x11ListTokensRequest\"B\n" +
+	"\x12ListTokensResponse\x12,\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x14.quarry.v1.JoinTokenR\x06tokens\"$\n" +
+	"\x12RevokeTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x15\n" +
+	"\x13RevokeTokenResponse\"b\n" +
 	"\x17CreateAdminTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -1820,12 +2104,16 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\x11expires_unix_nano\x18\x02 \x01(\x03R\x0fexpiresUnixNano\"$\n" +
 	"\x10RevokeRigRequest\x12\x10\n" +
 	"\x03rig\x18\x01 \x01(\tR\x03rig\"\x13\n" +
-	"\x11RevokeRigResponse\"o\n" +
+	"\x11RevokeRigResponse\"\xd9\x01\n" +
 	"\x10ListAuditRequest\x12&\n" +
 	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xb8\x01\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12&\n" +
+	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\x12\x10\n" +
+	"\x03who\x18\x05 \x01(\tR\x03who\x12\x16\n" +
+	"\x06action\x18\x06 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\a \x01(\tR\x06target\"\xb8\x01\n" +
 	"\n" +
 	"AuditEntry\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
@@ -1841,7 +2129,7 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\rWhoAmIRequest\"6\n" +
 	"\x0eWhoAmIResponse\x12\x10\n" +
 	"\x03who\x18\x01 \x01(\tR\x03who\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role2\xf8\a\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role2\x91\t\n" +
 	"\fFleetService\x12I\n" +
 	"\n" +
 	"GetVersion\x12\x1c.quarry.v1.GetVersionRequest\x1a\x1d.quarry.v1.GetVersionResponse\x12C\n" +
@@ -1857,7 +2145,10 @@ const file_quarry_v1_fleet_proto_rawDesc = "" +
 	"\x10CreateAdminToken\x12\".quarry.v1.CreateAdminTokenRequest\x1a#.quarry.v1.CreateAdminTokenResponse\x12X\n" +
 	"\x0fListAdminTokens\x12!.quarry.v1.ListAdminTokensRequest\x1a\".quarry.v1.ListAdminTokensResponse\x12[\n" +
 	"\x10RevokeAdminToken\x12\".quarry.v1.RevokeAdminTokenRequest\x1a#.quarry.v1.RevokeAdminTokenResponse\x12O\n" +
-	"\fSetRigLabels\x12\x1e.quarry.v1.SetRigLabelsRequest\x1a\x1f.quarry.v1.SetRigLabelsResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
+	"\fSetRigLabels\x12\x1e.quarry.v1.SetRigLabelsRequest\x1a\x1f.quarry.v1.SetRigLabelsResponse\x12I\n" +
+	"\n" +
+	"ListTokens\x12\x1c.quarry.v1.ListTokensRequest\x1a\x1d.quarry.v1.ListTokensResponse\x12L\n" +
+	"\vRevokeToken\x12\x1d.quarry.v1.RevokeTokenRequest\x1a\x1e.quarry.v1.RevokeTokenResponseB8Z6github.com/quarryfleet/quarry/proto/quarry/v1;quarryv1b\x06proto3"
 
 var (
 	file_quarry_v1_fleet_proto_rawDescOnce sync.Once
@@ -1871,99 +2162,109 @@ func file_quarry_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_quarry_v1_fleet_proto_rawDescData
 }
 
-var file_quarry_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_quarry_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_quarry_v1_fleet_proto_goTypes = []any{
-	(*CreateAdminTokenRequest)(nil),  // 0: quarry.v1.CreateAdminTokenRequest
-	(*CreateAdminTokenResponse)(nil), // 1: quarry.v1.CreateAdminTokenResponse
-	(*AdminToken)(nil),               // 2: quarry.v1.AdminToken
-	(*ListAdminTokensRequest)(nil),   // 3: quarry.v1.ListAdminTokensRequest
-	(*ListAdminTokensResponse)(nil),  // 4: quarry.v1.ListAdminTokensResponse
-	(*RevokeAdminTokenRequest)(nil),  // 5: quarry.v1.RevokeAdminTokenRequest
-	(*RevokeAdminTokenResponse)(nil), // 6: quarry.v1.RevokeAdminTokenResponse
-	(*GetVersionRequest)(nil),        // 7: quarry.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),       // 8: quarry.v1.GetVersionResponse
-	(*Rig)(nil),                      // 9: quarry.v1.Rig
-	(*ListRigsRequest)(nil),          // 10: quarry.v1.ListRigsRequest
-	(*ListRigsResponse)(nil),         // 11: quarry.v1.ListRigsResponse
-	(*SetRigLabelsRequest)(nil),      // 12: quarry.v1.SetRigLabelsRequest
-	(*SetRigLabelsResponse)(nil),     // 13: quarry.v1.SetRigLabelsResponse
-	(*GetRigRequest)(nil),            // 14: quarry.v1.GetRigRequest
-	(*GetRigResponse)(nil),           // 15: quarry.v1.GetRigResponse
-	(*SendCommandRequest)(nil),       // 16: quarry.v1.SendCommandRequest
-	(*SendCommandResponse)(nil),      // 17: quarry.v1.SendCommandResponse
-	(*GetCommandRequest)(nil),        // 18: quarry.v1.GetCommandRequest
-	(*CommandRecord)(nil),            // 19: quarry.v1.CommandRecord
-	(*GetCommandResponse)(nil),       // 20: quarry.v1.GetCommandResponse
-	(*CreateTokenRequest)(nil),       // 21: quarry.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 22: quarry.v1.CreateTokenResponse
-	(*RevokeRigRequest)(nil),         // 23: quarry.v1.RevokeRigRequest
-	(*RevokeRigResponse)(nil),        // 24: quarry.v1.RevokeRigResponse
-	(*ListAuditRequest)(nil),         // 25: quarry.v1.ListAuditRequest
-	(*AuditEntry)(nil),               // 26: quarry.v1.AuditEntry
-	(*ListAuditResponse)(nil),        // 27: quarry.v1.ListAuditResponse
-	(*WhoAmIRequest)(nil),            // 28: quarry.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),           // 29: quarry.v1.WhoAmIResponse
-	nil,                              // 30: quarry.v1.Rig.TagsEntry
-	nil,                              // 31: quarry.v1.Rig.LabelsEntry
-	nil,                              // 32: quarry.v1.SetRigLabelsRequest.SetEntry
-	(*HostStats)(nil),                // 33: quarry.v1.HostStats
-	(*GPUStats)(nil),                 // 34: quarry.v1.GPUStats
-	(*MinerStats)(nil),               // 35: quarry.v1.MinerStats
-	(*Event)(nil),                    // 36: quarry.v1.Event
-	(*InstalledMiner)(nil),           // 37: quarry.v1.InstalledMiner
-	(CommandKind)(0),                 // 38: quarry.v1.CommandKind
-	(*Command)(nil),                  // 39: quarry.v1.Command
-	(CommandStatus)(0),               // 40: quarry.v1.CommandStatus
+	(*JoinToken)(nil),                // 0: quarry.v1.JoinToken
+	(*ListTokensRequest)(nil),        // 1: quarry.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 2: quarry.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 3: quarry.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 4: quarry.v1.RevokeTokenResponse
+	(*CreateAdminTokenRequest)(nil),  // 5: quarry.v1.CreateAdminTokenRequest
+	(*CreateAdminTokenResponse)(nil), // 6: quarry.v1.CreateAdminTokenResponse
+	(*AdminToken)(nil),               // 7: quarry.v1.AdminToken
+	(*ListAdminTokensRequest)(nil),   // 8: quarry.v1.ListAdminTokensRequest
+	(*ListAdminTokensResponse)(nil),  // 9: quarry.v1.ListAdminTokensResponse
+	(*RevokeAdminTokenRequest)(nil),  // 10: quarry.v1.RevokeAdminTokenRequest
+	(*RevokeAdminTokenResponse)(nil), // 11: quarry.v1.RevokeAdminTokenResponse
+	(*GetVersionRequest)(nil),        // 12: quarry.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),       // 13: quarry.v1.GetVersionResponse
+	(*Rig)(nil),                      // 14: quarry.v1.Rig
+	(*ListRigsRequest)(nil),          // 15: quarry.v1.ListRigsRequest
+	(*ListRigsResponse)(nil),         // 16: quarry.v1.ListRigsResponse
+	(*SetRigLabelsRequest)(nil),      // 17: quarry.v1.SetRigLabelsRequest
+	(*SetRigLabelsResponse)(nil),     // 18: quarry.v1.SetRigLabelsResponse
+	(*GetRigRequest)(nil),            // 19: quarry.v1.GetRigRequest
+	(*GetRigResponse)(nil),           // 20: quarry.v1.GetRigResponse
+	(*SendCommandRequest)(nil),       // 21: quarry.v1.SendCommandRequest
+	(*SendCommandResponse)(nil),      // 22: quarry.v1.SendCommandResponse
+	(*GetCommandRequest)(nil),        // 23: quarry.v1.GetCommandRequest
+	(*CommandRecord)(nil),            // 24: quarry.v1.CommandRecord
+	(*GetCommandResponse)(nil),       // 25: quarry.v1.GetCommandResponse
+	(*CreateTokenRequest)(nil),       // 26: quarry.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 27: quarry.v1.CreateTokenResponse
+	(*RevokeRigRequest)(nil),         // 28: quarry.v1.RevokeRigRequest
+	(*RevokeRigResponse)(nil),        // 29: quarry.v1.RevokeRigResponse
+	(*ListAuditRequest)(nil),         // 30: quarry.v1.ListAuditRequest
+	(*AuditEntry)(nil),               // 31: quarry.v1.AuditEntry
+	(*ListAuditResponse)(nil),        // 32: quarry.v1.ListAuditResponse
+	(*WhoAmIRequest)(nil),            // 33: quarry.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 34: quarry.v1.WhoAmIResponse
+	nil,                              // 35: quarry.v1.Rig.TagsEntry
+	nil,                              // 36: quarry.v1.Rig.LabelsEntry
+	nil,                              // 37: quarry.v1.SetRigLabelsRequest.SetEntry
+	(*HostStats)(nil),                // 38: quarry.v1.HostStats
+	(*GPUStats)(nil),                 // 39: quarry.v1.GPUStats
+	(*MinerStats)(nil),               // 40: quarry.v1.MinerStats
+	(*Event)(nil),                    // 41: quarry.v1.Event
+	(*InstalledMiner)(nil),           // 42: quarry.v1.InstalledMiner
+	(CommandKind)(0),                 // 43: quarry.v1.CommandKind
+	(*Command)(nil),                  // 44: quarry.v1.Command
+	(CommandStatus)(0),               // 45: quarry.v1.CommandStatus
 }
 var file_quarry_v1_fleet_proto_depIdxs = []int32{
-	2,  // 0: quarry.v1.ListAdminTokensResponse.tokens:type_name -> quarry.v1.AdminToken
-	33, // 1: quarry.v1.Rig.host:type_name -> quarry.v1.HostStats
-	34, // 2: quarry.v1.Rig.gpus:type_name -> quarry.v1.GPUStats
-	35, // 3: quarry.v1.Rig.miners:type_name -> quarry.v1.MinerStats
-	30, // 4: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
-	36, // 5: quarry.v1.Rig.events:type_name -> quarry.v1.Event
-	31, // 6: quarry.v1.Rig.labels:type_name -> quarry.v1.Rig.LabelsEntry
-	37, // 7: quarry.v1.Rig.installed_miners:type_name -> quarry.v1.InstalledMiner
-	9,  // 8: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
-	32, // 9: quarry.v1.SetRigLabelsRequest.set:type_name -> quarry.v1.SetRigLabelsRequest.SetEntry
-	9,  // 10: quarry.v1.SetRigLabelsResponse.rig:type_name -> quarry.v1.Rig
-	9,  // 11: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
-	38, // 12: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
-	39, // 13: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
-	40, // 14: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
-	19, // 15: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
-	26, // 16: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
-	7,  // 17: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
-	10, // 18: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
-	14, // 19: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
-	16, // 20: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
-	18, // 21: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
-	21, // 22: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
-	23, // 23: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
-	25, // 24: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
-	28, // 25: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
-	0,  // 26: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
-	3,  // 27: quarry.v1.FleetService.ListAdminTokens:input_type -> quarry.v1.ListAdminTokensRequest
-	5,  // 28: quarry.v1.FleetService.RevokeAdminToken:input_type -> quarry.v1.RevokeAdminTokenRequest
-	12, // 29: quarry.v1.FleetService.SetRigLabels:input_type -> quarry.v1.SetRigLabelsRequest
-	8,  // 30: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
-	11, // 31: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
-	15, // 32: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
-	17, // 33: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
-	20, // 34: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
-	22, // 35: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
-	24, // 36: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
-	27, // 37: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
-	29, // 38: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
-	1,  // 39: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
-	4,  // 40: quarry.v1.FleetService.ListAdminTokens:output_type -> quarry.v1.ListAdminTokensResponse
-	6,  // 41: quarry.v1.FleetService.RevokeAdminToken:output_type -> quarry.v1.RevokeAdminTokenResponse
-	13, // 42: quarry.v1.FleetService.SetRigLabels:output_type -> quarry.v1.SetRigLabelsResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	0,  // 0: quarry.v1.ListTokensResponse.tokens:type_name -> quarry.v1.JoinToken
+	7,  // 1: quarry.v1.ListAdminTokensResponse.tokens:type_name -> quarry.v1.AdminToken
+	38, // 2: quarry.v1.Rig.host:type_name -> quarry.v1.HostStats
+	39, // 3: quarry.v1.Rig.gpus:type_name -> quarry.v1.GPUStats
+	40, // 4: quarry.v1.Rig.miners:type_name -> quarry.v1.MinerStats
+	35, // 5: quarry.v1.Rig.tags:type_name -> quarry.v1.Rig.TagsEntry
+	41, // 6: quarry.v1.Rig.events:type_name -> quarry.v1.Event
+	36, // 7: quarry.v1.Rig.labels:type_name -> quarry.v1.Rig.LabelsEntry
+	42, // 8: quarry.v1.Rig.installed_miners:type_name -> quarry.v1.InstalledMiner
+	14, // 9: quarry.v1.ListRigsResponse.rigs:type_name -> quarry.v1.Rig
+	37, // 10: quarry.v1.SetRigLabelsRequest.set:type_name -> quarry.v1.SetRigLabelsRequest.SetEntry
+	14, // 11: quarry.v1.SetRigLabelsResponse.rig:type_name -> quarry.v1.Rig
+	14, // 12: quarry.v1.GetRigResponse.rig:type_name -> quarry.v1.Rig
+	43, // 13: quarry.v1.SendCommandRequest.kind:type_name -> quarry.v1.CommandKind
+	44, // 14: quarry.v1.CommandRecord.command:type_name -> quarry.v1.Command
+	45, // 15: quarry.v1.CommandRecord.status:type_name -> quarry.v1.CommandStatus
+	24, // 16: quarry.v1.GetCommandResponse.record:type_name -> quarry.v1.CommandRecord
+	31, // 17: quarry.v1.ListAuditResponse.entries:type_name -> quarry.v1.AuditEntry
+	12, // 18: quarry.v1.FleetService.GetVersion:input_type -> quarry.v1.GetVersionRequest
+	15, // 19: quarry.v1.FleetService.ListRigs:input_type -> quarry.v1.ListRigsRequest
+	19, // 20: quarry.v1.FleetService.GetRig:input_type -> quarry.v1.GetRigRequest
+	21, // 21: quarry.v1.FleetService.SendCommand:input_type -> quarry.v1.SendCommandRequest
+	23, // 22: quarry.v1.FleetService.GetCommand:input_type -> quarry.v1.GetCommandRequest
+	26, // 23: quarry.v1.FleetService.CreateToken:input_type -> quarry.v1.CreateTokenRequest
+	28, // 24: quarry.v1.FleetService.RevokeRig:input_type -> quarry.v1.RevokeRigRequest
+	30, // 25: quarry.v1.FleetService.ListAudit:input_type -> quarry.v1.ListAuditRequest
+	33, // 26: quarry.v1.FleetService.WhoAmI:input_type -> quarry.v1.WhoAmIRequest
+	5,  // 27: quarry.v1.FleetService.CreateAdminToken:input_type -> quarry.v1.CreateAdminTokenRequest
+	8,  // 28: quarry.v1.FleetService.ListAdminTokens:input_type -> quarry.v1.ListAdminTokensRequest
+	10, // 29: quarry.v1.FleetService.RevokeAdminToken:input_type -> quarry.v1.RevokeAdminTokenRequest
+	17, // 30: quarry.v1.FleetService.SetRigLabels:input_type -> quarry.v1.SetRigLabelsRequest
+	1,  // 31: quarry.v1.FleetService.ListTokens:input_type -> quarry.v1.ListTokensRequest
+	3,  // 32: quarry.v1.FleetService.RevokeToken:input_type -> quarry.v1.RevokeTokenRequest
+	13, // 33: quarry.v1.FleetService.GetVersion:output_type -> quarry.v1.GetVersionResponse
+	16, // 34: quarry.v1.FleetService.ListRigs:output_type -> quarry.v1.ListRigsResponse
+	20, // 35: quarry.v1.FleetService.GetRig:output_type -> quarry.v1.GetRigResponse
+	22, // 36: quarry.v1.FleetService.SendCommand:output_type -> quarry.v1.SendCommandResponse
+	25, // 37: quarry.v1.FleetService.GetCommand:output_type -> quarry.v1.GetCommandResponse
+	27, // 38: quarry.v1.FleetService.CreateToken:output_type -> quarry.v1.CreateTokenResponse
+	29, // 39: quarry.v1.FleetService.RevokeRig:output_type -> quarry.v1.RevokeRigResponse
+	32, // 40: quarry.v1.FleetService.ListAudit:output_type -> quarry.v1.ListAuditResponse
+	34, // 41: quarry.v1.FleetService.WhoAmI:output_type -> quarry.v1.WhoAmIResponse
+	6,  // 42: quarry.v1.FleetService.CreateAdminToken:output_type -> quarry.v1.CreateAdminTokenResponse
+	9,  // 43: quarry.v1.FleetService.ListAdminTokens:output_type -> quarry.v1.ListAdminTokensResponse
+	11, // 44: quarry.v1.FleetService.RevokeAdminToken:output_type -> quarry.v1.RevokeAdminTokenResponse
+	18, // 45: quarry.v1.FleetService.SetRigLabels:output_type -> quarry.v1.SetRigLabelsResponse
+	2,  // 46: quarry.v1.FleetService.ListTokens:output_type -> quarry.v1.ListTokensResponse
+	4,  // 47: quarry.v1.FleetService.RevokeToken:output_type -> quarry.v1.RevokeTokenResponse
+	33, // [33:48] is the sub-list for method output_type
+	18, // [18:33] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_quarry_v1_fleet_proto_init() }
@@ -1979,7 +2280,7 @@ func file_quarry_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_quarry_v1_fleet_proto_rawDesc), len(file_quarry_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,8 @@ const (
 	FleetService_ListAdminTokens_FullMethodName  = "/quarry.v1.FleetService/ListAdminTokens"
 	FleetService_RevokeAdminToken_FullMethodName = "/quarry.v1.FleetService/RevokeAdminToken"
 	FleetService_SetRigLabels_FullMethodName     = "/quarry.v1.FleetService/SetRigLabels"
+	FleetService_ListTokens_FullMethodName       = "/quarry.v1.FleetService/ListTokens"
+	FleetService_RevokeToken_FullMethodName      = "/quarry.v1.FleetService/RevokeToken"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -58,6 +60,12 @@ type FleetServiceClient interface {
 	// SetRigLabels sets and removes a rig's controller-side labels, which
 	// selectors, the electricity site and billing use.
 	SetRigLabels(ctx context.Context, in *SetRigLabelsRequest, opts ...grpc.CallOption) (*SetRigLabelsResponse, error)
+	// ListTokens lists join tokens by id with their uses left and expiry;
+	// never their secrets.
+	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
+	// RevokeToken deletes a join token by id; an enrolment with it is
+	// refused from then on. Rigs already enrolled with it are unaffected.
+	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -198,6 +206,26 @@ func (c *fleetServiceClient) SetRigLabels(ctx context.Context, in *SetRigLabelsR
 	return out, nil
 }
 
+func (c *fleetServiceClient) ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTokensResponse)
+	err := c.cc.Invoke(ctx, FleetService_ListTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fleetServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeTokenResponse)
+	err := c.cc.Invoke(ctx, FleetService_RevokeToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -222,6 +250,12 @@ type FleetServiceServer interface {
 	// SetRigLabels sets and removes a rig's controller-side labels, which
 	// selectors, the electricity site and billing use.
 	SetRigLabels(context.Context, *SetRigLabelsRequest) (*SetRigLabelsResponse, error)
+	// ListTokens lists join tokens by id with their uses left and expiry;
+	// never their secrets.
+	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
+	// RevokeToken deletes a join token by id; an enrolment with it is
+	// refused from then on. Rigs already enrolled with it are unaffected.
+	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -270,6 +304,12 @@ func (UnimplementedFleetServiceServer) RevokeAdminToken(context.Context, *Revoke
 }
 func (UnimplementedFleetServiceServer) SetRigLabels(context.Context, *SetRigLabelsRequest) (*SetRigLabelsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetRigLabels not implemented")
+}
+func (UnimplementedFleetServiceServer) ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTokens not implemented")
+}
+func (UnimplementedFleetServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -526,6 +566,42 @@ func _FleetService_SetRigLabels_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_ListTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).ListTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_ListTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).ListTokens(ctx, req.(*ListTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FleetService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).RevokeToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_RevokeToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).RevokeToken(ctx, req.(*RevokeTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -584,6 +660,14 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetRigLabels",
 			Handler:    _FleetService_SetRigLabels_Handler,
+		},
+		{
+			MethodName: "ListTokens",
+			Handler:    _FleetService_ListTokens_Handler,
+		},
+		{
+			MethodName: "RevokeToken",
+			Handler:    _FleetService_RevokeToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
