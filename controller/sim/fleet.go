@@ -163,6 +163,10 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		f.dbs = append(f.dbs, db)
 	}
 	f.rigs = make([]*simRig, o.Rigs)
+	var reader *apiReader
+	if o.Profile.minerAPIs(o.Rigs) {
+		reader = newAPIReader()
+	}
 	var g errgroup.Group
 	g.SetLimit(16)
 	for i := range o.Rigs {
@@ -172,16 +176,18 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		db := f.dbs[int(h.Sum32())%len(f.dbs)]
 		prefix := name + "/"
 		g.Go(func() error {
-			r, err := newRig(name, i, o.Profile, db, prefix, o.Seed)
+			r, err := newRig(name, i, o.Profile, db, prefix, o.Seed, reader)
 			if err != nil {
 				return err
 			}
 			buf, err := link.OpenBufferPrefixed(db, prefix, o.BufferSize, o.Log.With("rig", name))
 			if err != nil {
+				r.Close()
 				return fmt.Errorf("rig %s buffer: %w", name, err)
 			}
 			id, err := f.identity(ctx, name)
 			if err != nil {
+				r.Close()
 				return err
 			}
 			sr := &simRig{Rig: r, id: id, buf: buf, sentAt: map[uint64]time.Time{}, ackCh: make(chan struct{}, 1), lastAck: buf.Acked()}
@@ -229,8 +235,14 @@ func (f *Fleet) Rig(name string) *Rig {
 	return nil
 }
 
-// Close closes the fleet's storage; call it after Run returns.
+// Close stops the rigs' miner APIs and closes the fleet's storage; call
+// it after Run returns.
 func (f *Fleet) Close() {
+	for _, r := range f.rigs {
+		if r != nil {
+			r.Rig.Close()
+		}
+	}
 	for _, db := range f.dbs {
 		db.Close()
 	}
@@ -326,7 +338,7 @@ func (f *Fleet) acked(r *simRig, upTo uint64) {
 func (f *Fleet) report(ctx context.Context, r *simRig) {
 	if f.opts.Saturate {
 		for ctx.Err() == nil {
-			seq := f.makeReport(r)
+			seq := f.makeReport(ctx, r)
 			for {
 				r.mu.Lock()
 				done := r.lastAck >= seq
@@ -357,14 +369,14 @@ func (f *Fleet) report(ctx context.Context, r *simRig) {
 			return
 		case <-t.C:
 		}
-		f.makeReport(r)
+		f.makeReport(ctx, r)
 		t.Reset(wait())
 	}
 }
 
-func (f *Fleet) makeReport(r *simRig) uint64 {
+func (f *Fleet) makeReport(ctx context.Context, r *simRig) uint64 {
 	now := time.Now()
-	rep := r.Report(now)
+	rep := r.Report(ctx, now)
 	rep.TimeUnixNano = now.UnixNano()
 	r.mu.Lock()
 	defer r.mu.Unlock()
