@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,6 +140,32 @@ func TestSimulatedFleet(t *testing.T) {
 			t.Errorf("%s: tags %v, %d GPUs; want the simulated tag and its cards", name, r.Tags, len(r.Gpus))
 		}
 	}
+	// Each rig read its miner through the lolMiner adapter from the
+	// recorded lolMiner reply: the capture's version, and a total that is
+	// the sum of the cards the reply lists.
+	testsupport.Poll(t, "miner readings from the simulated lolMiner APIs", 30*time.Second, func() (bool, string) {
+		var wrong []string
+		for name, r := range c.fullRigs(t) {
+			var sum float64
+			var ms *quarryv1.MinerStats
+			for _, m := range r.Miners {
+				if m.State == "running" {
+					ms = m
+				}
+			}
+			if ms == nil {
+				wrong = append(wrong, name+": not running")
+				continue
+			}
+			for _, g := range ms.Gpus {
+				sum += g.Hashrate
+			}
+			if ms.Version != "1.82" || ms.Hashrate <= 0 || math.Abs(sum-ms.Hashrate) > 1e-6*ms.Hashrate || len(ms.Gpus) != len(r.Gpus) {
+				wrong = append(wrong, fmt.Sprintf("%s: version %q, %v H/s, cards sum to %v, %d of %d cards", name, ms.Version, ms.Hashrate, sum, len(ms.Gpus), len(r.Gpus)))
+			}
+		}
+		return len(wrong) == 0, strings.Join(wrong, "; ")
+	})
 
 	// erg now pays far more than etc: the b rigs (autolykos2 cards) move
 	// to it; the a rigs cannot mine it and stay on etc.
