@@ -219,3 +219,72 @@ func TestSimulatedFleet(t *testing.T) {
 		}
 	}
 }
+
+// With -gossip every simulated rig is a real serf member, signed with its
+// certificate key and keyed from enrollment as the agent is: the
+// controller sees each alive in gossip, and a fleet pause and resume
+// broadcast over gossip stop and restart their miners.
+func TestSimulatedFleetGossip(t *testing.T) {
+	const rigs = 3
+	dir := t.TempDir()
+	profile := filepath.Join(dir, "profile.yaml")
+	if err := os.WriteFile(profile, []byte(simProfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, gport := gossipAddr(t, "127.0.0.1")
+	c := startController(t, dir, freePort(t), freePort(t), "-gossip-port", gport, "-gossip-profile", "tuned")
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(c.newToken(t, "--uses", fmt.Sprint(rigs), "--ttl", "1h")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	simProc := start(t, dir, "quarry-sim", "-controller", c.grpc, "-profile", profile, "-rigs", fmt.Sprint(rigs),
+		"-interval", "300ms", "-data-dir", filepath.Join(dir, "sim"), "-token-file", tokenFile,
+		"-gossip", "-gossip-bind", "127.0.0.1", "-gossip-profile", "tuned", "-log-level", "info")
+
+	f := &gossipFleet{ctrl: c}
+	testsupport.Poll(t, "every simulated rig alive in gossip and online", 90*time.Second, func() (bool, string) {
+		g := f.gossipRigs(t)
+		var not []string
+		for i := 1; i <= rigs; i++ {
+			name := fmt.Sprintf("sim-%d", i)
+			if r := g[name]; r.GossipStatus != "alive" || !r.Online {
+				not = append(not, fmt.Sprintf("%s=%q online=%v", name, r.GossipStatus, r.Online))
+			}
+		}
+		return len(not) == 0, strings.Join(not, " ")
+	})
+	state := func(want string) func() (bool, string) {
+		return func() (bool, string) {
+			var wrong []string
+			for name, r := range c.fullRigs(t) {
+				got := ""
+				for _, m := range r.Miners {
+					got = m.State
+				}
+				if got != want {
+					wrong = append(wrong, name+"="+got)
+				}
+			}
+			return len(wrong) == 0, strings.Join(wrong, " ")
+		}
+	}
+	testsupport.Poll(t, "simulated miners running", 30*time.Second, state("running"))
+
+	if out, err := c.ctl(t, "fleet", "pause"); err != nil || !strings.Contains(out, fmt.Sprintf("%d alive agents selected", rigs)) {
+		t.Fatalf("fleet pause: %v\n%s", err, out)
+	}
+	testsupport.Poll(t, "every simulated rig paused over gossip", 60*time.Second, state("stopped"))
+	for i := 1; i <= rigs; i++ {
+		out, _ := c.ctl(t, "rig", "show", fmt.Sprintf("sim-%d", i))
+		if !strings.Contains(out, "fleet_pause") {
+			t.Errorf("sim-%d shows no fleet_pause event from gossip:\n%s", i, out)
+		}
+	}
+	if out, err := c.ctl(t, "fleet", "resume"); err != nil {
+		t.Fatalf("fleet resume: %v\n%s", err, out)
+	}
+	testsupport.Poll(t, "every simulated rig resumed over gossip", 60*time.Second, state("running"))
+	if !strings.Contains(simProc.output(), `msg="fleet event acted on"`) {
+		t.Errorf("simulator log shows no fleet event acted on:\n%s", simProc.output())
+	}
+}

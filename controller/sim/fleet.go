@@ -45,6 +45,12 @@ type Options struct {
 	Log     *slog.Logger
 	// Seed makes noise and random failures repeatable.
 	Seed uint64
+	// Gossip makes each rig a member of the controller's gossip cluster,
+	// as the agent is, listening on GossipBind (default 127.0.0.1) with
+	// GossipProfile's timings (default lan). At most MaxGossipRigs rigs.
+	Gossip        bool
+	GossipBind    string
+	GossipProfile string
 }
 
 // Fleet is a running simulated fleet.
@@ -63,6 +69,7 @@ type simRig struct {
 	up       atomic.Bool
 	wasUp    atomic.Bool
 	ackCh    chan struct{}
+	gossip   *rigGossip // nil without Options.Gossip
 
 	mu      sync.Mutex
 	sentAt  map[uint64]time.Time
@@ -116,6 +123,12 @@ func (s *Stats) add(d time.Duration) {
 func New(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Rigs < 1 {
 		return nil, errors.New("at least one rig is required")
+	}
+	if o.Gossip && o.Rigs > MaxGossipRigs {
+		return nil, fmt.Errorf("gossip per rig is for at most %d rigs, not %d: without it the controller still reaches every rig over gRPC", MaxGossipRigs, o.Rigs)
+	}
+	if o.GossipBind == "" {
+		o.GossipBind = "127.0.0.1"
 	}
 	if o.Profile == nil {
 		p, err := DefaultProfile()
@@ -253,6 +266,21 @@ func (f *Fleet) Close() {
 // or one of its GPUs fall off the bus, for demonstrations and tests.
 func (f *Fleet) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if f.opts.Gossip {
+		for _, r := range f.rigs {
+			g, err := f.startGossip(ctx, r)
+			if err != nil {
+				cancel()
+				wg.Wait()
+				return fmt.Errorf("rig %s gossip: %w", r.Name, err)
+			}
+			r.gossip = g
+			wg.Add(1)
+			go func() { defer wg.Done(); g.run(ctx) }()
+		}
+	}
 	// Rigs connect at most Ramp at a time, the next when one is up (or
 	// has failed once), as a real fleet coming online does; thousands of
 	// TLS handshakes at once only time each other out.
@@ -286,6 +314,9 @@ func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
 		},
 		OnState: func(up bool) {
 			settled()
+			if r.gossip != nil {
+				r.gossip.linkState(up)
+			}
 			if up && !r.wasUp.Swap(true) {
 				f.stats.ever.Add(1)
 			}
@@ -298,6 +329,9 @@ func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
 			}
 		},
 		OnSettings: func(s *quarryv1.AgentSettings) {
+			if r.gossip != nil {
+				r.gossip.settings(s)
+			}
 			if f.opts.Interval == 0 && s.ReportIntervalSeconds > 0 {
 				r.interval.Store(int64(time.Duration(s.ReportIntervalSeconds) * time.Second))
 			}
