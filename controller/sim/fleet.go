@@ -86,6 +86,66 @@ type Stats struct {
 	mu      sync.Mutex
 	measure bool
 	lat     []time.Duration
+
+	swMu    sync.Mutex
+	swOn    bool
+	applied map[string]Applied // by rig, the first flight sheet while measuring
+}
+
+// Applied times one rig's first flight sheet command: when the controller
+// queued it (its clock; the same machine's in a benchmark), when the rig
+// got it and when it returned the result, which the link sends at once.
+type Applied struct {
+	Queued, Received, Done time.Time
+	Err                    bool
+}
+
+// MeasureSwitch starts (true) or stops timing the first flight sheet each
+// rig is sent, and returns those timed so far.
+func (s *Stats) MeasureSwitch(on bool) map[string]Applied {
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	out := s.applied
+	s.swOn, s.applied = on, nil
+	if on {
+		s.applied = map[string]Applied{}
+	}
+	return out
+}
+
+// SwitchAcked is how many rigs have answered a flight sheet since
+// MeasureSwitch(true).
+func (s *Stats) SwitchAcked() int {
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	return len(s.applied)
+}
+
+func (s *Stats) noteApplied(rig string, a Applied) {
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	if !s.swOn {
+		return
+	}
+	if _, seen := s.applied[rig]; !seen {
+		s.applied[rig] = a
+	}
+}
+
+// timedHandler is a rig's command handler that times flight sheets for
+// the switch benchmark.
+type timedHandler struct {
+	r     *Rig
+	stats *Stats
+}
+
+func (h timedHandler) HandleCommand(ctx context.Context, cmd *quarryv1.Command) ([]byte, error) {
+	got := time.Now()
+	out, err := h.r.HandleCommand(ctx, cmd)
+	if cmd.Kind == quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET {
+		h.stats.noteApplied(h.r.Name, Applied{Queued: time.Unix(0, cmd.CreatedUnixNano), Received: got, Done: time.Now(), Err: err != nil})
+	}
+	return out, err
 }
 
 // Connected is how many rigs have their session up now.
@@ -307,7 +367,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
 	defer settled()
 	c := &link.Client{
-		Addr: f.opts.Addr, ServerName: f.opts.ServerName, Identity: r.id, Buffer: r.buf, Handler: r.Rig,
+		Addr: f.opts.Addr, ServerName: f.opts.ServerName, Identity: r.id, Buffer: r.buf, Handler: timedHandler{r.Rig, f.stats},
 		Log: f.opts.Log.With("rig", r.Name),
 		Hello: func() *quarryv1.Hello {
 			return &quarryv1.Hello{Hostname: r.Name, Version: f.opts.Version, Inventory: r.Inventory()}
