@@ -54,6 +54,61 @@ fi
 kill $ctrl; wait $ctrl 2>/dev/null || true
 ctrl=
 
+# Switch: a controller whose profit switcher moves every rig at once
+# (batch_size above the fleet, no spacing) when the market file says erg
+# now pays more than etc. quarry-sim times each rig's flight sheet from
+# being queued at the controller to the rig's answer.
+SWITCH_SIZES=${BENCH_SWITCH_RIGS-1000 10000}
+if [ -n "$SWITCH_SIZES" ]; then
+  echo "== switch: every rig moved from etc to erg by one profit decision (mutual TLS) =="
+  market() { # market ERG_PRICE
+    cat >"$work/market.json.tmp" <<JSON
+{"format": "quarry-market/v1", "fetched": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "coins": [
+  {"tag": "etc", "algorithm": "etchash", "block_time": 13, "block_reward": 2.5, "difficulty": 2e15, "nethash": 1.5e14, "price_usd": 25},
+  {"tag": "erg", "algorithm": "autolykos2", "block_time": 120, "block_reward": 24, "difficulty": 2e15, "nethash": 1.6e13, "price_usd": $1}]}
+JSON
+    mv "$work/market.json.tmp" "$work/market.json"
+  }
+  sheet() { echo "{name: $1, algorithm: $2, miner: {name: lolminer, path: lolminer/lolMiner, sha256: \"$(printf '0%.0s' $(seq 64))\"}, pools: [{url: \"stratum+tcp://$1.example.net:1010\", user: w}]}"; }
+  c3070=$(printf 'NVIDIA GeForce RTX 3070,%.0s' 1 2 3 4 5 6); c3070=${c3070%,}
+  c3080=$(printf 'NVIDIA GeForce RTX 3080,%.0s' 1 2 3 4); c3080=${c3080%,}
+  for n in $SWITCH_SIZES; do
+    market 0.2
+    rm -rf "$work/data"
+    cat >"$work/controller.yaml" <<YAML
+data_dir: $work/data
+grpc_addr: 127.0.0.1:17443
+http_addr: 127.0.0.1:17080
+local_token: false
+log_level: warn
+report_interval: 10s
+profit:
+  tick: 1s
+  batch_size: $((n + 1))
+  batch_spacing: 0s
+  market: {ttl: 500ms, confirm_fetches: 1, sources: [{kind: file, path: $work/market.json}]}
+  policy: {relative_threshold: 0.05, absolute_threshold: 0.01, min_dwell: 1s, switch_downtime: 1s}
+  profiles:
+    "$c3070": {etchash: {hashrate: 366e6, power: 720}, autolykos2: {hashrate: 840e6, power: 660}}
+    "$c3080": {etchash: {hashrate: 388e6, power: 880}, autolykos2: {hashrate: 880e6, power: 760}}
+  options:
+    - {coin: etc, flight_sheet: $(sheet etc etchash)}
+    - {coin: erg, flight_sheet: $(sheet erg autolykos2)}
+YAML
+    "$BIN/quarry-controller" -config "$work/controller.yaml" &
+    ctrl=$!
+    for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/17080) 2>/dev/null && break; sleep 0.1; done
+    rm -f "$work/ready"
+    sim "$n" "sw$n" -interval 10s -measure-switch 5m -ready-file "$work/ready" &
+    simpid=$!
+    while [ ! -e "$work/ready" ] && kill -0 $simpid 2>/dev/null; do sleep 0.2; done
+    market 20
+    wait $simpid || true
+    kill $ctrl; wait $ctrl 2>/dev/null || true
+    ctrl=
+  done
+fi
+
 STORE_RIGS=${BENCH_STORE_RIGS:-100000}
 if [ "$STORE_RIGS" -gt 0 ]; then
   echo "== controller with $STORE_RIGS rigs in its store (cold start, rigs list, overview) =="

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,6 +140,32 @@ func TestSimulatedFleet(t *testing.T) {
 			t.Errorf("%s: tags %v, %d GPUs; want the simulated tag and its cards", name, r.Tags, len(r.Gpus))
 		}
 	}
+	// Each rig read its miner through the lolMiner adapter from the
+	// recorded lolMiner reply: the capture's version, and a total that is
+	// the sum of the cards the reply lists.
+	testsupport.Poll(t, "miner readings from the simulated lolMiner APIs", 30*time.Second, func() (bool, string) {
+		var wrong []string
+		for name, r := range c.fullRigs(t) {
+			var sum float64
+			var ms *quarryv1.MinerStats
+			for _, m := range r.Miners {
+				if m.State == "running" {
+					ms = m
+				}
+			}
+			if ms == nil {
+				wrong = append(wrong, name+": not running")
+				continue
+			}
+			for _, g := range ms.Gpus {
+				sum += g.Hashrate
+			}
+			if ms.Version != "1.82" || ms.Hashrate <= 0 || math.Abs(sum-ms.Hashrate) > 1e-6*ms.Hashrate || len(ms.Gpus) != len(r.Gpus) {
+				wrong = append(wrong, fmt.Sprintf("%s: version %q, %v H/s, cards sum to %v, %d of %d cards", name, ms.Version, ms.Hashrate, sum, len(ms.Gpus), len(r.Gpus)))
+			}
+		}
+		return len(wrong) == 0, strings.Join(wrong, "; ")
+	})
 
 	// erg now pays far more than etc: the b rigs (autolykos2 cards) move
 	// to it; the a rigs cannot mine it and stay on etc.
@@ -190,5 +217,74 @@ func TestSimulatedFleet(t *testing.T) {
 		if r.SeqGaps != 0 || r.Reports != r.LastSeq {
 			t.Errorf("%s: %d reports, last seq %d, %d gaps: the kill lost or repeated reports", name, r.Reports, r.LastSeq, r.SeqGaps)
 		}
+	}
+}
+
+// With -gossip every simulated rig is a real serf member, signed with its
+// certificate key and keyed from enrollment as the agent is: the
+// controller sees each alive in gossip, and a fleet pause and resume
+// broadcast over gossip stop and restart their miners.
+func TestSimulatedFleetGossip(t *testing.T) {
+	const rigs = 3
+	dir := t.TempDir()
+	profile := filepath.Join(dir, "profile.yaml")
+	if err := os.WriteFile(profile, []byte(simProfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, gport := gossipAddr(t, "127.0.0.1")
+	c := startController(t, dir, freePort(t), freePort(t), "-gossip-port", gport, "-gossip-profile", "tuned")
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(c.newToken(t, "--uses", fmt.Sprint(rigs), "--ttl", "1h")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	simProc := start(t, dir, "quarry-sim", "-controller", c.grpc, "-profile", profile, "-rigs", fmt.Sprint(rigs),
+		"-interval", "300ms", "-data-dir", filepath.Join(dir, "sim"), "-token-file", tokenFile,
+		"-gossip", "-gossip-bind", "127.0.0.1", "-gossip-profile", "tuned", "-log-level", "info")
+
+	f := &gossipFleet{ctrl: c}
+	testsupport.Poll(t, "every simulated rig alive in gossip and online", 90*time.Second, func() (bool, string) {
+		g := f.gossipRigs(t)
+		var not []string
+		for i := 1; i <= rigs; i++ {
+			name := fmt.Sprintf("sim-%d", i)
+			if r := g[name]; r.GossipStatus != "alive" || !r.Online {
+				not = append(not, fmt.Sprintf("%s=%q online=%v", name, r.GossipStatus, r.Online))
+			}
+		}
+		return len(not) == 0, strings.Join(not, " ")
+	})
+	state := func(want string) func() (bool, string) {
+		return func() (bool, string) {
+			var wrong []string
+			for name, r := range c.fullRigs(t) {
+				got := ""
+				for _, m := range r.Miners {
+					got = m.State
+				}
+				if got != want {
+					wrong = append(wrong, name+"="+got)
+				}
+			}
+			return len(wrong) == 0, strings.Join(wrong, " ")
+		}
+	}
+	testsupport.Poll(t, "simulated miners running", 30*time.Second, state("running"))
+
+	if out, err := c.ctl(t, "fleet", "pause"); err != nil || !strings.Contains(out, fmt.Sprintf("%d alive agents selected", rigs)) {
+		t.Fatalf("fleet pause: %v\n%s", err, out)
+	}
+	testsupport.Poll(t, "every simulated rig paused over gossip", 60*time.Second, state("stopped"))
+	for i := 1; i <= rigs; i++ {
+		out, _ := c.ctl(t, "rig", "show", fmt.Sprintf("sim-%d", i))
+		if !strings.Contains(out, "fleet_pause") {
+			t.Errorf("sim-%d shows no fleet_pause event from gossip:\n%s", i, out)
+		}
+	}
+	if out, err := c.ctl(t, "fleet", "resume"); err != nil {
+		t.Fatalf("fleet resume: %v\n%s", err, out)
+	}
+	testsupport.Poll(t, "every simulated rig resumed over gossip", 60*time.Second, state("running"))
+	if !strings.Contains(simProc.output(), `msg="fleet event acted on"`) {
+		t.Errorf("simulator log shows no fleet event acted on:\n%s", simProc.output())
 	}
 }

@@ -73,110 +73,6 @@ func setValue(sel, v string) chromedp.Action[chromedp.Void] {
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-// browser is one headless Chromium driven by a test, with helpers that
-// fail the test with the page's text when a step fails.
-type browser struct {
-	t    *testing.T
-	ctx  context.Context
-	base string
-}
-
-func newBrowser(t *testing.T, dir, httpAddr string, timeout time.Duration) *browser {
-	t.Helper()
-	chrome := chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(filepath.Join(dir, "chrome")))
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelCtx)
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	t.Cleanup(cancel)
-	return &browser{t: t, ctx: ctx, base: "http://" + httpAddr + "/"}
-}
-
-func (b *browser) must(what string, err error) {
-	b.t.Helper()
-	if err != nil {
-		page, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
-		b.t.Fatalf("%s: %v\npage:\n%s", what, err, page)
-	}
-}
-
-func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	for i, st := range steps {
-		// Each step has its own deadline, so a failed one leaves time to
-		// read the page for the report.
-		ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
-		_, err := chromedp.Run(ctx, st)
-		cancel()
-		b.must(fmt.Sprintf("%s, step %d", what, i+1), err)
-	}
-}
-
-func (b *browser) eval(what, expr string) any {
-	b.t.Helper()
-	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[any](expr, chromedp.EvalAwaitPromise))
-	b.must(what, err)
-	return v
-}
-
-func (b *browser) signIn(token, who string) {
-	b.t.Helper()
-	b.do("sign in as "+who,
-		chromedp.Navigate(b.base),
-		chromedp.WaitVisible(css("#token")),
-		chromedp.SendKeys(css("#token"), token),
-		clickIn(`#login-form button[type="submit"]`),
-		waitIn("#who", who))
-}
-
-func (b *browser) signOut() {
-	b.t.Helper()
-	b.do("sign out", clickIn("#logout"), chromedp.WaitVisible(css("#token")))
-}
-
-// screenshot saves the page; phone also checks that a 390 px wide screen
-// needs no sideways scrolling.
-func (b *browser) screenshot(dir, name string, phone bool) {
-	b.t.Helper()
-	if phone {
-		overflow := b.eval("measure", `document.documentElement.scrollWidth > window.innerWidth + 1`)
-		if overflow != false {
-			wide := b.eval("widest", `[...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".scroll")).slice(0, 5).map((e) => e.tagName + "#" + e.id + "." + e.className).join(", ")`)
-			b.t.Errorf("%s: on a 390px screen the page scrolls sideways (%v)", name, wide)
-		}
-		png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
-		b.must("screenshot", err)
-		writePNG(b.t, dir, name, png)
-		return
-	}
-	// From the top, so the sticky header sits where it belongs.
-	b.eval("scroll", `(window.scrollTo(0, 0), true)`)
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
-	b.must("screenshot", err)
-	writePNG(b.t, dir, name, png)
-}
-
-// rpcStatus posts to the dashboard's service gateway from the page, with
-// the session's CSRF header, and returns the HTTP status.
-func (b *browser) rpcStatus(method, body string) int {
-	b.t.Helper()
-	v := b.eval("fetch "+method, `(async () => {
-		const s = await (await fetch("/api/session")).json();
-		const r = await fetch("/api/rpc/quarry.v1.`+method+`", {method: "POST", headers: {"X-Quarry-CSRF": s.csrf, "Content-Type": "application/json"}, body: `+"`"+body+"`"+`});
-		return r.status; })()`)
-	f, _ := v.(float64)
-	return int(f)
-}
-
 // fakeMinerRigs starts n real agents that may run the fake miner from
 // minersDir, enrolled under the given names, and waits until they are
 // online. It returns the fake miner's path and sha256.
@@ -226,7 +122,7 @@ func TestFlightSheetsInBrowser(t *testing.T) {
 	toks := adminTokens(t, dir, map[string]string{"ops": fleet.RoleOperator, "wall": fleet.RoleViewer})
 	ctrl := startController(t, dir, freePort(t), freePort(t))
 	fake, sum := fakeMinerRigs(t, dir, ctrl, "rig-a", "rig-b", "rig-c")
-	b := newBrowser(t, dir, ctrl.http, 3*time.Minute)
+	b := openBrowser(t, dir, ctrl.http, 3*time.Minute)
 	shots := screenshotDir(t)
 
 	b.signIn(toks["ops"], "ops · operator")
@@ -517,7 +413,7 @@ func TestOverclockInBrowser(t *testing.T) {
 		r, ok := rigByName(t, ctrl.rigs(t), "oc-rig")
 		return ok && r.Online && u(r.Reports) > 0
 	})
-	b := newBrowser(t, dir, ctrl.http, 2*time.Minute)
+	b := openBrowser(t, dir, ctrl.http, 2*time.Minute)
 	shots := screenshotDir(t)
 	b.signIn(toks["ops"], "ops · operator")
 	b.do("cards",

@@ -32,6 +32,16 @@ const (
 // stored; entries past the retention limits are dropped, oldest first, in
 // the same transaction.
 func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
+	if err := f.db.Update(func(tx *bolt.Tx) error { return f.auditIn(tx, e) }); err != nil {
+		f.log.Error("audit write failed", "action", e.Action, "err", err)
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// auditIn writes e in the caller's transaction, so an entry can commit
+// together with the change it records.
+func (f *Fleet) auditIn(tx *bolt.Tx, e *quarryv1.AuditEntry) error {
 	e.TimeUnixNano = f.opts.Now().UnixNano()
 	e.Who = redactedField(e.Who, maxAuditField)
 	e.Role = Truncate(e.Role, maxAuditField)
@@ -44,23 +54,17 @@ func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
 		return err
 	}
 	key := append(store.U64(uint64(e.TimeUnixNano)), store.U64(f.auditSeq.Add(1))...)
-	if err := f.db.Update(func(tx *bolt.Tx) error {
-		ab := tx.Bucket([]byte(bucketAudit))
-		f.auditMu.Lock()
-		defer f.auditMu.Unlock()
-		if f.auditCount < 0 {
-			f.auditCount = ab.Stats().KeyN // once per open, before this write
-		}
-		if err := ab.Put(key, b); err != nil {
-			return err
-		}
-		f.auditCount++
-		return f.pruneAudit(ab, e.TimeUnixNano)
-	}); err != nil {
-		f.log.Error("audit write failed", "action", e.Action, "err", err)
-		return fmt.Errorf("audit: %w", err)
+	ab := tx.Bucket([]byte(bucketAudit))
+	f.auditMu.Lock()
+	defer f.auditMu.Unlock()
+	if f.auditCount < 0 {
+		f.auditCount = ab.Stats().KeyN // once per open, before this write
 	}
-	return nil
+	if err := ab.Put(key, b); err != nil {
+		return err
+	}
+	f.auditCount++
+	return f.pruneAudit(ab, e.TimeUnixNano)
 }
 
 // pruneAudit drops entries older than the age limit and, beyond the count

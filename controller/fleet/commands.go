@@ -19,6 +19,95 @@ const DefaultCommandTTL = 24 * time.Hour
 // hands it to its stream. A command for an offline rig waits until the rig
 // returns or the command expires.
 func (f *Fleet) QueueCommand(rigID string, kind quarryv1.CommandKind, payload []byte, ttl time.Duration) (*quarryv1.CommandRecord, error) {
+	rec, err := f.newCommand(rigID, kind, payload, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.putCommand(rec, true); err != nil {
+		return nil, err
+	}
+	f.deliver(rec)
+	return rec, nil
+}
+
+// CommandRequest is one command of a QueueCommands batch.
+type CommandRequest struct {
+	RigID   string
+	Kind    quarryv1.CommandKind
+	Payload []byte
+	TTL     time.Duration
+	// Audit, when set, is written in the same transaction as the
+	// command, its Result set to "queued ID" or the error.
+	Audit *quarryv1.AuditEntry
+}
+
+// QueueCommands is QueueCommand for many rigs at once: every command and
+// its audit entry commit in one transaction, one disk sync for the batch
+// instead of two per command, and only then is each handed to its rig's
+// stream. A request that cannot be queued (an unknown rig) fails alone;
+// a failed commit fails them all, and nothing is delivered.
+func (f *Fleet) QueueCommands(reqs []CommandRequest) ([]*quarryv1.CommandRecord, []error) {
+	recs := make([]*quarryv1.CommandRecord, len(reqs))
+	errs := make([]error, len(reqs))
+	type put struct {
+		key, val []byte
+		pending  []byte
+	}
+	puts := make([]put, len(reqs))
+	for i, r := range reqs {
+		rec, err := f.newCommand(r.RigID, r.Kind, r.Payload, r.TTL)
+		if err == nil {
+			var b []byte
+			if b, err = proto.Marshal(rec); err == nil {
+				recs[i], puts[i] = rec, put{key: []byte(rec.Command.Id), val: b, pending: pendingKey(rec.RigId, rec.Command.Id)}
+			}
+		}
+		errs[i] = err
+		if a := r.Audit; a != nil {
+			a.Result = "queued"
+			if err != nil {
+				a.Result = "error: " + err.Error()
+			} else {
+				a.Result += " " + rec.Command.Id
+			}
+		}
+	}
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		cb, pb := tx.Bucket([]byte(bucketCommands)), tx.Bucket([]byte(bucketPending))
+		for i, p := range puts {
+			if recs[i] != nil {
+				if err := cb.Put(p.key, p.val); err != nil {
+					return err
+				}
+				if err := pb.Put(p.pending, nil); err != nil {
+					return err
+				}
+			}
+			if a := reqs[i].Audit; a != nil {
+				if err := f.auditIn(tx, a); err != nil {
+					return fmt.Errorf("audit: %w", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		f.log.Error("queue commands", "commands", len(reqs), "err", err)
+		for i := range reqs {
+			recs[i], errs[i] = nil, err
+		}
+		return recs, errs
+	}
+	for _, rec := range recs {
+		if rec != nil {
+			f.deliver(rec)
+		}
+	}
+	return recs, errs
+}
+
+// newCommand builds a pending command record for a known rig.
+func (f *Fleet) newCommand(rigID string, kind quarryv1.CommandKind, payload []byte, ttl time.Duration) (*quarryv1.CommandRecord, error) {
 	if kind == quarryv1.CommandKind_COMMAND_KIND_UNSPECIFIED {
 		return nil, fmt.Errorf("command kind is required")
 	}
@@ -36,7 +125,7 @@ func (f *Fleet) QueueCommand(rigID string, kind quarryv1.CommandKind, payload []
 		return nil, err
 	}
 	now := f.opts.Now()
-	rec := &quarryv1.CommandRecord{
+	return &quarryv1.CommandRecord{
 		Command: &quarryv1.Command{
 			Id:              "cmd-" + id,
 			Kind:            kind,
@@ -47,23 +136,25 @@ func (f *Fleet) QueueCommand(rigID string, kind quarryv1.CommandKind, payload []
 		RigId:           rigID,
 		Status:          quarryv1.CommandStatus_COMMAND_STATUS_PENDING,
 		UpdatedUnixNano: now.UnixNano(),
-	}
-	if err := f.putCommand(rec, true); err != nil {
-		return nil, err
-	}
+	}, nil
+}
+
+// deliver hands a stored command to its rig's stream when the rig is
+// connected.
+func (f *Fleet) deliver(rec *quarryv1.CommandRecord) {
 	f.mu.Lock()
-	s := f.sessions[rigID]
+	s := f.sessions[rec.RigId]
 	f.mu.Unlock()
-	if s != nil {
-		select {
-		case s.commands <- rec.Command:
-		default:
-			// The stream is saturated; the command stays pending and goes
-			// out on the next connect.
-			f.log.Warn("command queue full; delivering on reconnect", "rig", rigID, "command", rec.Command.Id)
-		}
+	if s == nil {
+		return
 	}
-	return rec, nil
+	select {
+	case s.commands <- rec.Command:
+	default:
+		// The stream is saturated; the command stays pending and goes
+		// out on the next connect.
+		f.log.Warn("command queue full; delivering on reconnect", "rig", rec.RigId, "command", rec.Command.Id)
+	}
 }
 
 func pendingKey(rigID, cmdID string) []byte { return []byte(rigID + "/" + cmdID) }

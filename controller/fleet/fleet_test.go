@@ -183,3 +183,80 @@ func BenchmarkIngestCommit(b *testing.B) {
 func rigName(i int) string {
 	return "rig-" + string(rune('a'+i%26)) + string(rune('a'+(i/26)%26)) + string(rune('a'+(i/676)%26))
 }
+
+// A batch of commands commits with its audit entries: each known rig's
+// command is stored and pending with an entry naming it, an unknown rig's
+// request fails alone with an entry saying why, and a failed commit
+// queues nothing.
+func TestQueueCommandsBatch(t *testing.T) {
+	f, db := openFleet(t, filepath.Join(t.TempDir(), "q.db"), Options{})
+	defer db.Close()
+	defer f.Close()
+	for _, id := range []string{"a", "b"} {
+		if err := f.RegisterRig(id, id, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit := func(rig string) *quarryv1.AuditEntry {
+		return &quarryv1.AuditEntry{Who: "profit-switcher", Role: "system", Action: "profit.switch", Target: rig}
+	}
+	reqs := []CommandRequest{
+		{RigID: "a", Kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, Payload: []byte("sheet"), Audit: audit("a")},
+		{RigID: "nope", Kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, Audit: audit("nope")},
+		{RigID: "b", Kind: quarryv1.CommandKind_COMMAND_KIND_STOP_MINER, Audit: audit("b")},
+	}
+	recs, errs := f.QueueCommands(reqs)
+	if errs[0] != nil || errs[2] != nil || errs[1] == nil || recs[1] != nil {
+		t.Fatalf("errors %v: want only the unknown rig's request refused", errs)
+	}
+	for _, k := range []int{0, 2} {
+		rig := reqs[k].RigID
+		p, err := f.PendingCommands(rig)
+		if err != nil || len(p) != 1 || p[0].Id != recs[k].Command.Id || p[0].Kind != reqs[k].Kind {
+			t.Fatalf("rig %s pending %v (%v), want its queued command", rig, p, err)
+		}
+	}
+	log, err := f.AuditLog(time.Time{}, 0)
+	if err != nil || len(log) != 3 {
+		t.Fatalf("audit %v (%v), want an entry per request", log, err)
+	}
+	want := map[string]string{"a": "queued " + recs[0].Command.Id, "b": "queued " + recs[2].Command.Id, "nope": "error: "}
+	for _, e := range log {
+		if w := want[e.Target]; e.Result[:min(len(e.Result), len(w))] != w || e.TimeUnixNano == 0 {
+			t.Errorf("audit for %s: %q at %d, want %q…", e.Target, e.Result, e.TimeUnixNano, w)
+		}
+	}
+
+	// A commit that fails (the store closed under it) fails every
+	// request and stores nothing.
+	path := filepath.Join(t.TempDir(), "closed.db")
+	cdb := testsupport.OpenDB(t, path, Buckets...)
+	g, err := Open(cdb, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.RegisterRig("a", "a", "a"); err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	if err := cdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs, errs = g.QueueCommands([]CommandRequest{{RigID: "a", Kind: quarryv1.CommandKind_COMMAND_KIND_PING, Audit: audit("a")}})
+	if recs[0] != nil || errs[0] == nil {
+		t.Fatalf("a failed commit queued %v (%v)", recs[0], errs[0])
+	}
+	again, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if err := again.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket([]byte(bucketCommands)).Cursor().First(); k != nil {
+			t.Errorf("command %s stored by a failed commit", k)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -58,49 +58,89 @@ func CheckLimits(m proto.Message) error {
 	if m == nil {
 		return nil
 	}
-	return checkMessage(m.ProtoReflect(), string(m.ProtoReflect().Descriptor().Name()))
+	r := m.ProtoReflect()
+	if err := checkMessage(r); err != nil {
+		err.at(string(r.Descriptor().Name()))
+		return err
+	}
+	return nil
 }
 
-func checkMessage(m protoreflect.Message, path string) error {
-	var err error
+// limitError names the field over its limit. Every report is checked, so
+// the field's path is built only for an error, as it unwinds (innermost
+// part first), not for every field of every message that passes.
+type limitError struct {
+	rev    []string // path parts, innermost first
+	detail string
+}
+
+func (e *limitError) at(part string) { e.rev = append(e.rev, part) }
+
+func (e *limitError) Error() string {
+	n := len(e.detail) + 2
+	for _, p := range e.rev {
+		n += len(p)
+	}
+	b := make([]byte, 0, n+len(ErrTooLarge.Error()))
+	for i := len(e.rev) - 1; i >= 0; i-- {
+		b = append(b, e.rev[i]...)
+	}
+	b = append(b, e.detail...)
+	b = append(b, ": "...)
+	b = append(b, ErrTooLarge.Error()...)
+	return string(b)
+}
+
+func (e *limitError) Unwrap() error { return ErrTooLarge }
+
+func checkMessage(m protoreflect.Message) *limitError {
+	var err *limitError
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		p := path + "." + string(fd.Name())
 		switch {
 		case fd.IsMap():
 			mp := v.Map()
 			if n, max := mp.Len(), listMax(fd); n > max {
-				err = fmt.Errorf("%s has %d entries, the limit is %d: %w", p, n, max, ErrTooLarge)
-				return false
+				err = &limitError{detail: fmt.Sprintf(" has %d entries, the limit is %d", n, max)}
+				break
 			}
 			mp.Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				if err = checkScalar(fd.MapKey(), k.Value(), p+" key"); err != nil {
+				if err = checkScalar(fd.MapKey(), k.Value()); err != nil {
+					err.at(" key")
 					return false
 				}
 				if fd.MapValue().Message() != nil {
-					err = checkMessage(mv.Message(), p+"["+k.String()+"]")
+					err = checkMessage(mv.Message())
 				} else {
-					err = checkScalar(fd.MapValue(), mv, p+"["+k.String()+"]")
+					err = checkScalar(fd.MapValue(), mv)
+				}
+				if err != nil {
+					err.at("[" + k.String() + "]")
 				}
 				return err == nil
 			})
 		case fd.IsList():
 			l := v.List()
 			if n, max := l.Len(), listMax(fd); n > max {
-				err = fmt.Errorf("%s has %d entries, the limit is %d: %w", p, n, max, ErrTooLarge)
-				return false
+				err = &limitError{detail: fmt.Sprintf(" has %d entries, the limit is %d", n, max)}
+				break
 			}
 			for i := 0; i < l.Len() && err == nil; i++ {
-				ip := fmt.Sprintf("%s[%d]", p, i)
 				if fd.Message() != nil {
-					err = checkMessage(l.Get(i).Message(), ip)
+					err = checkMessage(l.Get(i).Message())
 				} else {
-					err = checkScalar(fd, l.Get(i), ip)
+					err = checkScalar(fd, l.Get(i))
+				}
+				if err != nil {
+					err.at(fmt.Sprintf("[%d]", i))
 				}
 			}
 		case fd.Message() != nil:
-			err = checkMessage(v.Message(), p)
+			err = checkMessage(v.Message())
 		default:
-			err = checkScalar(fd, v, p)
+			err = checkScalar(fd, v)
+		}
+		if err != nil {
+			err.at("." + string(fd.Name()))
 		}
 		return err == nil
 	})
@@ -114,7 +154,7 @@ func listMax(fd protoreflect.FieldDescriptor) int {
 	return MaxListLen
 }
 
-func checkScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string) error {
+func checkScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value) *limitError {
 	var n int
 	switch fd.Kind() {
 	case protoreflect.StringKind:
@@ -129,7 +169,7 @@ func checkScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value, path str
 		max = l
 	}
 	if n > max {
-		return fmt.Errorf("%s is %d bytes, the limit is %d: %w", path, n, max, ErrTooLarge)
+		return &limitError{detail: fmt.Sprintf(" is %d bytes, the limit is %d", n, max)}
 	}
 	return nil
 }

@@ -321,3 +321,37 @@ func TestRedactedFieldBounded(t *testing.T) {
 		t.Fatalf("short field: %q", got)
 	}
 }
+
+// The error names the whole path to the field, built as it unwinds.
+func TestCheckLimitsNamesThePath(t *testing.T) {
+	r := &quarryv1.Report{Gpus: []*quarryv1.GPUStats{{}, {}, {BusId: strings.Repeat("b", MaxFieldBytes+1)}}}
+	want := "Report.gpus[2].bus_id is 257 bytes, the limit is 256: over the size limit"
+	if err := CheckLimits(r); err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	h := &quarryv1.Hello{Inventory: &quarryv1.Inventory{Tags: map[string]string{"k": strings.Repeat("v", MaxFieldBytes+1)}}}
+	want = "Hello.inventory.tags[k] is 257 bytes, the limit is 256: over the size limit"
+	if err := CheckLimits(h); err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
+// BenchmarkCheckLimits checks a six-GPU report such as a rig sends every
+// few seconds; a report that passes should cost no allocations for paths.
+func BenchmarkCheckLimits(b *testing.B) {
+	f := func(v float64) *float64 { return &v }
+	r := &quarryv1.Report{Seq: 1, Host: &quarryv1.HostStats{CpuPercent: 3, Load1: 0.3}}
+	ms := &quarryv1.MinerStats{Miner: "lolminer", Version: "1.82", Algorithm: "etchash", Coin: "etc", Pool: "stratum+tcp://etc.example:1010", State: "running"}
+	for i := range 6 {
+		r.Gpus = append(r.Gpus, &quarryv1.GPUStats{Index: uint32(i), Vendor: "nvidia", Name: "NVIDIA GeForce RTX 3070", BusId: "0000:01:00.0",
+			Uuid: "GPU-0000", TemperatureC: f(60), PowerW: f(120), FanPercent: []float64{55}})
+		ms.Gpus = append(ms.Gpus, &quarryv1.MinerGPU{BusId: "0000:01:00.0", Hashrate: 61e6})
+	}
+	r.Miners = []*quarryv1.MinerStats{ms}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckLimits(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -45,6 +45,12 @@ type Options struct {
 	Log     *slog.Logger
 	// Seed makes noise and random failures repeatable.
 	Seed uint64
+	// Gossip makes each rig a member of the controller's gossip cluster,
+	// as the agent is, listening on GossipBind (default 127.0.0.1) with
+	// GossipProfile's timings (default lan). At most MaxGossipRigs rigs.
+	Gossip        bool
+	GossipBind    string
+	GossipProfile string
 }
 
 // Fleet is a running simulated fleet.
@@ -63,6 +69,7 @@ type simRig struct {
 	up       atomic.Bool
 	wasUp    atomic.Bool
 	ackCh    chan struct{}
+	gossip   *rigGossip // nil without Options.Gossip
 
 	mu      sync.Mutex
 	sentAt  map[uint64]time.Time
@@ -79,6 +86,66 @@ type Stats struct {
 	mu      sync.Mutex
 	measure bool
 	lat     []time.Duration
+
+	swMu    sync.Mutex
+	swOn    bool
+	applied map[string]Applied // by rig, the first flight sheet while measuring
+}
+
+// Applied times one rig's first flight sheet command: when the controller
+// queued it (its clock; the same machine's in a benchmark), when the rig
+// got it and when it returned the result, which the link sends at once.
+type Applied struct {
+	Queued, Received, Done time.Time
+	Err                    bool
+}
+
+// MeasureSwitch starts (true) or stops timing the first flight sheet each
+// rig is sent, and returns those timed so far.
+func (s *Stats) MeasureSwitch(on bool) map[string]Applied {
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	out := s.applied
+	s.swOn, s.applied = on, nil
+	if on {
+		s.applied = map[string]Applied{}
+	}
+	return out
+}
+
+// SwitchAcked is how many rigs have answered a flight sheet since
+// MeasureSwitch(true).
+func (s *Stats) SwitchAcked() int {
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	return len(s.applied)
+}
+
+func (s *Stats) noteApplied(rig string, a Applied) {
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	if !s.swOn {
+		return
+	}
+	if _, seen := s.applied[rig]; !seen {
+		s.applied[rig] = a
+	}
+}
+
+// timedHandler is a rig's command handler that times flight sheets for
+// the switch benchmark.
+type timedHandler struct {
+	r     *Rig
+	stats *Stats
+}
+
+func (h timedHandler) HandleCommand(ctx context.Context, cmd *quarryv1.Command) ([]byte, error) {
+	got := time.Now()
+	out, err := h.r.HandleCommand(ctx, cmd)
+	if cmd.Kind == quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET {
+		h.stats.noteApplied(h.r.Name, Applied{Queued: time.Unix(0, cmd.CreatedUnixNano), Received: got, Done: time.Now(), Err: err != nil})
+	}
+	return out, err
 }
 
 // Connected is how many rigs have their session up now.
@@ -116,6 +183,12 @@ func (s *Stats) add(d time.Duration) {
 func New(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Rigs < 1 {
 		return nil, errors.New("at least one rig is required")
+	}
+	if o.Gossip && o.Rigs > MaxGossipRigs {
+		return nil, fmt.Errorf("gossip per rig is for at most %d rigs, not %d: without it the controller still reaches every rig over gRPC", MaxGossipRigs, o.Rigs)
+	}
+	if o.GossipBind == "" {
+		o.GossipBind = "127.0.0.1"
 	}
 	if o.Profile == nil {
 		p, err := DefaultProfile()
@@ -163,6 +236,10 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		f.dbs = append(f.dbs, db)
 	}
 	f.rigs = make([]*simRig, o.Rigs)
+	var reader *apiReader
+	if o.Profile.minerAPIs(o.Rigs) {
+		reader = newAPIReader()
+	}
 	var g errgroup.Group
 	g.SetLimit(16)
 	for i := range o.Rigs {
@@ -172,16 +249,18 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		db := f.dbs[int(h.Sum32())%len(f.dbs)]
 		prefix := name + "/"
 		g.Go(func() error {
-			r, err := newRig(name, i, o.Profile, db, prefix, o.Seed)
+			r, err := newRig(name, i, o.Profile, db, prefix, o.Seed, reader)
 			if err != nil {
 				return err
 			}
 			buf, err := link.OpenBufferPrefixed(db, prefix, o.BufferSize, o.Log.With("rig", name))
 			if err != nil {
+				r.Close()
 				return fmt.Errorf("rig %s buffer: %w", name, err)
 			}
 			id, err := f.identity(ctx, name)
 			if err != nil {
+				r.Close()
 				return err
 			}
 			sr := &simRig{Rig: r, id: id, buf: buf, sentAt: map[uint64]time.Time{}, ackCh: make(chan struct{}, 1), lastAck: buf.Acked()}
@@ -229,8 +308,14 @@ func (f *Fleet) Rig(name string) *Rig {
 	return nil
 }
 
-// Close closes the fleet's storage; call it after Run returns.
+// Close stops the rigs' miner APIs and closes the fleet's storage; call
+// it after Run returns.
 func (f *Fleet) Close() {
+	for _, r := range f.rigs {
+		if r != nil {
+			r.Rig.Close()
+		}
+	}
 	for _, db := range f.dbs {
 		db.Close()
 	}
@@ -241,6 +326,21 @@ func (f *Fleet) Close() {
 // or one of its GPUs fall off the bus, for demonstrations and tests.
 func (f *Fleet) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if f.opts.Gossip {
+		for _, r := range f.rigs {
+			g, err := f.startGossip(ctx, r)
+			if err != nil {
+				cancel()
+				wg.Wait()
+				return fmt.Errorf("rig %s gossip: %w", r.Name, err)
+			}
+			r.gossip = g
+			wg.Add(1)
+			go func() { defer wg.Done(); g.run(ctx) }()
+		}
+	}
 	// Rigs connect at most Ramp at a time, the next when one is up (or
 	// has failed once), as a real fleet coming online does; thousands of
 	// TLS handshakes at once only time each other out.
@@ -267,13 +367,16 @@ func (f *Fleet) Run(ctx context.Context) error {
 func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
 	defer settled()
 	c := &link.Client{
-		Addr: f.opts.Addr, ServerName: f.opts.ServerName, Identity: r.id, Buffer: r.buf, Handler: r.Rig,
+		Addr: f.opts.Addr, ServerName: f.opts.ServerName, Identity: r.id, Buffer: r.buf, Handler: timedHandler{r.Rig, f.stats},
 		Log: f.opts.Log.With("rig", r.Name),
 		Hello: func() *quarryv1.Hello {
 			return &quarryv1.Hello{Hostname: r.Name, Version: f.opts.Version, Inventory: r.Inventory()}
 		},
 		OnState: func(up bool) {
 			settled()
+			if r.gossip != nil {
+				r.gossip.linkState(up)
+			}
 			if up && !r.wasUp.Swap(true) {
 				f.stats.ever.Add(1)
 			}
@@ -286,6 +389,9 @@ func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
 			}
 		},
 		OnSettings: func(s *quarryv1.AgentSettings) {
+			if r.gossip != nil {
+				r.gossip.settings(s)
+			}
 			if f.opts.Interval == 0 && s.ReportIntervalSeconds > 0 {
 				r.interval.Store(int64(time.Duration(s.ReportIntervalSeconds) * time.Second))
 			}
@@ -326,7 +432,7 @@ func (f *Fleet) acked(r *simRig, upTo uint64) {
 func (f *Fleet) report(ctx context.Context, r *simRig) {
 	if f.opts.Saturate {
 		for ctx.Err() == nil {
-			seq := f.makeReport(r)
+			seq := f.makeReport(ctx, r)
 			for {
 				r.mu.Lock()
 				done := r.lastAck >= seq
@@ -357,14 +463,14 @@ func (f *Fleet) report(ctx context.Context, r *simRig) {
 			return
 		case <-t.C:
 		}
-		f.makeReport(r)
+		f.makeReport(ctx, r)
 		t.Reset(wait())
 	}
 }
 
-func (f *Fleet) makeReport(r *simRig) uint64 {
+func (f *Fleet) makeReport(ctx context.Context, r *simRig) uint64 {
 	now := time.Now()
-	rep := r.Report(now)
+	rep := r.Report(ctx, now)
 	rep.TimeUnixNano = now.UnixNano()
 	r.mu.Lock()
 	defer r.mu.Unlock()

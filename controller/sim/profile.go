@@ -52,6 +52,27 @@ type Profile struct {
 	// Initial is what a new rig mines before the controller tells it
 	// otherwise; empty means idle.
 	Initial *Initial `yaml:"initial"`
+	// MinerAPIs says whether each rig's miner serves its stats API on
+	// loopback from the miner's recorded replies, read back through the
+	// agent's adapters: "on", "off", or "auto" (the default): on for
+	// fleets of at most MaxMinerAPIRigs rigs.
+	MinerAPIs string `yaml:"miner_apis"`
+}
+
+// MaxMinerAPIRigs is the largest fleet that gets miner APIs with
+// miner_apis "auto": beyond it the listeners and loopback reads cost more
+// of the machine than the controller under test.
+const MaxMinerAPIRigs = 300
+
+// minerAPIs reports whether a fleet of n rigs serves miner APIs.
+func (p *Profile) minerAPIs(n int) bool {
+	switch p.MinerAPIs {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return n <= MaxMinerAPIRigs
 }
 
 // GPUModel is one card's figures.
@@ -169,6 +190,11 @@ func (p *Profile) validate() error {
 	}
 	if p.CrashesPerHour < 0 || p.GPULossesPerHour < 0 || p.GPULostFor <= 0 {
 		bad("crashes_per_hour and gpu_losses_per_hour must not be negative, gpu_lost_for must be positive")
+	}
+	switch p.MinerAPIs {
+	case "", "auto", "on", "off":
+	default:
+		bad("miner_apis: %q must be auto, on or off", p.MinerAPIs)
 	}
 	if p.Initial != nil && (p.Initial.Coin == "" || p.Initial.Algorithm == "" || p.Initial.Miner == "") {
 		bad("initial: coin, algorithm and miner are required")

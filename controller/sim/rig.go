@@ -14,6 +14,8 @@ import (
 
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
+	"github.com/quarryfleet/quarry/pkg/minerapi"
+	"github.com/quarryfleet/quarry/pkg/minerapi/minersim"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -59,12 +61,37 @@ type Rig struct {
 	lastTick  time.Time
 	bootedAt  time.Time
 	crashCues int
+
+	// With miner APIs on, the rig's miner is a listener serving the
+	// recorded reply of the miner its job names, and the rig reads it
+	// through that miner's adapter as the agent does. apiMu orders
+	// starting and stopping it; api and ad are read under mu.
+	reader *apiReader
+	apiMu  sync.Mutex
+	api    *minersim.Server
+	ad     minerapi.Adapter
 }
 
-func newRig(name string, i int, prof *Profile, db *bolt.DB, prefix string, seed uint64) (*Rig, error) {
+// apiReader is what the rigs share to read their miners' APIs: the
+// agent's adapter registry and one client.
+type apiReader struct {
+	reg    *minerapi.Registry
+	client *minerapi.Client
+}
+
+// statsTimeout bounds one read of a simulated miner's API, as the agent
+// bounds a real one's.
+const statsTimeout = 5 * time.Second
+
+func newAPIReader() *apiReader {
+	return &apiReader{reg: minerapi.Default(), client: minerapi.NewClient(minerapi.WithTimeout(statsTimeout))}
+}
+
+// newRig makes rig i; reader is nil when the rig's miner has no API.
+func newRig(name string, i int, prof *Profile, db *bolt.DB, prefix string, seed uint64, reader *apiReader) (*Rig, error) {
 	rt := prof.rigType(i)
 	r := &Rig{Name: name, Type: rt, prof: prof, db: db, stateKey: []byte(prefix + "sim"),
-		rnd: rand.New(rand.NewPCG(seed, uint64(i))), bootedAt: time.Now()}
+		rnd: rand.New(rand.NewPCG(seed, uint64(i))), bootedAt: time.Now(), reader: reader}
 	for k, model := range rt.cards() {
 		r.gpus = append(r.gpus, gpu{model: model, fig: prof.GPUModels[model], busID: fmt.Sprintf("0000:%02x:00.0", k+1), tempC: prof.AmbientC})
 	}
@@ -87,7 +114,72 @@ func newRig(name string, i int, prof *Profile, db *bolt.DB, prefix string, seed 
 		return nil, fmt.Errorf("rig %s state: %w", name, err)
 	}
 	r.started = time.Now()
+	if err := r.startAPI(r.job); err != nil {
+		return nil, fmt.Errorf("rig %s: %w", name, err)
+	}
 	return r, nil
+}
+
+// startAPI starts (or keeps) the simulated API of the miner j names, or
+// stops it when j mines nothing. A miner with no recorded reply has no
+// API; the rig then reports its own figures directly.
+func (r *Rig) startAPI(j job) error {
+	if r.reader == nil {
+		return nil
+	}
+	r.apiMu.Lock()
+	defer r.apiMu.Unlock()
+	r.mu.Lock()
+	old := r.api
+	r.mu.Unlock()
+	want := !j.Stopped && j.Algo != "" && minersim.Supported(j.Miner)
+	var srv *minersim.Server
+	var ad minerapi.Adapter
+	if want {
+		var err error
+		// The adapter is per job: the algorithm picks the units of some
+		// miners' rate fields.
+		ad, err = r.reader.reg.New(j.Miner, minerapi.Options{Client: r.reader.client, Algorithm: j.Algo})
+		if err != nil {
+			return fmt.Errorf("miner %s: %w", j.Miner, err)
+		}
+		if old != nil && old.Miner() == j.Miner {
+			srv, old = old, nil
+		} else if srv, err = minersim.Listen(j.Miner, "127.0.0.1:0"); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.api, r.ad = srv, ad
+	r.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	return nil
+}
+
+// Close stops the rig's miner API.
+func (r *Rig) Close() {
+	r.apiMu.Lock()
+	defer r.apiMu.Unlock()
+	r.mu.Lock()
+	srv := r.api
+	r.api, r.ad = nil, nil
+	r.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+// MinerAPI is where the rig's simulated miner serves its stats, and false
+// when it serves none.
+func (r *Rig) MinerAPI() (miner string, ep minerapi.Endpoint, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.api == nil {
+		return "", minerapi.Endpoint{}, false
+	}
+	return r.api.Miner(), r.api.Endpoint(), true
 }
 
 func (r *Rig) supports(algo string) bool {
@@ -141,6 +233,9 @@ func (r *Rig) HandleCommand(_ context.Context, cmd *quarryv1.Command) ([]byte, e
 		if err := r.saveJob(j); err != nil {
 			return nil, fmt.Errorf("flight sheet not recorded: %w", err)
 		}
+		if err := r.startAPI(j); err != nil {
+			return nil, fmt.Errorf("start miner: %w", err)
+		}
 		r.mu.Lock()
 		r.job, r.started, r.crashed = j, time.Now(), false
 		r.mu.Unlock()
@@ -168,6 +263,9 @@ func (r *Rig) setStopped(stopped bool, kind, msg string) ([]byte, error) {
 	j.Stopped = stopped
 	if err := r.saveJob(j); err != nil {
 		return nil, err
+	}
+	if err := r.startAPI(j); err != nil {
+		return nil, fmt.Errorf("start miner: %w", err)
 	}
 	r.mu.Lock()
 	r.job, r.started, r.crashed = j, time.Now(), false
@@ -226,8 +324,10 @@ func (r *Rig) Inventory() *quarryv1.Inventory {
 }
 
 // Report advances the simulation to now and returns the rig's report.
-// Random crashes and lost GPUs happen here at the profile's rates.
-func (r *Rig) Report(now time.Time) *quarryv1.Report {
+// Random crashes and lost GPUs happen here at the profile's rates. With
+// miner APIs on, the miner's part of the report is read from the rig's
+// simulated miner through its adapter, as the agent reads a real one.
+func (r *Rig) Report(ctx context.Context, now time.Time) *quarryv1.Report {
 	r.mu.Lock()
 	dt := now.Sub(r.lastTick)
 	if r.lastTick.IsZero() {
@@ -244,7 +344,18 @@ func (r *Rig) Report(now time.Time) *quarryv1.Report {
 	if lose {
 		r.LoseGPU()
 	}
+	rep, ms, reading, srv, ad := r.simulate(now, dt)
+	if srv != nil && ms.State == "running" {
+		srv.Set(reading)
+		readAPI(ctx, ms, ad, srv.Endpoint())
+	}
+	return rep
+}
 
+// simulate advances the hardware and returns the report with the
+// miner's figures as the simulation has them, and, when the miner serves
+// an API, the reading to serve and where.
+func (r *Rig) simulate(now time.Time, dt time.Duration) (*quarryv1.Report, *quarryv1.MinerStats, minersim.Reading, *minersim.Server, minerapi.Adapter) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	j := r.job
@@ -257,6 +368,7 @@ func (r *Rig) Report(now time.Time) *quarryv1.Report {
 	}}
 	var total float64
 	ms := &quarryv1.MinerStats{Miner: j.Miner, Version: "sim", Algorithm: j.Algo, Coin: j.Coin, Pool: j.Pool}
+	reading := minersim.Reading{Algorithm: j.Algo, Pool: j.Pool}
 	alpha := 1 - math.Exp(-dt.Seconds()/r.prof.ThermalTau.Seconds())
 	for k := range r.gpus {
 		g := &r.gpus[k]
@@ -295,6 +407,8 @@ func (r *Rig) Report(now time.Time) *quarryv1.Report {
 		if hr > 0 {
 			total += hr
 			ms.Gpus = append(ms.Gpus, &quarryv1.MinerGPU{BusId: g.busID, Hashrate: hr})
+			reading.GPUs = append(reading.GPUs, minersim.GPU{Name: g.model, BusID: g.busID, Hashrate: hr,
+				TemperatureC: temp, PowerW: *gs.PowerW, FanPercent: fan})
 		}
 	}
 	switch {
@@ -311,10 +425,45 @@ func (r *Rig) Report(now time.Time) *quarryv1.Report {
 		r.accepted += uint64(max(1, dt.Seconds()/10))
 		ms.State, ms.Hashrate, ms.Accepted = "running", total, r.accepted
 		ms.UptimeSeconds = uint64(now.Sub(r.started).Seconds())
+		reading.Accepted, reading.Uptime = r.accepted, now.Sub(r.started)
 		rep.Miners = append(rep.Miners, ms)
 	}
 	rep.Events, r.events = r.events, nil
-	return rep
+	return rep, ms, reading, r.api, r.ad
+}
+
+// readAPI replaces the simulation's miner figures with what the miner's
+// API says through its adapter, mapping the outcome to a state the way
+// the agent does: an API that does not answer is "api-unreachable", never
+// a zero hash rate.
+func readAPI(ctx context.Context, ms *quarryv1.MinerStats, ad minerapi.Adapter, ep minerapi.Endpoint) {
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	st, err := ad.Stats(ctx, ep)
+	ms.Hashrate, ms.Gpus, ms.Accepted, ms.UptimeSeconds, ms.Version = 0, nil, 0, 0, ""
+	switch {
+	case err == nil:
+		ms.State = "running"
+	case errors.Is(err, minerapi.ErrNoHashrate):
+		ms.State, ms.Error = quarryv1.MinerWarming, "warming up: "+err.Error()
+	case errors.Is(err, minerapi.ErrBadReply):
+		ms.State, ms.Error = quarryv1.MinerBadReply, err.Error()
+		return
+	default:
+		ms.State, ms.Error = "api-unreachable", err.Error()
+		return
+	}
+	ms.Version, ms.Accepted, ms.Rejected, ms.Stale = st.Version, st.Accepted, st.Rejected, st.Stale
+	ms.UptimeSeconds = uint64(max(st.Uptime, 0) / time.Second)
+	if st.Pool != "" {
+		ms.Pool = st.Pool
+	}
+	if err == nil {
+		ms.Hashrate = st.TotalHashrate
+		for _, g := range st.GPUs {
+			ms.Gpus = append(ms.Gpus, &quarryv1.MinerGPU{BusId: g.BusID, Hashrate: g.Hashrate, Accepted: g.Accepted, Rejected: g.Rejected})
+		}
+	}
 }
 
 // noise is a reading's multiplicative noise, clamped so a reading is never

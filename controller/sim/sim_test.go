@@ -3,12 +3,14 @@ package sim
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/quarryfleet/quarry/pkg/minerapi"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -62,29 +64,32 @@ func testRig(t *testing.T, path string, i int) *Rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	r, err := newRig("sim-x", i, p, db, "sim-x/", 1)
+	r, err := newRig("sim-x", i, p, db, "sim-x/", 1, newAPIReader())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(r.Close)
 	return r
 }
 
-func sheet(algo string) []byte {
-	return []byte("name: s-" + algo + "\ncoin: c-" + algo + "\nalgorithm: " + algo + "\nminer: {name: trex, path: trex, sha256: 00}\npools: [{url: 'stratum+tcp://p:1', user: w}]\n")
+func sheet(algo string) []byte { return sheetFor(algo, "trex") }
+
+func sheetFor(algo, miner string) []byte {
+	return []byte("name: s-" + algo + "\ncoin: c-" + algo + "\nalgorithm: " + algo + "\nminer: {name: " + miner + ", path: " + miner + ", sha256: 00}\npools: [{url: 'stratum+tcp://p:1', user: w}]\n")
 }
 
 func TestRigObeysCommandsAndKeepsThemAcrossRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rigs.db")
 	r := testRig(t, path, 0)
 	ctx := context.Background()
-	first := r.Report(time.Now())
+	first := r.Report(ctx, time.Now())
 	if len(first.Gpus) != 6 || first.Miners[0].Algorithm != "etchash" || first.Miners[0].State != "running" || first.Miners[0].Hashrate < 300e6 {
 		t.Fatalf("first report %v: want 6 GPUs mining etchash from the profile's initial job", first)
 	}
 	if _, err := r.HandleCommand(ctx, &quarryv1.Command{Kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, Payload: sheet("kawpow")}); err != nil {
 		t.Fatal(err)
 	}
-	rep := r.Report(time.Now().Add(10 * time.Second))
+	rep := r.Report(ctx, time.Now().Add(10*time.Second))
 	if m := rep.Miners[0]; m.Algorithm != "kawpow" || m.Coin != "c-kawpow" || m.Hashrate < 100e6 || m.Hashrate > 200e6 {
 		t.Fatalf("after the sheet: %v, want kawpow at about 6×25 MH/s", m)
 	}
@@ -101,7 +106,7 @@ func TestRigObeysCommandsAndKeepsThemAcrossRestart(t *testing.T) {
 	if _, err := r.HandleCommand(ctx, &quarryv1.Command{Kind: quarryv1.CommandKind_COMMAND_KIND_STOP_MINER}); err != nil {
 		t.Fatal(err)
 	}
-	rep = r.Report(time.Now().Add(20 * time.Second))
+	rep = r.Report(ctx, time.Now().Add(20*time.Second))
 	if m := rep.Miners[0]; m.State != "stopped" || m.Hashrate != 0 {
 		t.Fatalf("after stop: %v", m)
 	}
@@ -113,12 +118,13 @@ func TestRigObeysCommandsAndKeepsThemAcrossRestart(t *testing.T) {
 }
 
 func TestRigCrashAndLostGPU(t *testing.T) {
+	ctx := context.Background()
 	r := testRig(t, filepath.Join(t.TempDir(), "rigs.db"), 2)
 	now := time.Now()
-	r.Report(now)
+	r.Report(ctx, now)
 	r.Crash()
 	r.LoseGPU()
-	rep := r.Report(now.Add(10 * time.Second))
+	rep := r.Report(ctx, now.Add(10*time.Second))
 	if m := rep.Miners[0]; m.State != "crashed" || m.Hashrate != 0 {
 		t.Fatalf("after a crash: %v", m)
 	}
@@ -140,7 +146,106 @@ func TestRigCrashAndLostGPU(t *testing.T) {
 	if lost != 1 {
 		t.Errorf("%d GPUs lost, want 1", lost)
 	}
-	if rep = r.Report(now.Add(20 * time.Second)); rep.Miners[0].State != "running" || len(rep.Events) != 0 {
+	if rep = r.Report(ctx, now.Add(20*time.Second)); rep.Miners[0].State != "running" || len(rep.Events) != 0 {
 		t.Fatalf("the report after a crash: %v, want running again and no repeated events", rep)
+	}
+}
+
+// A rig mining on a sheet that names miner X serves X's recorded stats
+// reply with its simulated figures, and its report carries what X's
+// adapter reads from it: the same total and per-card hash rates, and the
+// version the real miner's capture names.
+func TestRigReportsWhatItsMinerAPISays(t *testing.T) {
+	ctx := context.Background()
+	r := testRig(t, filepath.Join(t.TempDir(), "rigs.db"), 2) // the 4x3080 rig
+	reg := minerapi.Default()
+	tests := []struct {
+		miner, algo, version string
+	}{
+		{"trex", "kawpow", "0.26.8"},
+		{"lolminer", "etchash", "1.82"},
+		{"xmrig", "autolykos2", "6.21.0"},
+		{"gminer", "etchash", "GMiner 3.44"},
+		{"teamredminer", "etchash", ""},
+	}
+	now := time.Now()
+	for i, tc := range tests {
+		t.Run(tc.miner, func(t *testing.T) {
+			if _, err := r.HandleCommand(ctx, &quarryv1.Command{Kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, Payload: sheetFor(tc.algo, tc.miner)}); err != nil {
+				t.Fatal(err)
+			}
+			miner, ep, ok := r.MinerAPI()
+			if !ok || miner != tc.miner {
+				t.Fatalf("miner API %q (%v), want %s serving", miner, ok, tc.miner)
+			}
+			rep := r.Report(ctx, now.Add(time.Duration(i+1)*10*time.Second))
+			ms := rep.Miners[0]
+			if ms.State != "running" {
+				t.Fatalf("miner %+v, want running", ms)
+			}
+			// What the simulated miner says now, read independently.
+			ad, err := reg.New(tc.miner, minerapi.Options{Algorithm: tc.algo})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := ad.Stats(ctx, ep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ms.Hashrate != st.TotalHashrate || ms.Hashrate < 4*0.8*float64(r.gpus[0].fig.Algorithms[tc.algo].Hashrate) {
+				t.Errorf("reported %v H/s, the API says %v H/s; want equal and about 4 cards' worth", ms.Hashrate, st.TotalHashrate)
+			}
+			if len(ms.Gpus) != 4 || len(st.GPUs) != 4 {
+				t.Fatalf("%d GPUs reported, %d in the API, want 4", len(ms.Gpus), len(st.GPUs))
+			}
+			for k, g := range ms.Gpus {
+				if g.Hashrate != st.GPUs[k].Hashrate {
+					t.Errorf("GPU %d: reported %v, API %v", k, g.Hashrate, st.GPUs[k].Hashrate)
+				}
+			}
+			if tc.version != "" && ms.Version != tc.version {
+				t.Errorf("version %q, want the capture's %q", ms.Version, tc.version)
+			}
+		})
+	}
+	// Stopping the miner closes its API.
+	if _, err := r.HandleCommand(ctx, &quarryv1.Command{Kind: quarryv1.CommandKind_COMMAND_KIND_STOP_MINER}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := r.MinerAPI(); ok {
+		t.Error("a stopped miner still serves its API")
+	}
+	// A miner with no recorded reply mines with the simulation's figures.
+	if _, err := r.HandleCommand(ctx, &quarryv1.Command{Kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, Payload: sheetFor("etchash", "nbminer")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := r.MinerAPI(); ok {
+		t.Error("nbminer has no recorded reply here, yet an API serves")
+	}
+	if ms := r.Report(ctx, now.Add(time.Minute)).Miners[0]; ms.State != "running" || ms.Hashrate <= 0 {
+		t.Errorf("nbminer: %+v, want running with the simulated hash rate", ms)
+	}
+}
+
+func TestMinerAPIsSetting(t *testing.T) {
+	p, err := DefaultProfile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		set  string
+		rigs int
+		want bool
+	}{
+		{"", 5, true}, {"", MaxMinerAPIRigs, true}, {"", MaxMinerAPIRigs + 1, false},
+		{"auto", 10000, false}, {"on", 10000, true}, {"off", 1, false},
+	} {
+		p.MinerAPIs = tc.set
+		if got := p.minerAPIs(tc.rigs); got != tc.want {
+			t.Errorf("miner_apis %q with %d rigs: %v, want %v", tc.set, tc.rigs, got, tc.want)
+		}
+	}
+	if _, err := ParseProfile(append(slices.Clone(defaultProfileYAML), "miner_apis: sometimes\n"...)); err == nil || !strings.Contains(err.Error(), "miner_apis") {
+		t.Errorf("miner_apis: sometimes: %v, want refused", err)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quarryfleet/quarry/controller/figures"
+	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/profit"
@@ -41,6 +42,8 @@ type Fleet interface {
 	Rigs() []*quarryv1.Rig
 	Resolve(idOrName string) (string, error)
 	QueueCommand(rigID string, kind quarryv1.CommandKind, payload []byte, ttl time.Duration) (*quarryv1.CommandRecord, error)
+	// QueueCommands queues a batch with its audit entries in one commit.
+	QueueCommands(reqs []fleet.CommandRequest) ([]*quarryv1.CommandRecord, []error)
 	Audit(e *quarryv1.AuditEntry) error
 }
 
@@ -675,27 +678,30 @@ func (s *Switcher) act(ctx context.Context, t *Tick) {
 			}
 		}
 		batch := cmds[start:min(start+s.cfg.BatchSize, len(cmds))]
+		// One transaction for the batch's commands and audit entries: a
+		// disk sync per command would make a fleet-wide switch take
+		// seconds per thousand rigs.
+		reqs := make([]fleet.CommandRequest, len(batch))
+		for k, c := range batch {
+			d := &t.Decisions[c.rig]
+			reqs[k] = fleet.CommandRequest{RigID: t.Rigs[c.rig].ID, Kind: c.kind, Payload: c.payload, TTL: s.cfg.CommandTTL,
+				Audit: &quarryv1.AuditEntry{Who: "profit-switcher", Role: "system", Action: "profit." + d.Action, Target: t.Rigs[c.rig].ID, Detail: d.Reason}}
+		}
+		queued, errs := s.fleet.QueueCommands(reqs)
 		recs := make([]SwitchRecord, 0, len(batch))
-		for _, c := range batch {
+		for k, c := range batch {
 			d := &t.Decisions[c.rig]
 			rig := t.Rigs[c.rig].ID
-			rec, err := s.fleet.QueueCommand(rig, c.kind, c.payload, s.cfg.CommandTTL)
-			if err != nil {
+			if err := errs[k]; err != nil {
 				d.Error = err.Error()
 				s.log.Warn("profit: could not queue command", "rig", rig, "action", d.Action, "err", err)
 			} else {
-				d.CommandID = rec.Command.Id
+				d.CommandID = queued[k].Command.Id
 				s.mu.Lock()
 				s.state[rig] = rigState{Option: d.Target.Name, Since: t.Time}
 				s.mu.Unlock()
 			}
-			r := s.record(t, c.rig, false)
-			recs = append(recs, r)
-			result := "queued " + d.CommandID
-			if err != nil {
-				result = "error: " + err.Error()
-			}
-			_ = s.fleet.Audit(&quarryv1.AuditEntry{Who: "profit-switcher", Role: "system", Action: "profit." + d.Action, Target: rig, Result: result, Detail: d.Reason})
+			recs = append(recs, s.record(t, c.rig, false))
 		}
 		s.saveSwitches(recs)
 		s.log.Info("profit: switching batch queued", "commands", len(batch), "of", len(cmds))

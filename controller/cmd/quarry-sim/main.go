@@ -38,6 +38,8 @@ func run() error {
 	var duration, warmup time.Duration
 	var ctrlPID int
 	var profileCtrl bool
+	var switchWait time.Duration
+	var readyFile string
 	flag.StringVar(&o.Addr, "controller", "127.0.0.1:7443", "controller gRPC address")
 	flag.StringVar(&o.ServerName, "server-name", "", "name in the controller's certificate (default: the address's host)")
 	flag.StringVar(&tokenFile, "token-file", "", "file holding a join token with enough uses for the rigs not yet enrolled ('quarryctl token create --uses N')")
@@ -50,10 +52,15 @@ func run() error {
 	flag.IntVar(&o.Shards, "shards", 16, "database files holding the rigs' buffers")
 	flag.IntVar(&o.Ramp, "ramp", 64, "most rigs connecting at once")
 	flag.Uint64Var(&o.Seed, "seed", 1, "seed of noise and random failures")
+	flag.BoolVar(&o.Gossip, "gossip", false, fmt.Sprintf("make each rig a member of the controller's gossip cluster, as the agent is (at most %d rigs)", sim.MaxGossipRigs))
+	flag.StringVar(&o.GossipBind, "gossip-bind", "127.0.0.1", "with -gossip: IP the rigs' gossip members listen on")
+	flag.StringVar(&o.GossipProfile, "gossip-profile", "lan", "with -gossip: failure detection timings, lan or tuned")
 	flag.DurationVar(&duration, "duration", 0, "measure for this long once every rig is connected, print the figures and exit (0: run until stopped)")
 	flag.DurationVar(&warmup, "warmup", 5*time.Second, "with -duration: run this long before measuring")
 	flag.IntVar(&ctrlPID, "controller-pid", 0, "with -duration: the controller's process id, to read its CPU time and memory from /proc")
 	flag.BoolVar(&profileCtrl, "profile-controller", false, "with -controller-pid: send the controller SIGUSR1 as the measured window starts and ends (a controller started with QUARRY_PROFILE_DIR profiles exactly that window)")
+	flag.DurationVar(&switchWait, "measure-switch", 0, "once every rig is connected, wait this long for the controller to switch them (a flight sheet each) and print how long it took until every rig had answered")
+	flag.StringVar(&readyFile, "ready-file", "", "with -duration or -measure-switch: write this file when the measured window starts")
 	flag.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
 
@@ -88,7 +95,7 @@ func run() error {
 	defer f.Close()
 	enrolled := time.Since(start)
 	o.Log.Info("rigs ready", "rigs", o.Rigs, "took", enrolled)
-	if duration <= 0 {
+	if duration <= 0 && switchWait <= 0 {
 		return f.Run(ctx)
 	}
 
@@ -114,6 +121,28 @@ func run() error {
 	}
 	connected := time.Since(start)
 	time.Sleep(warmup)
+	ready := func() {
+		if readyFile != "" {
+			if err := os.WriteFile(readyFile, []byte("ready\n"), 0o600); err != nil {
+				o.Log.Warn("ready file", "err", err)
+			}
+		}
+	}
+	if switchWait > 0 {
+		st.MeasureSwitch(true)
+		ready()
+		fmt.Fprintf(os.Stderr, "quarry-sim: %d rigs connected in %s; waiting up to %s for a switch\n", o.Rigs, connected.Round(time.Millisecond), switchWait)
+		deadline := time.Now().Add(switchWait)
+		for st.SwitchAcked() < o.Rigs && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		applied := st.MeasureSwitch(false)
+		cancel()
+		<-done
+		printSwitch(o.Rigs, applied)
+		return nil
+	}
+	ready()
 
 	signalCtrl := func() {
 		if profileCtrl && ctrlPID > 0 {
@@ -153,6 +182,37 @@ func run() error {
 			rss>>20, anon>>20, float64(anon)/1024/float64(o.Rigs))
 	}
 	return nil
+}
+
+// printSwitch prints how long the controller took from queueing the
+// first flight sheet of a switch until every rig had answered.
+func printSwitch(rigs int, applied map[string]sim.Applied) {
+	if len(applied) == 0 {
+		fmt.Printf("switch: no rig was sent a flight sheet\n")
+		return
+	}
+	var firstQ, lastQ, lastDone time.Time
+	var perRig, handling []time.Duration
+	failed := 0
+	for _, a := range applied {
+		if firstQ.IsZero() || a.Queued.Before(firstQ) {
+			firstQ = a.Queued
+		}
+		if a.Queued.After(lastQ) {
+			lastQ = a.Queued
+		}
+		if a.Done.After(lastDone) {
+			lastDone = a.Done
+		}
+		if a.Err {
+			failed++
+		}
+		perRig = append(perRig, a.Done.Sub(a.Queued))
+		handling = append(handling, a.Done.Sub(a.Received))
+	}
+	fmt.Printf("switch: %d of %d rigs answered (%d refused); first flight sheet queued → every answer sent: %s; queueing took %s; per rig queued→answered p50=%s p99=%s max=%s (rig's own handling p99=%s)\n",
+		len(applied), rigs, failed, lastDone.Sub(firstQ).Round(time.Millisecond), lastQ.Sub(firstQ).Round(time.Millisecond),
+		q(perRig, 0.5), q(perRig, 0.99), q(perRig, 1), q(handling, 0.99))
 }
 
 // q is the p quantile of d (sorted in place).
