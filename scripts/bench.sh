@@ -69,7 +69,7 @@ if [ -n "$SWITCH_SIZES" ]; then
 JSON
     mv "$work/market.json.tmp" "$work/market.json"
   }
-  sheet() { echo "{name: $1, algorithm: $2, miner: {name: lolminer, path: lolminer/lolMiner, sha256: \"$(printf '0%.0s' $(seq 64))\"}, pools: [{url: \"stratum+tcp://$1.example.net:1010\", user: w}]}"; }
+  sheet() { echo "{name: $1, algorithm: $2, miner: {name: lolminer, path: /opt/quarry/miners/lolminer/lolMiner, sha256: \"$(printf '0%.0s' $(seq 64))\"}, pools: [{url: \"stratum+tcp://$1.example.net:1010\", user: w}]}"; }
   c3070=$(printf 'NVIDIA GeForce RTX 3070,%.0s' 1 2 3 4 5 6); c3070=${c3070%,}
   c3080=$(printf 'NVIDIA GeForce RTX 3080,%.0s' 1 2 3 4); c3080=${c3080%,}
   for n in $SWITCH_SIZES; do

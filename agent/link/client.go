@@ -83,11 +83,10 @@ func (c *Client) Run(ctx context.Context) error {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		// A link carries a report every few seconds over TLS, which
-		// buffers whole records itself: gRPC's own 32 KiB read buffer and
-		// a write buffer held between flushes only cost memory, which a
-		// simulator holding thousands of links feels.
+		// buffers whole records itself: gRPC's own 32 KiB read buffer
+		// only costs memory, which a simulator holding thousands of links
+		// feels. (Write buffers are shared between flushes by default.)
 		grpc.WithReadBufferSize(0),
-		grpc.WithSharedWriteBuffer(true),
 	)
 	if err != nil {
 		return fmt.Errorf("controller address %q: %w", c.Addr, err)

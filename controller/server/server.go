@@ -201,12 +201,11 @@ func (c *Controller) openGRPC() error {
 		grpc.MaxRecvMsgSize(4 << 20),
 		// Per-connection memory: rigs send a small report every few
 		// seconds, so gRPC's 32 KiB read buffer per connection (TLS
-		// already buffers each record) and a write buffer held between
-		// flushes are most of what an idle rig costs. A fixed window also
+		// already buffers each record) is most of what an idle rig costs;
+		// write buffers are shared between flushes by default. A fixed window also
 		// stops the per-connection bandwidth probing, which only pays off
 		// for bulk transfers.
 		grpc.ReadBufferSize(0),
-		grpc.SharedWriteBuffer(true),
 		grpc.InitialWindowSize(64 << 10),
 		grpc.InitialConnWindowSize(64 << 10),
 	}

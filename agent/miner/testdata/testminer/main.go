@@ -24,7 +24,7 @@ func main() {
 		crashAfter = flag.Duration("crash-after", 0, "exit with code 3 after this long")
 		ignoreTerm = flag.Bool("ignore-term", false, "ignore SIGTERM")
 		fork       = flag.Bool("fork", false, "start a child that sleeps, in the same process group")
-		spam       = flag.Int("spam", 0, "print this many 100-byte lines at start")
+		spam       = flag.Int("spam", 0, "print this many 100-byte lines on stderr at start")
 		say        = flag.String("say", "", "print this line once at start")
 		api        = flag.String("api", "", "serve stats on this address")
 		portFile   = flag.String("port-file", "", "write the API port here")
@@ -65,9 +65,11 @@ func main() {
 			appendLine(*pidFile, fmt.Sprint(c.Process.Pid))
 		}
 	}
+	// On stderr, like -say: the supervisor reads the two pipes
+	// separately, so only one stream keeps the spam before the -say line.
 	line := strings.Repeat("x", 99)
 	for i := 0; i < *spam; i++ {
-		fmt.Println(line)
+		fmt.Fprintln(os.Stderr, line)
 	}
 	if *say != "" {
 		fmt.Fprintln(os.Stderr, *say)
