@@ -53,7 +53,7 @@ func simMarket(t *testing.T, path string, ergPrice float64) {
 
 func simControllerConfig(market string) string {
 	sheet := func(name, algo, miner string) string {
-		return fmt.Sprintf(`{name: %s, algorithm: %s, miner: {name: %s, path: /opt/quarry/miners/%s, sha256: "` + strings.Repeat("0", 64) + `"}, pools: [{url: "stratum+tcp://%s.example.net:1", user: w}]}`, name, algo, miner, miner, name)
+		return fmt.Sprintf(`{name: %s, algorithm: %s, miner: {name: %s, path: /opt/quarry/miners/%s, sha256: "`+strings.Repeat("0", 64)+`"}, pools: [{url: "stratum+tcp://%s.example.net:1", user: w}]}`, name, algo, miner, miner, name)
 	}
 	return `profit:
   tick: 300ms
