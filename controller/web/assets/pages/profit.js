@@ -104,11 +104,14 @@
       el("td", { class: "num", text: Number.isFinite(num(r.gap_pct)) ? num(r.gap_pct).toFixed(1) + " %" : "–" }),
       el("td", { text: r.action + (r.dry_run ? " (dry run)" : "") }))), 7, list.options ? "No rigs yet." : "No options configured: add one under Settings.");
     const pick = $("profit-rig");
-    if (pick) {
+    // Rebuilt only when the rigs change, so an open picker stays open.
+    const key = st.rows.map((r) => r.rig_id + "=" + r.rig_name).join("\n");
+    if (pick && pick.dataset.rigs !== key) {
+      pick.dataset.rigs = key;
       pick.replaceChildren(...st.rows.map((r) => el("option", { value: r.rig_id, text: r.rig_name || r.rig_id })));
       if (!st.rows.length) pick.replaceChildren(el("option", { value: "", text: "no rigs" }));
-      pick.value = st.rig;
     }
+    if (pick && pick.value !== st.rig) pick.value = st.rig;
   }
   function explainCard() {
     const pick = el("select", { id: "profit-rig", "aria-label": "rig" });
