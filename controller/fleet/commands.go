@@ -298,8 +298,15 @@ func (f *Fleet) CompleteCommand(rigID string, res *quarryv1.CommandResult) error
 	return nil
 }
 
+// updateCommand changes a stored command. Every rig's stream marks its
+// commands sent and stores their results on its own goroutine, so a
+// switch that moves 10,000 rigs at once would otherwise be 20,000 write
+// transactions, each with its own disk sync, queued behind one another;
+// bbolt's Batch commits the calls that arrive together in one. fn may run
+// more than once (Batch retries the rest of a batch alone when one call
+// fails), so it only sets fields from what it is given.
 func (f *Fleet) updateCommand(id string, fn func(*quarryv1.CommandRecord) bool, keepPending bool) error {
-	return f.db.Update(func(tx *bolt.Tx) error {
+	return f.db.Batch(func(tx *bolt.Tx) error {
 		cb := tx.Bucket([]byte(bucketCommands))
 		v := cb.Get([]byte(id))
 		if v == nil {

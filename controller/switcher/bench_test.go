@@ -85,7 +85,11 @@ func BenchmarkTick10k(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		a := s.cur.Load()
-		t, err := s.plan(ctx, a, snap, s.collect(a, rigs, now), now)
+		briefs := make([]rigBrief, 0, len(rigs))
+		for _, r := range rigs {
+			briefs = append(briefs, a.brief(r))
+		}
+		t, err := s.plan(ctx, a, snap, s.collect(a, briefs, now), now)
 		if err != nil {
 			b.Fatal(err)
 		}

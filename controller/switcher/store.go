@@ -82,6 +82,7 @@ func (s *Switcher) load() error {
 				return fmt.Errorf("profit state %q: %w", k, err)
 			}
 			s.state[string(k)] = st
+			s.saved[string(k)] = savedRig{state: st, hasState: true}
 			return nil
 		}); err != nil {
 			return err
@@ -111,41 +112,125 @@ func (s *Switcher) saveProfile(rigID string, p AlgoProfiles) error {
 	})
 }
 
-// persist writes, in one transaction, the rigs' state and each decision
-// whose bytes differ from the stored one.
+// decisionRefresh bounds how old a stored decision may be when only its
+// figures moved. Every tick decides for every rig, and a decision's inputs
+// carry the tick's time, so writing each one whenever its bytes differ
+// wrote the whole fleet every tick: 100,000 JSON documents a minute, and a
+// commit that held up the switch it was recording. The record is read only
+// to explain a rig after a restart, so it is rewritten at once when what
+// was decided changes and otherwise at most this often.
+const decisionRefresh = 10 * time.Minute
+
+// savedRig is what the database holds of one rig.
+type savedRig struct {
+	state    rigState
+	hasState bool
+	decision decisionGist
+	decided  time.Time // tick that wrote the decision; zero when none
+}
+
+// decisionGist is what makes a stored decision stale at once when it
+// changes: the outcome, what the rig mines and would mine, and why not.
+type decisionGist struct {
+	outcome, target, current, best, site, paused, err, command string
+	borrowed, dryRun                                           bool
+}
+
+func (t *Tick) gist(i int) decisionGist {
+	d, r := t.Decisions[i], t.Rigs[i]
+	g := decisionGist{outcome: d.Action, target: d.Target.Name, current: d.Input.Current.Name, best: d.Input.Best.Name,
+		site: r.Site, err: d.Error, command: d.CommandID, borrowed: d.Borrowed, dryRun: t.DryRun}
+	if t.Paused {
+		g.paused = t.PauseReason
+	}
+	return g
+}
+
+// persist writes, in one transaction, the rigs' state where it changed and
+// each decision that changed in substance or is older than
+// decisionRefresh.
 func (s *Switcher) persist(t *Tick) error {
 	if s.db == nil {
 		return nil
 	}
+	type put struct {
+		id       string
+		state    []byte // nil: unchanged
+		st       rigState
+		decision []byte // nil: unchanged
+		gist     decisionGist
+	}
+	var puts []put
 	s.mu.Lock()
-	state := make(map[string][]byte, len(s.state))
 	for id, st := range s.state {
-		v, _ := json.Marshal(st)
-		state[id] = v
+		if sv := s.saved[id]; sv.hasState && sv.state.Option == st.Option && sv.state.Since.Equal(st.Since) {
+			continue
+		}
+		v, err := json.Marshal(st)
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		puts = append(puts, put{id: id, state: v, st: st})
+	}
+	saved := make(map[string]int, len(puts)) // rig → index in puts
+	for i, p := range puts {
+		saved[p.id] = i
+	}
+	for i := range t.Decisions {
+		id, g := t.Rigs[i].ID, t.gist(i)
+		if sv := s.saved[id]; !sv.decided.IsZero() && sv.decision == g && t.Time.Sub(sv.decided) < decisionRefresh {
+			continue
+		}
+		v, err := json.Marshal(t.stored(i))
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		j, ok := saved[id]
+		if !ok {
+			j = len(puts)
+			saved[id] = j
+			puts = append(puts, put{id: id})
+		}
+		puts[j].decision, puts[j].gist = v, g
 	}
 	s.mu.Unlock()
-	return s.db.Update(func(tx *bolt.Tx) error {
+	if len(puts) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		sb, db := tx.Bucket([]byte(bucketState)), tx.Bucket([]byte(bucketDecisions))
-		for id, v := range state {
-			if !bytes.Equal(sb.Get([]byte(id)), v) {
-				if err := sb.Put([]byte(id), v); err != nil {
+		for _, p := range puts {
+			if p.state != nil {
+				if err := sb.Put([]byte(p.id), p.state); err != nil {
 					return err
 				}
 			}
-		}
-		for i := range t.Decisions {
-			v, err := json.Marshal(t.stored(i))
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(db.Get([]byte(t.Rigs[i].ID)), v) {
-				if err := db.Put([]byte(t.Rigs[i].ID), v); err != nil {
+			if p.decision != nil {
+				if err := db.Put([]byte(p.id), p.decision); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, p := range puts {
+		sv := s.saved[p.id]
+		if p.state != nil {
+			sv.state, sv.hasState = p.st, true
+		}
+		if p.decision != nil {
+			sv.decision, sv.decided = p.gist, t.Time
+		}
+		s.saved[p.id] = sv
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 func (t *Tick) stored(i int) storedDecision {

@@ -21,7 +21,6 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,7 +38,9 @@ import (
 
 // Fleet is what the switcher needs of the controller's fleet state.
 type Fleet interface {
-	Rigs() []*quarryv1.Rig
+	// EachRig calls fn with a view of every rig, valid only during the
+	// call, under the fleet's lock.
+	EachRig(fn func(r *quarryv1.Rig))
 	Resolve(idOrName string) (string, error)
 	QueueCommand(rigID string, kind quarryv1.CommandKind, payload []byte, ttl time.Duration) (*quarryv1.CommandRecord, error)
 	// QueueCommands queues a batch with its audit entries in one commit.
@@ -118,6 +119,9 @@ type Switcher struct {
 	profiles map[string]AlgoProfiles // rig → set through the API
 	state    map[string]rigState
 	last     *Tick
+	// saved is what the database holds of each rig's state and latest
+	// decision, so a tick writes only what changed (see persist).
+	saved map[string]savedRig
 }
 
 // rigState is what a rig mines as far as the switcher knows, by option
@@ -246,7 +250,7 @@ func New(cfg Config, o Options) (*Switcher, error) {
 	s := &Switcher{
 		cfg: cfg, fleet: o.Fleet, db: o.DB, log: o.Logger, now: o.Now,
 		kick: make(chan struct{}, 1), figures: o.Figures, hold: o.Hold,
-		profiles: map[string]AlgoProfiles{}, state: map[string]rigState{},
+		profiles: map[string]AlgoProfiles{}, state: map[string]rigState{}, saved: map[string]savedRig{},
 		sheets: o.Sheets, resolve: o.Resolve,
 	}
 	sources, err := cfg.MarketSources(o.HTTPClient)
@@ -397,8 +401,10 @@ func (s *Switcher) Tick(ctx context.Context) (*Tick, error) {
 	}
 	now := s.now()
 	h := s.cache.Health()
-	rigs := s.collect(a, s.fleet.Rigs(), now)
-	t, err := s.plan(ctx, a, s.cache.Get(), rigs, now)
+	var rigs []rigBrief
+	s.fleet.EachRig(func(r *quarryv1.Rig) { rigs = append(rigs, a.brief(r)) })
+	in := s.collect(a, rigs, now)
+	t, err := s.plan(ctx, a, s.cache.Get(), in, now)
 	if err != nil {
 		return nil, err
 	}
@@ -441,27 +447,43 @@ func Fingerprint(r *quarryv1.Rig) string {
 	return strings.Join(names, ",")
 }
 
+// rigBrief is what a tick takes from a rig. It is read from the fleet's
+// views under the fleet's lock, so a tick over 100,000 rigs copies no
+// rig's record.
+type rigBrief struct {
+	id, name, fingerprint, siteLabel string
+	online, revoked                  bool
+	// running is the option the rig's miners report mining, for rigs the
+	// switcher has never moved; profit.Off when none matches.
+	running int
+}
+
+func (a *active) brief(r *quarryv1.Rig) rigBrief {
+	return rigBrief{id: r.Id, name: r.Name, fingerprint: Fingerprint(r), siteLabel: r.Labels["site"],
+		online: r.Online, revoked: r.Revoked, running: a.runningOption(r)}
+}
+
 // collect turns the fleet's rigs into ranking inputs: figures by
 // precedence (operator profile, config profile, learned, borrowed),
 // site, rules and the option each rig mines now.
-func (s *Switcher) collect(a *active, rigs []*quarryv1.Rig, now time.Time) []RigInput {
+func (s *Switcher) collect(a *active, rigs []rigBrief, now time.Time) []RigInput {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]RigInput, 0, len(rigs))
 	own := make([]map[string]profit.Perf, 0, len(rigs))
 	src := make([]map[string]PerfSource, 0, len(rigs))
 	byFP := map[string]int{} // fingerprint → first rig (by id) with own figures
-	sort.Slice(rigs, func(i, j int) bool { return rigs[i].Id < rigs[j].Id })
+	slices.SortFunc(rigs, func(x, y rigBrief) int { return strings.Compare(x.id, y.id) })
 	for _, r := range rigs {
-		if r.Revoked {
+		if r.revoked {
 			continue
 		}
-		rc, ok := a.cfg.Rigs[r.Id]
+		rc, ok := a.cfg.Rigs[r.id]
 		if !ok {
-			rc = a.cfg.Rigs[r.Name]
+			rc = a.cfg.Rigs[r.name]
 		}
-		in := RigInput{ID: r.Id, Name: r.Name, Fingerprint: Fingerprint(r), Online: r.Online, Current: profit.Off}
-		in.Site = firstNonEmpty(rc.Site, r.Labels["site"])
+		in := RigInput{ID: r.id, Name: r.name, Fingerprint: r.fingerprint, Online: r.online, Current: profit.Off}
+		in.Site = firstNonEmpty(rc.Site, r.siteLabel)
 		if !a.siteSet[in.Site] {
 			in.Site = a.cfg.DefaultSite
 		}
@@ -473,14 +495,14 @@ func (s *Switcher) collect(a *active, rigs []*quarryv1.Rig, now time.Time) []Rig
 				perf[algo], ps[algo] = p, so
 			}
 		}
-		for algo, f := range s.profiles[r.Id] {
+		for algo, f := range s.profiles[r.id] {
 			add(algo, profit.Perf{Hashrate: f.Hashrate, Power: f.Power}, PerfSource{Source: "profile"})
 		}
 		for algo, f := range rc.Profile {
 			add(market.CanonicalAlgorithm(algo), profit.Perf{Hashrate: f.Hashrate, Power: f.Power}, PerfSource{Source: "profile"})
 		}
 		if s.figures != nil {
-			for algo, f := range s.figures.Figures(r.Id) {
+			for algo, f := range s.figures.Figures(r.id) {
 				if f.HashrateHs > 0 {
 					add(algo, profit.Perf{Hashrate: f.HashrateHs, Power: f.PowerW}, PerfSource{Source: f.Source, Samples: uint32(min(f.Samples, math.MaxUint32))})
 				}
@@ -489,13 +511,13 @@ func (s *Switcher) collect(a *active, rigs []*quarryv1.Rig, now time.Time) []Rig
 		// A rig the switcher has never moved counts as having dwelt
 		// long enough.
 		in.LastSwitch = now.Add(-a.cfg.Policy.MinDwell)
-		if st, ok := s.state[r.Id]; ok {
+		if st, ok := s.state[r.id]; ok {
 			in.LastSwitch = st.Since
 			if i, ok := a.byName[st.Option]; ok {
 				in.Current = i
 			}
 		} else {
-			in.Current = a.runningOption(r)
+			in.Current = r.running
 		}
 		if _, seen := byFP[in.Fingerprint]; !seen && in.Fingerprint != "" && len(perf) > 0 {
 			byFP[in.Fingerprint] = len(out)

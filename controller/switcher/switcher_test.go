@@ -519,6 +519,69 @@ func TestMeasuredAndBorrowed(t *testing.T) {
 	}
 }
 
+// A tick stores what changed, not the whole fleet again: a decision whose
+// substance is the same as the stored one is left alone until it is
+// decisionRefresh old, and one whose outcome changes is stored at once.
+func TestTickStoresOnlyChangedDecisions(t *testing.T) {
+	e := newEnv(t, 2)
+	clock := testsupport.NewClock(time.Now())
+	writeMarketAt(t, e.mkt, 300, 0.02, clock.Now())
+	s, err := New(testConfig(e.mkt), Options{Fleet: e.fleet, DB: e.db, Figures: e.figs, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles(e, s)
+	tick := func() *Tick {
+		t.Helper()
+		if _, err := s.Market().Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		tk, err := s.Tick(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+	stored := func() string {
+		t.Helper()
+		b, ok := s.StoredDecision(e.rigs[0])
+		if !ok {
+			t.Fatal("no stored decision")
+		}
+		return string(b)
+	}
+	first := tick()
+	if first.Decisions[0].Action != "resume" {
+		t.Fatalf("first tick: %s (%s)", first.Decisions[0].Action, first.Decisions[0].Reason)
+	}
+	resumed := stored()
+	// The rig now mines etc; the next decision is to stay.
+	clock.Advance(30 * time.Second)
+	if d := tick().Decisions[0]; d.Action != "stay" {
+		t.Fatalf("second tick: %s (%s)", d.Action, d.Reason)
+	}
+	stay := stored()
+	if stay == resumed || !strings.Contains(stay, `"outcome":"stay"`) {
+		t.Fatalf("a changed outcome was not stored at once: %s", stay)
+	}
+	for range 3 {
+		clock.Advance(30 * time.Second)
+		writeMarketAt(t, e.mkt, 300, 0.02, clock.Now())
+		if d := tick().Decisions[0]; d.Action != "stay" {
+			t.Fatalf("steady tick: %s (%s)", d.Action, d.Reason)
+		}
+	}
+	if got := stored(); got != stay {
+		t.Fatalf("an unchanged decision was rewritten:\n%s\nwas\n%s", got, stay)
+	}
+	clock.Advance(decisionRefresh)
+	writeMarketAt(t, e.mkt, 300, 0.02, clock.Now())
+	tick()
+	if got := stored(); got == stay {
+		t.Fatalf("a decision older than %v was not refreshed", decisionRefresh)
+	}
+}
+
 // A rig with no figures anywhere is reported, never stopped.
 func TestNoDataNeverActs(t *testing.T) {
 	e := newEnv(t, 1)
