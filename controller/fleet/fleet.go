@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -142,12 +143,54 @@ type IngestStats struct {
 	Duplicates  uint64
 	Batches     uint64
 	LastBatchNs int64
+	// AckLatency is how long reports waited from arriving at Ingest to
+	// their acknowledgement being handed to the rig's stream: the queue
+	// before the committer, the commit with its disk sync, and the
+	// observers of committed reports.
+	AckLatency LatencyHistogram
+}
+
+// ackLatencyBounds are the upper bounds, in seconds, of AckLatency's
+// buckets.
+var ackLatencyBounds = [...]float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// LatencyHistogram counts durations into buckets with fixed upper bounds,
+// as a Prometheus histogram does; the last count is above every bound.
+type LatencyHistogram struct {
+	Counts [len(ackLatencyBounds) + 1]uint64
+	Sum    time.Duration
+}
+
+// Bounds returns the buckets' upper bounds in seconds.
+func (LatencyHistogram) Bounds() []float64 { return ackLatencyBounds[:] }
+
+// Count is the number of durations observed.
+func (h *LatencyHistogram) Count() uint64 {
+	var n uint64
+	for _, c := range h.Counts {
+		n += c
+	}
+	return n
+}
+
+func (h *LatencyHistogram) observe(d time.Duration) {
+	i, _ := slices.BinarySearch(ackLatencyBounds[:], d.Seconds())
+	h.Counts[i]++
+	h.Sum += d
+}
+
+func (h *LatencyHistogram) add(o *LatencyHistogram) {
+	for i, c := range o.Counts {
+		h.Counts[i] += c
+	}
+	h.Sum += o.Sum
 }
 
 type ingestItem struct {
-	rigID  string
-	report *quarryv1.Report
-	ack    func(seq uint64)
+	rigID    string
+	report   *quarryv1.Report
+	ack      func(seq uint64)
+	received time.Time
 }
 
 // Open loads the fleet state from db (whose buckets must exist) and starts
@@ -381,7 +424,7 @@ func (f *Fleet) Ingest(ctx context.Context, rigID string, r *quarryv1.Report, ac
 		r.TimeUnixNano = now
 	}
 	select {
-	case f.ingest <- ingestItem{rigID: rigID, report: r, ack: ack}:
+	case f.ingest <- ingestItem{rigID: rigID, report: r, ack: ack, received: time.Now()}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -503,6 +546,7 @@ func (f *Fleet) commit(batch []ingestItem) {
 	f.stats.LastBatchNs = time.Since(start).Nanoseconds()
 	obs := f.observer
 	f.mu.Unlock()
+	var lat LatencyHistogram
 	for i, it := range batch {
 		if fresh[i] {
 			for _, o := range obs {
@@ -510,9 +554,13 @@ func (f *Fleet) commit(batch []ingestItem) {
 			}
 		}
 		if it.ack != nil {
+			lat.observe(time.Since(it.received))
 			it.ack(it.report.GetSeq())
 		}
 	}
+	f.mu.Lock()
+	f.stats.AckLatency.add(&lat)
+	f.mu.Unlock()
 }
 
 // reload restores cached rigs from the file after a failed commit.

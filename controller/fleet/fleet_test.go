@@ -66,6 +66,10 @@ func TestIngestDropsDuplicatesAndCountsGaps(t *testing.T) {
 	if st.Committed != 5 || st.Duplicates != 3 {
 		t.Fatalf("stats %+v", st)
 	}
+	// Every acknowledgement, a duplicate's too, is timed.
+	if n := st.AckLatency.Count(); n != 8 || st.AckLatency.Sum <= 0 {
+		t.Fatalf("ack latency: %d timed, sum %v; want 8 and more than 0", n, st.AckLatency.Sum)
+	}
 	hist, err := f.History("r1", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -258,5 +262,26 @@ func TestQueueCommandsBatch(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLatencyHistogramBuckets(t *testing.T) {
+	for _, tc := range []struct {
+		d      time.Duration
+		bucket int
+	}{
+		{0, 0},
+		{500 * time.Microsecond, 0},
+		{time.Millisecond, 0}, // a bucket holds what is at most its bound
+		{1100 * time.Microsecond, 1},
+		{40 * time.Millisecond, 5},
+		{10 * time.Second, len(ackLatencyBounds) - 1},
+		{11 * time.Second, len(ackLatencyBounds)}, // above every bound
+	} {
+		var h LatencyHistogram
+		h.observe(tc.d)
+		if h.Counts[tc.bucket] != 1 || h.Count() != 1 || h.Sum != tc.d {
+			t.Errorf("%v: counts %v sum %v; want one in bucket %d", tc.d, h.Counts, h.Sum, tc.bucket)
+		}
 	}
 }

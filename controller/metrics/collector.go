@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/telemetry"
 	"github.com/quarryfleet/quarry/pkg/termsafe"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -61,6 +62,7 @@ var (
 	dDuplicates  = desc("quarry_controller_reports_duplicate_total", "Replayed reports dropped because they were already committed.")
 	dBatches     = desc("quarry_controller_commit_batches_total", "Database transactions that committed reports.")
 	dLastCommit  = desc("quarry_controller_last_commit_duration_seconds", "Wall time of the latest report commit transaction.")
+	dAckLatency  = desc("quarry_controller_report_ack_seconds", "Time from a report reaching the committer's queue to its acknowledgement going to the rig: queueing, the durable commit and the observers of committed reports.")
 	dOutboxDepth = desc("quarry_controller_outbox_depth", "Records waiting in an outbox.", "outbox")
 )
 
@@ -68,7 +70,7 @@ var allDescs = []*prometheus.Desc{
 	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigCPUPower, dRigProfit, dRigPower,
 	dMinerHash, dMinerShares, dMinerRunning, dMinerUp, dMinerUptime,
 	dGPUHash, dGPUShares, dGPUTemp, dGPUMemTemp, dGPUFan, dGPUPower, dGPULimit, dGPUSM, dGPUMem, dGPUUtil, dGPULost,
-	dRigs, dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dOutboxDepth,
+	dRigs, dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dAckLatency, dOutboxDepth,
 }
 
 // Describe implements prometheus.Collector.
@@ -143,6 +145,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	if st.Batches > 0 {
 		m.emit(dLastCommit, prometheus.GaugeValue, float64(st.LastBatchNs)/1e9)
 	}
+	m.ch <- ackLatency(&st.AckLatency)
 	if outbox != nil {
 		for name, n := range outbox() {
 			m.emit(dOutboxDepth, prometheus.GaugeValue, float64(n), name)
@@ -237,4 +240,16 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 			m.emit(dGPUShares, prometheus.CounterValue, float64(mg.Rejected), append(hl, "rejected")...)
 		}
 	}
+}
+
+// ackLatency is the report acknowledgement histogram in Prometheus's
+// cumulative form.
+func ackLatency(h *fleet.LatencyHistogram) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Bounds()))
+	var cum uint64
+	for i, le := range h.Bounds() {
+		cum += h.Counts[i]
+		buckets[le] = cum
+	}
+	return prometheus.MustNewConstHistogram(dAckLatency, h.Count(), h.Sum.Seconds(), buckets)
 }

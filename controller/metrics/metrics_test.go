@@ -226,7 +226,7 @@ func TestPromtoolCheckLiveScrape(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("scrape: %d %s", resp.StatusCode, body)
 	}
-	for _, want := range []string{"quarry_gpu_temperature_celsius{", "quarry_controller_reports_committed_total 1", "go_goroutines", "process_resident_memory_bytes"} {
+	for _, want := range []string{"quarry_gpu_temperature_celsius{", "quarry_controller_reports_committed_total 1", "quarry_controller_report_ack_seconds_count 1", `quarry_controller_report_ack_seconds_bucket{le="+Inf"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("scrape lacks %q", want)
 		}
@@ -236,5 +236,51 @@ func TestPromtoolCheckLiveScrape(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// A scrape that takes longer than the dashboard's write timeout still
+// arrives whole: a big fleet's /metrics is not cut off mid-body.
+func TestScrapeOutlivesWriteTimeout(t *testing.T) {
+	cfg := server.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ShutdownGrace = 2 * time.Second
+	cfg.Web.WriteTimeout = 5 * time.Millisecond
+	c, err := server.New(cfg, "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	// Enough rigs that building the scrape takes far longer than 5 ms.
+	const rigs = 300
+	for i := range rigs {
+		id := fmt.Sprintf("rig-%03d", i)
+		if err := c.Fleet().RegisterRig(id, id, id); err != nil {
+			t.Fatal(err)
+		}
+		r := fixture(t)
+		r.Seq, r.TimeUnixNano = 1, time.Now().UnixNano()
+		commit(t, c.Fleet(), id, r)
+	}
+	start := time.Now()
+	resp, err := http.Get("http://" + c.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape after %v: %d, %v (%d bytes)", time.Since(start), resp.StatusCode, err, len(body))
+	}
+	// The exposition is sorted by family name; the last rig's series and
+	// the families after every rig's are there.
+	for _, want := range []string{fmt.Sprintf(`rig="rig-%03d"`, rigs-1), "quarry_rig_reports_total", "process_resident_memory_bytes"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("scrape of %d bytes after %v lacks %q", len(body), time.Since(start), want)
+		}
 	}
 }

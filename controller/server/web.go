@@ -27,7 +27,7 @@ type WebConfig struct {
 	LoginFailures     int           `yaml:"login_failures" help:"failed dashboard sign-ins one address may make per minute before getting 429"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" help:"HTTP servers: longest time to read a request's headers"`
 	ReadTimeout       time.Duration `yaml:"read_timeout" help:"HTTP servers: longest time to read a whole request"`
-	WriteTimeout      time.Duration `yaml:"write_timeout" help:"HTTP servers: longest time to write a response (the dashboard's live stream extends it per update)"`
+	WriteTimeout      time.Duration `yaml:"write_timeout" help:"HTTP servers: longest time to write a response (the dashboard's live stream extends it per update; /metrics is allowed 5 minutes)"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout" help:"HTTP servers: how long an idle keep-alive connection is kept"`
 }
 
@@ -84,6 +84,20 @@ func (c *Controller) metricsHandler(h http.Handler) (http.Handler, error) {
 	}), nil
 }
 
+// scrapeWriteTimeout replaces web.write_timeout for /metrics. A scrape of
+// a large fleet is long (10,000 six-GPU rigs: about 80 MB of text and
+// several seconds to build), and cutting it off at the dashboard's write
+// timeout hands Prometheus a truncated body; the scraper's own
+// scrape_timeout bounds it from the other side.
+const scrapeWriteTimeout = 5 * time.Minute
+
+func longScrape(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(scrapeWriteTimeout))
+		h.ServeHTTP(w, r)
+	})
+}
+
 // setupWeb mounts /metrics (on its own listener when web.metrics_addr is
 // set) and the dashboard on the HTTP mux.
 func (c *Controller) setupWeb() error {
@@ -93,6 +107,7 @@ func (c *Controller) setupWeb() error {
 		if err != nil {
 			return err
 		}
+		h = longScrape(h)
 		if c.cfg.Web.MetricsAddr == "" {
 			c.mux.Handle("GET /metrics", h)
 		} else {

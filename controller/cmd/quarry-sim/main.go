@@ -37,6 +37,7 @@ func run() error {
 	var tokenFile, profileFile, logLevel string
 	var duration, warmup time.Duration
 	var ctrlPID int
+	var metricsURL string
 	var profileCtrl bool
 	var switchWait time.Duration
 	var readyFile string
@@ -58,6 +59,7 @@ func run() error {
 	flag.DurationVar(&duration, "duration", 0, "measure for this long once every rig is connected, print the figures and exit (0: run until stopped)")
 	flag.DurationVar(&warmup, "warmup", 5*time.Second, "with -duration: run this long before measuring")
 	flag.IntVar(&ctrlPID, "controller-pid", 0, "with -duration: the controller's process id, to read its CPU time and memory from /proc")
+	flag.StringVar(&metricsURL, "controller-metrics", "", "with -duration: the controller's /metrics URL, read at the start and end of the measured window for its own report acknowledgement latency")
 	flag.BoolVar(&profileCtrl, "profile-controller", false, "with -controller-pid: send the controller SIGUSR1 as the measured window starts and ends (a controller started with QUARRY_PROFILE_DIR profiles exactly that window)")
 	flag.DurationVar(&switchWait, "measure-switch", 0, "once every rig is connected, wait this long for the controller to switch them (a flight sheet each) and print how long it took until every rig had answered")
 	flag.StringVar(&readyFile, "ready-file", "", "with -duration or -measure-switch: write this file when the measured window starts")
@@ -151,6 +153,8 @@ func run() error {
 			}
 		}
 	}
+	// Read before the window so the scrape's own cost is outside it.
+	ack0, ackErr := ackHistogram(ctx, metricsURL)
 	signalCtrl()
 	st.Measure(true)
 	cpu0, _ := procCPU(ctrlPID)
@@ -164,6 +168,10 @@ func run() error {
 	lat := st.Measure(false)
 	signalCtrl()
 	rss, anon := procMem(ctrlPID)
+	ack1, err := ackHistogram(ctx, metricsURL)
+	if ackErr == nil {
+		ackErr = err
+	}
 	upAtEnd := st.Connected()
 	cancel()
 	<-done
@@ -180,6 +188,15 @@ func run() error {
 		fmt.Printf("  controller: %.1f µs CPU per committed report (%.2f cores busy); RSS %d MiB (anonymous %d MiB, %.1f KiB per rig)\n",
 			float64((cpu1-cpu0).Microseconds())/float64(committed), (cpu1-cpu0).Seconds()/elapsed.Seconds(),
 			rss>>20, anon>>20, float64(anon)/1024/float64(o.Rigs))
+	}
+	if metricsURL != "" {
+		if ackErr != nil {
+			fmt.Printf("  controller's own acknowledgement latency: %v\n", ackErr)
+		} else {
+			d := ack1.since(ack0)
+			fmt.Printf("  controller's own latency, report received→acknowledgement sent: p50 ≤ %s, p99 ≤ %s, mean %s (%d reports, from quarry_controller_report_ack_seconds)\n",
+				d.quantile(0.50), d.quantile(0.99), d.mean(), d.count())
+		}
 	}
 	return nil
 }
