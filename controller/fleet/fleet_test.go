@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
@@ -283,5 +286,123 @@ func TestLatencyHistogramBuckets(t *testing.T) {
 		if h.Counts[tc.bucket] != 1 || h.Count() != 1 || h.Sum != tc.d {
 			t.Errorf("%v: counts %v sum %v; want one in bucket %d", tc.d, h.Counts, h.Sum, tc.bucket)
 		}
+	}
+}
+
+// Every field of a stored rig reaches the views and copies readers get;
+// a field added to Rig and not to fillView fails here.
+func TestViewsCarryEveryField(t *testing.T) {
+	f, db := openFleet(t, filepath.Join(t.TempDir(), "q.db"), Options{})
+	defer db.Close()
+	defer f.Close()
+	if err := f.RegisterRig("r1", "one", "h"); err != nil {
+		t.Fatal(err)
+	}
+	var want *quarryv1.Rig
+	if err := f.UpdateRig("r1", func(r *quarryv1.Rig) {
+		m := r.ProtoReflect()
+		fields := m.Descriptor().Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			switch {
+			case fd.Name() == "online" || fd.Name() == "revoked" || fd.Name() == "id":
+				// live state and the key, set by the fleet
+			case fd.IsMap():
+				m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
+			case fd.IsList():
+				l := m.Mutable(fd).List()
+				l.Append(l.NewElement())
+			case fd.Message() != nil:
+				m.Set(fd, protoreflect.ValueOfMessage(m.NewField(fd).Message()))
+			case fd.Kind() == protoreflect.StringKind:
+				m.Set(fd, protoreflect.ValueOfString("x"))
+			case fd.Kind() == protoreflect.BoolKind:
+				m.Set(fd, protoreflect.ValueOfBool(true))
+			case fd.Kind() == protoreflect.Int64Kind:
+				m.Set(fd, protoreflect.ValueOfInt64(7))
+			case fd.Kind() == protoreflect.Uint64Kind:
+				m.Set(fd, protoreflect.ValueOfUint64(7))
+			default:
+				t.Fatalf("field %s: kind %s not covered by this test", fd.Name(), fd.Kind())
+			}
+		}
+		want = proto.Clone(r).(*quarryv1.Rig)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Revoke("r1"); err != nil {
+		t.Fatal(err)
+	}
+	want.Revoked = true
+	rigs := f.Rigs()
+	if len(rigs) != 1 || !proto.Equal(rigs[0], want) {
+		t.Fatalf("Rigs():\n%v\nwant\n%v", rigs, want)
+	}
+	var seen int
+	f.EachRig(func(r *quarryv1.Rig) {
+		seen++
+		if !proto.Equal(r, want) {
+			t.Errorf("EachRig view:\n%v\nwant\n%v", r, want)
+		}
+	})
+	if seen != 1 {
+		t.Fatalf("EachRig saw %d rigs", seen)
+	}
+}
+
+// Copies of the fleet are made outside its lock while reports commit; the
+// race detector checks that they share nothing that changes.
+func TestRigsWhileIngesting(t *testing.T) {
+	f, db := openFleet(t, filepath.Join(t.TempDir(), "q.db"), Options{MaxEvents: 3})
+	defer db.Close()
+	defer f.Close()
+	for i := range 4 {
+		if err := f.RegisterRig(fmt.Sprintf("r%d", i), fmt.Sprintf("rig%d", i), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for seq := uint64(1); seq <= 200; seq++ {
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Add(1)
+				rep := &quarryv1.Report{Seq: seq, Gpus: []*quarryv1.GPUStats{{Name: "g", PowerW: proto.Float64(float64(seq))}},
+					Miners: []*quarryv1.MinerStats{{Miner: "m", Hashrate: float64(seq), State: "running"}},
+					Events: []*quarryv1.Event{{Message: fmt.Sprint(seq)}}}
+				if err := f.Ingest(context.Background(), fmt.Sprintf("r%d", i), rep, func(uint64) { wg.Done() }); err != nil {
+					t.Error(err)
+					wg.Done()
+				}
+			}
+			wg.Wait()
+			if _, err := f.SetLabels("r0", map[string]string{"n": fmt.Sprint(seq)}, nil); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	var last uint64
+	for {
+		select {
+		case <-done:
+			rigs := f.Rigs()
+			if rigs[0].LastSeq != 200 || len(rigs[0].Events) != 3 || rigs[0].Labels["n"] != "200" {
+				t.Fatalf("after ingest: seq %d, %d events, label %q", rigs[0].LastSeq, len(rigs[0].Events), rigs[0].Labels["n"])
+			}
+			if last == 0 {
+				t.Log("no copy was taken while reports committed")
+			}
+			return
+		default:
+		}
+		rigs := f.Rigs()
+		for _, r := range rigs {
+			if len(r.Events) > 3 {
+				t.Fatalf("rig %s copied with %d events", r.Name, len(r.Events))
+			}
+			r.Gpus = nil // a copy is the caller's to change
+		}
+		last = rigs[0].LastSeq
 	}
 }
