@@ -40,7 +40,7 @@ sim() {
   "$BIN/quarryctl" --controller 127.0.0.1:17443 --data-dir "$work/data" --config "$work/none.yaml" \
     token create --uses "$n" --ttl 2h 2>/dev/null | head -1 >"$work/token"
   "$BIN/quarry-sim" -controller 127.0.0.1:17443 -token-file "$work/token" -data-dir "$work/sim-$prefix" \
-    -rigs "$n" -prefix "$prefix" -controller-pid "$ctrl" -controller-metrics http://127.0.0.1:17080/metrics \
+    -rigs "$n" -prefix "$prefix" -controller-pid "$ctrl" -controller-metrics http://127.0.0.1:17080/metrics/controller \
     -warmup 10s -log-level error "$@"
 }
 echo "== ingest: rigs reporting every 10 s (mutual TLS, 4 or 6 GPUs a report) =="

@@ -66,17 +66,51 @@ var (
 	dOutboxDepth = desc("quarry_controller_outbox_depth", "Records waiting in an outbox.", "outbox")
 )
 
-var allDescs = []*prometheus.Desc{
+var fleetDescs = []*prometheus.Desc{
 	dRigOnline, dRigInfo, dRigLastReport, dRigReports, dRigGaps, dRigCPU, dRigMemUsed, dRigMemTotal, dRigLoad1, dRigCPUPower, dRigProfit, dRigPower,
 	dMinerHash, dMinerShares, dMinerRunning, dMinerUp, dMinerUptime,
 	dGPUHash, dGPUShares, dGPUTemp, dGPUMemTemp, dGPUFan, dGPUPower, dGPULimit, dGPUSM, dGPUMem, dGPUUtil, dGPULost,
-	dRigs, dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dAckLatency, dOutboxDepth,
+	dRigs,
 }
 
-// Describe implements prometheus.Collector.
+var healthDescs = []*prometheus.Desc{dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dAckLatency, dOutboxDepth}
+
+// Describe implements prometheus.Collector: every family /metrics serves.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range allDescs {
+	for _, d := range fleetDescs {
 		ch <- d
+	}
+	health{e}.Describe(ch)
+}
+
+// health collects the controller's own families, which read no rig, so
+// that they can be scraped apart from the fleet's (see HealthHandler).
+type health struct{ e *Exporter }
+
+func (h health) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range healthDescs {
+		ch <- d
+	}
+}
+
+func (h health) Collect(ch chan<- prometheus.Metric) {
+	m := &emitter{ch: ch, seen: map[seenKey]bool{}}
+	h.e.mu.RLock()
+	outbox := h.e.outbox
+	h.e.mu.RUnlock()
+	st := h.e.src.Stats()
+	m.emit(dConnected, prometheus.GaugeValue, float64(h.e.src.Connected()))
+	m.emit(dCommitted, prometheus.CounterValue, float64(st.Committed))
+	m.emit(dDuplicates, prometheus.CounterValue, float64(st.Duplicates))
+	m.emit(dBatches, prometheus.CounterValue, float64(st.Batches))
+	if st.Batches > 0 {
+		m.emit(dLastCommit, prometheus.GaugeValue, float64(st.LastBatchNs)/1e9)
+	}
+	m.ch <- ackLatency(&st.AckLatency)
+	if outbox != nil {
+		for name, n := range outbox() {
+			m.emit(dOutboxDepth, prometheus.GaugeValue, float64(n), name)
+		}
 	}
 }
 
@@ -118,7 +152,7 @@ func b2f(b bool) float64 {
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	m := &emitter{ch: ch, seen: map[seenKey]bool{}}
 	e.mu.RLock()
-	profit, outbox := e.profit, e.outbox
+	profit := e.profit
 	e.mu.RUnlock()
 
 	var online, offline, revoked int
@@ -136,21 +170,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	m.emit(dRigs, prometheus.GaugeValue, float64(online), "online")
 	m.emit(dRigs, prometheus.GaugeValue, float64(offline), "offline")
 	m.emit(dRigs, prometheus.GaugeValue, float64(revoked), "revoked")
-
-	st := e.src.Stats()
-	m.emit(dConnected, prometheus.GaugeValue, float64(e.src.Connected()))
-	m.emit(dCommitted, prometheus.CounterValue, float64(st.Committed))
-	m.emit(dDuplicates, prometheus.CounterValue, float64(st.Duplicates))
-	m.emit(dBatches, prometheus.CounterValue, float64(st.Batches))
-	if st.Batches > 0 {
-		m.emit(dLastCommit, prometheus.GaugeValue, float64(st.LastBatchNs)/1e9)
-	}
-	m.ch <- ackLatency(&st.AckLatency)
-	if outbox != nil {
-		for name, n := range outbox() {
-			m.emit(dOutboxDepth, prometheus.GaugeValue, float64(n), name)
-		}
-	}
+	health{e}.Collect(ch)
 }
 
 func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {

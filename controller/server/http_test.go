@@ -74,6 +74,23 @@ func TestMetricsAccess(t *testing.T) {
 			if code != 200 && strings.Contains(body, "quarry_") {
 				t.Fatalf("refused scrape leaked figures: %.200s", body)
 			}
+			// The controller's own families alone, under the same rules.
+			if c.separate {
+				if code, _ := httpGet(t, "http://"+tc.HTTPAddr()+"/metrics/controller", ""); code != c.onMainAlt {
+					t.Errorf("/metrics/controller on http_addr: %d, want %d", code, c.onMainAlt)
+				}
+			}
+			code, body = httpGet(t, "http://"+addr+"/metrics/controller", c.auth)
+			if code != c.want {
+				t.Fatalf("/metrics/controller: status %d, want %d: %s", code, c.want, body)
+			}
+			if code == 200 && (!strings.Contains(body, "quarry_controller_report_ack_seconds_bucket") || !strings.Contains(body, "go_goroutines") ||
+				strings.Contains(body, "quarry_controller_rigs") || strings.Contains(body, "quarry_rig_")) {
+				t.Fatalf("/metrics/controller is not the controller's own families: %.400s", body)
+			}
+			if code != 200 && strings.Contains(body, "quarry_") {
+				t.Fatalf("refused scrape leaked figures: %.200s", body)
+			}
 		})
 	}
 	_, err := New(func() Config {

@@ -108,11 +108,17 @@ func (c *Controller) setupWeb() error {
 			return err
 		}
 		h = longScrape(h)
+		health, err := c.metricsHandler(c.metrics.HealthHandler())
+		if err != nil {
+			return err
+		}
 		if c.cfg.Web.MetricsAddr == "" {
 			c.mux.Handle("GET /metrics", h)
+			c.mux.Handle("GET /metrics/controller", health)
 		} else {
 			mux := http.NewServeMux()
 			mux.Handle("GET /metrics", h)
+			mux.Handle("GET /metrics/controller", health)
 			if c.metricsLis, err = net.Listen("tcp", c.cfg.Web.MetricsAddr); err != nil {
 				return fmt.Errorf("web.metrics_addr: %w", err)
 			}

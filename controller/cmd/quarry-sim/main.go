@@ -59,7 +59,7 @@ func run() error {
 	flag.DurationVar(&duration, "duration", 0, "measure for this long once every rig is connected, print the figures and exit (0: run until stopped)")
 	flag.DurationVar(&warmup, "warmup", 5*time.Second, "with -duration: run this long before measuring")
 	flag.IntVar(&ctrlPID, "controller-pid", 0, "with -duration: the controller's process id, to read its CPU time and memory from /proc")
-	flag.StringVar(&metricsURL, "controller-metrics", "", "with -duration: the controller's /metrics URL, read at the start and end of the measured window for its own report acknowledgement latency")
+	flag.StringVar(&metricsURL, "controller-metrics", "", "with -duration: the controller's /metrics/controller URL, read at the start and end of the measured window for its own report acknowledgement latency")
 	flag.BoolVar(&profileCtrl, "profile-controller", false, "with -controller-pid: send the controller SIGUSR1 as the measured window starts and ends (a controller started with QUARRY_PROFILE_DIR profiles exactly that window)")
 	flag.DurationVar(&switchWait, "measure-switch", 0, "once every rig is connected, wait this long for the controller to switch them (a flight sheet each) and print how long it took until every rig had answered")
 	flag.StringVar(&readyFile, "ready-file", "", "with -duration or -measure-switch: write this file when the measured window starts")
