@@ -155,20 +155,28 @@ func applied(a *proc) int {
 	return n
 }
 
+// profitSetup starts a local market server at prices where ETC earns
+// $2.28/day on the profiled rig's 1 GH/s at 300 W and RVN $1.23/day on its
+// 100 MH/s (at $66,120/BTC: ETC $23.91, RVN $0.0235), and writes the
+// controller config that reads it.
+func profitSetup(t *testing.T, dir string) (*marketServer, string) {
+	t.Helper()
+	mkt := newMarketServer(t)
+	mkt.set(0.000361615, 3.55717e-07)
+	cfgPath := filepath.Join(dir, "controller.yaml")
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, profitConfig, mkt.URL, strings.Repeat("0", 64)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return mkt, cfgPath
+}
+
 // The real controller reads a WhatToMine-format market from a local
 // server, ranks a real agent's rig from its configured profile and sends
 // APPLY_FLIGHT_SHEET when another coin wins by more than the threshold,
 // and nothing when the lead is below it.
 func TestProfitSwitchReachesAgent(t *testing.T) {
 	dir := t.TempDir()
-	mkt := newMarketServer(t)
-	// At $66,120/BTC: ETC $23.91 → 1 GH/s earns $2.28/day; RVN $0.0235
-	// → 100 MH/s earns $1.23/day. ETC wins.
-	mkt.set(0.000361615, 3.55717e-07)
-	cfgPath := filepath.Join(dir, "controller.yaml")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, profitConfig, mkt.URL, strings.Repeat("0", 64)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mkt, cfgPath := profitSetup(t, dir)
 	grpcAddr, httpAddr := freePort(t), freePort(t)
 	ctrl := startController(t, dir, grpcAddr, httpAddr, "-config", cfgPath)
 	agentDir := filepath.Join(dir, "rig0")

@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -16,12 +13,7 @@ import (
 // settings, not the file's, are in force.
 func TestProfitSettingsThroughQuarryctl(t *testing.T) {
 	dir := t.TempDir()
-	mkt := newMarketServer(t)
-	mkt.set(0.000361615, 3.55717e-07)
-	cfgPath := filepath.Join(dir, "controller.yaml")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, profitConfig, mkt.URL, strings.Repeat("0", 64)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, cfgPath := profitSetup(t, dir)
 	grpcAddr, httpAddr := freePort(t), freePort(t)
 	ctrl := startController(t, dir, grpcAddr, httpAddr, "-config", cfgPath)
 	as := func(token string, args ...string) (string, error) {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,13 +19,7 @@ import (
 // refuses and audits a change sent with the viewer's session.
 func TestProfitPageInBrowser(t *testing.T) {
 	dir := t.TempDir()
-	mkt := newMarketServer(t)
-	// ETC earns $2.28/day on rig0's 1 GH/s at 300 W, RVN $1.23/day.
-	mkt.set(0.000361615, 3.55717e-07)
-	cfgPath := filepath.Join(dir, "controller.yaml")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, profitConfig, mkt.URL, strings.Repeat("0", 64)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, cfgPath := profitSetup(t, dir)
 	viewer := viewerToken(t, dir)
 	grpcAddr, httpAddr := freePort(t), freePort(t)
 	ctrl := startController(t, dir, grpcAddr, httpAddr, "-config", cfgPath)

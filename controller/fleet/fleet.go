@@ -559,21 +559,30 @@ func (f *Fleet) commit(batch []ingestItem) {
 	f.stats.LastBatchNs = time.Since(start).Nanoseconds()
 	obs := f.observer
 	f.mu.Unlock()
-	var lat LatencyHistogram
 	for i, it := range batch {
 		if fresh[i] {
 			for _, o := range obs {
 				o.ObserveReport(it.rigID, it.report)
 			}
 		}
+	}
+	// The latencies are counted before any acknowledgement goes out, so a
+	// rig that has its ack finds its report in the figures.
+	var lat LatencyHistogram
+	now := time.Now()
+	for _, it := range batch {
 		if it.ack != nil {
-			lat.observe(time.Since(it.received))
-			it.ack(it.report.GetSeq())
+			lat.observe(now.Sub(it.received))
 		}
 	}
 	f.mu.Lock()
 	f.stats.AckLatency.add(&lat)
 	f.mu.Unlock()
+	for _, it := range batch {
+		if it.ack != nil {
+			it.ack(it.report.GetSeq())
+		}
+	}
 }
 
 // reload restores cached rigs from the file after a failed commit.
