@@ -193,13 +193,16 @@ quarry_rig_cpu_power_watts{name="rig-a",rig="rig-a"} 65.5
 	}
 }
 
-// A live scrape of a real controller passes promtool's metric lint.
-func TestPromtoolCheckLiveScrape(t *testing.T) {
-	promtool := testsupport.RequireTool(t, "promtool", "apt-get install prometheus, or make tools")
+// liveController serves a real controller on loopback until the test ends.
+func liveController(t *testing.T, tune func(*server.Config)) *server.Controller {
+	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ShutdownGrace = 2 * time.Second
+	if tune != nil {
+		tune(&cfg)
+	}
 	c, err := server.New(cfg, "test", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +210,14 @@ func TestPromtoolCheckLiveScrape(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+// A live scrape of a real controller passes promtool's metric lint.
+func TestPromtoolCheckLiveScrape(t *testing.T) {
+	promtool := testsupport.RequireTool(t, "promtool", "apt-get install prometheus, or make tools")
+	c := liveController(t, nil)
 	if err := c.Fleet().RegisterRig("rig-a", "alpha", "alpha.local"); err != nil {
 		t.Fatal(err)
 	}
@@ -242,19 +252,7 @@ func TestPromtoolCheckLiveScrape(t *testing.T) {
 // A scrape that takes longer than the dashboard's write timeout still
 // arrives whole: a big fleet's /metrics is not cut off mid-body.
 func TestScrapeOutlivesWriteTimeout(t *testing.T) {
-	cfg := server.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ShutdownGrace = 2 * time.Second
-	cfg.Web.WriteTimeout = 5 * time.Millisecond
-	c, err := server.New(cfg, "test", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	c := liveController(t, func(cfg *server.Config) { cfg.Web.WriteTimeout = 5 * time.Millisecond })
 	// Enough rigs that building the scrape takes far longer than 5 ms.
 	const rigs = 300
 	for i := range rigs {

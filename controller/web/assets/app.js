@@ -142,7 +142,18 @@
     reload: () => loadOverview(),
     overview: () => state.overview,
   };
-  window.Quarry = { el, api, rpc, can, registerPage, fmtHash, fmtW, fmtC, fmtUSD, ago, session: () => state.session, rigTable };
+  // A scrolling table for management pages; fillTable replaces its rows,
+  // or says in one row that there are none.
+  function table(id, heads) {
+    return el("div", { class: "scroll" }, el("table", { id }, el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { text: h })))), el("tbody")));
+  }
+  function fillTable(id, rows, cols, empty) {
+    const tb = document.querySelector("#" + id + " tbody");
+    if (!tb) return;
+    tb.replaceChildren(...rows);
+    if (!rows.length) tb.replaceChildren(el("tr", {}, el("td", { colspan: String(cols), class: "sub", text: empty })));
+  }
+  window.Quarry = { el, api, rpc, can, registerPage, fmtHash, fmtW, fmtC, fmtUSD, ago, session: () => state.session, rigTable, table, fillTable };
 
   // ---------- routing ----------
   function route() {

@@ -33,15 +33,7 @@
     r.textContent = text;
   }
   const submitField = (label) => el("div", { class: "field" }, el("label", { text: "\u00a0" }), el("button", { type: "submit", text: label }));
-  function table(id, heads) {
-    return el("div", { class: "scroll" }, el("table", { id }, el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { text: h })))), el("tbody")));
-  }
-  function fill(id, rows, cols, empty) {
-    const tb = document.querySelector("#" + id + " tbody");
-    if (!tb) return;
-    tb.replaceChildren(...rows);
-    if (!rows.length) tb.replaceChildren(el("tr", {}, el("td", { colspan: String(cols), class: "sub", text: empty })));
-  }
+  const table = Q.table, fill = Q.fillTable;
   // Money typed as dollars becomes whole cents (or millicents) without
   // floating-point drift: "0.125" is 12500 millicents, not 12499.
   function units(text, decimals) {

@@ -41,15 +41,7 @@
     r.className = ok ? "result-ok" : "result-bad";
     r.textContent = text;
   }
-  function table(id, heads) {
-    return el("div", { class: "scroll" }, el("table", { id }, el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { text: h })))), el("tbody")));
-  }
-  function fill(id, rows, cols, empty) {
-    const tb = document.querySelector("#" + id + " tbody");
-    if (!tb) return;
-    tb.replaceChildren(...rows);
-    if (!rows.length) tb.replaceChildren(el("tr", {}, el("td", { colspan: String(cols), class: "sub", text: empty })));
-  }
+  const table = Q.table, fill = Q.fillTable;
   const kv = (pairs) => el("dl", { class: "kv" }, ...pairs.filter(Boolean).flatMap(([k, v, attrs]) => [el("dt", { text: k }), el("dd", Object.assign({ text: v }, attrs || {}))]));
   const badge = (ok, text) => el("span", { class: "badge " + (ok ? "online" : "offline"), text });
 
