@@ -523,6 +523,7 @@ func (f *Fleet) commit(batch []ingestItem) {
 			break
 		}
 	}
+	obs := f.observer
 	f.mu.Unlock()
 
 	err := merr
@@ -552,13 +553,7 @@ func (f *Fleet) commit(batch []ingestItem) {
 		f.reload(seen)
 		return
 	}
-	f.mu.Lock()
-	f.stats.Committed += uint64(len(batch)) - dups
-	f.stats.Duplicates += dups
-	f.stats.Batches++
-	f.stats.LastBatchNs = time.Since(start).Nanoseconds()
-	obs := f.observer
-	f.mu.Unlock()
+	took := time.Since(start)
 	for i, it := range batch {
 		if fresh[i] {
 			for _, o := range obs {
@@ -576,6 +571,10 @@ func (f *Fleet) commit(batch []ingestItem) {
 		}
 	}
 	f.mu.Lock()
+	f.stats.Committed += uint64(len(batch)) - dups
+	f.stats.Duplicates += dups
+	f.stats.Batches++
+	f.stats.LastBatchNs = took.Nanoseconds()
 	f.stats.AckLatency.add(&lat)
 	f.mu.Unlock()
 	for _, it := range batch {

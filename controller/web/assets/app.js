@@ -153,7 +153,17 @@
     tb.replaceChildren(...rows);
     if (!rows.length) tb.replaceChildren(el("tr", {}, el("td", { colspan: String(cols), class: "sub", text: empty })));
   }
-  window.Quarry = { el, api, rpc, can, registerPage, fmtHash, fmtW, fmtC, fmtUSD, ago, session: () => state.session, rigTable, table, fillTable };
+  // when shows a protobuf nanosecond time (a decimal string) in local
+  // time, "–" for none.
+  const when = (ns) => (!ns || ns === "0" ? "–" : new Date(Number(BigInt(ns) / 1000000n)).toLocaleString());
+  // result shows an action's outcome in the element with that id.
+  function result(id, ok, text) {
+    const r = document.getElementById(id);
+    if (!r) return;
+    r.className = ok ? "result-ok" : "result-bad";
+    r.textContent = text;
+  }
+  window.Quarry = { el, api, rpc, can, registerPage, fmtHash, fmtW, fmtC, fmtUSD, ago, when, result, session: () => state.session, rigTable, table, fillTable };
 
   // ---------- routing ----------
   function route() {

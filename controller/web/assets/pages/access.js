@@ -14,7 +14,7 @@
     if (!m) return null;
     return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2]];
   }
-  const when = (ns) => (!ns || ns === "0" ? "–" : new Date(Number(BigInt(ns) / 1000000n)).toLocaleString());
+  const when = Q.when;
   const expired = (ns) => ns && ns !== "0" && Number(BigInt(ns) / 1000000n) < Date.now();
 
   function field(id, label, input, wide) {
@@ -27,11 +27,7 @@
     const e = document.getElementById(id + "-error");
     if (e) e.textContent = msg || "";
   }
-  function result(id, ok, text) {
-    const r = document.getElementById(id);
-    r.className = ok ? "result-ok" : "result-bad";
-    r.textContent = text;
-  }
+  const result = Q.result;
   // A destructive button asks once more on the same spot: the first
   // click arms it, the second acts, and it disarms itself after a while.
   function confirmButton(label, act) {

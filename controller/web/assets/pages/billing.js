@@ -10,7 +10,7 @@
   const $ = (id) => document.getElementById(id);
   let showDelivered = false;
 
-  const when = (ns) => (!ns || ns === "0" ? "–" : new Date(Number(BigInt(ns) / 1000000n)).toLocaleString());
+  const when = Q.when;
   const cents = (c) => Q.fmtUSD(Number(c) / 100);
   // Plans keep energy prices in thousandths of a cent per kWh.
   const perKWh = (mc) => "$" + String(Number(mc) / 100000) + "/kWh";
@@ -26,12 +26,7 @@
     if ($(id + "-error")) $(id + "-error").textContent = msg || "";
     return !msg;
   }
-  function result(id, ok, text) {
-    const r = $(id);
-    if (!r) return;
-    r.className = ok ? "result-ok" : "result-bad";
-    r.textContent = text;
-  }
+  const result = Q.result;
   const submitField = (label) => el("div", { class: "field" }, el("label", { text: "\u00a0" }), el("button", { type: "submit", text: label }));
   const table = Q.table, fill = Q.fillTable;
   // Money typed as dollars becomes whole cents (or millicents) without

@@ -10,15 +10,10 @@
   const sec = () => $("page-jobs");
   let generation = 0; // a poll loop stops once the page is shown anew
 
-  const when = (ns) => (!ns || ns === "0" ? "–" : new Date(Number(BigInt(ns) / 1000000n)).toLocaleString());
+  const when = Q.when;
   const running = (s) => s === "pending" || s === "running";
   const badge = (s) => el("span", { class: "badge " + (s === "succeeded" || s === "healed" ? "online" : "offline"), "data-status": s, text: s });
-  function result(id, ok, text) {
-    const r = $(id);
-    if (!r) return;
-    r.className = ok ? "result-ok" : "result-bad";
-    r.textContent = text;
-  }
+  const result = Q.result;
   // protobuf JSON carries bytes as base64; the spec is UTF-8 text.
   function base64(text) {
     let bin = "";

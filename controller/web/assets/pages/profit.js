@@ -17,7 +17,7 @@
   // protobuf JSON writes 64-bit integers and non-finite doubles as strings.
   const num = (v) => (v === undefined || v === null || v === "" ? NaN : Number(v));
   const usd = (v) => (Number.isFinite(num(v)) ? Q.fmtUSD(num(v)) : "–");
-  const when = (ns) => (!ns || ns === "0" ? "–" : new Date(Number(BigInt(ns) / 1000000n)).toLocaleString());
+  const when = Q.when;
   // A fraction typed or shown as a percentage, without float drift.
   const clean = (v) => Number(Number(v).toPrecision(12));
   const pct = (f) => String(clean(num(f) * 100));
@@ -35,12 +35,7 @@
     if (s < 7200) return Math.round(s / 60) + " min";
     return (s / 3600).toFixed(1) + " h";
   }
-  function result(id, ok, text) {
-    const r = $(id);
-    if (!r) return;
-    r.className = ok ? "result-ok" : "result-bad";
-    r.textContent = text;
-  }
+  const result = Q.result;
   const table = Q.table, fill = Q.fillTable;
   const kv = (pairs) => el("dl", { class: "kv" }, ...pairs.filter(Boolean).flatMap(([k, v, attrs]) => [el("dt", { text: k }), el("dd", Object.assign({ text: v }, attrs || {}))]));
   const badge = (ok, text) => el("span", { class: "badge " + (ok ? "online" : "offline"), text });
