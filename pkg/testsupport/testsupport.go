@@ -208,6 +208,13 @@ func OpenDB(t testing.TB, path string, buckets ...string) *bbolt.DB {
 	return db
 }
 
+// OpenStore is OpenDB for the controller's packages, which write through
+// a store.DB; the file gets OpenDB's consistency check at cleanup.
+func OpenStore(t testing.TB, path string, buckets ...string) *store.DB {
+	t.Helper()
+	return store.NewDB(OpenDB(t, path, buckets...))
+}
+
 // CheckDB runs bbolt's consistency check over db and closes it; a closed
 // db is left alone.
 func CheckDB(t testing.TB, db *bbolt.DB) {
