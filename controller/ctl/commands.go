@@ -58,7 +58,9 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
-	pf.StringVar(&app.Opts.Controller, "controller", os.Getenv("QUARRY_CONTROLLER"), "controller gRPC address host:port (env QUARRY_CONTROLLER; default 127.0.0.1:7443)")
+	pf.StringSliceVar(&app.Opts.Controllers, "controller", splitAddrs([]string{os.Getenv("QUARRY_CONTROLLER")}),
+		"controller gRPC address host:port; several, comma-separated or repeated, are tried in order until one serves, "+
+			"and a standby's leader hint is followed only to one of them (env QUARRY_CONTROLLER; default 127.0.0.1:7443)")
 	pf.StringVar(&app.Opts.Token, "token", os.Getenv("QUARRY_TOKEN"), "admin bearer token (env QUARRY_TOKEN)")
 	pf.StringVar(&app.Opts.CAFile, "ca", os.Getenv("QUARRY_CA"), "controller CA certificate file (env QUARRY_CA)")
 	pf.StringVar(&app.Opts.DataDir, "data-dir", "./quarry-data", "a local controller's data dir, where credentials are found with no login")
@@ -78,39 +80,20 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 
 // call runs fn with a connected client and a deadline.
 func (a *App) call(ctx context.Context, fn func(ctx context.Context, c quarryv1.FleetServiceClient) error) error {
-	if a.Opts.Output != "table" && a.Opts.Output != "json" {
-		return fmt.Errorf("--output %q: want table or json", a.Opts.Output)
-	}
-	c, closeFn, addr, err := a.Opts.dial()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx, cancel := context.WithTimeout(ctx, a.Opts.Timeout)
-	defer cancel()
-	if err := fn(ctx, c); err != nil {
-		return explain(addr, err)
-	}
-	return nil
+	return a.callConn(ctx, func(ctx context.Context, conn grpc.ClientConnInterface) error {
+		return fn(ctx, quarryv1.NewFleetServiceClient(conn))
+	})
 }
 
 // callConn is call for services other than FleetService: build the
 // client you need from conn (e.g. quarryv1.NewProfitServiceClient(conn)).
+// fn may run more than once, against each controller in turn, until one
+// serves it (see withController).
 func (a *App) callConn(ctx context.Context, fn func(ctx context.Context, conn grpc.ClientConnInterface) error) error {
 	if a.Opts.Output != "table" && a.Opts.Output != "json" {
 		return fmt.Errorf("--output %q: want table or json", a.Opts.Output)
 	}
-	conn, addr, err := a.Opts.dialConn()
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, a.Opts.Timeout)
-	defer cancel()
-	if err := fn(ctx, conn); err != nil {
-		return explain(addr, err)
-	}
-	return nil
+	return a.Opts.withController(ctx, a.Opts.Timeout, fn)
 }
 
 func (a *App) json(m proto.Message) error {
@@ -751,7 +734,7 @@ func (a *App) loginCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "login",
 		Short: "Check a controller address, CA and token, then store them for later commands",
-		Long:  "Stores --controller, --token and the CA (from --ca or the local data dir) in the file named by --config, readable only by you.",
+		Long:  "Stores --controller (every address given), --token and the CA (from --ca or the local data dir) in the file named by --config, readable only by you.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := a.Opts.resolve()
@@ -766,14 +749,14 @@ func (a *App) loginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := yaml.Marshal(FileConfig{Controller: r.addr, Token: r.token, CAPEM: string(caPEM)})
+			b, err := yaml.Marshal(FileConfig{Controller: strings.Join(r.addrs, ","), Token: r.token, CAPEM: string(caPEM)})
 			if err != nil {
 				return err
 			}
 			if err := pki.WriteFileAtomic(a.Opts.ConfigPath, b, 0o600); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.Out, "logged in to %s as %s (role %s); saved to %s\n", r.addr, who.Who, who.Role, a.Opts.ConfigPath)
+			fmt.Fprintf(a.Out, "logged in to %s as %s (role %s); saved to %s\n", strings.Join(r.addrs, ","), who.Who, who.Role, a.Opts.ConfigPath)
 			return nil
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -78,27 +79,33 @@ func readJobSpec(file string, stdin io.Reader) ([]byte, error) {
 // followJob streams progress with no deadline (builds take minutes), then
 // prints the finished job. It fails unless every run passed.
 func (a *App) followJob(ctx context.Context, id string) error {
-	conn, addr, err := a.Opts.dialConn()
+	err := a.Opts.withController(ctx, 0, func(ctx context.Context, conn grpc.ClientConnInterface) error {
+		stream, err := quarryv1.NewJobServiceClient(conn).WatchJob(ctx, &quarryv1.WatchJobRequest{JobId: id})
+		if err != nil {
+			return err
+		}
+		printed := false
+		for {
+			resp, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil && printed {
+				// Events are already on screen: starting over elsewhere
+				// would print them twice.
+				return noFailover(err)
+			}
+			if err != nil {
+				return err
+			}
+			printed = true
+			if a.Opts.Output != "json" {
+				fmt.Fprintln(a.Out, formatJobEvent(resp.Event))
+			}
+		}
+	})
 	if err != nil {
 		return err
-	}
-	defer conn.Close()
-	c := quarryv1.NewJobServiceClient(conn)
-	stream, err := c.WatchJob(ctx, &quarryv1.WatchJobRequest{JobId: id})
-	if err != nil {
-		return explain(addr, err)
-	}
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return explain(addr, err)
-		}
-		if a.Opts.Output != "json" {
-			fmt.Fprintln(a.Out, formatJobEvent(resp.Event))
-		}
 	}
 	resp, err := fetch(a, ctx, quarryv1.NewJobServiceClient, quarryv1.JobServiceClient.GetJob, &quarryv1.GetJobRequest{JobId: id})
 	if err != nil {
