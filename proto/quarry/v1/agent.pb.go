@@ -556,7 +556,13 @@ type AgentSettings struct {
 	ReportIntervalSeconds uint32                 `protobuf:"varint,1,opt,name=report_interval_seconds,json=reportIntervalSeconds,proto3" json:"report_interval_seconds,omitempty"`
 	// gossip_keys is the controller's current gossip keyring, primary first,
 	// so a rig that missed a key rotation while away catches up on connect.
-	GossipKeys    []string `protobuf:"bytes,2,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	GossipKeys []string `protobuf:"bytes,2,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// controllers are the client-facing gRPC addresses (host:port) of every
+	// controller in the group, as the group knows them. A rig keeps them so
+	// it can find the leader again when the one it talks to goes away; it
+	// follows a standby's leader hint only to an address on this list. Empty
+	// for a single controller.
+	Controllers   []string `protobuf:"bytes,3,rep,name=controllers,proto3" json:"controllers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +607,13 @@ func (x *AgentSettings) GetReportIntervalSeconds() uint32 {
 func (x *AgentSettings) GetGossipKeys() []string {
 	if x != nil {
 		return x.GossipKeys
+	}
+	return nil
+}
+
+func (x *AgentSettings) GetControllers() []string {
+	if x != nil {
+		return x.Controllers
 	}
 	return nil
 }
@@ -992,11 +1005,12 @@ const file_quarry_v1_agent_proto_rawDesc = "" +
 	"\x06events\x18\x06 \x03(\v2\x10.quarry.v1.EventR\x06events\"g\n" +
 	"\aWelcome\x12&\n" +
 	"\x0fresume_from_seq\x18\x01 \x01(\x04R\rresumeFromSeq\x124\n" +
-	"\bsettings\x18\x02 \x01(\v2\x18.quarry.v1.AgentSettingsR\bsettings\"h\n" +
+	"\bsettings\x18\x02 \x01(\v2\x18.quarry.v1.AgentSettingsR\bsettings\"\x8a\x01\n" +
 	"\rAgentSettings\x126\n" +
 	"\x17report_interval_seconds\x18\x01 \x01(\rR\x15reportIntervalSeconds\x12\x1f\n" +
 	"\vgossip_keys\x18\x02 \x03(\tR\n" +
-	"gossipKeys\"!\n" +
+	"gossipKeys\x12 \n" +
+	"\vcontrollers\x18\x03 \x03(\tR\vcontrollers\"!\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\x8e\x01\n" +
 	"\rCommandResult\x12\x1d\n" +
