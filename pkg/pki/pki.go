@@ -332,3 +332,41 @@ func randomSerial() *big.Int {
 	}
 	return n
 }
+
+// OUController marks a controller's peer certificate: the identity one
+// member of a controller group proves to another. The agent and admin
+// services never accept it, and the group's transport accepts nothing
+// else.
+const OUController = "controller"
+
+// IssuePeer issues a controller's peer certificate for node id, valid for
+// both ends of a connection between members and for the given hosts.
+func (ca *CA) IssuePeer(id string, hosts []string, ttl time.Duration, now time.Time) (certDER []byte, key crypto.Signer, err error) {
+	if id == "" {
+		return nil, nil, errors.New("peer certificate: empty node id")
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate peer key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: randomSerial(),
+		Subject:      pkix.Name{CommonName: id, OrganizationalUnit: []string{OUController}, Organization: []string{"Quarry"}},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     now.Add(ttl),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, k.Public(), ca.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create peer certificate: %w", err)
+	}
+	return der, k, nil
+}
