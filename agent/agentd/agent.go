@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quarryfleet/quarry/agent/link"
+	"github.com/quarryfleet/quarry/pkg/leaderhint"
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -46,6 +47,9 @@ type Agent struct {
 	// installed lists the catalogue miners unpacked here, for Hello.
 	installed func() []*quarryv1.InstalledMiner
 	linkUp    atomic.Bool
+	// ctrls is the controllers this agent knows and the one it uses,
+	// shared by the link and every other call to the controller.
+	ctrls *link.Controllers
 }
 
 // Bounds of a clean stop: what OnStop functions may take, and how long the
@@ -73,6 +77,11 @@ func New(ctx context.Context, cfg Config, version string, sampler Sampler, log *
 		return []byte("pong from " + hostname()), nil
 	})
 	var err error
+	// The learned controller list lives beside the identity: both describe
+	// the fleet this rig belongs to.
+	if a.ctrls, err = link.NewControllers(cfg.ControllerAddrs(), filepath.Join(cfg.DataDir, "pki")); err != nil {
+		return nil, err
+	}
 	a.db, err = store.Open(filepath.Join(cfg.DataDir, DBFile), link.Buckets...)
 	if err != nil {
 		return nil, err
@@ -112,13 +121,46 @@ func (a *Agent) identity(ctx context.Context) (*link.Identity, error) {
 	if token == "" {
 		return nil, err
 	}
-	a.log.Info("enrolling with controller", "controller", a.cfg.Controller)
-	id, err = link.Enroll(ctx, dir, a.cfg.Controller, token, hostname())
+	id, err = a.enroll(ctx, dir, token)
 	if err != nil {
 		return nil, err
 	}
 	a.log.Info("enrolled", "rig", id.RigID())
 	return id, nil
+}
+
+// enroll tries each configured controller in turn: only the leader
+// enrolls, and a standby's hint is followed only to a configured address,
+// since the token is a secret.
+func (a *Agent) enroll(ctx context.Context, dir, token string) (*link.Identity, error) {
+	addrs := a.cfg.ControllerAddrs()
+	var errs []error
+	tried := map[string]bool{}
+	for addr := addrs[0]; addr != ""; {
+		tried[addr] = true
+		a.log.Info("enrolling with controller", "controller", addr)
+		id, err := link.Enroll(ctx, dir, addr, token, hostname())
+		if err == nil {
+			return id, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		errs = append(errs, err)
+		hint, _ := leaderhint.Leader(err)
+		addr = ""
+		if slices.Contains(addrs, hint) && !tried[hint] {
+			addr = hint
+			continue
+		}
+		for _, next := range addrs {
+			if !tried[next] {
+				addr = next
+				break
+			}
+		}
+	}
+	return nil, errors.Join(errs...)
 }
 
 // Handle registers the function for a command kind.
@@ -174,14 +216,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.db.Close()
 	a.gossip = a.startGossip(ctx)
 	defer a.gossip.close()
-	host, _, _ := net.SplitHostPort(a.cfg.Controller)
-	serverName := a.cfg.ServerName
-	if serverName == "" {
-		serverName = host
-	}
 	client := &link.Client{
-		Addr:       a.cfg.Controller,
-		ServerName: serverName,
+		Controllers: a.ctrls,
+		ServerName:  a.cfg.ServerName,
 		Identity:   a.id,
 		Insecure:   a.cfg.Insecure,
 		RigID:      a.cfg.RigID,
@@ -223,7 +260,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopLink()
 	linkDone := make(chan error, 1)
 	go func() { linkDone <- client.Run(linkCtx) }()
-	a.log.Info("agent running", "rig", a.RigID(), "controller", a.cfg.Controller, "data_dir", a.cfg.DataDir)
+	a.log.Info("agent running", "rig", a.RigID(), "controllers", a.ctrls.List(), "data_dir", a.cfg.DataDir)
 	a.reportLoop(ctx)
 	a.finish(ctx)
 	stopLink()

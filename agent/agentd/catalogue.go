@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/agent/minerfetch"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 )
@@ -26,15 +27,15 @@ func newInstaller(a *Agent, log *slog.Logger) *minerfetch.Installer {
 	if a.id == nil || a.cfg.Insecure {
 		return nil
 	}
-	serverName := a.cfg.ServerName
-	if serverName == "" {
-		serverName, _, _ = net.SplitHostPort(a.cfg.Controller)
-	}
-	conn, err := grpc.NewClient(a.cfg.Controller, grpc.WithTransportCredentials(credentials.NewTLS(a.id.TLSConfig(serverName))))
-	if err != nil {
-		log.Error("miner downloads disabled", "err", err)
-		return nil
-	}
+	// Downloads go to whichever controller the link uses, so they follow
+	// its failover.
+	conn := link.NewRedialer(a.ctrls, func(addr string) (*grpc.ClientConn, error) {
+		serverName := a.cfg.ServerName
+		if serverName == "" {
+			serverName, _, _ = net.SplitHostPort(addr)
+		}
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(a.id.TLSConfig(serverName))))
+	})
 	in := &minerfetch.Installer{
 		MinersDir: a.cfg.MinersDir, StateDir: filepath.Join(a.cfg.DataDir, CatalogueStateDir),
 		Conn: conn, Log: log.With("part", "minerfetch"),

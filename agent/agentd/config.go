@@ -6,10 +6,12 @@ package agentd
 import (
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/quarryfleet/quarry/agent/link"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 )
 
@@ -17,8 +19,9 @@ import (
 // same machine with no flags.
 type Config struct {
 	DataDir        string        `yaml:"data_dir" flag:"data-dir" help:"directory for the rig's identity, certificate and report buffer"`
-	Controller     string        `yaml:"controller" flag:"controller" help:"controller gRPC address host:port"`
-	ServerName     string        `yaml:"server_name" flag:"server-name" help:"name to verify in the controller's certificate (default: host of --controller)"`
+	Controller     string        `yaml:"controller" flag:"controller" help:"controller gRPC address host:port, or several comma-separated: the agent moves between them when one is down or not the leader (default 127.0.0.1:7443 when controllers is empty too)"`
+	Controllers    []string      `yaml:"controllers" help:"controller gRPC addresses host:port, tried after those of controller"`
+	ServerName     string        `yaml:"server_name" flag:"server-name" help:"name to verify in the controller's certificate (default: host of the controller address dialled)"`
 	Token          string        `yaml:"token" flag:"token" help:"join token from 'quarryctl token create', used once to enroll"`
 	TokenFile      string        `yaml:"token_file" flag:"token-file" help:"file holding a join token, used when --token is empty"`
 	ReportInterval time.Duration `yaml:"report_interval" flag:"report-interval" help:"report period; 0 takes the controller's setting"`
@@ -39,7 +42,6 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		DataDir:    "./quarry-agent-data",
-		Controller: "127.0.0.1:7443",
 		TokenFile:  "./quarry-data/agent.token",
 		BufferSize: 100000,
 		LogLevel:   "info",
@@ -48,14 +50,46 @@ func DefaultConfig() Config {
 	}
 }
 
+// DefaultController is where the agent looks with no controller set: a
+// controller on the same machine.
+const DefaultController = "127.0.0.1:7443"
+
+// ControllerAddrs is every configured controller address in order: those
+// of controller (comma-separated), then those of controllers, without
+// repeats; DefaultController when neither is set.
+func (c Config) ControllerAddrs() []string {
+	var out []string
+	add := func(a string) {
+		if a = strings.TrimSpace(a); a != "" && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	for a := range strings.SplitSeq(c.Controller, ",") {
+		add(a)
+	}
+	for _, a := range c.Controllers {
+		add(a)
+	}
+	if len(out) == 0 {
+		out = append(out, DefaultController)
+	}
+	return out
+}
+
 // Validate names the bad setting.
 func (c Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: must not be empty"))
 	}
-	if _, _, err := net.SplitHostPort(c.Controller); err != nil {
-		errs = append(errs, fmt.Errorf("controller: %q is not host:port: %w", c.Controller, err))
+	addrs := c.ControllerAddrs()
+	for _, a := range addrs {
+		if err := link.CheckAddr(a); err != nil {
+			errs = append(errs, fmt.Errorf("controller: %q is not host:port: %w", a, err))
+		}
+	}
+	if len(addrs) > link.MaxControllers {
+		errs = append(errs, fmt.Errorf("controllers: %d addresses, at most %d", len(addrs), link.MaxControllers))
 	}
 	if !(c.CPUPowerW >= 0 && c.CPUPowerW <= 10000) {
 		errs = append(errs, fmt.Errorf("cpu_power_w: %v must be between 0 and 10000 watts", c.CPUPowerW))

@@ -3,9 +3,9 @@ package link
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/quarryfleet/quarry/pkg/leaderhint"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -31,7 +32,13 @@ type HelloFunc func() *quarryv1.Hello
 
 // Client keeps the agent connected, replays its buffer and runs commands.
 type Client struct {
-	Addr       string
+	// Addr is the controller's address when Controllers is nil.
+	Addr string
+	// Controllers, if set, are the addresses to fail over between; the
+	// client also adds the ones each Welcome announces.
+	Controllers *Controllers
+	// ServerName is the name to verify in the controller's certificate;
+	// empty means the host of the address being dialled.
 	ServerName string
 	Identity   *Identity // nil only with Insecure
 	Insecure   bool      // plaintext and self-declared rig id: load tests only
@@ -57,6 +64,7 @@ type Client struct {
 	results chan *quarryv1.CommandResult
 	runMu   sync.Mutex
 	running map[string]bool
+	conns   *Redialer
 }
 
 // Run keeps a session open until ctx ends, reconnecting with jittered
@@ -68,57 +76,87 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.BackoffMax <= 0 {
 		c.BackoffMax = 30 * time.Second
 	}
-	creds := insecure.NewCredentials()
-	if !c.Insecure {
-		if c.Identity == nil {
-			return ErrNotEnrolled
+	if !c.Insecure && c.Identity == nil {
+		return ErrNotEnrolled
+	}
+	if c.Controllers == nil {
+		ctrls, err := NewControllers([]string{c.Addr}, "")
+		if err != nil {
+			return err
 		}
-		creds = credentials.NewTLS(c.Identity.TLSConfig(c.ServerName))
+		c.Controllers = ctrls
 	}
 	c.queue = make(chan *quarryv1.Command, 256)
 	c.results = make(chan *quarryv1.CommandResult, 64)
 	c.running = make(map[string]bool)
-
-	conn, err := grpc.NewClient(c.Addr,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		// A link carries a report every few seconds over TLS, which
-		// buffers whole records itself: gRPC's own 32 KiB read buffer
-		// only costs memory, which a simulator holding thousands of links
-		// feels. (Write buffers are shared between flushes by default.)
-		grpc.WithReadBufferSize(0),
-	)
-	if err != nil {
-		return fmt.Errorf("controller address %q: %w", c.Addr, err)
-	}
-	defer conn.Close()
-	client := quarryv1.NewAgentServiceClient(conn)
+	c.conns = NewRedialer(c.Controllers, func(addr string) (*grpc.ClientConn, error) {
+		creds := insecure.NewCredentials()
+		if !c.Insecure {
+			creds = credentials.NewTLS(c.Identity.TLSConfig(serverNameFor(c.ServerName, addr)))
+		}
+		return grpc.NewClient(addr,
+			grpc.WithTransportCredentials(creds),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+			// A link carries a report every few seconds over TLS, which
+			// buffers whole records itself: gRPC's own 32 KiB read buffer
+			// only costs memory, which a simulator holding thousands of
+			// links feels. (Write buffers are shared between flushes by
+			// default.)
+			grpc.WithReadBufferSize(0),
+		)
+	})
+	defer c.conns.Close()
 	cmdDone := make(chan struct{})
 	go func() { defer close(cmdDone); c.commandLoop(ctx) }()
 	defer func() { <-cmdDone }()
 
 	if !c.Insecure {
-		go c.renewLoop(ctx, client)
+		go c.renewLoop(ctx)
 	}
 
 	attempt := 0
+	// tried holds the addresses that failed since the last backoff: the
+	// client moves straight on to an untried one, and backs off only once
+	// every known address has failed, so a dead leader costs one round
+	// trip per controller rather than one backoff each.
+	tried := map[string]bool{}
 	for {
 		start := time.Now()
-		err := c.session(ctx, client)
+		conn, addr, err := c.conns.Conn()
+		if err == nil {
+			err = c.session(ctx, quarryv1.NewAgentServiceClient(conn), addr)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if c.OnState != nil {
 			c.OnState(false)
 		}
-		if status.Code(err) == codes.PermissionDenied {
-			c.Log.Error("controller refused this rig", "err", err)
-		} else {
-			c.Log.Warn("controller link down", "err", err, "buffered", c.Buffer.Len())
+		hint, refused := leaderhint.Leader(err)
+		switch {
+		case refused:
+			c.Log.Info("controller is a standby; moving on", "addr", addr, "leader", hint)
+		case status.Code(err) == codes.PermissionDenied:
+			c.Log.Error("controller refused this rig", "addr", addr, "err", err)
+		default:
+			c.Log.Warn("controller link down", "addr", addr, "err", err, "buffered", c.Buffer.Len())
 		}
 		if time.Since(start) > time.Minute {
 			attempt = 0 // the session was healthy; start backing off afresh
+			clear(tried)
 		}
+		tried[addr] = true
+		// The hint is followed only to a known address: a standby is a
+		// controller with a valid certificate, but it has no business
+		// sending rigs anywhere the group has not announced.
+		next, roundDone := c.Controllers.advance(addr, hint, tried)
+		if next != addr {
+			c.Log.Info("trying another controller", "addr", next)
+		}
+		if !roundDone {
+			continue
+		}
+		clear(tried)
 		attempt++
 		wait := Backoff(attempt, c.BackoffBase, c.BackoffMax, rand.Float64())
 		select {
@@ -127,6 +165,16 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// serverNameFor is the TLS name to verify for addr: the configured one, or
+// the address's host, since each controller of a group has its own name.
+func serverNameFor(configured, addr string) string {
+	if configured != "" {
+		return configured
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	return host
 }
 
 // Backoff is "full jitter" exponential backoff: a random wait between zero
@@ -141,7 +189,7 @@ func Backoff(attempt int, base, max time.Duration, r float64) time.Duration {
 	return time.Duration(float64(d)*r) + base/4
 }
 
-func (c *Client) renewLoop(ctx context.Context, client quarryv1.AgentServiceClient) {
+func (c *Client) renewLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -153,8 +201,13 @@ func (c *Client) renewLoop(ctx context.Context, client quarryv1.AgentServiceClie
 		if !c.Identity.RenewDue(time.Now()) {
 			continue
 		}
+		conn, _, err := c.conns.Conn()
+		if err != nil {
+			c.Log.Warn("certificate renewal: no controller connection; will retry", "err", err)
+			continue
+		}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := c.Identity.Renew(rctx, client)
+		err = c.Identity.Renew(rctx, quarryv1.NewAgentServiceClient(conn))
 		cancel()
 		if err != nil {
 			c.Log.Warn("certificate renewal failed; will retry", "err", err, "expires", c.Identity.Leaf().NotAfter)
@@ -171,7 +224,7 @@ func (c *Client) rigID() string {
 	return c.Identity.RigID()
 }
 
-func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient) error {
+func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient, addr string) error {
 	// The stream outlives ctx briefly on shutdown so reports already sent
 	// can still be acknowledged (see drain).
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -202,13 +255,14 @@ func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient
 			return err
 		}
 	}
+	c.learn(welcome.Settings)
 	if c.OnSettings != nil && welcome.Settings != nil {
 		c.OnSettings(welcome.Settings)
 	}
 	if c.OnState != nil {
 		c.OnState(true)
 	}
-	c.Log.Info("connected to controller", "addr", c.Addr, "rig", hello.RigId, "resume_from", welcome.ResumeFromSeq, "buffered", c.Buffer.Len())
+	c.Log.Info("connected to controller", "addr", addr, "rig", hello.RigId, "resume_from", welcome.ResumeFromSeq, "buffered", c.Buffer.Len())
 
 	var sent atomic.Uint64
 	errc := make(chan error, 2)
@@ -221,6 +275,21 @@ func (c *Client) session(ctx context.Context, client quarryv1.AgentServiceClient
 	}
 	cancel()
 	return err
+}
+
+// learn adds the controller addresses the group announced to the known
+// list; Controllers validates and caps them.
+func (c *Client) learn(s *quarryv1.AgentSettings) {
+	if len(s.GetControllers()) == 0 {
+		return
+	}
+	grew, err := c.Controllers.Learn(s.GetControllers())
+	if err != nil {
+		c.Log.Warn("could not keep the controller list; it is used until restart", "err", err)
+	}
+	if grew {
+		c.Log.Info("learned controller addresses", "controllers", c.Controllers.List())
+	}
 }
 
 // drain waits, briefly, for the controller to acknowledge what was already
@@ -335,6 +404,7 @@ func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_Conn
 				return err
 			}
 		case *quarryv1.ConnectResponse_Settings:
+			c.learn(m.Settings)
 			if c.OnSettings != nil && m.Settings != nil {
 				c.OnSettings(m.Settings)
 			}

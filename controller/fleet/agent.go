@@ -52,6 +52,10 @@ type AgentServer struct {
 	// OnConnect, if set, is called when a rig's stream is established and
 	// again (with online=false) when it ends.
 	OnConnect func(rigID string, online bool)
+	// Controllers, if set, returns the client-facing gRPC addresses of the
+	// controller group, sent to rigs in their settings so they can fail
+	// over; nil (a single controller) sends none.
+	Controllers func() []string
 
 	limiterOnce sync.Once
 	enrollFails *failureLimiter
@@ -362,10 +366,15 @@ func (s *AgentServer) audit(rig, action, target, result, detail string) {
 	_ = s.Fleet.Audit(&quarryv1.AuditEntry{Who: rig, Role: auth.RoleRig, Action: action, Target: target, Result: result, Detail: detail})
 }
 
-// gossipKeys is the current gossip keyring, so a rig that missed a key
-// rotation while away catches up when it reconnects.
+// settings is what a rig is told at Welcome and on each push: keys is the
+// current gossip keyring, so a rig that missed a key rotation while away
+// catches up when it reconnects.
 func (s *AgentServer) settings(keys []string) *quarryv1.AgentSettings {
-	return &quarryv1.AgentSettings{ReportIntervalSeconds: uint32(s.ReportInterval / time.Second), GossipKeys: keys}
+	st := &quarryv1.AgentSettings{ReportIntervalSeconds: uint32(s.ReportInterval / time.Second), GossipKeys: keys}
+	if s.Controllers != nil {
+		st.Controllers = s.Controllers()
+	}
+	return st
 }
 
 // gossipKeysChanged is nil (never ready) without a gossip keyring.
