@@ -37,7 +37,7 @@ func TestDemoControllerConfig(t *testing.T) {
 	}
 	// Seeded as `make run` seeds it: into a real database, with its
 	// flight sheets stored and validated like any other.
-	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
+	db := testsupport.OpenStore(t, filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

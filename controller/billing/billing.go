@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v85"
-	"go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // Bucket names; every bucket this package owns starts with "billing_".
@@ -52,7 +53,7 @@ const (
 
 // Config configures a Service. Only DB is required.
 type Config struct {
-	DB *bbolt.DB
+	DB *store.DB
 	// Stripe is the client the relay sends through. Build it with
 	// NewStripeClient so that stripe-go does not retry on its own. A nil
 	// client keeps everything in the outbox (useful before keys are set up).
@@ -156,7 +157,7 @@ func (c *Config) Validate() error {
 // Service is the billing subsystem. It is safe for concurrent use.
 type Service struct {
 	cfg   Config
-	db    *bbolt.DB
+	db    *store.DB
 	log   *slog.Logger
 	now   func() time.Time
 	meter *Meter
@@ -171,7 +172,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Logger, now: cfg.Now, wake: make(chan struct{}, 1)}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		for _, b := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)

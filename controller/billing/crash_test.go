@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/controller/billing/faultproxy"
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	"go.etcd.io/bbolt"
 )
@@ -30,7 +31,7 @@ func crashChild() int {
 	}
 	defer db.Close()
 	client := NewStripeClient("sk_test_123", url, &httpClientNoKeepAlive)
-	s, err := New(Config{DB: db, Stripe: client, RetryBase: time.Millisecond, Logger: discardLogger()})
+	s, err := New(Config{DB: store.NewDB(db), Stripe: client, RetryBase: time.Millisecond, Logger: discardLogger()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child new:", err)
 		return 2

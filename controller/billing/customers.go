@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // Status is a customer's payment standing as last reported by Stripe.
@@ -91,7 +91,7 @@ func (s *Service) PutPlan(ctx context.Context, p Plan) error {
 	if p.StripeRigPriceID == "" {
 		return fmt.Errorf("plan %s: StripeRigPriceID is empty: %w", p.ID, ErrInvalid)
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error { return putJSON(tx.Bucket(bucketPlans), []byte(p.ID), p) })
+	err := s.db.Update(func(tx *store.Tx) error { return putJSON(tx.Bucket(bucketPlans), []byte(p.ID), p) })
 	if err != nil {
 		return fmt.Errorf("put plan %s: %w", p.ID, err)
 	}
@@ -102,7 +102,7 @@ func (s *Service) PutPlan(ctx context.Context, p Plan) error {
 // GetPlan returns a plan.
 func (s *Service) GetPlan(id string) (Plan, error) {
 	var p Plan
-	err := s.db.View(func(tx *bbolt.Tx) error { return getJSON(tx.Bucket(bucketPlans), []byte(id), &p) })
+	err := s.db.View(func(tx *store.Tx) error { return getJSON(tx.Bucket(bucketPlans), []byte(id), &p) })
 	if err != nil {
 		return p, fmt.Errorf("plan %s: %w", id, err)
 	}
@@ -112,7 +112,7 @@ func (s *Service) GetPlan(id string) (Plan, error) {
 // ListPlans returns all plans ordered by id.
 func (s *Service) ListPlans() ([]Plan, error) {
 	var out []Plan
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		return tx.Bucket(bucketPlans).ForEach(func(k, v []byte) error {
 			var p Plan
 			if err := json.Unmarshal(v, &p); err != nil {
@@ -139,7 +139,7 @@ func (s *Service) CreateCustomer(ctx context.Context, c Customer) (Customer, err
 	c.CreatedAt = now
 	c.Rigs = nil
 	c.StripeCustomerID, c.StripeSubscriptionID, c.StripeSubscriptionItemID = "", "", ""
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		var p Plan
 		if err := getJSON(tx.Bucket(bucketPlans), []byte(c.Plan), &p); err != nil {
 			return fmt.Errorf("plan %q: %w", c.Plan, err)
@@ -170,7 +170,7 @@ func (s *Service) CreateCustomer(ctx context.Context, c Customer) (Customer, err
 // GetCustomer returns one customer.
 func (s *Service) GetCustomer(id string) (Customer, error) {
 	var c Customer
-	err := s.db.View(func(tx *bbolt.Tx) error { return getJSON(tx.Bucket(bucketCustomers), []byte(id), &c) })
+	err := s.db.View(func(tx *store.Tx) error { return getJSON(tx.Bucket(bucketCustomers), []byte(id), &c) })
 	if err != nil {
 		return c, fmt.Errorf("customer %s: %w", id, err)
 	}
@@ -180,7 +180,7 @@ func (s *Service) GetCustomer(id string) (Customer, error) {
 // ListCustomers returns all customers ordered by id.
 func (s *Service) ListCustomers() ([]Customer, error) {
 	var out []Customer
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		return tx.Bucket(bucketCustomers).ForEach(func(k, v []byte) error {
 			var c Customer
 			if err := json.Unmarshal(v, &c); err != nil {
@@ -211,7 +211,7 @@ func (s *Service) AssignRigs(ctx context.Context, customer string, rigs ...strin
 	}
 	now := s.now().UTC()
 	var moved []struct{ rig, from string }
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		moved = moved[:0]
 		cb := tx.Bucket(bucketCustomers)
 		changed := map[string]*Customer{}
@@ -298,7 +298,7 @@ func quoteEmpty(s string) string {
 	return s
 }
 
-func putJSON(b *bbolt.Bucket, k []byte, v any) error {
+func putJSON(b *store.Bucket, k []byte, v any) error {
 	buf, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", k, err)
@@ -306,7 +306,7 @@ func putJSON(b *bbolt.Bucket, k []byte, v any) error {
 	return b.Put(k, buf)
 }
 
-func getJSON(b *bbolt.Bucket, k []byte, v any) error {
+func getJSON(b *store.Bucket, k []byte, v any) error {
 	buf := b.Get(k)
 	if buf == nil {
 		return ErrNotFound

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 
 // openDB opens a bbolt file under dir and checks its consistency when the
 // test ends, the way bbolt's own tests do.
-func openDB(t testing.TB, path string) *bbolt.DB {
+func openDB(t testing.TB, path string) *store.DB {
 	t.Helper()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
@@ -56,10 +57,10 @@ func openDB(t testing.TB, path string) *bbolt.DB {
 		}
 		_ = db.Close()
 	})
-	return db
+	return store.NewDB(db)
 }
 
-func newTestService(t testing.TB, db *bbolt.DB, cfg Config) *Service {
+func newTestService(t testing.TB, db *store.DB, cfg Config) *Service {
 	t.Helper()
 	cfg.DB = db
 	if cfg.Logger == nil {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/quarryfleet/quarry/controller/billing/faultproxy"
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
-	"go.etcd.io/bbolt"
 )
 
 // span is [from, to) after t10.
@@ -74,7 +74,7 @@ func (sc scenario) run(t *testing.T) scenarioResult {
 	t.Cleanup(func() { _ = proxy.Close() })
 	path := filepath.Join(t.TempDir(), "b.db")
 	clk := testsupport.NewClock(t10.Add(-time.Hour))
-	open := func() (*Service, *bbolt.DB) {
+	open := func() (*Service, *store.DB) {
 		db := openDB(t, path)
 		return newTestService(t, db, Config{Stripe: NewStripeClient("sk_test_123", proxy.URL(), testHTTPClient(t, 5*time.Second)),
 			Now: clk.Now, RetryBase: time.Millisecond, LateWindow: sc.window}), db
@@ -483,7 +483,7 @@ func TestLateCorrectionOfAnHourSentByAnEarlierVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "energy:rig1:2026-11-29T10:alice"
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		if err := tx.Bucket(bucketEnergy).Put(energyKey("rig1", t10.UnixMilli(), "alice"),
 			[]byte(`{"units":360000000000,"closed":true,"value_wh":50}`)); err != nil {
 			return err

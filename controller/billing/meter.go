@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // Energy is kept in units of half a milliwatt-millisecond so that the
@@ -163,7 +163,7 @@ func loadMeter(s *Service) (*Meter, error) {
 	m := &Meter{s: s, rigs: map[string]*rigState{},
 		maxGap: s.cfg.MaxGap.Milliseconds(), idle: (s.cfg.MaxGap + s.cfg.LateMargin).Milliseconds(),
 		window: s.cfg.LateWindow.Milliseconds()}
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get([]byte("meter_counters")); v != nil {
 			if err := json.Unmarshal(v, &m.stats); err != nil {
 				return fmt.Errorf("decode meter counters: %w", err)
@@ -420,7 +420,7 @@ func (m *Meter) Flush(ctx context.Context, now time.Time) error {
 	var done []sent
 	var stats meterCounters
 	queued := 0
-	err := m.s.db.Update(func(tx *bbolt.Tx) error {
+	err := m.s.db.Update(func(tx *store.Tx) error {
 		queued, done, stats = 0, done[:0], m.stats
 		sb, eb := tx.Bucket(bucketMeterState), tx.Bucket(bucketEnergy)
 		// Closed hours first: an hour closed and reopened since the last

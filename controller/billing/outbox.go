@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v85"
-	"go.etcd.io/bbolt"
 
 	"github.com/quarryfleet/quarry/pkg/redact"
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // Kind is what an outbox record asks Stripe to do.
@@ -84,7 +84,7 @@ func seqKey(id uint64) []byte {
 
 // enqueue writes r inside tx unless a record with the same key exists, in
 // which case the business fact was already queued and nothing is added.
-func enqueue(tx *bbolt.Tx, r Record) (uint64, error) {
+func enqueue(tx *store.Tx, r Record) (uint64, error) {
 	kb := tx.Bucket(bucketOutboxKeys)
 	if v := kb.Get([]byte(r.Key)); v != nil {
 		return binary.BigEndian.Uint64(v), nil
@@ -107,7 +107,7 @@ func enqueue(tx *bbolt.Tx, r Record) (uint64, error) {
 
 func (s *Service) records(filter func(Record) bool) ([]Record, error) {
 	var out []Record
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
 			var r Record
 			if err := json.Unmarshal(v, &r); err != nil {
@@ -142,7 +142,7 @@ func (s *Service) AllRecords() ([]Record, error) {
 // attempts keeps its key so Stripe can still recognise a request that
 // secretly succeeded.
 func (s *Service) Retry(ctx context.Context, id uint64) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		var r Record
 		if err := getJSON(b, seqKey(id), &r); err != nil {
@@ -249,7 +249,7 @@ func (s *Service) RelayOnce(ctx context.Context) (time.Time, error) {
 // deliver sends one record and records the outcome in a second transaction.
 func (s *Service) deliver(ctx context.Context, r Record) (State, error) {
 	var c Customer
-	if err := s.db.View(func(tx *bbolt.Tx) error {
+	if err := s.db.View(func(tx *store.Tx) error {
 		return getJSON(tx.Bucket(bucketCustomers), []byte(r.Customer), &c)
 	}); err != nil {
 		return "", fmt.Errorf("record %d: customer %s: %w", r.ID, r.Customer, err)
@@ -272,7 +272,7 @@ func (s *Service) deliver(ctx context.Context, r Record) (State, error) {
 		return StatePending, nil
 	}
 	var state State
-	uerr := s.db.Update(func(tx *bbolt.Tx) error {
+	uerr := s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		var rec Record
 		if err := getJSON(b, seqKey(r.ID), &rec); err != nil {
@@ -324,7 +324,7 @@ func (s *Service) deliver(ctx context.Context, r Record) (State, error) {
 }
 
 func (s *Service) update(id uint64, fn func(*Record)) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		var rec Record
 		if err := getJSON(b, seqKey(id), &rec); err != nil {
@@ -353,7 +353,7 @@ type sendResult struct {
 	note                               string
 }
 
-func applyResult(tx *bbolt.Tx, r Record, res sendResult) error {
+func applyResult(tx *store.Tx, r Record, res sendResult) error {
 	if res.customerID == "" && res.subscriptionID == "" {
 		return nil
 	}

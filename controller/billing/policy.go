@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // PastDuePolicy decides what happens to the rigs of a customer who is not
@@ -76,7 +76,7 @@ func (p PastDuePolicy) action(c Customer, now time.Time) Action {
 // with no customer gets ActionNone.
 func (s *Service) RigAction(rig string, now time.Time) (Action, string, error) {
 	var owner rigOwner
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		return getJSON(tx.Bucket(bucketRigs), []byte(rig), &owner)
 	})
 	if errors.Is(err, ErrNotFound) || owner.Customer == "" {

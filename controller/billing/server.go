@@ -11,13 +11,13 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/redact"
+	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -155,7 +155,7 @@ type Runtime struct {
 // OpenRuntime opens, when billing is enabled, the billing service on the
 // controller's database and meters the reports the fleet commits; while
 // billing is off, BillingService still answers, with a clear refusal.
-func OpenRuntime(bc Settings, db *bolt.DB, f *fleet.Fleet, log *slog.Logger) (*Runtime, error) {
+func OpenRuntime(bc Settings, db *store.DB, f *fleet.Fleet, log *slog.Logger) (*Runtime, error) {
 	r := &Runtime{srv: &BillingServer{fleet: f}, log: log}
 	if !bc.Enabled {
 		return r, nil

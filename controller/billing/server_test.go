@@ -69,7 +69,7 @@ func BenchmarkObserveReport(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	svc, err := New(Config{DB: db, Logger: slog.New(slog.DiscardHandler)})
+	svc, err := New(Config{DB: store.NewDB(db), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // CustomerStatus is what `quarryctl billing status` shows.
@@ -107,7 +107,7 @@ func (s *Service) Usage(q UsageQuery) (UsageReport, error) {
 	var rep UsageReport
 	var units, late int64
 	rigs := map[string]bool{}
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		if q.Rig != "" {
 			rigs[q.Rig] = true
 		} else {

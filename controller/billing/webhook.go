@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v85/webhook"
-	"go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // maxWebhookBody bounds a webhook request; Stripe events are far smaller.
@@ -103,7 +104,7 @@ func (s *Service) applyEvent(ctx context.Context, id, typ string, created int64,
 	var outcome string
 	var cust Customer
 	var from Status
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		eb := tx.Bucket(bucketWebhook)
 		if eb.Get([]byte(id)) != nil {
 			outcome = "duplicate"

@@ -12,7 +12,8 @@ import (
 
 	"github.com/stripe/stripe-go/v85"
 	"github.com/stripe/stripe-go/v85/webhook"
-	"go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 const whSecret = "whsec_test_secret"
@@ -34,7 +35,7 @@ func subscription(cust, status string) string {
 // linkStripe records a Stripe customer id as the relay would.
 func linkStripe(t *testing.T, s *Service, id, stripeID string) {
 	t.Helper()
-	if err := s.db.Update(func(tx *bbolt.Tx) error {
+	if err := s.db.Update(func(tx *store.Tx) error {
 		return applyResult(tx, Record{Customer: id}, sendResult{customerID: stripeID})
 	}); err != nil {
 		t.Fatal(err)
@@ -151,7 +152,7 @@ func TestPolicyAction(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestService(t, openDB(t, filepath.Join(t.TempDir(), "b.db")), Config{PastDue: tc.policy})
 			mustCustomer(t, s, "alice")
-			if err := s.db.Update(func(tx *bbolt.Tx) error {
+			if err := s.db.Update(func(tx *store.Tx) error {
 				var c Customer
 				_ = getJSON(tx.Bucket(bucketCustomers), []byte("alice"), &c)
 				c.Status, c.StatusAsOf = tc.status, since.Unix()

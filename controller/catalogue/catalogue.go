@@ -23,7 +23,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/controller/fleet"
@@ -81,7 +80,7 @@ type Options struct {
 
 // Store is the catalogue.
 type Store struct {
-	db   *bolt.DB
+	db   *store.DB
 	f    *fleet.Fleet
 	dir  string
 	opts Options
@@ -89,7 +88,7 @@ type Store struct {
 }
 
 // Open prepares the bucket and the archive folder.
-func Open(db *bolt.DB, f *fleet.Fleet, opts Options) (*Store, error) {
+func Open(db *store.DB, f *fleet.Fleet, opts Options) (*Store, error) {
 	if opts.MaxArchive <= 0 {
 		opts.MaxArchive = DefaultMaxArchive
 	}
@@ -106,7 +105,7 @@ func Open(db *bolt.DB, f *fleet.Fleet, opts Options) (*Store, error) {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("catalogue dir: %w", err)
 	}
-	if err := store.EnsureBuckets(s.db, bucket); err != nil {
+	if err := s.db.EnsureBuckets(bucket); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -122,7 +121,7 @@ func (s *Store) archivePath(name, version string) string {
 // Get returns one entry.
 func (s *Store) Get(name, version string) (*quarryv1.CatalogueMiner, error) {
 	var m *quarryv1.CatalogueMiner
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		v := tx.Bucket([]byte(bucket)).Get(key(name, version))
 		if v == nil {
 			return fmt.Errorf("miner %s %s: %w", name, version, ErrNotFound)
@@ -136,7 +135,7 @@ func (s *Store) Get(name, version string) (*quarryv1.CatalogueMiner, error) {
 // List returns every entry, or one miner's, by name then version.
 func (s *Store) List(name string) ([]*quarryv1.CatalogueMiner, error) {
 	var out []*quarryv1.CatalogueMiner
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucket)).ForEach(func(_, v []byte) error {
 			m := &quarryv1.CatalogueMiner{}
 			if err := proto.Unmarshal(v, m); err != nil {
@@ -153,7 +152,7 @@ func (s *Store) List(name string) ([]*quarryv1.CatalogueMiner, error) {
 
 // Remove deletes an entry and its archive. Rigs keep what they unpacked.
 func (s *Store) Remove(name, version string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b.Get(key(name, version)) == nil {
 			return fmt.Errorf("miner %s %s: %w", name, version, ErrNotFound)
@@ -224,7 +223,7 @@ func (s *Store) Add(h *quarryv1.AddMinerHeader, r io.Reader, who string) (*quarr
 	if err := os.Rename(tmp.Name(), s.archivePath(h.Name, h.Version)); err != nil {
 		return nil, err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *store.Tx) error {
 		bk := tx.Bucket([]byte(bucket))
 		if bk.Get(key(h.Name, h.Version)) != nil {
 			return fmt.Errorf("miner %s %s: %w", h.Name, h.Version, ErrExists)

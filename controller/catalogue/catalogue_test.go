@@ -22,7 +22,7 @@ import (
 func openStore(t *testing.T, opts Options) *Store {
 	t.Helper()
 	dir := t.TempDir()
-	db := testsupport.OpenDB(t, filepath.Join(dir, "q.db"), fleet.Buckets...)
+	db := testsupport.OpenStore(t, filepath.Join(dir, "q.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ func adminTokens(t *testing.T, dir string, roles map[string]string) map[string]s
 		t.Fatal(err)
 	}
 	defer db.Close()
-	f, err := fleet.Open(db, fleet.Options{})
+	f, err := fleet.Open(store.NewDB(db), fleet.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

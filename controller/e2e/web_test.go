@@ -121,7 +121,7 @@ func viewerToken(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	f, err := fleet.Open(db, fleet.Options{})
+	f, err := fleet.Open(store.NewDB(db), fleet.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

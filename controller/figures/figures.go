@@ -36,8 +36,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -83,7 +81,7 @@ type Options struct {
 // Learner keeps every rig's figures in memory and in the controller's
 // database. It is a fleet report observer.
 type Learner struct {
-	db   *bolt.DB
+	db   *store.DB
 	opts Options
 	log  *slog.Logger
 
@@ -97,7 +95,7 @@ type Learner struct {
 
 // Open loads the figures stored in db and starts writing changes back.
 // Call Close before closing the database.
-func Open(db *bolt.DB, opts Options) (*Learner, error) {
+func Open(db *store.DB, opts Options) (*Learner, error) {
 	if !(opts.Alpha > 0 && opts.Alpha <= 1) {
 		opts.Alpha = 0.3
 	}
@@ -112,7 +110,7 @@ func Open(db *bolt.DB, opts Options) (*Learner, error) {
 	}
 	l := &Learner{db: db, opts: opts, log: opts.Logger, figs: map[string]map[string]*Figure{}, dirty: map[[2]string]bool{},
 		stop: make(chan struct{}), done: make(chan struct{})}
-	if err := store.EnsureBuckets(db, Bucket); err != nil {
+	if err := db.EnsureBuckets(Bucket); err != nil {
 		return nil, err
 	}
 	if err := l.load(); err != nil {
@@ -127,7 +125,7 @@ func Open(db *bolt.DB, opts Options) (*Learner, error) {
 // two fold together, the newer figure wins.
 func (l *Learner) load() error {
 	var stale [][]byte
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.db.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(Bucket)).ForEach(func(k, v []byte) error {
 			rig, name, ok := strings.Cut(string(k), "/")
 			if !ok || rig == "" {
@@ -151,7 +149,7 @@ func (l *Learner) load() error {
 	if err != nil || len(stale) == 0 {
 		return err
 	}
-	if err := l.db.Update(func(tx *bolt.Tx) error {
+	if err := l.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(Bucket))
 		for _, k := range stale {
 			if err := b.Delete(k); err != nil {
@@ -363,7 +361,7 @@ func (l *Learner) flush() error {
 	}
 	clear(l.dirty)
 	l.mu.Unlock()
-	return l.db.Update(func(tx *bolt.Tx) error {
+	return l.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(Bucket))
 		for k, v := range vals {
 			if err := b.Put([]byte(k), v); err != nil {

@@ -8,23 +8,23 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func open(t *testing.T, path string) (*Learner, *bolt.DB) {
+func open(t *testing.T, path string) (*Learner, *store.DB) {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "quarry.db")
 	}
-	db := testsupport.OpenDB(t, path)
+	db := testsupport.OpenStore(t, path)
 	l, err := Open(db, Options{Alpha: 0.5, Every: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -173,11 +173,11 @@ func TestBenchmarkThenLive(t *testing.T) {
 // Figures stored under names from before the names were folded load under
 // the folded name, the newer of two winning, and the old keys are gone.
 func TestLoadFoldsStoredNames(t *testing.T) {
-	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"), Bucket)
+	db := testsupport.OpenStore(t, filepath.Join(t.TempDir(), "quarry.db"), Bucket)
 	put := func(k string, f Figure) {
 		t.Helper()
 		v := fmt.Sprintf(`{"hashrate_hs":%g,"power_w":%g,"source":%q,"updated":%q,"samples":%d}`, f.HashrateHs, f.PowerW, f.Source, f.Updated.Format(time.RFC3339), f.Samples)
-		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(Bucket)).Put([]byte(k), []byte(v)) }); err != nil {
+		if err := db.Update(func(tx *store.Tx) error { return tx.Bucket([]byte(Bucket)).Put([]byte(k), []byte(v)) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -194,7 +194,7 @@ func TestLoadFoldsStoredNames(t *testing.T) {
 		t.Fatalf("figures %+v", got)
 	}
 	var keys []string
-	_ = db.View(func(tx *bolt.Tx) error {
+	_ = db.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(Bucket)).ForEach(func(k, _ []byte) error { keys = append(keys, string(k)); return nil })
 	})
 	if fmt.Sprint(keys) != "[r1/sha256d r1/zhash]" {
@@ -207,8 +207,8 @@ func TestOpenRejectsCorruptFigure(t *testing.T) {
 		{"no-slash", "{}", "no-slash"},
 		{"r1/kawpow", "{not json", "r1/kawpow"},
 	} {
-		db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"), Bucket)
-		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(Bucket)).Put([]byte(tc.key), []byte(tc.val)) }); err != nil {
+		db := testsupport.OpenStore(t, filepath.Join(t.TempDir(), "quarry.db"), Bucket)
+		if err := db.Update(func(tx *store.Tx) error { return tx.Bucket([]byte(Bucket)).Put([]byte(tc.key), []byte(tc.val)) }); err != nil {
 			t.Fatal(err)
 		}
 		if l, err := Open(db, Options{}); err == nil {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/pkg/redact"
@@ -32,7 +31,7 @@ const (
 // stored; entries past the retention limits are dropped, oldest first, in
 // the same transaction.
 func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
-	if err := f.db.Update(func(tx *bolt.Tx) error { return f.auditIn(tx, e) }); err != nil {
+	if err := f.db.Update(func(tx *store.Tx) error { return f.auditIn(tx, e) }); err != nil {
 		f.log.Error("audit write failed", "action", e.Action, "err", err)
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -41,7 +40,7 @@ func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
 
 // auditIn writes e in the caller's transaction, so an entry can commit
 // together with the change it records.
-func (f *Fleet) auditIn(tx *bolt.Tx, e *quarryv1.AuditEntry) error {
+func (f *Fleet) auditIn(tx *store.Tx, e *quarryv1.AuditEntry) error {
 	e.TimeUnixNano = f.opts.Now().UnixNano()
 	e.Who = redactedField(e.Who, maxAuditField)
 	e.Role = Truncate(e.Role, maxAuditField)
@@ -71,7 +70,7 @@ func (f *Fleet) auditIn(tx *bolt.Tx, e *quarryv1.AuditEntry) error {
 // limit, the oldest ones. Keys start with the time, so both come off the
 // front and each write does a bounded amount of work. The caller holds
 // auditMu.
-func (f *Fleet) pruneAudit(ab *bolt.Bucket, now int64) error {
+func (f *Fleet) pruneAudit(ab *store.Bucket, now int64) error {
 	floor := store.U64(uint64(max(now-f.opts.AuditMaxAge.Nanoseconds(), 0)))
 	c := ab.Cursor()
 	// A few deletions per write keep the cost per call small while always
@@ -174,7 +173,7 @@ func (f *Fleet) AuditQuery(q AuditFilter, limit int, pageToken string) ([]*quarr
 	start := store.U64(uint64(max(q.Since.UnixNano(), 0)))
 	var out []*quarryv1.AuditEntry
 	next := ""
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.db.View(func(tx *store.Tx) error {
 		c := tx.Bucket([]byte(bucketAudit)).Cursor()
 		var k, v []byte
 		if before == nil {

@@ -5,10 +5,10 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/pkg/pki"
+	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -72,7 +72,7 @@ func (f *Fleet) QueueCommands(reqs []CommandRequest) ([]*quarryv1.CommandRecord,
 			}
 		}
 	}
-	err := f.db.Update(func(tx *bolt.Tx) error {
+	err := f.db.Update(func(tx *store.Tx) error {
 		cb, pb := tx.Bucket([]byte(bucketCommands)), tx.Bucket([]byte(bucketPending))
 		for i, p := range puts {
 			if recs[i] != nil {
@@ -164,7 +164,7 @@ func (f *Fleet) putCommand(rec *quarryv1.CommandRecord, pending bool) error {
 	if err != nil {
 		return err
 	}
-	return f.db.Update(func(tx *bolt.Tx) error {
+	return f.db.Update(func(tx *store.Tx) error {
 		if err := tx.Bucket([]byte(bucketCommands)).Put([]byte(rec.Command.Id), b); err != nil {
 			return err
 		}
@@ -179,7 +179,7 @@ func (f *Fleet) putCommand(rec *quarryv1.CommandRecord, pending bool) error {
 // Command returns a command's record.
 func (f *Fleet) Command(id string) (*quarryv1.CommandRecord, error) {
 	var rec *quarryv1.CommandRecord
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.db.View(func(tx *store.Tx) error {
 		v := tx.Bucket([]byte(bucketCommands)).Get([]byte(id))
 		if v == nil {
 			return fmt.Errorf("%w %q", ErrUnknownCommand, id)
@@ -197,7 +197,7 @@ func (f *Fleet) PendingCommands(rigID string) ([]*quarryv1.Command, error) {
 	// Most rigs have nothing pending: look first without a write
 	// transaction (and its disk sync).
 	any := false
-	_ = f.db.View(func(tx *bolt.Tx) error {
+	_ = f.db.View(func(tx *store.Tx) error {
 		k, _ := tx.Bucket([]byte(bucketPending)).Cursor().Seek([]byte(rigID + "/"))
 		any = k != nil && strings.HasPrefix(string(k), rigID+"/")
 		return nil
@@ -206,7 +206,7 @@ func (f *Fleet) PendingCommands(rigID string) ([]*quarryv1.Command, error) {
 		return nil, nil
 	}
 	var out []*quarryv1.Command
-	err := f.db.Update(func(tx *bolt.Tx) error {
+	err := f.db.Update(func(tx *store.Tx) error {
 		pb := tx.Bucket([]byte(bucketPending))
 		cb := tx.Bucket([]byte(bucketCommands))
 		prefix := []byte(rigID + "/")
@@ -306,7 +306,7 @@ func (f *Fleet) CompleteCommand(rigID string, res *quarryv1.CommandResult) error
 // more than once (Batch retries the rest of a batch alone when one call
 // fails), so it only sets fields from what it is given.
 func (f *Fleet) updateCommand(id string, fn func(*quarryv1.CommandRecord) bool, keepPending bool) error {
-	return f.db.Batch(func(tx *bolt.Tx) error {
+	return f.db.Batch(func(tx *store.Tx) error {
 		cb := tx.Bucket([]byte(bucketCommands))
 		v := cb.Get([]byte(id))
 		if v == nil {

@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -108,7 +107,7 @@ const (
 
 // Fleet is the controller's fleet state.
 type Fleet struct {
-	db   *bolt.DB
+	db   *store.DB
 	opts Options
 	log  *slog.Logger
 
@@ -195,9 +194,9 @@ type ingestItem struct {
 
 // Open loads the fleet state from db (whose buckets must exist) and starts
 // the committer.
-func Open(db *bolt.DB, opts Options) (*Fleet, error) {
+func Open(db *store.DB, opts Options) (*Fleet, error) {
 	opts.fill()
-	if err := store.EnsureBuckets(db, Buckets...); err != nil {
+	if err := db.EnsureBuckets(Buckets...); err != nil {
 		return nil, err
 	}
 	f := &Fleet{
@@ -216,7 +215,7 @@ func Open(db *bolt.DB, opts Options) (*Fleet, error) {
 	if err := f.migrateAdminTokens(); err != nil {
 		return nil, err
 	}
-	err := db.View(func(tx *bolt.Tx) error {
+	err := db.View(func(tx *store.Tx) error {
 		if err := tx.Bucket([]byte(bucketRigs)).ForEach(func(k, v []byte) error {
 			r := &quarryv1.Rig{}
 			if err := proto.Unmarshal(v, r); err != nil {
@@ -266,7 +265,7 @@ func (f *Fleet) RegisterRig(id, name, hostname string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.db.Update(func(tx *bolt.Tx) error {
+	if err := f.db.Update(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketRigs)).Put([]byte(id), b)
 	}); err != nil {
 		return fmt.Errorf("register rig: %w", err)
@@ -401,7 +400,7 @@ func (f *Fleet) UpdateRig(id string, fn func(r *quarryv1.Rig)) error {
 	if err != nil {
 		return err
 	}
-	return f.db.Update(func(tx *bolt.Tx) error {
+	return f.db.Update(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketRigs)).Put([]byte(id), b)
 	})
 }
@@ -528,7 +527,7 @@ func (f *Fleet) commit(batch []ingestItem) {
 
 	err := merr
 	if err == nil {
-		err = f.db.Update(func(tx *bolt.Tx) error {
+		err = f.db.Update(func(tx *store.Tx) error {
 			rb := tx.Bucket([]byte(bucketRigs))
 			hb := tx.Bucket([]byte(bucketHistory))
 			for _, d := range dirty {
@@ -586,7 +585,7 @@ func (f *Fleet) commit(batch []ingestItem) {
 
 // reload restores cached rigs from the file after a failed commit.
 func (f *Fleet) reload(ids map[string]bool) {
-	_ = f.db.View(func(tx *bolt.Tx) error {
+	_ = f.db.View(func(tx *store.Tx) error {
 		rb := tx.Bucket([]byte(bucketRigs))
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -632,7 +631,7 @@ func rollup(rep *quarryv1.Report) *quarryv1.Report {
 	return out
 }
 
-func appendHistory(hb *bolt.Bucket, rigID string, rep *quarryv1.Report, keep int) error {
+func appendHistory(hb *store.Bucket, rigID string, rep *quarryv1.Report, keep int) error {
 	b, err := hb.CreateBucketIfNotExists([]byte(rigID))
 	if err != nil {
 		return err
@@ -663,7 +662,7 @@ func appendHistory(hb *bolt.Bucket, rigID string, rep *quarryv1.Report, keep int
 // first.
 func (f *Fleet) History(rigID string, limit int) ([]*quarryv1.Report, error) {
 	var out []*quarryv1.Report
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.db.View(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketHistory)).Bucket([]byte(rigID))
 		if b == nil {
 			return nil

@@ -20,9 +20,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func openFleet(t *testing.T, path string, opts Options) (*Fleet, *bolt.DB) {
+func openFleet(t *testing.T, path string, opts Options) (*Fleet, *store.DB) {
 	t.Helper()
-	db := testsupport.OpenDB(t, path, Buckets...)
+	db := testsupport.OpenStore(t, path, Buckets...)
 	f, err := Open(db, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func BenchmarkIngestCommit(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	f, _ := Open(db, Options{})
+	f, _ := Open(store.NewDB(db), Options{})
 	defer f.Close()
 	const rigs = 1000
 	for i := range rigs {
@@ -237,7 +237,7 @@ func TestQueueCommandsBatch(t *testing.T) {
 	// A commit that fails (the store closed under it) fails every
 	// request and stores nothing.
 	path := filepath.Join(t.TempDir(), "closed.db")
-	cdb := testsupport.OpenDB(t, path, Buckets...)
+	cdb := testsupport.OpenStore(t, path, Buckets...)
 	g, err := Open(cdb, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -144,7 +144,7 @@ func (f *Fleet) SetHello(rigID string, h *quarryv1.Hello) error {
 
 // Revoke refuses a rig's certificate from now on and ends its stream at once.
 func (f *Fleet) Revoke(rigID string) error {
-	if err := f.db.Update(func(tx *bolt.Tx) error {
+	if err := f.db.Update(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketRevoked)).Put([]byte(rigID), []byte(f.opts.Now().UTC().Format(time.RFC3339)))
 	}); err != nil {
 		return fmt.Errorf("revoke: %w", err)

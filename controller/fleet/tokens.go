@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/store"
 )
@@ -49,7 +47,7 @@ func (f *Fleet) CreateToken(caHash string, ttl time.Duration, uses uint32, rigNa
 	exp := f.opts.Now().Add(ttl)
 	rec := tokenRecord{SecretHash: t.SecretHash(), Expires: exp, UsesLeft: uses, RigName: rigName, CreatedBy: who}
 	b, _ := json.Marshal(rec)
-	if err := f.db.Update(func(tx *bolt.Tx) error {
+	if err := f.db.Update(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketTokens)).Put([]byte(t.ID), b)
 	}); err != nil {
 		return "", time.Time{}, fmt.Errorf("store token: %w", err)
@@ -78,7 +76,7 @@ const maxJoinTokenList = 1000
 // nothing here can be used to enroll.
 func (f *Fleet) JoinTokens() ([]JoinToken, error) {
 	var out []JoinToken
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.db.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketTokens)).ForEach(func(k, v []byte) error {
 			var rec tokenRecord
 			if json.Unmarshal(v, &rec) != nil {
@@ -101,7 +99,7 @@ func (f *Fleet) JoinTokens() ([]JoinToken, error) {
 // RevokeToken deletes a join token by id, so an enrolment with it is
 // refused as an unknown token from then on.
 func (f *Fleet) RevokeToken(id string) error {
-	return f.db.Update(func(tx *bolt.Tx) error {
+	return f.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketTokens))
 		if id == "" || b.Get([]byte(id)) == nil {
 			return ErrJoinTokenUnknown
@@ -118,7 +116,7 @@ func (f *Fleet) TokenUsable(tokenStr string) bool {
 		return false
 	}
 	ok := false
-	_ = f.db.View(func(tx *bolt.Tx) error {
+	_ = f.db.View(func(tx *store.Tx) error {
 		v := tx.Bucket([]byte(bucketTokens)).Get([]byte(t.ID))
 		var rec tokenRecord
 		if v == nil || json.Unmarshal(v, &rec) != nil {
@@ -145,7 +143,7 @@ func (f *Fleet) Redeem(tokenStr, caHash, hostname string) (rigID, rigName string
 		return "", "", err
 	}
 	rigID = "rig-" + suffix
-	err = f.db.Update(func(tx *bolt.Tx) error {
+	err = f.db.Update(func(tx *store.Tx) error {
 		tb := tx.Bucket([]byte(bucketTokens))
 		v := tb.Get([]byte(t.ID))
 		if v == nil {
@@ -300,7 +298,7 @@ func (f *Fleet) mintAdminToken(name, role string, ttl time.Duration, createdBy s
 	now := f.opts.Now()
 	rec := adminRecord{Name: name, Role: role, Created: now, CreatedBy: createdBy, Expires: now.Add(ttl)}
 	b, _ := json.Marshal(rec)
-	err = f.db.Update(func(tx *bolt.Tx) error {
+	err = f.db.Update(func(tx *store.Tx) error {
 		bk := tx.Bucket([]byte(bucketAdmins))
 		old, err := adminKeysByName(bk, name)
 		if err != nil {
@@ -322,7 +320,7 @@ func (f *Fleet) mintAdminToken(name, role string, ttl time.Duration, createdBy s
 	return tok, rec.Expires, nil
 }
 
-func adminKeysByName(bk *bolt.Bucket, name string) ([][]byte, error) {
+func adminKeysByName(bk *store.Bucket, name string) ([][]byte, error) {
 	var keys [][]byte
 	err := bk.ForEach(func(k, v []byte) error {
 		var rec adminRecord
@@ -359,7 +357,7 @@ func (f *Fleet) CheckAdminTokenKey(key string) (name, role string, err error) {
 func (f *Fleet) checkAdminKey(key string) (name, role string, err error) {
 	var rec adminRecord
 	var lastUse time.Time
-	err = f.db.View(func(tx *bolt.Tx) error {
+	err = f.db.View(func(tx *store.Tx) error {
 		v := tx.Bucket([]byte(bucketAdmins)).Get([]byte(key))
 		if v == nil || json.Unmarshal(v, &rec) != nil {
 			return ErrAdminTokenInvalid
@@ -377,7 +375,7 @@ func (f *Fleet) checkAdminKey(key string) (name, role string, err error) {
 		return "", "", ErrAdminTokenExpired
 	}
 	if now.Sub(lastUse) >= lastUseEvery {
-		if err := f.db.Update(func(tx *bolt.Tx) error {
+		if err := f.db.Update(func(tx *store.Tx) error {
 			return tx.Bucket([]byte(bucketAdminUse)).Put([]byte(rec.Name), store.U64(uint64(now.UnixNano())))
 		}); err != nil {
 			f.log.Warn("record admin token use", "name", rec.Name, "err", err)
@@ -396,7 +394,7 @@ func (f *Fleet) LookupAdminToken(tok string) (name, role string, ok bool) {
 // AdminTokens lists every admin token by name, without secrets.
 func (f *Fleet) AdminTokens() ([]AdminToken, error) {
 	var out []AdminToken
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.db.View(func(tx *store.Tx) error {
 		use := tx.Bucket([]byte(bucketAdminUse))
 		return tx.Bucket([]byte(bucketAdmins)).ForEach(func(_, v []byte) error {
 			var rec adminRecord
@@ -417,7 +415,7 @@ func (f *Fleet) AdminTokens() ([]AdminToken, error) {
 
 // RevokeAdminToken deletes the token of that name.
 func (f *Fleet) RevokeAdminToken(name string) error {
-	return f.db.Update(func(tx *bolt.Tx) error {
+	return f.db.Update(func(tx *store.Tx) error {
 		bk := tx.Bucket([]byte(bucketAdmins))
 		keys, err := adminKeysByName(bk, name)
 		if err != nil {
@@ -440,7 +438,7 @@ func (f *Fleet) RevokeAdminToken(name string) error {
 // and stop like any other.
 func (f *Fleet) migrateAdminTokens() error {
 	now := f.opts.Now()
-	return f.db.Update(func(tx *bolt.Tx) error {
+	return f.db.Update(func(tx *store.Tx) error {
 		bk := tx.Bucket([]byte(bucketAdmins))
 		fix := map[string][]byte{}
 		if err := bk.ForEach(func(k, v []byte) error {

@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
@@ -87,7 +86,7 @@ func TestAdminTokenMigration(t *testing.T) {
 	f, db := openFleet(t, path, Options{Now: clock.Now})
 	tok := adminTokenPrefix + "00112233445566778899aabbccddeeff0011223344556677"
 	old, _ := json.Marshal(map[string]string{"name": "legacy", "role": RoleAdmin})
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketAdmins)).Put(bearerKey(tok), old) }); err != nil {
+	if err := db.Update(func(tx *store.Tx) error { return tx.Bucket([]byte(bucketAdmins)).Put(bearerKey(tok), old) }); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

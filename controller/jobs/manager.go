@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/selfheal"
@@ -90,7 +88,7 @@ type Manager struct {
 
 // Open prepares its buckets in db (the controller's database), loads rule packs and resumes following jobs that
 // were waiting on rigs when the controller stopped.
-func Open(db *bolt.DB, f Fleet, opts Options) (*Manager, error) {
+func Open(db *store.DB, f Fleet, opts Options) (*Manager, error) {
 	if opts.Config.MaxConcurrent == 0 {
 		opts.Config.MaxConcurrent = DefaultConfig().MaxConcurrent
 	}
@@ -110,10 +108,10 @@ func Open(db *bolt.DB, f Fleet, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs.rule_pack_dir: %w", err)
 	}
-	if err := store.EnsureBuckets(db, IndexBucket); err != nil {
+	if err := db.EnsureBuckets(IndexBucket); err != nil {
 		return nil, err
 	}
-	rec, err := selfheal.NewBoltRecorder(db)
+	rec, err := selfheal.NewRecorder(db)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // IndexBucket holds one JSON record per job: its spec and its runs.
@@ -97,21 +97,21 @@ func (rec *record) diagnosis() string {
 	return fmt.Sprintf("%d of %d runs did not pass; see each run", n, len(rec.Runs))
 }
 
-type index struct{ db *bolt.DB }
+type index struct{ db *store.DB }
 
 func (ix index) put(rec *record) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode job %s: %w", rec.ID, err)
 	}
-	return ix.db.Update(func(tx *bolt.Tx) error {
+	return ix.db.Update(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(IndexBucket)).Put([]byte(rec.ID), b)
 	})
 }
 
 func (ix index) get(id string) (*record, error) {
 	var rec *record
-	err := ix.db.View(func(tx *bolt.Tx) error {
+	err := ix.db.View(func(tx *store.Tx) error {
 		v := tx.Bucket([]byte(IndexBucket)).Get([]byte(id))
 		if v == nil {
 			return fmt.Errorf("%w: %q", ErrNotFound, id)
@@ -125,7 +125,7 @@ func (ix index) get(id string) (*record, error) {
 // update applies fn to a stored record in one transaction.
 func (ix index) update(id string, fn func(*record)) (*record, error) {
 	var rec *record
-	err := ix.db.Update(func(tx *bolt.Tx) error {
+	err := ix.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(IndexBucket))
 		v := b.Get([]byte(id))
 		if v == nil {
@@ -148,7 +148,7 @@ func (ix index) update(id string, fn func(*record)) (*record, error) {
 // list returns up to limit records, newest first (ids sort by start time).
 func (ix index) list(limit int) ([]*record, error) {
 	var out []*record
-	err := ix.db.View(func(tx *bolt.Tx) error {
+	err := ix.db.View(func(tx *store.Tx) error {
 		c := tx.Bucket([]byte(IndexBucket)).Cursor()
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
 			rec := &record{}

@@ -125,7 +125,7 @@ func TestWatchFinishedJobIsOneEvent(t *testing.T) {
 // integrity-checked when the test ends.
 func openWatchManager(t *testing.T) *Manager {
 	t.Helper()
-	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"))
+	db := testsupport.OpenStore(t, filepath.Join(t.TempDir(), "quarry.db"))
 	m, err := Open(db, nil, Options{Config: DefaultConfig(), DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func fixture(t testing.TB) *quarryv1.Report {
 
 func openFleet(t *testing.T) *fleet.Fleet {
 	t.Helper()
-	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
+	db := testsupport.OpenStore(t, filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quarryfleet/quarry/controller/figures"
@@ -63,7 +62,7 @@ type Options struct {
 // database.
 type Store struct {
 	f    *fleet.Fleet
-	db   *bolt.DB
+	db   *store.DB
 	figs Figures
 	opts Options
 	log  *slog.Logger
@@ -78,7 +77,7 @@ type Store struct {
 
 // Open loads the store and starts collecting benchmark results. Call
 // Close before closing the database.
-func Open(db *bolt.DB, f *fleet.Fleet, opts Options) (*Store, error) {
+func Open(db *store.DB, f *fleet.Fleet, opts Options) (*Store, error) {
 	if opts.Figures == nil {
 		return nil, errors.New("miners: no figures to store benchmark results in")
 	}
@@ -92,10 +91,10 @@ func Open(db *bolt.DB, f *fleet.Fleet, opts Options) (*Store, error) {
 		f: f, db: db, figs: opts.Figures, opts: opts, log: opts.Logger, pending: map[string]string{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
-	if err := store.EnsureBuckets(s.db, bucketSheets, bucketBenchCmds); err != nil {
+	if err := s.db.EnsureBuckets(bucketSheets, bucketBenchCmds); err != nil {
 		return nil, err
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketBenchCmds)).ForEach(func(k, v []byte) error {
 			s.pending[string(k)] = string(v)
 			return nil
@@ -151,7 +150,7 @@ func (s *Store) list(rigID string) []*quarryv1.Benchmark {
 
 // trackBenchmark remembers a benchmark command until its result is in.
 func (s *Store) trackBenchmark(cmdID, rigID string) error {
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.db.Update(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketBenchCmds)).Put([]byte(cmdID), []byte(rigID))
 	}); err != nil {
 		return err
@@ -192,7 +191,7 @@ func (s *Store) collect() {
 				continue // still running
 			}
 		}
-		if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.db.Update(func(tx *store.Tx) error {
 			return tx.Bucket([]byte(bucketBenchCmds)).Delete([]byte(id))
 		}); err != nil {
 			s.log.Error("forget benchmark command", "command", id, "err", err)
@@ -230,7 +229,7 @@ func (s *Store) PutSheet(yaml []byte, who string) (*quarryv1.FlightSheetRecord, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.db.Update(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketSheets)).Put([]byte(fs.Name), b)
 	}); err != nil {
 		return nil, err
@@ -260,7 +259,7 @@ func ParseSheet(yaml []byte) (*flightsheet.FlightSheet, error) {
 // Sheet returns a stored flight sheet.
 func (s *Store) Sheet(name string) (*quarryv1.FlightSheetRecord, error) {
 	var rec *quarryv1.FlightSheetRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		v := tx.Bucket([]byte(bucketSheets)).Get([]byte(name))
 		if v == nil {
 			return fmt.Errorf("flight sheet %q: %w", name, ErrNotFound)
@@ -274,7 +273,7 @@ func (s *Store) Sheet(name string) (*quarryv1.FlightSheetRecord, error) {
 // Sheets lists the stored flight sheets by name, without their YAML.
 func (s *Store) Sheets() ([]*quarryv1.FlightSheetRecord, error) {
 	var out []*quarryv1.FlightSheetRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketSheets)).ForEach(func(_, v []byte) error {
 			rec := &quarryv1.FlightSheetRecord{}
 			if err := proto.Unmarshal(v, rec); err != nil {
@@ -290,7 +289,7 @@ func (s *Store) Sheets() ([]*quarryv1.FlightSheetRecord, error) {
 
 // DeleteSheet removes a stored flight sheet.
 func (s *Store) DeleteSheet(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketSheets))
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("flight sheet %q: %w", name, ErrNotFound)

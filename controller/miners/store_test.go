@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,6 +18,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -28,7 +28,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type env struct {
 	t    *testing.T
 	path string
-	db   *bolt.DB
+	db   *store.DB
 	f    *fleet.Fleet
 	figs *figures.Learner
 	s    *Store
@@ -42,7 +42,7 @@ func open(t *testing.T, path string) *env {
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "quarry.db")
 	}
-	db := testsupport.OpenDB(t, path, fleet.Buckets...)
+	db := testsupport.OpenStore(t, path, fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/notify"
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
@@ -88,7 +88,7 @@ func kinds(ms []notify.Message) string {
 type env struct {
 	t      *testing.T
 	dir    string
-	db     *bolt.DB
+	db     *store.DB
 	fleet  *fleet.Fleet
 	cfg    notify.Config
 	opts   notify.Options
@@ -128,7 +128,7 @@ func testConfig() notify.Config {
 func newEnv(t *testing.T, cfg notify.Config) *env {
 	t.Helper()
 	dir := t.TempDir()
-	db := testsupport.OpenDB(t, filepath.Join(dir, "quarry.db"), fleet.Buckets...)
+	db := testsupport.OpenStore(t, filepath.Join(dir, "quarry.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

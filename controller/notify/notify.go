@@ -26,8 +26,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -58,7 +56,7 @@ type Fleet interface {
 
 // Options are the notifier's inputs besides its configuration.
 type Options struct {
-	DB    *bolt.DB
+	DB    *store.DB
 	Fleet Fleet
 	// Expectations, Billing and Market are optional; their rules find
 	// nothing without them.
@@ -145,10 +143,10 @@ func Open(cfg Config, o Options) (*Notifier, error) {
 		seen[c.Name()] = true
 		n.wake[c.Name()] = make(chan struct{}, 1)
 	}
-	if err := store.EnsureBuckets(o.DB, Buckets...); err != nil {
+	if err := o.DB.EnsureBuckets(Buckets...); err != nil {
 		return nil, err
 	}
-	err := o.DB.View(func(tx *bolt.Tx) error {
+	err := o.DB.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketAlerts)).ForEach(func(k, v []byte) error {
 			r := &Record{}
 			if err := json.Unmarshal(v, r); err != nil {
@@ -382,7 +380,7 @@ func (n *Notifier) pruneLocked() []string {
 // makes them current in memory. A failed write changes nothing, so the
 // next tick finds the same transitions again.
 func (n *Notifier) save(changed []*Record, deleted []string) error {
-	err := n.o.DB.Update(func(tx *bolt.Tx) error {
+	err := n.o.DB.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketAlerts))
 		for _, r := range changed {
 			v, err := json.Marshal(r)

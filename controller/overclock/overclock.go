@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -50,12 +49,12 @@ var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Store keeps profiles in the controller's database.
 type Store struct {
-	db *bolt.DB
+	db *store.DB
 }
 
 // Open makes sure the profiles' bucket exists.
-func Open(db *bolt.DB) (*Store, error) {
-	if err := store.EnsureBuckets(db, bucketProfiles); err != nil {
+func Open(db *store.DB) (*Store, error) {
+	if err := db.EnsureBuckets(bucketProfiles); err != nil {
 		return nil, err
 	}
 	return &Store{db: db}, nil
@@ -168,7 +167,7 @@ func (s *Store) Put(p *quarryv1.OverclockProfile, who string, nowNano int64) (*q
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *store.Tx) error {
 		bk := tx.Bucket([]byte(bucketProfiles))
 		if bk.Get([]byte(rec.Name)) == nil && bk.Stats().KeyN >= MaxProfiles {
 			return fmt.Errorf("%w: %d stored; delete one first", ErrFull, MaxProfiles)
@@ -184,7 +183,7 @@ func (s *Store) Put(p *quarryv1.OverclockProfile, who string, nowNano int64) (*q
 // Get returns one stored profile.
 func (s *Store) Get(name string) (*quarryv1.OverclockProfile, error) {
 	var p *quarryv1.OverclockProfile
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		v := tx.Bucket([]byte(bucketProfiles)).Get([]byte(name))
 		if v == nil {
 			return fmt.Errorf("overclock profile %q: %w", name, ErrNotFound)
@@ -198,7 +197,7 @@ func (s *Store) Get(name string) (*quarryv1.OverclockProfile, error) {
 // List returns every stored profile by name.
 func (s *Store) List() ([]*quarryv1.OverclockProfile, error) {
 	var out []*quarryv1.OverclockProfile
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(bucketProfiles)).ForEach(func(_, v []byte) error {
 			p := &quarryv1.OverclockProfile{}
 			if err := proto.Unmarshal(v, p); err != nil {
@@ -213,7 +212,7 @@ func (s *Store) List() ([]*quarryv1.OverclockProfile, error) {
 
 // Delete removes a stored profile.
 func (s *Store) Delete(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketProfiles))
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("overclock profile %q: %w", name, ErrNotFound)

@@ -112,7 +112,7 @@ func TestPlanChecksEveryCardAgainstItsReportedLimits(t *testing.T) {
 
 func TestStoreKeepsProfilesInTheDatabase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "quarry.db")
-	db := testsupport.OpenDB(t, path)
+	db := testsupport.OpenStore(t, path)
 	s, err := Open(db)
 	if err != nil {
 		t.Fatal(err)
@@ -156,5 +156,5 @@ func TestStoreKeepsProfilesInTheDatabase(t *testing.T) {
 	if err := s.Delete("eco"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second delete: %v", err)
 	}
-	testsupport.CheckDB(t, db)
+	testsupport.CheckDB(t, db.Bolt())
 }

@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -51,7 +50,7 @@ const (
 type Controller struct {
 	cfg   Config
 	log   *slog.Logger
-	db    *bolt.DB
+	db    *store.DB
 	fleet *fleet.Fleet
 	ca    *pki.CA
 
@@ -139,8 +138,12 @@ func (c *Controller) openDatabase() error {
 	if applied {
 		c.restored = "replaced database kept as " + filepath.Base(kept)
 	}
-	c.db, err = store.Open(path, fleet.Buckets...)
-	return err
+	db, err := store.Open(path, fleet.Buckets...)
+	if err != nil {
+		return err
+	}
+	c.db = store.NewDB(db)
+	return nil
 }
 
 func (c *Controller) closeDatabase() {

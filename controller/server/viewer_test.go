@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -20,6 +19,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/redact"
+	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -304,8 +304,8 @@ func invokeWith(t *testing.T, conn *grpc.ClientConn, method string, args map[str
 func dbContents(t *testing.T, tc *testController) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	var walk func(prefix string, b *bolt.Bucket) error
-	walk = func(prefix string, b *bolt.Bucket) error {
+	var walk func(prefix string, b *store.Bucket) error
+	walk = func(prefix string, b *store.Bucket) error {
 		return b.ForEach(func(k, v []byte) error {
 			if v == nil {
 				return walk(prefix+string(k)+"/", b.Bucket(k))
@@ -314,8 +314,8 @@ func dbContents(t *testing.T, tc *testController) map[string]string {
 			return nil
 		})
 	}
-	err := tc.db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+	err := tc.db.View(func(tx *store.Tx) error {
+		return tx.ForEach(func(name []byte, b *store.Bucket) error {
 			if string(name) == "audit" || string(name) == "admin_token_use" {
 				return nil
 			}

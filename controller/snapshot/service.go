@@ -6,10 +6,10 @@ import (
 	"io"
 	"strconv"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
 
 	"github.com/quarryfleet/quarry/controller/auth"
+	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -33,7 +33,7 @@ const chunkSize = 256 << 10
 // OperatorServer is quarry.v1.OperatorService.
 type OperatorServer struct {
 	quarryv1.UnimplementedOperatorServiceServer
-	DB *bolt.DB
+	DB *store.DB
 	// DBPath is the database file; a restore is staged beside it.
 	DBPath string
 	// Required are buckets every controller database holds; a snapshot

@@ -30,6 +30,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // StagedSuffix names the staged snapshot beside the database file.
@@ -44,11 +46,11 @@ type Summary struct {
 
 // Save writes a consistent copy of db to w from one read transaction and
 // returns its size and sha256.
-func Save(ctx context.Context, db *bolt.DB, w io.Writer) (Summary, error) {
+func Save(ctx context.Context, db *store.DB, w io.Writer) (Summary, error) {
 	h := sha256.New()
 	cw := &ctxWriter{ctx: ctx, w: io.MultiWriter(w, h)}
 	var n int64
-	err := db.View(func(tx *bolt.Tx) error {
+	err := db.View(func(tx *store.Tx) error {
 		var err error
 		n, err = tx.WriteTo(cw)
 		return err

@@ -32,7 +32,7 @@ func TestStagerRefusesMoreThanItsLimit(t *testing.T) {
 }
 
 func TestSaveStopsWhenTheCallerGoesAway(t *testing.T) {
-	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "q.db"), "rigs")
+	db := testsupport.OpenStore(t, filepath.Join(t.TempDir(), "q.db"), "rigs")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var buf bytes.Buffer

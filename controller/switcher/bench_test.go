@@ -45,7 +45,7 @@ func benchFleet(b *testing.B, nRigs, nAlg, coinsPerAlg int) (*Switcher, []*quarr
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	figs, err := figures.Open(db, figures.Options{Every: time.Hour})
+	figs, err := figures.Open(store.NewDB(db), figures.Options{Every: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/profit"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -100,7 +98,7 @@ type SettingsVersion struct {
 	Settings Settings  `json:"settings"`
 }
 
-func readVersion(b *bolt.Bucket, k, v []byte) (SettingsVersion, error) {
+func readVersion(b *store.Bucket, k, v []byte) (SettingsVersion, error) {
 	var sv SettingsVersion
 	if err := json.Unmarshal(v, &sv); err != nil {
 		return sv, fmt.Errorf("profit settings version %d: %w", store.ParseU64(k), err)
@@ -111,7 +109,7 @@ func readVersion(b *bolt.Bucket, k, v []byte) (SettingsVersion, error) {
 // latestVersion returns the newest stored version; ok is false when none
 // is stored.
 func (s *Switcher) latestVersion() (sv SettingsVersion, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketSettings))
 		k, v := b.Cursor().Last()
 		if k == nil {
@@ -127,7 +125,7 @@ func (s *Switcher) latestVersion() (sv SettingsVersion, ok bool, err error) {
 // SettingsAt returns a stored version.
 func (s *Switcher) SettingsAt(version uint64) (SettingsVersion, error) {
 	var sv SettingsVersion
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketSettings))
 		v := b.Get(store.U64(version))
 		if v == nil {
@@ -144,7 +142,7 @@ func (s *Switcher) SettingsAt(version uint64) (SettingsVersion, error) {
 // documents: at most limit, older than before (0: from the newest).
 func (s *Switcher) SettingsVersions(before uint64, limit int) ([]SettingsVersion, error) {
 	var out []SettingsVersion
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketSettings))
 		c := b.Cursor()
 		var k, v []byte
@@ -222,7 +220,7 @@ func (s *Switcher) store(base uint64, author string, st Settings, why string) (S
 		return SettingsVersion{}, fmt.Errorf("%w: %w", ErrInvalidSettings, err)
 	}
 	var sv SettingsVersion
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketSettings))
 		k, v := b.Cursor().Last()
 		if k == nil {
@@ -251,7 +249,7 @@ func (s *Switcher) store(base uint64, author string, st Settings, why string) (S
 	return sv, nil
 }
 
-func putVersion(b *bolt.Bucket, sv SettingsVersion) error {
+func putVersion(b *store.Bucket, sv SettingsVersion) error {
 	v, err := json.Marshal(sv)
 	if err != nil {
 		return err
@@ -306,7 +304,7 @@ func (s *Switcher) seedOrLoad(fileCfg Config) (SettingsVersion, error) {
 		return sv, err
 	}
 	sv = SettingsVersion{Version: 1, Author: SeedAuthor, Time: s.now().UTC(), Summary: "seeded from the config file: " + describe(st), Seed: true, Settings: st}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return putVersion(tx.Bucket([]byte(bucketSettings)), sv) }); err != nil {
+	if err := s.db.Update(func(tx *store.Tx) error { return putVersion(tx.Bucket([]byte(bucketSettings)), sv) }); err != nil {
 		return sv, err
 	}
 	s.log.Info("profit: settings seeded from the config file", "version", 1, "summary", sv.Summary)

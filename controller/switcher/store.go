@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/quarryfleet/quarry/pkg/store"
 )
 
@@ -64,10 +62,10 @@ type storedPerf struct {
 }
 
 func (s *Switcher) load() error {
-	if err := store.EnsureBuckets(s.db, Buckets...); err != nil {
+	if err := s.db.EnsureBuckets(Buckets...); err != nil {
 		return err
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.db.Update(func(tx *store.Tx) error {
 		if tx.Bucket([]byte(bucketMeasured)) == nil {
 			return nil
 		}
@@ -75,7 +73,7 @@ func (s *Switcher) load() error {
 	}); err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.db.View(func(tx *store.Tx) error {
 		if err := tx.Bucket([]byte(bucketState)).ForEach(func(k, v []byte) error {
 			var st rigState
 			if err := json.Unmarshal(v, &st); err != nil {
@@ -99,7 +97,7 @@ func (s *Switcher) load() error {
 }
 
 func (s *Switcher) saveProfile(rigID string, p AlgoProfiles) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketProfiles))
 		if len(p) == 0 {
 			return b.Delete([]byte(rigID))
@@ -199,7 +197,7 @@ func (s *Switcher) persist(t *Tick) error {
 	if len(puts) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		sb, db := tx.Bucket([]byte(bucketState)), tx.Bucket([]byte(bucketDecisions))
 		for _, p := range puts {
 			if p.state != nil {
@@ -257,7 +255,7 @@ func (s *Switcher) StoredDecision(rigID string) ([]byte, bool) {
 		return nil, false
 	}
 	var out []byte
-	_ = s.db.View(func(tx *bolt.Tx) error {
+	_ = s.db.View(func(tx *store.Tx) error {
 		if v := tx.Bucket([]byte(bucketDecisions)).Get([]byte(rigID)); v != nil {
 			out = bytes.Clone(v)
 		}
@@ -272,7 +270,7 @@ func (s *Switcher) saveSwitches(recs []SwitchRecord) {
 	if s.db == nil || len(recs) == 0 {
 		return
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(bucketSwitches))
 		for _, r := range recs {
 			seq, _ := b.NextSequence()
@@ -311,7 +309,7 @@ func (s *Switcher) Switches(rig string, limit int) ([]SwitchRecord, error) {
 		limit = 100
 	}
 	var out []SwitchRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *store.Tx) error {
 		c := tx.Bucket([]byte(bucketSwitches)).Cursor()
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
 			var r SwitchRecord

@@ -26,13 +26,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/profit"
+	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -51,7 +50,7 @@ type Fleet interface {
 // Options are the switcher's collaborators.
 type Options struct {
 	Fleet  Fleet
-	DB     *bolt.DB
+	DB     *store.DB
 	Logger *slog.Logger
 	// HTTPClient fetches market sources; nil uses http.DefaultClient.
 	HTTPClient *http.Client
@@ -100,7 +99,7 @@ type Switcher struct {
 	// stored settings, which cur carries.
 	cfg     Config
 	fleet   Fleet
-	db      *bolt.DB
+	db      *store.DB
 	cache   *market.Cache
 	log     *slog.Logger
 	now     func() time.Time

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/quarryfleet/quarry/pkg/flightsheet"
 	"github.com/quarryfleet/quarry/pkg/market"
 	"github.com/quarryfleet/quarry/pkg/profit"
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -89,7 +89,7 @@ func testConfig(marketPath string) Config {
 
 type env struct {
 	t     *testing.T
-	db    *bolt.DB
+	db    *store.DB
 	fleet *fleet.Fleet
 	figs  *figures.Learner
 	rigs  []string
@@ -99,7 +99,7 @@ type env struct {
 func newEnv(t *testing.T, rigs int) *env {
 	t.Helper()
 	dir := t.TempDir()
-	db := testsupport.OpenDB(t, filepath.Join(dir, "quarry.db"), fleet.Buckets...)
+	db := testsupport.OpenStore(t, filepath.Join(dir, "quarry.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package web_test
 import (
 	"context"
 	"encoding/json"
-	bolt "go.etcd.io/bbolt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/web"
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type env struct {
 	t     *testing.T
-	db    *bolt.DB
+	db    *store.DB
 	fleet *fleet.Fleet
 	web   *web.Server
 	srv   *httptest.Server
@@ -36,7 +36,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts web.Options) *env {
 	t.Helper()
-	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
+	db := testsupport.OpenStore(t, filepath.Join(t.TempDir(), "quarry.db"), fleet.Buckets...)
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		t.Fatal(err)

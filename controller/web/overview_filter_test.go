@@ -97,8 +97,8 @@ func BenchmarkOverviewFiltered10k(b *testing.B) {
 	if err := fleetbench.Build(context.Background(), path, n); err != nil {
 		b.Fatal(err)
 	}
-	db := testsupport.OpenDB(b, path, fleet.Buckets...)
-	db.NoSync = true
+	db := testsupport.OpenStore(b, path, fleet.Buckets...)
+	db.Bolt().NoSync = true
 	f, err := fleet.Open(db, fleet.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -11,8 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 //go:embed default_snapshot.json
@@ -102,7 +103,7 @@ type Config struct {
 	// operator said so. Health reports it as offline.
 	Offline *Snapshot
 	// DB and Bucket, when DB is set, persist the last good snapshot as JSON.
-	DB     *bbolt.DB
+	DB     *store.DB
 	Bucket string
 	Logger *slog.Logger
 	// Now is the clock; tests set it. Default time.Now.
@@ -211,7 +212,7 @@ func New(cfg Config) (*Cache, error) {
 func (c *Cache) load() (Snapshot, bool, error) {
 	var s Snapshot
 	var found bool
-	err := c.cfg.DB.View(func(tx *bbolt.Tx) error {
+	err := c.cfg.DB.View(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(c.cfg.Bucket))
 		if b == nil {
 			return nil
@@ -241,7 +242,7 @@ func (c *Cache) save(s Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
 	}
-	return c.cfg.DB.Update(func(tx *bbolt.Tx) error {
+	return c.cfg.DB.Update(func(tx *store.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte(c.cfg.Bucket))
 		if err != nil {
 			return fmt.Errorf("bucket %q: %w", c.cfg.Bucket, err)

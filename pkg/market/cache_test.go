@@ -14,6 +14,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 )
 
@@ -116,9 +117,9 @@ func sources(srv *httptest.Server, client *http.Client) []Source {
 	}
 }
 
-func openDB(t *testing.T, path string) *bbolt.DB {
+func openDB(t *testing.T, path string) *store.DB {
 	t.Helper()
-	return testsupport.OpenDB(t, path)
+	return testsupport.OpenStore(t, path)
 }
 
 func TestCacheStartsFromEmbeddedAndPausesSwitching(t *testing.T) {
@@ -236,7 +237,7 @@ func TestCacheRestartFromBolt(t *testing.T) {
 func TestCacheCorruptBoltFallsBackToEmbedded(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "quarry.db"))
 	defer db.Close()
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte("market"))
 		if err != nil {
 			return err
@@ -276,7 +277,7 @@ func TestCacheConfigErrors(t *testing.T) {
 		"duplicate":   {Sources: []Source{src, src}},
 		"nil source":  {Sources: []Source{nil}},
 		"factor":      {JumpFactor: 0.5},
-		"bucket":      {DB: &bbolt.DB{}},
+		"bucket":      {DB: store.NewDB(&bbolt.DB{})},
 		"neg confirm": {ConfirmFetches: -1},
 	} {
 		if _, err := New(cfg); err == nil {

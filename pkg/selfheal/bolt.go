@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/store"
 )
 
 // JobsBucket is the top-level bbolt bucket BoltRecorder writes.
@@ -15,24 +17,26 @@ const JobsBucket = "jobs"
 // BoltRecorder stores jobs and attempts as JSON in bucket "jobs": one
 // nested bucket per job id, holding key "job" and keys "attempt/NNNN".
 type BoltRecorder struct {
-	db *bbolt.DB
+	db *store.DB
 }
 
 var _ Recorder = (*BoltRecorder)(nil)
 
-// NewBoltRecorder creates the jobs bucket if needed.
+// NewBoltRecorder records into a plain bbolt file (the agent's own).
 func NewBoltRecorder(db *bbolt.DB) (*BoltRecorder, error) {
-	err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists([]byte(JobsBucket))
-		return err
-	})
-	if err != nil {
+	return NewRecorder(store.NewDB(db))
+}
+
+// NewRecorder records into db, whose writes may be replicated (the
+// controller's); it creates the jobs bucket if needed.
+func NewRecorder(db *store.DB) (*BoltRecorder, error) {
+	if err := db.EnsureBuckets(JobsBucket); err != nil {
 		return nil, fmt.Errorf("create %s bucket: %w", JobsBucket, err)
 	}
 	return &BoltRecorder{db: db}, nil
 }
 
-func (r *BoltRecorder) jobBucket(tx *bbolt.Tx, id string) (*bbolt.Bucket, error) {
+func (r *BoltRecorder) jobBucket(tx *store.Tx, id string) (*store.Bucket, error) {
 	if id == "" {
 		return nil, errors.New("empty job id")
 	}
@@ -48,7 +52,7 @@ func (r *BoltRecorder) RecordJob(ctx context.Context, j Job) error {
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	return r.db.Update(func(tx *bbolt.Tx) error {
+	return r.db.Update(func(tx *store.Tx) error {
 		b, err := r.jobBucket(tx, j.ID)
 		if err != nil {
 			return fmt.Errorf("job bucket: %w", err)
@@ -66,7 +70,7 @@ func (r *BoltRecorder) RecordAttempt(ctx context.Context, jobID string, a Attemp
 	if err != nil {
 		return fmt.Errorf("encode attempt: %w", err)
 	}
-	return r.db.Update(func(tx *bbolt.Tx) error {
+	return r.db.Update(func(tx *store.Tx) error {
 		b, err := r.jobBucket(tx, jobID)
 		if err != nil {
 			return fmt.Errorf("job bucket: %w", err)
@@ -85,7 +89,7 @@ func (r *BoltRecorder) Load(ctx context.Context, id string) (Job, []Attempt, err
 	}
 	var j Job
 	var as []Attempt
-	err := r.db.View(func(tx *bbolt.Tx) error {
+	err := r.db.View(func(tx *store.Tx) error {
 		b := tx.Bucket([]byte(JobsBucket)).Bucket([]byte(id))
 		if b == nil {
 			return fmt.Errorf("%w: %s", ErrJobNotFound, id)
@@ -113,7 +117,7 @@ func (r *BoltRecorder) List(ctx context.Context) ([]Job, error) {
 		return nil, err
 	}
 	var out []Job
-	err := r.db.View(func(tx *bbolt.Tx) error {
+	err := r.db.View(func(tx *store.Tx) error {
 		return tx.Bucket([]byte(JobsBucket)).ForEachBucket(func(k []byte) error {
 			var j Job
 			if err := json.Unmarshal(tx.Bucket([]byte(JobsBucket)).Bucket(k).Get([]byte("job")), &j); err != nil {

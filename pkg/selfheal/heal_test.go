@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
-	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 )
 
@@ -24,9 +24,9 @@ func needTools(t *testing.T, tools ...string) {
 	}
 }
 
-func openDB(t *testing.T) *bbolt.DB {
+func openDB(t *testing.T) *store.DB {
 	t.Helper()
-	return testsupport.OpenDB(t, filepath.Join(t.TempDir(), "state.db"))
+	return testsupport.OpenStore(t, filepath.Join(t.TempDir(), "state.db"))
 }
 
 // TestHealRealBuilds runs real xbuild/mcs, cmake and go builds on broken
@@ -96,7 +96,7 @@ func TestHealRealBuilds(t *testing.T) {
 		},
 	}
 	db := openDB(t)
-	rec, err := NewBoltRecorder(db)
+	rec, err := NewRecorder(db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,12 +169,15 @@ func (t *Tx) CreateBucket(name []byte) (*Bucket, error) {
 
 // CreateBucketIfNotExists mirrors bolt.Tx.CreateBucketIfNotExists.
 func (t *Tx) CreateBucketIfNotExists(name []byte) (*Bucket, error) {
+	existed := t.rec != nil && t.tx.Bucket(name) != nil
 	b, err := t.tx.CreateBucketIfNotExists(name)
 	if err != nil {
 		return nil, err
 	}
 	bk := t.wrap(b, nil, name)
-	t.rec.createBucket(bk)
+	if !existed {
+		t.rec.createBucket(bk)
+	}
 	return bk, nil
 }
 
@@ -270,12 +273,17 @@ func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
 
 // CreateBucketIfNotExists mirrors bolt.Bucket.CreateBucketIfNotExists.
 func (b *Bucket) CreateBucketIfNotExists(name []byte) (*Bucket, error) {
+	// An existing bucket is no change, and leaving it out keeps a write
+	// that only makes sure of its buckets from needing the group.
+	existed := b.tx.rec != nil && b.b.Bucket(name) != nil
 	c, err := b.b.CreateBucketIfNotExists(name)
 	if err != nil {
 		return nil, err
 	}
 	bk := b.tx.wrap(c, b, name)
-	b.tx.rec.createBucket(bk)
+	if !existed {
+		b.tx.rec.createBucket(bk)
+	}
 	return bk, nil
 }
 
@@ -366,4 +374,29 @@ func clone(b []byte) []byte {
 		return nil
 	}
 	return append(make([]byte, 0, len(b)), b...)
+}
+
+// EnsureBuckets creates the named top-level buckets if they are missing.
+// Buckets that exist already cost no write, so a node that is not the
+// leader can open a file whose buckets are in place.
+func (d *DB) EnsureBuckets(buckets ...string) error {
+	var missing []string
+	if err := d.View(func(tx *Tx) error {
+		for _, b := range buckets {
+			if tx.Bucket([]byte(b)) == nil {
+				missing = append(missing, b)
+			}
+		}
+		return nil
+	}); err != nil || len(missing) == 0 {
+		return err
+	}
+	return d.Update(func(tx *Tx) error {
+		for _, b := range missing {
+			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	})
 }

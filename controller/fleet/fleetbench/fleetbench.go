@@ -32,7 +32,7 @@ func Build(ctx context.Context, path string, n int) error {
 	}
 	defer db.Close()
 	db.NoSync = true
-	f, err := fleet.Open(db, fleet.Options{})
+	f, err := fleet.Open(store.NewDB(db), fleet.Options{})
 	if err != nil {
 		return err
 	}
