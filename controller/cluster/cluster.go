@@ -442,6 +442,9 @@ func (n *Node) seed() error {
 // and false when it stops being one; closed at Close.
 func (n *Node) Leadership() <-chan bool { return n.leadership }
 
+// ID is this member's node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
 // IsLeader reports whether this member leads now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
@@ -535,6 +538,13 @@ func (n *Node) Peers() ([]Peer, error) {
 	}
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// StepDown hands the lead to another member, when this one cannot serve.
+func (n *Node) StepDown() {
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.log.Warn("hand over the lead", "err", err)
+	}
 }
 
 // RemovePeer removes a member from the group (a dead machine that will

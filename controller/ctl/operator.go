@@ -18,10 +18,10 @@ import (
 )
 
 func (a *App) operatorCmd() *cobra.Command {
-	c := &cobra.Command{Use: "operator", Short: "Maintain the controller itself: backups and restores"}
+	c := &cobra.Command{Use: "operator", Short: "Maintain the controllers themselves: backups, restores and the Raft group"}
 	snap := &cobra.Command{Use: "snapshot", Short: "Save or restore a consistent copy of the controller's database"}
 	snap.AddCommand(a.snapshotSaveCmd(), a.snapshotRestoreCmd())
-	c.AddCommand(snap)
+	c.AddCommand(snap, a.raftCmd())
 	return c
 }
 

@@ -42,7 +42,10 @@ type OutboxDepthFunc func() map[string]int
 type Options struct {
 	// Runtime adds the Go runtime and process collectors.
 	Runtime bool
-	Log     *slog.Logger
+	// Health adds collectors of the controller's own state (the Raft
+	// group's, say) to both /metrics and /metrics/controller.
+	Health []prometheus.Collector
+	Log    *slog.Logger
 }
 
 // Exporter is the fleet's Prometheus collector and its /metrics handler.
@@ -65,6 +68,10 @@ func New(src Source, opts Options) *Exporter {
 	e := &Exporter{src: src, reg: prometheus.NewRegistry(), health: prometheus.NewRegistry(), log: opts.Log}
 	e.reg.MustRegister(e)
 	e.health.MustRegister(health{e})
+	for _, c := range opts.Health {
+		e.reg.MustRegister(c)
+		e.health.MustRegister(c)
+	}
 	if opts.Runtime {
 		for _, reg := range []*prometheus.Registry{e.reg, e.health} {
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

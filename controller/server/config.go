@@ -35,6 +35,10 @@ type Config struct {
 	Web            WebConfig        `yaml:"web"`
 	Gossip         gossipd.Config   `yaml:"gossip"`
 	Notify         notify.Config    `yaml:"notify"`
+	Cluster        ClusterConfig    `yaml:"cluster"`
+
+	// clusterFast shortens the group's timings for tests in one process.
+	clusterFast bool
 }
 
 // AuditConfig bounds the audit log.
@@ -118,5 +122,6 @@ func (c Config) Validate() error {
 	if err := c.Notify.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Cluster.validate()...)
 	return errors.Join(errs...)
 }

@@ -27,6 +27,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := logging.New(stderr, cfg.LogLevel)
+	if cfg.Cluster.Enabled() {
+		if err := RunCluster(ctx, cfg, version.Version, log); err != nil {
+			fmt.Fprintln(stderr, "quarry-controller:", err)
+			return 1
+		}
+		return 0
+	}
 	c, err := New(cfg, version.Version, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "quarry-controller:", err)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/quarryfleet/quarry/controller/cluster"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/snapshot"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -24,5 +25,8 @@ func (c *Controller) openOperator() error {
 		// Bucket names as their owners (fleet, miners, billing) write them.
 		Count: map[string]string{"rigs": "rigs", "flight_sheets": "flight_sheets", "customers": "billing_customers"},
 	}, snapshot.OperatorRoles, snapshot.OperatorAudit)
+	if c.group != nil {
+		c.RegisterService(&quarryv1.ClusterService_ServiceDesc, &cluster.ClusterServer{Node: c.group}, cluster.ClusterRoles, cluster.ClusterAudit)
+	}
 	return nil
 }

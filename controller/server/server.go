@@ -25,6 +25,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/controller/billing"
 	"github.com/quarryfleet/quarry/controller/catalogue"
+	"github.com/quarryfleet/quarry/controller/cluster"
 	"github.com/quarryfleet/quarry/controller/figures"
 	"github.com/quarryfleet/quarry/controller/fleet"
 	"github.com/quarryfleet/quarry/controller/gossipd"
@@ -51,6 +52,10 @@ type Controller struct {
 	cfg   Config
 	log   *slog.Logger
 	db    *store.DB
+	// shared and group are set on a group member: the replicated file it
+	// does not own, and the member that knows the group.
+	shared *store.DB
+	group  *cluster.Node
 	fleet *fleet.Fleet
 	ca    *pki.CA
 
@@ -118,7 +123,16 @@ func New(cfg Config, version string, log *slog.Logger, extra ...grpc.ServerOptio
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 3), extra: extra}
+	return newController(cfg, version, log, nil, nil, extra...)
+}
+
+// newController opens a controller; a group member passes the replicated
+// file and itself.
+func newController(cfg Config, version string, log *slog.Logger, shared *store.DB, group *cluster.Node, extra ...grpc.ServerOption) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	c := &Controller{cfg: cfg, log: log, version: version, serveErr: make(chan error, 3), extra: extra, shared: shared, group: group}
 	if err := c.open(); err != nil {
 		c.stop()
 		return nil, err
@@ -127,6 +141,19 @@ func New(cfg Config, version string, log *slog.Logger, extra ...grpc.ServerOptio
 }
 
 func (c *Controller) openDatabase() error {
+	if c.shared != nil {
+		// A group member's file: the group owns it, and the buckets are
+		// created through the log like every other write.
+		c.db = c.shared
+		return c.db.Update(func(tx *store.Tx) error {
+			for _, b := range fleet.Buckets {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		})
+	}
 	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -147,6 +174,9 @@ func (c *Controller) openDatabase() error {
 }
 
 func (c *Controller) closeDatabase() {
+	if c.shared != nil {
+		return // the group member closes it
+	}
 	if err := c.db.Close(); err != nil {
 		c.log.Error("close database", "err", err)
 	}
@@ -272,6 +302,7 @@ func (c *Controller) openFleetServices() error {
 		Enrollment:     c.gossip.Enrollment(fleet.Enrollment{CA: c.ca, CertTTL: c.cfg.AgentCertTTL}),
 		ReportInterval: c.cfg.ReportInterval,
 		Log:            c.log,
+		Controllers:    c.controllers(),
 	})
 	c.RegisterService(&quarryv1.FleetService_ServiceDesc, &fleet.FleetServer{Fleet: c.fleet, CA: c.ca, Version: c.version, OnRevoke: c.gossip.Revoked}, fleet.FleetRoles, fleet.FleetAudit)
 	return nil
@@ -287,25 +318,27 @@ func (c *Controller) openServing() error {
 
 // serverTLS issues a fresh server certificate on every start, so adding a
 // server name needs only a restart.
-func (c *Controller) serverTLS(now time.Time) (*tls.Config, error) {
+func (c *Controller) serverTLS(now time.Time) (*tls.Config, error) { return serverTLS(c.cfg, c.ca, now) }
+
+func serverTLS(cfg Config, ca *pki.CA, now time.Time) (*tls.Config, error) {
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
 	if h, err := os.Hostname(); err == nil {
 		hosts = append(hosts, h)
 	}
-	if host, _, err := net.SplitHostPort(c.cfg.GRPCAddr); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+	if host, _, err := net.SplitHostPort(cfg.GRPCAddr); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
 		hosts = append(hosts, host)
 	}
-	hosts = append(hosts, c.cfg.ServerNames...)
-	der, key, err := c.ca.IssueServer(hosts, 365*24*time.Hour, now)
+	hosts = append(hosts, cfg.ServerNames...)
+	der, key, err := ca.IssueServer(hosts, 365*24*time.Hour, now)
 	if err != nil {
 		return nil, err
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der, c.ca.CertDER}, PrivateKey: key}},
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der, ca.CertDER}, PrivateKey: key}},
 		// Enrollment happens before a rig has a certificate, so the
 		// handshake allows none; every service checks identity itself.
 		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  c.ca.Pool(),
+		ClientCAs:  ca.Pool(),
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{"h2"},
 	}, nil
@@ -317,7 +350,7 @@ func (c *Controller) serverTLS(now time.Time) (*tls.Config, error) {
 func (c *Controller) localCredentials() error {
 	adminPath := filepath.Join(c.cfg.DataDir, AdminTokenFile)
 	if b, err := os.ReadFile(adminPath); err != nil || !c.adminTokenLasts(string(b)) {
-		tok, _, err := c.fleet.ReplaceAdminToken(LocalAdminName, fleet.RoleAdmin, fleet.DefaultAdminTokenTTL, "controller")
+		tok, _, err := c.fleet.ReplaceAdminToken(c.localAdminName(), fleet.RoleAdmin, fleet.DefaultAdminTokenTTL, "controller")
 		if err != nil {
 			return err
 		}
@@ -346,6 +379,16 @@ func (c *Controller) localCredentials() error {
 // dir for quarryctl on the same machine.
 const LocalAdminName = "local-admin"
 
+// localAdminName is LocalAdminName, with the member's id in a group: the
+// tokens are the group's, and one member taking the lead must not
+// replace the token another member's machine keeps.
+func (c *Controller) localAdminName() string {
+	if c.group == nil {
+		return LocalAdminName
+	}
+	return LocalAdminName + "@" + c.group.ID()
+}
+
 // localAdminRenewal: the local admin token is replaced on start when it
 // has less than this left, so a controller restarted now and then never
 // finds its own token expired.
@@ -355,7 +398,7 @@ const localAdminRenewal = 30 * 24 * time.Hour
 // more than localAdminRenewal left.
 func (c *Controller) adminTokenLasts(s string) bool {
 	name, _, err := c.fleet.CheckAdminToken(string(trim([]byte(s))))
-	if err != nil || name != LocalAdminName {
+	if err != nil || name != c.localAdminName() {
 		return false
 	}
 	ts, err := c.fleet.AdminTokens()

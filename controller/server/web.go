@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quarryfleet/quarry/controller/cluster"
 	"github.com/quarryfleet/quarry/controller/metrics"
 	"github.com/quarryfleet/quarry/controller/web"
 )
@@ -102,7 +103,11 @@ func longScrape(h http.Handler) http.Handler {
 // set) and the dashboard on the HTTP mux.
 func (c *Controller) setupWeb() error {
 	if c.cfg.Web.Metrics {
-		c.metrics = metrics.New(c.fleet, metrics.Options{Runtime: true, Log: c.log.With("component", "metrics")})
+		opts := metrics.Options{Runtime: true, Log: c.log.With("component", "metrics")}
+		if c.group != nil {
+			opts.Health = append(opts.Health, cluster.Collector{Node: c.group})
+		}
+		c.metrics = metrics.New(c.fleet, opts)
 		h, err := c.metricsHandler(c.metrics.Handler())
 		if err != nil {
 			return err

@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,8 +23,8 @@ import (
 
 // Options describe a simulated fleet.
 type Options struct {
-	Addr       string // controller gRPC address
-	ServerName string // default: Addr's host
+	Addr       string // controller gRPC address, or a group's, comma-separated
+	ServerName string // default: the host of the address dialled
 	Token      string // join token with enough uses for the rigs not yet enrolled
 	DataDir    string // identities, buffers and rig state; reused across runs
 	Rigs       int
@@ -212,12 +211,10 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if o.ServerName == "" {
-		host, _, err := net.SplitHostPort(o.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("controller address %q: %w", o.Addr, err)
+	for _, a := range o.addrs() {
+		if err := link.CheckAddr(a); err != nil {
+			return nil, fmt.Errorf("controller address %q: %w", a, err)
 		}
-		o.ServerName = host
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, err
@@ -288,11 +285,25 @@ func (f *Fleet) identity(ctx context.Context, name string) (*link.Identity, erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	id, err = link.Enroll(ctx, dir, f.opts.Addr, f.opts.Token, name)
-	if err != nil {
-		return nil, fmt.Errorf("rig %s: %w", name, err)
+	var errs []error
+	for _, addr := range f.opts.addrs() {
+		if id, err = link.Enroll(ctx, dir, addr, f.opts.Token, name); err == nil {
+			return id, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 	}
-	return id, nil
+	return nil, fmt.Errorf("rig %s: %w", name, errors.Join(errs...))
+}
+
+// addrs is Addr as a list: one controller, or each member of a group.
+func (o Options) addrs() []string {
+	var out []string
+	for a := range strings.SplitSeq(o.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Stats is the fleet's counters.
@@ -366,8 +377,13 @@ func (f *Fleet) Run(ctx context.Context) error {
 
 func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
 	defer settled()
+	ctrls, err := link.NewControllers(f.opts.addrs(), filepath.Join(f.opts.DataDir, "pki", r.Name))
+	if err != nil {
+		f.opts.Log.Error("controller addresses", "rig", r.Name, "err", err)
+		return
+	}
 	c := &link.Client{
-		Addr: f.opts.Addr, ServerName: f.opts.ServerName, Identity: r.id, Buffer: r.buf, Handler: timedHandler{r.Rig, f.stats},
+		Controllers: ctrls, ServerName: f.opts.ServerName, Identity: r.id, Buffer: r.buf, Handler: timedHandler{r.Rig, f.stats},
 		Log: f.opts.Log.With("rig", r.Name),
 		Hello: func() *quarryv1.Hello {
 			return &quarryv1.Hello{Hostname: r.Name, Version: f.opts.Version, Inventory: r.Inventory()}

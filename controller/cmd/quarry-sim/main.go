@@ -41,7 +41,7 @@ func run() error {
 	var profileCtrl bool
 	var switchWait time.Duration
 	var readyFile string
-	flag.StringVar(&o.Addr, "controller", "127.0.0.1:7443", "controller gRPC address")
+	flag.StringVar(&o.Addr, "controller", "127.0.0.1:7443", "controller gRPC address, or the addresses of a controller group, comma-separated")
 	flag.StringVar(&o.ServerName, "server-name", "", "name in the controller's certificate (default: the address's host)")
 	flag.StringVar(&tokenFile, "token-file", "", "file holding a join token with enough uses for the rigs not yet enrolled ('quarryctl token create --uses N')")
 	flag.StringVar(&o.DataDir, "data-dir", "quarry-sim-data", "rig certificates, buffers and state; reused on the next start")
