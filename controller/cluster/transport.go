@@ -22,6 +22,10 @@ type tlsStream struct {
 	net.Listener
 	advertise net.Addr
 	conf      *tls.Config
+	// local is the address member connections leave from: the raft
+	// address's host when it names one, so a multi-homed machine talks to
+	// the group from the address the group knows it by.
+	local net.Addr
 
 	// raft's transport closes its listener but leaves pooled and accepted
 	// connections to the far end; the stream closes them itself so a
@@ -132,13 +136,19 @@ func newTLSStream(bind string, advertise net.Addr, conf *tls.Config) (*tlsStream
 	if advertise == nil {
 		advertise = l.Addr()
 	}
-	return &tlsStream{Listener: tls.NewListener(l, conf), advertise: advertise, conf: conf, conns: map[*trackedConn]struct{}{}}, nil
+	s := &tlsStream{Listener: tls.NewListener(l, conf), advertise: advertise, conf: conf, conns: map[*trackedConn]struct{}{}}
+	if host, _, err := net.SplitHostPort(bind); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			s.local = &net.TCPAddr{IP: ip}
+		}
+	}
+	return s, nil
 }
 
 func (s *tlsStream) Addr() net.Addr { return s.advertise }
 
 func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
+	d := &net.Dialer{Timeout: timeout, LocalAddr: s.local}
 	c, err := tls.DialWithDialer(d, "tcp", string(address), s.conf)
 	if err != nil {
 		return nil, fmt.Errorf("dial member %s: %w", address, err)

@@ -1,17 +1,23 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -89,25 +95,11 @@ func groupCtlVia(t *testing.T, creds string, ms []*groupMember, args ...string) 
 }
 
 func groupRigs(t *testing.T, ms []*groupMember) (map[string]rigJSON, error) {
-	out, err := groupCtl(t, ms, "rigs", "list", "-o", "json")
-	if err != nil {
-		return nil, fmt.Errorf("%v: %s", err, out)
-	}
-	var resp struct {
-		Rigs []rigJSON `json:"rigs"`
-	}
-	if err := json.Unmarshal([]byte(out), &resp); err != nil {
-		return nil, fmt.Errorf("rigs list json: %v\n%s", err, out)
-	}
-	rigs := map[string]rigJSON{}
-	for _, r := range resp.Rigs {
-		rigs[r.Name] = r
-	}
-	return rigs, nil
+	return groupRigsVia(t, ms[0].dir, ms)
 }
 
-func groupPeers(t *testing.T, ms []*groupMember) (*quarryv1.ListPeersResponse, error) {
-	out, err := groupCtl(t, ms, "operator", "raft", "list-peers", "-o", "json")
+func groupPeers(t *testing.T, creds string, ms []*groupMember) (*quarryv1.ListPeersResponse, error) {
+	out, err := groupCtlVia(t, creds, ms, "operator", "raft", "list-peers", "-o", "json")
 	if err != nil {
 		return nil, fmt.Errorf("%v: %s", err, out)
 	}
@@ -162,7 +154,7 @@ func TestControllerGroupFailover(t *testing.T) {
 	startMember(t, ms[1], 0, ms[0].serf)
 	startMember(t, ms[2], 0, ms[0].serf)
 	testsupport.Poll(t, "three members, all alive", 60*time.Second, func() (bool, string) {
-		p, err := groupPeers(t, ms)
+		p, err := groupPeers(t, ms[0].dir, ms)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -268,11 +260,269 @@ func TestControllerGroupFailover(t *testing.T) {
 		name := fmt.Sprintf("rig%d", i)
 		checkNothingLost(t, name, d, rigs[name])
 	}
-	p, err := groupPeers(t, ms)
+	p, err := groupPeers(t, ms[0].dir, ms)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.LeaderId != leader.id {
 		t.Fatalf("list-peers names leader %q, %s serves", p.LeaderId, leader.id)
 	}
+}
+
+// partition drops every packet between the member at ip and the others,
+// both ways, on loopback (members dial and gossip from their own
+// addresses), until the returned heal runs.
+func partition(t *testing.T, ip string, others ...string) (heal func()) {
+	t.Helper()
+	testsupport.RequireTool(t, "iptables", "apt-get install iptables")
+	if os.Geteuid() != 0 {
+		testsupport.Missing(t, "root for iptables", "run the tests as root")
+	}
+	var rules [][]string
+	for _, o := range others {
+		rules = append(rules, []string{"INPUT", "-s", ip, "-d", o, "-j", "DROP"}, []string{"INPUT", "-s", o, "-d", ip, "-j", "DROP"})
+	}
+	for _, r := range rules {
+		if out, err := exec.Command("iptables", append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables -I %v: %v: %s", r, err, out)
+		}
+	}
+	healed := false
+	heal = func() {
+		if healed {
+			return
+		}
+		healed = true
+		for _, r := range rules {
+			if out, err := exec.Command("iptables", append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
+				t.Errorf("iptables -D %v: %v: %s", r, err, out)
+			}
+		}
+	}
+	t.Cleanup(heal)
+	return heal
+}
+
+// dbDigest is every bucket, key, value and sequence of a stopped member's
+// database, in order.
+func dbDigest(t *testing.T, dir string) []string {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "quarry-data", "quarry.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var out []string
+	var walk func(path string, b *bolt.Bucket) error
+	walk = func(path string, b *bolt.Bucket) error {
+		out = append(out, fmt.Sprintf("%s seq=%d", path, b.Sequence()))
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return walk(path+"/"+string(k), b.Bucket(k))
+			}
+			out = append(out, fmt.Sprintf("%s/%x=%x", path, sha256.Sum256(k), sha256.Sum256(v)))
+			return nil
+		})
+	}
+	if err := db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walk(string(name), b) })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestControllerGroupPartition: the leader cut off from the other two
+// stops serving and refuses writes, the majority elects a leader and the
+// rigs go on with it; once healed, the old leader follows and all three
+// files hold one history.
+func TestControllerGroupPartition(t *testing.T) {
+	root := t.TempDir()
+	var ms []*groupMember
+	for i := 1; i <= 3; i++ {
+		ip := fmt.Sprintf("127.0.0.%d", 10+i)
+		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i))}
+		m.grpc, m.http, m.raft, m.serf = freePortOn(t, ip), freePortOn(t, ip), freePortOn(t, ip), freePortOn(t, ip)
+		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	if _, err := pki.LoadOrCreateCA(filepath.Join(ms[0].dir, "quarry-data", "pki"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[1:] {
+		testsupport.CopyTree(t, filepath.Join(ms[0].dir, "quarry-data", "pki"), filepath.Join(m.dir, "quarry-data", "pki"))
+	}
+	for _, m := range ms {
+		join := ""
+		if m != ms[0] {
+			join = ms[0].serf
+		}
+		startMember(t, m, 3, join)
+	}
+	leader := groupLeader(t, ms)
+	ctl := func(args ...string) (string, error) { return groupCtlVia(t, leader.dir, ms, args...) }
+	tokenFile := filepath.Join(root, "sim-token")
+	out, err := ctl("token", "create", "--uses", "10", "--ttl", "1h")
+	if err != nil {
+		t.Fatalf("token create: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(tokenFile, []byte(strings.SplitN(strings.TrimSpace(out), "\n", 2)[0]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	profile := filepath.Join(root, "profile.yaml")
+	if err := os.WriteFile(profile, []byte(simProfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, m := range ms {
+		addrs = append(addrs, m.grpc)
+	}
+	sim := start(t, root, "quarry-sim", "-controller", strings.Join(addrs, ","), "-profile", profile, "-rigs", "10",
+		"-interval", "200ms", "-data-dir", filepath.Join(root, "sim"), "-token-file", tokenFile)
+	seqs := func(via *groupMember) (map[string]uint64, error) {
+		rigs, err := groupRigsVia(t, via.dir, ms)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]uint64{}
+		for n, r := range rigs {
+			if r.Online {
+				out[n] = u(r.LastSeq)
+			}
+		}
+		return out, nil
+	}
+	var before map[string]uint64
+	testsupport.Poll(t, "ten rigs reporting to the leader", 60*time.Second, func() (bool, string) {
+		s, err := seqs(leader)
+		if err != nil {
+			return false, err.Error()
+		}
+		before = s
+		n := 0
+		for _, v := range s {
+			if v >= 10 {
+				n++
+			}
+		}
+		return n == 10, fmt.Sprint(s)
+	})
+
+	var rest []*groupMember
+	var restIPs []string
+	for _, m := range ms {
+		if m != leader {
+			rest = append(rest, m)
+			restIPs = append(restIPs, hostOf(m.raft))
+		}
+	}
+	heal := partition(t, hostOf(leader.raft), restIPs...)
+	newLeader := groupLeader(t, rest)
+	eventually(t, "the cut-off leader stops serving", 30*time.Second, func() bool { return !leader.ready() })
+	if out, err := groupCtlVia(t, leader.dir, []*groupMember{leader}, "token", "create"); err == nil || !strings.Contains(out, "not the leader") {
+		t.Fatalf("the cut-off member took a write: %v\n%s", err, out)
+	}
+	testsupport.Poll(t, "the rigs go on with the majority's leader", 60*time.Second, func() (bool, string) {
+		s, err := seqs(newLeader)
+		if err != nil {
+			return false, err.Error()
+		}
+		n := 0
+		for name, v := range s {
+			if v >= before[name]+10 {
+				n++
+			}
+		}
+		return n == 10, fmt.Sprint(s)
+	})
+
+	heal()
+	testsupport.Poll(t, "the old leader back as a follower, caught up", 60*time.Second, func() (bool, string) {
+		p, err := groupPeers(t, newLeader.dir, rest)
+		if err != nil {
+			return false, err.Error()
+		}
+		ok := 0
+		for _, peer := range p.Peers {
+			if peer.Alive && peer.AppliedIndex > 0 && peer.Lag < 50 {
+				ok++
+			}
+			if peer.Id == leader.id && peer.Leader {
+				return false, "old leader leads again"
+			}
+		}
+		return ok == 3, fmt.Sprint(p.Peers)
+	})
+	sim.stop()
+	// Quiet now: wait until every member applied the leader's last index,
+	// then stop them all and compare their files.
+	testsupport.Poll(t, "every member applied the last index", 60*time.Second, func() (bool, string) {
+		p, err := groupPeers(t, newLeader.dir, rest)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, peer := range p.Peers {
+			if peer.Lag != 0 || peer.AppliedIndex == 0 {
+				return false, fmt.Sprint(p.Peers)
+			}
+		}
+		return true, ""
+	})
+	for _, m := range []*groupMember{leader, rest[0], rest[1]} {
+		m.stop()
+	}
+	want := dbDigest(t, newLeader.dir)
+	for _, m := range ms {
+		if got := dbDigest(t, m.dir); !slices.Equal(got, want) {
+			t.Errorf("%s's file differs from the leader's: %d entries vs %d", m.id, len(got), len(want))
+		}
+	}
+}
+
+// groupLeader waits for a member of ms to serve as leader.
+func groupLeader(t *testing.T, ms []*groupMember) *groupMember {
+	t.Helper()
+	var l *groupMember
+	eventually(t, "a leader serving", 60*time.Second, func() bool {
+		for _, m := range ms {
+			if m.ready() {
+				l = m
+				return true
+			}
+		}
+		return false
+	})
+	return l
+}
+
+func hostOf(addr string) string { return addr[:strings.LastIndex(addr, ":")] }
+
+func freePortOn(t *testing.T, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func groupRigsVia(t *testing.T, creds string, ms []*groupMember) (map[string]rigJSON, error) {
+	out, err := groupCtlVia(t, creds, ms, "rigs", "list", "-o", "json")
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	var resp struct {
+		Rigs []rigJSON `json:"rigs"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		return nil, fmt.Errorf("rigs list json: %v\n%s", err, out)
+	}
+	rigs := map[string]rigJSON{}
+	for _, r := range resp.Rigs {
+		rigs[r.Name] = r
+	}
+	return rigs, nil
 }
