@@ -163,13 +163,31 @@ func TestAuditIsOrderedAndFiltered(t *testing.T) {
 	}
 }
 
-func BenchmarkIngestCommit(b *testing.B) {
-	db, err := store.Open(filepath.Join(b.TempDir(), "q.db"), Buckets...)
+func BenchmarkIngestCommit(b *testing.B) { benchIngestCommit(b, false) }
+
+// BenchmarkIngestCommitReplicated is the same commit path with each change
+// set recorded and applied back to the file, as on a group's leader, less
+// the group's own round trip.
+func BenchmarkIngestCommitReplicated(b *testing.B) { benchIngestCommit(b, true) }
+
+// applyBack replicates to the file the change set was recorded from.
+type applyBack struct{ db *bolt.DB }
+
+func (a applyBack) Replicate(ops []byte) error {
+	return a.db.Update(func(tx *bolt.Tx) error { return store.ApplyOps(tx, ops) })
+}
+
+func benchIngestCommit(b *testing.B, replicated bool) {
+	bdb, err := store.Open(filepath.Join(b.TempDir(), "q.db"), Buckets...)
 	if err != nil {
 		b.Fatal(err)
 	}
+	db := store.NewDB(bdb)
 	defer db.Close()
-	f, _ := Open(store.NewDB(db), Options{})
+	if replicated {
+		db.SetReplicator(applyBack{db: bdb})
+	}
+	f, _ := Open(db, Options{})
 	defer f.Close()
 	const rigs = 1000
 	for i := range rigs {
@@ -405,4 +423,83 @@ func TestRigsWhileIngesting(t *testing.T) {
 		}
 		last = rigs[0].LastSeq
 	}
+}
+
+// mirrorTo replicates a change set to the leader's file and a follower's.
+type mirrorTo []*bolt.DB
+
+func (m mirrorTo) Replicate(ops []byte) error {
+	for _, db := range m {
+		if err := db.Update(func(tx *bolt.Tx) error { return store.ApplyOps(tx, ops) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The fleet's own writes (enrolment, batched report commits with history
+// pruning, commands, tokens, audit) replicated to a follower leave it with
+// the leader's content, and the leader's cache agrees with its file.
+func TestReplicatedFleetMatchesFollower(t *testing.T) {
+	dir := t.TempDir()
+	db := testsupport.OpenStore(t, filepath.Join(dir, "leader.db"), Buckets...)
+	follower := testsupport.OpenDB(t, filepath.Join(dir, "follower.db"), Buckets...)
+	db.SetReplicator(mirrorTo{db.Bolt(), follower})
+	f, err := Open(db, Options{HistoryLen: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := f.RegisterRig(rigName(i), rigName(i), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for seq := uint64(1); seq <= 6; seq++ {
+		for i := range 4 {
+			wg.Add(1)
+			if err := f.Ingest(context.Background(), rigName(i), &quarryv1.Report{Seq: seq, Host: &quarryv1.HostStats{CpuPercent: 5}}, func(uint64) { wg.Done() }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wg.Wait()
+	if _, errs := f.QueueCommands([]CommandRequest{{RigID: rigName(0), Kind: quarryv1.CommandKind_COMMAND_KIND_PING}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if _, _, err := f.CreateToken("", time.Hour, 1, "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Audit(&quarryv1.AuditEntry{Who: "x", Action: "y"}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := f.History(rigName(1), 0); err != nil || len(h) != 3 {
+		t.Fatalf("history %d entries (%v), want the last 3", len(h), err)
+	}
+	f.Close()
+	if got, want := dumpFile(t, follower), dumpFile(t, db.Bolt()); got != want {
+		t.Errorf("follower differs from leader:\n got %s\nwant %s", got, want)
+	}
+}
+
+func dumpFile(t *testing.T, db *bolt.DB) string {
+	t.Helper()
+	var out []byte
+	var walk func(prefix string, b *bolt.Bucket) error
+	walk = func(prefix string, b *bolt.Bucket) error {
+		out = fmt.Appendf(out, "%s seq=%d\n", prefix, b.Sequence())
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return walk(prefix+"/"+string(k), b.Bucket(k))
+			}
+			out = fmt.Appendf(out, "%s %q=%q\n", prefix, k, v)
+			return nil
+		})
+	}
+	if err := db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walk(string(name), b) })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
