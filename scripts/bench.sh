@@ -7,12 +7,15 @@
 # bench-out/). BENCH_RIGS (default "1000 10000") picks the fleet sizes.
 # Then the controller with a large fleet in its store (BENCH_STORE_RIGS,
 # default 100000; 0 skips it): cold start of the real binary, rig list
-# pages over mutual TLS, and the dashboard overview.
+# pages over mutual TLS, and the dashboard overview. Before those, a
+# controller group against a single controller under the same fleet, and
+# the group's leader failover (scripts/bench-group.sh; BENCH_GROUP=0
+# skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/bin"
 DURATION=${BENCH_DURATION:-30s}
-SIZES=${BENCH_RIGS:-1000 10000}
+SIZES=${BENCH_RIGS-1000 10000}
 SATURATION=${BENCH_SATURATION_RIGS:-1000}
 OUT=${BENCH_OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
@@ -54,6 +57,10 @@ if [ "$SATURATION" -gt 0 ]; then
 fi
 kill $ctrl; wait $ctrl 2>/dev/null || true
 ctrl=
+
+if [ "${BENCH_GROUP:-1}" != 0 ]; then
+  BENCH_OUT="$OUT" BENCH_DURATION="$DURATION" scripts/bench-group.sh
+fi
 
 # Switch: a controller whose profit switcher moves every rig at once
 # (batch_size above the fleet, no spacing) when the market file says erg
