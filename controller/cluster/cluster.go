@@ -60,6 +60,9 @@ type Config struct {
 	// member's controller, told to agents and standbys' callers.
 	GRPCAddr string
 	HTTPAddr string
+	// RaftMultiplier scales raft's heartbeat, election and lease
+	// timeouts (1 s, 1 s, 0.5 s); 0 means 1.
+	RaftMultiplier int
 	// GossipKey encrypts the member pool (32 bytes), if set.
 	GossipKey []byte
 	CA        *pki.CA
@@ -183,6 +186,14 @@ func New(cfg Config) (*Node, error) {
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = hl
 	rc.NotifyCh = n.notify
+	// Timings scale as Consul's raft_multiplier does: raft's defaults
+	// suit dedicated fast machines; a busy or small one misses a
+	// heartbeat now and then and the group would change leaders for
+	// nothing.
+	mult := time.Duration(max(cfg.RaftMultiplier, 1))
+	rc.HeartbeatTimeout *= mult
+	rc.ElectionTimeout *= mult
+	rc.LeaderLeaseTimeout *= mult
 	if cfg.Fast {
 		rc.HeartbeatTimeout = 300 * time.Millisecond
 		rc.ElectionTimeout = 300 * time.Millisecond
@@ -614,12 +625,24 @@ func firstNonEmpty(s ...string) string {
 }
 
 // slogWriter turns the lines raft, serf and memberlist print into log
-// records; each of them writes a whole line per call.
+// records at their own level ("[WARN]", "[ERR]"…); each of them writes a
+// whole line per call. serf's and memberlist's routine "[INFO]" lines
+// (every member update) go to debug.
 func slogWriter(log *slog.Logger) io.Writer { return lineWriter{log} }
 
 type lineWriter struct{ log *slog.Logger }
 
 func (w lineWriter) Write(p []byte) (int, error) {
-	w.log.Info(strings.TrimRight(string(p), "\n"))
+	line := strings.TrimRight(string(p), "\n")
+	level := slog.LevelDebug
+	switch {
+	case strings.Contains(line, "[ERR"):
+		level = slog.LevelError
+	case strings.Contains(line, "[WARN"):
+		level = slog.LevelWarn
+	case strings.Contains(line, "raft:") && strings.Contains(line, "[INFO"):
+		level = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), level, line)
 	return len(p), nil
 }

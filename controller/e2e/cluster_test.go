@@ -31,13 +31,15 @@ const groupSimRigs = 20
 type groupMember struct {
 	*proc
 	id, dir, grpc, http, raft, serf string
+	// extra is more of the member's configuration (billing, say).
+	extra string
 }
 
 // groupConfig is a member's controller.yaml: its own gossip port for the
 // rigs (three controllers share this machine) and its cluster section.
 func groupConfig(t *testing.T, m *groupMember, expect int, join string) string {
-	s := fmt.Sprintf("gossip: {bind_port: %s}\ncluster:\n  node_id: %s\n  raft_addr: %s\n  serf_addr: %s\n  bootstrap_expect: %d\n",
-		portOf(freePort(t)), m.id, m.raft, m.serf, expect)
+	s := fmt.Sprintf("%sgossip: {bind_port: %s}\ncluster:\n  node_id: %s\n  raft_addr: %s\n  serf_addr: %s\n  bootstrap_expect: %d\n",
+		m.extra, portOf(freePort(t)), m.id, m.raft, m.serf, expect)
 	if join != "" {
 		s += "  join: [" + join + "]\n"
 	}
@@ -117,10 +119,12 @@ func groupPeers(t *testing.T, creds string, ms []*groupMember) (*quarryv1.ListPe
 // report a rig had acknowledged is there exactly once.
 func TestControllerGroupFailover(t *testing.T) {
 	root := t.TempDir()
+	billing := fmt.Sprintf("billing: {enabled: true, stripe_url: %s, flush_interval: 200ms, retry_base: 100ms}\n", startStripeMock(t))
+	t.Setenv("QUARRY_BILLING_STRIPE_KEY", "sk_test_group")
 	var ms []*groupMember
 	for i := 1; i <= 3; i++ {
 		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i)),
-			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: freePort(t)}
+			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: freePort(t), extra: billing}
 		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +195,7 @@ func TestControllerGroupFailover(t *testing.T) {
 	if err := os.WriteFile(profile, []byte(simProfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start(t, root, "quarry-sim", "-controller", addrs, "-profile", profile, "-rigs", fmt.Sprint(groupSimRigs),
+	sim := start(t, root, "quarry-sim", "-controller", addrs, "-profile", profile, "-rigs", fmt.Sprint(groupSimRigs),
 		"-interval", "200ms", "-data-dir", filepath.Join(root, "sim"), "-token-file", simToken)
 	var before map[string]rigJSON
 	testsupport.Poll(t, "every rig online and reporting", 90*time.Second, func() (bool, string) {
@@ -209,6 +213,33 @@ func TestControllerGroupFailover(t *testing.T) {
 		return len(rigs) == 2+groupSimRigs && len(behind) == 0, fmt.Sprintf("%d rigs, behind: %v", len(rigs), behind)
 	})
 
+	// State the group must keep: a flight sheet, a hosting plan, and a
+	// command queued for a rig that is away when the leader dies.
+	sheetFile := filepath.Join(root, "xmr.yaml")
+	if err := os.WriteFile(sheetFile, []byte(groupSheet), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCtl := func(args ...string) string {
+		t.Helper()
+		out, err := groupCtl(t, ms, args...)
+		if err != nil {
+			t.Fatalf("quarryctl %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	mustCtl("flightsheet", "put", "-f", sheetFile)
+	mustCtl("plan", "create", "std", "--name", "Standard", "--fee-per-rig", "45", "--price-per-kwh", "0.125",
+		"--stripe-price", "price_rig_monthly", "--stripe-energy-price", "price_energy_wh")
+	mustCtl("customer", "create", "Acme Hosting", "--email", "ops@acme.example", "--plan", "std")
+	mustCtl("customer", "assign", "acme-hosting", "rig0")
+	outboxBefore := groupOutbox(t, ms)
+	agents[1].stop()
+	eventually(t, "rig1 offline", time.Minute, func() bool {
+		rigs, err := groupRigs(t, ms)
+		return err == nil && !rigs["rig1"].Online
+	})
+	pingID := strings.Fields(mustCtl("rig", "command", "rig1", "ping", "--wait=false"))[0]
+
 	killed := time.Now()
 	if err := ms[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -225,6 +256,10 @@ func TestControllerGroupFailover(t *testing.T) {
 		return false
 	})
 	t.Logf("leader killed → %s serving in %v", leader.id, time.Since(killed).Round(time.Millisecond))
+	agents[1] = startAgent(t, agentDirs[1], addrs, "")
+	eventually(t, "the command queued before the kill runs on rig1", time.Minute, func() bool {
+		return strings.Contains(agents[1].output(), pingID)
+	})
 	testsupport.Poll(t, "every rig reconnected to the new leader and reporting", 90*time.Second, func() (bool, string) {
 		rigs, err := groupRigs(t, ms)
 		if err != nil {
@@ -253,6 +288,10 @@ func TestControllerGroupFailover(t *testing.T) {
 	for _, a := range agents {
 		a.stop()
 	}
+	sim.stop()
+	if n := strings.Count(agents[1].output(), "running command\" command="+pingID); n != 1 {
+		t.Errorf("the command queued before the kill ran %d times on rig1, want once:\n%s", n, agents[1].output())
+	}
 	if rigs, err = groupRigs(t, ms); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +306,113 @@ func TestControllerGroupFailover(t *testing.T) {
 	if p.LeaderId != leader.id {
 		t.Fatalf("list-peers names leader %q, %s serves", p.LeaderId, leader.id)
 	}
+
+	// Billing: every Stripe call the old leader recorded is delivered by
+	// the new one under the same record and idempotency key, and none is
+	// recorded twice.
+	var outbox []outboxRecord
+	testsupport.Poll(t, "the outbox delivered by the new leader", 60*time.Second, func() (bool, string) {
+		outbox = groupOutbox(t, ms)
+		for _, r := range outbox {
+			if r.State != "done" {
+				return false, fmt.Sprint(outbox)
+			}
+		}
+		return len(outbox) > 0, "empty outbox"
+	})
+	byID := map[string]outboxRecord{}
+	kinds := map[string]int{}
+	for _, r := range outbox {
+		byID[r.ID] = r
+		kinds[r.Kind+" "+r.Customer]++
+	}
+	for _, b := range outboxBefore {
+		if a, ok := byID[b.ID]; !ok || a.IdempotencyKey != b.IdempotencyKey || a.Kind != b.Kind {
+			t.Errorf("outbox record %s (%s, key %s) before the kill is %+v after it", b.ID, b.Kind, b.IdempotencyKey, a)
+		}
+	}
+	for _, k := range []string{"customer.create acme-hosting", "subscription.create acme-hosting"} {
+		if kinds[k] != 1 {
+			t.Errorf("%d outbox records %q, want exactly 1: %+v", kinds[k], k, outbox)
+		}
+	}
+
+	// A snapshot of the live group restored into a fresh single
+	// controller (holding the group's CA) has the same rigs, join
+	// tokens, flight sheets and billing plans.
+	snap := filepath.Join(root, "group.snap")
+	mustCtl("operator", "snapshot", "save", snap)
+	fresh := filepath.Join(root, "fresh")
+	testsupport.CopyTree(t, filepath.Join(ms[0].dir, "quarry-data", "pki"), filepath.Join(fresh, "quarry-data", "pki"))
+	fg, fh := freePort(t), freePort(t)
+	freshCfg := filepath.Join(fresh, "controller.yaml")
+	if err := os.WriteFile(freshCfg, []byte(billing), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	single := startController(t, fresh, fg, fh, "-gossip-port", portOf(freePort(t)), "-config", freshCfg, "-local-token=false")
+	if out, err := single.ctl(t, "operator", "snapshot", "restore", snap); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	single.stop()
+	single = startController(t, fresh, fg, fh, "-gossip-port", portOf(freePort(t)), "-config", freshCfg, "-local-token=false")
+	var restored []rigJSON
+	for _, r := range single.rigs(t) {
+		restored = append(restored, rigJSON{ID: r.ID, Name: r.Name, LastSeq: r.LastSeq, Reports: r.Reports, SeqGaps: r.SeqGaps})
+	}
+	var kept []rigJSON
+	for _, r := range rigs {
+		kept = append(kept, rigJSON{ID: r.ID, Name: r.Name, LastSeq: r.LastSeq, Reports: r.Reports, SeqGaps: r.SeqGaps})
+	}
+	slices.SortFunc(restored, func(a, b rigJSON) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(kept, func(a, b rigJSON) int { return strings.Compare(a.Name, b.Name) })
+	if !slices.Equal(restored, kept) {
+		t.Errorf("rigs after restore:\n%v\nin the group:\n%v", restored, kept)
+	}
+	for _, args := range [][]string{{"flightsheet", "show", "xmr", "-o", "json"}, {"plan", "list", "-o", "json"}, {"customer", "list", "-o", "json"}, {"token", "joins", "-o", "json"}} {
+		want := mustCtl(args...)
+		got, err := single.ctl(t, args...)
+		if err != nil {
+			t.Fatalf("restored controller: quarryctl %v: %v\n%s", args, err, got)
+		}
+		if got != want {
+			t.Errorf("quarryctl %v differs after restore:\n--- group ---\n%s\n--- restored ---\n%s", args, want, got)
+		}
+	}
 }
+
+type outboxRecord struct {
+	ID             string `json:"id"`
+	Kind           string `json:"kind"`
+	State          string `json:"state"`
+	Customer       string `json:"customer"`
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+func groupOutbox(t *testing.T, ms []*groupMember) []outboxRecord {
+	t.Helper()
+	out, err := groupCtl(t, ms, "billing", "outbox", "--all", "-o", "json")
+	if err != nil {
+		t.Fatalf("billing outbox: %v\n%s", err, out)
+	}
+	var resp struct {
+		Records []outboxRecord `json:"records"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		t.Fatalf("outbox json: %v\n%s", err, out)
+	}
+	return resp.Records
+}
+
+const groupSheet = `name: xmr
+coin: XMR
+algorithm: rx/0
+miner:
+  name: xmrig
+  path: /var/lib/quarry/miners/xmrig
+  sha256: 3b1f8c2e4a6d9f0b7c5e1a2d4f6b8c0e2a4c6e8f0a1b3c5d7e9f1a3b5c7d9e1f
+pools:
+  - {url: "stratum+tcp://pool.example:3333", user: WALLET.rig01}
+`
 
 // partition drops every packet between the member at ip and the others,
 // both ways, on loopback (members dial and gossip from their own

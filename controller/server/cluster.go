@@ -33,6 +33,7 @@ type ClusterConfig struct {
 	SerfAddr        string   `yaml:"serf_addr" help:"host:port of the members' own gossip pool, used to find each other"`
 	Join            []string `yaml:"join" help:"serf_addr of other members to join at start"`
 	BootstrapExpect int      `yaml:"bootstrap_expect" help:"how many members start a new group (3 or 5; 1 to turn a single controller's data dir into the first member); 0 joins an existing group"`
+	RaftMultiplier  int      `yaml:"raft_multiplier" help:"scales raft's timeouts (heartbeat and election 1 s, lease 0.5 s); default 2, larger for busy or small machines, failover takes about as many seconds"`
 	AdvertiseGRPC   string   `yaml:"advertise_grpc" help:"gRPC address agents and quarryctl use for this member; defaults to grpc_addr"`
 	AdvertiseHTTP   string   `yaml:"advertise_http" help:"HTTP address of this member's dashboard; defaults to http_addr"`
 }
@@ -52,6 +53,9 @@ func (c ClusterConfig) validate() []error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", name, addr, err))
 		}
+	}
+	if c.RaftMultiplier < 0 || c.RaftMultiplier > 10 {
+		errs = append(errs, fmt.Errorf("cluster.raft_multiplier: %d; use 1 to 10", c.RaftMultiplier))
 	}
 	if c.BootstrapExpect < 0 || c.BootstrapExpect > 7 {
 		errs = append(errs, fmt.Errorf("cluster.bootstrap_expect: %d; use 1, 3 or 5 (0 to join an existing group)", c.BootstrapExpect))
@@ -104,7 +108,7 @@ func RunCluster(ctx context.Context, cfg Config, version string, log *slog.Logge
 		NodeID: cc.NodeID, DataDir: cfg.DataDir, RaftAddr: cc.RaftAddr, RaftAdvertise: cc.RaftAdvertise,
 		SerfAddr: cc.SerfAddr, Join: cc.Join, BootstrapExpect: cc.BootstrapExpect,
 		GRPCAddr: firstSet(cc.AdvertiseGRPC, cfg.GRPCAddr), HTTPAddr: firstSet(cc.AdvertiseHTTP, cfg.HTTPAddr),
-		GossipKey: key, CA: ca, DB: b, Logger: log, Fast: cfg.clusterFast,
+		RaftMultiplier: cc.RaftMultiplier, GossipKey: key, CA: ca, DB: b, Logger: log, Fast: cfg.clusterFast,
 	})
 	if err != nil {
 		return err

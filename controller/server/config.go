@@ -67,6 +67,7 @@ func DefaultConfig() Config {
 		Web:            DefaultWebConfig(),
 		Gossip:         gossipd.DefaultConfig(),
 		Notify:         notify.DefaultConfig(),
+		Cluster:        ClusterConfig{RaftMultiplier: 2},
 	}
 }
 

@@ -49,15 +49,15 @@ const (
 
 // Controller is a running controller.
 type Controller struct {
-	cfg   Config
-	log   *slog.Logger
-	db    *store.DB
+	cfg Config
+	log *slog.Logger
+	db  *store.DB
 	// shared and group are set on a group member: the replicated file it
 	// does not own, and the member that knows the group.
 	shared *store.DB
 	group  *cluster.Node
-	fleet *fleet.Fleet
-	ca    *pki.CA
+	fleet  *fleet.Fleet
+	ca     *pki.CA
 
 	grpcLis  net.Listener
 	httpLis  net.Listener
@@ -318,7 +318,9 @@ func (c *Controller) openServing() error {
 
 // serverTLS issues a fresh server certificate on every start, so adding a
 // server name needs only a restart.
-func (c *Controller) serverTLS(now time.Time) (*tls.Config, error) { return serverTLS(c.cfg, c.ca, now) }
+func (c *Controller) serverTLS(now time.Time) (*tls.Config, error) {
+	return serverTLS(c.cfg, c.ca, now)
+}
 
 func serverTLS(cfg Config, ca *pki.CA, now time.Time) (*tls.Config, error) {
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
