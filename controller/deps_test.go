@@ -17,8 +17,13 @@ func TestControllerAndQuarryctlDependencyGuard(t *testing.T) {
 				t.Fatalf("go list: %v\n%s", err, out)
 			}
 			deps := strings.Fields(string(out))
+			forbidden := []string{"github.com/NVIDIA/", "github.com/quarryfleet/quarry/agent/"}
+			if cmd == "quarryctl" {
+				// quarryctl speaks to the group over gRPC only.
+				forbidden = append(forbidden, "github.com/hashicorp/raft", "github.com/quarryfleet/quarry/controller/cluster")
+			}
 			for _, d := range deps {
-				for _, f := range []string{"github.com/NVIDIA/", "github.com/quarryfleet/quarry/agent/"} {
+				for _, f := range forbidden {
 					if strings.HasPrefix(d, f) {
 						t.Errorf("%s links %s", cmd, d)
 					}

@@ -18,6 +18,8 @@ func TestAgentDependencyGuard(t *testing.T) {
 		"github.com/stripe/",
 		"github.com/quarryfleet/quarry/controller/",
 		"golang.org/x/net/trace",
+		// The controllers' Raft group is theirs alone.
+		"github.com/hashicorp/raft",
 		// html/template is not listed: serf's msgpack codec
 		// (hashicorp/go-msgpack) imports net/rpc, which links it, and the
 		// agent needs serf for gossip.

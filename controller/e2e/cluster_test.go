@@ -342,6 +342,11 @@ func TestControllerGroupFailover(t *testing.T) {
 	// tokens, flight sheets and billing plans.
 	snap := filepath.Join(root, "group.snap")
 	mustCtl("operator", "snapshot", "save", snap)
+	// A member's file is the group's: a restore goes to a single
+	// controller, and the member says so.
+	if out, err := groupCtl(t, ms, "operator", "snapshot", "restore", snap); err == nil || !strings.Contains(out, "bootstrap_expect 1") {
+		t.Fatalf("a group member took a restore: %v\n%s", err, out)
+	}
 	fresh := filepath.Join(root, "fresh")
 	testsupport.CopyTree(t, filepath.Join(ms[0].dir, "quarry-data", "pki"), filepath.Join(fresh, "quarry-data", "pki"))
 	fg, fh := freePort(t), freePort(t)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/quarryfleet/quarry/controller/auth"
 	"github.com/quarryfleet/quarry/pkg/store"
@@ -44,6 +45,10 @@ type OperatorServer struct {
 	Count map[string]string
 	// MaxRestoreBytes caps an uploaded snapshot.
 	MaxRestoreBytes int64
+	// RestoreRefused, when set, is why this controller takes no restore:
+	// a group member's file is the group's, and a staged file would
+	// replace one member's copy only.
+	RestoreRefused string
 }
 
 func grpcErr(err error) error {
@@ -99,6 +104,10 @@ func (w *chunkWriter) flush(c *quarryv1.SnapshotChunk) error {
 
 // RestoreSnapshot implements quarry.v1.OperatorService.
 func (s *OperatorServer) RestoreSnapshot(stream quarryv1.OperatorService_RestoreSnapshotServer) error {
+	if s.RestoreRefused != "" {
+		auth.Note(stream.Context()).Detail = "refused: group member"
+		return status.Error(codes.FailedPrecondition, s.RestoreRefused)
+	}
 	resp, err := s.restore(stream)
 	note := auth.Note(stream.Context())
 	if resp != nil {
