@@ -99,6 +99,7 @@ type Runtime struct {
 	version string
 	log     *slog.Logger
 	fleet   *fleet.Fleet
+	keyring KeyringStore // nil: the file alone
 
 	signer ed25519.PrivateKey
 	node   atomic.Pointer[gossip.Node]
@@ -180,6 +181,17 @@ type Options struct {
 	Version string
 	Fleet   *fleet.Fleet
 	Log     *slog.Logger
+	// Keyring, when set, is where the keyring lives beside the file: a
+	// controller group's replicated state, so the member that leads next
+	// hands rigs the key the last rotation chose, not its own old copy.
+	Keyring KeyringStore
+}
+
+// KeyringStore keeps the keyring, primary first; ok is false while none
+// has been stored.
+type KeyringStore interface {
+	LoadKeyring() (keys []string, ok bool, err error)
+	SaveKeyring(keys []string) error
 }
 
 // Open loads or creates the keyring and the event signing key. The node
@@ -190,11 +202,12 @@ func Open(o Options) (*Runtime, error) {
 	if !g.cfg.Enabled {
 		return g, nil
 	}
-	keys, err := ensureKeyring(filepath.Join(g.dir, KeyringFile))
+	keys, err := g.openKeyring(o.Keyring)
 	if err != nil {
 		return nil, err
 	}
 	g.handout = keys
+	g.keyring = o.Keyring
 	signer, err := loadOrCreateEventKey(filepath.Join(g.dir, EventKeyFile))
 	if err != nil {
 		return nil, err
@@ -262,6 +275,39 @@ func (g *Runtime) Enrollment(e fleet.Enrollment) fleet.Enrollment {
 		e.EventPubKey = g.signer.Public().(ed25519.PublicKey)
 	}
 	return e
+}
+
+// openKeyring returns the keyring: the stored one when a store holds
+// it, written over the file the gossip node reads; otherwise the file's,
+// which seeds the store.
+func (g *Runtime) openKeyring(ks KeyringStore) ([]string, error) {
+	path := filepath.Join(g.dir, KeyringFile)
+	if ks != nil {
+		keys, ok, err := ks.LoadKeyring()
+		if err != nil {
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		if ok {
+			for i, k := range keys {
+				if _, err := gossip.DecodeKey(k); err != nil {
+					return nil, fmt.Errorf("stored gossip keyring: key %d: %w", i, err)
+				}
+			}
+			b, _ := json.Marshal(keys)
+			if err := pki.WriteFileAtomic(path, b, 0o600); err != nil {
+				return nil, fmt.Errorf("gossip keyring: %w", err)
+			}
+			return keys, nil
+		}
+	}
+	keys, err := ensureKeyring(path)
+	if err != nil || ks == nil {
+		return keys, err
+	}
+	if err := ks.SaveKeyring(keys); err != nil {
+		return nil, fmt.Errorf("gossip keyring: %w", err)
+	}
+	return keys, nil
 }
 
 // ensureKeyring returns the stored keyring, primary first, creating a
@@ -756,6 +802,14 @@ func (g *Runtime) rotate(ctx context.Context, n *gossip.Node) (rotation, error) 
 		// the old one so they return to it.
 		g.setHandout(n.Keys())
 		return r, err
+	}
+	if g.keyring != nil {
+		if err := g.keyring.SaveKeyring([]string{key}); err != nil {
+			// The node and the rigs use the new key; only the next leader
+			// would not know it. Say so rather than undo a rotation the
+			// rigs already followed.
+			g.log.Error("store rotated gossip key for the group", "err", err)
+		}
 	}
 	g.log.Info("gossip key rotated", "key", gossip.KeyFingerprint(key), "old", gossip.KeyFingerprint(r.old), "rigs_handed", len(r.connected)-len(r.missed), "rigs_missed", len(r.missed))
 	return r, nil

@@ -314,3 +314,51 @@ func listenRetry(addr string) (net.Listener, error) {
 	}
 	return nil, err
 }
+
+// groupKeyring keeps the rigs' gossip keyring in the group's replicated
+// state, so a rotation on one leader holds on the next.
+type groupKeyring struct{ db *store.DB }
+
+var (
+	bucketGroup = []byte("cluster_secrets")
+	keyKeyring  = []byte("gossip_keyring")
+)
+
+func (k groupKeyring) LoadKeyring() (keys []string, ok bool, err error) {
+	err = k.db.View(func(tx *store.Tx) error {
+		b := tx.Bucket(bucketGroup)
+		if b == nil {
+			return nil
+		}
+		v := b.Get(keyKeyring)
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &keys)
+	})
+	return keys, ok, err
+}
+
+func (k groupKeyring) SaveKeyring(keys []string) error {
+	v, err := json.Marshal(keys)
+	if err != nil {
+		return err
+	}
+	return k.db.Update(func(tx *store.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketGroup)
+		if err != nil {
+			return err
+		}
+		return b.Put(keyKeyring, v)
+	})
+}
+
+// gossipKeyring is where gossipd keeps the keyring besides its file: the
+// group's state on a member, nowhere else alone.
+func (c *Controller) gossipKeyring() gossipd.KeyringStore {
+	if c.group == nil {
+		return nil
+	}
+	return groupKeyring{db: c.db}
+}

@@ -286,7 +286,7 @@ func (c *Controller) openBilling() error {
 
 func (c *Controller) openGossip() error {
 	var err error
-	if c.gossip, err = gossipd.Open(gossipd.Options{Config: c.cfg.Gossip, DataDir: c.cfg.DataDir, Version: c.version, Fleet: c.fleet, Log: c.log}); err != nil {
+	if c.gossip, err = gossipd.Open(gossipd.Options{Config: c.cfg.Gossip, DataDir: c.cfg.DataDir, Version: c.version, Fleet: c.fleet, Log: c.log, Keyring: c.gossipKeyring()}); err != nil {
 		return err
 	}
 	c.RegisterService(&quarryv1.GossipService_ServiceDesc, c.gossip.Server(), gossipd.GossipRoles, gossipd.GossipAudit)
