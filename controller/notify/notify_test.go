@@ -204,18 +204,29 @@ func TestFailedDeliveryIsRetriedAndReported(t *testing.T) {
 	if requests != 4 {
 		t.Errorf("webhook saw %d requests, want 3 failures and 1 delivery", requests)
 	}
-	resp, _ := srv.ListAlerts(context.Background(), nil)
-	for _, d := range resp.Alerts[0].Deliveries {
-		if strings.HasPrefix(d.Channel, "webhook "+deadURL) {
-			if d.State != notify.DeliveryFailing || strings.Contains(d.LastError, "/x") {
-				t.Errorf("dead webhook delivery %+v", d)
+	// The receivers have the messages before the notifier records the
+	// delivery: wait for the record.
+	testsupport.Poll(t, "the deliveries recorded", 10*time.Second, func() (bool, string) {
+		resp, err := srv.ListAlerts(context.Background(), nil)
+		if err != nil || len(resp.Alerts) != 1 {
+			return false, "no alert"
+		}
+		for _, d := range resp.Alerts[0].Deliveries {
+			if strings.HasPrefix(d.Channel, "webhook "+deadURL) {
+				if d.State != notify.DeliveryFailing || strings.Contains(d.LastError, "/x") {
+					t.Errorf("dead webhook delivery %+v", d)
+				}
+				continue
 			}
-			continue
+			if d.State != notify.DeliveryDelivered {
+				return false, resp.String()
+			}
+			if d.Attempts < 2 {
+				t.Errorf("delivery %+v, want delivered after retries", d)
+			}
 		}
-		if d.State != notify.DeliveryDelivered || d.Attempts < 2 {
-			t.Errorf("delivery %+v, want delivered after retries", d)
-		}
-	}
+		return true, ""
+	})
 
 	// Restarted, the dead webhook's message is still pending; once
 	// something answers at its address it goes, once, and nothing else is
