@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -16,7 +19,10 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/quarryfleet/quarry/pkg/leaderhint"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -173,11 +179,31 @@ func TestControllerGroupFailover(t *testing.T) {
 	if ms[1].ready() || ms[2].ready() {
 		t.Fatal("a standby says it is ready")
 	}
-	// A standby refuses and names the leader; quarryctl given only the
-	// standby's address does not follow a hint it was not configured for.
-	out, err := groupCtlVia(t, ms[0].dir, ms[1:2], "rigs", "list")
-	if err == nil || !strings.Contains(out, "not the leader") || !strings.Contains(out, ms[0].grpc) {
-		t.Fatalf("standby answered rigs list: %v\n%s", err, out)
+	// A standby forwards an admin call to the leader, which checks the
+	// token and audits it: a join token created through the second member
+	// is the group's. A call without a token (a rig's) is refused with
+	// the leader's address.
+	out, err := groupCtlVia(t, ms[0].dir, ms[1:2], "token", "create", "--rig-name", "via-standby")
+	if err != nil {
+		t.Fatalf("token create through a standby: %v\n%s", err, out)
+	}
+	if out, err := groupCtl(t, ms[:1], "token", "joins"); err != nil || !strings.Contains(out, "via-standby") {
+		t.Fatalf("the leader does not list the token made through a standby: %v\n%s", err, out)
+	}
+	caCert, err := pki.ReadCertFile(filepath.Join(ms[0].dir, "quarry-data", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	conn, err := grpc.NewClient(ms[1].grpc, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = quarryv1.NewFleetServiceClient(conn).ListRigs(context.Background(), &quarryv1.ListRigsRequest{})
+	if hint, refused := leaderhint.Leader(err); !refused || hint != ms[0].grpc {
+		t.Fatalf("a standby answered a call without credentials with %v; want a refusal naming %s", err, ms[0].grpc)
 	}
 
 	addrs := ms[0].grpc + "," + ms[1].grpc + "," + ms[2].grpc

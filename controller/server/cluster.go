@@ -19,7 +19,6 @@ import (
 
 	"github.com/quarryfleet/quarry/controller/cluster"
 	"github.com/quarryfleet/quarry/controller/gossipd"
-	"github.com/quarryfleet/quarry/pkg/leaderhint"
 	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/store"
 )
@@ -247,11 +246,13 @@ func firstSet(s ...string) string {
 }
 
 // standby answers on the controller's addresses while another member
-// leads: every gRPC call gets a refusal naming the leader, and HTTP says
-// where the leader's dashboard is.
+// leads: admin calls are forwarded to the leader (forward.go), a rig's
+// get a refusal naming the leader, and HTTP says where the leader's
+// dashboard is.
 type standby struct {
 	grpc *grpc.Server
 	http *http.Server
+	fwd  *forwarder
 	done chan struct{}
 }
 
@@ -269,12 +270,10 @@ func startStandby(cfg Config, ca *pki.CA, node *cluster.Node, log *slog.Logger) 
 		gl.Close()
 		return nil, fmt.Errorf("http_addr: %w", err)
 	}
-	s := &standby{done: make(chan struct{}, 2)}
-	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)), grpc.MaxRecvMsgSize(64<<10),
-		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
-			_, addr, _ := node.Leader()
-			return leaderhint.Refusal(addr)
-		}))
+	s := &standby{done: make(chan struct{}, 2),
+		fwd: &forwarder{node: node, self: firstSet(cfg.Cluster.AdvertiseGRPC, cfg.GRPCAddr), ca: ca}}
+	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)), grpc.MaxRecvMsgSize(4<<20),
+		grpc.ForceServerCodecV2(passCodec{}), grpc.UnknownServiceHandler(s.fwd.handle))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -296,6 +295,7 @@ func startStandby(cfg Config, ca *pki.CA, node *cluster.Node, log *slog.Logger) 
 
 func (s *standby) stop() {
 	s.grpc.Stop()
+	s.fwd.stop()
 	_ = s.http.Close()
 	<-s.done
 	<-s.done
