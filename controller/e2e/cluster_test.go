@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -179,6 +180,23 @@ func TestControllerGroupFailover(t *testing.T) {
 	if ms[1].ready() || ms[2].ready() {
 		t.Fatal("a standby says it is ready")
 	}
+	// The group's health is in the leader's metrics.
+	testsupport.Poll(t, "group health in /metrics/controller", 30*time.Second, func() (bool, string) {
+		resp, err := http.Get("http://" + ms[0].http + "/metrics/controller")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body := string(b)
+		for _, want := range []string{`quarry_cluster_peer_leader{peer="ctl-1"} 1`, `quarry_cluster_peer_up{peer="ctl-2"} 1`, `quarry_cluster_peer_up{peer="ctl-3"} 1`,
+			`quarry_cluster_peer_lag_entries{peer="ctl-3"}`, "quarry_cluster_term ", "quarry_cluster_commit_index "} {
+			if !strings.Contains(body, want) {
+				return false, "missing " + want
+			}
+		}
+		return true, ""
+	})
 	// A standby forwards an admin call to the leader, which checks the
 	// token and audits it: a join token created through the second member
 	// is the group's. A call without a token (a rig's) is refused with
