@@ -420,13 +420,17 @@ func (n *Node) watchLeadership(ctx context.Context) {
 			return
 		case leader := <-n.notify:
 			if leader {
+				// A leader that cannot catch up or seed would hold the lead
+				// without serving: hand it on instead.
 				if err := n.raft.Barrier(time.Minute).Error(); err != nil {
 					n.log.Error("catch up as new leader", "err", err)
+					n.StepDown()
 					continue
 				}
 				if n.seedFirst {
 					if err := n.seed(); err != nil {
 						n.log.Error("seed the group with this data dir's state", "err", err)
+						n.StepDown()
 						continue
 					}
 					n.seedFirst = false
