@@ -53,7 +53,9 @@
     let data = null;
     try { data = await resp.json(); } catch (_) { /* empty body */ }
     if (resp.status === 401 && path !== "/api/login") { showLogin(); }
-    if (!resp.ok) { const err = new Error((data && data.error) || resp.statusText); err.status = resp.status; throw err; }
+    // code is the gRPC code behind a bridged call's refusal: HTTP 404
+    // alone cannot tell a missing service from a missing record.
+    if (!resp.ok) { const err = new Error((data && data.error) || resp.statusText); err.status = resp.status; err.code = (data && data.code) || ""; throw err; }
     return data;
   }
 
