@@ -38,12 +38,12 @@ type Options struct {
 	// Controllers are the controller addresses to try, in order; each
 	// entry may itself be a comma-separated list.
 	Controllers []string
-	Token      string
-	CAFile     string
-	DataDir    string
-	ConfigPath string
-	Output     string
-	Timeout    time.Duration
+	Token       string
+	CAFile      string
+	DataDir     string
+	ConfigPath  string
+	Output      string
+	Timeout     time.Duration
 
 	// chosen is the address that last served, tried first by later calls
 	// of this process so a failover is paid for once.
