@@ -89,9 +89,6 @@ type Node struct {
 	notify     chan bool
 	leadership chan bool
 
-	mu      sync.Mutex
-	applied map[string]uint64 // member id → applied index it last told the pool
-
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -123,7 +120,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n := &Node{cfg: cfg, log: log.With("component", "cluster"), pool: cfg.CA.Pool(),
-		notify: make(chan bool, 16), leadership: make(chan bool, 16), applied: map[string]uint64{}}
+		notify: make(chan bool, 16), leadership: make(chan bool, 16)}
 	var err error
 	if n.peerConf, err = n.peerCredentials(); err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -247,5 +246,3 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *snapshot) Release() { _ = s.tx.Rollback() }
-
-func restoreDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
