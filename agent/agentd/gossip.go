@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,6 +43,10 @@ const (
 	maxGossipEvents     = 64
 	maxModelTag         = 64
 	maxAnswerGPUs       = 12
+	// maxSettingsJoin bounds the join addresses a controller's settings
+	// may carry: a group has a handful of members, and each address is a
+	// dial this rig makes on the controller's word.
+	maxSettingsJoin = 8
 )
 
 // GossipConfig configures the rig's member of the gossip cluster. The keys,
@@ -82,8 +87,13 @@ type gossipAgent struct {
 
 	actions chan gossip.FleetEvent
 	rekey   chan []string
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	join    chan []string
+	// rejoin is where a keyring change rejoins: the latest serving
+	// controller's gossip address, else the one from enrollment. Owned by
+	// work.
+	rejoin []string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // gossipSample is what queries answer from: the latest report's figures.
@@ -138,7 +148,8 @@ func (a *Agent) startGossip(ctx context.Context) *gossipAgent {
 	advAddr, advPort, _ := gossip.ParseAdvertise(cfg.Advertise)
 	g := &gossipAgent{
 		a: a, log: log, keyring: filepath.Join(a.cfg.DataDir, GossipKeyringFile),
-		actions: make(chan gossip.FleetEvent, 16), rekey: make(chan []string, 1),
+		actions: make(chan gossip.FleetEvent, 16), rekey: make(chan []string, 1), join: make(chan []string, 1),
+		rejoin: join,
 	}
 	g.tags = gossip.Tags{Role: gossip.RoleAgent, RigID: a.RigID(), Version: a.version, GRPC: "disconnected"}
 	if a.sampler != nil {
@@ -296,25 +307,90 @@ func (g *gossipAgent) linkState(up bool) {
 	}
 }
 
-// settings takes the controller's gossip keyring, which arrives only over
-// the authenticated gRPC link (Welcome, or pushed when the controller
-// rotates keys). Serf's own key queries are undone by the node: no other
-// member may change this rig's keyring.
+// settings takes the controller's gossip keyring and gossip address, which
+// arrive only over the authenticated gRPC link (Welcome, or pushed when the
+// controller rotates keys). Serf's own key queries are undone by the node:
+// no other member may change this rig's keyring.
 func (g *gossipAgent) settings(s *quarryv1.AgentSettings) {
-	if g == nil || len(s.GetGossipKeys()) == 0 {
+	if g == nil {
+		return
+	}
+	g.takeKeys(s.GetGossipKeys())
+	g.takeJoin(s.GetGossipJoin())
+}
+
+func (g *gossipAgent) takeKeys(keys []string) {
+	if len(keys) == 0 {
 		return
 	}
 	g.mu.Lock()
 	held := g.node.Keys()
 	g.mu.Unlock()
-	if slices.Equal(held, s.GossipKeys) {
+	if slices.Equal(held, keys) {
 		return
 	}
 	select {
 	case <-g.rekey: // a newer keyring replaces one not yet applied
 	default:
 	}
-	g.rekey <- slices.Clone(s.GossipKeys)
+	g.rekey <- slices.Clone(keys)
+}
+
+// takeJoin queues a join to the serving controller's gossip node. After a
+// failover the new leader's node starts knowing nobody and the address
+// from enrollment is the dead leader's: without this join the rig and the
+// controller never gossip again.
+func (g *gossipAgent) takeJoin(addrs []string) {
+	if len(addrs) == 0 {
+		return
+	}
+	if err := checkJoin(addrs); err != nil {
+		g.log.Warn("controller sent unusable gossip join addresses; ignored", "err", err)
+		return
+	}
+	select {
+	case <-g.join: // the latest controller's address replaces one not yet tried
+	default:
+	}
+	g.join <- slices.Clone(addrs)
+}
+
+// checkJoin vets join addresses that came from the network before the
+// rig dials them.
+func checkJoin(addrs []string) error {
+	if len(addrs) > maxSettingsJoin {
+		return fmt.Errorf("%d addresses, at most %d", len(addrs), maxSettingsJoin)
+	}
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" || len(host) > 253 {
+			return fmt.Errorf("%.80q is not host:port", a)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("%.80q: bad port", a)
+		}
+	}
+	return nil
+}
+
+// notAlive drops the addresses of members already alive: the usual
+// Welcome comes from a controller this rig already gossips with.
+// Addresses by name cannot be matched and are kept; joining a member
+// again is harmless.
+func notAlive(members []gossip.Member, addrs []string) []string {
+	alive := map[netip.AddrPort]bool{}
+	for _, m := range members {
+		if m.Status == "alive" {
+			alive[m.Addr] = true
+		}
+	}
+	var out []string
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a); err != nil || !alive[ap] {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // keyringDiverged reports whether two keyrings cannot talk: each side
@@ -326,8 +402,11 @@ func keyringDiverged(local, remote []string) bool {
 	return !slices.Contains(local, remote[0]) || !slices.Contains(remote, local[0])
 }
 
-// work runs fleet actions and keyring changes off the gossip event loop.
+// work runs fleet actions, keyring changes and joins off the gossip event
+// loop.
 func (g *gossipAgent) work(ctx context.Context) {
+	stopJoin := func() {}
+	defer func() { stopJoin() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -336,8 +415,46 @@ func (g *gossipAgent) work(ctx context.Context) {
 			g.act(ctx, e)
 		case keys := <-g.rekey:
 			g.applyKeyring(ctx, keys)
+		case addrs := <-g.join:
+			// The same settings may carry a new keyring: the controller
+			// talks only with it.
+			select {
+			case keys := <-g.rekey:
+				g.applyKeyring(ctx, keys)
+			default:
+			}
+			stopJoin()
+			stopJoin = g.joinController(ctx, addrs)
 		}
 	}
+}
+
+// joinController joins the serving controller's gossip node in the
+// background, replacing a join still retrying an older address. A join
+// that fails is logged; the next Welcome tries again.
+func (g *gossipAgent) joinController(ctx context.Context, addrs []string) (stop func()) {
+	g.rejoin = addrs
+	g.mu.Lock()
+	n := g.node
+	g.mu.Unlock()
+	addrs = notAlive(n.Members(), addrs)
+	if len(addrs) == 0 {
+		return func() {}
+	}
+	jctx, cancel := context.WithTimeout(ctx, gossipActionTimeout)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer cancel()
+		if _, err := n.Join(jctx, addrs...); err != nil {
+			if ctx.Err() == nil && !errors.Is(jctx.Err(), context.Canceled) {
+				g.log.Warn("join the controller's gossip node; trying again at the next Welcome", "addrs", addrs, "err", err)
+			}
+			return
+		}
+		g.log.Info("joined the controller's gossip node", "addrs", addrs)
+	}()
+	return cancel
 }
 
 func (g *gossipAgent) queueAction(e gossip.FleetEvent) {
@@ -403,7 +520,8 @@ func (g *gossipAgent) applyKeyring(ctx context.Context, keys []string) {
 	g.record(&quarryv1.Event{TimeUnixNano: time.Now().UnixNano(), Kind: "gossip_rekey",
 		Message: "gossip keyring replaced by the controller's, received over the authenticated gRPC link",
 		Fields:  map[string]string{"primary": gossip.KeyFingerprint(keys[0])}})
-	if !keyringDiverged(old, keys) || len(g.base.Join) == 0 {
+	rejoin := g.rejoin
+	if !keyringDiverged(old, keys) || len(rejoin) == 0 {
 		return
 	}
 	g.wg.Add(1)
@@ -411,7 +529,7 @@ func (g *gossipAgent) applyKeyring(ctx context.Context, keys []string) {
 		defer g.wg.Done()
 		jctx, cancel := context.WithTimeout(ctx, gossipActionTimeout)
 		defer cancel()
-		if _, err := n.Join(jctx, g.base.Join...); err != nil && ctx.Err() == nil {
+		if _, err := n.Join(jctx, rejoin...); err != nil && ctx.Err() == nil {
 			g.log.Warn("rejoin after the keyring change", "err", err)
 		}
 	}()

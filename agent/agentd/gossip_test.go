@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -342,5 +343,82 @@ func TestGPUSummaryAndLoopback(t *testing.T) {
 		if got := allLoopback(list); got != want {
 			t.Errorf("allLoopback(%q) = %v", addrs, got)
 		}
+	}
+}
+
+// A controller that takes over starts a gossip node that knows nobody; the
+// address in its settings brings the rig to it.
+func TestAgentJoinsTheServingControllersGossip(t *testing.T) {
+	h, a := startGossipPair(t)
+	rig := a.RigID()
+	eventually(t, "rig alive", func() bool { m := h.member(t, rig); return m != nil && m.Status == "alive" })
+	b, err := os.ReadFile(filepath.Join(h.dataDir, gossipd.KeyringFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ring []string
+	if err := json.Unmarshal(b, &ring); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := gossip.New(gossip.Config{NodeName: "new-leader", BindAddr: "127.0.0.1", BindPort: -1, Keys: ring, Profile: gossip.ProfileTuned, Logger: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		dead, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = fresh.Close(dead)
+	}()
+	a.gossip.settings(&quarryv1.AgentSettings{GossipJoin: []string{fresh.Addr().String()}})
+	eventually(t, "the new node sees the rig", func() bool {
+		return slices.ContainsFunc(fresh.Members(), func(m gossip.Member) bool { return m.Name == rig && m.Status == "alive" })
+	})
+	// Unusable addresses are refused before any dial.
+	a.gossip.settings(&quarryv1.AgentSettings{GossipJoin: []string{"no-port"}})
+	select {
+	case addrs := <-a.gossip.join:
+		t.Fatalf("queued a join to %v", addrs)
+	default:
+	}
+}
+
+func TestCheckJoin(t *testing.T) {
+	nine := make([]string, maxSettingsJoin+1)
+	for i := range nine {
+		nine[i] = "10.0.0.1:7946"
+	}
+	for _, tt := range []struct {
+		addrs []string
+		ok    bool
+	}{
+		{[]string{"10.0.0.1:7946"}, true},
+		{[]string{"ctl-2.example:7946", "[::1]:7946"}, true},
+		{nine[:maxSettingsJoin], true},
+		{nine, false},
+		{[]string{"10.0.0.1"}, false},
+		{[]string{":7946"}, false},
+		{[]string{"10.0.0.1:0"}, false},
+		{[]string{"10.0.0.1:65536"}, false},
+		{[]string{"10.0.0.1:gossip"}, false},
+		{[]string{"10.0.0.1:7946", "bad"}, false},
+		{[]string{strings.Repeat("a", 254) + ":7946"}, false},
+	} {
+		if err := checkJoin(tt.addrs); (err == nil) != tt.ok {
+			t.Errorf("checkJoin(%.60q) = %v, want ok %v", tt.addrs, err, tt.ok)
+		}
+	}
+}
+
+func TestNotAlive(t *testing.T) {
+	ms := []gossip.Member{
+		{Name: "ctl-1", Addr: netip.MustParseAddrPort("127.0.0.1:7946"), Status: "alive"},
+		{Name: "ctl-0", Addr: netip.MustParseAddrPort("127.0.0.1:7000"), Status: "failed"},
+	}
+	got := notAlive(ms, []string{"127.0.0.1:7946", "127.0.0.1:7000", "127.0.0.1:7001", "ctl-1.example:7946"})
+	if want := []string{"127.0.0.1:7000", "127.0.0.1:7001", "ctl-1.example:7946"}; !slices.Equal(got, want) {
+		t.Fatalf("notAlive = %v, want %v", got, want)
 	}
 }

@@ -368,11 +368,15 @@ func (s *AgentServer) audit(rig, action, target, result, detail string) {
 
 // settings is what a rig is told at Welcome and on each push: keys is the
 // current gossip keyring, so a rig that missed a key rotation while away
-// catches up when it reconnects.
+// catches up when it reconnects; the gossip join address is this
+// controller's, since the one from enrollment may be a dead leader's.
 func (s *AgentServer) settings(keys []string) *quarryv1.AgentSettings {
 	st := &quarryv1.AgentSettings{ReportIntervalSeconds: uint32(s.ReportInterval / time.Second), GossipKeys: keys}
 	if s.Controllers != nil {
 		st.Controllers = s.Controllers()
+	}
+	if s.Enrollment.GossipJoin != nil {
+		st.GossipJoin = s.Enrollment.GossipJoin()
 	}
 	return st
 }

@@ -17,3 +17,13 @@ func TestSettingsCarryControllers(t *testing.T) {
 		t.Errorf("settings = %v", s)
 	}
 }
+
+func TestSettingsCarryGossipJoin(t *testing.T) {
+	if got := (&AgentServer{}).settings(nil).GetGossipJoin(); got != nil {
+		t.Errorf("without gossip, settings carry join %q", got)
+	}
+	s := &AgentServer{Enrollment: Enrollment{GossipJoin: func() []string { return []string{"127.0.0.1:7946"} }}}
+	if got := s.settings(nil).GetGossipJoin(); !slices.Equal(got, []string{"127.0.0.1:7946"}) {
+		t.Errorf("settings carry join %q", got)
+	}
+}

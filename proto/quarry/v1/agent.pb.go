@@ -562,7 +562,12 @@ type AgentSettings struct {
 	// it can find the leader again when the one it talks to goes away; it
 	// follows a standby's leader hint only to an address on this list. Empty
 	// for a single controller.
-	Controllers   []string `protobuf:"bytes,3,rep,name=controllers,proto3" json:"controllers,omitempty"`
+	Controllers []string `protobuf:"bytes,3,rep,name=controllers,proto3" json:"controllers,omitempty"`
+	// gossip_join is the gossip address (host:port) of the controller now
+	// serving, empty while its gossip is off. The one handed over at
+	// enrollment dies with its controller: after a failover the rig joins
+	// the new leader's gossip node through this one.
+	GossipJoin    []string `protobuf:"bytes,4,rep,name=gossip_join,json=gossipJoin,proto3" json:"gossip_join,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -614,6 +619,13 @@ func (x *AgentSettings) GetGossipKeys() []string {
 func (x *AgentSettings) GetControllers() []string {
 	if x != nil {
 		return x.Controllers
+	}
+	return nil
+}
+
+func (x *AgentSettings) GetGossipJoin() []string {
+	if x != nil {
+		return x.GossipJoin
 	}
 	return nil
 }
@@ -1005,12 +1017,14 @@ const file_quarry_v1_agent_proto_rawDesc = "" +
 	"\x06events\x18\x06 \x03(\v2\x10.quarry.v1.EventR\x06events\"g\n" +
 	"\aWelcome\x12&\n" +
 	"\x0fresume_from_seq\x18\x01 \x01(\x04R\rresumeFromSeq\x124\n" +
-	"\bsettings\x18\x02 \x01(\v2\x18.quarry.v1.AgentSettingsR\bsettings\"\x8a\x01\n" +
+	"\bsettings\x18\x02 \x01(\v2\x18.quarry.v1.AgentSettingsR\bsettings\"\xab\x01\n" +
 	"\rAgentSettings\x126\n" +
 	"\x17report_interval_seconds\x18\x01 \x01(\rR\x15reportIntervalSeconds\x12\x1f\n" +
 	"\vgossip_keys\x18\x02 \x03(\tR\n" +
 	"gossipKeys\x12 \n" +
-	"\vcontrollers\x18\x03 \x03(\tR\vcontrollers\"!\n" +
+	"\vcontrollers\x18\x03 \x03(\tR\vcontrollers\x12\x1f\n" +
+	"\vgossip_join\x18\x04 \x03(\tR\n" +
+	"gossipJoin\"!\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\x8e\x01\n" +
 	"\rCommandResult\x12\x1d\n" +
