@@ -265,12 +265,27 @@ func (s *Switcher) StoredDecision(rigID string) ([]byte, bool) {
 }
 
 // saveSwitches appends records to the history, trimming the oldest past
-// MaxSwitches.
-func (s *Switcher) saveSwitches(recs []SwitchRecord) {
+// MaxSwitches, and stores the state of the rigs the records moved.
+func (s *Switcher) saveSwitches(recs []SwitchRecord, moved map[string]rigState) {
 	if s.db == nil || len(recs) == 0 {
 		return
 	}
+	states := make(map[string][]byte, len(moved))
+	for id, st := range moved {
+		v, err := json.Marshal(st)
+		if err != nil {
+			s.log.Warn("profit: could not record switches", "err", err)
+			return
+		}
+		states[id] = v
+	}
 	err := s.db.Update(func(tx *store.Tx) error {
+		sb := tx.Bucket([]byte(bucketState))
+		for id, v := range states {
+			if err := sb.Put([]byte(id), v); err != nil {
+				return err
+			}
+		}
 		b := tx.Bucket([]byte(bucketSwitches))
 		for _, r := range recs {
 			seq, _ := b.NextSequence()
@@ -295,8 +310,17 @@ func (s *Switcher) saveSwitches(recs []SwitchRecord) {
 		return nil
 	})
 	if err != nil {
+		// persist writes the states again at the end of the tick.
 		s.log.Warn("profit: could not record switches", "err", err)
+		return
 	}
+	s.mu.Lock()
+	for id, st := range moved {
+		sv := s.saved[id]
+		sv.state, sv.hasState = st, true
+		s.saved[id] = sv
+	}
+	s.mu.Unlock()
 }
 
 // Switches returns the history, oldest first, for one rig or all (rig

@@ -687,7 +687,7 @@ func (s *Switcher) act(ctx context.Context, t *Tick) {
 		for _, c := range cmds {
 			recs = append(recs, s.record(t, c.rig, true))
 		}
-		s.saveSwitches(recs)
+		s.saveSwitches(recs, nil)
 		return
 	}
 	for start := 0; start < len(cmds); start += s.cfg.BatchSize {
@@ -710,6 +710,7 @@ func (s *Switcher) act(ctx context.Context, t *Tick) {
 		}
 		queued, errs := s.fleet.QueueCommands(reqs)
 		recs := make([]SwitchRecord, 0, len(batch))
+		moved := make(map[string]rigState, len(batch))
 		for k, c := range batch {
 			d := &t.Decisions[c.rig]
 			rig := t.Rigs[c.rig].ID
@@ -718,13 +719,19 @@ func (s *Switcher) act(ctx context.Context, t *Tick) {
 				s.log.Warn("profit: could not queue command", "rig", rig, "action", d.Action, "err", err)
 			} else {
 				d.CommandID = queued[k].Command.Id
+				moved[rig] = rigState{Option: d.Target.Name, Since: t.Time}
 				s.mu.Lock()
-				s.state[rig] = rigState{Option: d.Target.Name, Since: t.Time}
+				s.state[rig] = moved[rig]
 				s.mu.Unlock()
 			}
 			recs = append(recs, s.record(t, c.rig, false))
 		}
-		s.saveSwitches(recs)
+		// The batch's rigs are stored as moved now, not when the tick
+		// ends: a controller that takes over from one that died in the
+		// middle of a long send would otherwise find these commands queued
+		// and the rigs unmoved, and send them again or move the rigs
+		// before their dwell.
+		s.saveSwitches(recs, moved)
 		s.log.Info("profit: switching batch queued", "commands", len(batch), "of", len(cmds))
 	}
 }
