@@ -472,7 +472,11 @@ func (g *Runtime) onMembers(e gossip.MemberEvent) {
 		st = "alive"
 	case gossip.MemberFailed:
 		st = "failed"
-	case gossip.MemberLeave:
+	case gossip.MemberLeave, gossip.MemberReap:
+		// A member removed from the cluster (a revoked rig evicted, or
+		// one failed for longer than serf keeps it) is gone; serf
+		// v0.10 erases an evicted member at once, with no leave or
+		// failure event before the reap.
 		st = "left"
 	default:
 		return
