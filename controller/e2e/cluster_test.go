@@ -127,18 +127,29 @@ func groupPeers(t *testing.T, creds string, ms []*groupMember) (*quarryv1.ListPe
 func TestControllerGroupFailover(t *testing.T) {
 	root := t.TempDir()
 	billing := fmt.Sprintf("billing: {enabled: true, stripe_url: %s, flush_interval: 200ms, retry_base: 100ms}\n", startStripeMock(t))
+	// erg pays best for the simulated "b" cards: each b rig is switched
+	// to it once, and a new leader must not switch it again.
+	market := filepath.Join(root, "market.json")
+	simMarket(t, market, 20)
+	profit := simControllerConfig(market)
 	t.Setenv("QUARRY_BILLING_STRIPE_KEY", "sk_test_group")
 	var ms []*groupMember
 	for i := 1; i <= 3; i++ {
 		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i)),
-			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: freePort(t), extra: billing}
+			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: freePort(t), extra: billing + profit}
 		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
 		ms = append(ms, m)
 	}
 	// Alone first: the data dir gets its CA, keys and a join token.
-	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(freePort(t)))
+	// Its profit settings seed the database, so it starts with the same
+	// configuration the members get.
+	aloneCfg := filepath.Join(ms[0].dir, "alone.yaml")
+	if err := os.WriteFile(aloneCfg, []byte(billing+profit), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(freePort(t)), "-config", aloneCfg)
 	tokens := []string{alone.newToken(t, "--rig-name", "rig0"), alone.newToken(t, "--rig-name", "rig1")}
 	simToken := filepath.Join(root, "sim-token")
 	if err := os.WriteFile(simToken, []byte(alone.newToken(t, "--uses", fmt.Sprint(groupSimRigs), "--ttl", "1h")), 0o600); err != nil {
@@ -257,6 +268,11 @@ func TestControllerGroupFailover(t *testing.T) {
 		return len(rigs) == 2+groupSimRigs && len(behind) == 0, fmt.Sprintf("%d rigs, behind: %v", len(rigs), behind)
 	})
 
+	testsupport.Poll(t, "every b rig switched to erg once", 60*time.Second, func() (bool, string) {
+		sw := groupSwitches(t, ms)
+		return len(sw) == groupSimRigs/2, fmt.Sprint(sw)
+	})
+
 	// State the group must keep: a flight sheet, a hosting plan, and a
 	// command queued for a rig that is away when the leader dies.
 	sheetFile := filepath.Join(root, "xmr.yaml")
@@ -351,6 +367,12 @@ func TestControllerGroupFailover(t *testing.T) {
 		t.Fatalf("list-peers names leader %q, %s serves", p.LeaderId, leader.id)
 	}
 
+	// No double switch: the new leader keeps each rig's state and sends
+	// nothing the old one sent.
+	if sw := groupSwitches(t, ms); len(sw) != groupSimRigs/2 {
+		t.Errorf("switches after the failover: %v; want each b rig switched to erg once", sw)
+	}
+
 	// Billing: every Stripe call the old leader recorded is delivered by
 	// the new one under the same record and idempotency key, and none is
 	// recorded twice.
@@ -427,6 +449,34 @@ func TestControllerGroupFailover(t *testing.T) {
 			t.Errorf("quarryctl %v differs after restore:\n--- group ---\n%s\n--- restored ---\n%s", args, want, got)
 		}
 	}
+}
+
+// groupSwitches counts the switches to erg per rig id; it fails the test
+// on any other switch or a rig switched twice.
+func groupSwitches(t *testing.T, ms []*groupMember) map[string]int {
+	t.Helper()
+	out, err := groupCtl(t, ms, "profit", "switches", "-o", "json")
+	if err != nil {
+		t.Fatalf("profit switches: %v\n%s", err, out)
+	}
+	resp := &quarryv1.ListSwitchesResponse{}
+	if err := protojson.Unmarshal([]byte(out), resp); err != nil {
+		t.Fatalf("switches json: %v\n%s", err, out)
+	}
+	per := map[string]int{}
+	for _, s := range resp.Switches {
+		if s.Action != "switch" {
+			continue
+		}
+		if !strings.HasPrefix(s.To, "erg") {
+			t.Errorf("unexpected switch %s→%s of %s", s.From, s.To, s.RigId)
+		}
+		per[s.RigId]++
+		if per[s.RigId] > 1 {
+			t.Errorf("%s switched %d times: %v", s.RigId, per[s.RigId], resp.Switches)
+		}
+	}
+	return per
 }
 
 type outboxRecord struct {
