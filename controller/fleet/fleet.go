@@ -216,15 +216,7 @@ func Open(db *store.DB, opts Options) (*Fleet, error) {
 		return nil, err
 	}
 	err := db.View(func(tx *store.Tx) error {
-		if err := tx.Bucket([]byte(bucketRigs)).ForEach(func(k, v []byte) error {
-			r := &quarryv1.Rig{}
-			if err := proto.Unmarshal(v, r); err != nil {
-				return fmt.Errorf("rig %q: %w", k, err)
-			}
-			r.Online = false
-			f.rigs[string(k)] = r
-			return nil
-		}); err != nil {
+		if err := f.loadRigs(tx); err != nil {
 			return err
 		}
 		return tx.Bucket([]byte(bucketRevoked)).ForEach(func(k, _ []byte) error {
