@@ -66,9 +66,9 @@ func (c ClusterConfig) validate() []error {
 	return errs
 }
 
-// RunCluster runs a group member until ctx ends: a standby that refuses
-// every call with the leader's address while another member leads, and
-// the whole controller on the replicated file while it leads.
+// RunCluster runs a group member until ctx ends: a standby (admin calls
+// forwarded to the leader, rigs told its address) while another member
+// leads, and the whole controller on the replicated file while it leads.
 func RunCluster(ctx context.Context, cfg Config, version string, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
