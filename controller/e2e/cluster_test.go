@@ -62,7 +62,12 @@ func startMember(t *testing.T, m *groupMember, expect int, join string) {
 		t.Fatal(err)
 	}
 	m.proc = start(t, m.dir, "quarry-controller", "-grpc-addr", m.grpc, "-http-addr", m.http, "-report-interval", "1s", "-config", cfg)
-	eventually(t, m.id+" up", 30*time.Second, func() bool {
+	eventually(t, m.id+" up", 60*time.Second, func() bool {
+		select {
+		case <-m.done:
+			t.Fatalf("%s exited at start:\n%s", m.id, m.output())
+		default:
+		}
 		resp, err := http.Get("http://" + m.http + "/healthz")
 		if err != nil {
 			return false
@@ -136,7 +141,7 @@ func TestControllerGroupFailover(t *testing.T) {
 	var ms []*groupMember
 	for i := 1; i <= 3; i++ {
 		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i)),
-			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: freePort(t), extra: billing + profit}
+			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: freeGossipPortOn(t, "127.0.0.1"), extra: billing + profit}
 		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -586,7 +591,7 @@ func TestControllerGroupPartition(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", 10+i)
 		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i))}
-		m.grpc, m.http, m.raft, m.serf = freePortOn(t, ip), freePortOn(t, ip), freePortOn(t, ip), freePortOn(t, ip)
+		m.grpc, m.http, m.raft, m.serf = freePortOn(t, ip), freePortOn(t, ip), freePortOn(t, ip), freeGossipPortOn(t, ip)
 		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -742,6 +747,21 @@ func groupLeader(t *testing.T, ms []*groupMember) *groupMember {
 }
 
 func hostOf(addr string) string { return addr[:strings.LastIndex(addr, ":")] }
+
+// freeGossipPortOn is a port free for both TCP and UDP: serf listens on
+// both.
+func freeGossipPortOn(t *testing.T, ip string) string {
+	t.Helper()
+	for range 50 {
+		addr := freePortOn(t, ip)
+		if c, err := net.ListenPacket("udp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no port on %s free for TCP and UDP", ip)
+	return ""
+}
 
 func freePortOn(t *testing.T, ip string) string {
 	t.Helper()
