@@ -46,7 +46,7 @@ type groupMember struct {
 // rigs (three controllers share this machine) and its cluster section.
 func groupConfig(t *testing.T, m *groupMember, expect int, join string) string {
 	s := fmt.Sprintf("%sgossip: {bind_port: %s}\ncluster:\n  node_id: %s\n  raft_addr: %s\n  serf_addr: %s\n  bootstrap_expect: %d\n",
-		m.extra, portOf(freePort(t)), m.id, m.raft, m.serf, expect)
+		m.extra, portOf(freeGossipPortOn(t, "127.0.0.1")), m.id, m.raft, m.serf, expect)
 	if join != "" {
 		s += "  join: [" + join + "]\n"
 	}
@@ -154,7 +154,7 @@ func TestControllerGroupFailover(t *testing.T) {
 	if err := os.WriteFile(aloneCfg, []byte(billing+profit), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(freePort(t)), "-config", aloneCfg)
+	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(freeGossipPortOn(t, "127.0.0.1")), "-config", aloneCfg)
 	tokens := []string{alone.newToken(t, "--rig-name", "rig0"), alone.newToken(t, "--rig-name", "rig1")}
 	simToken := filepath.Join(root, "sim-token")
 	if err := os.WriteFile(simToken, []byte(alone.newToken(t, "--uses", fmt.Sprint(groupSimRigs), "--ttl", "1h")), 0o600); err != nil {
@@ -425,12 +425,12 @@ func TestControllerGroupFailover(t *testing.T) {
 	if err := os.WriteFile(freshCfg, []byte(billing), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	single := startController(t, fresh, fg, fh, "-gossip-port", portOf(freePort(t)), "-config", freshCfg, "-local-token=false")
+	single := startController(t, fresh, fg, fh, "-gossip-port", portOf(freeGossipPortOn(t, "127.0.0.1")), "-config", freshCfg, "-local-token=false")
 	if out, err := single.ctl(t, "operator", "snapshot", "restore", snap); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
 	single.stop()
-	single = startController(t, fresh, fg, fh, "-gossip-port", portOf(freePort(t)), "-config", freshCfg, "-local-token=false")
+	single = startController(t, fresh, fg, fh, "-gossip-port", portOf(freeGossipPortOn(t, "127.0.0.1")), "-config", freshCfg, "-local-token=false")
 	var restored []rigJSON
 	for _, r := range single.rigs(t) {
 		restored = append(restored, rigJSON{ID: r.ID, Name: r.Name, LastSeq: r.LastSeq, Reports: r.Reports, SeqGaps: r.SeqGaps})
