@@ -112,6 +112,8 @@ func (f *Fleet) loadRigs(tx *store.Tx) error {
 	return firstErr
 }
 
+// gcPause is process-wide because the setting it guards is: the one
+// piece of package state here, and only pauseGC touches it.
 var gcPause struct {
 	sync.Mutex
 	n    int
