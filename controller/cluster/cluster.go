@@ -576,17 +576,16 @@ func (n *Node) RemovePeer(id string) error {
 
 // Status is this member's view of the group for health pages.
 type Status struct {
-	NodeID, State, LeaderID  string
-	Term, LastIndex, Applied uint64
-	CommitIndex, LastContact string
+	LeaderID                              string
+	Term, LastIndex, CommitIndex, Applied uint64
 }
 
-// Status reports term, indexes and state.
+// Status reports term and indexes.
 func (n *Node) Status() Status {
-	st := n.raft.Stats()
 	lid, _, _ := n.Leader()
-	return Status{NodeID: n.cfg.NodeID, State: n.raft.State().String(), LeaderID: lid, Term: n.raft.CurrentTerm(),
-		LastIndex: n.raft.LastIndex(), Applied: n.raft.AppliedIndex(), CommitIndex: st["commit_index"], LastContact: st["last_contact"]}
+	// raft exposes the commit index only among its stats.
+	commit, _ := strconv.ParseUint(n.raft.Stats()["commit_index"], 10, 64)
+	return Status{LeaderID: lid, Term: n.raft.CurrentTerm(), LastIndex: n.raft.LastIndex(), CommitIndex: commit, Applied: n.raft.AppliedIndex()}
 }
 
 // Close leaves the pool and stops the member.

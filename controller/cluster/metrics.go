@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,9 +29,7 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.Node.Status()
 	ch <- prometheus.MustNewConstMetric(dTerm, prometheus.GaugeValue, float64(st.Term))
 	ch <- prometheus.MustNewConstMetric(dLast, prometheus.GaugeValue, float64(st.LastIndex))
-	if ci, err := strconv.ParseUint(st.CommitIndex, 10, 64); err == nil {
-		ch <- prometheus.MustNewConstMetric(dCommit, prometheus.GaugeValue, float64(ci))
-	}
+	ch <- prometheus.MustNewConstMetric(dCommit, prometheus.GaugeValue, float64(st.CommitIndex))
 	ch <- prometheus.MustNewConstMetric(dApplied, prometheus.GaugeValue, float64(st.Applied))
 	peers, err := c.Node.Peers()
 	if err != nil {

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -38,8 +37,7 @@ func (s *ClusterServer) ListPeers(context.Context, *quarryv1.ListPeersRequest) (
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	st := s.Node.Status()
-	commit, _ := strconv.ParseUint(st.CommitIndex, 10, 64)
-	resp := &quarryv1.ListPeersResponse{LeaderId: st.LeaderID, Term: st.Term, LastIndex: st.LastIndex, CommitIndex: commit}
+	resp := &quarryv1.ListPeersResponse{LeaderId: st.LeaderID, Term: st.Term, LastIndex: st.LastIndex, CommitIndex: st.CommitIndex}
 	for _, p := range peers {
 		resp.Peers = append(resp.Peers, &quarryv1.RaftPeer{Id: p.ID, RaftAddr: p.RaftAddr, GrpcAddr: p.GRPCAddr, Voter: p.Voter,
 			Leader: p.Leader, Alive: p.Alive, AppliedIndex: p.AppliedIndex, Lag: p.Lag})

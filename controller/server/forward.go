@@ -43,7 +43,7 @@ type forwarder struct {
 func forwardable(md metadata.MD) metadata.MD {
 	out := metadata.MD{}
 	for k, v := range md {
-		if k == "authorization" || strings.HasPrefix(k, "quarry-") || k == "x-csrf-token" {
+		if k == "authorization" || strings.HasPrefix(k, "quarry-") {
 			out[k] = v
 		}
 	}
