@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
@@ -295,5 +296,71 @@ func TestRigCertificateCannotJoin(t *testing.T) {
 	id, err := probePeer(peerTLS(ca, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}), ca.Pool(), a.cfg.RaftAddr, 2*time.Second)
 	if err != nil || id != "c1" {
 		t.Fatal(fmt.Errorf("probe of c1: id %q err %w", id, err))
+	}
+}
+
+// capture keeps the change sets a replicated store records, applying none.
+type capture struct{ sets [][]byte }
+
+func (c *capture) Replicate(ops []byte) error {
+	c.sets = append(c.sets, append([]byte(nil), ops...))
+	return nil
+}
+
+// TestApplyBatchKeepsSeedOrder: a member catching up may get the seed and
+// the first change sets after it in one batch; they apply in log order,
+// so the seed does not wipe what came after it.
+func TestApplyBatchKeepsSeedOrder(t *testing.T) {
+	dir := t.TempDir()
+	src, err := bolt.Open(filepath.Join(dir, "src.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := put(store.NewDB(src), "seeded", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	img, err := image(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := store.NewDB(src)
+	c := &capture{}
+	rec.SetReplicator(c)
+	for _, k := range []string{"after-1", "after-2"} {
+		if err := put(rec, k, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.Close()
+
+	dst, err := bolt.Open(filepath.Join(dir, "dst.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	// The bucket exists already (say, the member's own buckets): the
+	// change sets would apply before the seed without an error, and the
+	// seed would then replace them.
+	if err := dst.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("things")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	f := &fsm{db: dst, dir: dir, log: slog.New(slog.DiscardHandler)}
+	logs := []*raft.Log{
+		{Index: 3, Type: raft.LogCommand, Data: append([]byte{entrySeed}, img...)},
+		{Index: 4, Type: raft.LogCommand, Data: append([]byte{entryOps}, c.sets[0]...)},
+		{Index: 5, Type: raft.LogCommand, Data: append([]byte{entryOps}, c.sets[1]...)},
+	}
+	for i, r := range f.ApplyBatch(logs) {
+		if err, _ := r.(error); err != nil {
+			t.Fatalf("entry %d: %v", logs[i].Index, err)
+		}
+	}
+	for _, k := range []string{"seeded", "after-1", "after-2"} {
+		if v, _ := get(dst, k); v == "" {
+			t.Errorf("%s missing after the batch", k)
+		}
+	}
+	if _, seq := get(dst, "after-2"); seq != 2 {
+		t.Errorf("sequence %d after the batch, want 2", seq)
 	}
 }

@@ -53,31 +53,32 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	var cmds []int
+	onlyOps := true
 	for i, l := range logs {
-		if l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryOps {
+		if l.Type != raft.LogCommand || len(l.Data) == 0 {
+			continue
+		}
+		if l.Data[0] == entryOps {
 			cmds = append(cmds, i)
+		} else {
+			onlyOps = false // a seed replaces the state: order matters
 		}
 	}
-	if len(cmds) > 1 {
-		err := f.db.Update(func(tx *bolt.Tx) error {
-			for _, i := range cmds {
-				if err := store.ApplyOps(tx, logs[i].Data[1:]); err != nil {
-					return err
-				}
+	together := len(cmds) > 1 && onlyOps && f.db.Update(func(tx *bolt.Tx) error {
+		for _, i := range cmds {
+			if err := store.ApplyOps(tx, logs[i].Data[1:]); err != nil {
+				return err
 			}
-			return nil
-		})
-		if err == nil {
-			cmds = nil
 		}
-	}
+		return nil
+	}) == nil
 	for i, l := range logs {
 		if l.Type != raft.LogCommand || len(l.Data) == 0 {
 			continue
 		}
 		switch l.Data[0] {
 		case entryOps:
-			if cmds == nil {
+			if together {
 				continue // applied above
 			}
 			out[i] = f.db.Update(func(tx *bolt.Tx) error { return store.ApplyOps(tx, l.Data[1:]) })
