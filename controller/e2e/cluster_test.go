@@ -46,7 +46,7 @@ type groupMember struct {
 // rigs (three controllers share this machine) and its cluster section.
 func groupConfig(t *testing.T, m *groupMember, expect int, join string) string {
 	s := fmt.Sprintf("%sgossip: {bind_port: %s}\ncluster:\n  node_id: %s\n  raft_addr: %s\n  serf_addr: %s\n  bootstrap_expect: %d\n",
-		m.extra, portOf(freeGossipPortOn(t, "127.0.0.1")), m.id, m.raft, m.serf, expect)
+		m.extra, portOf(net.JoinHostPort(gossipAddr(t, "127.0.0.1"))), m.id, m.raft, m.serf, expect)
 	if join != "" {
 		s += "  join: [" + join + "]\n"
 	}
@@ -141,7 +141,7 @@ func TestControllerGroupFailover(t *testing.T) {
 	var ms []*groupMember
 	for i := 1; i <= 3; i++ {
 		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i)),
-			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: freeGossipPortOn(t, "127.0.0.1"), extra: billing + profit}
+			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: net.JoinHostPort(gossipAddr(t, "127.0.0.1")), extra: billing + profit}
 		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func TestControllerGroupFailover(t *testing.T) {
 	if err := os.WriteFile(aloneCfg, []byte(billing+profit), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(freeGossipPortOn(t, "127.0.0.1")), "-config", aloneCfg)
+	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(net.JoinHostPort(gossipAddr(t, "127.0.0.1"))), "-config", aloneCfg)
 	tokens := []string{alone.newToken(t, "--rig-name", "rig0"), alone.newToken(t, "--rig-name", "rig1")}
 	simToken := filepath.Join(root, "sim-token")
 	if err := os.WriteFile(simToken, []byte(alone.newToken(t, "--uses", fmt.Sprint(groupSimRigs), "--ttl", "1h")), 0o600); err != nil {
@@ -425,12 +425,12 @@ func TestControllerGroupFailover(t *testing.T) {
 	if err := os.WriteFile(freshCfg, []byte(billing), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	single := startController(t, fresh, fg, fh, "-gossip-port", portOf(freeGossipPortOn(t, "127.0.0.1")), "-config", freshCfg, "-local-token=false")
+	single := startController(t, fresh, fg, fh, "-gossip-port", portOf(net.JoinHostPort(gossipAddr(t, "127.0.0.1"))), "-config", freshCfg, "-local-token=false")
 	if out, err := single.ctl(t, "operator", "snapshot", "restore", snap); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
 	single.stop()
-	single = startController(t, fresh, fg, fh, "-gossip-port", portOf(freeGossipPortOn(t, "127.0.0.1")), "-config", freshCfg, "-local-token=false")
+	single = startController(t, fresh, fg, fh, "-gossip-port", portOf(net.JoinHostPort(gossipAddr(t, "127.0.0.1"))), "-config", freshCfg, "-local-token=false")
 	var restored []rigJSON
 	for _, r := range single.rigs(t) {
 		restored = append(restored, rigJSON{ID: r.ID, Name: r.Name, LastSeq: r.LastSeq, Reports: r.Reports, SeqGaps: r.SeqGaps})
@@ -591,7 +591,7 @@ func TestControllerGroupPartition(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", 10+i)
 		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i))}
-		m.grpc, m.http, m.raft, m.serf = freePortOn(t, ip), freePortOn(t, ip), freePortOn(t, ip), freeGossipPortOn(t, ip)
+		m.grpc, m.http, m.raft, m.serf = freePortOn(t, ip), freePortOn(t, ip), freePortOn(t, ip), net.JoinHostPort(gossipAddr(t, ip))
 		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -747,21 +747,6 @@ func groupLeader(t *testing.T, ms []*groupMember) *groupMember {
 }
 
 func hostOf(addr string) string { return addr[:strings.LastIndex(addr, ":")] }
-
-// freeGossipPortOn is a port free for both TCP and UDP: serf listens on
-// both.
-func freeGossipPortOn(t *testing.T, ip string) string {
-	t.Helper()
-	for range 50 {
-		addr := freePortOn(t, ip)
-		if c, err := net.ListenPacket("udp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-	}
-	t.Fatalf("no port on %s free for TCP and UDP", ip)
-	return ""
-}
 
 func freePortOn(t *testing.T, ip string) string {
 	t.Helper()

@@ -563,7 +563,17 @@ func (n *Node) RemoveMember(name string) error {
 	if name == n.cfg.NodeName {
 		return errors.New("gossip: remove member: that is this node")
 	}
-	if err := n.serf.RemoveFailedNodePrune(name); err != nil {
+	remove := n.serf.RemoveFailedNodePrune
+	for _, m := range n.serf.Members() {
+		if m.Name == name && m.Status == serf.StatusAlive {
+			// serf v0.10 prunes an alive member by sleeping for its
+			// broadcast timeout while holding the member list's lock,
+			// which stalls this node's gossip each time; the member is
+			// marked leaving instead, and pruned once it has failed.
+			remove = n.serf.RemoveFailedNode
+		}
+	}
+	if err := remove(name); err != nil {
 		return fmt.Errorf("gossip: remove member %s: %w", name, err)
 	}
 	return nil
