@@ -857,7 +857,9 @@ func (g *Runtime) keysSent(rig string, keys []string) {
 func (g *Runtime) evictRevoked(n *gossip.Node) int {
 	c := 0
 	for _, m := range n.Members() {
-		if m.Status == "left" || m.Tags.Role == gossip.RoleController || !g.fleet.Revoked(m.Name) {
+		// Only an alive one needs it: a leaving, left or failed member is
+		// already out, and each removal waits for its broadcast.
+		if m.Status != "alive" || m.Tags.Role == gossip.RoleController || !g.fleet.Revoked(m.Name) {
 			continue
 		}
 		if err := n.RemoveMember(m.Name); err != nil {

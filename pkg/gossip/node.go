@@ -552,10 +552,13 @@ func cloneMap(m map[string]string) map[string]string {
 	return out
 }
 
-// RemoveMember forces name out of the cluster and makes every member
-// forget it (serf's force-leave with prune). A member that is still alive
-// and holds the gossip key refutes this; cut it off first by rotating the
-// key without it.
+// RemoveMember forces name out of the cluster (serf's force-leave):
+// every member marks it leaving, then left once it fails. A member that
+// is still alive and holds the gossip key refutes this; cut it off first
+// by rotating the key without it. Nothing is pruned: serf v0.10 prunes a
+// member by sleeping for its broadcast timeout while holding the member
+// list's lock, on every node that still sees it alive, which stalls the
+// whole cluster's gossip for that long.
 func (n *Node) RemoveMember(name string) error {
 	if n.serf == nil {
 		return ErrNotStarted
@@ -563,17 +566,7 @@ func (n *Node) RemoveMember(name string) error {
 	if name == n.cfg.NodeName {
 		return errors.New("gossip: remove member: that is this node")
 	}
-	remove := n.serf.RemoveFailedNodePrune
-	for _, m := range n.serf.Members() {
-		if m.Name == name && m.Status == serf.StatusAlive {
-			// serf v0.10 prunes an alive member by sleeping for its
-			// broadcast timeout while holding the member list's lock,
-			// which stalls this node's gossip each time; the member is
-			// marked leaving instead, and pruned once it has failed.
-			remove = n.serf.RemoveFailedNode
-		}
-	}
-	if err := remove(name); err != nil {
+	if err := n.serf.RemoveFailedNode(name); err != nil {
 		return fmt.Errorf("gossip: remove member %s: %w", name, err)
 	}
 	return nil
