@@ -219,12 +219,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	client := &link.Client{
 		Controllers: a.ctrls,
 		ServerName:  a.cfg.ServerName,
-		Identity:   a.id,
-		Insecure:   a.cfg.Insecure,
-		RigID:      a.cfg.RigID,
-		Buffer:     a.buf,
-		Handler:    a,
-		Log:        a.log,
+		Identity:    a.id,
+		Insecure:    a.cfg.Insecure,
+		RigID:       a.cfg.RigID,
+		Buffer:      a.buf,
+		Handler:     a,
+		Log:         a.log,
 		Hello: func() *quarryv1.Hello {
 			h := &quarryv1.Hello{Hostname: hostname(), Version: a.version}
 			if a.sampler != nil {
