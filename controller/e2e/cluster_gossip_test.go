@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,7 +32,12 @@ func startGossipMember(t *testing.T, m *groupMember, expect int, join string) {
 		t.Fatal(err)
 	}
 	m.proc = start(t, m.dir, "quarry-controller", "-grpc-addr", m.grpc, "-http-addr", m.http, "-report-interval", "1s", "-config", path)
-	eventually(t, m.id+" up", 30*time.Second, func() bool {
+	eventually(t, m.id+" up", 60*time.Second, func() bool {
+		select {
+		case <-m.done:
+			t.Fatalf("%s exited at start:\n%s", m.id, m.output())
+		default:
+		}
 		resp, err := http.Get("http://" + m.http + "/healthz")
 		if err != nil {
 			return false
@@ -65,13 +71,13 @@ func TestControllerGroupGossip(t *testing.T) {
 	var ms []*groupMember
 	for i := 1; i <= 3; i++ {
 		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i)),
-			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: freePort(t)}
+			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: net.JoinHostPort(gossipAddr(t, "127.0.0.1"))}
 		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
 		ms = append(ms, m)
 	}
-	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(freePort(t)))
+	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(net.JoinHostPort(gossipAddr(t, "127.0.0.1"))))
 	token := alone.newToken(t, "--rig-name", "grig")
 	alone.stop()
 	// The members share the CA, the gossip keyring and the key that signs
