@@ -68,49 +68,18 @@ func groupGossipMembers(t *testing.T, ms []*groupMember) (*quarryv1.ListMembersR
 // leader lists the rig alive and a fleet pause over gossip reaches it.
 func TestControllerGroupGossip(t *testing.T) {
 	root := t.TempDir()
-	var ms []*groupMember
-	for i := 1; i <= 3; i++ {
-		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i)),
-			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: net.JoinHostPort(gossipAddr(t, "127.0.0.1"))}
-		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, m)
-	}
+	ms := groupMembers(t, root, "")
 	alone := startController(t, ms[0].dir, ms[0].grpc, ms[0].http, "-gossip-port", portOf(net.JoinHostPort(gossipAddr(t, "127.0.0.1"))))
 	token := alone.newToken(t, "--rig-name", "grig")
 	alone.stop()
 	// The members share the CA, the gossip keyring and the key that signs
 	// fleet events.
-	for _, m := range ms[1:] {
-		testsupport.CopyTree(t, filepath.Join(ms[0].dir, "quarry-data", "pki"), filepath.Join(m.dir, "quarry-data", "pki"))
-		for _, f := range []string{"gossip-keyring.json", "gossip-event.key"} {
-			b, err := os.ReadFile(filepath.Join(ms[0].dir, "quarry-data", f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(m.dir, "quarry-data", f), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	shareGroupSecrets(t, ms)
 	startGossipMember(t, ms[0], 1, "")
 	eventually(t, "the first member leads", 30*time.Second, ms[0].ready)
 	startGossipMember(t, ms[1], 0, ms[0].serf)
 	startGossipMember(t, ms[2], 0, ms[0].serf)
-	testsupport.Poll(t, "three members, all alive", 60*time.Second, func() (bool, string) {
-		p, err := groupPeers(t, ms[0].dir, ms)
-		if err != nil {
-			return false, err.Error()
-		}
-		alive := 0
-		for _, peer := range p.Peers {
-			if peer.Alive && peer.Voter {
-				alive++
-			}
-		}
-		return alive == 3, fmt.Sprint(p.Peers)
-	})
+	waitGroupAlive(t, ms)
 
 	addrs := ms[0].grpc + "," + ms[1].grpc + "," + ms[2].grpc
 	rig := &gossipRig{dir: filepath.Join(root, "rig"), name: "grig"}

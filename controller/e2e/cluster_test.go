@@ -87,6 +87,58 @@ func (m *groupMember) ready() bool {
 	return resp.StatusCode == 200
 }
 
+// groupMembers lays out three members under root, each with its own
+// ports and data dir; extra is configuration every member shares.
+func groupMembers(t *testing.T, root, extra string) []*groupMember {
+	t.Helper()
+	var ms []*groupMember
+	for i := 1; i <= 3; i++ {
+		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i)),
+			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: net.JoinHostPort(gossipAddr(t, "127.0.0.1")), extra: extra}
+		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// shareGroupSecrets copies the first member's CA and gossip keys to the
+// others, as the README says an operator does before their first start.
+func shareGroupSecrets(t *testing.T, ms []*groupMember) {
+	t.Helper()
+	for _, m := range ms[1:] {
+		testsupport.CopyTree(t, filepath.Join(ms[0].dir, "quarry-data", "pki"), filepath.Join(m.dir, "quarry-data", "pki"))
+		for _, f := range []string{"gossip-keyring.json", "gossip-event.key"} {
+			b, err := os.ReadFile(filepath.Join(ms[0].dir, "quarry-data", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(m.dir, "quarry-data", f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// waitGroupAlive waits for every member to be an alive voter.
+func waitGroupAlive(t *testing.T, ms []*groupMember) {
+	t.Helper()
+	testsupport.Poll(t, "every member an alive voter", 60*time.Second, func() (bool, string) {
+		p, err := groupPeers(t, ms[0].dir, ms)
+		if err != nil {
+			return false, err.Error()
+		}
+		alive := 0
+		for _, peer := range p.Peers {
+			if peer.Alive && peer.Voter {
+				alive++
+			}
+		}
+		return alive == len(ms), fmt.Sprint(p.Peers)
+	})
+}
+
 // groupCtl runs quarryctl against the members' addresses, in order, with
 // the local credentials the first controller wrote when it ran alone
 // (tokens and the CA are the group's).
@@ -138,15 +190,7 @@ func TestControllerGroupFailover(t *testing.T) {
 	simMarket(t, market, 20)
 	profit := simControllerConfig(market)
 	t.Setenv("QUARRY_BILLING_STRIPE_KEY", "sk_test_group")
-	var ms []*groupMember
-	for i := 1; i <= 3; i++ {
-		m := &groupMember{id: fmt.Sprintf("ctl-%d", i), dir: filepath.Join(root, fmt.Sprintf("c%d", i)),
-			grpc: freePort(t), http: freePort(t), raft: freePort(t), serf: net.JoinHostPort(gossipAddr(t, "127.0.0.1")), extra: billing + profit}
-		if err := os.MkdirAll(filepath.Join(m.dir, "quarry-data"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, m)
-	}
+	ms := groupMembers(t, root, billing+profit)
 	// Alone first: the data dir gets its CA, keys and a join token.
 	// Its profit settings seed the database, so it starts with the same
 	// configuration the members get.
@@ -163,36 +207,13 @@ func TestControllerGroupFailover(t *testing.T) {
 	alone.stop()
 	// The members share the CA and the gossip keys (README: "Controllers
 	// in a group").
-	for _, m := range ms[1:] {
-		testsupport.CopyTree(t, filepath.Join(ms[0].dir, "quarry-data", "pki"), filepath.Join(m.dir, "quarry-data", "pki"))
-		for _, f := range []string{"gossip-keyring.json", "gossip-event.key"} {
-			b, err := os.ReadFile(filepath.Join(ms[0].dir, "quarry-data", f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(m.dir, "quarry-data", f), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	shareGroupSecrets(t, ms)
 
 	startMember(t, ms[0], 1, "")
 	eventually(t, "the first member leads", 30*time.Second, ms[0].ready)
 	startMember(t, ms[1], 0, ms[0].serf)
 	startMember(t, ms[2], 0, ms[0].serf)
-	testsupport.Poll(t, "three members, all alive", 60*time.Second, func() (bool, string) {
-		p, err := groupPeers(t, ms[0].dir, ms)
-		if err != nil {
-			return false, err.Error()
-		}
-		alive := 0
-		for _, peer := range p.Peers {
-			if peer.Alive && peer.Voter {
-				alive++
-			}
-		}
-		return alive == 3, fmt.Sprint(p.Peers)
-	})
+	waitGroupAlive(t, ms)
 	if ms[1].ready() || ms[2].ready() {
 		t.Fatal("a standby says it is ready")
 	}
