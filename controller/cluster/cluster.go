@@ -500,14 +500,28 @@ func (n *Node) Leader() (id, grpcAddr, httpAddr string) {
 
 // Controllers lists the client-facing gRPC addresses of the group's
 // alive members, leader first.
+//
+// Only members of the group's configuration count, at the raft address
+// they were proven at: the pool's key is the rigs' gossip key too, so a
+// pool member's tags alone must not send rigs anywhere.
 func (n *Node) Controllers() []string {
-	lid, lg, _ := n.Leader()
-	var out []string
-	if lg != "" {
-		out = append(out, lg)
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return nil
 	}
+	proven := map[string]string{}
+	for _, s := range cf.Configuration().Servers {
+		proven[string(s.ID)] = string(s.Address)
+	}
+	_, lid := n.raft.LeaderWithID()
+	var out []string
 	for _, m := range n.members() {
-		if m.alive && m.id != lid && m.grpc != "" {
+		if !m.alive || m.grpc == "" || proven[m.id] != m.raft || m.raft == "" {
+			continue
+		}
+		if m.id == string(lid) {
+			out = append([]string{m.grpc}, out...)
+		} else {
 			out = append(out, m.grpc)
 		}
 	}

@@ -163,9 +163,27 @@ func TestGroupReplicatesAndFailsOver(t *testing.T) {
 	if err != nil || len(peers) != 3 {
 		t.Fatalf("peers: %v %v", peers, err)
 	}
-	if got := l.node.Controllers(); len(got) != 3 || got[0] != l.cfg.GRPCAddr {
-		t.Fatalf("controllers %v, want 3 with the leader's %s first", got, l.cfg.GRPCAddr)
+	testsupport.Eventually(t, "every member's address, the leader's first", 10*time.Second, func() bool {
+		got := l.node.Controllers()
+		return len(got) == 3 && got[0] == l.cfg.GRPCAddr
+	})
+	// A pool member outside the group's configuration (anyone with the
+	// pool's key, a rig's gossip key included) is not handed to rigs.
+	impostor := newMember(t, newCA(t), "c9", 0, []string{a.cfg.SerfAddr}, "")
+	testsupport.Eventually(t, "the impostor in the pool", 10*time.Second, func() bool {
+		for _, m := range l.node.members() {
+			if m.id == "c9" && m.alive {
+				return true
+			}
+		}
+		return false
+	})
+	for _, c := range l.node.Controllers() {
+		if c == impostor.cfg.GRPCAddr {
+			t.Fatalf("controllers %v include a member the group never proved", l.node.Controllers())
+		}
 	}
+	impostor.stop(t)
 
 	l.stop(t)
 	var rest []*tmember
