@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,13 +31,12 @@ func TestMain(m *testing.M) {
 // freeAddr reserves a loopback port for a member's listener.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return memberPorts.Addr(t, "127.0.0.1")
 }
+
+// memberPorts: every test's members bind in this one process, so no port
+// may be handed out twice.
+var memberPorts = testsupport.NewPorts()
 
 type tmember struct {
 	node *Node

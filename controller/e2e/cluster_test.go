@@ -771,12 +771,7 @@ func hostOf(addr string) string { return addr[:strings.LastIndex(addr, ":")] }
 
 func freePortOn(t *testing.T, ip string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return localPorts.Addr(t, ip)
 }
 
 func groupRigsVia(t *testing.T, creds string, ms []*groupMember) (map[string]rigJSON, error) {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,21 +21,7 @@ import (
 // works on Linux loopback, so each agent gets an address of its own).
 func gossipAddr(t *testing.T, ip string) (string, string) {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return ip, port
-		}
-	}
-	t.Fatalf("no free gossip port on %s", ip)
-	return "", ""
+	return ip, localPorts.Port(t, ip)
 }
 
 // gossipRig is an enrolled agent with its own gossip address.

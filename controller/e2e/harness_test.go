@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,14 +60,15 @@ func bins(t *testing.T) string {
 	return binDir
 }
 
+// localPorts is shared by every test in this binary: the controllers,
+// agents and gossip nodes they start all bind in this one host's port
+// space, so a port handed to one must never be handed to another.
+var localPorts = testsupport.NewPorts()
+
+// freePort is a loopback address for a process the test starts.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return localPorts.Addr(t, "127.0.0.1")
 }
 
 type proc struct {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,11 +20,7 @@ import (
 // that take one.
 func freePortNumber(t *testing.T) string {
 	t.Helper()
-	_, port, err := net.SplitHostPort(freePort(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
+	return localPorts.Port(t, "127.0.0.1")
 }
 
 // shows waits until the element's text contains want. The page redraws

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/quarryfleet/quarry/controller/gossipd"
 	"github.com/quarryfleet/quarry/pkg/gossip"
 	"github.com/quarryfleet/quarry/pkg/pki"
+	"github.com/quarryfleet/quarry/pkg/testsupport"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -91,14 +91,13 @@ func runMember(t *testing.T, dir string) (cfg Config, stop func()) {
 	return cfg, stop
 }
 
+// memberPorts: the members of every group test bind in this one process,
+// so no port may be handed out twice.
+var memberPorts = testsupport.NewPorts()
+
 func freeLoopback(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return memberPorts.Addr(t, "127.0.0.1")
 }
 
 // TestGroupKeepsRotatedGossipKey: a key rotation on a group's leader is

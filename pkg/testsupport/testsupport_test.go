@@ -1,8 +1,11 @@
 package testsupport
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"go.etcd.io/bbolt"
@@ -43,4 +46,56 @@ func TestOpenDBChecksAndCloses(t *testing.T) {
 		t.Fatal("database still open after CheckDB")
 	}
 	CheckDB(t, db) // closed already: no error, no panic
+}
+
+func TestPortsNeverRepeatAndAreFree(t *testing.T) {
+	p := NewPorts()
+	seen := map[string]bool{}
+	for range 200 {
+		addr := p.Addr(t, "127.0.0.1")
+		if seen[addr] {
+			t.Fatalf("%s handed out twice", addr)
+		}
+		seen[addr] = true
+		port, _ := strconv.Atoi(addr[strings.LastIndex(addr, ":")+1:])
+		if port < p.lo || port >= p.hi {
+			t.Fatalf("%s outside [%d, %d)", addr, p.lo, p.hi)
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("handed %s, not free for TCP: %v", addr, err)
+		}
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			t.Fatalf("handed %s, not free for UDP: %v", addr, err)
+		}
+		l.Close()
+		u.Close()
+	}
+}
+
+func TestPortsSkipATakenPort(t *testing.T) {
+	p := NewPorts()
+	// Hold a port n whose neighbour n+1 is free; of the two, only n+1
+	// may be handed out.
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := l.Addr().(*net.TCPAddr).Port
+		next := "127.0.0.1:" + strconv.Itoa(n+1)
+		if probe, err := net.Listen("tcp", next); err == nil {
+			probe.Close()
+			p.lo, p.hi = n, n+2
+			got := p.Port(t, "127.0.0.1")
+			l.Close()
+			if got != strconv.Itoa(n+1) {
+				t.Fatalf("got %s with %d taken, want %d", got, n, n+1)
+			}
+			return
+		}
+		l.Close()
+	}
+	t.Fatal("no taken port with a free neighbour in 50 tries")
 }
