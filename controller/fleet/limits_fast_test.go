@@ -1,0 +1,134 @@
+package fleet
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
+)
+
+// TestReportFastCheckCoversEveryField walks Report's descriptors and, for
+// every string, list and map anywhere in it, builds a report with just that
+// one at its limit (which both checks must pass) and one over it (which
+// both must refuse). A field added to Report or its parts without a line
+// in reportWithinLimits fails here.
+func TestReportFastCheckCoversEveryField(t *testing.T) {
+	var cases int
+	var walk func(path []protoreflect.FieldDescriptor, md protoreflect.MessageDescriptor)
+	walk = func(path []protoreflect.FieldDescriptor, md protoreflect.MessageDescriptor) {
+		fields := md.Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			p := append(append([]protoreflect.FieldDescriptor{}, path...), fd)
+			name := pathName(p)
+			switch {
+			case fd.IsMap():
+				max := listMax(fd)
+				check(t, name+" entries", p, func(m protoreflect.Message, over bool) {
+					mp := m.Mutable(fd).Map()
+					n := max
+					if over {
+						n++
+					}
+					for j := range n {
+						mp.Set(protoreflect.ValueOfString(strings.Repeat("k", j+1)).MapKey(), protoreflect.ValueOfString("v"))
+					}
+				})
+				check(t, name+" key", p, func(m protoreflect.Message, over bool) {
+					m.Mutable(fd).Map().Set(protoreflect.ValueOfString(sized(fd.MapKey(), over)).MapKey(), protoreflect.ValueOfString("v"))
+				})
+				check(t, name+" value", p, func(m protoreflect.Message, over bool) {
+					m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString(sized(fd.MapValue(), over)))
+				})
+				cases += 3
+			case fd.IsList():
+				max := listMax(fd)
+				check(t, name+" entries", p, func(m protoreflect.Message, over bool) {
+					l := m.Mutable(fd).List()
+					n := max
+					if over {
+						n++
+					}
+					for range n {
+						l.Append(l.NewElement())
+					}
+				})
+				cases++
+				if fd.Kind() == protoreflect.StringKind {
+					check(t, name+" element", p, func(m protoreflect.Message, over bool) {
+						m.Mutable(fd).List().Append(protoreflect.ValueOfString(sized(fd, over)))
+					})
+					cases++
+				}
+				if fd.Message() != nil {
+					walk(p, fd.Message())
+				}
+			case fd.Message() != nil:
+				walk(p, fd.Message())
+			case fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind:
+				check(t, name, p, func(m protoreflect.Message, over bool) {
+					if fd.Kind() == protoreflect.BytesKind {
+						m.Set(fd, protoreflect.ValueOfBytes([]byte(sized(fd, over))))
+						return
+					}
+					m.Set(fd, protoreflect.ValueOfString(sized(fd, over)))
+				})
+				cases++
+			}
+		}
+	}
+	walk(nil, (&quarryv1.Report{}).ProtoReflect().Descriptor())
+	if cases < 30 {
+		t.Fatalf("only %d cases from Report's descriptors", cases)
+	}
+}
+
+// sized is a string at fd's limit, or one byte over it.
+func sized(fd protoreflect.FieldDescriptor, over bool) string {
+	n := MaxFieldBytes
+	if l, ok := longFields[fd.FullName()]; ok {
+		n = l
+	}
+	if over {
+		n++
+	}
+	return strings.Repeat("x", n)
+}
+
+func pathName(p []protoreflect.FieldDescriptor) string {
+	var b strings.Builder
+	b.WriteString("Report")
+	for _, fd := range p {
+		b.WriteString("." + string(fd.Name()))
+	}
+	return b.String()
+}
+
+// check builds a report down path (one element of each list on the way),
+// lets set fill the last field at or over its limit, and compares both
+// checks with what the limit says.
+func check(t *testing.T, name string, path []protoreflect.FieldDescriptor, set func(m protoreflect.Message, over bool)) {
+	t.Helper()
+	for _, over := range []bool{false, true} {
+		r := &quarryv1.Report{}
+		m := r.ProtoReflect()
+		for _, fd := range path[:len(path)-1] {
+			if fd.IsList() {
+				l := m.Mutable(fd).List()
+				e := l.NewElement()
+				l.Append(e)
+				m = e.Message()
+				continue
+			}
+			m = m.Mutable(fd).Message()
+		}
+		set(m, over)
+		fast := reportWithinLimits(r)
+		slow := checkMessage(r.ProtoReflect()) == nil
+		if fast != !over || slow != !over {
+			t.Errorf("%s (over the limit: %v): direct check passes it: %v, reflective walk passes it: %v", name, over, fast, slow)
+		}
+	}
+}
