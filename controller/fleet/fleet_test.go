@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -502,4 +503,67 @@ func dumpFile(t *testing.T, db *bolt.DB) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// TestCommitDelaySharesOneCommit: reports arriving within the delay share
+// one transaction; a full batch does not wait for the delay, and a clean
+// close commits what is waiting.
+func TestCommitDelaySharesOneCommit(t *testing.T) {
+	t.Run("within the delay", func(t *testing.T) {
+		f, _ := openFleet(t, filepath.Join(t.TempDir(), "q.db"), Options{CommitDelay: 300 * time.Millisecond})
+		defer f.Close()
+		if err := f.RegisterRig("r1", "one", "h"); err != nil {
+			t.Fatal(err)
+		}
+		if acked := ingestAll(t, f, "r1", 1, 2, 3, 4); len(acked) != 4 {
+			t.Fatalf("acked %v", acked)
+		}
+		if st := f.Stats(); st.Committed != 4 || st.Batches != 1 {
+			t.Fatalf("4 reports in %d batches (%d committed), want 1", st.Batches, st.Committed)
+		}
+	})
+	t.Run("a full batch commits at once", func(t *testing.T) {
+		f, _ := openFleet(t, filepath.Join(t.TempDir(), "q.db"), Options{CommitDelay: time.Hour, MaxBatch: 3})
+		defer f.Close()
+		if err := f.RegisterRig("r1", "one", "h"); err != nil {
+			t.Fatal(err)
+		}
+		for s := uint64(1); s <= 3; s++ {
+			if err := f.Ingest(context.Background(), "r1", &quarryv1.Report{Seq: s}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testsupport.Poll(t, "the full batch committed", 30*time.Second, func() (bool, string) {
+			st := f.Stats()
+			return st.Committed == 3, fmt.Sprintf("%+v", st)
+		})
+	})
+	t.Run("close commits what waits", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "q.db")
+		f, db := openFleet(t, path, Options{CommitDelay: time.Hour})
+		if err := f.RegisterRig("r1", "one", "h"); err != nil {
+			t.Fatal(err)
+		}
+		var acks atomic.Int64
+		for s := uint64(1); s <= 3; s++ {
+			if err := f.Ingest(context.Background(), "r1", &quarryv1.Report{Seq: s}, func(uint64) { acks.Add(1) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := f.Stats(); st.Batches != 0 {
+			t.Fatalf("committed before the delay: %+v", st)
+		}
+		f.Close()
+		if acks.Load() != 3 {
+			t.Fatalf("%d of 3 acknowledged by close", acks.Load())
+		}
+		f2, err := Open(db, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f2.Close()
+		if r, _ := f2.Rig("r1"); r.LastSeq != 3 {
+			t.Fatalf("after close the file holds seq %d, want 3", r.LastSeq)
+		}
+	})
 }

@@ -27,6 +27,7 @@ type Config struct {
 	MaxClockSkew   time.Duration    `yaml:"max_clock_skew" help:"how far ahead of the controller's clock a rig's report may be dated; later ones count as received now"`
 	Audit          AuditConfig      `yaml:"audit"`
 	MaxBatch       int              `yaml:"max_batch" help:"most reports committed in one database transaction"`
+	CommitDelay    time.Duration    `yaml:"commit_delay" help:"how long a report waits for others to share its database commit and disk sync (0: commit at once)"`
 	LogLevel       string           `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	ShutdownGrace  time.Duration    `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
 	Jobs           jobs.Config      `yaml:"jobs"`
@@ -57,6 +58,7 @@ func DefaultConfig() Config {
 		AgentCertTTL:   24 * time.Hour,
 		LocalToken:     true,
 		MaxBatch:       4096,
+		CommitDelay:    10 * time.Millisecond,
 		MaxClockSkew:   fleet.DefaultMaxClockSkew,
 		Audit:          AuditConfig{MaxAge: fleet.DefaultAuditMaxAge, MaxEntries: fleet.DefaultAuditMaxEntries},
 		LogLevel:       "info",
@@ -105,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 1 {
 		errs = append(errs, fmt.Errorf("max_batch: must be at least 1, got %d", c.MaxBatch))
+	}
+	if c.CommitDelay < 0 || c.CommitDelay > time.Second {
+		errs = append(errs, fmt.Errorf("commit_delay: %s is outside 0 to 1s", c.CommitDelay))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -184,7 +184,7 @@ func (c *Controller) closeDatabase() {
 
 func (c *Controller) openFleet() error {
 	var err error
-	c.fleet, err = fleet.Open(c.db, fleet.Options{MaxBatch: c.cfg.MaxBatch, Logger: c.log,
+	c.fleet, err = fleet.Open(c.db, fleet.Options{MaxBatch: c.cfg.MaxBatch, CommitDelay: c.cfg.CommitDelay, Logger: c.log,
 		AuditMaxAge: c.cfg.Audit.MaxAge, AuditMaxEntries: c.cfg.Audit.MaxEntries, MaxClockSkew: c.cfg.MaxClockSkew})
 	if err != nil || c.restored == "" {
 		return err
