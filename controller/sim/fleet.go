@@ -31,10 +31,13 @@ type Options struct {
 	Prefix     string // rig names are Prefix-1 … Prefix-N
 	Profile    *Profile
 	// Interval is the report period; 0 takes the controller's setting,
-	// and Saturate sends each rig's next report as soon as the last one
-	// is acknowledged.
+	// and Saturate makes each rig's reports back to back, keeping up to
+	// InFlight (default 1) of them unacknowledged: 1 is a rig in lockstep
+	// with its acknowledgements, more is a rig replaying a backlog, which
+	// the link sends without waiting, as after an outage.
 	Interval time.Duration
 	Saturate bool
+	InFlight int
 	// Shards is how many database files hold the rigs' buffers and state.
 	Shards     int
 	BufferSize int // reports kept per rig while the controller is away
@@ -207,6 +210,9 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	}
 	if o.Ramp <= 0 {
 		o.Ramp = 64
+	}
+	if o.InFlight < 0 || o.InFlight > o.BufferSize {
+		return nil, fmt.Errorf("in-flight reports: %d is outside 1 to the buffer's %d", o.InFlight, o.BufferSize)
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -447,11 +453,12 @@ func (f *Fleet) acked(r *simRig, upTo uint64) {
 // saturating.
 func (f *Fleet) report(ctx context.Context, r *simRig) {
 	if f.opts.Saturate {
+		window := uint64(max(f.opts.InFlight, 1))
 		for ctx.Err() == nil {
 			seq := f.makeReport(ctx, r)
 			for {
 				r.mu.Lock()
-				done := r.lastAck >= seq
+				done := r.lastAck+window > seq
 				r.mu.Unlock()
 				if done || seq == 0 {
 					break

@@ -49,7 +49,8 @@ func run() error {
 	flag.StringVar(&o.Prefix, "prefix", "sim", "rig names are PREFIX-1 … PREFIX-N")
 	flag.StringVar(&profileFile, "profile", "", "hardware profile YAML (default: the built-in one)")
 	flag.DurationVar(&o.Interval, "interval", 0, "report period (default: the controller's report_interval)")
-	flag.BoolVar(&o.Saturate, "saturate", false, "send each rig's next report as soon as the last one is acknowledged")
+	flag.BoolVar(&o.Saturate, "saturate", false, "make each rig's reports back to back, each as soon as fewer than -in-flight are unacknowledged")
+	flag.IntVar(&o.InFlight, "in-flight", 1, "with -saturate: most unacknowledged reports a rig keeps (1: lockstep with its acknowledgements; more: a rig replaying a backlog)")
 	flag.IntVar(&o.Shards, "shards", 16, "database files holding the rigs' buffers")
 	flag.IntVar(&o.Ramp, "ramp", 64, "most rigs connecting at once")
 	flag.Uint64Var(&o.Seed, "seed", 1, "seed of noise and random failures")
@@ -179,7 +180,7 @@ func run() error {
 	committed := acked1 - acked0
 	mode := "every " + o.Interval.String()
 	if o.Saturate {
-		mode = "saturating"
+		mode = fmt.Sprintf("saturating, %d in flight a rig", max(o.InFlight, 1))
 	}
 	fmt.Printf("rigs=%d (%s, %d up at the end): %d reports committed in %s = %.0f reports/s; made→committed p50=%s p99=%s max=%s (enroll %s, connect %s)\n",
 		o.Rigs, mode, upAtEnd, committed, elapsed.Round(time.Millisecond), float64(committed)/elapsed.Seconds(),
