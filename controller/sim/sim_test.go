@@ -249,3 +249,15 @@ func TestMinerAPIsSetting(t *testing.T) {
 		t.Errorf("miner_apis: sometimes: %v, want refused", err)
 	}
 }
+
+func TestNewRefusesAnInFlightWindowOverTheBuffer(t *testing.T) {
+	for _, c := range []struct {
+		inFlight int
+		want     string
+	}{{-1, "in-flight reports: -1"}, {11, "in-flight reports: 11 is outside 1 to the buffer's 10"}} {
+		_, err := New(context.Background(), Options{Addr: "127.0.0.1:7443", DataDir: t.TempDir(), Rigs: 1, BufferSize: 10, Saturate: true, InFlight: c.inFlight})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("in-flight %d: got %v, want an error with %q", c.inFlight, err, c.want)
+		}
+	}
+}
