@@ -567,3 +567,53 @@ func TestCommitDelaySharesOneCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestHistoryRollupsKeepEachReportsOwnParts: the committer builds every
+// rollup in the same memory; a report with fewer GPUs, no host or no miner
+// after a fuller one must not inherit the fuller one's parts.
+func TestHistoryRollupsKeepEachReportsOwnParts(t *testing.T) {
+	f, _ := openFleet(t, filepath.Join(t.TempDir(), "q.db"), Options{})
+	defer f.Close()
+	if err := f.RegisterRig("r1", "one", "h"); err != nil {
+		t.Fatal(err)
+	}
+	temp := func(v float64) *float64 { return &v }
+	gpus := func(n int, c float64) []*quarryv1.GPUStats {
+		var out []*quarryv1.GPUStats
+		for i := range n {
+			out = append(out, &quarryv1.GPUStats{Index: uint32(i), BusId: fmt.Sprintf("0000:%02x:00.0", i+1), TemperatureC: temp(c + float64(i)), Name: "not kept"})
+		}
+		return out
+	}
+	reports := []*quarryv1.Report{
+		{Seq: 1, Host: &quarryv1.HostStats{CpuPercent: 40, Load5: 9}, Gpus: gpus(6, 60), Miners: []*quarryv1.MinerStats{{Miner: "lolminer", Coin: "etc", Hashrate: 3e8, Pool: "not kept"}}},
+		{Seq: 2, Gpus: gpus(4, 70)},
+		{Seq: 3, Host: &quarryv1.HostStats{CpuPercent: 7}},
+	}
+	for _, r := range reports {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		if err := f.Ingest(context.Background(), "r1", r, func(uint64) { wg.Done() }); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+	hist, err := f.History("r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 3 {
+		t.Fatalf("%d history records, want 3", len(hist))
+	}
+	h1, h2, h3 := hist[0], hist[1], hist[2]
+	if len(h1.Gpus) != 6 || h1.Gpus[5].GetTemperatureC() != 65 || h1.Gpus[0].Name != "" || h1.Host.GetCpuPercent() != 40 || h1.Host.GetLoad5() != 0 ||
+		len(h1.Miners) != 1 || h1.Miners[0].Hashrate != 3e8 || h1.Miners[0].Pool != "" {
+		t.Errorf("first rollup: %v", h1)
+	}
+	if len(h2.Gpus) != 4 || h2.Gpus[3].GetTemperatureC() != 73 || h2.Host != nil || len(h2.Miners) != 0 {
+		t.Errorf("second rollup kept another report's parts: %v", h2)
+	}
+	if len(h3.Gpus) != 0 || h3.Host.GetCpuPercent() != 7 || len(h3.Miners) != 0 {
+		t.Errorf("third rollup kept another report's parts: %v", h3)
+	}
+}
