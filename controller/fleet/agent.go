@@ -240,6 +240,7 @@ func (s *AgentServer) sendLoop(sess *Session, stream quarryv1.AgentService_Conne
 		if err := stream.Send(&quarryv1.ConnectResponse{Msg: &quarryv1.ConnectResponse_Command{Command: c}}); err != nil {
 			return err
 		}
+		s.Fleet.CommandHandedToStream(c)
 		if err := s.Fleet.MarkSent(c.Id); err != nil {
 			s.Log.Warn("mark command sent", "command", c.Id, "err", err)
 		}

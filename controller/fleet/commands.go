@@ -263,6 +263,15 @@ func sortCommands(cs []*quarryv1.Command) {
 }
 
 // MarkSent records that a command went out on a stream.
+// CommandHandedToStream times cmd from being queued to now, when it was
+// handed to its rig's stream.
+func (f *Fleet) CommandHandedToStream(cmd *quarryv1.Command) {
+	d := f.opts.Now().Sub(time.Unix(0, cmd.GetCreatedUnixNano()))
+	f.mu.Lock()
+	f.stats.CommandSendLatency.observe(max(d, 0))
+	f.mu.Unlock()
+}
+
 func (f *Fleet) MarkSent(id string) error {
 	return f.updateCommand(id, func(rec *quarryv1.CommandRecord) bool {
 		if rec.Status != quarryv1.CommandStatus_COMMAND_STATUS_PENDING {

@@ -153,6 +153,10 @@ type IngestStats struct {
 	// before the committer, the commit with its disk sync, and the
 	// observers of committed reports.
 	AckLatency LatencyHistogram
+	// CommandSendLatency is how long commands took from being queued to
+	// being handed to their rig's stream: the controller's own share of
+	// how long a switch takes to reach the fleet.
+	CommandSendLatency LatencyHistogram
 }
 
 // ackLatencyBounds are the upper bounds, in seconds, of AckLatency's

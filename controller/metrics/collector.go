@@ -63,6 +63,7 @@ var (
 	dBatches     = desc("quarry_controller_commit_batches_total", "Database transactions that committed reports.")
 	dLastCommit  = desc("quarry_controller_last_commit_duration_seconds", "Wall time of the latest report commit transaction.")
 	dAckLatency  = desc("quarry_controller_report_ack_seconds", "Time from a report reaching the committer's queue to its acknowledgement going to the rig: queueing, the durable commit and the observers of committed reports.")
+	dCmdLatency  = desc("quarry_controller_command_send_seconds", "Time from a command being queued to its being handed to the rig's stream; a command for a rig that was away counts until the rig came back.")
 	dOutboxDepth = desc("quarry_controller_outbox_depth", "Records waiting in an outbox.", "outbox")
 )
 
@@ -73,7 +74,7 @@ var fleetDescs = []*prometheus.Desc{
 	dRigs,
 }
 
-var healthDescs = []*prometheus.Desc{dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dAckLatency, dOutboxDepth}
+var healthDescs = []*prometheus.Desc{dConnected, dCommitted, dDuplicates, dBatches, dLastCommit, dAckLatency, dCmdLatency, dOutboxDepth}
 
 // Describe implements prometheus.Collector: every family /metrics serves.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
@@ -106,7 +107,8 @@ func (h health) Collect(ch chan<- prometheus.Metric) {
 	if st.Batches > 0 {
 		m.emit(dLastCommit, prometheus.GaugeValue, float64(st.LastBatchNs)/1e9)
 	}
-	m.ch <- ackLatency(&st.AckLatency)
+	m.ch <- latencyHistogram(dAckLatency, &st.AckLatency)
+	m.ch <- latencyHistogram(dCmdLatency, &st.CommandSendLatency)
 	if outbox != nil {
 		for name, n := range outbox() {
 			m.emit(dOutboxDepth, prometheus.GaugeValue, float64(n), name)
@@ -262,14 +264,13 @@ func collectRig(m *emitter, r *quarryv1.Rig, profit ProfitFunc) {
 	}
 }
 
-// ackLatency is the report acknowledgement histogram in Prometheus's
-// cumulative form.
-func ackLatency(h *fleet.LatencyHistogram) prometheus.Metric {
+// latencyHistogram is h in Prometheus's cumulative form.
+func latencyHistogram(d *prometheus.Desc, h *fleet.LatencyHistogram) prometheus.Metric {
 	buckets := make(map[float64]uint64, len(h.Bounds()))
 	var cum uint64
 	for i, le := range h.Bounds() {
 		cum += h.Counts[i]
 		buckets[le] = cum
 	}
-	return prometheus.MustNewConstHistogram(dAckLatency, h.Count(), h.Sum.Seconds(), buckets)
+	return prometheus.MustNewConstHistogram(d, h.Count(), h.Sum.Seconds(), buckets)
 }

@@ -224,6 +224,7 @@ func TestPromtoolCheckLiveScrape(t *testing.T) {
 	r := fixture(t)
 	r.Seq, r.TimeUnixNano = 1, time.Now().UnixNano()
 	commit(t, c.Fleet(), "rig-a", r)
+	c.Fleet().CommandHandedToStream(&quarryv1.Command{CreatedUnixNano: time.Now().Add(-30 * time.Millisecond).UnixNano()})
 	c.Metrics().SetProfit(func(string) (float64, bool) { return 1.25, true })
 	c.Metrics().SetOutboxDepth(func() map[string]int { return map[string]int{"commands": 0} })
 
@@ -236,7 +237,8 @@ func TestPromtoolCheckLiveScrape(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("scrape: %d %s", resp.StatusCode, body)
 	}
-	for _, want := range []string{"quarry_gpu_temperature_celsius{", "quarry_controller_reports_committed_total 1", "quarry_controller_report_ack_seconds_count 1", `quarry_controller_report_ack_seconds_bucket{le="+Inf"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
+	for _, want := range []string{"quarry_gpu_temperature_celsius{", "quarry_controller_reports_committed_total 1", "quarry_controller_report_ack_seconds_count 1", `quarry_controller_report_ack_seconds_bucket{le="+Inf"} 1`,
+		`quarry_controller_command_send_seconds_bucket{le="0.025"} 0`, `quarry_controller_command_send_seconds_bucket{le="0.05"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("scrape lacks %q", want)
 		}

@@ -42,6 +42,8 @@ func TestCommandOutlivesControllerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-h.started
+	// The controller timed the command from its queueing to its stream.
+	eventually(t, "command send timed", func() bool { st := tc.Fleet().Stats(); return st.CommandSendLatency.Count() == 1 })
 	tc.stop()
 	var streams agentStreams
 	tc2 := restartController(t, tc, streams.options()...)

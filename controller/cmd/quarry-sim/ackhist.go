@@ -19,6 +19,10 @@ import (
 // the end-to-end figure can be told apart.
 const ackMetric = "quarry_controller_report_ack_seconds"
 
+// commandMetric is the controller's histogram of commands from being
+// queued to being handed to their rig's stream: its own share of a switch.
+const commandMetric = "quarry_controller_command_send_seconds"
+
 // histogram is one scrape of a Prometheus histogram: cumulative counts by
 // upper bound, ascending, the last one +Inf.
 type histogram struct {
@@ -29,6 +33,11 @@ type histogram struct {
 
 // ackHistogram scrapes url for ackMetric; an empty url reads nothing.
 func ackHistogram(ctx context.Context, url string) (histogram, error) {
+	return scrapeHistogram(ctx, url, ackMetric)
+}
+
+// scrapeHistogram scrapes url for the histogram name.
+func scrapeHistogram(ctx context.Context, url, name string) (histogram, error) {
 	if url == "" {
 		return histogram{}, errors.New("no -controller-metrics")
 	}
@@ -46,7 +55,7 @@ func ackHistogram(ctx context.Context, url string) (histogram, error) {
 	if resp.StatusCode != http.StatusOK {
 		return histogram{}, fmt.Errorf("scrape %s: %s", url, resp.Status)
 	}
-	return parseHistogram(resp.Body, ackMetric)
+	return parseHistogram(resp.Body, name)
 }
 
 // parseHistogram reads name's buckets and sum from the text exposition
@@ -108,8 +117,9 @@ func (h histogram) count() uint64 {
 	return h.counts[len(h.counts)-1]
 }
 
-// quantile is the upper bound of the bucket holding the q-th observation:
-// the histogram says no more than that.
+// quantile is the upper bound of the bucket holding the q-th observation,
+// "≤ 5ms" (the histogram says no more than that), or "> 10s" when it is
+// above the last bound.
 func (h histogram) quantile(q float64) string {
 	n := h.count()
 	if n == 0 {
@@ -122,9 +132,9 @@ func (h histogram) quantile(q float64) string {
 				if i == 0 {
 					return "unknown"
 				}
-				return fmt.Sprintf("more than %s", seconds(h.bounds[i-1]))
+				return "> " + seconds(h.bounds[i-1])
 			}
-			return seconds(h.bounds[i])
+			return "≤ " + seconds(h.bounds[i])
 		}
 	}
 	return "unknown"

@@ -44,7 +44,7 @@ func TestAckHistogramBetweenScrapes(t *testing.T) {
 	for _, tc := range []struct {
 		q    float64
 		want string
-	}{{0.5, "2.5ms"}, {0.98, "2.5ms"}, {0.99, "50ms"}, {1, "more than 100ms"}} {
+	}{{0.5, "≤ 2.5ms"}, {0.98, "≤ 2.5ms"}, {0.99, "≤ 50ms"}, {1, "> 100ms"}} {
 		if got := d.quantile(tc.q); got != tc.want {
 			t.Errorf("quantile %v = %s, want %s", tc.q, got, tc.want)
 		}

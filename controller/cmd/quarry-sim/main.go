@@ -135,14 +135,28 @@ func run() error {
 		st.MeasureSwitch(true)
 		ready()
 		fmt.Fprintf(os.Stderr, "quarry-sim: %d rigs connected in %s; waiting up to %s for a switch\n", o.Rigs, connected.Round(time.Millisecond), switchWait)
+		cmd0, cmdErr := scrapeHistogram(ctx, metricsURL, commandMetric)
 		deadline := time.Now().Add(switchWait)
 		for st.SwitchAcked() < o.Rigs && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(20 * time.Millisecond)
 		}
 		applied := st.MeasureSwitch(false)
+		cmd1, err := scrapeHistogram(ctx, metricsURL, commandMetric)
+		if cmdErr == nil {
+			cmdErr = err
+		}
 		cancel()
 		<-done
 		printSwitch(o.Rigs, applied)
+		if metricsURL != "" {
+			if cmdErr != nil {
+				fmt.Printf("  controller's own share: %v\n", cmdErr)
+			} else {
+				d := cmd1.since(cmd0)
+				fmt.Printf("  controller's own share, command queued→handed to the rig's stream: p50 %s, p99 %s, max %s, mean %s (%d commands, from %s)\n",
+					d.quantile(0.50), d.quantile(0.99), d.quantile(1), d.mean(), d.count(), commandMetric)
+			}
+		}
 		return nil
 	}
 	ready()
@@ -195,7 +209,7 @@ func run() error {
 			fmt.Printf("  controller's own acknowledgement latency: %v\n", ackErr)
 		} else {
 			d := ack1.since(ack0)
-			fmt.Printf("  controller's own latency, report received→acknowledgement sent: p50 ≤ %s, p99 ≤ %s, mean %s (%d reports, from quarry_controller_report_ack_seconds)\n",
+			fmt.Printf("  controller's own latency, report received→acknowledgement sent: p50 %s, p99 %s, mean %s (%d reports, from quarry_controller_report_ack_seconds)\n",
 				d.quantile(0.50), d.quantile(0.99), d.mean(), d.count())
 		}
 	}
