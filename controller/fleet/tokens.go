@@ -193,10 +193,15 @@ func (f *Fleet) registerUnique(id, name, hostname string) (string, error) {
 	// enrolling at once from picking the same free name.
 	f.regMu.Lock()
 	defer f.regMu.Unlock()
+	// Only names that start with this one can be taken by it or its
+	// numbered forms; a map of every name was built under the fleet's
+	// lock for each enrolment, 100,000 entries at a time.
 	f.mu.Lock()
-	taken := make(map[string]bool, len(f.rigs))
+	taken := map[string]bool{}
 	for _, r := range f.rigs {
-		taken[r.Name] = true
+		if strings.HasPrefix(r.Name, name) {
+			taken[r.Name] = true
+		}
 	}
 	f.mu.Unlock()
 	unique := name
