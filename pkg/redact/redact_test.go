@@ -87,3 +87,37 @@ func TestSecretName(t *testing.T) {
 		}
 	}
 }
+
+// textByEveryExpression is Text without its literal pre-checks: every
+// expression on every input.
+func textByEveryExpression(s string) string {
+	if s == "" {
+		return s
+	}
+	s = tokenRE.ReplaceAllString(s, "$1."+Mark)
+	s = stripeRE.ReplaceAllString(s, "$1"+Mark)
+	s = pairRE.ReplaceAllString(s, "$1$2"+Mark)
+	return urlRE.ReplaceAllStringFunc(s, redactURL)
+}
+
+// FuzzTextPrechecks: skipping an expression whose literal is absent never
+// changes what Text returns.
+func FuzzTextPrechecks(f *testing.F) {
+	for _, s := range []string{"role viewer", "bearer qat1.0123abcd given", "join qjt1.aa.bb.sha256:cc", "key sk_live_abc123", "rk_test_x whsec_y",
+		`PASSWORD: "x1" and Api_Key=y2`, "pool stratum+tcp://w.r:pw@host:1 down", "x://a@b", "token=a qat1.b sk_c s://u:p@h", "SeCrEt=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := Text(s), textByEveryExpression(s); got != want {
+			t.Fatalf("Text(%q) = %q, every expression gives %q", s, got, want)
+		}
+	})
+}
+
+func BenchmarkTextWithoutSecrets(b *testing.B) {
+	s := "queued 9f2c0a1b77e4d3c2 apply_flight_sheet erg to rig r10000-4711 (switch: etc to erg, +12.4%)" // no secret, as most audit text
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Text(s)
+	}
+}
