@@ -4,7 +4,9 @@
 # with a join token (its own key and certificate) and reports through the
 # agent's own link code. Figures print to stdout; the controller's CPU and
 # heap profiles of the saturation run are kept in BENCH_OUT (default
-# bench-out/). BENCH_RIGS (default "1000 10000") picks the fleet sizes.
+# bench-out/; the backlog replay's in bench-out/replay/). BENCH_RIGS
+# (default "1000 10000") picks the fleet sizes; BENCH_IN_FLIGHT (default
+# 64) how many reports a replaying rig keeps unacknowledged.
 # Then the controller with a large fleet in its store (BENCH_STORE_RIGS,
 # default 100000; 0 skips it): cold start of the real binary, rig list
 # pages over mutual TLS, and the dashboard overview. Before those, a
@@ -17,6 +19,7 @@ BIN="$PWD/bin"
 DURATION=${BENCH_DURATION:-30s}
 SIZES=${BENCH_RIGS-1000 10000}
 SATURATION=${BENCH_SATURATION_RIGS:-1000}
+IN_FLIGHT=${BENCH_IN_FLIGHT:-64}
 OUT=${BENCH_OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
 
@@ -54,6 +57,17 @@ if [ "$SATURATION" -gt 0 ]; then
   sleep 1
   echo "profiles: $OUT/controller-cpu.pprof $OUT/controller-heap.pprof (go tool pprof -top bin/quarry-controller FILE)"
   go tool pprof -top -nodecount 25 "$BIN/quarry-controller" "$OUT/controller-cpu.pprof" 2>/dev/null | head -32 >"$OUT/controller-cpu-top.txt" || true
+  # The same rigs replaying a backlog: the link sends whatever is
+  # buffered without waiting, so up to IN_FLIGHT reports a rig are
+  # unacknowledged, as after an outage.
+  mkdir -p "$OUT/replay"
+  for f in controller-cpu.pprof controller-heap.pprof; do mv "$OUT/$f" "$OUT/$f.lockstep"; done
+  echo "== ingest: saturation replaying a backlog ($IN_FLIGHT reports in flight a rig) =="
+  sim "$SATURATION" sat -saturate -in-flight "$IN_FLIGHT" -duration 20s -profile-controller
+  sleep 1
+  for f in controller-cpu.pprof controller-heap.pprof; do mv "$OUT/$f" "$OUT/replay/$f"; mv "$OUT/$f.lockstep" "$OUT/$f"; done
+  go tool pprof -top -nodecount 25 "$BIN/quarry-controller" "$OUT/replay/controller-cpu.pprof" 2>/dev/null | head -32 >"$OUT/replay/controller-cpu-top.txt" || true
+  echo "profiles of the replay: $OUT/replay/"
 fi
 kill $ctrl; wait $ctrl 2>/dev/null || true
 ctrl=

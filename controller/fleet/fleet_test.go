@@ -617,3 +617,35 @@ func TestHistoryRollupsKeepEachReportsOwnParts(t *testing.T) {
 		t.Errorf("third rollup kept another report's parts: %v", h3)
 	}
 }
+
+// BenchmarkIngestSteadyHistory commits reports for 1,000 rigs whose
+// history windows are full, so each report also ages out the oldest.
+func BenchmarkIngestSteadyHistory(b *testing.B) {
+	db := testsupport.OpenStore(b, filepath.Join(b.TempDir(), "q.db"), Buckets...)
+	f, _ := Open(db, Options{HistoryLen: 32})
+	defer f.Close()
+	const rigs = 1000
+	seq := make([]uint64, rigs)
+	report := func(r int, wg *sync.WaitGroup) {
+		seq[r]++
+		wg.Add(1)
+		_ = f.Ingest(context.Background(), rigName(r), &quarryv1.Report{Seq: seq[r], Host: &quarryv1.HostStats{CpuPercent: 5},
+			Gpus: []*quarryv1.GPUStats{{Index: 0, BusId: "0000:01:00.0"}, {Index: 1, BusId: "0000:02:00.0"}}}, func(uint64) { wg.Done() })
+	}
+	var wg sync.WaitGroup
+	for i := range rigs {
+		_ = f.RegisterRig(rigName(i), "", "")
+	}
+	for range 40 {
+		for r := range rigs {
+			report(r, &wg)
+		}
+	}
+	wg.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		report(i%rigs, &wg)
+	}
+	wg.Wait()
+}
