@@ -130,6 +130,7 @@ func (s *AgentServer) Connect(stream quarryv1.AgentService_ConnectServer) error 
 		s.Log.Warn("hello refused", "rig", rigID, "err", err)
 		return status.Errorf(codes.InvalidArgument, "Hello refused: %v", err)
 	}
+	DropUnknown(hello)
 	sess, err := s.Fleet.Attach(ctx, rigID)
 	if err != nil {
 		if errors.Is(err, ErrRevoked) {
@@ -207,11 +208,13 @@ func (s *AgentServer) recvLoop(sess *Session, stream quarryv1.AgentService_Conne
 				log.Warn("report refused", "seq", m.Report.GetSeq(), "err", err)
 				return status.Errorf(codes.InvalidArgument, "report %d refused: %v", m.Report.GetSeq(), err)
 			}
+			DropUnknown(m.Report)
 			if err := s.Fleet.Ingest(ctx, sess.RigID, m.Report, sess.Ack); err != nil {
 				return status.Errorf(codes.Unavailable, "ingest: %v", err)
 			}
 		case *quarryv1.ConnectRequest_CommandResult:
 			res := m.CommandResult
+			DropUnknown(res)
 			if err := CheckLimits(res); err != nil {
 				log.Warn("command result refused", "err", err)
 				res = &quarryv1.CommandResult{CommandId: Truncate(res.CommandId, MaxFieldBytes),

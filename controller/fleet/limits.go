@@ -270,3 +270,88 @@ func reportWithinLimits(r *quarryv1.Report) bool {
 	}
 	return true
 }
+
+// DropUnknown removes from m the fields this controller does not know. A
+// rig on a newer version may send them; nothing checks or bounds them, and
+// a rig's events are kept, so a rig could otherwise park megabytes in its
+// record within one message's size limit. Reports, sent all the time, are
+// looked at directly first and are nearly always left as they are.
+func DropUnknown(m proto.Message) {
+	if m == nil {
+		return
+	}
+	if r, ok := m.(*quarryv1.Report); ok && !reportHasUnknown(r) {
+		return
+	}
+	discardUnknown(m.ProtoReflect())
+}
+
+func discardUnknown(m protoreflect.Message) {
+	if len(m.GetUnknown()) > 0 {
+		m.SetUnknown(nil)
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() != nil {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					discardUnknown(mv.Message())
+					return true
+				})
+			}
+		case fd.IsList():
+			if fd.Message() != nil {
+				for i := range v.List().Len() {
+					discardUnknown(v.List().Get(i).Message())
+				}
+			}
+		case fd.Message() != nil:
+			discardUnknown(v.Message())
+		}
+		return true
+	})
+}
+
+// reportHasUnknown reports whether any message in r carries unknown
+// fields; TestReportUnknownFieldsFound sets them on each kind of message
+// in a report, from the descriptors.
+func reportHasUnknown(r *quarryv1.Report) bool {
+	unknown := func(m proto.Message) bool { return len(m.ProtoReflect().GetUnknown()) > 0 }
+	if unknown(r) {
+		return true
+	}
+	if h := r.Host; h != nil {
+		if unknown(h) {
+			return true
+		}
+		for _, s := range h.Sensors {
+			if s != nil && unknown(s) {
+				return true
+			}
+		}
+	}
+	for _, g := range r.Gpus {
+		if g != nil && unknown(g) {
+			return true
+		}
+	}
+	for _, m := range r.Miners {
+		if m == nil {
+			continue
+		}
+		if unknown(m) {
+			return true
+		}
+		for _, g := range m.Gpus {
+			if g != nil && unknown(g) {
+				return true
+			}
+		}
+	}
+	for _, e := range r.Events {
+		if e != nil && unknown(e) {
+			return true
+		}
+	}
+	return false
+}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -130,5 +131,53 @@ func check(t *testing.T, name string, path []protoreflect.FieldDescriptor, set f
 		if fast != !over || slow != !over {
 			t.Errorf("%s (over the limit: %v): direct check passes it: %v, reflective walk passes it: %v", name, over, fast, slow)
 		}
+	}
+}
+
+// TestReportUnknownFieldsFound sets unknown fields on every message in a
+// report, one at a time, from the descriptors: each must be found and
+// dropped, and a report without them must be left alone.
+func TestReportUnknownFieldsFound(t *testing.T) {
+	// Field 999, varint 1: a field no message in Report has.
+	unknown := protoreflect.RawFields{0xb8, 0x3e, 0x01}
+	var cases int
+	var walk func(path []protoreflect.FieldDescriptor, md protoreflect.MessageDescriptor)
+	walk = func(path []protoreflect.FieldDescriptor, md protoreflect.MessageDescriptor) {
+		r := &quarryv1.Report{Seq: 7}
+		m := r.ProtoReflect()
+		for _, fd := range path {
+			if fd.IsList() {
+				l := m.Mutable(fd).List()
+				e := l.NewElement()
+				l.Append(e)
+				m = e.Message()
+				continue
+			}
+			m = m.Mutable(fd).Message()
+		}
+		clean := proto.Clone(r).(*quarryv1.Report)
+		if reportHasUnknown(r) {
+			t.Fatalf("%s: found unknown fields in a report without any", pathName(path))
+		}
+		m.SetUnknown(unknown)
+		cases++
+		if !reportHasUnknown(r) {
+			t.Errorf("%s: unknown fields not found", pathName(path))
+		}
+		DropUnknown(r)
+		if !proto.Equal(r, clean) || reportHasUnknown(r) {
+			t.Errorf("%s: unknown fields not dropped: %v", pathName(path), r)
+		}
+		fields := md.Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			if fd.Message() != nil && !fd.IsMap() {
+				walk(append(append([]protoreflect.FieldDescriptor{}, path...), fd), fd.Message())
+			}
+		}
+	}
+	walk(nil, (&quarryv1.Report{}).ProtoReflect().Descriptor())
+	if cases < 7 {
+		t.Fatalf("only %d messages in Report's tree", cases)
 	}
 }

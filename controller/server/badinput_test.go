@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
@@ -108,4 +109,56 @@ func mustMarshal(t *testing.T, m proto.Message) rawBytes {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestUnknownFieldsFromARigAreNotKept: a rig may send fields this
+// controller does not know (a newer agent) and nothing bounds them, so a
+// report carrying 64 KiB of them in its host figures and in an event is
+// committed without them; the event, which the rig's record keeps, would
+// otherwise hold them for good.
+func TestUnknownFieldsFromARigAreNotKept(t *testing.T) {
+	tc := startTestController(t, nil)
+	a := enrollAgent(t, tc, tc.token(t, time.Hour, 1))
+	rig := a.id.RigID()
+	pad := protowire.AppendBytes(protowire.AppendTag(nil, 999, protowire.BytesType), make([]byte, 64<<10))
+	rep := &quarryv1.Report{Seq: 1, Host: &quarryv1.HostStats{CpuPercent: 50}, Events: []*quarryv1.Event{{Kind: "miner_started", Message: "ok"}}}
+	rep.Host.ProtoReflect().SetUnknown(pad)
+	rep.Events[0].ProtoReflect().SetUnknown(pad)
+
+	conn, err := grpc.NewClient(tc.GRPCAddr(), grpc.WithTransportCredentials(credsFor(a)), grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := conn.NewStream(cctx, connectDesc, quarryv1.AgentService_Connect_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendMsg(helloBytes(t, rig)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendMsg(mustMarshal(t, &quarryv1.ConnectRequest{Msg: &quarryv1.ConnectRequest_Report{Report: rep}})); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp := &quarryv1.ConnectResponse{}
+		if err := s.RecvMsg(resp); err != nil {
+			t.Fatalf("no acknowledgement: %v", err)
+		}
+		if resp.GetAck().GetUpToSeq() == 1 {
+			break
+		}
+	}
+	r, err := tc.Fleet().Rig(rig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Host.GetCpuPercent() != 50 || len(r.Events) == 0 || r.Events[len(r.Events)-1].Message != "ok" {
+		t.Fatalf("the report's known fields were not kept: %v", r)
+	}
+	if n := proto.Size(r); n > 16<<10 {
+		t.Fatalf("the rig's record is %d bytes: the unknown fields were kept", n)
+	}
 }
