@@ -27,7 +27,7 @@ type Config struct {
 	MaxClockSkew   time.Duration    `yaml:"max_clock_skew" help:"how far ahead of the controller's clock a rig's report may be dated; later ones count as received now"`
 	Audit          AuditConfig      `yaml:"audit"`
 	MaxBatch       int              `yaml:"max_batch" help:"most reports committed in one database transaction"`
-	CommitDelay    time.Duration    `yaml:"commit_delay" help:"how long a report waits for others to share its database commit and disk sync (0: commit at once)"`
+	CommitDelay    time.Duration    `yaml:"commit_delay" help:"how long a report waits for others to share its database commit and disk sync, at most 1s (0: commit at once)"`
 	LogLevel       string           `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	ShutdownGrace  time.Duration    `yaml:"shutdown_grace" help:"how long to wait for streams to drain on shutdown"`
 	Jobs           jobs.Config      `yaml:"jobs"`
