@@ -23,9 +23,9 @@ func freePortNumber(t *testing.T) string {
 	return localPorts.Port(t, "127.0.0.1")
 }
 
-// shows waits until the element's text contains want. The page redraws
-// its cards when the group changes, so the element is looked up afresh
-// on every try rather than held, as waitText does, across a redraw.
+// shows waits until the element's text contains want, hidden or not. The
+// page redraws its cards every few seconds while the group changes, so
+// the element is looked up and read in one script on every try.
 func shows(sel, want string) chromedp.Action[chromedp.Void] {
 	return waitJS(fmt.Sprintf(`(document.querySelector(%q)?.textContent || "").includes(%q)`, sel, want))
 }

@@ -158,7 +158,7 @@ func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
 		for {
 			got, err := chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible)(ctx, t)
-			if err != nil {
+			if err != nil && !nodeReplaced(err) {
 				return chromedp.Void{}, fmt.Errorf("%s: %w", sel, err)
 			}
 			if strings.Contains(got, want) {
@@ -171,6 +171,14 @@ func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 			}
 		}
 	}
+}
+
+// nodeReplaced reports whether err says the node an action had found was
+// gone by the time it read it: pages redraw their tables when data
+// changes, so the element is looked up afresh on the next try.
+func nodeReplaced(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "No node with given id found") || strings.Contains(m, "Could not find node with given id")
 }
 
 // waitJS waits until a JavaScript expression is true.
