@@ -75,7 +75,7 @@ func (b *browser) signIn(token, who string) {
 		chromedp.Reload(),
 		chromedp.WaitVisible(css("#token")),
 		chromedp.SendKeys(css("#token"), token),
-		chromedp.Click(css(`#login-form button[type="submit"]`)),
+		click(`#login-form button[type="submit"]`),
 		waitText("#who", who),
 	)
 }

@@ -264,13 +264,13 @@ func TestNotificationsInBrowser(t *testing.T) {
 		chromedp.Navigate(base),
 		chromedp.WaitVisible(css("#token")),
 		chromedp.SendKeys(css("#token"), strings.TrimSpace(string(adminTok))),
-		chromedp.Click(css(`#login-form button[type="submit"]`)),
+		click(`#login-form button[type="submit"]`),
 		waitText("#who", "local-admin · admin"),
 		waitText("#ov-alerts", "lonely — offline"),
 		waitText("#ov-alerts", "fired"),
 		waitText("#ov-alerts", "webhook "+hookSrv.URL+": firing delivered"),
 		chromedp.WaitVisible(css("#notify-test")),
-		chromedp.Click(css("#notify-test")),
+		click("#notify-test"),
 		waitText("#notify-test-result", "webhook "+hookSrv.URL+": ok"),
 	)
 	if hook.count(notify.KindTest) != 1 {
@@ -283,10 +283,10 @@ func TestNotificationsInBrowser(t *testing.T) {
 	writePNG(t, screenshotDir(t), "dashboard-alerts.png", png)
 
 	do("viewer",
-		chromedp.Click(css("#logout")),
+		click("#logout"),
 		chromedp.WaitVisible(css("#token")),
 		chromedp.SendKeys(css("#token"), viewer),
-		chromedp.Click(css(`#login-form button[type="submit"]`)),
+		click(`#login-form button[type="submit"]`),
 		waitText("#who", "wall-screen · viewer"),
 		waitText("#ov-alerts", "lonely — offline"),
 		chromedp.WaitNotVisible(css("#notify-test-bar")),

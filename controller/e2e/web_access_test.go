@@ -30,7 +30,7 @@ func TestAccessPageInBrowser(t *testing.T) {
 		chromedp.WaitVisible(css("#join-form")),
 		chromedp.SetValue(css("#join-name"), "web-rig"),
 		chromedp.SetValue(css("#join-uses"), "2"),
-		chromedp.Click(css(`#join-form button[type="submit"]`)),
+		click(`#join-form button[type="submit"]`),
 		waitJS(`(document.querySelector("#join-secret-value") || {}).value?.startsWith("qjt1.")`),
 	)
 	token := evalIn[string](b, "read token", `document.querySelector("#join-secret-value").value`)
@@ -63,9 +63,9 @@ func TestAccessPageInBrowser(t *testing.T) {
 	// Revoked in the browser (two clicks: arm, confirm), one use left.
 	rowSel := `#join-table tbody tr[data-token="` + id + `"] button`
 	b.do("revoke join token",
-		chromedp.Click(css(rowSel)),
+		click(rowSel),
 		waitText(rowSel, "Confirm"),
-		chromedp.Click(css(rowSel)),
+		click(rowSel),
 		waitText("#join-result", "revoked"),
 		waitJS(`!document.querySelector('#join-table tbody tr[data-token="`+id+`"]')`),
 	)
@@ -92,7 +92,7 @@ func TestAccessPageInBrowser(t *testing.T) {
 		chromedp.SetValue(css("#admin-name"), "wall-two"),
 		chromedp.SetValue(css("#admin-role"), "viewer"),
 		chromedp.SetValue(css("#admin-ttl"), "2d"),
-		chromedp.Click(css(`#admin-form button[type="submit"]`)),
+		click(`#admin-form button[type="submit"]`),
 		waitJS(`(document.querySelector("#admin-secret-value") || {}).value?.startsWith("qat1.")`),
 		waitText(`#admin-table tbody tr[data-name="wall-two"]`, "viewer"),
 	)
@@ -105,8 +105,8 @@ func TestAccessPageInBrowser(t *testing.T) {
 	}
 	adminRow := `#admin-table tbody tr[data-name="wall-two"] button`
 	b.do("revoke admin token",
-		chromedp.Click(css(adminRow)),
-		chromedp.Click(css(adminRow)),
+		click(adminRow),
+		click(adminRow),
 		waitText("#admin-result", "wall-two revoked"),
 		waitJS(`!document.querySelector('#admin-table tbody tr[data-name="wall-two"]')`),
 	)
@@ -117,8 +117,8 @@ func TestAccessPageInBrowser(t *testing.T) {
 	// Revoke the rig from the page.
 	b.do("revoke rig",
 		chromedp.SetValue(css("#revoke-rig"), "web-rig"),
-		chromedp.Click(css(`#revoke-rig-form button`)),
-		chromedp.Click(css(`#revoke-rig-form button`)),
+		click(`#revoke-rig-form button`),
+		click(`#revoke-rig-form button`),
 		waitText("#revoke-rig-result", "Rig web-rig revoked"),
 	)
 	eventually(t, "the rig is revoked", 30*time.Second, func() bool {
@@ -130,7 +130,7 @@ func TestAccessPageInBrowser(t *testing.T) {
 	// with the browser's user.
 	b.do("audit filter",
 		chromedp.SetValue(css("#audit-action"), "revoke"),
-		chromedp.Click(css(`#audit-form button[type="submit"]`)),
+		click(`#audit-form button[type="submit"]`),
 		waitText("#audit-table", "token revoke"),
 		waitText("#audit-table", "admin token revoke"),
 		waitText("#audit-table", "rig revoke"),
@@ -144,7 +144,7 @@ func TestAccessPageInBrowser(t *testing.T) {
 	}
 	b.do("audit unfiltered",
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#audit-action").value = ""`),
-		chromedp.Click(css(`#audit-form button[type="submit"]`)),
+		click(`#audit-form button[type="submit"]`),
 		waitText("#audit-table", "token create"))
 	b.screenshots(shots, "dashboard-access", "#/access", waitText("#audit-table", "token create"))
 

@@ -59,7 +59,7 @@ func TestBillingPageInBrowser(t *testing.T) {
 		chromedp.SetValue(css("#plan-fee"), "45"),
 		chromedp.SetValue(css("#plan-kwh"), "0.125"),
 		chromedp.SetValue(css("#plan-price"), "price_rig_monthly"),
-		chromedp.Click(css(`#plan-form button[type="submit"]`)),
+		click(`#plan-form button[type="submit"]`),
 		waitText("#plan-result", "Plan std saved"),
 		waitText(`#plan-table tr[data-plan="std"]`, "$45.00"),
 		waitText(`#plan-table tr[data-plan="std"]`, "$0.125/kWh"),
@@ -69,7 +69,7 @@ func TestBillingPageInBrowser(t *testing.T) {
 		chromedp.SetValue(css("#plan-id"), "cheap"),
 		chromedp.SetValue(css("#plan-fee"), "1.234"),
 		chromedp.SetValue(css("#plan-price"), "price_x"),
-		chromedp.Click(css(`#plan-form button[type="submit"]`)),
+		click(`#plan-form button[type="submit"]`),
 		waitText("#plan-fee-error", "at most two decimals"),
 	)
 	b.do("customer",
@@ -77,13 +77,13 @@ func TestBillingPageInBrowser(t *testing.T) {
 		chromedp.SetValue(css("#customer-name"), "Acme Hosting"),
 		chromedp.SetValue(css("#customer-email"), "ops@acme.example"),
 		chromedp.SetValue(css("#customer-plan"), "std"),
-		chromedp.Click(css(`#customer-form button[type="submit"]`)),
+		click(`#customer-form button[type="submit"]`),
 		waitText("#customer-result", "Customer acme-hosting created"),
 		waitText(`#customer-table tr[data-customer="acme-hosting"]`, "ops@acme.example"),
 		waitJS(`!!document.querySelector('#assign-customer option[value="acme-hosting"]')`),
 		chromedp.SetValue(css("#assign-customer"), "acme-hosting"),
 		chromedp.SetValue(css("#assign-rigs"), "hosted1"),
-		chromedp.Click(css(`#assign-form button[type="submit"]`)),
+		click(`#assign-form button[type="submit"]`),
 		waitText("#assign-result", "assigned to acme-hosting (now 1 rigs)"),
 		waitText(`#standing-table tr[data-customer="acme-hosting"]`, "std"),
 	)
@@ -99,9 +99,9 @@ func TestBillingPageInBrowser(t *testing.T) {
 	b.do("dead letter", refreshUntil(`!!document.querySelector('`+dead+`')`))
 	startStripeMockAt(t, stripeAddr)
 	b.do("retry",
-		chromedp.Click(css(dead+" button[data-retry]")),
+		click(dead+" button[data-retry]"),
 		waitText("#dead-result", "is back in the outbox"),
-		chromedp.Click(css("#outbox-all")),
+		click("#outbox-all"),
 		refreshUntil(`!!document.querySelector('#outbox-table tr[data-kind="customer.create"][data-state="done"]')`),
 		refreshUntil(`document.querySelector('#customer-table tr[data-customer="acme-hosting"]').innerText.includes("cus_")`),
 	)

@@ -45,13 +45,13 @@ func TestJobsPageInBrowser(t *testing.T) {
 		chromedp.Navigate(b.base+"#/jobs"),
 		chromedp.WaitVisible(css("#job-form")),
 		chromedp.SetValue(css("#job-spec"), "name: [unclosed"),
-		chromedp.Click(css(`#job-form button[type="submit"]`)),
+		click(`#job-form button[type="submit"]`),
 		waitJS(`document.querySelector("#job-spec-error").textContent.length > 0`),
 		waitJS(`location.hash === "#/jobs"`),
 	)
 	b.do("run",
 		chromedp.SetValue(css("#job-spec"), spec),
-		chromedp.Click(css(`#job-form button[type="submit"]`)),
+		click(`#job-form button[type="submit"]`),
 		waitJS(`location.hash.startsWith("#/jobs/")`),
 		waitText("#job-runs", "Run on builder-1"),
 	)
@@ -67,7 +67,7 @@ func TestJobsPageInBrowser(t *testing.T) {
 	id := strings.TrimPrefix(evalIn[string](b, "job id", `decodeURIComponent(location.hash)`), "#/jobs/")
 	b.do("revert",
 		chromedp.WaitVisible(css("#job-revert")),
-		chromedp.Click(css("#job-revert")),
+		click("#job-revert"),
 		waitText("#job-result", "builder-1: restored 2 file(s)"),
 	)
 	if _, err := os.Stat(filepath.Join(project, "go.sum")); !errors.Is(err, fs.ErrNotExist) {

@@ -173,6 +173,24 @@ func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 	}
 }
 
+// click clicks the element, looking it up again when the page redrew it
+// between finding it and clicking it.
+func click(sel string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for {
+			_, err := chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)(ctx, t)
+			if err == nil || !nodeReplaced(err) {
+				return chromedp.Void{}, err
+			}
+			select {
+			case <-ctx.Done():
+				return chromedp.Void{}, fmt.Errorf("%s: %w", sel, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
 // nodeReplaced reports whether err says the node an action had found was
 // gone by the time it read it: pages redraw their tables when data
 // changes, so the element is looked up afresh on the next try.
@@ -252,7 +270,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.Navigate(base),
 		chromedp.WaitVisible(css("#token")),
 		chromedp.SendKeys(css("#token"), strings.TrimSpace(string(adminTok))),
-		chromedp.Click(css(`#login-form button[type="submit"]`)),
+		click(`#login-form button[type="submit"]`),
 		chromedp.WaitVisible(css("#overview")),
 		waitText("#ov-total", "3"),
 		waitText("#ov-online", "3"),
@@ -263,7 +281,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	)
 	// Sorting: a click on Hashrate puts the GPU rig first. The server
 	// sorts, so the new order arrives with the next answer.
-	do("sort", chromedp.Click(css(`#rig-table th[data-key="hashrate"]`)),
+	do("sort", click(`#rig-table th[data-key="hashrate"]`),
 		waitJS(`document.querySelector("#rig-table th[data-key=hashrate]").classList.contains("desc")`),
 		waitText("#rig-table tbody tr:first-child td:first-child", "gpu-rig"))
 	first, err := chromedp.Run(ctx, chromedp.Text(css("#rig-table tbody tr:first-child td:first-child")))
@@ -277,7 +295,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// Following the rig's link opens its page, with both GPUs and charts.
 	do("rig page",
-		chromedp.Click(css(`#rig-table tbody tr:first-child a`)),
+		click(`#rig-table tbody tr:first-child a`),
 		waitText("#rig-name", "gpu-rig"),
 		waitJS(`document.querySelectorAll("#gpu-table tbody tr").length === 2`),
 		waitJS(`(() => { const s = document.querySelector("#chart-hashrate svg"); return !!s && Number(s.dataset.points) >= 10 && !!s.querySelector("path.line"); })()`),
@@ -309,7 +327,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	// An operator action goes to the rig and its answer comes back.
 	do("ping",
 		chromedp.WaitVisible(css("#rig-actions")),
-		chromedp.Click(css(`#rig-actions button[data-action="ping"]`)),
+		click(`#rig-actions button[data-action="ping"]`),
 		waitText("#action-result", "pong from gpu-rig"),
 	)
 	png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -339,10 +357,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	// even when asked directly.
 	do("viewer",
 		chromedp.EmulateViewport(1280, 900),
-		chromedp.Click(css("#logout")),
+		click("#logout"),
 		chromedp.WaitVisible(css("#token")),
 		chromedp.SendKeys(css("#token"), viewer),
-		chromedp.Click(css(`#login-form button[type="submit"]`)),
+		click(`#login-form button[type="submit"]`),
 		waitText("#who", "wall-screen · viewer"),
 		chromedp.Navigate(base+"#/rig/gpu-rig"),
 		waitText("#rig-name", "gpu-rig"),
