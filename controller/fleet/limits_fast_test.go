@@ -26,14 +26,9 @@ func TestReportFastCheckCoversEveryField(t *testing.T) {
 			name := pathName(p)
 			switch {
 			case fd.IsMap():
-				max := listMax(fd)
 				check(t, name+" entries", p, func(m protoreflect.Message, over bool) {
 					mp := m.Mutable(fd).Map()
-					n := max
-					if over {
-						n++
-					}
-					for j := range n {
+					for j := range entries(fd, over) {
 						mp.Set(protoreflect.ValueOfString(strings.Repeat("k", j+1)).MapKey(), protoreflect.ValueOfString("v"))
 					}
 				})
@@ -45,14 +40,9 @@ func TestReportFastCheckCoversEveryField(t *testing.T) {
 				})
 				cases += 3
 			case fd.IsList():
-				max := listMax(fd)
 				check(t, name+" entries", p, func(m protoreflect.Message, over bool) {
 					l := m.Mutable(fd).List()
-					n := max
-					if over {
-						n++
-					}
-					for range n {
+					for range entries(fd, over) {
 						l.Append(l.NewElement())
 					}
 				})
@@ -86,6 +76,14 @@ func TestReportFastCheckCoversEveryField(t *testing.T) {
 	}
 }
 
+// entries is the number of entries at fd's limit, or one over it.
+func entries(fd protoreflect.FieldDescriptor, over bool) int {
+	if over {
+		return listMax(fd) + 1
+	}
+	return listMax(fd)
+}
+
 // sized is a string at fd's limit, or one byte over it.
 func sized(fd protoreflect.FieldDescriptor, over bool) string {
 	n := MaxFieldBytes
@@ -107,6 +105,23 @@ func pathName(p []protoreflect.FieldDescriptor) string {
 	return b.String()
 }
 
+// down fills r along path, one element of each list on the way, and
+// returns the message at its end.
+func down(r *quarryv1.Report, path []protoreflect.FieldDescriptor) protoreflect.Message {
+	m := r.ProtoReflect()
+	for _, fd := range path {
+		if fd.IsList() {
+			l := m.Mutable(fd).List()
+			e := l.NewElement()
+			l.Append(e)
+			m = e.Message()
+			continue
+		}
+		m = m.Mutable(fd).Message()
+	}
+	return m
+}
+
 // check builds a report down path (one element of each list on the way),
 // lets set fill the last field at or over its limit, and compares both
 // checks with what the limit says.
@@ -114,18 +129,7 @@ func check(t *testing.T, name string, path []protoreflect.FieldDescriptor, set f
 	t.Helper()
 	for _, over := range []bool{false, true} {
 		r := &quarryv1.Report{}
-		m := r.ProtoReflect()
-		for _, fd := range path[:len(path)-1] {
-			if fd.IsList() {
-				l := m.Mutable(fd).List()
-				e := l.NewElement()
-				l.Append(e)
-				m = e.Message()
-				continue
-			}
-			m = m.Mutable(fd).Message()
-		}
-		set(m, over)
+		set(down(r, path[:len(path)-1]), over)
 		fast := reportWithinLimits(r)
 		slow := checkMessage(r.ProtoReflect()) == nil
 		if fast != !over || slow != !over {
@@ -144,17 +148,7 @@ func TestReportUnknownFieldsFound(t *testing.T) {
 	var walk func(path []protoreflect.FieldDescriptor, md protoreflect.MessageDescriptor)
 	walk = func(path []protoreflect.FieldDescriptor, md protoreflect.MessageDescriptor) {
 		r := &quarryv1.Report{Seq: 7}
-		m := r.ProtoReflect()
-		for _, fd := range path {
-			if fd.IsList() {
-				l := m.Mutable(fd).List()
-				e := l.NewElement()
-				l.Append(e)
-				m = e.Message()
-				continue
-			}
-			m = m.Mutable(fd).Message()
-		}
+		m := down(r, path)
 		clean := proto.Clone(r).(*quarryv1.Report)
 		if reportHasUnknown(r) {
 			t.Fatalf("%s: found unknown fields in a report without any", pathName(path))

@@ -66,17 +66,7 @@ func TestBadInputOnTheAgentStream(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			conn, err := grpc.NewClient(tc.GRPCAddr(), grpc.WithTransportCredentials(credsFor(bad)), grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			s, err := conn.NewStream(cctx, connectDesc, quarryv1.AgentService_Connect_FullMethodName)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := rawStream(t, tc, bad)
 			for _, m := range c.msgs {
 				if err := s.SendMsg(m); err != nil {
 					break
@@ -103,6 +93,24 @@ func TestBadInputOnTheAgentStream(t *testing.T) {
 	}
 }
 
+// rawStream opens the agent stream as a's rig, over its mutual TLS, with
+// a codec that sends whatever bytes the test gives it.
+func rawStream(t *testing.T, tc *testController, a *testAgent) grpc.ClientStream {
+	t.Helper()
+	conn, err := grpc.NewClient(tc.GRPCAddr(), grpc.WithTransportCredentials(credsFor(a)), grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	s, err := conn.NewStream(ctx, connectDesc, quarryv1.AgentService_Connect_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func mustMarshal(t *testing.T, m proto.Message) rawBytes {
 	b, err := proto.Marshal(m)
 	if err != nil {
@@ -125,17 +133,7 @@ func TestUnknownFieldsFromARigAreNotKept(t *testing.T) {
 	rep.Host.ProtoReflect().SetUnknown(pad)
 	rep.Events[0].ProtoReflect().SetUnknown(pad)
 
-	conn, err := grpc.NewClient(tc.GRPCAddr(), grpc.WithTransportCredentials(credsFor(a)), grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := conn.NewStream(cctx, connectDesc, quarryv1.AgentService_Connect_FullMethodName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := rawStream(t, tc, a)
 	if err := s.SendMsg(helloBytes(t, rig)); err != nil {
 		t.Fatal(err)
 	}

@@ -149,13 +149,7 @@ func run() error {
 		<-done
 		printSwitch(o.Rigs, applied)
 		if metricsURL != "" {
-			if cmdErr != nil {
-				fmt.Printf("  controller's own share: %v\n", cmdErr)
-			} else {
-				d := cmd1.since(cmd0)
-				fmt.Printf("  controller's own share, command queued→handed to the rig's stream: p50 %s, p99 %s, max %s, mean %s (%d commands, from %s)\n",
-					d.quantile(0.50), d.quantile(0.99), d.quantile(1), d.mean(), d.count(), commandMetric)
-			}
+			printHistogram("controller's own share, command queued→handed to the rig's stream", "commands", commandMetric, cmd0, cmd1, cmdErr)
 		}
 		return nil
 	}
@@ -205,15 +199,21 @@ func run() error {
 			rss>>20, anon>>20, float64(anon)/1024/float64(o.Rigs))
 	}
 	if metricsURL != "" {
-		if ackErr != nil {
-			fmt.Printf("  controller's own acknowledgement latency: %v\n", ackErr)
-		} else {
-			d := ack1.since(ack0)
-			fmt.Printf("  controller's own latency, report received→acknowledgement sent: p50 %s, p99 %s, mean %s (%d reports, from quarry_controller_report_ack_seconds)\n",
-				d.quantile(0.50), d.quantile(0.99), d.mean(), d.count())
-		}
+		printHistogram("controller's own latency, report received→acknowledgement sent", "reports", ackMetric, ack0, ack1, ackErr)
 	}
 	return nil
+}
+
+// printHistogram prints what the controller's histogram metric counted
+// between the scrapes before and after, or why it could not be read.
+func printHistogram(what, things, metric string, before, after histogram, err error) {
+	if err != nil {
+		fmt.Printf("  %s: %v\n", what, err)
+		return
+	}
+	d := after.since(before)
+	fmt.Printf("  %s: p50 %s, p99 %s, max %s, mean %s (%d %s, from %s)\n",
+		what, d.quantile(0.50), d.quantile(0.99), d.quantile(1), d.mean(), d.count(), things, metric)
 }
 
 // printSwitch prints how long the controller took from queueing the
