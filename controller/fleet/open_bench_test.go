@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -23,12 +22,9 @@ import (
 // is the heap the loaded fleet holds, after a collection, beyond what was
 // live before it opened.
 func BenchmarkOpen(b *testing.B) {
-	n := 100_000
-	if v := os.Getenv("QUARRY_BENCH_FLEET_RIGS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			b.Fatalf("QUARRY_BENCH_FLEET_RIGS=%q: want a positive number", v)
-		}
+	n, err := fleetbench.Rigs()
+	if err != nil {
+		b.Fatal(err)
 	}
 	path := os.Getenv("QUARRY_BENCH_FLEET_DB")
 	if path == "" {

@@ -36,12 +36,9 @@ import (
 //   - Overview: the dashboard's overview JSON (first page) over HTTP with a
 //     signed-in session.
 func BenchmarkFleet100k(b *testing.B) {
-	n := 100_000
-	if v := os.Getenv("QUARRY_BENCH_FLEET_RIGS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			b.Fatalf("QUARRY_BENCH_FLEET_RIGS=%q: want a positive number", v)
-		}
+	n, err := fleetbench.Rigs()
+	if err != nil {
+		b.Fatal(err)
 	}
 	dataDir := b.TempDir()
 	start := time.Now()

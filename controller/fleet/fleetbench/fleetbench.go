@@ -6,6 +6,8 @@ package fleetbench
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,6 +18,23 @@ import (
 
 // GPUsPerRig is how many GPUs each built rig reports.
 const GPUsPerRig = 6
+
+// RigsEnv names the fleet size a benchmark builds, when set.
+const RigsEnv = "QUARRY_BENCH_FLEET_RIGS"
+
+// Rigs is the fleet size the benchmarks build: 100,000 unless RigsEnv
+// says otherwise.
+func Rigs() (int, error) {
+	v := os.Getenv(RigsEnv)
+	if v == "" {
+		return 100_000, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive number", RigsEnv, v)
+	}
+	return n, nil
+}
 
 // RigName is the name of the i-th built rig.
 func RigName(i int) string { return fmt.Sprintf("bench-%06d", i) }
