@@ -205,25 +205,32 @@ func TestGroupReplicatesAndFailsOver(t *testing.T) {
 	}
 }
 
+// fileWith opens a bbolt file at path holding key=val, written as a
+// single controller writes.
+func fileWith(t *testing.T, path, key, val string) *bolt.DB {
+	t.Helper()
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := put(store.NewDB(b), key, val); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestSingleControllerSeedsGroup: a data dir that ran alone starts a group
 // with bootstrap_expect 1; a fresh member joining gets its state, and a
 // restart of the first member replays to the same state.
 func TestSingleControllerSeedsGroup(t *testing.T) {
 	ca := newCA(t)
 	dir := t.TempDir()
-	b, err := bolt.Open(filepath.Join(dir, "quarry.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := put(store.NewDB(b), "old", "state"); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	fileWith(t, filepath.Join(dir, "quarry.db"), "old", "state").Close()
 
 	// Not alone: refused, and the file is untouched.
 	cfgDir := t.TempDir()
 	b2, _ := bolt.Open(filepath.Join(dir, "quarry.db"), 0o600, nil)
-	_, err = New(Config{NodeID: "c1", DataDir: cfgDir, RaftAddr: freeAddr(t), SerfAddr: freeAddr(t), BootstrapExpect: 3, CA: ca, DB: b2, Fast: true})
+	_, err := New(Config{NodeID: "c1", DataDir: cfgDir, RaftAddr: freeAddr(t), SerfAddr: freeAddr(t), BootstrapExpect: 3, CA: ca, DB: b2, Fast: true})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("bootstrap_expect to 1")) {
 		t.Fatalf("a data dir with state joined a 3-member start: %v", err)
 	}
@@ -328,13 +335,7 @@ func (c *capture) Replicate(ops []byte) error {
 // so the seed does not wipe what came after it.
 func TestApplyBatchKeepsSeedOrder(t *testing.T) {
 	dir := t.TempDir()
-	src, err := bolt.Open(filepath.Join(dir, "src.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := put(store.NewDB(src), "seeded", "yes"); err != nil {
-		t.Fatal(err)
-	}
+	src := fileWith(t, filepath.Join(dir, "src.db"), "seeded", "yes")
 	img, err := image(src)
 	if err != nil {
 		t.Fatal(err)
