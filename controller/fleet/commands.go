@@ -267,9 +267,9 @@ func sortCommands(cs []*quarryv1.Command) {
 // handed to its rig's stream.
 func (f *Fleet) CommandHandedToStream(cmd *quarryv1.Command) {
 	d := f.opts.Now().Sub(time.Unix(0, cmd.GetCreatedUnixNano()))
-	f.mu.Lock()
-	f.stats.CommandSendLatency.observe(max(d, 0))
-	f.mu.Unlock()
+	f.cmdSendMu.Lock()
+	f.cmdSend.observe(max(d, 0))
+	f.cmdSendMu.Unlock()
 }
 
 func (f *Fleet) MarkSent(id string) error {
