@@ -61,11 +61,16 @@ if [ "$SATURATION" -gt 0 ]; then
   # buffered without waiting, so up to IN_FLIGHT reports a rig are
   # unacknowledged, as after an outage.
   mkdir -p "$OUT/replay"
-  for f in controller-cpu.pprof controller-heap.pprof; do mv "$OUT/$f" "$OUT/$f.lockstep"; done
+  # The controller writes every profile under one name; the lockstep run's
+  # step aside while the replay writes its own, whatever either run left.
+  for f in controller-cpu.pprof controller-heap.pprof; do [ ! -e "$OUT/$f" ] || mv "$OUT/$f" "$OUT/$f.lockstep"; done
   echo "== ingest: saturation replaying a backlog ($IN_FLIGHT reports in flight a rig) =="
   sim "$SATURATION" sat -saturate -in-flight "$IN_FLIGHT" -duration 20s -profile-controller
   sleep 1
-  for f in controller-cpu.pprof controller-heap.pprof; do mv "$OUT/$f" "$OUT/replay/$f"; mv "$OUT/$f.lockstep" "$OUT/$f"; done
+  for f in controller-cpu.pprof controller-heap.pprof; do
+    [ ! -e "$OUT/$f" ] || mv "$OUT/$f" "$OUT/replay/$f"
+    [ ! -e "$OUT/$f.lockstep" ] || mv "$OUT/$f.lockstep" "$OUT/$f"
+  done
   go tool pprof -top -nodecount 25 "$BIN/quarry-controller" "$OUT/replay/controller-cpu.pprof" 2>/dev/null | head -32 >"$OUT/replay/controller-cpu-top.txt" || true
   echo "profiles of the replay: $OUT/replay/"
 fi
