@@ -211,7 +211,8 @@ func truncateFrom(s string, max, total int) string {
 // one message every rig sends all the time. It must reach every string and
 // list in Report the reflective walk reaches: TestReportFastCheckCoversEveryField
 // sets each one over its limit, from the descriptors, and fails when this
-// passes it. Unknown fields are not among them: the walk skips them too.
+// passes it. Unknown fields are not among them: the walk skips them too,
+// and DropUnknown removes them before anything is stored.
 func reportWithinLimits(r *quarryv1.Report) bool {
 	if len(r.Gpus) > 64 || len(r.Miners) > 32 || len(r.Events) > 64 {
 		return false
