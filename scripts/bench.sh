@@ -127,7 +127,7 @@ YAML
     ctrl=$!
     for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/17080) 2>/dev/null && break; sleep 0.1; done
     rm -f "$work/ready"
-    sim "$n" "sw$n" -interval 10s -measure-switch 5m -ready-file "$work/ready" &
+    sim "$n" "sw$n" -interval 10s -measure-switch 5m -ready-file "$work/ready" -cpu-profile "$OUT/switch-$n/sim-cpu.pprof" &
     simpid=$!
     while [ ! -e "$work/ready" ] && kill -0 $simpid 2>/dev/null; do sleep 0.2; done
     # The controller profiles from the price change to the last answer.
@@ -137,6 +137,7 @@ YAML
     kill -USR1 $ctrl
     sleep 1
     go tool pprof -top -nodecount 25 "$BIN/quarry-controller" "$OUT/switch-$n/controller-cpu.pprof" 2>/dev/null | head -32 >"$OUT/switch-$n/controller-cpu-top.txt" || true
+    go tool pprof -top -nodecount 25 "$BIN/quarry-sim" "$OUT/switch-$n/sim-cpu.pprof" 2>/dev/null | head -32 >"$OUT/switch-$n/sim-cpu-top.txt" || true
     kill $ctrl; wait $ctrl 2>/dev/null || true
     ctrl=
   done

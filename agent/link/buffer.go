@@ -52,6 +52,10 @@ type Buffer struct {
 	log *slog.Logger
 	// Bucket names; a prefix lets many buffers share one database.
 	reports, meta, executed, events []byte
+	// commandTx writes the executed-command records. Buffers sharing one
+	// database batch them: a fleet-wide command reaches all of them at
+	// once, and one transaction each would queue on the file's writer.
+	commandTx func(func(*bolt.Tx) error) error
 
 	mu      sync.Mutex
 	count   int
@@ -73,7 +77,10 @@ func OpenBufferPrefixed(db *bolt.DB, prefix string, max int, log *slog.Logger) (
 	}
 	b := &Buffer{db: db, max: max, log: log, notify: make(chan struct{}, 1),
 		reports: []byte(prefix + bucketReports), meta: []byte(prefix + bucketMeta), executed: []byte(prefix + bucketExecuted),
-		events: []byte(prefix + bucketEvents)}
+		events: []byte(prefix + bucketEvents), commandTx: db.Update}
+	if prefix != "" {
+		b.commandTx = db.Batch
+	}
 	if err := store.EnsureBuckets(db, string(b.reports), string(b.meta), string(b.executed), string(b.events)); err != nil {
 		return nil, err
 	}
@@ -312,7 +319,8 @@ var ErrInterrupted = errors.New("agent stopped while running this command; not r
 func (b *Buffer) BeginCommand(id string) (*quarryv1.CommandResult, bool, error) {
 	var prior *quarryv1.CommandResult
 	seen := false
-	err := b.db.Update(func(tx *bolt.Tx) error {
+	err := b.commandTx(func(tx *bolt.Tx) error {
+		prior, seen = nil, false // a batched transaction may run this again
 		eb := tx.Bucket(b.executed)
 		v := eb.Get([]byte(id))
 		if v != nil {
@@ -335,8 +343,9 @@ func (b *Buffer) FinishCommand(res *quarryv1.CommandResult) error {
 	if err != nil {
 		return err
 	}
-	return b.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(b.executed).Put([]byte(res.CommandId), append(store.U64(uint64(time.Now().UnixNano())), v...))
+	stored := append(store.U64(uint64(time.Now().UnixNano())), v...)
+	return b.commandTx(func(tx *bolt.Tx) error {
+		return tx.Bucket(b.executed).Put([]byte(res.CommandId), stored)
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/quarryfleet/quarry/pkg/store"
 	"github.com/quarryfleet/quarry/pkg/testsupport"
@@ -202,4 +203,58 @@ func openBufferB(b *testing.B) (*Buffer, *bolt.DB) {
 		b.Fatal(err)
 	}
 	return buf, db
+}
+
+// Buffers sharing one database batch their command records; each still
+// remembers its own commands, and a batched transaction that runs a
+// record again must not report a first delivery as seen.
+func TestSharedBuffersRunCommandsOnce(t *testing.T) {
+	db := testsupport.OpenDB(t, filepath.Join(t.TempDir(), "shared.db"))
+	defer db.Close()
+	const n = 40
+	bufs := make([]*Buffer, n)
+	for i := range bufs {
+		b, err := OpenBufferPrefixed(db, fmt.Sprintf("rig-%d/", i), 3, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bufs[i] = b
+	}
+	each := func(f func(i int, b *Buffer) error) {
+		t.Helper()
+		var g errgroup.Group
+		for i, b := range bufs {
+			g.Go(func() error { return f(i, b) })
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	each(func(i int, b *Buffer) error {
+		if _, seen, err := b.BeginCommand("c1"); err != nil || seen {
+			return fmt.Errorf("buffer %d: first delivery seen=%v err=%v", i, seen, err)
+		}
+		return nil
+	})
+	each(func(i int, b *Buffer) error {
+		if res, seen, err := b.BeginCommand("c1"); err != nil || !seen || res.Status != quarryv1.CommandStatus_COMMAND_STATUS_FAILED {
+			return fmt.Errorf("buffer %d: interrupted command seen=%v res=%v err=%v", i, seen, res, err)
+		}
+		return b.FinishCommand(&quarryv1.CommandResult{CommandId: "c1", Status: quarryv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Output: fmt.Appendf(nil, "ok %d", i)})
+	})
+	each(func(i int, b *Buffer) error {
+		res, seen, err := b.BeginCommand("c1")
+		if err != nil || !seen || string(res.Output) != fmt.Sprintf("ok %d", i) {
+			return fmt.Errorf("buffer %d: redelivery seen=%v res=%v err=%v, want its own result", i, seen, res, err)
+		}
+		if _, seen, err := b.BeginCommand(fmt.Sprintf("only-%d", i)); err != nil || seen {
+			return fmt.Errorf("buffer %d: its own new command seen=%v err=%v", i, seen, err)
+		}
+		return nil
+	})
+	// Each buffer knows only its own commands.
+	if _, seen, err := bufs[0].BeginCommand("only-1"); err != nil || seen {
+		t.Fatalf("buffer 0 saw buffer 1's command: seen=%v err=%v", seen, err)
+	}
+	testsupport.CheckDB(t, db)
 }

@@ -103,6 +103,12 @@ func (c *Client) Run(ctx context.Context) error {
 			// links feels. (Write buffers are shared between flushes by
 			// default.)
 			grpc.WithReadBufferSize(0),
+			// A fixed window, as the controller sets on its side: with the
+			// default, every burst the controller sends (an acknowledgement,
+			// a command) is answered with a bandwidth-probing ping that
+			// both ends must read and the controller must answer.
+			grpc.WithInitialWindowSize(64<<10),
+			grpc.WithInitialConnWindowSize(64<<10),
 		)
 	})
 	defer c.conns.Close()

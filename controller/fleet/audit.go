@@ -41,13 +41,52 @@ func (f *Fleet) Audit(e *quarryv1.AuditEntry) error {
 // auditIn writes e in the caller's transaction, so an entry can commit
 // together with the change it records.
 func (f *Fleet) auditIn(tx *store.Tx, e *quarryv1.AuditEntry) error {
-	e.TimeUnixNano = f.opts.Now().UnixNano()
-	e.Who = redactedField(e.Who, maxAuditField)
+	cleanAudit(e, nil)
+	return f.putAudit(tx, e)
+}
+
+// cleanAudit redacts and cuts an entry's fields. Entries that share
+// texts (a fleet-wide command audits one detail for every rig) redact
+// each distinct text once through memo, which may be nil.
+func cleanAudit(e *quarryv1.AuditEntry, memo auditMemo) {
+	e.Who = memo.redacted(e.Who, maxAuditField)
 	e.Role = Truncate(e.Role, maxAuditField)
 	e.Action = Truncate(e.Action, maxAuditField)
 	e.Target = redactedField(e.Target, maxAuditField)
 	e.Result = redactedField(e.Result, maxAuditField)
-	e.Detail = redactedField(e.Detail, maxAuditDetail)
+	e.Detail = memo.redacted(e.Detail, maxAuditDetail)
+}
+
+// auditMemo keeps redacted texts by their original and their cap.
+type auditMemo map[auditMemoKey]string
+
+type auditMemoKey struct {
+	text string
+	max  int
+}
+
+// maxAuditMemo bounds a memo; past it texts are redacted each time.
+const maxAuditMemo = 256
+
+func (m auditMemo) redacted(s string, max int) string {
+	if m == nil {
+		return redactedField(s, max)
+	}
+	k := auditMemoKey{s, max}
+	if v, ok := m[k]; ok {
+		return v
+	}
+	v := redactedField(s, max)
+	if len(m) < maxAuditMemo {
+		m[k] = v
+	}
+	return v
+}
+
+// putAudit stores an entry cleanAudit has cleaned, in the caller's
+// transaction.
+func (f *Fleet) putAudit(tx *store.Tx, e *quarryv1.AuditEntry) error {
+	e.TimeUnixNano = f.opts.Now().UnixNano()
 	b, err := proto.Marshal(e)
 	if err != nil {
 		return err

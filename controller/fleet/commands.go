@@ -54,6 +54,7 @@ func (f *Fleet) QueueCommands(reqs []CommandRequest) ([]*quarryv1.CommandRecord,
 		pending  []byte
 	}
 	puts := make([]put, len(reqs))
+	memo := auditMemo{}
 	for i, r := range reqs {
 		rec, err := f.newCommand(r.RigID, r.Kind, r.Payload, r.TTL)
 		if err == nil {
@@ -70,6 +71,8 @@ func (f *Fleet) QueueCommands(reqs []CommandRequest) ([]*quarryv1.CommandRecord,
 			} else {
 				a.Result += " " + rec.Command.Id
 			}
+			// Outside the transaction, which holds up every other writer.
+			cleanAudit(a, memo)
 		}
 	}
 	err := f.db.Update(func(tx *store.Tx) error {
@@ -84,7 +87,7 @@ func (f *Fleet) QueueCommands(reqs []CommandRequest) ([]*quarryv1.CommandRecord,
 				}
 			}
 			if a := reqs[i].Audit; a != nil {
-				if err := f.auditIn(tx, a); err != nil {
+				if err := f.putAudit(tx, a); err != nil {
 					return fmt.Errorf("audit: %w", err)
 				}
 			}

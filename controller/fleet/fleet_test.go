@@ -223,8 +223,12 @@ func TestQueueCommandsBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Every entry shares one detail with a credential in it, as a
+	// fleet-wide switch audits one reason for many rigs; each must be
+	// stored redacted, the ones after the first included.
+	const detail = "pool stratum+tcp://w.r:hunter2@host:1 pays more"
 	audit := func(rig string) *quarryv1.AuditEntry {
-		return &quarryv1.AuditEntry{Who: "profit-switcher", Role: "system", Action: "profit.switch", Target: rig}
+		return &quarryv1.AuditEntry{Who: "profit-switcher", Role: "system", Action: "profit.switch", Target: rig, Detail: detail}
 	}
 	reqs := []CommandRequest{
 		{RigID: "a", Kind: quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET, Payload: []byte("sheet"), Audit: audit("a")},
@@ -250,6 +254,9 @@ func TestQueueCommandsBatch(t *testing.T) {
 	for _, e := range log {
 		if w := want[e.Target]; e.Result[:min(len(e.Result), len(w))] != w || e.TimeUnixNano == 0 {
 			t.Errorf("audit for %s: %q at %d, want %q…", e.Target, e.Result, e.TimeUnixNano, w)
+		}
+		if w := "pool stratum+tcp://w.r:[redacted]@host:1 pays more"; e.Detail != w {
+			t.Errorf("audit for %s: detail %q, want %q", e.Target, e.Detail, w)
 		}
 	}
 

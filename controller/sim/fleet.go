@@ -243,6 +243,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Profile.minerAPIs(o.Rigs) {
 		reader = newAPIReader()
 	}
+	sheets := &sheetCache{}
 	var g errgroup.Group
 	g.SetLimit(16)
 	for i := range o.Rigs {
@@ -256,6 +257,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 			if err != nil {
 				return err
 			}
+			r.sheets = sheets
 			buf, err := link.OpenBufferPrefixed(db, prefix, o.BufferSize, o.Log.With("rig", name))
 			if err != nil {
 				r.Close()

@@ -67,6 +67,7 @@ type Rig struct {
 	// through that miner's adapter as the agent does. apiMu orders
 	// starting and stopping it; api and ad are read under mu.
 	reader *apiReader
+	sheets *sheetCache
 	apiMu  sync.Mutex
 	api    *minersim.Server
 	ad     minerapi.Adapter
@@ -196,7 +197,9 @@ func (r *Rig) saveJob(j job) error {
 	if err != nil {
 		return err
 	}
-	return r.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(r.stateKey).Put([]byte("job"), v) })
+	// Batched: a fleet-wide switch saves every rig's job at once, and the
+	// rigs share a few database files.
+	return r.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(r.stateKey).Put([]byte("job"), v) })
 }
 
 // Job is what the rig mines now: coin and algorithm, or stopped.
@@ -215,7 +218,7 @@ func (r *Rig) HandleCommand(_ context.Context, cmd *quarryv1.Command) ([]byte, e
 	case quarryv1.CommandKind_COMMAND_KIND_PING:
 		return []byte("pong from " + r.Name + " (simulated)"), nil
 	case quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET:
-		sheet, err := flightsheet.Parse(cmd.Payload)
+		sheet, err := r.sheets.parse(cmd.Payload)
 		if err != nil {
 			r.event("flight_sheet_refused", "flight sheet refused: "+err.Error(), nil)
 			return nil, fmt.Errorf("refused, nothing changed: %w", err)
@@ -473,3 +476,38 @@ func (r *Rig) noise() float64 {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// sheetCache parses each distinct flight sheet once for the whole
+// simulated fleet: a fleet-wide switch sends every rig the same document,
+// and one process parsing it ten thousand times would measure the
+// simulator rather than the controller. Rigs only read the result.
+type sheetCache struct {
+	mu     sync.Mutex
+	parsed map[string]*flightsheet.FlightSheet
+}
+
+// maxCachedSheets bounds the cache; a fleet mines a handful of sheets.
+const maxCachedSheets = 32
+
+func (c *sheetCache) parse(payload []byte) (*flightsheet.FlightSheet, error) {
+	if c == nil {
+		return flightsheet.Parse(payload)
+	}
+	c.mu.Lock()
+	fs, ok := c.parsed[string(payload)]
+	c.mu.Unlock()
+	if ok {
+		return fs, nil
+	}
+	fs, err := flightsheet.Parse(payload)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.parsed == nil || len(c.parsed) >= maxCachedSheets {
+		c.parsed = map[string]*flightsheet.FlightSheet{}
+	}
+	c.parsed[string(payload)] = fs
+	return fs, nil
+}

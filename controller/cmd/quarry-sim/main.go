@@ -15,9 +15,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,7 +42,7 @@ func run() error {
 	var metricsURL string
 	var profileCtrl bool
 	var switchWait time.Duration
-	var readyFile string
+	var readyFile, cpuProfile string
 	flag.StringVar(&o.Addr, "controller", "127.0.0.1:7443", "controller gRPC address, or the addresses of a controller group, comma-separated")
 	flag.StringVar(&o.ServerName, "server-name", "", "name in the controller's certificate (default: the address's host)")
 	flag.StringVar(&tokenFile, "token-file", "", "file holding a join token with enough uses for the rigs not yet enrolled ('quarryctl token create --uses N')")
@@ -64,6 +66,7 @@ func run() error {
 	flag.BoolVar(&profileCtrl, "profile-controller", false, "with -controller-pid: send the controller SIGUSR1 as the measured window starts and ends (a controller started with QUARRY_PROFILE_DIR profiles exactly that window)")
 	flag.DurationVar(&switchWait, "measure-switch", 0, "once every rig is connected, wait this long for the controller to switch them (a flight sheet each) and print how long it took until every rig had answered")
 	flag.StringVar(&readyFile, "ready-file", "", "with -duration or -measure-switch: write this file when the measured window starts")
+	flag.StringVar(&cpuProfile, "cpu-profile", "", "with -duration or -measure-switch: write a CPU profile of the simulator's own measured window to this file")
 	flag.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
 
@@ -131,6 +134,13 @@ func run() error {
 			}
 		}
 	}
+	stopProfile, err := startCPUProfile(cpuProfile)
+	if err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	defer stopProfile()
 	if switchWait > 0 {
 		st.MeasureSwitch(true)
 		ready()
@@ -141,6 +151,7 @@ func run() error {
 			time.Sleep(20 * time.Millisecond)
 		}
 		applied := st.MeasureSwitch(false)
+		stopProfile()
 		cmd1, err := scrapeHistogram(ctx, metricsURL, commandMetric)
 		if cmdErr == nil {
 			cmdErr = err
@@ -175,6 +186,7 @@ func run() error {
 	acked1, elapsed := st.Acked(), time.Since(t0)
 	cpu1, cpuErr := procCPU(ctrlPID)
 	lat := st.Measure(false)
+	stopProfile()
 	signalCtrl()
 	rss, anon := procMem(ctrlPID)
 	ack1, err := ackHistogram(ctx, metricsURL)
@@ -214,6 +226,32 @@ func printHistogram(what, things, metric string, before, after histogram, err er
 	d := after.since(before)
 	fmt.Printf("  %s: p50 %s, p99 %s, max %s, mean %s (%d %s, from %s)\n",
 		what, d.quantile(0.50), d.quantile(0.99), d.quantile(1), d.mean(), d.count(), things, metric)
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is first called; later calls do nothing. An empty path
+// profiles nothing.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("-cpu-profile: %w", err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "quarry-sim: -cpu-profile:", err)
+			}
+		})
+	}, nil
 }
 
 // printSwitch prints how long the controller took from queueing the
