@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -233,11 +234,19 @@ type sample struct {
 	unknown  bool // a miner on it is in an unknown state
 }
 
+// algoSample is a report's reading of one canonical algorithm.
+type algoSample struct {
+	algo string
+	sample
+}
+
 // readReport applies the package's rules to a report: the hash rate
-// sample per canonical algorithm, and the algorithm the report's power
-// belongs to ("" when it belongs to none).
-func readReport(r *quarryv1.Report) (map[string]sample, string) {
-	algos := map[string]sample{}
+// sample per canonical algorithm, appended to buf, and the algorithm the
+// report's power belongs to ("" when it belongs to none). It runs for
+// every committed report, so it fills the caller's memory rather than a
+// map of its own: a rig runs one miner or a few.
+func readReport(r *quarryv1.Report, buf []algoSample) ([]algoSample, string) {
+	algos := buf[:0]
 	attributable := true
 	for _, m := range r.GetMiners() {
 		if m.GetState() == "stopped" {
@@ -253,24 +262,21 @@ func readReport(r *quarryv1.Report) (map[string]sample, string) {
 			attributable = false
 			continue
 		}
-		s := algos[algo]
+		k := slices.IndexFunc(algos, func(a algoSample) bool { return a.algo == algo })
+		if k < 0 {
+			k = len(algos)
+			algos = append(algos, algoSample{algo: algo})
+		}
 		if hashing {
-			s.hashrate += h
+			algos[k].hashrate += h
 		} else {
-			s.unknown = true
-		}
-		algos[algo] = s
-	}
-	for algo, s := range algos {
-		if s.unknown {
-			delete(algos, algo)
+			algos[k].unknown = true
 		}
 	}
+	algos = slices.DeleteFunc(algos, func(a algoSample) bool { return a.unknown })
 	power := ""
 	if attributable && len(algos) == 1 {
-		for algo := range algos {
-			power = algo
-		}
+		power = algos[0].algo
 	}
 	return algos, power
 }
@@ -279,7 +285,8 @@ func readReport(r *quarryv1.Report) (map[string]sample, string) {
 // rules in the package comment. It runs in the fleet's commit path, so it
 // only touches memory.
 func (l *Learner) ObserveReport(rigID string, r *quarryv1.Report) {
-	algos, powerAlgo := readReport(r)
+	var buf [4]algoSample
+	algos, powerAlgo := readReport(r, buf[:])
 	if len(algos) == 0 {
 		return
 	}
@@ -292,7 +299,8 @@ func (l *Learner) ObserveReport(rigID string, r *quarryv1.Report) {
 	a := l.opts.Alpha
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for algo, s := range algos {
+	for _, s := range algos {
+		algo := s.algo
 		f := l.figs[rigID][algo]
 		if f == nil {
 			f = &Figure{HashrateHs: s.hashrate}

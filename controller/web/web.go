@@ -173,15 +173,17 @@ type Server struct {
 	limiter  *loginLimiter
 	static   http.Handler
 
-	mu       sync.Mutex
-	changed  chan struct{}
-	closed   chan struct{}
-	isClosed bool
-	profit   ProfitProvider
-	switches SwitchProvider
-	billing  BillingProvider
-	figures  FigureProvider
-	alertSrc AlertProvider
+	mu      sync.Mutex
+	changed chan struct{}
+	// changedTaken: a stream holds changed, so the next change closes it.
+	changedTaken bool
+	closed       chan struct{}
+	isClosed     bool
+	profit       ProfitProvider
+	switches     SwitchProvider
+	billing      BillingProvider
+	figures      FigureProvider
+	alertSrc     AlertProvider
 }
 
 // New returns the dashboard server. Register it as a fleet report
@@ -246,14 +248,20 @@ func (s *Server) ObserveReport(string, *quarryv1.Report) { s.Changed() }
 // Changed wakes the live streams, for state changes outside reports.
 func (s *Server) Changed() {
 	s.mu.Lock()
-	close(s.changed)
-	s.changed = make(chan struct{})
+	// Every committed report lands here; while no stream holds the
+	// channel there is nobody to wake, and no new one to make.
+	if s.changedTaken {
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.changedTaken = false
+	}
 	s.mu.Unlock()
 }
 
 func (s *Server) changedCh() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.changedTaken = true
 	return s.changed
 }
 
