@@ -127,7 +127,6 @@ type Fleet struct {
 	done     chan struct{}
 	stats    IngestStats
 	observer []ReportObserver
-	rollups  rollupScratch // the committer's alone
 	// A switch times 10,000 commands at once, one per rig's stream; they
 	// take their own lock, not the one the committer holds.
 	cmdSendMu sync.Mutex
@@ -577,7 +576,7 @@ func (f *Fleet) commit(batch []ingestItem) {
 				if !fresh[i] {
 					continue
 				}
-				if err := appendHistory(hb, it.rigID, it.report, f.opts.HistoryLen, &f.rollups); err != nil {
+				if err := appendHistory(hb, it.rigID, it.report, f.opts.HistoryLen); err != nil {
 					return err
 				}
 			}
@@ -654,65 +653,12 @@ func applyReport(r *quarryv1.Rig, rep *quarryv1.Report, maxEvents int) {
 	}
 }
 
-// rollupScratch builds each report's rollup, the compact record kept as
-// bounded history, in the same memory every time: the committer makes one
-// for every report, and a fresh message tree each time was a quarter of
-// the controller's allocations at saturation. Only the committer uses it;
-// each encoded value is fresh, as bbolt holds values until the commit.
-type rollupScratch struct {
-	rep      quarryv1.Report
-	host     quarryv1.HostStats
-	gpus     []quarryv1.GPUStats
-	gpuPtrs  []*quarryv1.GPUStats
-	miners   []quarryv1.MinerStats
-	minerPtr []*quarryv1.MinerStats
-}
-
-func (s *rollupScratch) of(rep *quarryv1.Report) *quarryv1.Report {
-	s.rep = quarryv1.Report{Seq: rep.Seq, TimeUnixNano: rep.TimeUnixNano}
-	if h := rep.Host; h != nil {
-		s.host = quarryv1.HostStats{CpuPercent: h.CpuPercent, MemoryUsedBytes: h.MemoryUsedBytes, MemoryTotalBytes: h.MemoryTotalBytes, Load1: h.Load1, CpuPowerW: h.CpuPowerW}
-		s.rep.Host = &s.host
-	}
-	if n := len(rep.Gpus); n > 0 {
-		if cap(s.gpus) < n {
-			s.gpus = make([]quarryv1.GPUStats, n)
-			s.gpuPtrs = make([]*quarryv1.GPUStats, n)
-		}
-		for i, g := range rep.Gpus {
-			if g == nil {
-				g = &quarryv1.GPUStats{}
-			}
-			s.gpus[i] = quarryv1.GPUStats{Index: g.GetIndex(), BusId: g.GetBusId(), TemperatureC: g.TemperatureC, PowerW: g.PowerW, FanPercent: g.GetFanPercent(),
-				SmClockMhz: g.SmClockMhz, MemoryClockMhz: g.MemoryClockMhz, Lost: g.GetLost()}
-			s.gpuPtrs[i] = &s.gpus[i]
-		}
-		s.rep.Gpus = s.gpuPtrs[:n]
-	}
-	if n := len(rep.Miners); n > 0 {
-		if cap(s.miners) < n {
-			s.miners = make([]quarryv1.MinerStats, n)
-			s.minerPtr = make([]*quarryv1.MinerStats, n)
-		}
-		for i, m := range rep.Miners {
-			if m == nil {
-				m = &quarryv1.MinerStats{}
-			}
-			s.miners[i] = quarryv1.MinerStats{Miner: m.GetMiner(), Algorithm: m.GetAlgorithm(), Coin: m.GetCoin(), Hashrate: m.GetHashrate(),
-				Accepted: m.GetAccepted(), Rejected: m.GetRejected(), State: m.GetState()}
-			s.minerPtr[i] = &s.miners[i]
-		}
-		s.rep.Miners = s.minerPtr[:n]
-	}
-	return &s.rep
-}
-
-func appendHistory(hb *store.Bucket, rigID string, rep *quarryv1.Report, keep int, scratch *rollupScratch) error {
+func appendHistory(hb *store.Bucket, rigID string, rep *quarryv1.Report, keep int) error {
 	b, err := hb.CreateBucketIfNotExists([]byte(rigID))
 	if err != nil {
 		return err
 	}
-	v, err := proto.Marshal(scratch.of(rep))
+	v, err := encodeRollup(rep)
 	if err != nil {
 		return err
 	}
