@@ -1,13 +1,14 @@
 package fleet
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/quarryfleet/quarry/pkg/pki"
 	"github.com/quarryfleet/quarry/pkg/store"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
@@ -55,8 +56,25 @@ func (f *Fleet) QueueCommands(reqs []CommandRequest) ([]*quarryv1.CommandRecord,
 	}
 	puts := make([]put, len(reqs))
 	memo := auditMemo{}
+	// The whole batch is checked, named and timed at once: a fleet-wide
+	// switch queues ten thousand commands, and a lock and a random read
+	// for each let every busy stream run between them.
+	known := make([]bool, len(reqs))
+	f.mu.Lock()
 	for i, r := range reqs {
-		rec, err := f.newCommand(r.RigID, r.Kind, r.Payload, r.TTL)
+		_, known[i] = f.rigs[r.RigID]
+	}
+	f.mu.Unlock()
+	ids := make([]byte, commandIDBytes*len(reqs))
+	if _, err := rand.Read(ids); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return recs, errs
+	}
+	now := f.opts.Now()
+	for i, r := range reqs {
+		rec, err := commandRecord(r.RigID, known[i], r.Kind, r.Payload, r.TTL, ids[i*commandIDBytes:(i+1)*commandIDBytes], now)
 		if err == nil {
 			var b []byte
 			if b, err = proto.Marshal(rec); err == nil {
@@ -101,36 +119,40 @@ func (f *Fleet) QueueCommands(reqs []CommandRequest) ([]*quarryv1.CommandRecord,
 		}
 		return recs, errs
 	}
-	for _, rec := range recs {
-		if rec != nil {
-			f.deliver(rec)
-		}
-	}
+	f.deliver(recs...)
 	return recs, errs
 }
 
 // newCommand builds a pending command record for a known rig.
 func (f *Fleet) newCommand(rigID string, kind quarryv1.CommandKind, payload []byte, ttl time.Duration) (*quarryv1.CommandRecord, error) {
+	f.mu.Lock()
+	_, ok := f.rigs[rigID]
+	f.mu.Unlock()
+	id := make([]byte, commandIDBytes)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	return commandRecord(rigID, ok, kind, payload, ttl, id, f.opts.Now())
+}
+
+// commandIDBytes is how many random bytes name a command.
+const commandIDBytes = 8
+
+// commandRecord builds a pending command record; known says whether the
+// fleet has the rig, and id holds the command's random bytes.
+func commandRecord(rigID string, known bool, kind quarryv1.CommandKind, payload []byte, ttl time.Duration, id []byte, now time.Time) (*quarryv1.CommandRecord, error) {
 	if kind == quarryv1.CommandKind_COMMAND_KIND_UNSPECIFIED {
 		return nil, fmt.Errorf("command kind is required")
 	}
 	if ttl <= 0 {
 		ttl = DefaultCommandTTL
 	}
-	f.mu.Lock()
-	_, ok := f.rigs[rigID]
-	f.mu.Unlock()
-	if !ok {
+	if !known {
 		return nil, fmt.Errorf("%w %q", ErrUnknownRig, rigID)
 	}
-	id, err := pki.RandomHex(8)
-	if err != nil {
-		return nil, err
-	}
-	now := f.opts.Now()
 	return &quarryv1.CommandRecord{
 		Command: &quarryv1.Command{
-			Id:              "cmd-" + id,
+			Id:              "cmd-" + hex.EncodeToString(id),
 			Kind:            kind,
 			Payload:         payload,
 			CreatedUnixNano: now.UnixNano(),
@@ -142,21 +164,26 @@ func (f *Fleet) newCommand(rigID string, kind quarryv1.CommandKind, payload []by
 	}, nil
 }
 
-// deliver hands a stored command to its rig's stream when the rig is
-// connected.
-func (f *Fleet) deliver(rec *quarryv1.CommandRecord) {
+func (f *Fleet) deliver(recs ...*quarryv1.CommandRecord) {
+	sessions := make([]*Session, len(recs))
 	f.mu.Lock()
-	s := f.sessions[rec.RigId]
-	f.mu.Unlock()
-	if s == nil {
-		return
+	for i, rec := range recs {
+		if rec != nil {
+			sessions[i] = f.sessions[rec.RigId]
+		}
 	}
-	select {
-	case s.commands <- rec.Command:
-	default:
-		// The stream is saturated; the command stays pending and goes
-		// out on the next connect.
-		f.log.Warn("command queue full; delivering on reconnect", "rig", rec.RigId, "command", rec.Command.Id)
+	f.mu.Unlock()
+	for i, s := range sessions {
+		if s == nil {
+			continue
+		}
+		select {
+		case s.commands <- recs[i].Command:
+		default:
+			// The stream is saturated; the command stays pending and goes
+			// out on the next connect.
+			f.log.Warn("command queue full; delivering on reconnect", "rig", recs[i].RigId, "command", recs[i].Command.Id)
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -43,6 +44,7 @@ func run() error {
 	var profileCtrl bool
 	var switchWait time.Duration
 	var readyFile, cpuProfile string
+	var gcPercent int
 	flag.StringVar(&o.Addr, "controller", "127.0.0.1:7443", "controller gRPC address, or the addresses of a controller group, comma-separated")
 	flag.StringVar(&o.ServerName, "server-name", "", "name in the controller's certificate (default: the address's host)")
 	flag.StringVar(&tokenFile, "token-file", "", "file holding a join token with enough uses for the rigs not yet enrolled ('quarryctl token create --uses N')")
@@ -66,10 +68,14 @@ func run() error {
 	flag.BoolVar(&profileCtrl, "profile-controller", false, "with -controller-pid: send the controller SIGUSR1 as the measured window starts and ends (a controller started with QUARRY_PROFILE_DIR profiles exactly that window)")
 	flag.DurationVar(&switchWait, "measure-switch", 0, "once every rig is connected, wait this long for the controller to switch them (a flight sheet each) and print how long it took until every rig had answered")
 	flag.StringVar(&readyFile, "ready-file", "", "with -duration or -measure-switch: write this file when the measured window starts")
+	flag.IntVar(&gcPercent, "gc-percent", 400, "the simulator's own garbage collection target, as GOGC (which, when set, wins): above Go's 100 it spends memory to leave more of the shared cores to the controller it measures")
 	flag.StringVar(&cpuProfile, "cpu-profile", "", "with -duration or -measure-switch: write a CPU profile of the simulator's own measured window to this file")
 	flag.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
 
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
