@@ -127,7 +127,7 @@ YAML
     ctrl=$!
     for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/17080) 2>/dev/null && break; sleep 0.1; done
     rm -f "$work/ready"
-    sim "$n" "sw$n" -interval 10s -measure-switch 5m -ready-file "$work/ready" -cpu-profile "$OUT/switch-$n/sim-cpu.pprof" &
+    sim "$n" "sw$n" -interval 10s -measure-switch 5m -switch-algorithm autolykos2 -ready-file "$work/ready" -cpu-profile "$OUT/switch-$n/sim-cpu.pprof" &
     simpid=$!
     while [ ! -e "$work/ready" ] && kill -0 $simpid 2>/dev/null; do sleep 0.2; done
     # The controller profiles from the price change to the last answer.

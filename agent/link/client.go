@@ -55,6 +55,9 @@ type Client struct {
 	// OnAck, if set, is told each acknowledgement after the buffer has
 	// dropped what it covers.
 	OnAck func(upTo uint64)
+	// OnCommand, if set, is told of each command as it arrives, before it
+	// is recorded or run. It must not block.
+	OnCommand func(*quarryv1.Command)
 
 	BackoffBase  time.Duration // default 500ms
 	BackoffMax   time.Duration // default 30s
@@ -406,6 +409,9 @@ func (c *Client) recvLoop(ctx context.Context, stream quarryv1.AgentService_Conn
 				c.OnAck(m.Ack.UpToSeq)
 			}
 		case *quarryv1.ConnectResponse_Command:
+			if c.OnCommand != nil {
+				c.OnCommand(m.Command)
+			}
 			if err := c.accept(ctx, m.Command); err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/quarryfleet/quarry/agent/link"
+	"github.com/quarryfleet/quarry/pkg/market"
 	quarryv1 "github.com/quarryfleet/quarry/proto/quarry/v1"
 )
 
@@ -91,28 +92,44 @@ type Stats struct {
 
 	swMu    sync.Mutex
 	swOn    bool
-	applied map[string]Applied // by rig, the first flight sheet while measuring
+	swAlgo  string               // canonical; "" times any flight sheet
+	applied map[string]Applied   // by rig, the first flight sheet while measuring
+	arrived map[string]time.Time // by command id, flight sheets while measuring
 }
 
 // Applied times one rig's first flight sheet command: when the controller
-// queued it (its clock; the same machine's in a benchmark), when the rig
-// got it and when it returned the result, which the link sends at once.
+// queued it (its clock; the same machine's in a benchmark), when it
+// arrived on the rig's stream, when the rig's handler began on it (after
+// the link recorded it as started) and when it returned the result, which
+// the link sends at once.
 type Applied struct {
-	Queued, Received, Done time.Time
-	Err                    bool
+	Queued, Arrived, Received, Done time.Time
+	Err                             bool
 }
 
 // MeasureSwitch starts (true) or stops timing the first flight sheet each
-// rig is sent, and returns those timed so far.
-func (s *Stats) MeasureSwitch(on bool) map[string]Applied {
+// rig is sent, and returns those timed so far. With an algorithm, only a
+// sheet that moves the rig to it (or that the rig refuses) is timed, so a
+// late first assignment is not taken for the switch being measured.
+func (s *Stats) MeasureSwitch(on bool, algorithm string) map[string]Applied {
 	s.swMu.Lock()
 	defer s.swMu.Unlock()
 	out := s.applied
-	s.swOn, s.applied = on, nil
+	s.swAlgo = market.CanonicalAlgorithm(algorithm)
+	s.swOn, s.applied, s.arrived = on, nil, nil
 	if on {
-		s.applied = map[string]Applied{}
+		s.applied, s.arrived = map[string]Applied{}, map[string]time.Time{}
 	}
 	return out
+}
+
+func (s *Stats) noteArrived(rig, cmdID string) {
+	now := time.Now()
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	if _, seen := s.applied[rig]; s.swOn && !seen {
+		s.arrived[cmdID] = now
+	}
 }
 
 // SwitchAcked is how many rigs have answered a flight sheet since
@@ -123,13 +140,18 @@ func (s *Stats) SwitchAcked() int {
 	return len(s.applied)
 }
 
-func (s *Stats) noteApplied(rig string, a Applied) {
+func (s *Stats) noteApplied(rig, cmdID, algo string, a Applied) {
 	s.swMu.Lock()
 	defer s.swMu.Unlock()
-	if !s.swOn {
+	if !s.swOn || (s.swAlgo != "" && !a.Err && algo != s.swAlgo) {
 		return
 	}
 	if _, seen := s.applied[rig]; !seen {
+		a.Arrived = s.arrived[cmdID]
+		if a.Arrived.IsZero() {
+			a.Arrived = a.Received
+		}
+		delete(s.arrived, cmdID)
 		s.applied[rig] = a
 	}
 }
@@ -145,7 +167,8 @@ func (h timedHandler) HandleCommand(ctx context.Context, cmd *quarryv1.Command) 
 	got := time.Now()
 	out, err := h.r.HandleCommand(ctx, cmd)
 	if cmd.Kind == quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET {
-		h.stats.noteApplied(h.r.Name, Applied{Queued: time.Unix(0, cmd.CreatedUnixNano), Received: got, Done: time.Now(), Err: err != nil})
+		_, algo, _ := h.r.Job()
+		h.stats.noteApplied(h.r.Name, cmd.Id, algo, Applied{Queued: time.Unix(0, cmd.CreatedUnixNano), Received: got, Done: time.Now(), Err: err != nil})
 	}
 	return out, err
 }
@@ -400,6 +423,11 @@ func (f *Fleet) link(ctx context.Context, r *simRig, settled func()) {
 		Log: f.opts.Log.With("rig", r.Name),
 		Hello: func() *quarryv1.Hello {
 			return &quarryv1.Hello{Hostname: r.Name, Version: f.opts.Version, Inventory: r.Inventory()}
+		},
+		OnCommand: func(cmd *quarryv1.Command) {
+			if cmd.Kind == quarryv1.CommandKind_COMMAND_KIND_APPLY_FLIGHT_SHEET {
+				f.stats.noteArrived(r.Name, cmd.Id)
+			}
 		},
 		OnState: func(up bool) {
 			settled()

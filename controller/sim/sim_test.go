@@ -261,3 +261,35 @@ func TestNewRefusesAnInFlightWindowOverTheBuffer(t *testing.T) {
 		}
 	}
 }
+
+// A switch measured to one algorithm times only the sheets that move a
+// rig there (or that it refuses), each from its arrival on the stream.
+func TestMeasureSwitchToAlgorithm(t *testing.T) {
+	var st Stats
+	if got := st.MeasureSwitch(true, "Autolykos2"); got != nil {
+		t.Fatalf("nothing was being measured, got %v", got)
+	}
+	t0 := time.Now()
+	st.noteArrived("a", "c1")
+	st.noteApplied("a", "c1", "etchash", Applied{Queued: t0, Received: t0, Done: t0})
+	if n := st.SwitchAcked(); n != 0 {
+		t.Fatalf("a late first assignment to etchash was timed (%d)", n)
+	}
+	st.noteArrived("a", "c2")
+	st.noteApplied("a", "c2", "autolykos2", Applied{Queued: t0, Received: t0.Add(time.Hour), Done: t0.Add(time.Hour)})
+	st.noteApplied("b", "c3", "etchash", Applied{Queued: t0, Received: t0, Done: t0, Err: true})
+	st.noteApplied("a", "c4", "autolykos2", Applied{Queued: t0, Received: t0, Done: t0})
+	got := st.MeasureSwitch(false, "")
+	if len(got) != 2 || !got["b"].Err {
+		t.Fatalf("timed %v, want rig a's switch and rig b's refusal", got)
+	}
+	if a := got["a"]; a.Arrived.IsZero() || !a.Arrived.Before(a.Received) {
+		t.Errorf("rig a arrived %v, handled %v: want its arrival on the stream, before its handling", a.Arrived, a.Received)
+	}
+	if b := got["b"]; !b.Arrived.Equal(b.Received) {
+		t.Errorf("rig b had no arrival noted: want its handling time, got %v", b.Arrived)
+	}
+	if got := st.MeasureSwitch(false, ""); got != nil {
+		t.Errorf("after stopping, %v", got)
+	}
+}

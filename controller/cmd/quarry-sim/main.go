@@ -43,7 +43,7 @@ func run() error {
 	var metricsURL string
 	var profileCtrl bool
 	var switchWait time.Duration
-	var readyFile, cpuProfile string
+	var readyFile, cpuProfile, switchAlgo string
 	var gcPercent int
 	flag.StringVar(&o.Addr, "controller", "127.0.0.1:7443", "controller gRPC address, or the addresses of a controller group, comma-separated")
 	flag.StringVar(&o.ServerName, "server-name", "", "name in the controller's certificate (default: the address's host)")
@@ -67,6 +67,7 @@ func run() error {
 	flag.StringVar(&metricsURL, "controller-metrics", "", "with -duration: the controller's /metrics/controller URL, read at the start and end of the measured window for its own report acknowledgement latency")
 	flag.BoolVar(&profileCtrl, "profile-controller", false, "with -controller-pid: send the controller SIGUSR1 as the measured window starts and ends (a controller started with QUARRY_PROFILE_DIR profiles exactly that window)")
 	flag.DurationVar(&switchWait, "measure-switch", 0, "once every rig is connected, wait this long for the controller to switch them (a flight sheet each) and print how long it took until every rig had answered")
+	flag.StringVar(&switchAlgo, "switch-algorithm", "", "with -measure-switch: time only flight sheets that move a rig to this algorithm (default: the first flight sheet of any kind)")
 	flag.StringVar(&readyFile, "ready-file", "", "with -duration or -measure-switch: write this file when the measured window starts")
 	flag.IntVar(&gcPercent, "gc-percent", 400, "the simulator's own garbage collection target, as GOGC (which, when set, wins): above Go's 100 it spends memory to leave more of the shared cores to the controller it measures")
 	flag.StringVar(&cpuProfile, "cpu-profile", "", "with -duration or -measure-switch: write a CPU profile of the simulator's own measured window to this file")
@@ -148,7 +149,7 @@ func run() error {
 	}
 	defer stopProfile()
 	if switchWait > 0 {
-		st.MeasureSwitch(true)
+		st.MeasureSwitch(true, switchAlgo)
 		ready()
 		fmt.Fprintf(os.Stderr, "quarry-sim: %d rigs connected in %s; waiting up to %s for a switch\n", o.Rigs, connected.Round(time.Millisecond), switchWait)
 		cmd0, cmdErr := scrapeHistogram(ctx, metricsURL, commandMetric)
@@ -156,7 +157,7 @@ func run() error {
 		for st.SwitchAcked() < o.Rigs && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(20 * time.Millisecond)
 		}
-		applied := st.MeasureSwitch(false)
+		applied := st.MeasureSwitch(false, "")
 		stopProfile()
 		cmd1, err := scrapeHistogram(ctx, metricsURL, commandMetric)
 		if cmdErr == nil {
@@ -267,8 +268,8 @@ func printSwitch(rigs int, applied map[string]sim.Applied) {
 		fmt.Printf("switch: no rig was sent a flight sheet\n")
 		return
 	}
-	var firstQ, lastQ, lastDone time.Time
-	var perRig, handling []time.Duration
+	var firstQ, lastQ, lastDone, lastArrived time.Time
+	var perRig, arrival, handling []time.Duration
 	failed := 0
 	for _, a := range applied {
 		if firstQ.IsZero() || a.Queued.Before(firstQ) {
@@ -280,15 +281,21 @@ func printSwitch(rigs int, applied map[string]sim.Applied) {
 		if a.Done.After(lastDone) {
 			lastDone = a.Done
 		}
+		if a.Arrived.After(lastArrived) {
+			lastArrived = a.Arrived
+		}
 		if a.Err {
 			failed++
 		}
 		perRig = append(perRig, a.Done.Sub(a.Queued))
+		arrival = append(arrival, a.Arrived.Sub(a.Queued))
 		handling = append(handling, a.Done.Sub(a.Received))
 	}
 	fmt.Printf("switch: %d of %d rigs answered (%d refused); first flight sheet queued → every answer sent: %s; queueing took %s; per rig queued→answered p50=%s p99=%s max=%s (rig's own handling p99=%s)\n",
 		len(applied), rigs, failed, lastDone.Sub(firstQ).Round(time.Millisecond), lastQ.Sub(firstQ).Round(time.Millisecond),
 		q(perRig, 0.5), q(perRig, 0.99), q(perRig, 1), q(handling, 0.99))
+	fmt.Printf("  delivery: first flight sheet queued → on every rig's stream: %s; per rig queued→arrived p50=%s p99=%s max=%s\n",
+		lastArrived.Sub(firstQ).Round(time.Millisecond), q(arrival, 0.5), q(arrival, 0.99), q(arrival, 1))
 }
 
 // q is the p quantile of d (sorted in place).
