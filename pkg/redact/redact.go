@@ -176,22 +176,51 @@ func Text(s string) string {
 	return s
 }
 
-// mayNameSecret reports whether s may hold a word pairRE looks for. Its
-// case folding is Unicode's, so any text that is not ASCII is taken as
-// maybe: "ſecret" (a long s) matches it.
+// mayNameSecret reports whether s may hold a word pairRE looks for,
+// matched as pairRE's (?i) matches it.
 func mayNameSecret(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return true
-		}
-	}
-	l := strings.ToLower(s)
+	l := foldForSecretWords(s)
 	for _, w := range []string{"pass", "secret", "token", "apikey", "api_key", "private_key", "credential"} {
 		if strings.Contains(l, w) {
 			return true
 		}
 	}
 	return false
+}
+
+// foldForSecretWords lower-cases s for the search for pairRE's words. The
+// words are ASCII, and under Unicode case folding only two characters
+// outside ASCII fold to an ASCII letter: the long s (U+017F) and the
+// Kelvin sign (U+212A); TestOnlyTwoRunesFoldIntoASCII checks that. Every
+// other character outside ASCII becomes a NUL, which no word contains,
+// so text in any language is searched as cheaply as English.
+func foldForSecretWords(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToLower(s)
+	}
+	b := make([]byte, 0, len(s))
+	for _, r := range s {
+		switch {
+		case r >= 'A' && r <= 'Z':
+			b = append(b, byte(r-'A'+'a'))
+		case r < utf8.RuneSelf:
+			b = append(b, byte(r))
+		case r == '\u017F':
+			b = append(b, 's')
+		case r == '\u212A':
+			b = append(b, 'k')
+		default:
+			b = append(b, 0)
+		}
+	}
+	return string(b)
 }
 
 func redactURL(raw string) string {

@@ -3,6 +3,8 @@ package redact
 import (
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestYAML(t *testing.T) {
@@ -116,6 +118,48 @@ func FuzzTextPrechecks(f *testing.F) {
 
 func BenchmarkTextWithoutSecrets(b *testing.B) {
 	s := "queued 9f2c0a1b77e4d3c2 apply_flight_sheet erg to rig r10000-4711 (switch: etc to erg, +12.4%)" // no secret, as most audit text
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Text(s)
+	}
+}
+
+// foldForSecretWords maps only the long s and the Kelvin sign to ASCII
+// letters; that is right only if no other character outside ASCII shares
+// a case-folding orbit with an ASCII letter.
+func TestOnlyTwoRunesFoldIntoASCII(t *testing.T) {
+	for r := rune(utf8.RuneSelf); r <= unicode.MaxRune; r++ {
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < utf8.RuneSelf && unicode.IsLetter(f) && r != '\u017F' && r != '\u212A' {
+				t.Errorf("%U folds to %q", r, f)
+			}
+		}
+	}
+}
+
+func TestSecretWordsFoundInAnyScript(t *testing.T) {
+	for s, want := range map[string]bool{
+		"erg pays 12 % more → switch": false,
+		"données: rien à cacher":      false,
+		"mot de passe: x":             true, // holds "pass": the check only says maybe
+		"ſecret: x":                   true,
+		"\u212Aey api\u212Aey=x":      true,
+		"TOKEN → 1":                   true,
+		"crédential":                  false,
+		"Pässword=x":                  false,
+		"\xffpassword=x":              true,
+	} {
+		if got := mayNameSecret(s); got != want {
+			t.Errorf("mayNameSecret(%q) = %v, want %v", s, got, want)
+		}
+		if got, every := Text(s), textByEveryExpression(s); got != every {
+			t.Errorf("Text(%q) = %q, every expression gives %q", s, got, every)
+		}
+	}
+}
+
+func BenchmarkTextNotASCII(b *testing.B) {
+	s := "switch: erg pays 12.4 % more than etc → (r10000-4711, 6× RTX 3070)"
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = Text(s)
