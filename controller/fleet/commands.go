@@ -66,12 +66,7 @@ func (f *Fleet) QueueCommands(reqs []CommandRequest) ([]*quarryv1.CommandRecord,
 	}
 	f.mu.Unlock()
 	ids := make([]byte, commandIDBytes*len(reqs))
-	if _, err := rand.Read(ids); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		return recs, errs
-	}
+	_, _ = rand.Read(ids) // crypto/rand never fails: it fills ids or crashes the process
 	now := f.opts.Now()
 	for i, r := range reqs {
 		rec, err := commandRecord(r.RigID, known[i], r.Kind, r.Payload, r.TTL, ids[i*commandIDBytes:(i+1)*commandIDBytes], now)
@@ -129,9 +124,7 @@ func (f *Fleet) newCommand(rigID string, kind quarryv1.CommandKind, payload []by
 	_, ok := f.rigs[rigID]
 	f.mu.Unlock()
 	id := make([]byte, commandIDBytes)
-	if _, err := rand.Read(id); err != nil {
-		return nil, err
-	}
+	_, _ = rand.Read(id) // crypto/rand never fails: it fills id or crashes the process
 	return commandRecord(rigID, ok, kind, payload, ttl, id, f.opts.Now())
 }
 
