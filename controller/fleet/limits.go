@@ -317,40 +317,31 @@ func discardUnknown(m protoreflect.Message) {
 // fields; TestReportUnknownFieldsFound sets them on each kind of message
 // in a report, from the descriptors.
 func reportHasUnknown(r *quarryv1.Report) bool {
-	unknown := func(m proto.Message) bool { return len(m.ProtoReflect().GetUnknown()) > 0 }
-	if unknown(r) {
+	if unknownFields(r) || anyUnknownFields(r.Gpus) || anyUnknownFields(r.Events) {
 		return true
 	}
-	if h := r.Host; h != nil {
-		if unknown(h) {
-			return true
-		}
-		for _, s := range h.Sensors {
-			if s != nil && unknown(s) {
-				return true
-			}
-		}
-	}
-	for _, g := range r.Gpus {
-		if g != nil && unknown(g) {
-			return true
-		}
+	if h := r.Host; h != nil && (unknownFields(h) || anyUnknownFields(h.Sensors)) {
+		return true
 	}
 	for _, m := range r.Miners {
-		if m == nil {
-			continue
-		}
-		if unknown(m) {
+		if m != nil && (unknownFields(m) || anyUnknownFields(m.Gpus)) {
 			return true
 		}
-		for _, g := range m.Gpus {
-			if g != nil && unknown(g) {
-				return true
-			}
-		}
 	}
-	for _, e := range r.Events {
-		if e != nil && unknown(e) {
+	return false
+}
+
+func unknownFields(m proto.Message) bool { return len(m.ProtoReflect().GetUnknown()) > 0 }
+
+// anyUnknownFields reports whether a message in the list, nil ones
+// skipped, carries unknown fields.
+func anyUnknownFields[M interface {
+	comparable
+	proto.Message
+}](list []M) bool {
+	var none M
+	for _, m := range list {
+		if m != none && unknownFields(m) {
 			return true
 		}
 	}
