@@ -75,6 +75,18 @@ func (p *Profile) minerAPIs(n int) bool {
 	return n <= MaxMinerAPIRigs
 }
 
+// Mines reports whether any card in the profile has figures for the
+// algorithm, in any of its spellings.
+func (p *Profile) Mines(algorithm string) bool {
+	algo := market.CanonicalAlgorithm(algorithm)
+	for _, m := range p.GPUModels {
+		if _, ok := m.Algorithms[algo]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // GPUModel is one card's figures.
 type GPUModel struct {
 	IdlePowerW  float64                `yaml:"idle_power"`

@@ -293,3 +293,15 @@ func TestMeasureSwitchToAlgorithm(t *testing.T) {
 		t.Errorf("after stopping, %v", got)
 	}
 }
+
+func TestProfileMinesAlgorithm(t *testing.T) {
+	p, err := DefaultProfile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for algo, want := range map[string]bool{"etchash": true, "Autolykos2": true, "autolykos": true, "sha256d": false, "autolykos3": false, "": false} {
+		if got := p.Mines(algo); got != want {
+			t.Errorf("Mines(%q) = %v, want %v", algo, got, want)
+		}
+	}
+}

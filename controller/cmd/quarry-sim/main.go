@@ -74,6 +74,9 @@ func run() error {
 	flag.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
 
+	if err := checkMeasureFlags(gcPercent, duration, switchWait, cpuProfile, switchAlgo); err != nil {
+		return err
+	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
@@ -96,6 +99,20 @@ func run() error {
 			return err
 		}
 		o.Profile = p
+	}
+	if switchAlgo != "" {
+		p := o.Profile
+		if p == nil {
+			var err error
+			if p, err = sim.DefaultProfile(); err != nil {
+				return err
+			}
+		}
+		// A typo would otherwise wait out -measure-switch for a switch
+		// no simulated card can make.
+		if !p.Mines(switchAlgo) {
+			return fmt.Errorf("-switch-algorithm %q: no card in the profile has figures for it", switchAlgo)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -233,6 +250,23 @@ func printHistogram(what, things, metric string, before, after histogram, err er
 	d := after.since(before)
 	fmt.Printf("  %s: p50 %s, p99 %s, max %s, mean %s (%d %s, from %s)\n",
 		what, d.quantile(0.50), d.quantile(0.99), d.quantile(1), d.mean(), d.count(), things, metric)
+}
+
+// checkMeasureFlags refuses flag values the simulator would otherwise
+// ignore or act on badly: the measuring flags mean nothing without a
+// measured window, and a collector target of zero or less would collect
+// without pause or never (GOGC=off says the latter on purpose).
+func checkMeasureFlags(gcPercent int, duration, switchWait time.Duration, cpuProfile, switchAlgo string) error {
+	if gcPercent <= 0 {
+		return fmt.Errorf("-gc-percent %d: must be positive (GOGC=off turns the collector off)", gcPercent)
+	}
+	if duration <= 0 && switchWait <= 0 && cpuProfile != "" {
+		return errors.New("-cpu-profile profiles the measured window: give -duration or -measure-switch")
+	}
+	if switchWait <= 0 && switchAlgo != "" {
+		return errors.New("-switch-algorithm needs -measure-switch")
+	}
+	return nil
 }
 
 // startCPUProfile profiles this process into path until the returned
