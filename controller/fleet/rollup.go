@@ -1,7 +1,7 @@
 package fleet
 
 import (
-	"fmt"
+	"errors"
 	"math"
 	"unicode/utf8"
 
@@ -70,13 +70,13 @@ func encodeRollup(rep *quarryv1.Report) ([]byte, error) {
 func rollupStringsValid(rep *quarryv1.Report) error {
 	for _, g := range rep.GetGpus() {
 		if !utf8.ValidString(g.GetBusId()) {
-			return fmt.Errorf("rollup: GPU bus id is not valid UTF-8")
+			return errors.New("rollup: GPU bus id is not valid UTF-8")
 		}
 	}
 	for _, m := range rep.GetMiners() {
 		for _, s := range [...]string{m.GetMiner(), m.GetAlgorithm(), m.GetCoin(), m.GetState()} {
 			if !utf8.ValidString(s) {
-				return fmt.Errorf("rollup: miner field is not valid UTF-8")
+				return errors.New("rollup: a miner field is not valid UTF-8")
 			}
 		}
 	}
